@@ -1,0 +1,31 @@
+# GIFT reproduction pipeline. Thin entry point: load + validate the config, include the rules.
+#   snakemake                          every target of the tiny default (the README's main command)
+#   snakemake figures/fig1.pdf         only what Figure 1 needs
+#   snakemake --configfile config/smoke.yaml    CI-sized run
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+REPO = Path(workflow.basedir)
+
+
+configfile: str(REPO / "params.yaml")
+
+
+include: "workflow/rules/common.smk"
+
+
+include: "workflow/rules/world.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/sft.smk"
+include: "workflow/rules/grpo.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,21 @@
+"""Rule `figure1`: SFT validation loss per epoch, and post-RL pass@1 across β (paper Figure 1)."""
+
+from giftlab import cli
+from giftlab.io import read_json
+from giftlab.reporting.figures import figure1
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--sft-metrics", nargs="+", required=True, help="results/sft/<backbone>/<run>/metrics.json")
+    p.add_argument("--rl-evals", nargs="+", required=True, help="results/eval/rl/<backbone>/<run>/<bench>.summary.json")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    figure1([read_json(f) for f in args.sft_metrics], [read_json(f) for f in args.rl_evals],
+            backbones=config["backbones"], pdf=args.pdf, png=args.png, benchmark=config["benchmark"])
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,26 @@
+"""Rule `grpo`: GRPO (TRL) from the selected SFT epoch of one run; write the final policy."""
+
+from giftlab import cli
+from giftlab.data import read_jsonl
+from giftlab.models import load_model, load_tokenizer
+from giftlab.provenance import write_result
+from giftlab.training.grpo import train_grpo
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--init", required=True, help="the policy GRPO starts from (an SFT epoch dir or a base model)")
+    p.add_argument("--rl", required=True, help="RL prompts (DeepMath schema jsonl)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--work", required=True, help="resumable trainer state (not an output)")
+    p.add_argument("--metrics", required=True)
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
+                         rl_rows=read_jsonl(args.rl), cfg=config["grpo"], seed=config["seed"],
+                         out_dir=args.out, work_dir=args.work, job_config=config)
+    write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,26 @@
+"""Rule `split`: disjoint, deterministic SFT / RL / validation subsets of the DeepMath-schema problems."""
+
+from giftlab import cli
+from giftlab.data import load_problems, split_problems, write_jsonl
+from giftlab.provenance import write_result
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--problems", required=True, help="local .jsonl/.parquet or a hub dataset id")
+    p.add_argument("--sft", required=True)
+    p.add_argument("--rl", required=True)
+    p.add_argument("--val", required=True)
+    p.add_argument("--summary", required=True)
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    rows = load_problems(args.problems, config["solution_key"])
+    parts = split_problems(rows, config["split"], seed=config["seed"])
+    for name in ("sft", "rl", "val"):
+        write_jsonl(getattr(args, name), parts[name])
+    write_result(args.summary, {"source": args.problems, "rows_in_source": len(rows),
+                                "sizes": {k: len(v) for k, v in parts.items()}}, config)
+
+
+if __name__ == "__main__":
+    cli.run(main)

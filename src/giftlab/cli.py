@@ -1,0 +1,69 @@
+"""Shared plumbing for the thin entry points in ``scripts/``.
+
+Every rule passes its job's resolved config section as JSON (``--config``) and names its
+inputs and outputs explicitly, so a script runs the same under Snakemake, DVC or by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+class ConfigError(ValueError):
+    """A bad config value; its message is one line naming the key."""
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True,
+                   help="the job's config as a JSON string, or a path to a .json/.yaml file")
+    return p
+
+
+def load_job_config(value: str) -> dict[str, Any]:
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config: not valid JSON ({exc.msg})") from None
+    path = Path(value)
+    if not path.exists():
+        raise ConfigError(f"--config: no such file {path}")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(path.read_text())
+    return json.loads(path.read_text())
+
+
+def setup(args: argparse.Namespace) -> dict[str, Any]:
+    """Parse the job config, configure logging and thread count; return the config."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_job_config(args.config)
+    threads = int(os.environ.get("GIFTLAB_THREADS", config.get("threads", 1) or 1))
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # plotting/table scripts do not need torch
+        pass
+    return config
+
+
+def run(main_fn, argv: Sequence[str] | None = None) -> None:
+    """Call ``main_fn(argv)``; turn expected user errors into one line on stderr, exit 1."""
+    try:
+        main_fn(argv)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("GIFTLAB_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,108 @@
+"""DeepMath-schema problems: loading (tiny jsonl, hub id or local file), splitting, SFT tokenisation."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from giftlab.cli import ConfigError
+from giftlab.io import write_text_atomic
+
+REQUIRED_COLUMNS = ("question", "final_answer")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing input file: {path}")
+    rows = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return write_text_atomic(path, text)
+
+
+def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
+    """Load DeepMath-schema rows from a local .jsonl/.parquet or (when online) a hub dataset id."""
+    local = Path(path)
+    if local.suffix == ".jsonl":
+        rows = read_jsonl(local)
+    elif local.suffix == ".parquet" or local.is_dir():
+        import pandas as pd
+
+        if not local.exists():
+            raise FileNotFoundError(f"missing input file: {local}")
+        rows = pd.read_parquet(local).to_dict("records")
+    else:  # a hub id such as zwhe99/DeepMath-103K
+        try:
+            import datasets
+
+            rows = list(datasets.load_dataset(path, split="train"))
+        except Exception as exc:  # offline, missing, or gated: say which
+            raise ConfigError(f"data.path: cannot load '{path}' as a local file or hub dataset "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    check_columns(rows, (*REQUIRED_COLUMNS, solution_key), source=path)
+    return rows
+
+
+def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], source: str) -> None:
+    for i, row in enumerate(rows):
+        for col in columns:
+            value = row.get(col)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{source}: row {i}: column '{col}' is missing or empty")
+
+
+def split_problems(rows: Sequence[Mapping[str, Any]], sizes: Mapping[str, int], seed: int
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Disjoint, deterministic subsets (paper: 10k SFT / 10k RL / 1k validation).
+
+    Rows are deduplicated by question text first so no question lands in two subsets.
+    """
+    unique: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        unique.setdefault(row["question"].strip(), row)
+    pool = list(unique.values())
+    need = sum(sizes.values())
+    if need > len(pool):
+        raise ConfigError(f"config error: data.split asks for {need} problems but the source has "
+                          f"{len(pool)} distinct questions")
+    random.Random(seed).shuffle(pool)
+    out, start = {}, 0
+    for name, size in sizes.items():
+        out[name] = [dict(r) for r in pool[start:start + size]]
+        start += size
+    return out
+
+
+# ---------------------------------------------------------------- SFT tokenisation
+
+def render_prompt(tokenizer, question: str) -> str:
+    """The prompt string every stage uses: the tokenizer's own chat template, one user turn."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                         tokenize=False, add_generation_prompt=True)
+
+
+def tokenize_sft_example(tokenizer, question: str, solution: str, max_length: int) -> dict[str, list[int]]:
+    """Prompt (masked) + solution + EOS (trained), right-truncated to ``max_length``.
+
+    Both parts are tokenised without special tokens except the BOS the prompt's template or
+    post-processor adds, so the model sees exactly what generation will feed it.
+    """
+    prompt_ids = tokenizer(render_prompt(tokenizer, question), add_special_tokens=True)["input_ids"]
+    answer_ids = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}

@@ -1,0 +1,72 @@
+"""The record every result file carries: config hash, seed, code version, package versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+from giftlab.io import write_json_atomic
+
+TRACKED_PACKAGES = (
+    "giftlab", "torch", "transformers", "accelerate", "trl", "datasets", "tokenizers",
+    "math-verify", "snakemake", "dvc", "numpy", "pandas", "matplotlib", "vllm",
+)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """A stable short hash of a (job) config: sorted-key JSON, sha256, 16 hex digits."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """HEAD of the repository holding this package, with ``-dirty`` when tracked files differ."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def provenance(config: Mapping[str, Any], seed: int | None = None) -> dict[str, Any]:
+    return {
+        "config_hash": config_hash(config),
+        "config": dict(config),
+        "seed": seed if seed is not None else config.get("seed"),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "command": " ".join(sys.argv),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_result(path, payload: Mapping[str, Any], config: Mapping[str, Any],
+                 seed: int | None = None) -> Path:
+    """Write a result JSON atomically with its provenance record under the key ``provenance``."""
+    record = dict(payload)
+    record["provenance"] = provenance(config, seed)
+    return write_json_atomic(path, record)

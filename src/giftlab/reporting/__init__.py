@@ -1,0 +1,1 @@
+"""Tables and figures. Everything here reads small metric JSONs, never checkpoints."""

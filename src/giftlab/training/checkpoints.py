@@ -1,0 +1,67 @@
+"""Resumable training state shared by every trainer in the pipeline.
+
+Trainer checkpoints (weights + optimizer + RNG + trainer state) live in a *work* directory that
+is not a Snakemake output, so Snakemake never deletes them when it reruns an interrupted job. A
+checkpoint counts only once :class:`CompleteMarker` has stamped it after the Trainer finished
+writing it; anything else is a torn write from a killed job and is discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from transformers import TrainerCallback
+
+from giftlab.provenance import config_hash
+
+MARKER = "CHECKPOINT_COMPLETE"
+FINGERPRINT = "job_fingerprint.json"
+_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+class CompleteMarker(TrainerCallback):
+    """Stamp each checkpoint directory once the Trainer has fully saved it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            (ckpt / MARKER).write_text(str(state.global_step))
+        return control
+
+
+def last_complete_checkpoint(work_dir: str | Path) -> Path | None:
+    """The newest stamped checkpoint in ``work_dir``; unstamped (torn) ones are deleted."""
+    work_dir = Path(work_dir)
+    if not work_dir.is_dir():
+        return None
+    complete = []
+    for path in work_dir.iterdir():
+        match = _CKPT_RE.match(path.name)
+        if not match or not path.is_dir():
+            continue
+        if (path / MARKER).exists():
+            complete.append((int(match.group(1)), path))
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return max(complete)[1] if complete else None
+
+
+def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any]) -> Path:
+    """Create ``work_dir``; wipe it when it holds state from a different job config."""
+    work_dir = Path(work_dir)
+    fingerprint = {"config_hash": config_hash(job_config)}
+    stamp = work_dir / FINGERPRINT
+    if work_dir.exists():
+        try:
+            same = json.loads(stamp.read_text()) == fingerprint
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if not same:
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(fingerprint))
+    return work_dir

@@ -1,0 +1,299 @@
+"""One SFT trainer for every objective: a transformers ``Trainer`` whose loss is chosen by name.
+
+Everything except the per-token loss is shared across objectives — template, EOS, masking,
+right truncation, batch, schedule, precision, and the normalisation: the sum of per-token losses
+over the whole optimiser step divided by its number of response tokens (``num_items_in_batch``),
+so gradient accumulation does not change the objective.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from giftlab.data import tokenize_sft_example
+from giftlab.io import atomic_dir, write_json_atomic
+from giftlab.objectives import TokenBatch, get_objective
+from giftlab.training.checkpoints import CompleteMarker, last_complete_checkpoint, prepare_work_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    max_length: int
+    grad_accum: int = 1
+    lr_scheduler: str = "constant"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    adam_betas: Sequence[float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    loss_head: str = "auto"
+    bf16: bool = False
+    seed: int = 0
+    logging_steps: int = 10
+    extra: dict = field(default_factory=dict)
+
+
+class SFTDataset(Dataset):
+    def __init__(self, rows, tokenizer, solution_key: str, max_length: int):
+        self.examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length)
+                         for r in rows]
+        self.examples = [e for e in self.examples if any(l != -100 for l in e["labels"][1:])]
+        if not self.examples:
+            raise ValueError("no SFT example has a response token left after truncation; raise sft.max_length")
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return self.examples[i]
+
+
+class PadCollator:
+    """Right padding; padded labels are -100 so they never count as response tokens."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, features):
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad, dtype=torch.long)
+        labels = torch.full((len(features), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def response_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask over next-token positions (logits[:, :-1]) that predict a response token, and those targets."""
+    shifted = labels[:, 1:]
+    mask = shifted != -100
+    return mask, shifted[mask]
+
+
+class ObjectiveTrainer(Trainer):
+    """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
+
+    def __init__(self, *args, objective, ref_model=None, old_model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.ref_model = ref_model
+        self.old_model = old_model
+        # Our loss is already a token mean over the whole accumulated step (num_items_in_batch).
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        self._diag_sums: dict[str, float] = {}
+        self._diag_batches = 0
+
+    @staticmethod
+    def _masked_logits(model, inputs, mask):
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        return out.logits[:, :-1][mask]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mask, targets = response_positions(inputs["labels"])
+        logits = self._masked_logits(model, inputs, mask)
+        ref_logits = old_logprobs = None
+        if self.objective.needs_ref:
+            with torch.no_grad():
+                ref_logits = self._masked_logits(self.ref_model, inputs, mask)
+        if self.objective.needs_old:
+            with torch.no_grad():
+                old = self._masked_logits(self.old_model, inputs, mask).float().log_softmax(-1)
+                old_logprobs = old.gather(-1, targets[:, None]).squeeze(-1)
+        batch = TokenBatch(logits=logits, labels=targets, ref_logits=ref_logits, old_logprobs=old_logprobs)
+        per_token = self.objective(batch)
+        denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+        if torch.is_tensor(denom):
+            denom = denom.to(per_token.device)
+        loss = per_token.sum() / denom
+        if model.training:
+            self._record_diagnostics(batch)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _record_diagnostics(self, batch):
+        from giftlab.objectives import diagnostics
+
+        with torch.no_grad():
+            diag = diagnostics(batch, self.objective)
+        for key, value in diag.items():
+            self._diag_sums[key] = self._diag_sums.get(key, 0.0) + float(value)
+        self._diag_batches += 1
+
+    def pop_diagnostics(self) -> dict[str, float]:
+        out = {k: v / max(self._diag_batches, 1) for k, v in self._diag_sums.items()}
+        self._diag_sums, self._diag_batches = {}, 0
+        return out
+
+
+@torch.no_grad()
+def validation_cross_entropy(model, dataset, collator, batch_size: int = 64) -> float:
+    """Token-mean −log p(y*) over the validation responses: comparable across objectives."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        mask, targets = response_positions(batch["labels"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
+        total += torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
+        count += targets.numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+class EpochEnd(TrainerCallback):
+    """At each epoch end: validation CE, objective diagnostics, and an HF-format export of the weights.
+
+    Records persist in ``work_dir/epochs.json`` so a resumed run keeps the earlier epochs' rows.
+    """
+
+    def __init__(self, trainer: ObjectiveTrainer, tokenizer, val_dataset, work_dir: Path, batch_size: int):
+        self.trainer, self.tokenizer, self.val = trainer, tokenizer, val_dataset
+        self.work_dir, self.batch_size = work_dir, batch_size
+        self.path = work_dir / "epochs.json"
+        self.records = json.loads(self.path.read_text()) if self.path.exists() else []
+        self._train_losses: list[float] = []
+        self._t0 = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._train_losses.append(float(logs["loss"]))
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        epoch = int(round(state.epoch))
+        val_ce = validation_cross_entropy(model, self.val, self.trainer.data_collator, self.batch_size)
+        export = self.work_dir / "export" / f"epoch_{epoch}"
+        if export.exists():
+            shutil.rmtree(export)
+        model.save_pretrained(export)
+        self.tokenizer.save_pretrained(export)
+        record = {"epoch": epoch, "step": state.global_step, "val_loss": val_ce,
+                  "train_loss": (sum(self._train_losses) / len(self._train_losses)) if self._train_losses else None,
+                  "seconds": round(time.time() - self._t0, 2), **self.trainer.pop_diagnostics()}
+        self.records = [r for r in self.records if r["epoch"] != epoch] + [record]
+        write_json_atomic(self.path, self.records)
+        log.info("epoch %d: val_loss %.4f train_loss %s", epoch, val_ce, record["train_loss"])
+        self._train_losses, self._t0 = [], time.time()
+        return control
+
+
+def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: int) -> TrainingArguments:
+    use_cpu = not torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        learning_rate=settings.lr,
+        lr_scheduler_type=settings.lr_scheduler,
+        warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        weight_decay=settings.weight_decay,
+        adam_beta1=settings.adam_betas[0],
+        adam_beta2=settings.adam_betas[1],
+        max_grad_norm=settings.max_grad_norm,
+        bf16=settings.bf16 and not use_cpu,
+        use_cpu=use_cpu,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        save_strategy="epoch",
+        save_total_limit=2,
+        eval_strategy="no",
+        logging_steps=max(1, min(settings.logging_steps, steps_per_epoch)),
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, solution_key: str,
+              method: str, objective_params: dict[str, Any], settings: SFTSettings,
+              out_dir: str | Path, work_dir: str | Path, job_config: dict[str, Any],
+              callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Train one SFT run; write ``out_dir/epoch_<k>/`` for every epoch; return metrics.
+
+    Resumes from the newest complete checkpoint in ``work_dir`` (same job config only).
+    """
+    set_seed(settings.seed)
+    objective = get_objective(method, **objective_params)
+    work_dir = prepare_work_dir(work_dir, job_config)
+    model = load_model(base_path)
+    ref_model = old_model = None
+    if objective.needs_ref:
+        ref_model = load_model(base_path).eval().requires_grad_(False)
+    if objective.needs_old:
+        old_model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
+    val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
+    steps_per_epoch = math.ceil(len(train_ds) / (settings.batch_size * settings.grad_accum))
+    args = training_arguments(settings, work_dir, steps_per_epoch)
+    trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
+                               data_collator=PadCollator(tokenizer.pad_token_id),
+                               objective=objective, ref_model=ref_model, old_model=old_model)
+    if ref_model is not None:
+        ref_model.to(trainer.args.device)
+    epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size)
+    trainer.add_callback(epoch_end)
+    trainer.add_callback(CompleteMarker())
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    if old_model is not None:
+        old_model.to(trainer.args.device)
+        trainer.add_callback(SnapshotRefresh(old_model, int(objective.hparams.get("snapshot_every", 8))))
+
+    resume = last_complete_checkpoint(work_dir)
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.time() - t0
+
+    epochs = sorted(epoch_end.records, key=lambda r: r["epoch"])
+    missing = [e for e in range(1, settings.epochs + 1) if not (work_dir / "export" / f"epoch_{e}").is_dir()]
+    if missing or len(epochs) != settings.epochs:
+        raise RuntimeError(f"training ended without exports for epochs {missing}")
+    with atomic_dir(out_dir) as tmp:
+        for e in range(1, settings.epochs + 1):
+            shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}")
+    return {"method": method, "objective": {"name": objective.name, **objective.hparams},
+            "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
+            "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
+            "train_seconds_this_session": round(seconds, 2)}
+
+
+class SnapshotRefresh(TrainerCallback):
+    """PSFT's π_old: a lagged copy of the policy refreshed every ``every`` optimiser steps.
+
+    Refreshing every step would make the ratio ≡ 1 and PSFT collapse to SFT.
+    """
+
+    def __init__(self, old_model, every: int):
+        self.old_model, self.every = old_model, max(1, every)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self.old_model.load_state_dict(model.state_dict())
+        return control

@@ -1,0 +1,112 @@
+"""The shared SFT trainer: token-mean normalisation, per-epoch exports, resume at an epoch boundary."""
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from giftlab.models import build_tiny_model, load_model
+from giftlab.objectives import get_objective
+from giftlab.tinyworld.tokenizer import build_tokenizer
+from giftlab.training.sft import ObjectiveTrainer, PadCollator, SFTDataset, SFTSettings, train_sft, training_arguments
+
+ROWS = [{"question": f"Start with {i}. Add {i % 7 + 1}. What is the result?",
+         "final_answer": str(i + i % 7 + 1),
+         "r1_solution_1": f"{i}+{i % 7 + 1}={i + i % 7 + 1}\n" * (1 + i % 3) + f"\\boxed{{{i + i % 7 + 1}}}"}
+        for i in range(1, 25)]
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("base")
+    tok = build_tokenizer(out)
+    model = build_tiny_model("qwen2", vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=32, tokenizer=tok, seed=0)
+    model.save_pretrained(out)
+    return out
+
+
+def settings(**kw):
+    base = dict(epochs=3, batch_size=8, lr=1e-3, max_length=96, seed=0, logging_steps=1)
+    base.update(kw)
+    return SFTSettings(**base)
+
+
+def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum):
+    tok = build_tokenizer()
+    ds = SFTDataset(ROWS[:8], tok, "r1_solution_1", 96)
+    model = load_model(base_dir)
+    args = training_arguments(settings(batch_size=batch_size, grad_accum=grad_accum, epochs=1, lr=1.0),
+                              tmp_path / f"w{batch_size}", steps_per_epoch=1)
+    args.optim = "sgd"
+    args.max_steps = 1
+    args.max_grad_norm = 1e9
+    args.lr_scheduler_type = "constant"
+    args.warmup_steps = 0
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id),
+                               objective=get_objective("sft"))
+    trainer.train()
+    return {n: before[n] - p.detach() for n, p in model.named_parameters()}
+
+
+def test_loss_is_a_token_mean_over_the_whole_step_under_accumulation(base_dir, tmp_path):
+    # Ragged lengths: a per-micro-batch mean would differ from the token mean over the step.
+    full = grads_after_one_step(base_dir, tmp_path, batch_size=8, grad_accum=1)
+    accumulated = grads_after_one_step(base_dir, tmp_path, batch_size=2, grad_accum=4)
+    for name in full:
+        torch.testing.assert_close(accumulated[name], full[name], rtol=1e-4, atol=1e-6)
+
+
+class InterruptAfterSave(TrainerCallback):
+    """Simulate a kill right after the checkpoint at the end of epoch ``epoch`` is complete."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_save(self, args, state, control, **kwargs):
+        if round(state.epoch) == self.epoch:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def run(base_dir, tmp_path, method="sft", callbacks=(), **objective_params):
+    tok = build_tokenizer()
+    return train_sft(base_path=str(base_dir), tokenizer=tok, load_model=load_model,
+                     train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1",
+                     method=method, objective_params=objective_params, settings=settings(),
+                     out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                     job_config={"method": method, **objective_params}, callbacks=callbacks)
+
+
+def test_resume_from_a_checkpoint_at_an_epoch_boundary_trains_the_next_epochs(base_dir, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(base_dir, tmp_path, callbacks=[InterruptAfterSave(1)])
+    assert not (tmp_path / "out").exists()  # nothing that looks complete
+    metrics = run(base_dir, tmp_path)
+    assert metrics["resumed_from"].endswith("checkpoint-2")  # 16 examples / batch 8 = 2 steps per epoch
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["steps"] == 6
+    for e in (1, 2, 3):
+        assert (tmp_path / "out" / f"epoch_{e}" / "config.json").exists()
+    # Epochs 2 and 3 really trained after the resume: their weights differ from epoch 1's.
+    w = [load_model(tmp_path / "out" / f"epoch_{e}").model.embed_tokens.weight for e in (1, 2, 3)]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+
+
+def test_gift_run_records_validation_ce_and_diagnostics(base_dir, tmp_path):
+    metrics = run(base_dir, tmp_path, method="gift", beta=3.0)
+    epochs = metrics["epochs"]
+    assert len(epochs) == 3 and all(e["val_loss"] > 0 for e in epochs)
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"] + 1.0
+    assert 0 < epochs[0]["target_mass_y"] <= 1
+    assert 0 <= epochs[0]["frac_target_mass_below_0.99"] <= 1
+    assert metrics["objective"]["beta"] == 3.0
+
+
+def test_changed_job_config_discards_stale_checkpoints(base_dir, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(base_dir, tmp_path, callbacks=[InterruptAfterSave(1)])
+    metrics = run(base_dir, tmp_path, method="gift", beta=1.0)
+    assert metrics["resumed_from"] is None

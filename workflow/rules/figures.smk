@@ -1,0 +1,19 @@
+# Paper figures: each reads only small metric files.
+
+
+rule figure1:
+    input:
+        **fig1_inputs(),
+    output:
+        pdf="figures/fig1.pdf",
+        png="figures/fig1.png",
+    params:
+        job=fig1_job,
+        script=script("figure1"),
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/figures/fig1.log",
+    shell:
+        "python {params.script} --config {params.job} --sft-metrics {input.sft_metrics}"
+        " --rl-evals {input.rl_evals} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

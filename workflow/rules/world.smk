@@ -1,0 +1,44 @@
+# The tiny world (tiny/smoke/mini profiles only): synthetic DeepMath-schema problems, a noisier
+# pretraining corpus, tiny benchmark analogues, a char-level tokenizer, and pretrained tiny bases.
+
+
+rule world:
+    output:
+        problems="data/tiny/problems.jsonl",
+        corpus="data/tiny/pretrain.jsonl",
+        tokenizer=directory("data/tiny/tokenizer"),
+        benchmarks=expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS),
+    params:
+        job=world_job,
+        script=script("make_world"),
+        bench_dir=lambda wildcards, output: os.path.dirname(output.benchmarks[0]),
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/world.log",
+    shell:
+        "python {params.script} --config {params.job} --problems {output.problems}"
+        " --pretrain-corpus {output.corpus} --benchmarks-dir {params.bench_dir}"
+        " --tokenizer {output.tokenizer} > {log} 2>&1"
+
+
+rule pretrain_base:
+    input:
+        corpus="data/tiny/pretrain.jsonl",
+        tokenizer="data/tiny/tokenizer",
+    output:
+        model=directory("models/base/{backbone}"),
+        metrics="results/pretrain/{backbone}.json",
+    params:
+        job=pretrain_job,
+        script=script("pretrain_base"),
+        work="work/pretrain/{backbone}",
+    threads: config.get("threads", 1)
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/pretrain/{backbone}.log",
+    shell:
+        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --corpus {input.corpus}"
+        " --tokenizer {input.tokenizer} --out {output.model} --work {params.work}"
+        " --metrics {output.metrics} > {log} 2>&1"
