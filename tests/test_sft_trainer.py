@@ -34,20 +34,22 @@ def settings(**kw):
     return SFTSettings(**base)
 
 
-def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum):
+def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum, objective="sft", loss_head="plain", **hp):
     tok = build_tokenizer()
     ds = SFTDataset(ROWS[:8], tok, "r1_solution_1", 96)
     model = load_model(base_dir)
     args = training_arguments(settings(batch_size=batch_size, grad_accum=grad_accum, epochs=1, lr=1.0),
-                              tmp_path / f"w{batch_size}", steps_per_epoch=1)
+                              tmp_path / f"w{batch_size}{loss_head}", steps_per_epoch=1)
     args.optim = "sgd"
     args.max_steps = 1
     args.max_grad_norm = 1e9
     args.lr_scheduler_type = "constant"
     args.warmup_steps = 0
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    obj = get_objective(objective, **hp)
+    ref = load_model(base_dir).eval().requires_grad_(False) if obj.needs_ref else None
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id),
-                               objective=get_objective("sft"))
+                               objective=obj, ref_model=ref, loss_head=loss_head)
     trainer.train()
     return {n: before[n] - p.detach() for n, p in model.named_parameters()}
 
@@ -58,6 +60,14 @@ def test_loss_is_a_token_mean_over_the_whole_step_under_accumulation(base_dir, t
     accumulated = grads_after_one_step(base_dir, tmp_path, batch_size=2, grad_accum=4)
     for name in full:
         torch.testing.assert_close(accumulated[name], full[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("objective,hp", [("gift", {"beta": 3.0}), ("sft_kd", {}), ("sft", {})])
+def test_chunked_loss_head_trains_exactly_like_the_plain_one(base_dir, tmp_path, objective, hp):
+    plain = grads_after_one_step(base_dir, tmp_path, 4, 2, objective, "plain", **hp)
+    chunked = grads_after_one_step(base_dir, tmp_path, 4, 2, objective, "chunked", **hp)
+    for name in plain:
+        torch.testing.assert_close(chunked[name], plain[name], rtol=1e-4, atol=1e-6)
 
 
 class InterruptAfterSave(TrainerCallback):

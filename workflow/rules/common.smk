@@ -128,6 +128,11 @@ def fig1_inputs():
     }
 
 
+def plotting_code(script_name):
+    """Plot rules depend on their plotting code, so a changed colour redraws the figure (cheap)."""
+    return [str(SCRIPTS / f"{script_name}.py"), str(REPO / "src" / "giftlab" / "reporting" / "figures.py")]
+
+
 def all_targets():
     return ["figures/fig1.pdf", "figures/fig1.png"]
 

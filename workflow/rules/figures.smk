@@ -4,6 +4,7 @@
 rule figure1:
     input:
         **fig1_inputs(),
+        code=plotting_code("figure1"),
     output:
         pdf="figures/fig1.pdf",
         png="figures/fig1.png",

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from giftlab.config import beta_of, parse_run  # noqa: E402
-from giftlab.io import write_text_atomic  # noqa: E402
 
 
 def _save(fig, pdf: str | Path, png: str | Path) -> None:
@@ -26,9 +26,11 @@ def _save(fig, pdf: str | Path, png: str | Path) -> None:
 
 
 def _by_backbone(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """Group result records by (backbone, run), read from the job config in their provenance."""
     out: dict[str, dict[str, Mapping[str, Any]]] = {}
     for rec in records:
-        out.setdefault(rec["backbone"], {})[rec["run"]] = rec
+        job = rec["provenance"]["config"]
+        out.setdefault(job["backbone"], {})[job["run"]] = rec
     return out
 
 
@@ -43,10 +45,8 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
     for bb, runs in _by_backbone(rl_evals).items():
         points = []
         for run, summary in runs.items():
-            ci = summary.get("pass@1_ci") or [math.nan, math.nan]
             points.append({"run": run, "method": parse_run(run)[0], "beta": beta_of(run),
-                           "pass@1": summary["pass@k"]["1"] if "pass@k" in summary else summary["pass@1"],
-                           "ci": ci})
+                           "pass@1": summary["pass@1"], "ci": summary.get("pass@1_ci95") or [math.nan, math.nan]})
         data.setdefault(bb, {})["rl_pass1"] = sorted(points, key=lambda p: p["beta"])
     return data
 
@@ -65,6 +65,7 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
             style = dict(color="black", lw=2) if parse_run(run)[0] == "sft" else dict(lw=1.2)
             ax.plot(epochs, losses, marker="o", label=run, **style)
         ax.set(title=f"({chr(97 + col)}) {bb}: SFT validation loss", xlabel="epoch", ylabel="val CE (nats/token)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax = axes[1][col]
         points = data.get(bb, {}).get("rl_pass1", [])
@@ -75,6 +76,8 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
             err = [[y - p["ci"][0] for y, p in zip(ys, gift)], [p["ci"][1] - y for y, p in zip(ys, gift)]]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label="GIFT")
             ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.set_xlim(min(xs) * 0.5 if min(xs) > 0 else -0.5, max(xs) * 2)
         for p in points:
             if p["method"] == "sft":
                 ax.axhline(p["pass@1"], color="black", ls="--", label="SFT (β→∞)")

@@ -71,7 +71,6 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         save_total_limit=1,
         logging_steps=1,
         report_to=["tensorboard"],
-        logging_dir=str(Path(work_dir) / "tensorboard"),
         disable_tqdm=False,
     )
     if max_steps > 0:

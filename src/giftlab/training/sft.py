@@ -24,7 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
-from giftlab.objectives import TokenBatch, get_objective
+from giftlab.objectives import TokenBatch, chunked_loss, default_chunk_size, diagnostic_sums, get_objective
 from giftlab.training.checkpoints import CompleteMarker, last_complete_checkpoint, prepare_work_dir
 
 log = logging.getLogger(__name__)
@@ -93,55 +93,83 @@ def response_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 class ObjectiveTrainer(Trainer):
     """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
 
-    def __init__(self, *args, objective, ref_model=None, old_model=None, **kwargs):
+    def __init__(self, *args, objective, ref_model=None, old_model=None, loss_head: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.loss_head = loss_head
         self.ref_model = ref_model
         self.old_model = old_model
         # Our loss is already a token mean over the whole accumulated step (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
         self._diag_sums: dict[str, float] = {}
-        self._diag_batches = 0
 
     @staticmethod
     def _masked_logits(model, inputs, mask):
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         return out.logits[:, :-1][mask]
 
+    @staticmethod
+    def _masked_hidden(model, inputs, mask):
+        """Final hidden states at response positions and the lm_head weight (no N x V logits)."""
+        out = model.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        return out.last_hidden_state[:, :-1][mask], model.get_output_embeddings().weight
+
+    def _chunk_size(self, model, n_tokens: int) -> int | None:
+        """None for the plain head; a chunk size for the chunked one (``sft.loss_head``)."""
+        head = model.get_output_embeddings()
+        if self.loss_head == "plain" or getattr(head, "bias", None) is not None:
+            return None
+        chunk = default_chunk_size(n_tokens, head.weight.shape[0])
+        if self.loss_head == "chunked":
+            return chunk
+        return chunk if chunk < n_tokens else None  # auto: chunk only when the logits would not fit
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mask, targets = response_positions(inputs["labels"])
-        logits = self._masked_logits(model, inputs, mask)
-        ref_logits = old_logprobs = None
-        if self.objective.needs_ref:
-            with torch.no_grad():
-                ref_logits = self._masked_logits(self.ref_model, inputs, mask)
+        old_logprobs = None
         if self.objective.needs_old:
             with torch.no_grad():
                 old = self._masked_logits(self.old_model, inputs, mask).float().log_softmax(-1)
                 old_logprobs = old.gather(-1, targets[:, None]).squeeze(-1)
-        batch = TokenBatch(logits=logits, labels=targets, ref_logits=ref_logits, old_logprobs=old_logprobs)
-        per_token = self.objective(batch)
+        chunk = self._chunk_size(model, targets.numel()) if model.training else None
+        if chunk is None:
+            logits = self._masked_logits(model, inputs, mask)
+            ref_logits = None
+            if self.objective.needs_ref:
+                with torch.no_grad():
+                    ref_logits = self._masked_logits(self.ref_model, inputs, mask)
+            batch = TokenBatch(logits=logits, labels=targets, ref_logits=ref_logits, old_logprobs=old_logprobs)
+            loss_sum = self.objective(batch).sum()
+            if model.training:
+                with torch.no_grad():
+                    self._record(diagnostic_sums(batch, self.objective))
+        else:
+            hidden, weight = self._masked_hidden(model, inputs, mask)
+            ref_hidden = ref_weight = None
+            if self.objective.needs_ref:
+                with torch.no_grad():
+                    ref_hidden, ref_weight = self._masked_hidden(self.ref_model, inputs, mask)
+            stats: dict = {}
+            loss_sum, _ = chunked_loss(self.objective, hidden, weight, targets, ref_hidden, ref_weight,
+                                       old_logprobs, chunk, stats=stats, diagnose=True)
+            self._record(stats["diag_sums"])
         denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
         if torch.is_tensor(denom):
-            denom = denom.to(per_token.device)
-        loss = per_token.sum() / denom
-        if model.training:
-            self._record_diagnostics(batch)
-        return (loss, {"logits": logits}) if return_outputs else loss
+            denom = denom.to(loss_sum.device)
+        loss = loss_sum / denom
+        return (loss, {}) if return_outputs else loss
 
-    def _record_diagnostics(self, batch):
-        from giftlab.objectives import diagnostics
-
-        with torch.no_grad():
-            diag = diagnostics(batch, self.objective)
-        for key, value in diag.items():
+    def _record(self, sums: dict) -> None:
+        """Accumulate token sums of the objective's diagnostics (``n`` = tokens) until the epoch ends."""
+        for key, value in sums.items():
             self._diag_sums[key] = self._diag_sums.get(key, 0.0) + float(value)
-        self._diag_batches += 1
 
     def pop_diagnostics(self) -> dict[str, float]:
-        out = {k: v / max(self._diag_batches, 1) for k, v in self._diag_sums.items()}
-        self._diag_sums, self._diag_batches = {}, 0
+        """Token means of the diagnostics since the last call (GIFT: mass on y*, share not one-hot)."""
+        n = self._diag_sums.pop("n", 0.0)
+        out = {k: v / n for k, v in self._diag_sums.items()} if n else {}
+        self._diag_sums = {}
         return out
 
 
@@ -252,7 +280,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     args = training_arguments(settings, work_dir, steps_per_epoch)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
-                               objective=objective, ref_model=ref_model, old_model=old_model)
+                               objective=objective, ref_model=ref_model, old_model=old_model,
+                               loss_head=settings.loss_head)
     if ref_model is not None:
         ref_model.to(trainer.args.device)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size)

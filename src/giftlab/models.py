@@ -1,0 +1,130 @@
+"""Tiny backbones built from configs, and one loader for tiny checkpoints and real hub models."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("qwen2", "llama")
+
+
+def build_tiny_model(arch: str, vocab_size: int, hidden_size: int, num_hidden_layers: int,
+                     num_attention_heads: int, intermediate_size: int,
+                     max_position_embeddings: int = 256, tie_word_embeddings: bool = True,
+                     seed: int = 0, num_key_value_heads: int | None = None,
+                     tokenizer: Any = None, pad_token_id: int = 0, eos_token_id: int = 1,
+                     bos_token_id: int = 2, **config_kwargs: Any):
+    """A randomly initialised ``Qwen2ForCausalLM`` / ``LlamaForCausalLM`` (fp32), seeded.
+
+    Special-token ids come from ``tokenizer`` when given (else the char tokenizer's 0/1/2) and are
+    written to both the model config and its generation config. Extra ``config_kwargs`` go to the
+    HF config (e.g. ``rope_theta``); ``threads``/``source``/``pretrain`` style keys are not accepted.
+    """
+    import torch
+    from transformers import (GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
+
+    if arch not in ARCHS:
+        raise ValueError(f"arch: unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")
+    if hidden_size % num_attention_heads:
+        raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads "
+                         f"{num_attention_heads}")
+    kv = num_key_value_heads or num_attention_heads
+    if num_attention_heads % kv:
+        raise ValueError(f"num_attention_heads {num_attention_heads} is not divisible by "
+                         f"num_key_value_heads {kv}")
+    if tokenizer is not None:
+        pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos_token_id, bos_token_id = tokenizer.eos_token_id, tokenizer.bos_token_id
+        vocab_size = max(vocab_size, len(tokenizer))
+    common = dict(vocab_size=vocab_size, hidden_size=hidden_size,
+                  num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
+                  num_key_value_heads=kv, intermediate_size=intermediate_size,
+                  max_position_embeddings=max_position_embeddings,
+                  tie_word_embeddings=tie_word_embeddings, pad_token_id=pad_token_id,
+                  eos_token_id=eos_token_id, bos_token_id=bos_token_id, **config_kwargs)
+    config = Qwen2Config(**common) if arch == "qwen2" else LlamaConfig(**common)
+    torch.manual_seed(seed)
+    model = (Qwen2ForCausalLM if arch == "qwen2" else LlamaForCausalLM)(config)
+    model.generation_config = GenerationConfig(pad_token_id=pad_token_id, eos_token_id=eos_token_id,
+                                               bos_token_id=bos_token_id)
+    return model
+
+
+def n_params(model) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _looks_local(name: str) -> bool:
+    """Not shaped like a hub id (``name`` or ``owner/name``): a filesystem path."""
+    return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is None or name.startswith(".")
+
+
+def _resolve(path_or_hub_id: str | os.PathLike, what: str) -> tuple[str, dict[str, Any]]:
+    """A local directory, or a hub id to load (from the cache only when offline); else one-line error."""
+    name = os.fspath(path_or_hub_id)
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()), {}
+    if _looks_local(name) or Path(name).expanduser().exists():
+        raise FileNotFoundError(f"{what} not found: {name} is not a directory")
+    return name, ({"local_files_only": True} if _hub_offline() else {})
+
+
+def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):
+    """``AutoModelForCausalLM.from_pretrained`` for a local checkpoint dir or a hub id.
+
+    ``dtype``: a ``torch.dtype``, a string like ``"bfloat16"``, ``"auto"`` or None (fp32).
+    Special-token ids missing from the generation config are filled from the model config.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name, extra = _resolve(path_or_hub_id, "model")
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **extra, **kwargs)
+    except OSError as exc:
+        raise FileNotFoundError(_offline_message("model", name, exc)) from None
+    gc, cfg = model.generation_config, model.config
+    for key in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        if getattr(gc, key, None) is None and getattr(cfg, key, None) is not None:
+            setattr(gc, key, getattr(cfg, key))
+    return model
+
+
+def load_tokenizer(path_or_hub_id: str | os.PathLike, **kwargs: Any):
+    """``AutoTokenizer.from_pretrained``; a pad token is set (to eos) when the tokenizer lacks one.
+
+    A local dir whose tokenizer_config.json names ``PreTrainedTokenizerFast`` is loaded as exactly
+    that class (never a model-specific class that would re-pre-tokenize the char vocabulary).
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    name, extra = _resolve(path_or_hub_id, "tokenizer")
+    try:
+        tok = AutoTokenizer.from_pretrained(name, **extra, **kwargs)
+        cfg_path = Path(name) / "tokenizer_config.json"
+        if cfg_path.is_file():
+            declared = json.loads(cfg_path.read_text()).get("tokenizer_class")
+            if declared == "PreTrainedTokenizerFast" and type(tok) is not PreTrainedTokenizerFast:
+                tok = PreTrainedTokenizerFast.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        raise FileNotFoundError(_offline_message("tokenizer", name, exc)) from None
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _offline_message(what: str, name: str, exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    hint = " (HF hub is offline and it is not in the local cache)" if _hub_offline() else ""
+    return f"cannot load {what} {name!r}{hint}: {first}"

@@ -1,0 +1,46 @@
+"""SFT-stage objectives of the GIFT reproduction, by name.
+
+    from giftlab.objectives import get_objective, OBJECTIVES, TokenBatch
+    obj = get_objective("gift", beta=20.0)         # ValueError (one line) for unknown names / bad hparams
+    obj.needs_ref, obj.needs_old, obj.hparams
+    per_token = obj(TokenBatch(logits=..., labels=..., ref_logits=..., old_logprobs=...))   # [N]
+
+Registered: sft, sft_entropy, sft_ls, sft_kd, dft, asft, psft, gift (definitions in each module's docstrings,
+following the project's objectives spec). Memory-efficient head from hidden states: ``chunked_loss`` /
+``loss_head`` (module ``chunked``). Adding an objective: one function decorated with ``@register(...)`` in a
+module imported below, and one test.
+"""
+
+from .base import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveSpec,
+    TokenBatch,
+    diagnostic_sums,
+    diagnostics,
+    get_objective,
+    register,
+)
+from . import sft as _sft  # noqa: F401  (registers sft, sft_entropy, sft_ls, sft_kd)
+from . import dft as _dft  # noqa: F401  (registers dft, asft)
+from . import psft as _psft  # noqa: F401  (registers psft)
+from . import gift as _gift  # noqa: F401  (registers gift)
+from .chunked import BACKENDS, chunked_loss, default_chunk_size, loss_head, plain_loss
+from .gift import gift_target
+
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "ObjectiveSpec",
+    "TokenBatch",
+    "get_objective",
+    "register",
+    "diagnostics",
+    "diagnostic_sums",
+    "chunked_loss",
+    "loss_head",
+    "plain_loss",
+    "default_chunk_size",
+    "BACKENDS",
+    "gift_target",
+]

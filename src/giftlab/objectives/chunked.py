@@ -1,0 +1,250 @@
+"""Memory-efficient loss head: hidden states + lm_head weight -> loss, chunked over tokens.
+
+The full [N, V] logits are never materialised. A custom ``torch.autograd.Function`` walks the N tokens in chunks of
+``chunk_size``; per chunk it forms the logits ``z = X_c W^T``, the per-token loss and ``dz = d loss / d z`` (the
+objective's closed form, or autograd on the chunk), and immediately contracts ``dX_c = dz W`` and
+``dW += dz^T X_c``. Only dX [N, H] and dW [V, H] are kept for the backward, so the extra peak memory is
+O(chunk x V) instead of O(N x V). The reference model's logits, when the objective needs them, are formed per chunk
+the same way from ``ref_hidden`` and ``ref_weight`` (no grad).
+
+Exact against the plain path ``obj(TokenBatch(hidden @ weight.T, ...)).sum()`` (tests: float64, values and
+gradients of hidden and weight, chunk sizes that do not divide N).
+
+Backends: ``BACKENDS["torch"]`` is this plain-torch loop. A fused kernel (e.g. Triton) can be added by registering
+another function with the same signature as :func:`_torch_chunked_forward` (returns loss_sum, per_token, dX, dW).
+
+Entry points:
+    chunked_loss(obj, hidden, weight, labels, ...) -> (loss_sum, n)       always chunked
+    loss_head(obj, hidden, weight, labels, ...)     -> (loss_sum, n)       chunked when it helps, else plain
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .base import Objective, TokenBatch
+
+__all__ = ["chunked_loss", "loss_head", "plain_loss", "default_chunk_size", "BACKENDS"]
+
+DEFAULT_CHUNK_BYTES = 1 << 30  # aim for one fp32 [chunk, V] temporary of <= 1 GiB
+
+
+def default_chunk_size(n: int, vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Tokens per chunk so that one fp32 [chunk, V] tensor fits ``budget_bytes`` (multiple of 64, >= 64)."""
+    c = max(64, (budget_bytes // (4 * vocab)) // 64 * 64)
+    return max(1, min(n, c))
+
+
+def _torch_chunked_forward(
+    obj: Objective,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    ref_hidden: Tensor | None,
+    ref_weight: Tensor | None,
+    ref_logits: Tensor | None,
+    old_logprobs: Tensor | None,
+    chunk_size: int,
+    need_dx: bool,
+    need_dw: bool,
+    closed_form: bool,
+    accum_dtype: torch.dtype,
+    diag_sums: dict | None,
+):
+    n = hidden.shape[0]
+    per_token = torch.empty(n, dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32,
+                            device=hidden.device)
+    dx = torch.empty_like(hidden) if need_dx else None
+    dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
+    need_grad = need_dx or need_dw
+    for s in range(0, n, chunk_size):
+        e = min(n, s + chunk_size)
+        x = hidden[s:e]
+        z = x @ weight.T
+        if ref_logits is not None:
+            rz = ref_logits[s:e]
+        elif ref_hidden is not None:
+            rz = ref_hidden[s:e] @ ref_weight.T
+        else:
+            rz = None
+        batch = TokenBatch(z, labels[s:e], rz, None if old_logprobs is None else old_logprobs[s:e])
+        if diag_sums is not None:
+            for k, v in obj.diag_terms(batch).items():
+                diag_sums[k] = diag_sums.get(k, 0.0) + v.sum()
+        if not need_grad:
+            per_token[s:e] = obj(batch).detach()
+            continue
+        if closed_form and obj.has_value_and_grad:
+            lt, g = obj.value_and_grad(batch)
+        else:
+            lt, g = _autograd_vg(obj, batch)
+        per_token[s:e] = lt
+        del batch, lt
+        g = g.to(z.dtype)  # as autograd would cast d loss / d logits back to the logits' dtype
+        del z, rz
+        if need_dx:
+            torch.mm(g, weight, out=dx[s:e])
+        if need_dw:
+            if accum_dtype == g.dtype:
+                dw.addmm_(g.T, x)
+            else:
+                dw.add_(g.T @ x)
+        del g
+    return per_token.sum(), per_token, dx, dw
+
+
+def _autograd_vg(obj: Objective, batch: TokenBatch):
+    """Per-chunk autograd (used when the objective has no closed-form gradient, or closed_form=False)."""
+    z = batch.logits.detach().requires_grad_(True)
+    with torch.enable_grad():
+        lt = obj(TokenBatch(z, batch.labels, batch.ref_logits, batch.old_logprobs))
+        (g,) = torch.autograd.grad(lt.sum(), z)
+    return lt.detach(), g
+
+
+BACKENDS: dict[str, Callable] = {"torch": _torch_chunked_forward}
+
+
+class _ChunkedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, cfg):
+        need_dx = cfg["grad_enabled"] and hidden.requires_grad
+        need_dw = cfg["grad_enabled"] and weight.requires_grad
+        loss_sum, per_token, dx, dw = BACKENDS[cfg["backend"]](
+            cfg["obj"], hidden.detach(), weight.detach(), cfg["labels"], cfg["ref_hidden"], cfg["ref_weight"],
+            cfg["ref_logits"], cfg["old_logprobs"], cfg["chunk_size"], need_dx, need_dw, cfg["closed_form"],
+            cfg["accum_dtype"], cfg["diag_sums"],
+        )
+        cfg["per_token"] = per_token
+        ctx.weight_dtype = weight.dtype
+        ctx.save_for_backward(dx, dw)
+        return loss_sum
+
+    @staticmethod
+    def backward(ctx, grad):
+        if getattr(ctx, "used", False):
+            raise RuntimeError("chunked_loss: the loss supports a single backward (gradients are scaled in place)")
+        ctx.used = True
+        dx, dw = ctx.saved_tensors
+        gx = gw = None
+        # in place: the stored gradients are used by this one backward only (no extra V x H temporary)
+        if dx is not None and ctx.needs_input_grad[0]:
+            gx = dx.mul_(grad.to(dx.dtype))
+        if dw is not None and ctx.needs_input_grad[1]:
+            gw = dw.mul_(grad.to(dw.dtype)).to(ctx.weight_dtype)
+        return gx, gw, None
+
+
+def chunked_loss(
+    obj: Objective,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    ref_hidden: Tensor | None = None,
+    ref_weight: Tensor | None = None,
+    old_logprobs: Tensor | None = None,
+    chunk_size: int | None = None,
+    *,
+    ref_logits: Tensor | None = None,
+    closed_form: bool = True,
+    accum_dtype: torch.dtype | None = torch.float32,
+    backend: str = "torch",
+    stats: dict | None = None,
+    diagnose: bool = False,
+) -> tuple[Tensor, int]:
+    """Sum over the N tokens of ``obj``'s per-token loss, from hidden states, without materialising [N, V] logits.
+
+    hidden [N, H] (rows at the masked response positions, already shifted), weight [V, H] (lm_head),
+    labels [N]. For objectives with ``needs_ref``: ``ref_hidden`` [N, H] + ``ref_weight`` [V, H] of the frozen
+    reference (or precomputed ``ref_logits`` [N, V]). For ``needs_old``: ``old_logprobs`` [N].
+    Returns ``(loss_sum, n)``; ``loss_sum`` is a differentiable scalar (grads w.r.t. hidden and weight, which are
+    computed during the forward). Divide by the trainer's num_items like the plain path.
+
+    chunk_size: tokens per chunk (None: :func:`default_chunk_size`). closed_form: use the objective's analytic
+    logit-gradient if it has one (else autograd per chunk). accum_dtype: dtype of the dW accumulator (None: the
+    weight's dtype; never below it; fp32 default is more accurate for bf16 weights but costs V x H x 4 bytes). stats: if a dict is given it gets
+    ``per_token`` (detached [N]) and, with ``diagnose=True``, ``diag_sums`` (sums of the per-token diagnostics).
+    The returned tensor supports one backward (the stored gradients are not recomputed).
+    """
+    if hidden.dim() != 2 or weight.dim() != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError(f"chunked_loss: expected hidden [N,H] and weight [V,H], got {tuple(hidden.shape)}, "
+                         f"{tuple(weight.shape)}")
+    if labels.shape != hidden.shape[:1]:
+        raise ValueError("chunked_loss: labels must be [N] like hidden's first dim")
+    if obj.needs_ref and ref_logits is None and (ref_hidden is None or ref_weight is None):
+        raise ValueError(f"objective {obj.name!r} needs ref_hidden and ref_weight (or ref_logits)")
+    if obj.needs_old and old_logprobs is None:
+        raise ValueError(f"objective {obj.name!r} needs old_logprobs (PSFT snapshot)")
+    if backend not in BACKENDS:
+        raise ValueError(f"chunked_loss: unknown backend {backend!r}; known: {sorted(BACKENDS)}")
+    n, v = hidden.shape[0], weight.shape[0]
+    if chunk_size is None:
+        chunk_size = default_chunk_size(n, v)
+    if chunk_size < 1:
+        raise ValueError(f"chunked_loss: chunk_size must be >= 1, got {chunk_size}")
+    with torch.no_grad():
+        rh = None if ref_hidden is None else ref_hidden.detach()
+        rw = None if ref_weight is None else ref_weight.detach()
+    cfg = dict(
+        obj=obj, labels=labels, ref_hidden=rh if obj.needs_ref else None, ref_weight=rw,
+        ref_logits=(ref_logits.detach() if ref_logits is not None and obj.needs_ref else None),
+        old_logprobs=None if old_logprobs is None else old_logprobs.detach(), chunk_size=int(chunk_size),
+        closed_form=closed_form, accum_dtype=torch.promote_types(accum_dtype or weight.dtype, weight.dtype),
+        backend=backend,
+        grad_enabled=torch.is_grad_enabled(), diag_sums={} if diagnose else None,
+    )
+    loss_sum = _ChunkedLoss.apply(hidden, weight, cfg)
+    if stats is not None:
+        stats["per_token"] = cfg["per_token"]
+        if diagnose:
+            stats["diag_sums"] = cfg["diag_sums"]
+    return loss_sum, n
+
+
+def plain_loss(
+    obj: Objective,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    ref_hidden: Tensor | None = None,
+    ref_weight: Tensor | None = None,
+    old_logprobs: Tensor | None = None,
+    *,
+    ref_logits: Tensor | None = None,
+) -> tuple[Tensor, int]:
+    """Reference path: materialise the logits and call the objective. Returns (loss_sum, n)."""
+    logits = hidden @ weight.T
+    if obj.needs_ref and ref_logits is None:
+        with torch.no_grad():
+            ref_logits = ref_hidden @ ref_weight.T
+    per_token = obj(TokenBatch(logits, labels, ref_logits if obj.needs_ref else None, old_logprobs))
+    return per_token.sum(), hidden.shape[0]
+
+
+def loss_head(
+    obj: Objective,
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    ref_hidden: Tensor | None = None,
+    ref_weight: Tensor | None = None,
+    old_logprobs: Tensor | None = None,
+    chunk_size: int | str | None = "auto",
+    **kwargs,
+) -> tuple[Tensor, int]:
+    """Default loss head: chunked when it helps, plain otherwise.
+
+    chunk_size="auto": chunked iff the N x V fp32 logits would exceed one chunk budget (1 GiB), i.e. whenever
+    chunking actually bounds memory; an int forces chunking with that size; None or 0 forces the plain path.
+    """
+    n, v = hidden.shape[0], weight.shape[0]
+    if chunk_size == "auto":
+        c = default_chunk_size(n, v)
+        chunk_size = c if c < n else None
+    if not chunk_size:
+        kw = {"ref_logits": kwargs["ref_logits"]} if kwargs.get("ref_logits") is not None else {}
+        return plain_loss(obj, hidden, weight, labels, ref_hidden, ref_weight, old_logprobs, **kw)
+    return chunked_loss(obj, hidden, weight, labels, ref_hidden, ref_weight, old_logprobs, int(chunk_size), **kwargs)

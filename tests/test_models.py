@@ -1,0 +1,84 @@
+"""Tiny backbones and the loader shared with real checkpoints."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from giftlab.models import build_tiny_model, load_model, load_tokenizer, n_params  # noqa: E402
+from giftlab.tinyworld import build_tokenizer  # noqa: E402
+
+QWEN_S = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+              intermediate_size=256)
+LLAMA_S = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=192)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return build_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.mark.parametrize("arch,kw,lo,hi", [("qwen2", QWEN_S, 2.0e5, 3.0e5),
+                                           ("llama", LLAMA_S, 1.5e5, 2.0e5)])
+def test_backbone_sizes_and_special_ids(tok, arch, kw, lo, hi):
+    m = build_tiny_model(arch, len(tok), tokenizer=tok, **kw)
+    assert m.config.model_type == arch
+    assert lo < n_params(m) < hi
+    assert m.config.tie_word_embeddings
+    for cfg in (m.config, m.generation_config):
+        assert (cfg.pad_token_id, cfg.eos_token_id, cfg.bos_token_id) == (
+            tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
+    out = m(input_ids=torch.tensor([[2, 10, 11, 12]]))
+    assert out.logits.shape == (1, 4, len(tok))
+
+
+def test_seeded_init():
+    a = build_tiny_model("llama", 99, 16, 1, 2, 32, seed=3)
+    b = build_tiny_model("llama", 99, 16, 1, 2, 32, seed=3)
+    c = build_tiny_model("llama", 99, 16, 1, 2, 32, seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_bad_arch_and_shapes():
+    with pytest.raises(ValueError, match="arch"):
+        build_tiny_model("gpt9", 99, 16, 1, 2, 32)
+    with pytest.raises(ValueError, match="divisible"):
+        build_tiny_model("qwen2", 99, 18, 1, 4, 32)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_save_load_generate_roundtrip(tmp_path, tok, arch):
+    from giftlab.tinyworld import save_tokenizer
+
+    m = build_tiny_model(arch, len(tok), 16, 1, 2, 32, tokenizer=tok, seed=1)
+    m.save_pretrained(tmp_path)
+    save_tokenizer(tok, tmp_path)
+    m2, t2 = load_model(tmp_path), load_tokenizer(tmp_path)
+    assert m2.dtype == torch.float32
+    assert load_model(str(tmp_path), dtype="bfloat16").dtype == torch.bfloat16
+    sd, sd2 = m.state_dict(), m2.state_dict()
+    assert all(torch.equal(sd[k], sd2[k]) for k in sd)
+    text = "Start with 3. Add 1. What is the result?\n"
+    assert t2.decode(t2(text)["input_ids"], skip_special_tokens=True) == text
+    enc = t2([text], return_tensors="pt")
+    out = m2.generate(**enc, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] <= enc["input_ids"].shape[1] + 5
+    assert m2.generation_config.eos_token_id == t2.eos_token_id
+
+
+def test_missing_paths_fail_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a directory") as exc:
+        load_model(tmp_path / "no" / "such" / "model")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(FileNotFoundError, match="offline") as exc:
+        load_tokenizer("nobody-xyz/not-a-cached-model")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(FileNotFoundError, match="offline"):
+        load_model("nobody-xyz/not-a-cached-model")
