@@ -10,11 +10,10 @@ rule figure1:
         png="figures/fig1.png",
     params:
         job=fig1_job,
-        script=script("figure1"),
     conda:
         "../envs/giftlab.yaml"
     log:
         "logs/figures/fig1.log",
     shell:
-        "python {params.script} --config {params.job} --sft-metrics {input.sft_metrics}"
+        "python {input.code[0]} --config {params.job} --sft-metrics {input.sft_metrics}"
         " --rl-evals {input.rl_evals} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
