@@ -23,6 +23,7 @@ include: "workflow/rules/sft.smk"
 include: "workflow/rules/grpo.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/phases.smk"
 
 
 rule all:

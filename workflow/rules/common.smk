@@ -5,7 +5,7 @@ import shlex
 import sys
 
 from giftlab.cli import ConfigError
-from giftlab.config import parse_run, rl_runs, run_name, sft_runs, validate_config
+from giftlab.config import parse_run, rl_runs, run_name, sft_runs, unique, validate_config
 
 try:
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")
@@ -134,7 +134,8 @@ def plotting_code(script_name):
 
 
 def all_targets():
-    return ["figures/fig1.pdf", "figures/fig1.png"]
+    """Every table and figure (plus the small summary files DVC reads as metrics and plots)."""
+    return ["figures/fig1.pdf", "figures/fig1.png", *SUMMARY.values()]
 
 # ------------------------------------------------------------------ world, split, figures
 

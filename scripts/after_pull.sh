@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run after `dvc pull` / `dvc checkout` / `git checkout` + `dvc checkout`, before `snakemake`.
+#
+# DVC restores file *contents* but not modification times, and Snakemake's bookkeeping
+# (.snakemake/metadata) is local to each clone. Right after a pull an input can therefore look newer
+# than its output and `snakemake` would recompute (e.g. retrain GRPO) what DVC just restored.
+# This script first asks DVC whether the workspace matches dvc.lock (every restored output is the
+# one recorded for the current code and params); only then does it let Snakemake mark those outputs
+# as up to date (`snakemake --touch`, which also writes the .snakemake_timestamp markers of directory
+# outputs -- ignored by DVC via .dvcignore). Afterwards `snakemake -n` and `dvc status` schedule nothing.
+#
+#   scripts/after_pull.sh                  touch everything the phases own (target phase_all)
+#   scripts/after_pull.sh phase_sft ...    only these targets (e.g. after `dvc pull sft`)
+#   scripts/after_pull.sh --configfile config/paper.yaml phase_sft    extra Snakemake arguments pass through
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DVC_NO_ANALYTICS=1
+
+if ! dvc status --quiet; then
+  dvc status >&2 || true
+  echo "after_pull: the workspace does not match dvc.lock (above); not touching anything." >&2
+  echo "after_pull: run 'dvc pull' (or 'dvc checkout'), or 'dvc repro' to rebuild what changed." >&2
+  exit 1
+fi
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=(phase_all)
+fi
+snakemake "${targets[@]}" --touch --quiet
+echo "after_pull: Snakemake now treats the DVC-restored outputs as up to date." >&2

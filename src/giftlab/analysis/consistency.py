@@ -1,0 +1,319 @@
+"""Consistency between two checkpoints A → B of one architecture (paper §4.4, Table 4, Figure 2).
+
+A is the earlier model of a stage pair (Base for Base → SFT, SFT for SFT → RL), B the later one.
+
+Geometric (Table 4, "Cos" and "L2"): the parameters of the LAST decoder layer
+(``model.get_decoder().layers[-1]``: attention, MLP and the layer's two RMSNorms; not the final
+model norm, not the embeddings or LM head) of each model, flattened into one vector θ in
+``named_parameters`` order; ``cos = <θ_A, θ_B> / (‖θ_A‖ ‖θ_B‖)`` and ``l2 = ‖θ_B − θ_A‖₂``.
+Sums are accumulated tensor by tensor in float64, which equals flattening without the copy.
+
+Distributional (Table 4 "KL", Figure 2): teacher-forced on held-out validation examples (the
+SFT format: chat-template prompt + demonstration + EOS, ``giftlab.data.tokenize_sft_example``),
+at the response positions — the positions whose next token is a response token
+(``giftlab.training.sft.response_positions``; prompt and padding never count):
+
+* ``kl``: the token mean of ``KL(A‖B) = Σ_v p_A(v) [log p_A(v) − log p_B(v)]``. The paper does not
+  state the direction; we take the earlier model A as the reference distribution (the expectation
+  is under the model the update started from, as in "how far did the update move the policy away
+  from what it was"). ``kl_reverse`` = token mean of KL(B‖A) is reported beside it.
+* ``topk_overlap[K]``: the token mean of ``|topK(A) ∩ topK(B)| / K`` (index sets of the K largest
+  logits at each position).
+* ``hidden_cos``: the token mean of the cosine similarity of the final hidden states (the decoder's
+  ``last_hidden_state``, i.e. after the final norm: the input of the LM head) at those positions.
+
+Token means pool all response tokens of all examples (like the SFT validation loss); the
+``*_ci95`` intervals are percentile bootstraps over examples of that pooled ratio.
+Logits are computed from the masked hidden states through the LM head, chunk by chunk, so a
+152k vocabulary never materialises a (batch × length × vocab) tensor; architectures whose
+logits are not ``lm_head(last_hidden_state)`` (soft-capping, logit scaling) fall back to the full
+forward pass.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from giftlab.data import tokenize_sft_example
+from giftlab.training.sft import PadCollator, response_positions
+
+DEFAULT_KS = (1, 5, 10, 20, 50)
+KL_DIRECTION = ("KL(A||B) = sum_v p_A(v) * (log p_A(v) - log p_B(v)), token mean over response "
+                "positions; A = the earlier model (Base for base_sft, SFT for sft_rl)")
+
+
+# ---------------------------------------------------------------- geometric: last layer
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The decoder's list of transformer blocks (Qwen2/Llama: ``model.model.layers``)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    for name in ("layers", "h", "blocks"):
+        layers = getattr(decoder, name, None)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers):
+            return layers
+    raise ValueError(f"{type(model).__name__}: cannot find the decoder's list of layers")
+
+
+def last_layer_parameters(model, layer: int = -1) -> list[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` of every parameter of decoder layer ``layer`` (default: the last one)."""
+    return list(decoder_layers(model)[layer].named_parameters())
+
+
+@torch.no_grad()
+def parameter_consistency(model_a, model_b, layer: int = -1) -> dict[str, Any]:
+    """Cosine similarity and L2 distance between the flattened parameters of one decoder layer.
+
+    Returns ``{"layer_index", "n_layer_params", "cos", "l2", "norm_a", "norm_b", "relative_l2"}``
+    with ``l2 = ‖θ_B − θ_A‖₂`` and ``relative_l2 = l2 / ‖θ_A‖``. The layers must match in names and
+    shapes (the same architecture).
+    """
+    n_layers = len(decoder_layers(model_a))
+    if len(decoder_layers(model_b)) != n_layers:
+        raise ValueError(f"models differ in depth: {n_layers} vs {len(decoder_layers(model_b))} layers")
+    pa, pb = last_layer_parameters(model_a, layer), last_layer_parameters(model_b, layer)
+    names_a, names_b = [n for n, _ in pa], [n for n, _ in pb]
+    if names_a != names_b:
+        raise ValueError(f"layer {layer}: parameter names differ ({names_a} vs {names_b})")
+    dot = sq_a = sq_b = sq_d = 0.0
+    n = 0
+    for (name, a), (_, b) in zip(pa, pb):
+        if a.shape != b.shape:
+            raise ValueError(f"layer {layer}: {name} has shape {tuple(a.shape)} vs {tuple(b.shape)}")
+        x = a.detach().to(torch.float64).reshape(-1)
+        y = b.detach().to(device=x.device, dtype=torch.float64).reshape(-1)
+        dot += float(x @ y)
+        sq_a += float(x @ x)
+        sq_b += float(y @ y)
+        sq_d += float(((y - x) ** 2).sum())
+        n += x.numel()
+    norm_a, norm_b = sq_a ** 0.5, sq_b ** 0.5
+    cos = dot / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else float("nan")
+    l2 = sq_d ** 0.5
+    return {
+        "layer_index": layer % n_layers,
+        "n_layer_params": n,
+        "cos": cos,
+        "l2": l2,
+        "norm_a": norm_a,
+        "norm_b": norm_b,
+        "relative_l2": l2 / norm_a if norm_a > 0 else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------- per-position metrics
+
+def kl_per_position(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """``KL(softmax(a) ‖ softmax(b))`` per row of two ``(N, V)`` logit tensors, in float32.
+
+    Terms with ``p_A = 0`` contribute 0; shifting either row by a constant changes nothing.
+    """
+    if logits_a.shape != logits_b.shape:
+        raise ValueError(f"logit shapes differ: {tuple(logits_a.shape)} vs {tuple(logits_b.shape)}")
+    lpa = torch.log_softmax(logits_a.float(), dim=-1)
+    lpb = torch.log_softmax(logits_b.float(), dim=-1)
+    pa = lpa.exp()
+    terms = torch.where(pa > 0, pa * (lpa - lpb), torch.zeros_like(pa))
+    return terms.sum(-1).clamp_min(0.0)  # KL ≥ 0; clamp float round-off only
+
+
+def topk_overlap_per_position(logits_a: torch.Tensor, logits_b: torch.Tensor,
+                              ks: Sequence[int] = DEFAULT_KS) -> dict[int, torch.Tensor]:
+    """``{K: |topK(a) ∩ topK(b)| / K}`` per row. One ``topk`` call at max(K) serves every K
+    (sorted prefixes); with tied logits the tie order is torch's."""
+    if logits_a.shape != logits_b.shape:
+        raise ValueError(f"logit shapes differ: {tuple(logits_a.shape)} vs {tuple(logits_b.shape)}")
+    ks = sorted({int(k) for k in ks})
+    if not ks:
+        return {}
+    vocab = logits_a.shape[-1]
+    if ks[0] < 1 or ks[-1] > vocab:
+        raise ValueError(f"top-K overlap: every K must be in [1, {vocab}] (the vocabulary), got {ks}")
+    kmax = ks[-1]
+    ia = torch.topk(logits_a.float(), kmax, dim=-1, sorted=True).indices
+    ib = torch.topk(logits_b.float(), kmax, dim=-1, sorted=True).indices
+    out = {}
+    for k in ks:
+        hit = (ia[:, :k, None] == ib[:, None, :k]).any(-1)
+        out[k] = hit.float().sum(-1) / k
+    return out
+
+
+def cosine_per_position(h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity per row of two ``(N, H)`` tensors, in float32."""
+    return torch.nn.functional.cosine_similarity(h_a.float(), h_b.float(), dim=-1, eps=1e-12)
+
+
+# ---------------------------------------------------------------- data
+
+def tokenize_examples(tokenizer, rows: Iterable[Mapping[str, Any]], solution_key: str,
+                      max_length: int, max_examples: int | None = None) -> list[dict[str, list[int]]]:
+    """SFT-format examples (prompt masked, demonstration + EOS as labels), in file order.
+
+    Examples with no response token left after truncation are skipped; ``max_examples`` keeps the
+    first that many usable ones.
+    """
+    out = []
+    for i, row in enumerate(rows):
+        if max_examples is not None and len(out) >= max_examples:
+            break
+        for key in ("question", solution_key):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise ValueError(f"validation row {i}: column '{key}' is missing or empty")
+        ex = tokenize_sft_example(tokenizer, row["question"], row[solution_key], max_length)
+        if any(label != -100 for label in ex["labels"][1:]):
+            out.append(ex)
+    if not out:
+        raise ValueError("no validation example has a response token left (check max_length)")
+    return out
+
+
+def make_batches(examples: Sequence[Mapping[str, list[int]]], pad_token_id: int,
+                 batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Right-padded batches (``input_ids``, ``labels``, ``attention_mask``) via ``PadCollator``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    collate = PadCollator(pad_token_id)
+    return [collate(list(examples[i:i + batch_size])) for i in range(0, len(examples), batch_size)]
+
+
+# ---------------------------------------------------------------- distributional
+
+@contextmanager
+def _eval_mode(*models) -> Iterator[None]:
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+
+
+def _input_device(model) -> torch.device:
+    return model.get_input_embeddings().weight.device
+
+
+def _needs_full_forward(model) -> bool:
+    """True when logits are not plain ``lm_head(last_hidden_state)`` for this architecture."""
+    cfg = model.config
+    return any(getattr(cfg, key, None) not in (None, 1, 1.0)
+               for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+
+
+def _response_states(model, batch: Mapping[str, torch.Tensor], mask: torch.Tensor, full: bool):
+    """Final hidden states at the masked positions, and (full forward only) their logits."""
+    dev = _input_device(model)
+    ids, att = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
+    if full:
+        out = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+        hidden, logits = out.hidden_states[-1], out.logits
+        return hidden[:, :-1][mask.to(hidden.device)], logits[:, :-1][mask.to(logits.device)]
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=att).last_hidden_state
+    return hidden[:, :-1][mask.to(hidden.device)], None
+
+
+def _ratio_ci(sums: np.ndarray, counts: np.ndarray, n_resamples: int, seed: int,
+              alpha: float = 0.05) -> list[float]:
+    """Percentile bootstrap (examples resampled) of the pooled token mean sum(sums)/sum(counts)."""
+    if n_resamples <= 0 or len(sums) < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(sums), size=(n_resamples, len(sums)))
+    ratios = sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1)
+    lo, hi = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+    return [float(lo), float(hi)]
+
+
+@torch.no_grad()
+def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
+                         ks: Sequence[int] = DEFAULT_KS, chunk_size: int = 1024,
+                         hidden: bool = True, ci_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """KL(A‖B), KL(B‖A), top-K overlap and hidden-state cosine at response positions (token means).
+
+    ``batches``: dicts with ``input_ids``, ``attention_mask`` and ``labels`` (-100 = not a response
+    token), e.g. from :func:`make_batches`. Both models see identical inputs; each runs on its own
+    device and B's per-chunk results move to A's device. Returns plain floats::
+
+        {"n_examples", "n_tokens", "kl", "kl_ci95", "kl_reverse", "kl_reverse_ci95",
+         "kl_direction", "topk_overlap": {"1": ..}, "topk_overlap_ci95": {"1": [lo, hi]},
+         "hidden_cos", "hidden_cos_ci95"}     (hidden_* only when ``hidden``)
+    """
+    ks = sorted({int(k) for k in ks})
+    full_a, full_b = _needs_full_forward(model_a), _needs_full_forward(model_b)
+    metric_names = ["kl", "kl_reverse", *(f"top{k}" for k in ks)] + (["hidden_cos"] if hidden else [])
+    sums: dict[str, list[float]] = {name: [] for name in metric_names}
+    counts: list[int] = []
+    with _eval_mode(model_a, model_b):
+        for batch in batches:
+            mask, _ = response_positions(batch["labels"])
+            n_rows = mask.shape[0]
+            rows = torch.arange(n_rows)[:, None].expand_as(mask)[mask]
+            ha, la_full = _response_states(model_a, batch, mask, full_a)
+            hb, lb_full = _response_states(model_b, batch, mask, full_b)
+            dev = ha.device
+            rows = rows.to(dev)
+            batch_sums = {name: torch.zeros(n_rows, dtype=torch.float64, device=dev) for name in metric_names}
+            head_a, head_b = model_a.get_output_embeddings(), model_b.get_output_embeddings()
+            for start in range(0, ha.shape[0], chunk_size):
+                sl = slice(start, start + chunk_size)
+                la = la_full[sl] if full_a else head_a(ha[sl])
+                lb = lb_full[sl] if full_b else head_b(hb[sl])
+                la, lb = la.float(), lb.float().to(dev)
+                if la.shape[-1] != lb.shape[-1]:
+                    raise ValueError(f"vocabulary sizes differ: {la.shape[-1]} vs {lb.shape[-1]}")
+                r = rows[sl]
+                batch_sums["kl"].index_add_(0, r, kl_per_position(la, lb).double())
+                batch_sums["kl_reverse"].index_add_(0, r, kl_per_position(lb, la).double())
+                for k, v in topk_overlap_per_position(la, lb, ks).items():
+                    batch_sums[f"top{k}"].index_add_(0, r, v.double())
+                if hidden:
+                    cos = cosine_per_position(ha[sl], hb[sl].to(dev))
+                    batch_sums["hidden_cos"].index_add_(0, r, cos.double())
+            for name in metric_names:
+                sums[name].extend(batch_sums[name].cpu().tolist())
+            counts.extend(mask.sum(1).tolist())
+    cnt = np.asarray(counts, dtype=np.float64)
+    keep = cnt > 0  # examples without a response token carry no weight
+    cnt = cnt[keep]
+    if cnt.sum() == 0:
+        raise ValueError("response_consistency: no response tokens in the batches")
+    arr = {name: np.asarray(v, dtype=np.float64)[keep] for name, v in sums.items()}
+
+    def mean_ci(name: str) -> tuple[float, list[float]]:
+        return float(arr[name].sum() / cnt.sum()), _ratio_ci(arr[name], cnt, ci_resamples, seed)
+
+    out: dict[str, Any] = {"n_examples": int(keep.sum()), "n_tokens": int(cnt.sum())}
+    out["kl"], out["kl_ci95"] = mean_ci("kl")
+    out["kl_reverse"], out["kl_reverse_ci95"] = mean_ci("kl_reverse")
+    out["kl_direction"] = KL_DIRECTION
+    out["topk_overlap"], out["topk_overlap_ci95"] = {}, {}
+    for k in ks:
+        out["topk_overlap"][str(k)], out["topk_overlap_ci95"][str(k)] = mean_ci(f"top{k}")
+    if hidden:
+        out["hidden_cos"], out["hidden_cos_ci95"] = mean_ci("hidden_cos")
+    return out
+
+
+def hidden_state_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
+                             chunk_size: int = 1024, ci_resamples: int = 1000, seed: int = 0
+                             ) -> dict[str, Any]:
+    """Only the hidden-state variant: ``{"hidden_cos", "hidden_cos_ci95", "n_examples", "n_tokens"}``."""
+    full = response_consistency(model_a, model_b, batches, ks=(), chunk_size=chunk_size, hidden=True,
+                                ci_resamples=ci_resamples, seed=seed)
+    return {k: full[k] for k in ("hidden_cos", "hidden_cos_ci95", "n_examples", "n_tokens")}
+
+
+def consistency_metrics(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
+                        ks: Sequence[int] = DEFAULT_KS, layer: int = -1, chunk_size: int = 1024,
+                        ci_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Everything Table 4 and Figure 2 need for one pair A → B, as one flat dict:
+    :func:`parameter_consistency` (``cos``, ``l2``, …) merged with :func:`response_consistency`."""
+    out = parameter_consistency(model_a, model_b, layer=layer)
+    out.update(response_consistency(model_a, model_b, batches, ks=ks, chunk_size=chunk_size,
+                                    hidden=True, ci_resamples=ci_resamples, seed=seed))
+    return out

@@ -1,0 +1,379 @@
+"""Generation backends behind one interface: HF ``generate`` (CPU/GPU) and vLLM (GPU only).
+
+Seeding. Every sample gets its own seed (recorded on the :class:`Sample`), derived from the run
+seed, the prompt text and the sample index by :func:`sample_seed`. The HF backend draws each row's
+randomness as a hash of (sample seed, step, token) (Gumbel-max sampling in a logits processor), so a
+sample depends only on (model, prompt, seed, index): not on the batch size, on which other prompts
+share its batch, or on the order of the prompts. vLLM gets the same per-request seeds, so the two
+backends are each reproducible, though they do not produce identical text (different kernels).
+``seed_scheme="deepmath"`` uses ``seed + i`` instead, as DeepMath's ``uni_eval.py`` does (the same
+seeds for every prompt, so samples of different prompts share random streams).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+log = logging.getLogger(__name__)
+
+SEED_SCHEMES = ("hash", "deepmath")
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    num_tokens: int
+    finish_reason: str  # "stop" (eos / stop id) or "length" (hit max_new_tokens)
+    seed: int
+
+
+class Generator(Protocol):
+    backend: str
+
+    def generate(self, prompts: list[str], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int, seed: int) -> list[list[Sample]]:
+        """``n`` samples for each prompt, in prompt order; greedy when ``temperature == 0``."""
+        ...
+
+
+def sample_seed(seed: int, prompt: str, index: int, scheme: str = "hash") -> int:
+    """The seed of sample ``index`` of ``prompt``: a 31-bit hash of all three, or ``seed + index``."""
+    if scheme == "deepmath":
+        return int(seed) + int(index)
+    if scheme != "hash":
+        raise ValueError(f"seed_scheme must be one of {SEED_SCHEMES}, got {scheme!r}")
+    digest = hashlib.sha256(f"{int(seed)}\x00{int(index)}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _check_sampling_args(n: int, temperature: float, top_p: float, max_new_tokens: int) -> None:
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+
+
+# --------------------------------------------------------------------------- tokenizer / prompts
+
+_PLAIN_FAST_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def load_tokenizer(model_path):
+    """Load the tokenizer saved with a model, guarding against whitespace-dropping substitution.
+
+    On transformers 5.x ``AutoTokenizer`` maps a qwen2 ``config.json`` to ``Qwen2Tokenizer`` even
+    when ``tokenizer_config.json`` declares ``PreTrainedTokenizerFast``; that class swaps in a
+    byte-level pre-tokenizer and silently drops spaces and newlines of a char-level tokenizer. A
+    declared plain fast class is therefore loaded directly; anything else goes through
+    ``AutoTokenizer``. Either way the result must round-trip spaces and newlines.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(model_path)
+    declared = None
+    cfg_file = path / "tokenizer_config.json"
+    if cfg_file.exists():
+        declared = json.loads(cfg_file.read_text()).get("tokenizer_class")
+    if declared in _PLAIN_FAST_CLASSES:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    probe = "a b\nc"
+    back = tokenizer.decode(tokenizer(probe, add_special_tokens=False).input_ids,
+                            skip_special_tokens=True)
+    if " " not in back or "\n" not in back:
+        raise ValueError(f"{path}: tokenizer {type(tokenizer).__name__} does not round-trip "
+                         f"whitespace ({probe!r} -> {back!r})")
+    return tokenizer
+
+
+def render_prompt(tokenizer, question: str, chat_template: str | bool = "auto") -> str:
+    """The prompt string for ``question``: the tokenizer's chat template with one user turn.
+
+    ``chat_template="auto"`` uses the template when the tokenizer has one and the raw question
+    otherwise (the tiny-world tokenizer has none); ``True`` requires it; ``False`` skips it.
+    """
+    has = getattr(tokenizer, "chat_template", None) is not None
+    if chat_template == "auto":
+        chat_template = has
+    if not chat_template:
+        return question
+    if not has:
+        raise ValueError("chat_template=True but the tokenizer has no chat template")
+    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+# --------------------------------------------------------------------------- HF backend
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(h, c: int):
+    """(h * c) mod 2**32 for int64 tensors h in [0, 2**32), without int64 overflow."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (h * lo + (((h * hi) & 0xFFFF) << 16)) & _M32
+
+
+def _fmix32(h):
+    """MurmurHash3's 32-bit finaliser on int64 tensors holding values in [0, 2**32)."""
+    h = h ^ (h >> 16)
+    h = _mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def counter_uniform(seeds, step: int, vocab: int):
+    """Uniforms in (0, 1), shape [len(seeds), vocab], a pure function of (seed, step, token id).
+
+    Counter-based (hashing) so one vectorised call serves a whole batch on any device, and the
+    same (seed, step) gives the same noise on CPU and GPU.
+    """
+    import torch
+
+    row = _fmix32(seeds.to(torch.int64) & _M32)
+    row = _fmix32(row ^ ((step * 0x9E3779B9) & _M32))[:, None]
+    tok = torch.arange(vocab, dtype=torch.int64, device=seeds.device)[None, :]
+    h = _fmix32((row + _mul32(tok, 0x27D4EB2F)) & _M32)
+    h = _fmix32(h ^ (row >> 7))
+    return ((h >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+
+
+class _PerRowSampler:
+    """Logits processor: temperature, top-p, then a Gumbel-max draw with each row's own seed.
+
+    Runs under greedy decoding, so the argmax of ``logits/T + Gumbel`` (a draw from the nucleus
+    distribution) is the next token. The noise of row r at step t is a hash of (seed_r, t, token),
+    so no RNG state is shared between rows or touched globally.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+        import torch
+
+        self.seeds = torch.tensor([int(x) for x in seeds], dtype=torch.int64)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.step = 0
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+            probs = sorted_scores.softmax(dim=-1)
+            mass_before = probs.cumsum(dim=-1) - probs
+            drop_sorted = mass_before >= self.top_p  # the top token always has mass_before == 0
+            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+            scores = scores.masked_fill(drop, float("-inf"))
+        if self.seeds.device != scores.device:
+            self.seeds = self.seeds.to(scores.device)
+        uniform = counter_uniform(self.seeds, self.step, scores.shape[-1])
+        self.step += 1
+        gumbel = -torch.log(-torch.log(uniform))
+        choice = (scores + gumbel).argmax(dim=-1)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(-1, choice[:, None], 0.0)
+        return out
+
+
+class HFGenerator:
+    """transformers ``generate`` with left padding and the KV cache, batched over (prompt, sample) rows.
+
+    ``batch_size`` counts rows (prompt copies), not prompts. Rows are sorted by prompt length to
+    cut padding; thanks to per-row seeds this does not change any result. Greedy (T=0) generates
+    each prompt once and repeats it ``n`` times.
+    """
+
+    backend = "hf"
+
+    def __init__(self, model_path, batch_size: int = 32, device: str | None = None,
+                 dtype: str = "auto", stop_token_ids: Sequence[int] = (),
+                 add_special_tokens: bool = True, seed_scheme: str = "hash",
+                 ignore_eos: bool = False):
+        import torch
+        from transformers import AutoModelForCausalLM, GenerationConfig
+
+        if seed_scheme not in SEED_SCHEMES:
+            raise ValueError(f"seed_scheme must be one of {SEED_SCHEMES}, got {seed_scheme!r}")
+        self.model_path = str(model_path)
+        self.batch_size = int(batch_size)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.add_special_tokens = add_special_tokens
+        self.seed_scheme = seed_scheme
+        self.ignore_eos = ignore_eos  # always run to max_new_tokens (throughput benchmarks)
+        self.tokenizer = load_tokenizer(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if dtype == "auto":
+            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        self.model.to(self.device).eval()
+        eos = self.tokenizer.eos_token_id
+        self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
+                               | {int(i) for i in stop_token_ids})
+        if not self.stop_ids:
+            raise ValueError(f"{model_path}: tokenizer has no eos_token_id and no stop ids were given")
+        # Explicit neutral settings: a checkpoint's generation_config.json (e.g. Qwen's
+        # repetition_penalty=1.05, top_k=20) must not leak into the evaluation.
+        # eos is passed per call (so ignore_eos can switch it off).
+        self.model.generation_config = GenerationConfig(
+            pad_token_id=self.tokenizer.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id)
+
+    def generate(self, prompts: list[str], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int, seed: int) -> list[list[Sample]]:
+        _check_sampling_args(n, temperature, top_p, max_new_tokens)
+        greedy = temperature == 0
+        copies = 1 if greedy else n
+        rows = [(p, i) for p in range(len(prompts)) for i in range(copies)]
+        lengths = [len(self.tokenizer(p, add_special_tokens=self.add_special_tokens).input_ids)
+                   for p in prompts]
+        rows.sort(key=lambda r: (lengths[r[0]], r[0], r[1]))
+        results: dict[tuple[int, int], Sample] = {}
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            seeds = [sample_seed(seed, prompts[p], i, self.seed_scheme) for p, i in batch]
+            samples = self._generate_rows([prompts[p] for p, _ in batch], seeds, greedy,
+                                          temperature, top_p, max_new_tokens)
+            results.update(zip(batch, samples))
+        out = []
+        for p in range(len(prompts)):
+            if greedy:
+                s = results[(p, 0)]
+                out.append([Sample(s.text, s.num_tokens, s.finish_reason,
+                                   sample_seed(seed, prompts[p], i, self.seed_scheme))
+                            for i in range(n)])
+            else:
+                out.append([results[(p, i)] for i in range(n)])
+        return out
+
+    def _generate_rows(self, texts, seeds, greedy, temperature, top_p, max_new_tokens):
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
+                             add_special_tokens=self.add_special_tokens).to(self.device)
+        processors = LogitsProcessorList()
+        if not greedy:
+            processors.append(_PerRowSampler(seeds, temperature, top_p))
+        stop_ids = None if self.ignore_eos else self.stop_ids
+        config = GenerationConfig(
+            do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id, bos_token_id=self.tokenizer.bos_token_id,
+            use_cache=True, num_beams=1)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, generation_config=config, logits_processor=processors)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        stop = set() if self.ignore_eos else set(self.stop_ids)
+        samples = []
+        for ids, s in zip(new, seeds):
+            end = next((j for j, t in enumerate(ids) if t in stop), None)
+            if end is None:
+                kept, reason = ids, "length"
+            else:
+                kept, reason = ids[:end + 1], "stop"
+            text = self.tokenizer.decode(kept, skip_special_tokens=True)
+            samples.append(Sample(text=text, num_tokens=len(kept), finish_reason=reason, seed=s))
+        return samples
+
+
+# --------------------------------------------------------------------------- vLLM backend
+
+
+class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU dev machines
+    """vLLM offline ``LLM.generate``: one request per (prompt, sample), each with its own seed.
+
+    Prompts are tokenized and outputs decoded with :func:`load_tokenizer` (vLLM's own tokenizer
+    loading goes through ``AutoTokenizer`` and would drop whitespace of a char-level tokenizer).
+    """
+
+    backend = "vllm"
+
+    def __init__(self, model_path, stop_token_ids: Sequence[int] = (), seed_scheme: str = "hash",
+                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 dtype: str = "auto", add_special_tokens: bool = True, **llm_kwargs: Any):
+        from vllm import LLM
+
+        if seed_scheme not in SEED_SCHEMES:
+            raise ValueError(f"seed_scheme must be one of {SEED_SCHEMES}, got {seed_scheme!r}")
+        self.model_path = str(model_path)
+        self.seed_scheme = seed_scheme
+        self.add_special_tokens = add_special_tokens
+        self.tokenizer = load_tokenizer(model_path)
+        eos = self.tokenizer.eos_token_id
+        self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
+                               | {int(i) for i in stop_token_ids})
+        # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's sampling defaults.
+        self.llm = LLM(model=self.model_path, dtype=dtype, max_model_len=max_model_len,
+                       gpu_memory_utilization=gpu_memory_utilization,
+                       generation_config="vllm", **llm_kwargs)
+
+    def generate(self, prompts, n, temperature, top_p, max_new_tokens, seed):
+        from vllm import SamplingParams
+
+        _check_sampling_args(n, temperature, top_p, max_new_tokens)
+        reqs, params, seeds = [], [], []
+        for prompt in prompts:
+            ids = self.tokenizer(prompt, add_special_tokens=self.add_special_tokens).input_ids
+            for i in range(n):
+                s = sample_seed(seed, prompt, i, self.seed_scheme)
+                reqs.append({"prompt_token_ids": ids})
+                params.append(SamplingParams(
+                    n=1, temperature=temperature, top_p=top_p, top_k=-1, max_tokens=max_new_tokens,
+                    seed=s, stop_token_ids=self.stop_ids, detokenize=False))
+                seeds.append(s)
+        outputs = self.llm.generate(reqs, params, use_tqdm=False)
+        stop = set(self.stop_ids)
+        flat = []
+        for out, s in zip(outputs, seeds):
+            c = out.outputs[0]
+            ids = list(c.token_ids)
+            end = next((j for j, t in enumerate(ids) if t in stop), None)
+            kept = ids if end is None else ids[:end + 1]
+            reason = "length" if c.finish_reason == "length" and end is None else "stop"
+            text = self.tokenizer.decode(kept, skip_special_tokens=True)
+            flat.append(Sample(text=text, num_tokens=len(kept), finish_reason=reason, seed=s))
+        return [flat[p * n:(p + 1) * n] for p in range(len(prompts))]
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # ImportError, or a broken CUDA install
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def make_generator(model_path, backend: str = "auto", **kwargs) -> Generator:
+    """``backend``: "auto" (vLLM when importable with a CUDA device, else HF), "hf" or "vllm"."""
+    if backend == "auto":
+        backend = "vllm" if vllm_available() else "hf"
+    if backend == "hf":
+        kwargs.pop("max_model_len", None)
+        kwargs.pop("gpu_memory_utilization", None)
+        return HFGenerator(model_path, **kwargs)
+    if backend == "vllm":  # pragma: no cover
+        kwargs.pop("batch_size", None)
+        kwargs.pop("device", None)
+        return VLLMGenerator(model_path, **kwargs)
+    raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {backend!r}")

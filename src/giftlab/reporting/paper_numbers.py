@@ -1,0 +1,108 @@
+"""The paper's reported numbers (GIFT, Tables 1–5), transcribed exactly, and a loader.
+
+The data live in ``reporting/paper/table<N>.csv`` in a tidy long format, one cell per row::
+
+    backbone,method_class,strategy,benchmark,value
+    Qwen2.5-7B,SFT-then-RL,GIFT,GSM8K,92.06
+
+* ``backbone``: ``Qwen2.5-7B`` or ``Llama-3.1-8B`` (the paper writes "Llama3.1-8B" in Tables 1/2/5).
+* ``method_class``: ``Direct SFT/RL``, ``Unified Paradigms`` or ``SFT-then-RL`` (Tables 1, 2). Tables
+  3–5 have no class column; their rows are the SFT-then-RL strategies and carry that class.
+* ``strategy``: the paper's row label (Table 4's "Std. SFT" is stored as ``SFT``, like every other
+  table, so one label map serves all of them).
+* ``benchmark``: the column. Table 1: ``GSM8K, AIME24, AIME25, MATH500, HE+, MBPP+, Average``
+  (pass@1 in %, except AIME24/25 on Llama-3.1-8B, which the paper reports as pass@32); Table 2:
+  ``GPQA, MMLU-Redux, ARC-Challenge, MMLU-Pro, Average``; Table 3 (pre-RL, averaged over the math
+  benchmarks): ``pass@1, pass@2, pass@4, pass@8``; Table 4: ``<pair>.<metric>`` with pair
+  ``base_sft`` / ``sft_rl`` and metric ``cos`` / ``l2`` / ``kl``; Table 5 (MT-Bench, 0–10):
+  ``Total, Writing, Roleplay, Reasoning, Math, Coding, Extract, STEM, Humanities``.
+* ``value``: as printed (``15.00`` keeps its trailing zeros in the file; the loader parses floats).
+
+Rows the paper does not report are absent (e.g. Table 2 has no Label Smoothing / KD rows and no
+Unified Paradigms for Llama); nothing is filled in.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+PAPER_DIR = Path(__file__).resolve().parent / "paper"
+TABLES = (1, 2, 3, 4, 5)
+COLUMNS = ("backbone", "method_class", "strategy", "benchmark", "value")
+PAPER_BACKBONES = ("Qwen2.5-7B", "Llama-3.1-8B")
+AVERAGE_COLUMN = {1: "Average", 2: "Average", 5: "Total"}  # the per-row summary column
+
+# Our benchmark names (registry / file stems) -> the paper's column names.
+BENCHMARK_COLUMNS = {
+    "gsm8k": "GSM8K", "aime24": "AIME24", "aime25": "AIME25", "math500": "MATH500",
+    "humaneval_plus": "HE+", "mbpp_plus": "MBPP+", "gpqa": "GPQA", "mmlu_redux": "MMLU-Redux",
+    "arc_challenge": "ARC-Challenge", "mmlu_pro": "MMLU-Pro",
+}
+TABLE1_BENCHMARKS = ("GSM8K", "AIME24", "AIME25", "MATH500", "HE+", "MBPP+")
+TABLE2_BENCHMARKS = ("GPQA", "MMLU-Redux", "ARC-Challenge", "MMLU-Pro")
+
+
+def _path(table: int) -> Path:
+    if table not in TABLES:
+        raise ValueError(f"paper table {table!r}: the paper has tables {', '.join(map(str, TABLES))}")
+    return PAPER_DIR / f"table{table}.csv"
+
+
+@lru_cache(maxsize=None)
+def _load(table: int) -> pd.DataFrame:
+    path = _path(table)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing paper data file: {path}")
+    df = pd.read_csv(path, dtype={"value": float}, keep_default_na=False)
+    if tuple(df.columns) != COLUMNS:
+        raise ValueError(f"{path}: expected columns {', '.join(COLUMNS)}, got {', '.join(df.columns)}")
+    return df
+
+
+def load_paper_table(table: int) -> pd.DataFrame:
+    """Table ``table`` (1–5) in the tidy long format (a fresh copy; values as floats)."""
+    return _load(table).copy()
+
+
+def paper_wide(table: int) -> pd.DataFrame:
+    """Table ``table`` as printed: one row per (backbone, method_class, strategy), one column per
+    benchmark, rows and columns in the paper's order."""
+    df = _load(table)
+    wide = df.pivot_table(index=["backbone", "method_class", "strategy"], columns="benchmark",
+                          values="value", sort=False)
+    wide = wide[list(dict.fromkeys(df["benchmark"]))]
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def paper_backbone(name: str) -> str | None:
+    """Our backbone name (``qwen``, ``Qwen/Qwen2.5-7B``, ``llama``, …) -> the paper's, or None."""
+    low = name.lower()
+    if "qwen" in low:
+        return "Qwen2.5-7B"
+    if "llama" in low:
+        return "Llama-3.1-8B"
+    return None
+
+
+def paper_column(benchmark: str) -> str | None:
+    """Our benchmark name -> the paper's column name (None for benchmarks the paper lacks)."""
+    if benchmark in BENCHMARK_COLUMNS.values():
+        return benchmark
+    return BENCHMARK_COLUMNS.get(benchmark.lower())
+
+
+def paper_value(table: int, backbone: str, strategy: str, column: str) -> float:
+    """One reported cell; NaN when the paper has no such cell. ``backbone`` may be ours or the paper's."""
+    bb = backbone if backbone in PAPER_BACKBONES else paper_backbone(backbone)
+    df = _load(table)
+    hit = df[(df["backbone"] == bb) & (df["strategy"] == strategy) & (df["benchmark"] == column)]
+    if hit.empty:
+        return math.nan
+    if len(hit) > 1:
+        raise ValueError(f"paper table {table}: {len(hit)} cells for ({bb}, {strategy}, {column})")
+    return float(hit["value"].iloc[0])

@@ -1,0 +1,377 @@
+"""Paper Tables 1–4 built from small result JSONs (never checkpoints), and one writer.
+
+Inputs are the dicts the pipeline writes:
+
+* evaluation summaries (``results/eval/<stage>/<backbone>/<run>/<benchmark>.summary.json``): read
+  ``provenance.config.{stage, backbone, run, benchmark}``, ``pass@<k>`` (fractions in [0, 1]) and
+  ``pass@1_ci95`` ([lo, hi], optional);
+* consistency results (``results/consistency/<backbone>/<run>/<stage_pair>.json``): read
+  ``provenance.config.{backbone, run, stage_pair}`` (top-level keys of the same names as a fallback)
+  and ``cos``, ``l2``, ``kl``.
+
+Rows exist only for runs present in the inputs (a method that was not run is absent, never filled
+in); columns are the benchmarks present in the inputs (paper names such as ``GSM8K`` when the
+benchmark is one of the paper's, the raw name such as ``tiny_id`` otherwise). Pass rates are shown
+in percent, like the paper. ``paper=True`` adds ``paper <column>`` columns with the paper's
+reported number for the same backbone (matched by name: "qwen" → Qwen2.5-7B, "llama" →
+Llama-3.1-8B) and strategy; every GIFT β maps to the paper's single GIFT row, and a cell the paper
+does not report (or a tiny benchmark) is NaN. ``paper Average`` is always the paper's own Average.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from giftlab.config import format_beta, parse_run
+from giftlab.io import write_text_atomic
+from giftlab.reporting import paper_numbers as pn
+
+# ---------------------------------------------------------------- run names -> paper labels
+# The one place run names map to the paper's strategy labels and method classes.
+
+STRATEGY_LABELS = {
+    "direct-sft": "Direct SFT",
+    "direct-rl": "Direct RL",
+    "luffy": "LUFFY",
+    "relift": "ReLIFT",
+    "sft": "SFT",
+    "sft_entropy": "SFT + Entropy",
+    "sft_ls": "SFT + Label Smoothing",
+    "sft_kd": "SFT + KD",
+    "dft": "DFT",
+    "asft": "ASFT",
+    "psft": "PSFT",
+    "gift": "GIFT",
+}
+METHOD_CLASSES = {
+    "direct-sft": "Direct SFT/RL",
+    "direct-rl": "Direct SFT/RL",
+    "luffy": "Unified Paradigms",
+    "relift": "Unified Paradigms",
+}
+DEFAULT_METHOD_CLASS = "SFT-then-RL"
+ROW_ORDER = tuple(STRATEGY_LABELS)  # the paper's row order
+STAGE_PAIRS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
+CONSISTENCY_METRICS = {"cos": "Cos ↑", "l2": "L2 ↓", "kl": "KL ↓"}
+_NON_PAPER_RUN = re.compile(r"^(?P<method>direct-(?:sft|rl)|luffy|relift)$")
+
+
+def split_run(run: str) -> tuple[str, float | None]:
+    """``(method, beta)`` of a run name; also accepts ``direct-sft``/``direct-rl``/``luffy``/``relift``."""
+    if _NON_PAPER_RUN.match(run):
+        return run, None
+    try:
+        return parse_run(run)
+    except ValueError:
+        return run, None
+
+
+def paper_strategy(run: str) -> str:
+    """The paper's row label for a run, without β (``gift-b3`` → ``GIFT``); unknown runs: the name."""
+    return STRATEGY_LABELS.get(split_run(run)[0], run)
+
+
+def strategy_label(run: str) -> str:
+    """Row label in our tables: the paper's label, with β for GIFT runs (``GIFT (β=3)``)."""
+    method, beta = split_run(run)
+    label = STRATEGY_LABELS.get(method, run)
+    return label if beta is None else f"{label} (β={format_beta(beta)})"
+
+
+def method_class(run: str) -> str:
+    return METHOD_CLASSES.get(split_run(run)[0], DEFAULT_METHOD_CLASS)
+
+
+def run_sort_key(run: str) -> tuple:
+    method, beta = split_run(run)
+    order = ROW_ORDER.index(method) if method in ROW_ORDER else len(ROW_ORDER)
+    return (order, math.inf if beta is None else beta, run)
+
+
+def benchmark_column(benchmark: str) -> str:
+    """Table column for a benchmark: the paper's name when it is one of the paper's, else as is."""
+    return pn.paper_column(benchmark) or benchmark
+
+
+# ---------------------------------------------------------------- record access
+
+def job_field(record: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """``record.provenance.config[key]``, else ``record[key]``, else ``default``."""
+    job = (record.get("provenance") or {}).get("config") or {}
+    if key in job and job[key] is not None:
+        return job[key]
+    return record.get(key, default)
+
+
+def _need(record: Mapping[str, Any], key: str, what: str) -> Any:
+    value = job_field(record, key)
+    if value is None:
+        raise ValueError(f"{what}: record has no '{key}' (in provenance.config or at top level)")
+    return value
+
+
+def _ci(record: Mapping[str, Any], key: str = "pass@1_ci95") -> tuple[float, float] | None:
+    ci = record.get(key)
+    if not ci or len(ci) != 2 or any(c is None or (isinstance(c, float) and math.isnan(c)) for c in ci):
+        return None
+    return float(ci[0]), float(ci[1])
+
+
+def _index(records: Iterable[Mapping[str, Any]], keys: Sequence[str], what: str
+           ) -> dict[tuple, Mapping[str, Any]]:
+    out: dict[tuple, Mapping[str, Any]] = {}
+    for rec in records:
+        key = tuple(_need(rec, k, what) for k in keys)
+        if key in out:
+            raise ValueError(f"{what}: two records for {dict(zip(keys, key))}")
+        out[key] = rec
+    return out
+
+
+def _backbone_order(backbones: Iterable[str], wanted: Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(backbones))
+    if wanted is None:
+        return present
+    return [b for b in wanted if b in present]
+
+
+# ---------------------------------------------------------------- Tables 1 and 2
+
+def _is_post_rl(record: Mapping[str, Any]) -> bool:
+    stage, run = job_field(record, "stage"), job_field(record, "run")
+    return stage == "rl" or (run == "direct-sft" and stage in ("sft", "rl"))
+
+
+def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | None = None,
+                    benchmarks: Sequence[str] | None = None, metric: str = "pass@1",
+                    paper: bool = False, with_ci: bool = False,
+                    backbones: Sequence[str] | None = None) -> pd.DataFrame:
+    """Post-RL ``metric`` (in %) per (backbone, run) × benchmark, plus the row ``Average``.
+
+    Uses the summaries at stage ``rl`` (and ``direct-sft`` at stage ``sft``: Direct SFT has no RL
+    stage). ``benchmarks`` restricts and orders the columns (default: as they first appear).
+    Average = mean over the benchmark columns, NaN when the row misses one. ``with_ci`` adds
+    ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for metric pass@1).
+    """
+    recs = [r for r in summaries if _is_post_rl(r)]
+    if benchmarks is not None:
+        recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
+    idx = _index(recs, ("backbone", "run", "benchmark"), "benchmark table")
+    benches = list(benchmarks) if benchmarks is not None else list(dict.fromkeys(k[2] for k in idx))
+    benches = [b for b in benches if any(k[2] == b for k in idx)]
+    cols = [benchmark_column(b) for b in benches]
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"benchmark table: benchmarks {benches} map to duplicate columns {cols}")
+    rows = []
+    for bb in _backbone_order((k[0] for k in idx), backbones):
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
+            row: dict[str, Any] = {"backbone": bb, "method_class": method_class(run),
+                                   "strategy": strategy_label(run), "run": run}
+            for bench, col in zip(benches, cols):
+                rec = idx.get((bb, run, bench))
+                value = rec.get(metric) if rec is not None else None
+                row[col] = math.nan if value is None else 100.0 * float(value)
+                if with_ci:
+                    ci = _ci(rec) if rec is not None and metric == "pass@1" else None
+                    row[f"{col} CI95"] = "" if ci is None else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+            row["Average"] = (sum(row[c] for c in cols) / len(cols)) if cols else math.nan
+            if paper and paper_table is not None:
+                for col in [*cols, "Average"]:
+                    row[f"paper {col}"] = pn.paper_value(paper_table, bb, paper_strategy(run), col)
+            rows.append(row)
+    columns = ["backbone", "method_class", "strategy", "run", *cols]
+    if with_ci:
+        columns += [f"{c} CI95" for c in cols]
+    columns.append("Average")
+    if paper and paper_table is not None:
+        columns += [f"paper {c}" for c in [*cols, "Average"]]
+    df = pd.DataFrame(rows, columns=columns)
+    df.attrs["digits"] = 2
+    return df
+
+
+def table1(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
+           paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None
+           ) -> pd.DataFrame:
+    """Table 1: post-RL pass@1 (%) on the reasoning benchmarks, per initialisation strategy."""
+    return benchmark_table(summaries, 1, benchmarks, "pass@1", paper, with_ci, backbones)
+
+
+def table2(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
+           paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None
+           ) -> pd.DataFrame:
+    """Table 2: post-RL pass@1 (%) on the out-of-distribution benchmarks (pass those summaries)."""
+    return benchmark_table(summaries, 2, benchmarks, "pass@1", paper, with_ci, backbones)
+
+
+# ---------------------------------------------------------------- Table 3
+
+def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4, 8),
+           methods: Sequence[str] = ("sft", "gift"), stage: str = "sft",
+           benchmarks: Sequence[str] | None = None, paper: bool = False,
+           backbones: Sequence[str] | None = None) -> pd.DataFrame:
+    """Table 3: pass@k (%) before RL (stage ``sft``), averaged over the benchmarks present.
+
+    One row per (backbone, run) whose method is in ``methods``; ``pass@<k>`` is the mean over the
+    row's benchmarks (NaN when a summary lacks that k, i.e. n_samples < k); ``benchmarks`` names
+    them. ``paper`` adds ``paper pass@<k>``.
+    """
+    recs = [r for r in summaries if job_field(r, "stage") == stage
+            and split_run(_need(r, "run", "table3"))[0] in set(methods)]
+    if benchmarks is not None:
+        recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
+    idx = _index(recs, ("backbone", "run", "benchmark"), "table3")
+    cols = [f"pass@{int(k)}" for k in ks]
+    rows = []
+    for bb in _backbone_order((k[0] for k in idx), backbones):
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
+            mine = [(k[2], rec) for k, rec in idx.items() if k[0] == bb and k[1] == run]
+            row: dict[str, Any] = {"backbone": bb, "strategy": strategy_label(run), "run": run,
+                                   "benchmarks": "+".join(b for b, _ in mine)}
+            for col in cols:
+                vals = [rec.get(col) for _, rec in mine]
+                row[col] = (math.nan if any(v is None for v in vals)
+                            else 100.0 * sum(float(v) for v in vals) / len(vals))
+            if paper:
+                for col in cols:
+                    row[f"paper {col}"] = pn.paper_value(3, bb, paper_strategy(run), col)
+            rows.append(row)
+    columns = ["backbone", "strategy", "run", "benchmarks", *cols]
+    if paper:
+        columns += [f"paper {c}" for c in cols]
+    df = pd.DataFrame(rows, columns=columns)
+    df.attrs["digits"] = 2
+    return df
+
+
+# ---------------------------------------------------------------- Table 4
+
+def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos", "l2", "kl"),
+           paper: bool = False, backbones: Sequence[str] | None = None) -> pd.DataFrame:
+    """Table 4: ``<pair>.<metric>`` (pair ``base_sft`` / ``sft_rl``; metric cos, l2, kl) per
+    (backbone, run), from consistency results. Columns only for the stage pairs present."""
+    recs = list(records)
+    for r in recs:
+        pair = _need(r, "stage_pair", "table4")
+        if pair not in STAGE_PAIRS:
+            raise ValueError(f"table4: unknown stage_pair {pair!r} (expected one of {', '.join(STAGE_PAIRS)})")
+    idx = _index(recs, ("backbone", "run", "stage_pair"), "table4")
+    pairs = [p for p in STAGE_PAIRS if any(k[2] == p for k in idx)]
+    cols = [f"{p}.{m}" for p in pairs for m in metrics]
+    rows = []
+    for bb in _backbone_order((k[0] for k in idx), backbones):
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
+            row: dict[str, Any] = {"backbone": bb, "strategy": strategy_label(run), "run": run}
+            for p in pairs:
+                rec = idx.get((bb, run, p))
+                for m in metrics:
+                    v = rec.get(m) if rec is not None else None
+                    row[f"{p}.{m}"] = math.nan if v is None else float(v)
+            if paper:
+                for col in cols:
+                    row[f"paper {col}"] = pn.paper_value(4, bb, paper_strategy(run), col)
+            rows.append(row)
+    columns = ["backbone", "strategy", "run", *cols] + ([f"paper {c}" for c in cols] if paper else [])
+    df = pd.DataFrame(rows, columns=columns)
+    digits = {c: (2 if c.endswith(".l2") else 4) for c in columns}
+    df.attrs["digits"] = digits
+    labels = {}
+    for p in pairs:
+        for m in metrics:
+            label = f"{STAGE_PAIRS[p]} {CONSISTENCY_METRICS.get(m, m)}"
+            labels[f"{p}.{m}"] = label
+            labels[f"paper {p}.{m}"] = f"paper {label}"
+    df.attrs["labels"] = labels
+    return df
+
+
+# ---------------------------------------------------------------- writing
+
+_TEX_REPLACE = {
+    "→": r"$\rightarrow$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "β": r"$\beta$",
+    "⁺": r"$^{+}$", "±": r"$\pm$", "∞": r"$\infty$",
+}
+
+
+def _tex_escape(text: str) -> str:
+    out = []
+    for ch in str(text):
+        if ch in "&%$#_{}":
+            out.append("\\" + ch)
+        elif ch == "\\":
+            out.append(r"\textbackslash{}")
+        elif ch == "~":
+            out.append(r"\textasciitilde{}")
+        elif ch == "^":
+            out.append(r"\textasciicircum{}")
+        else:
+            out.append(_TEX_REPLACE.get(ch, ch))
+    return "".join(out)
+
+
+def _digits_for(df: pd.DataFrame, col: str, digits: int | Mapping[str, int] | None) -> int:
+    spec = digits if digits is not None else df.attrs.get("digits", 2)
+    if isinstance(spec, Mapping):
+        return int(spec.get(col, 2))
+    return int(spec)
+
+
+def _cells(df: pd.DataFrame, digits, missing: str) -> list[list[str]]:
+    columns = [df[c].tolist() for c in df.columns]
+    rows = []
+    for i in range(len(df)):
+        cells = []
+        for col, values in zip(df.columns, columns):
+            v = values[i]
+            if v is None or (pd.api.types.is_number(v) and not isinstance(v, bool) and math.isnan(v)):
+                cells.append(missing)
+            elif pd.api.types.is_number(v) and not isinstance(v, bool):
+                cells.append(f"{float(v):.{_digits_for(df, col, digits)}f}")
+            else:
+                cells.append(str(v))
+        rows.append(cells)
+    return rows
+
+
+def _numeric(df: pd.DataFrame, col: str) -> bool:
+    return pd.api.types.is_numeric_dtype(df[col])
+
+
+def to_markdown(df: pd.DataFrame, digits: int | Mapping[str, int] | None = None) -> str:
+    """A pipe table (numbers right-aligned, NaN as "—")."""
+    labels = df.attrs.get("labels", {})
+    header = [str(labels.get(c, c)).replace("|", r"\|") for c in df.columns]
+    align = ["---:" if _numeric(df, c) else ":---" for c in df.columns]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    for cells in _cells(df, digits, "—"):
+        lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(df: pd.DataFrame, digits: int | Mapping[str, int] | None = None) -> str:
+    """A booktabs ``tabular`` (``\\usepackage{booktabs}``), NaN as "--"."""
+    labels = df.attrs.get("labels", {})
+    spec = "".join("r" if _numeric(df, c) else "l" for c in df.columns)
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_tex_escape(labels.get(c, c)) for c in df.columns) + r" \\", r"\midrule"]
+    for cells in _cells(df, digits, "--"):
+        lines.append(" & ".join(c if c == "--" else _tex_escape(c) for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, stem: str | Path, digits: int | Mapping[str, int] | None = None
+                ) -> dict[str, Path]:
+    """Write ``<stem>.csv`` (full precision), ``<stem>.md`` (pipe table) and ``<stem>.tex``
+    (booktabs), each through a temporary name and an atomic rename. Returns the three paths."""
+    stem = Path(stem)
+    paths = {ext: stem.with_name(f"{stem.name}.{ext}") for ext in ("csv", "md", "tex")}
+    write_text_atomic(paths["csv"], df.to_csv(index=False))
+    write_text_atomic(paths["md"], to_markdown(df, digits))
+    write_text_atomic(paths["tex"], to_latex(df, digits))
+    return paths

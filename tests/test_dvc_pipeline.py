@@ -1,0 +1,368 @@
+"""dvc.yaml and the Snakemake workflow describe the same pipeline; artifacts are shared through a DVC remote.
+
+Fast checks (no training): every dvc.yaml stage is one Snakemake phase target (workflow/rules/phases.smk)
+-- same rules, command, outputs (one owner each), code deps and upstream deps -- and the phases together
+cover the DAG of `rule all`; the SLURM profile plans the whole paper grid.
+
+Slow check (one smoke-sized run): clone A runs `dvc repro` and pushes to a shared-filesystem remote;
+clone B pulls, runs scripts/after_pull.sh and gets byte-identical artifacts with nothing to recompute
+under `dvc status` or `snakemake -n`; a `dvc exp run -S` in A reruns only the stages the param feeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from giftlab.config import load_config
+from helpers import REPO, venv_env
+
+BIN = Path(sys.executable).parent
+INCLUDE = 'include: "workflow/rules/phases.smk"'
+PHASE_PREFIX = "phase_"
+TARGET_RULES = {"all"}  # target-only rules outside the phases
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def env() -> dict[str, str]:
+    e = venv_env()
+    e["DVC_NO_ANALYTICS"] = "1"
+    e.setdefault("GIT_AUTHOR_NAME", "giftlab-test")
+    e.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
+    e.setdefault("GIT_COMMITTER_NAME", "giftlab-test")
+    e.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
+    return e
+
+
+def run(cmd, cwd, timeout=600, check=True) -> subprocess.CompletedProcess:
+    if isinstance(cmd, str):
+        cmd = shlex.split(cmd)
+    exe = cmd[0]
+    if (BIN / exe).exists():
+        cmd = [str(BIN / exe), *cmd[1:]]
+    result = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}) in {cwd}:\n"
+                    f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def copy_worktree(dest: Path, params_override: Path | None = None) -> Path:
+    """A git repo at ``dest`` holding this checkout's files (tracked + untracked, not ignored)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in filter(None, files):
+        src, dst = REPO / rel, dest / rel
+        if not src.exists() and not src.is_symlink():
+            continue  # deleted in the work tree
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+        elif src.is_file():
+            shutil.copy2(src, dst)
+    snakefile = dest / "Snakefile"
+    if INCLUDE not in snakefile.read_text():  # until the Snakefile includes the phase targets itself
+        text = snakefile.read_text().replace('include: "workflow/rules/figures.smk"\n',
+                                             'include: "workflow/rules/figures.smk"\n' + INCLUDE + "\n")
+        snakefile.write_text(text)
+    if params_override is not None:
+        merged = load_config(dest / "params.yaml", params_override)
+        (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    run("git init -q -b main", dest)
+    run("git add -A", dest)
+    run(["git", "commit", "-qm", "test snapshot"], dest)
+    return dest
+
+
+def dvc_stages(root: Path = REPO) -> dict:
+    return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+
+
+def parse_cmd(cmd: str) -> tuple[str, list[str]]:
+    """`snakemake phase_x --allowed-rules phase_x a b` -> ("phase_x", ["phase_x", "a", "b"])."""
+    argv = shlex.split(cmd)
+    assert argv[0] == "snakemake", cmd
+    assert "--allowed-rules" in argv, f"stage cmd must restrict Snakemake to the phase's rules: {cmd}"
+    i = argv.index("--allowed-rules")
+    targets, allowed = argv[1:i], argv[i + 1:]
+    assert len(targets) == 1 and not any(a.startswith("-") for a in allowed), cmd
+    return targets[0], allowed
+
+
+def detailed_summary(root: Path, workdir: Path, target: str, configfiles=()) -> list[dict]:
+    cmd = ["snakemake", "-s", str(root / "Snakefile"), "-d", str(workdir), "--detailed-summary", target]
+    if configfiles:
+        cmd += ["--configfile", *map(str, configfiles)]
+    out = run(cmd, workdir, timeout=300).stdout
+    start = out.index("output_file\t")
+    return list(csv.DictReader(io.StringIO(out[start:]), delimiter="\t"))
+
+
+def under(path: str, out: str) -> bool:
+    return path == out or path.startswith(out.rstrip("/") + "/")
+
+
+def owner(path: str, stages: dict) -> list[str]:
+    return [name for name, st in stages.items() for out in st["outs"] if under(path, out_path(out))]
+
+
+def out_path(out) -> str:
+    return out if isinstance(out, str) else next(iter(out))
+
+
+def tree_digest(root: Path, rel: str) -> dict[str, str]:
+    """sha256 of every file under root/rel that DVC versions (what .dvcignore keeps)."""
+    base = root / rel
+    paths = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths
+            if p.name != ".snakemake_timestamp" and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory) -> Path:
+    """This checkout as a git repo (Snakefile including phases.smk), tiny default params."""
+    return copy_worktree(tmp_path_factory.mktemp("snapshot") / "repo")
+
+
+@pytest.fixture(scope="module")
+def summaries(snapshot, tmp_path_factory) -> dict[str, list[dict]]:
+    """Snakemake's view of the smoke DAG: every job's outputs and inputs, per target."""
+    work = tmp_path_factory.mktemp("dag")
+    smoke = [REPO / "config" / "smoke.yaml"]
+    return {t: detailed_summary(snapshot, work, t, smoke) for t in ("all", "phase_all")}
+
+
+# ------------------------------------------------------------------ the two views agree
+
+
+def test_snakefile_includes_the_phase_targets():
+    assert INCLUDE in (REPO / "Snakefile").read_text(), \
+        f"add `{INCLUDE}` to the Snakefile after the other includes (docs/scale.md)"
+
+
+def test_every_stage_runs_its_phase_target_restricted_to_its_rules(snapshot):
+    stages = dvc_stages()
+    rule_list = run(["snakemake", "--list-rules"], snapshot).stdout.split()
+    phase_targets = {r for r in rule_list if r.startswith(PHASE_PREFIX)} - {"phase_all"}
+    assert {PHASE_PREFIX + s for s in stages} == phase_targets, "one dvc.yaml stage per phase target"
+    owners = Counter()
+    for name, stage in stages.items():
+        target, allowed = parse_cmd(stage["cmd"])
+        assert target == PHASE_PREFIX + name and target in allowed, stage["cmd"]
+        owners.update(r for r in allowed if r != target)
+    work_rules = set(rule_list) - phase_targets - {"phase_all"} - TARGET_RULES
+    assert set(owners) == work_rules, "every rule belongs to exactly one stage"
+    assert all(n == 1 for n in owners.values()), owners
+
+
+def test_stage_outs_are_exactly_the_phase_outputs_with_one_owner(summaries):
+    stages = dvc_stages()
+    rule_stage = {r: name for name, st in stages.items() for r in parse_cmd(st["cmd"])[1]}
+    outs = [out_path(o) for st in stages.values() for o in st["outs"]]
+    for a in outs:  # no out inside another out: one owner per path
+        assert [b for b in outs if under(a, b) or under(b, a)] == [a], f"overlapping outs: {a}"
+    used = set()
+    for row in summaries["phase_all"]:
+        path, rule = row["output_file"], row["rule"]
+        own = owner(path, stages)
+        assert own == [rule_stage[rule]], f"{path} (rule {rule}) is owned by {own}, expected {rule_stage[rule]}"
+        used.update(out_path(o) for o in stages[own[0]]["outs"] if under(path, out_path(o)))
+    assert used == set(outs), f"outs no rule writes: {set(outs) - used}"
+
+
+def test_phases_cover_the_dag_of_rule_all(summaries):
+    jobs = {name: {(r["rule"], r["output_file"]) for r in rows} for name, rows in summaries.items()}
+    assert jobs["all"] <= jobs["phase_all"], jobs["all"] - jobs["phase_all"]
+
+
+def test_stage_deps_are_the_phase_code_and_upstream_outs(summaries):
+    stages = dvc_stages()
+    rule_stage = {r: name for name, st in stages.items() for r in parse_cmd(st["cmd"])[1]}
+    rule_files = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for line in smk.read_text().splitlines():
+            if line.startswith("rule "):
+                rule_files[line.split()[1].rstrip(":")] = f"workflow/rules/{smk.name}"
+    for name, stage in stages.items():
+        deps = set(stage["deps"])
+        for dep in deps:
+            assert (REPO / dep).exists() or owner(dep, stages), f"{name}: dep {dep} does not exist"
+        for rule in parse_cmd(stage["cmd"])[1]:
+            if rule.startswith(PHASE_PREFIX):
+                continue
+            assert rule_files[rule] in deps, f"{name}: {rule_files[rule]} (rule {rule}) missing from deps"
+            assert "workflow/rules/common.smk" in deps, name
+    for row in summaries["phase_all"]:
+        stage = rule_stage[row["rule"]]
+        for inp in row["input-file(s)"].split(","):
+            inp = inp.strip()
+            if not inp or inp == "-":
+                continue
+            up = owner(inp, stages)
+            if up and up != [stage]:
+                assert any(under(inp, d) for d in stages[stage]["deps"]), \
+                    f"stage {stage}: input {inp} (from stage {up[0]}) is not a dep"
+            elif not up:
+                assert (REPO / inp).exists(), f"stage {stage}: {inp} has no producer"
+                assert any(under(os.path.relpath(REPO / inp, REPO), d) for d in stages[stage]["deps"]), \
+                    f"stage {stage}: code input {inp} is not a dep"
+
+
+def test_scripts_called_by_a_phase_are_its_deps():
+    stages = dvc_stages()
+    for name, stage in stages.items():
+        for rule in parse_cmd(stage["cmd"])[1]:
+            smk_text = "\n".join((REPO / "workflow" / "rules").joinpath(p).read_text()
+                                 for p in os.listdir(REPO / "workflow" / "rules"))
+            block = smk_text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+            for token in ('script("', 'plotting_code("'):
+                if token in block:
+                    script = block.split(token, 1)[1].split('"', 1)[0]
+                    assert f"scripts/{script}.py" in stage["deps"], f"{name}: scripts/{script}.py"
+
+
+def test_params_are_phase_keys_of_params_yaml():
+    params = load_config(REPO / "params.yaml")
+    main_section = {"world": "world", "base": "pretrain", "split": "data", "sft": "sft", "grpo": "grpo",
+                    "eval": "eval", "figures": "figures"}
+    for name, stage in dvc_stages().items():
+        keys = stage["params"]
+        for key in keys:
+            node = params
+            for part in key.split("."):
+                assert part in node, f"{name}: params key {key} is not in params.yaml"
+                node = node[part]
+        assert main_section[name] in keys, name
+        assert len(keys) <= 4, f"{name}: a stage lists only its phase's keys"
+
+
+def test_metrics_and_plots_come_from_outs():
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    stages = doc["stages"]
+    plots = [p if isinstance(p, str) else next(iter(p)) for p in doc["plots"]]
+    for path in doc["metrics"] + plots:
+        assert len(owner(path, stages)) == 1, path
+
+
+def test_dvcignore_keeps_snakemake_bookkeeping_and_trainer_state_out():
+    lines = {l.strip() for l in (REPO / ".dvcignore").read_text().splitlines()}
+    assert {"**/.snakemake_timestamp", ".snakemake/", "work/"} <= lines
+    stages = dvc_stages()
+    for stage in stages.values():
+        for out in stage["outs"]:
+            assert not under(out_path(out), "work") and not under(out_path(out), "logs")
+
+
+def test_no_dvc_inside_rules_or_profiles():
+    # DVC's repository lock: dvc runs Snakemake, never the other way round.
+    texts = [p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")]
+    texts += [p.read_text() for p in (REPO / "workflow" / "profiles").rglob("*.yaml")]
+    for text in texts:
+        for line in text.splitlines():
+            code = line.split("#", 1)[0]
+            assert "dvc " not in code and "'dvc'" not in code and '"dvc"' not in code, line
+
+
+def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
+    """`snakemake -n --workflow-profile workflow/profiles/slurm --configfile config/paper.yaml` plans the grid."""
+    paper = load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml")
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+        profile_dir = snapshot / "workflow" / "profiles" / "slurm"
+    except ImportError:  # plan with the same resources, without the plugin's executor settings
+        profile = {k: v for k, v in profile.items() if k != "executor" and not k.startswith("slurm-")}
+        profile_dir = tmp_path / "slurm"
+        profile_dir.mkdir()
+        (profile_dir / "config.yaml").write_text(yaml.safe_dump(profile))
+    work = tmp_path / "work"
+    bench_dir = work / "data" / "tiny" / "benchmarks"  # the benchmark files the paper run reads
+    bench_dir.mkdir(parents=True)
+    for bench in paper["eval"]["benchmarks"]:
+        (bench_dir / f"{bench}.jsonl").touch()
+    cmd = ["snakemake", "-s", str(snapshot / "Snakefile"), "-d", str(work), "-n", "--workflow-profile",
+           str(profile_dir), "--configfile", str(REPO / "config" / "paper.yaml"), "--quiet", "rules",
+           "--", "phase_all"]
+    text = run(cmd, work, timeout=300).stdout
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    n_runs = len(paper["sft"]["methods"]) - 1 + len(paper["sft"]["gift_betas"])  # 7 methods + 5 betas
+    n_bb = len(paper["backbones"])
+    assert counts["split"] == 1
+    assert counts["sft"] == counts["grpo"] == n_runs * n_bb == 24
+    assert counts["evaluate"] == n_runs * n_bb * len(paper["eval"]["benchmarks"]) == 240
+    assert counts["figure1"] == 1 and counts["summary"] == 1
+    assert "world" not in counts and "pretrain_base" not in counts  # hub / local bases, real data
+
+
+# ------------------------------------------------------------------ two clones sharing one remote
+
+
+@pytest.mark.slow
+def test_two_clones_share_artifacts_through_one_remote(tmp_path_factory):
+    root = tmp_path_factory.mktemp("share")
+    seed = copy_worktree(root / "seed", params_override=REPO / "config" / "smoke.yaml")
+    remote = root / "dvc-remote"  # the shared-filesystem remote (docs/scale.md)
+    origin = root / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(seed), str(origin)], root)
+
+    # Clone A: regenerate everything with `dvc repro`, push artifacts, commit dvc.lock.
+    a = root / "a"
+    run(["git", "clone", "-q", str(origin), str(a)], root)
+    run(["dvc", "remote", "modify", "--local", "shared", "url", str(remote)], a)
+    repro = run("dvc repro", a, timeout=900)
+    assert "Running stage 'figures'" in repro.stdout
+    assert (a / "figures" / "fig1.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "up to date" in run("dvc status", a).stdout
+    run("dvc push", a)
+    run("git add dvc.lock", a)
+    run(["git", "commit", "-qm", "results"], a)
+    run("git push -q origin main", a)
+
+    stages = dvc_stages(a)
+    outs = [out_path(o) for st in stages.values() for o in st["outs"]]
+    versioned = {rel: h for out in outs for rel, h in tree_digest(a, out).items()}
+    assert versioned and not any("optimizer" in p or "/work/" in p or p.startswith("work/") for p in versioned)
+    assert not any(p.endswith(".snakemake_timestamp") for p in run("dvc ls --dvc-only -R .", a).stdout.split())
+
+    # Clone B: pull only; identical artifacts, nothing to recompute.
+    b = root / "b"
+    run(["git", "clone", "-q", str(origin), str(b)], root)
+    run(["dvc", "remote", "modify", "--local", "shared", "url", str(remote)], b)
+    run("dvc pull", b)
+    assert {rel: h for out in outs for rel, h in tree_digest(b, out).items()} == versioned
+    assert "up to date" in run("dvc status", b).stdout
+    run(["bash", "scripts/after_pull.sh"], b)
+    dry = run("snakemake -n", b)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+    dry = run("snakemake -n phase_all", b)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
+    assert "up to date" in run("dvc status", b).stdout  # the touch left DVC's view unchanged
+    assert "didn't change" in run("dvc repro", b).stdout
+    assert not (b / "work").exists()  # trainer state never travels
+
+    # A β-sweep-style experiment: `dvc exp run -S` reruns only the stages the changed key feeds.
+    exp = run(["dvc", "exp", "run", "-S", "figures.fig1.backbones=[qwen]"], a, timeout=600)
+    text = exp.stdout + exp.stderr
+    for stage in ("world", "base", "split", "sft", "grpo", "eval"):
+        assert f"Stage '{stage}' didn't change" in text, text[-3000:]
+    assert "Running stage 'figures'" in text
+    shown = run(["dvc", "exp", "show", "--csv"], a).stdout
+    assert "figures.fig1.backbones" in shown or "['qwen']" in shown

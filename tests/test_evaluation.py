@@ -1,0 +1,437 @@
+"""Evaluation: pass@k, bootstrap CI, HF generation determinism, runner summary, loaders, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from giftlab.evaluation import benchmarks as bm
+from giftlab.evaluation.generation import Sample, render_prompt, sample_seed
+from giftlab.evaluation.passk import (bootstrap_ci, pass_at_1_ci, pass_at_k, pass_at_k_single)
+from giftlab.evaluation.runner import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- fake grader
+
+
+@dataclass
+class FakeGrade:
+    correct: bool
+    extracted: str | None
+    timed_out: bool = False
+
+
+def last_boxed(text: str) -> str | None:
+    found = re.findall(r"\\boxed\{([^{}]*)\}", text)
+    return found[-1] if found else None
+
+
+def fake_grade(responses, golds):
+    out = []
+    for r, g in zip(responses, golds):
+        ex = last_boxed(r)
+        out.append(FakeGrade(correct=ex is not None and ex == g, extracted=ex,
+                             timed_out="TIMEOUT" in r))
+    return out
+
+
+# --------------------------------------------------------------------------- pass@k
+
+
+def enumerated_pass_at_k(n: int, c: int, k: int) -> float:
+    """Fraction of k-subsets of n samples (first c correct) containing a correct one."""
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(i < c for i in s) for s in subsets) / len(subsets)
+
+
+def test_pass_at_k_matches_closed_form_and_enumeration():
+    for n in range(1, 9):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                closed = 1 - math.comb(n - c, k) / math.comb(n, k)
+                got = pass_at_k_single(n, c, k)
+                assert got == pytest.approx(closed, abs=1e-12), (n, c, k)
+                assert got == pytest.approx(enumerated_pass_at_k(n, c, k), abs=1e-12), (n, c, k)
+    assert pass_at_k_single(5, 2, 1) == pytest.approx(0.4)  # pass@1 == c/n
+    assert pass_at_k_single(200, 3, 100) == pytest.approx(
+        1 - math.comb(197, 100) / math.comb(200, 100), rel=1e-12)  # large n, no overflow
+
+
+def test_pass_at_k_single_rejects_bad_args():
+    with pytest.raises(ValueError):
+        pass_at_k_single(4, 5, 1)
+    with pytest.raises(ValueError):
+        pass_at_k_single(4, 1, 5)
+
+
+def test_pass_at_k_matrix_and_counts_agree_and_skip_large_k():
+    matrix = [[True, False, False, False], [True, True, False, True], [False] * 4]
+    by_counts = pass_at_k([(4, 1), (4, 3), (4, 0)], ks=(1, 2, 4, 8))
+    by_matrix = pass_at_k(matrix, ks=(1, 2, 4, 8))
+    assert by_counts == pytest.approx(by_matrix)
+    assert set(by_matrix) == {"pass@1", "pass@2", "pass@4"}
+    assert by_matrix["pass@1"] == pytest.approx((1 / 4 + 3 / 4 + 0) / 3)
+    assert by_matrix["pass@4"] == pytest.approx(2 / 3)
+    assert pass_at_k(np.array(matrix), ks=(2,)) == pytest.approx({"pass@2": by_matrix["pass@2"]})
+    with pytest.raises(ValueError):
+        pass_at_k([], ks=(1,))
+
+
+def test_bootstrap_ci_contains_point_and_is_seeded():
+    rng = np.random.default_rng(1)
+    matrix = rng.random((60, 8)) < rng.random((60, 1))
+    point = pass_at_k(matrix, ks=(1,))["pass@1"]
+    lo, hi = pass_at_1_ci(matrix, n_resamples=1000, seed=3)
+    assert lo < point < hi
+    assert 0.0 <= lo and hi <= 1.0
+    assert pass_at_1_ci(matrix, n_resamples=1000, seed=3) == (lo, hi)
+    assert pass_at_1_ci(matrix, n_resamples=1000, seed=4) != (lo, hi)
+    assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
+
+
+# --------------------------------------------------------------------------- HF generation
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    from giftlab.evaluation.toy import build_toy_model_dir
+
+    return build_toy_model_dir(tmp_path_factory.mktemp("toy") / "model")
+
+
+@pytest.fixture(scope="module")
+def gen(toy_dir):
+    from giftlab.evaluation.generation import HFGenerator
+
+    return HFGenerator(toy_dir, batch_size=16)
+
+
+PROMPTS = ["Start with 7. Add 5.\n", "Hi\n", "What is the result of 3*4 and 2?\n"]
+KW = dict(temperature=1.0, top_p=1.0, max_new_tokens=24)
+
+
+def texts(out):
+    return [[s.text for s in per] for per in out]
+
+
+def test_tokenizer_round_trips_whitespace(toy_dir, gen):
+    tok = gen.tokenizer
+    text = "Start with 7.\nAdd 5 ."
+    assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
+    assert tok.padding_side == "left"
+
+
+def test_same_seed_same_text_different_seed_differs(gen):
+    a = gen.generate(PROMPTS, n=3, seed=0, **KW)
+    b = gen.generate(PROMPTS, n=3, seed=0, **KW)
+    c = gen.generate(PROMPTS, n=3, seed=1, **KW)
+    assert a == b
+    assert texts(a) != texts(c)
+    assert [len(per) for per in a] == [3, 3, 3]
+    # the n samples of a prompt have distinct recorded seeds and (very likely) distinct texts
+    for prompt, per in zip(PROMPTS, a):
+        assert [s.seed for s in per] == [sample_seed(0, prompt, i) for i in range(3)]
+        assert len({s.text for s in per}) == 3
+
+
+def test_results_do_not_depend_on_batch_composition(gen, toy_dir):
+    from giftlab.evaluation.generation import HFGenerator
+
+    together = gen.generate(PROMPTS, n=4, seed=5, **KW)
+    alone = [gen.generate([p], n=4, seed=5, **KW)[0] for p in PROMPTS]
+    assert together == alone
+    one_row = HFGenerator(toy_dir, batch_size=1)
+    reordered = one_row.generate(PROMPTS[::-1], n=4, seed=5, **KW)[::-1]
+    assert reordered == together
+
+
+def test_stop_and_length_bookkeeping(gen):
+    out = gen.generate(PROMPTS * 4, n=4, seed=0, temperature=1.0, top_p=1.0, max_new_tokens=24)
+    flat = [s for per in out for s in per]
+    reasons = {s.finish_reason for s in flat}
+    assert reasons <= {"stop", "length"}
+    for s in flat:
+        assert "<eos>" not in s.text and "<pad>" not in s.text
+        if s.finish_reason == "length":
+            assert s.num_tokens == 24
+        else:
+            assert s.num_tokens <= 24
+    assert "stop" in reasons  # a random 85-token model emits <eos> within 24 tokens fairly often
+
+
+def test_stops_on_eos_and_extra_stop_ids(toy_dir, gen):
+    from giftlab.evaluation.generation import HFGenerator
+
+    greedy = gen.generate(PROMPTS[:1], n=2, seed=0, temperature=0.0, top_p=1.0, max_new_tokens=8)
+    first = greedy[0][0]
+    assert greedy[0][0].text == greedy[0][1].text  # greedy: copies are identical
+    assert greedy[0][0].seed != greedy[0][1].seed  # but each records its own seed
+    assert gen.tokenizer.eos_token_id in gen.stop_ids
+    # make the first greedy token a stop token: generation ends immediately
+    first_id = gen.tokenizer(first.text, add_special_tokens=False).input_ids[0]
+    stopper = HFGenerator(toy_dir, batch_size=4, stop_token_ids=[first_id])
+    out = stopper.generate(PROMPTS[:1], n=1, seed=0, temperature=0.0, top_p=1.0,
+                           max_new_tokens=8)[0][0]
+    assert out.finish_reason == "stop" and out.num_tokens == 1
+    assert out.text == gen.tokenizer.decode([first_id], skip_special_tokens=True)
+
+
+def test_checkpoint_generation_config_does_not_leak(toy_dir, gen, tmp_path):
+    import shutil
+
+    from giftlab.evaluation.generation import HFGenerator
+
+    other = tmp_path / "model"
+    shutil.copytree(toy_dir, other)
+    cfg = json.loads((other / "generation_config.json").read_text())
+    cfg.update(do_sample=True, temperature=0.01, top_k=1, repetition_penalty=5.0,
+               no_repeat_ngram_size=2, min_new_tokens=20)
+    (other / "generation_config.json").write_text(json.dumps(cfg))
+    leaky = HFGenerator(other, batch_size=16)
+    assert leaky.generate(PROMPTS, n=2, seed=0, **KW) == gen.generate(PROMPTS, n=2, seed=0, **KW)
+
+
+def test_ignore_eos_runs_to_max_new_tokens(toy_dir):
+    from giftlab.evaluation.generation import HFGenerator
+
+    g = HFGenerator(toy_dir, batch_size=32, ignore_eos=True)
+    out = g.generate(PROMPTS * 4, n=4, seed=0, **KW)
+    assert {(s.finish_reason, s.num_tokens) for per in out for s in per} == {("length", 24)}
+
+
+def test_per_row_sampler_matches_softmax_and_top_p():
+    import torch
+
+    from giftlab.evaluation.generation import _PerRowSampler
+
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(4000, 1)
+    for temperature, top_p in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.8)):
+        out = _PerRowSampler(range(4000), temperature, top_p)(None, scores)
+        picks = out.argmax(-1)
+        assert torch.isfinite(out).sum() == 4000  # exactly one finite entry per row
+        freq = torch.bincount(picks, minlength=4).float() / 4000
+        probs = (scores[0] / temperature).softmax(-1)
+        if top_p < 1.0:  # nucleus {0, 1}: 0.665 + 0.245 >= 0.8
+            probs = torch.tensor([probs[0], probs[1], 0.0, 0.0]) / (probs[0] + probs[1])
+        assert torch.allclose(freq, probs, atol=0.03), (temperature, top_p, freq, probs)
+
+
+def test_counter_uniform_is_uniform_and_keyed():
+    import torch
+
+    from giftlab.evaluation.generation import _mul32, counter_uniform
+
+    h = torch.tensor([0, 1, 0xFFFFFFFF, 123456789], dtype=torch.int64)
+    for c in (0x85EBCA6B, 0xC2B2AE35, 0x27D4EB2F):
+        assert _mul32(h, c).tolist() == [(int(x) * c) % 2**32 for x in h]
+    seeds = torch.arange(64)
+    u = counter_uniform(seeds, step=0, vocab=1000)
+    assert u.shape == (64, 1000) and 0 < u.min() and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 0.01 and abs(u.var().item() - 1 / 12) < 0.005
+    assert torch.equal(u, counter_uniform(seeds, 0, 1000))  # pure function
+    assert torch.equal(u[5], counter_uniform(seeds[5:6], 0, 1000)[0])  # row independent
+    assert not torch.equal(u, counter_uniform(seeds, 1, 1000))  # step changes it
+    assert not torch.equal(u[0], u[1])  # seed changes it
+    # neighbouring tokens / steps / seeds are uncorrelated
+    flat = torch.stack([counter_uniform(seeds, t, 50) for t in range(20)]).flatten()
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 0.03
+
+
+def test_render_prompt(gen):
+    assert render_prompt(gen.tokenizer, "Q?") == "Q?"  # no chat template: raw question
+    with pytest.raises(ValueError):
+        render_prompt(gen.tokenizer, "Q?", chat_template=True)
+
+    class Tok:
+        chat_template = "x"
+
+        def apply_chat_template(self, msgs, tokenize, add_generation_prompt):
+            assert not tokenize and add_generation_prompt
+            return f"<user>{msgs[0]['content']}<assistant>"
+
+    assert render_prompt(Tok(), "Q?") == "<user>Q?<assistant>"
+    assert render_prompt(Tok(), "Q?", chat_template=False) == "Q?"
+
+
+def test_make_generator_rejects_unknown_backend(toy_dir):
+    from giftlab.evaluation.generation import make_generator
+
+    with pytest.raises(ValueError, match="backend"):
+        make_generator(toy_dir, backend="nope")
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class FakeGenerator:
+    """Problem j answers correctly in the first ``correct[j]`` of its n samples."""
+
+    backend = "fake"
+
+    def __init__(self, correct):
+        self.correct = correct
+        self.calls = 0
+
+    def generate(self, prompts, n, temperature, top_p, max_new_tokens, seed):
+        self.calls += 1
+        out = []
+        for p in prompts:
+            j = int(p.split()[1])
+            per = []
+            for i in range(n):
+                ans = str(j) if i < self.correct[j] else "wrong"
+                text = ("TIMEOUT " if ans == "wrong" and i == n - 1 and j == 0 else "") + \
+                    f"so \\boxed{{{ans}}}"
+                per.append(Sample(text=text, num_tokens=10 + i, finish_reason="stop",
+                                  seed=seed + i))
+            out.append(per)
+        return out
+
+
+def test_runner_summary_on_fake_generator():
+    correct = [0, 2, 4, 1]
+    records = [{"id": f"p{j}", "prompt": f"problem {j}", "gold": str(j), "kind": "math"}
+               for j in range(4)]
+    gen = FakeGenerator(correct)
+    samples, summary = evaluate(gen, records, n_samples=4, temperature=0.6, max_new_tokens=32,
+                                seed=7, grade_fn=fake_grade, ks=(1, 2, 4, 8), chunk_size=3,
+                                progress=False)
+    assert gen.calls == 2
+    assert len(samples) == 16
+    assert summary["n_problems"] == 4 and summary["n_samples"] == 4
+    expected = pass_at_k([(4, c) for c in correct], ks=(1, 2, 4))
+    for k in (1, 2, 4):
+        assert summary[f"pass@{k}"] == pytest.approx(expected[f"pass@{k}"])
+    assert "pass@8" not in summary
+    assert summary["pass@1"] == pytest.approx(7 / 16)
+    lo, hi = summary["pass@1_ci95"]
+    assert lo <= summary["pass@1"] <= hi
+    assert summary["mean_response_tokens"] == pytest.approx(11.5)
+    assert summary["timeouts"] == 1
+    assert summary["no_answer"] == 0
+    row = samples[5]
+    assert row == {**row, "prompt_id": "p1", "sample_index": 1, "seed": 8, "extracted": "1",
+                   "correct": True, "num_tokens": 11}
+    assert set(row) >= {"prompt_id", "sample_index", "seed", "text", "extracted", "correct",
+                        "seconds"}
+    # chunking does not change anything but timing
+    samples2, summary2 = evaluate(FakeGenerator(correct), records, n_samples=4, temperature=0.6,
+                                  max_new_tokens=32, seed=7, grade_fn=fake_grade, chunk_size=64,
+                                  progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(samples2) == strip(samples)
+    assert summary2["pass@1_ci95"] == summary["pass@1_ci95"]
+
+
+def test_timed_out_grade_counts_as_wrong():
+    records = [{"id": "a", "prompt": "problem 0", "gold": "0", "kind": "math"}]
+
+    def grade(responses, golds):
+        return [FakeGrade(correct=True, extracted="0", timed_out=True) for _ in responses]
+
+    _, summary = evaluate(FakeGenerator([1]), records, n_samples=2, temperature=1.0,
+                          max_new_tokens=8, seed=0, grade_fn=grade, progress=False)
+    assert summary["pass@1"] == 0.0 and summary["timeouts"] == 2
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+GOOD = {"id": 1, "prompt": "Start with 3. Add 4. What is the result?\n", "gold": 7, "kind": "math"}
+
+
+def test_loader_reads_records(tmp_path):
+    f = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2}])
+    recs = bm.load_benchmark("tiny_id", path=f)
+    assert [r["id"] for r in recs] == ["1", "2"] and recs[0]["gold"] == "7"
+    assert len(bm.load_benchmark("tiny_id", path=f, limit=1)) == 1
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([GOOD, {"id": 2, "prompt": "x", "kind": "math"}], r"row 2: missing key\(s\) gold"),
+    ([GOOD, GOOD], "row 2: duplicate id '1'"),
+    ([GOOD, "{not json"], "row 2: not valid JSON"),
+    ([{**GOOD, "kind": "code"}], "row 1: kind 'code' not supported"),
+    (["[1, 2]"], "row 1: expected a JSON object"),
+])
+def test_loader_errors_name_file_and_row(tmp_path, rows, message):
+    f = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ValueError, match=message) as exc:
+        bm.load_jsonl_records(f)
+    assert str(f) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_loader_missing_file_and_unknown_benchmark(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        bm.load_benchmark("tiny_id", path=tmp_path / "nope.jsonl")
+    with pytest.raises(ValueError, match="unknown benchmark 'gsm9k'"):
+        bm.load_benchmark("gsm9k", path=tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="local jsonl"):
+        bm.load_benchmark("tiny_id")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts/evaluate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
+    from contextlib import contextmanager
+
+    script = load_script()
+    seen = {}
+
+    @contextmanager
+    def fake_pool(workers, timeout):
+        seen.update(workers=workers, timeout=timeout)
+        yield fake_grade
+
+    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    bench = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "gold": 5}])
+    config = {"seed": 3, "n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
+              "backend": "hf", "grading_timeout": 4, "benchmark": "tiny_id", "ks": [1, 2, 4]}
+    out = tmp_path / "out"
+    argv = ["--config", json.dumps(config), "--model", str(toy_dir), "--benchmark-file",
+            str(bench), "--samples", str(out / "s.jsonl"), "--summary", str(out / "sum.json")]
+    script.main(argv)
+    rows = [json.loads(line) for line in (out / "s.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "sum.json").read_text())
+    assert len(rows) == 4 and seen == {"workers": 2, "timeout": 4.0}
+    assert summary["n_problems"] == 2 and summary["backend"] == "hf"
+    assert set(k for k in summary if k.startswith("pass@") and "ci" not in k) == {"pass@1",
+                                                                                   "pass@2"}
+    assert summary["provenance"]["seed"] == 3 and summary["benchmark_sha256"]
+    script.main(argv)  # same config -> same samples (all but the timing)
+    again = [json.loads(line) for line in (out / "s.jsonl").read_text().splitlines()]
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+    assert strip(again) == strip(rows)
+
+    bad = dict(config)
+    del bad["max_new_tokens"]
+    from giftlab.cli import ConfigError
+
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        script.main(["--config", json.dumps(bad), *argv[2:]])

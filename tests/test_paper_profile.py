@@ -1,0 +1,181 @@
+"""config/paper.yaml against the GIFT paper (§4, Appendix E), and its scale-out files.
+
+The resolved config is params.yaml + config/paper.yaml, exactly what
+`snakemake --configfile config/paper.yaml` reads. Each row of PAPER names where the value comes from.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from giftlab.config import load_config, rl_runs, sft_runs
+from helpers import REPO
+
+PAPER_YAML = REPO / "config" / "paper.yaml"
+SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
+FSDP = REPO / "workflow" / "accelerate" / "fsdp.yaml"
+
+# (key path in the resolved config, paper value, source)
+PAPER = [
+    ("profile", "paper", "-"),
+    ("data.source", "deepmath", "§4: DeepMath-103K"),
+    ("data.split.sft", 10_000, "§4: 10,000 samples for SFT"),
+    ("data.split.rl", 10_000, "§4: 10,000 samples for RL"),
+    ("data.split.val", 1_000, "§4: 1,000 samples for validation"),
+    ("backbones.qwen.source", "pretrained", "§4"),
+    ("backbones.llama.source", "pretrained", "§4"),
+    # SFT, Appendix E.1
+    ("sft.adam_betas", [0.9, 0.95], "E.1: AdamW β1 = 0.9, β2 = 0.95"),
+    ("sft.weight_decay", 0.01, "E.1: weight decay 0.01"),
+    ("sft.lr", 1e-5, "E.1: constant learning rate 1e-5"),
+    ("sft.lr_scheduler", "constant", "E.1: constant learning rate"),
+    ("sft.warmup_ratio", 0.0, "E.1: no warmup steps"),
+    ("sft.max_length", 8192, "E.1: maximum sequence length 8,192"),
+    ("sft.rl_epoch", 6, "E.1: the 6th-epoch checkpoint initialises RL"),
+    ("sft.objective_params.sft_entropy.lambda", 0.01, "E.1: λ = 0.01 (entropy)"),
+    ("sft.objective_params.sft_ls.lambda", 0.01, "E.1: λ = 0.01 (label smoothing)"),
+    ("sft.objective_params.sft_kd.alpha", 0.1, "E.1: α = 0.1 (distillation)"),
+    ("sft.bf16", True, "E: bf16 (released config)"),
+    # GRPO, Appendix E.2 and §4
+    ("grpo.num_generations", 8, "E.2: G = 8"),
+    ("grpo.temperature", 1.0, "E.2: T = 1.0"),
+    ("grpo.lr", 1e-6, "E.2: constant learning rate 1e-6"),
+    ("grpo.lr_scheduler", "constant", "E.2: constant learning rate"),
+    ("grpo.warmup_steps", 0, "E.2: constant learning rate"),
+    ("grpo.prompts_per_generation", 128, "E.2: global batch size 128"),
+    ("grpo.prompts_per_update", 64, "E.2: mini-batch size 64"),
+    ("grpo.clip_epsilon", 0.2, "E.2: clip ratio 0.2"),
+    ("grpo.scale_rewards", "none", "E.2: norm_adv_by_std=False"),
+    ("grpo.kl_coef", 0.0, "E.2: no KL term"),
+    ("grpo.max_completion_length", 8192, "§4: maximum length 8,192"),
+    ("grpo.grading_timeout", 10, "E.3: 10-second timeout"),
+    ("grpo.use_vllm", True, "§4/E.3: vLLM"),
+    # Evaluation, Appendix E.3 and §4
+    ("eval.temperature", 0.6, "E.3: T = 0.6"),
+    ("eval.max_new_tokens", 8192, "E.3: max token limit 8,192"),
+    ("eval.n_samples", 4, "E.3: pass@1 averaged across four runs"),
+    ("eval.backend", "vllm", "E.3: vLLM inference"),
+    ("eval.grading_timeout", 10, "E.3: 10-second timeout"),
+]
+
+
+def lookup(config, dotted):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config(REPO / "params.yaml", PAPER_YAML)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    return yaml.safe_load(SLURM_PROFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def fsdp():
+    return yaml.safe_load(FSDP.read_text())
+
+
+@pytest.mark.parametrize("key,value,source", PAPER, ids=[row[0] for row in PAPER])
+def test_resolved_config_matches_the_paper(paper, key, value, source):
+    got = lookup(paper, key)
+    if isinstance(value, float):
+        assert math.isclose(float(got), value), f"{key}: {got} != {value} ({source})"
+    else:
+        assert got == value, f"{key}: {got!r} != {value!r} ({source})"
+
+
+def test_backbones_are_the_papers_models(paper):
+    paths = {name: spec["path"] for name, spec in paper["backbones"].items()}
+    assert set(paths) == {"qwen", "llama"}
+    assert paths["qwen"].rstrip("/").endswith("Qwen2.5-7B")
+    assert paths["llama"].rstrip("/").endswith("Llama-3.1-8B")
+    assert paper["data"]["path"].rstrip("/").endswith("DeepMath-103K")
+
+
+def test_methods_and_benchmarks_cover_tables_1_and_2(paper):
+    assert set(paper["sft"]["methods"]) == {"sft", "sft_entropy", "sft_ls", "sft_kd", "dft", "asft", "psft", "gift"}
+    assert len(paper["sft"]["gift_betas"]) >= 3 and 10 in paper["sft"]["gift_betas"]  # Figure 1's sweep (β ≈ 10)
+    table1 = {"gsm8k", "aime24", "aime25", "math500", "humaneval_plus", "mbpp_plus"}
+    table2 = {"gpqa", "mmlu_redux", "arc_challenge", "mmlu_pro"}
+    assert set(paper["eval"]["benchmarks"]) == table1 | table2
+    assert rl_runs(paper) == sft_runs(paper)  # every initialisation goes on to RL
+
+
+def test_sft_global_batch_is_128_over_the_fsdp_launch(paper, fsdp, slurm):
+    # E.1: global batch 128 = per-GPU batch x gradient accumulation x processes.
+    processes = fsdp["num_processes"]
+    assert paper["sft"]["batch_size"] * paper["sft"]["grad_accum"] * processes == 128
+    assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
+    # The SLURM job gets exactly as many GPUs as accelerate starts processes.
+    assert slurm["set-resources"]["sft"]["gpu"] == processes
+
+
+def test_sft_settings_reach_the_trainer_as_in_the_paper(paper, tmp_path):
+    from giftlab.training.sft import SFTSettings, training_arguments
+
+    keys = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
+            "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "bf16")
+    settings = SFTSettings(seed=paper["seed"], **{k: paper["sft"][k] for k in keys})
+    args = training_arguments(settings, tmp_path, steps_per_epoch=78)
+    assert (args.adam_beta1, args.adam_beta2) == (0.9, 0.95)
+    assert args.weight_decay == 0.01 and args.learning_rate == 1e-5
+    assert getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type) == "constant"
+    assert args.warmup_steps == 0
+    assert args.num_train_epochs >= paper["sft"]["rl_epoch"] == 6
+
+
+def test_sft_truncates_on_the_right():
+    # E.1: right-side truncation -- the prompt is kept, the end of the demonstration is cut.
+    from giftlab.data import tokenize_sft_example
+    from giftlab.tinyworld import build_tokenizer
+
+    tok = build_tokenizer()
+    full = tokenize_sft_example(tok, "Start with 3. Add 4.", "3 + 4 = 7. The answer is 7.", max_length=10_000)
+    cut = tokenize_sft_example(tok, "Start with 3. Add 4.", "3 + 4 = 7. The answer is 7.",
+                               max_length=len(full["input_ids"]) - 5)
+    assert cut["input_ids"] == full["input_ids"][: len(cut["input_ids"])]
+    assert cut["labels"] == full["labels"][: len(cut["labels"])]
+
+
+def test_grpo_maps_to_the_papers_trl_arguments(paper, tmp_path):
+    from giftlab.training.grpo import grpo_arguments
+
+    world = 8
+    kwargs = grpo_arguments(paper["grpo"], tmp_path, seed=paper["seed"], world_size=world)
+    G = kwargs["num_generations"]
+    assert G == 8 and kwargs["temperature"] == 1.0 and kwargs["learning_rate"] == 1e-6
+    assert kwargs["lr_scheduler_type"] == "constant" and kwargs["warmup_steps"] == 0
+    assert kwargs["epsilon"] == 0.2 and kwargs["beta"] == 0.0 and kwargs["scale_rewards"] == "none"
+    assert kwargs["max_completion_length"] == 8192 and kwargs["use_vllm"] is True
+    # One update = 64 prompts x G completions over all processes; a rollout (128 prompts) = 2 updates.
+    per_update = kwargs["per_device_train_batch_size"] * world * kwargs["gradient_accumulation_steps"]
+    assert per_update == 64 * G
+    assert kwargs["steps_per_generation"] // kwargs["gradient_accumulation_steps"] == 2
+    # E.2: one epoch over the RL split (78 full rollouts of 128 prompts, drop_last) = 156 updates.
+    rl = paper["data"]["split"]["rl"]
+    assert kwargs["max_steps"] == (rl // 128) * 2
+
+
+def test_evaluation_reports_pass_at_1(paper):
+    assert 1 in paper["eval"]["ks"] and max(paper["eval"]["ks"]) <= paper["eval"]["n_samples"]
+    assert paper["eval"]["main_benchmark"] in paper["eval"]["benchmarks"]
+
+
+def test_slurm_profile_gives_every_gpu_rule_gpus_and_requeues(slurm):
+    assert slurm["executor"] == "slurm"
+    assert slurm["slurm-requeue"] is True and slurm["retries"] >= 1 and slurm["rerun-incomplete"] is True
+    resources = slurm["set-resources"]
+    for rule in ("sft", "grpo", "evaluate"):
+        assert resources[rule]["gpu"] >= 1, rule
+        assert resources[rule]["runtime"] > 0 and resources[rule]["mem_mb"] > 0, rule
+    for rule in ("split", "figure1"):
+        assert "gpu" not in resources.get(rule, {}), rule

@@ -1,0 +1,248 @@
+"""Paper numbers (Tables 1–5), the table builders/writer, and the claims report."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from giftlab.reporting import claims as CL
+from giftlab.reporting import paper_numbers as pn
+from giftlab.reporting import tables as T
+
+PAPER_TEXT = Path("/work/shared/paper/gift-paper.txt")
+
+
+def summ(stage, backbone, run, benchmark, p1, ci=None, **passk):
+    rec = {"pass@1": p1, "n_problems": 100, "n_samples": 8,
+           "provenance": {"config": {"stage": stage, "backbone": backbone, "run": run, "benchmark": benchmark}}}
+    if ci is not None:
+        rec["pass@1_ci95"] = list(ci)
+    for key, value in passk.items():
+        rec[key.replace("pass", "pass@")] = value
+    return rec
+
+
+def cons(backbone, run, pair, cos, l2, kl, kl_ci=None, overlap=None):
+    rec = {"cos": cos, "l2": l2, "kl": kl,
+           "provenance": {"config": {"backbone": backbone, "run": run, "stage_pair": pair}}}
+    if kl_ci:
+        rec["kl_ci95"] = list(kl_ci)
+    if overlap:
+        rec["topk_overlap"] = {str(k): v for k, (v, _) in overlap.items()}
+        rec["topk_overlap_ci95"] = {str(k): list(ci) for k, (_, ci) in overlap.items()}
+    return rec
+
+
+# ---------------------------------------------------------------- paper numbers
+
+def test_paper_tables_shape_and_cells():
+    sizes = {1: (22, 7), 2: (18, 5), 3: (4, 4), 4: (4, 6), 5: (16, 9)}
+    for t, (rows, cols) in sizes.items():
+        df = pn.load_paper_table(t)
+        assert list(df.columns) == list(pn.COLUMNS)
+        assert len(df) == rows * cols, t
+        assert not df.duplicated(["backbone", "strategy", "benchmark"]).any()
+    assert pn.paper_value(1, "Qwen2.5-7B", "GIFT", "Average") == 59.55
+    assert pn.paper_value(1, "qwen", "SFT", "AIME24") == 13.33
+    assert pn.paper_value(1, "llama", "Direct RL", "GSM8K") == 49.18
+    assert pn.paper_value(2, "Llama-3.1-8B", "PSFT", "ARC-Challenge") == 46.54
+    assert pn.paper_value(2, "qwen", "ReLIFT", "Average") == 64.55
+    assert pn.paper_value(3, "qwen", "GIFT", "pass@8") == 62.81
+    assert pn.paper_value(3, "llama", "SFT", "pass@1") == 19.06
+    assert pn.paper_value(4, "qwen", "GIFT", "sft_rl.l2") == 47.34
+    assert pn.paper_value(4, "llama", "SFT", "base_sft.kl") == 0.5893
+    assert pn.paper_value(5, "llama", "GIFT", "Writing") == 6.4
+    assert pn.paper_value(5, "qwen", "SFT + KD", "Total") == 6.12
+    assert math.isnan(pn.paper_value(2, "qwen", "SFT + KD", "GPQA"))  # not in Table 2
+    assert math.isnan(pn.paper_value(1, "llama", "LUFFY", "Average"))  # omitted for Llama
+    wide = pn.paper_wide(1)
+    assert list(wide.columns[3:]) == ["GSM8K", "AIME24", "AIME25", "MATH500", "HE+", "MBPP+", "Average"]
+    assert wide.iloc[0]["strategy"] == "Direct SFT" and wide.iloc[-1]["strategy"] == "GIFT"
+
+
+@pytest.mark.skipif(not PAPER_TEXT.is_file(), reason="paper text not available")
+def test_paper_cells_match_paper_text():
+    """Every row of Tables 1, 2, 5 and the GIFT rows of 3, 4 appear verbatim in the paper text."""
+    text = PAPER_TEXT.read_text()
+    for t in (1, 2, 5):
+        raw = pd.read_csv(pn.PAPER_DIR / f"table{t}.csv", dtype=str)
+        for (bb, strategy), grp in raw.groupby(["backbone", "strategy"], sort=False):
+            line = f"{strategy}\t" + "\t".join(grp["value"])
+            assert line in text, (t, bb, strategy)
+    assert "GIFT\t38.92\t52.61\t57.76\t62.81" in text
+    assert "GIFT\t0.9253\t113.95\t0.3907\t0.9869\t47.34\t0.0327" in text
+    # prose numbers agree with the tables
+    assert "59.55% (4.49% over SFT)" in text
+    assert pn.paper_value(1, "qwen", "GIFT", "Average") - pn.paper_value(1, "qwen", "SFT", "Average") == pytest.approx(4.49)
+
+
+@pytest.mark.parametrize("table", [1, 2, 5])
+def test_paper_average_is_mean_of_columns(table):
+    wide = pn.paper_wide(table)
+    avg = pn.AVERAGE_COLUMN[table]
+    cols = [c for c in wide.columns[3:] if c != avg]
+    diff = (wide[cols].mean(axis=1) - wide[avg]).abs()
+    assert (diff <= 0.02).all(), wide.loc[diff > 0.02, ["backbone", "strategy"]]
+
+
+# ---------------------------------------------------------------- labels
+
+def test_strategy_labels():
+    expected = {"sft": "SFT", "sft_entropy": "SFT + Entropy", "sft_ls": "SFT + Label Smoothing",
+                "sft_kd": "SFT + KD", "dft": "DFT", "asft": "ASFT", "psft": "PSFT", "gift-b3": "GIFT (β=3)",
+                "gift-b0.5": "GIFT (β=0.5)", "direct-sft": "Direct SFT", "direct-rl": "Direct RL"}
+    assert {r: T.strategy_label(r) for r in expected} == expected
+    assert T.paper_strategy("gift-b10") == "GIFT"
+    assert T.method_class("direct-rl") == "Direct SFT/RL" and T.method_class("psft") == "SFT-then-RL"
+    assert T.strategy_label("mystery") == "mystery"
+    assert sorted(["gift-b10", "sft", "gift-b1", "direct-rl", "psft"], key=T.run_sort_key) == \
+        ["direct-rl", "sft", "psft", "gift-b1", "gift-b10"]
+    assert T.benchmark_column("gsm8k") == "GSM8K" and T.benchmark_column("tiny_id") == "tiny_id"
+
+
+# ---------------------------------------------------------------- tables
+
+def _rl_inputs():
+    return [
+        summ("rl", "qwen", "sft", "tiny_id", 0.40, (0.35, 0.45)),
+        summ("rl", "qwen", "gift-b3", "tiny_id", 0.50, (0.45, 0.55)),
+        summ("rl", "qwen", "gift-b1", "tiny_id", 0.42, (0.37, 0.47)),
+        summ("rl", "qwen", "sft", "gsm8k", 0.60),
+        summ("rl", "qwen", "gift-b3", "gsm8k", 0.70),
+        summ("rl", "llama", "sft", "tiny_id", 0.30),
+        summ("sft", "qwen", "sft", "tiny_id", 0.99),  # pre-RL: not in Table 1
+        summ("sft", "qwen", "direct-sft", "tiny_id", 0.20),  # Direct SFT has no RL stage
+    ]
+
+
+def test_table1_rows_columns_and_paper():
+    df = T.table1(_rl_inputs(), paper=True, with_ci=True)
+    assert list(df.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "GSM8K",
+                                "tiny_id CI95", "GSM8K CI95", "Average", "paper tiny_id", "paper GSM8K",
+                                "paper Average"]
+    assert list(zip(df.backbone, df.run)) == [("qwen", "direct-sft"), ("qwen", "sft"), ("qwen", "gift-b1"),
+                                              ("qwen", "gift-b3"), ("llama", "sft")]
+    g3 = df[df.run == "gift-b3"].iloc[0]
+    assert g3.strategy == "GIFT (β=3)" and g3.method_class == "SFT-then-RL"
+    assert (g3["tiny_id"], g3["GSM8K"], g3["Average"]) == (pytest.approx(50.0), pytest.approx(70.0), pytest.approx(60.0))
+    assert g3["tiny_id CI95"] == "[45.00, 55.00]" and g3["GSM8K CI95"] == ""
+    assert g3["paper GSM8K"] == 92.06 and g3["paper Average"] == 59.55 and math.isnan(g3["paper tiny_id"])
+    g1 = df[df.run == "gift-b1"].iloc[0]
+    assert math.isnan(g1["GSM8K"]) and math.isnan(g1["Average"])  # a missing benchmark is never averaged away
+    llama = df[df.backbone == "llama"].iloc[0]
+    assert llama["paper Average"] == 37.46
+    assert df[df.run == "direct-sft"].iloc[0]["method_class"] == "Direct SFT/RL"
+    assert "sft_entropy" not in set(df.run)  # methods not run are absent
+    only = T.table1(_rl_inputs(), benchmarks=["tiny_id"], backbones=["llama", "qwen"])
+    assert list(only.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "Average"]
+    assert only.iloc[0].backbone == "llama"
+
+
+def test_table2_and_duplicates():
+    recs = [summ("rl", "llama", "gift-b10", "tiny_ood", 0.2), summ("rl", "llama", "sft_kd", "tiny_ood", 0.1)]
+    df = T.table2(recs, paper=True)
+    assert list(df.run) == ["sft_kd", "gift-b10"]
+    assert df.iloc[1]["paper Average"] == 55.24
+    assert math.isnan(df.iloc[0]["paper Average"])  # Table 2 has no SFT + KD row
+    with pytest.raises(ValueError, match="two records"):
+        T.table2(recs + [summ("rl", "llama", "sft_kd", "tiny_ood", 0.3)])
+
+
+def test_table3_passk():
+    recs = [
+        summ("sft", "qwen", "sft", "tiny_id", 0.4, pass2=0.5, pass4=0.6, pass8=0.7),
+        summ("sft", "qwen", "sft", "tiny_ood", 0.2, pass2=0.3, pass4=0.4, pass8=0.5),
+        summ("sft", "qwen", "gift-b3", "tiny_id", 0.38, pass2=0.5, pass4=0.65, pass8=0.8),
+        summ("sft", "qwen", "gift-b3", "tiny_ood", 0.2, pass2=0.3, pass4=0.45),  # no pass@8
+        summ("sft", "qwen", "psft", "tiny_id", 0.1, pass2=0.1, pass4=0.1, pass8=0.1),  # not SFT/GIFT
+        summ("rl", "qwen", "sft", "tiny_id", 0.9, pass2=0.9, pass4=0.9, pass8=0.9),  # after RL
+    ]
+    df = T.table3(recs, paper=True)
+    assert list(df.columns) == ["backbone", "strategy", "run", "benchmarks", "pass@1", "pass@2", "pass@4",
+                                "pass@8", "paper pass@1", "paper pass@2", "paper pass@4", "paper pass@8"]
+    assert list(df.run) == ["sft", "gift-b3"]
+    sft = df.iloc[0]
+    assert sft["benchmarks"] == "tiny_id+tiny_ood"
+    assert [sft[f"pass@{k}"] for k in (1, 2, 4, 8)] == pytest.approx([30.0, 40.0, 50.0, 60.0])
+    assert math.isnan(df.iloc[1]["pass@8"]) and df.iloc[1]["pass@4"] == pytest.approx(55.0)
+    assert sft["paper pass@8"] == 59.01 and df.iloc[1]["paper pass@1"] == 38.92
+
+
+def test_table4_consistency():
+    recs = [cons("llama", "sft", "base_sft", 0.9, 10.0, 0.5), cons("llama", "gift-b3", "base_sft", 0.95, 8.0, 0.4),
+            cons("llama", "gift-b3", "sft_rl", 0.99, 2.0, 0.1)]
+    df = T.table4(recs, paper=True)
+    assert list(df.columns[:9]) == ["backbone", "strategy", "run", "base_sft.cos", "base_sft.l2", "base_sft.kl",
+                                    "sft_rl.cos", "sft_rl.l2", "sft_rl.kl"]
+    assert list(df.run) == ["sft", "gift-b3"]
+    assert math.isnan(df.iloc[0]["sft_rl.kl"]) and df.iloc[1]["sft_rl.l2"] == 2.0
+    assert df.iloc[0]["paper base_sft.cos"] == 0.8112 and df.iloc[1]["paper sft_rl.kl"] == 0.2010
+    only_stage1 = T.table4(recs[:2])
+    assert [c for c in only_stage1.columns if "." in c] == ["base_sft.cos", "base_sft.l2", "base_sft.kl"]
+    with pytest.raises(ValueError, match="stage_pair"):
+        T.table4([cons("llama", "sft", "rl_rl", 1, 0, 0)])
+
+
+def test_write_table(tmp_path):
+    df = T.table4([cons("llama", "sft", "base_sft", 0.91234567, 10.0, 0.5),
+                   cons("llama", "gift-b3", "base_sft", 0.95, 8.0, math.nan)], paper=True)
+    paths = T.write_table(df, tmp_path / "tables" / "table4")
+    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["table4.csv", "table4.md", "table4.tex"]
+    back = pd.read_csv(paths["csv"])
+    assert list(back.columns) == list(df.columns)
+    assert back.iloc[0]["base_sft.cos"] == pytest.approx(0.91234567)  # CSV keeps full precision
+    md = paths["md"].read_text().splitlines()
+    assert md[0].startswith("| backbone | strategy | run | Base→SFT Cos ↑")
+    assert md[1].startswith("| :--- |") and "---:" in md[1]
+    assert len(md) == 4 and "| 0.9123 |" in md[2] and "| 10.00 |" in md[2] and "—" in md[3]
+    tex = paths["tex"].read_text()
+    assert tex.startswith(r"\begin{tabular}{lllrrr") and r"\toprule" in tex and r"\bottomrule" in tex
+    assert r"GIFT ($\beta$=3)" in tex and r"Base$\rightarrow$SFT" in tex and r"gift-b3" in tex
+    assert r"base\_sft" not in tex  # labels replace the keys in md/tex
+    assert re.search(r"\\\\\n\\midrule", tex)
+    t1 = T.table1(_rl_inputs())
+    p1 = T.write_table(t1, tmp_path / "t1")
+    assert "| 50.00 |" in p1["md"].read_text() and "tiny\\_id" in p1["tex"].read_text()
+
+
+# ---------------------------------------------------------------- claims
+
+def test_claims_verdicts(tmp_path):
+    rl = [summ("rl", "qwen", "sft", "tiny_id", 0.40, (0.37, 0.43)),
+          summ("rl", "qwen", "gift-b3", "tiny_id", 0.50, (0.47, 0.53)),  # clear win -> agree
+          summ("rl", "qwen", "gift-b1", "tiny_id", 0.41, (0.38, 0.44)),  # within noise -> inconclusive
+          summ("rl", "qwen", "gift-b10", "tiny_id", 0.30, (0.27, 0.33))]  # clear loss -> disagree
+    c1 = CL.claim_gift_beats_sft(rl)
+    assert [(c["run"], c["verdict"]) for c in c1["checks"]] == [
+        ("gift-b1", "inconclusive"), ("gift-b3", "agree"), ("gift-b10", "disagree")]
+    assert c1["verdict"] == "mixed"
+    assert CL.claim_gift_beats_sft(rl[:2])["verdict"] == "agree"
+    assert CL.claim_gift_beats_sft([])["verdict"] == "no data"
+
+    pre = [summ("sft", "qwen", "sft", "tiny_id", 0.40, (0.39, 0.41), pass2=0.5, pass4=0.55, pass8=0.59),
+           summ("sft", "qwen", "gift-b3", "tiny_id", 0.39, (0.38, 0.40), pass2=0.52, pass4=0.58, pass8=0.63)]
+    c2 = CL.claim_passk_advantage_grows(pre)
+    assert c2["verdict"] == "agree" and c2["checks"][0]["delta"] == "+5.00"
+    flat = [pre[0], summ("sft", "qwen", "gift-b3", "tiny_id", 0.41, (0.40, 0.42), pass2=0.51, pass4=0.56, pass8=0.6)]
+    assert CL.claim_passk_advantage_grows(flat)["verdict"] == "inconclusive"
+
+    cs = [cons("qwen", "sft", "base_sft", 0.90, 10.0, 0.50, (0.45, 0.55), {1: (0.6, (0.58, 0.62))}),
+          cons("qwen", "gift-b3", "base_sft", 0.95, 8.0, 0.49, (0.44, 0.54), {1: (0.8, (0.78, 0.82))})]
+    c3 = CL.claim_gift_more_consistent(cs)
+    verdicts = {c["what"]: c["verdict"] for c in c3["checks"]}
+    assert verdicts == {"Base→SFT cos (↑)": "agree", "Base→SFT l2 (↓)": "agree",
+                        "Base→SFT kl (↓)": "inconclusive", "Base→SFT top-1 overlap (↑)": "agree"}
+    assert c3["verdict"] == "mixed"
+
+    out = tmp_path / "claims.md"
+    claims = CL.write_claims(out, rl_summaries=rl[:2], pre_rl_summaries=pre, consistency=cs)
+    text = out.read_text()
+    assert [c["verdict"] for c in claims] == ["agree", "agree", "mixed"]
+    assert "## GIFT beats SFT after RL: **agree**" in text
+    assert "| qwen | GIFT (β=3) | tiny_id pass@1 | 50.00 | 40.00 | +10.00 |" in text
+    assert CL.verdict(-1.0, None, higher_is_better=False) == "agree"
+    assert CL.verdict(float("nan"), 0.1) == "inconclusive"
