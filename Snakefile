@@ -14,7 +14,19 @@ REPO = Path(workflow.basedir)
 configfile: str(REPO / "params.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    backbone="[a-z][a-z0-9_]*",
+    run=r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?",
+    stage="base|sft|rl",
+    benchmark="[a-z0-9_]+",
+    pair="base_sft|sft_rl",
+    n="[1-4]",
 
 
 include: "workflow/rules/world.smk"

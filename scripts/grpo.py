@@ -1,4 +1,8 @@
-"""Rule `grpo`: GRPO (TRL) from the selected SFT epoch of one run; write the final policy."""
+"""Rule `grpo`: GRPO (TRL) from the selected SFT epoch of one run; write the final policy.
+
+With ``--dynamics-benchmark FILE`` and ``grpo.eval_every`` > 0 the metrics also hold the RL
+dynamics (pass@1 on the file's first ``grpo.eval_problems`` problems during training; Figure 3).
+"""
 
 from giftlab import cli
 from giftlab.data import read_jsonl
@@ -14,11 +18,14 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--work", required=True, help="resumable trainer state (not an output)")
     p.add_argument("--metrics", required=True)
+    p.add_argument("--dynamics-benchmark", default=None,
+                   help="benchmark jsonl (id, prompt, gold, kind) for pass@1 during RL (grpo.eval_every)")
     args = p.parse_args(argv)
     config = cli.setup(args)
     metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
                          rl_rows=read_jsonl(args.rl), cfg=config["grpo"], seed=config["seed"],
-                         out_dir=args.out, work_dir=args.work, job_config=config)
+                         out_dir=args.out, work_dir=args.work, job_config=config,
+                         dynamics_benchmark=args.dynamics_benchmark)
     write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
 
 

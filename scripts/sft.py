@@ -10,7 +10,7 @@ from giftlab.training.sft import SFTSettings, train_sft
 def main(argv=None):
     p = cli.parser(__doc__)
     p.add_argument("--base", required=True, help="base model directory or hub id")
-    p.add_argument("--train", required=True)
+    p.add_argument("--train", nargs="+", required=True, help="one or more DeepMath-schema jsonl files")
     p.add_argument("--val", required=True)
     p.add_argument("--out", required=True, help="output directory: epoch_<k>/ per epoch")
     p.add_argument("--work", required=True, help="resumable trainer state (not an output)")
@@ -22,7 +22,7 @@ def main(argv=None):
         objective_params["beta"] = config["beta"]
     metrics = train_sft(
         base_path=args.base, tokenizer=load_tokenizer(args.base), load_model=load_model,
-        train_rows=read_jsonl(args.train), val_rows=read_jsonl(args.val),
+        train_rows=[row for path in args.train for row in read_jsonl(path)], val_rows=read_jsonl(args.val),
         solution_key=config["solution_key"], method=config["method"],
         objective_params=objective_params, settings=SFTSettings(seed=config["seed"], **config["settings"]),
         out_dir=args.out, work_dir=args.work, job_config=config)

@@ -3,8 +3,8 @@ import math
 import pytest
 
 from giftlab.cli import ConfigError
-from giftlab.config import (beta_of, deep_merge, load_config, parse_run, rl_runs, run_name, sft_runs,
-                            validate_config)
+from giftlab.config import (benchmarks, beta_of, deep_merge, final_models, load_config, objective_of, parse_run,
+                            rl_runs, run_name, sft_runs, validate_config)
 from helpers import REPO, snakemake, write_override
 
 PARAMS = REPO / "params.yaml"
@@ -22,7 +22,7 @@ def test_run_names_round_trip():
     assert run_name("sft") == "sft"
     assert run_name("gift", 10) == "gift-b10"
     assert run_name("gift", 0.5) == "gift-b0.5"
-    for name in ["sft", "gift-b10", "gift-b0.5", "sft_kd", "direct-sft"[:0] or "dft"]:
+    for name in ["sft", "gift-b10", "gift-b0.5", "sft_kd", "dft", "direct_sft"]:
         method, beta = parse_run(name)
         assert run_name(method, beta) == name
     assert beta_of("sft") == math.inf
@@ -32,10 +32,13 @@ def test_run_names_round_trip():
 
 def test_grid_expands_betas_and_filters_rl_runs():
     config = load_config(PARAMS)
-    config = deep_merge(config, {"sft": {"methods": ["sft", "gift"], "gift_betas": [1, 3]},
-                                 "grpo": {"runs": ["gift-b3"]}})
-    assert sft_runs(config) == ["sft", "gift-b1", "gift-b3"]
-    assert rl_runs(config) == ["gift-b3"]
+    config = deep_merge(config, {"sft": {"methods": ["sft", "gift"], "gift_betas": [1, 3], "direct_sft": True},
+                                 "grpo": {"runs": ["gift-b3"], "direct_rl": True}})
+    assert sft_runs(config) == ["sft", "gift-b1", "gift-b3", "direct_sft"]
+    assert rl_runs(config) == ["gift-b3", "direct_rl"]  # Direct SFT never goes to RL
+    assert final_models(config) == [("rl", "gift-b3"), ("rl", "direct_rl"), ("sft", "direct_sft")]
+    assert objective_of("direct_sft") == ("sft", None)
+    assert benchmarks(config, "ood") == ["tiny_ood"] and benchmarks(config, "reasoning") == ["tiny_id"]
 
 
 BAD = [
@@ -45,6 +48,7 @@ BAD = [
     ({"eval": {"n_samples": 0}}, "eval.n_samples"),
     ({"sft": {"rl_epoch": 9}}, "sft.rl_epoch"),
     ({"figures": {"fig1": {"backbones": ["gpt"]}}}, "figures.fig1.backbones"),
+    ({"eval": {"ood": ["mmlu"]}}, "eval.ood"),
 ]
 
 

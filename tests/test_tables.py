@@ -94,13 +94,13 @@ def test_paper_average_is_mean_of_columns(table):
 def test_strategy_labels():
     expected = {"sft": "SFT", "sft_entropy": "SFT + Entropy", "sft_ls": "SFT + Label Smoothing",
                 "sft_kd": "SFT + KD", "dft": "DFT", "asft": "ASFT", "psft": "PSFT", "gift-b3": "GIFT (β=3)",
-                "gift-b0.5": "GIFT (β=0.5)", "direct-sft": "Direct SFT", "direct-rl": "Direct RL"}
+                "gift-b0.5": "GIFT (β=0.5)", "direct_sft": "Direct SFT", "direct_rl": "Direct RL"}
     assert {r: T.strategy_label(r) for r in expected} == expected
     assert T.paper_strategy("gift-b10") == "GIFT"
-    assert T.method_class("direct-rl") == "Direct SFT/RL" and T.method_class("psft") == "SFT-then-RL"
+    assert T.method_class("direct_rl") == "Direct SFT/RL" and T.method_class("psft") == "SFT-then-RL"
     assert T.strategy_label("mystery") == "mystery"
-    assert sorted(["gift-b10", "sft", "gift-b1", "direct-rl", "psft"], key=T.run_sort_key) == \
-        ["direct-rl", "sft", "psft", "gift-b1", "gift-b10"]
+    assert sorted(["gift-b10", "sft", "gift-b1", "direct_rl", "psft"], key=T.run_sort_key) == \
+        ["direct_rl", "sft", "psft", "gift-b1", "gift-b10"]
     assert T.benchmark_column("gsm8k") == "GSM8K" and T.benchmark_column("tiny_id") == "tiny_id"
 
 
@@ -115,7 +115,7 @@ def _rl_inputs():
         summ("rl", "qwen", "gift-b3", "gsm8k", 0.70),
         summ("rl", "llama", "sft", "tiny_id", 0.30),
         summ("sft", "qwen", "sft", "tiny_id", 0.99),  # pre-RL: not in Table 1
-        summ("sft", "qwen", "direct-sft", "tiny_id", 0.20),  # Direct SFT has no RL stage
+        summ("sft", "qwen", "direct_sft", "tiny_id", 0.20),  # Direct SFT has no RL stage
     ]
 
 
@@ -124,7 +124,7 @@ def test_table1_rows_columns_and_paper():
     assert list(df.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "GSM8K",
                                 "tiny_id CI95", "GSM8K CI95", "Average", "paper tiny_id", "paper GSM8K",
                                 "paper Average"]
-    assert list(zip(df.backbone, df.run)) == [("qwen", "direct-sft"), ("qwen", "sft"), ("qwen", "gift-b1"),
+    assert list(zip(df.backbone, df.run)) == [("qwen", "direct_sft"), ("qwen", "sft"), ("qwen", "gift-b1"),
                                               ("qwen", "gift-b3"), ("llama", "sft")]
     g3 = df[df.run == "gift-b3"].iloc[0]
     assert g3.strategy == "GIFT (β=3)" and g3.method_class == "SFT-then-RL"
@@ -135,7 +135,7 @@ def test_table1_rows_columns_and_paper():
     assert math.isnan(g1["GSM8K"]) and math.isnan(g1["Average"])  # a missing benchmark is never averaged away
     llama = df[df.backbone == "llama"].iloc[0]
     assert llama["paper Average"] == 37.46
-    assert df[df.run == "direct-sft"].iloc[0]["method_class"] == "Direct SFT/RL"
+    assert df[df.run == "direct_sft"].iloc[0]["method_class"] == "Direct SFT/RL"
     assert "sft_entropy" not in set(df.run)  # methods not run are absent
     only = T.table1(_rl_inputs(), benchmarks=["tiny_id"], backbones=["llama", "qwen"])
     assert list(only.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "Average"]

@@ -85,13 +85,22 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     for name, backbone in config["backbones"].items():
         if backbone["source"] == "tiny" and config["data"]["source"] != "tiny":
             raise ConfigError(f"config error: backbones.{name}.source: 'tiny' needs data.source 'tiny'")
-    for fig, spec in config.get("figures", {}).items():
-        for bb in spec.get("backbones", []):
+    figures = config.get("figures", {})
+    named = {"figures.backbones": figures.get("backbones") or []}
+    named.update({f"figures.{fig}.backbones": spec.get("backbones") or []
+                  for fig, spec in figures.items() if isinstance(spec, Mapping)})
+    for key, backbones in named.items():
+        for bb in backbones:
             if bb not in config["backbones"]:
-                raise ConfigError(f"config error: figures.{fig}.backbones: unknown backbone '{bb}'")
+                raise ConfigError(f"config error: {key}: unknown backbone '{bb}'")
     bench = config["eval"]["benchmarks"]
     if config["eval"]["main_benchmark"] not in bench:
         raise ConfigError(f"config error: eval.main_benchmark: '{config['eval']['main_benchmark']}' is not in eval.benchmarks")
+    for name in config["eval"].get("ood") or []:
+        if name not in bench:
+            raise ConfigError(f"config error: eval.ood: '{name}' is not in eval.benchmarks")
+    if config["eval"]["main_benchmark"] in (config["eval"].get("ood") or []):
+        raise ConfigError("config error: eval.main_benchmark: must be a reasoning (not an eval.ood) benchmark")
 
 
 # ---------------------------------------------------------------- run names
@@ -115,22 +124,60 @@ def parse_run(run: str) -> tuple[str, float | None]:
     return match.group("method"), (None if beta is None else float(beta))
 
 
+# The paper's two "Direct" baselines: plain SFT on the SFT + RL data with no RL afterwards, and
+# GRPO straight from the base model.
+DIRECT_SFT = "direct_sft"
+DIRECT_RL = "direct_rl"
+
+
+def objective_of(run: str) -> tuple[str, float | None]:
+    """(objective name, β) that trains an SFT run; Direct SFT trains plain SFT."""
+    return ("sft", None) if run == DIRECT_SFT else parse_run(run)
+
+
 def sft_runs(config: Mapping[str, Any]) -> list[str]:
-    """Every SFT run of the grid, in config order: one per method, one per β for GIFT."""
+    """Every SFT run of the grid, in config order: one per method, one per β for GIFT, then Direct SFT."""
     runs = []
     for method in config["sft"]["methods"]:
         if method == "gift":
             runs.extend(run_name("gift", b) for b in config["sft"]["gift_betas"])
         else:
             runs.append(run_name(method))
+    if config["sft"].get("direct_sft"):
+        runs.append(DIRECT_SFT)
     return runs
 
 
 def rl_runs(config: Mapping[str, Any]) -> list[str]:
-    """SFT runs that go on to GRPO (all of them unless ``grpo.runs`` restricts it)."""
-    wanted = config["grpo"].get("runs")
-    runs = sft_runs(config)
-    return runs if not wanted else [r for r in runs if r in set(wanted)]
+    """Runs that go through GRPO: SFT runs (all unless ``grpo.runs`` restricts them), then Direct RL."""
+    wanted = set(config["grpo"].get("runs") or [])
+    runs = [r for r in sft_runs(config) if r != DIRECT_SFT and (not wanted or r in wanted)]
+    if config["grpo"].get("direct_rl"):
+        runs.append(DIRECT_RL)
+    return runs
+
+
+def final_models(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(stage, run) of every final policy in Tables 1-2: each RL run, and Direct SFT (no RL)."""
+    out = [("rl", run) for run in rl_runs(config)]
+    if DIRECT_SFT in sft_runs(config):
+        out.append(("sft", DIRECT_SFT))
+    return out
+
+
+def gift_vs_sft_runs(config: Mapping[str, Any], runs: Iterable[str]) -> list[str]:
+    """The runs the paper's SFT-vs-GIFT analyses use (Table 3, Table 4, Figures 1-3)."""
+    return [r for r in runs if r not in (DIRECT_SFT, DIRECT_RL) and parse_run(r)[0] in ("sft", "gift")]
+
+
+def benchmarks(config: Mapping[str, Any], group: str = "all") -> list[str]:
+    """``eval.benchmarks`` split into reasoning (Table 1) and out-of-distribution (Table 2) groups."""
+    every, ood = list(config["eval"]["benchmarks"]), set(config["eval"].get("ood") or [])
+    if group == "ood":
+        return [b for b in every if b in ood]
+    if group == "reasoning":
+        return [b for b in every if b not in ood]
+    return every
 
 
 def beta_of(run: str) -> float:

@@ -1,11 +1,12 @@
-# Helpers shared by the rules: config validation, the experiment grid, job configs, paths.
+# Helpers shared by the rules: config validation, the experiment grid, job configs, paths, targets.
 import json
 import os
 import shlex
 import sys
 
 from giftlab.cli import ConfigError
-from giftlab.config import parse_run, rl_runs, run_name, sft_runs, unique, validate_config
+from giftlab.config import (DIRECT_RL, DIRECT_SFT, benchmarks, final_models, gift_vs_sft_runs, objective_of,
+                            rl_runs, sft_runs, unique, validate_config)
 
 try:
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")
@@ -16,15 +17,11 @@ except ConfigError as exc:
 SCRIPTS = REPO / "scripts"
 TINY = config["data"]["source"] == "tiny"
 BACKBONES = list(config["backbones"])
-BENCH_DIR = "data/tiny/benchmarks"
+# Backbones whose grid is built (every table and figure); all of them unless figures.backbones says otherwise.
+ACTIVE_BACKBONES = config["figures"].get("backbones") or BACKBONES
 TINY_BENCHMARKS = ["tiny_id", "tiny_ood"]
-
-
-wildcard_constraints:
-    backbone="[a-z][a-z0-9_]*",
-    run=r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?",
-    stage="base|sft|rl",
-    benchmark="[a-z0-9_]+",
+BENCH_DIR = "data/tiny/benchmarks" if TINY else config["eval"].get("benchmark_dir", "data/benchmarks")
+STAGE_PAIRS = ["base_sft", "sft_rl"]
 
 
 def script(name):
@@ -34,6 +31,11 @@ def script(name):
 def as_arg(payload):
     """A job's config section as one shell-quoted JSON argument (also Snakemake's params trigger)."""
     return shlex.quote(json.dumps(payload, sort_keys=True))
+
+
+def launcher(rule_name):
+    """The command that starts a GPU job's script (`python`, or e.g. `accelerate launch ...` from config `launch`)."""
+    return config.get("launch", {}).get(rule_name, "python")
 
 
 # ------------------------------------------------------------------ models by stage
@@ -50,44 +52,99 @@ def base_model_input(wildcards):
     return [f"models/base/{wildcards.backbone}"] if spec["source"] == "tiny" else []
 
 
-def sft_epoch_dir(backbone, run):
-    return f"models/sft/{backbone}/{run}/epoch_{config['sft']['rl_epoch']}"
-
-
 def base_model_param(wildcards):
     return base_model_dir(wildcards.backbone)
 
 
-def rl_init_param(wildcards):
-    return sft_epoch_dir(wildcards.backbone, wildcards.run)
+def sft_epoch_dir(backbone, run):
+    return f"models/sft/{backbone}/{run}/epoch_{config['sft']['rl_epoch']}"
 
 
-def model_for_eval(wildcards):
-    """(DAG input, model path) of the model a (stage, backbone, run) evaluation reads."""
-    if wildcards.stage == "base":
-        return base_model_input(wildcards), base_model_dir(wildcards.backbone)
-    if wildcards.stage == "sft":
-        return [f"models/sft/{wildcards.backbone}/{wildcards.run}"], sft_epoch_dir(wildcards.backbone, wildcards.run)
-    return [f"models/rl/{wildcards.backbone}/{wildcards.run}"], f"models/rl/{wildcards.backbone}/{wildcards.run}"
+def model_for(stage, backbone, run):
+    """(DAG inputs, model path) of the model of a (stage, backbone, run)."""
+    if stage == "base":
+        return base_model_input_of(backbone), base_model_dir(backbone)
+    if stage == "sft":
+        return [f"models/sft/{backbone}/{run}"], sft_epoch_dir(backbone, run)
+    return [f"models/rl/{backbone}/{run}"], f"models/rl/{backbone}/{run}"
+
+
+def base_model_input_of(backbone):
+    return [f"models/base/{backbone}"] if config["backbones"][backbone]["source"] == "tiny" else []
 
 
 def eval_model_input(wildcards):
-    return model_for_eval(wildcards)[0]
+    return model_for(wildcards.stage, wildcards.backbone, wildcards.run)[0]
 
 
 def eval_model_path(wildcards):
-    return model_for_eval(wildcards)[1]
+    return model_for(wildcards.stage, wildcards.backbone, wildcards.run)[1]
 
 
 def benchmark_file(wildcards):
-    return f"{BENCH_DIR}/{wildcards.benchmark}.jsonl"
+    path = f"{BENCH_DIR}/{wildcards.benchmark}.jsonl"
+    return [path] if TINY or os.path.exists(path) else []
+
+
+def benchmark_arg(wildcards):
+    files = benchmark_file(wildcards)
+    return f"--benchmark-file {files[0]}" if files else ""
+
+
+def sft_train_input(wildcards):
+    """Direct SFT trains on the SFT and RL subsets together (paper E.1); every other run on SFT only."""
+    return ["data/splits/sft.jsonl", "data/splits/rl.jsonl"] if wildcards.run == DIRECT_SFT else ["data/splits/sft.jsonl"]
+
+
+def grpo_init_input(wildcards):
+    if wildcards.run == DIRECT_RL:
+        return base_model_input(wildcards)
+    return [f"models/sft/{wildcards.backbone}/{wildcards.run}"]
+
+
+def grpo_init_param(wildcards):
+    if wildcards.run == DIRECT_RL:
+        return base_model_dir(wildcards.backbone)
+    return sft_epoch_dir(wildcards.backbone, wildcards.run)
+
+
+def pair_models(wildcards):
+    earlier, later = wildcards.pair.split("_")
+    return model_for(earlier, wildcards.backbone, wildcards.run), model_for(later, wildcards.backbone, wildcards.run)
+
+
+def consistency_inputs(wildcards):
+    (a_in, _), (b_in, _) = pair_models(wildcards)
+    return unique(a_in + b_in)
+
+
+def consistency_model_a(wildcards):
+    return pair_models(wildcards)[0][1]
+
+
+def consistency_model_b(wildcards):
+    return pair_models(wildcards)[1][1]
 
 
 # ------------------------------------------------------------------ job configs
 
 
+def world_job(wildcards):
+    return as_arg({"seed": config["seed"], **config.get("world", {})})
+
+
+def pretrain_job(wildcards):
+    spec = {k: v for k, v in config["backbones"][wildcards.backbone].items() if k != "source"}
+    return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, **spec, "pretrain": config["pretrain"]})
+
+
+def split_job(wildcards):
+    return as_arg({"seed": config["seed"], "split": config["data"]["split"],
+                   "solution_key": config["data"]["solution_key"]})
+
+
 def sft_job(wildcards):
-    method, beta = parse_run(wildcards.run)
+    method, beta = objective_of(wildcards.run)
     sft = config["sft"]
     settings = {k: sft[k] for k in ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler",
                                     "warmup_ratio", "weight_decay", "adam_betas", "max_grad_norm",
@@ -100,17 +157,49 @@ def sft_job(wildcards):
     })
 
 
+def tracks_dynamics(run):
+    """RL dynamics (Figure 3) are measured for the SFT and GIFT runs only."""
+    return bool(config["grpo"].get("eval_every")) and run in gift_vs_sft_runs(config, [run])
+
+
 def grpo_job(wildcards):
+    grpo = dict(config["grpo"])
+    if not tracks_dynamics(wildcards.run):
+        grpo["eval_every"] = 0
     return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
-                   "sft_epoch": config["sft"]["rl_epoch"], "grpo": config["grpo"]})
+                   "sft_epoch": None if wildcards.run == DIRECT_RL else config["sft"]["rl_epoch"],
+                   "grpo": grpo})
+
+
+def grpo_dynamics_input(wildcards):
+    return [f"{BENCH_DIR}/{config['eval']['main_benchmark']}.jsonl"] if TINY and tracks_dynamics(wildcards.run) else []
 
 
 def eval_job(wildcards):
+    settings = {k: v for k, v in config["eval"].items() if k not in ("pre_rl", "benchmarks", "ood")}
+    if wildcards.stage == "sft":  # before RL: enough samples for Table 3's pass@k
+        settings.update(config["eval"].get("pre_rl") or {})
     return as_arg({"seed": config["seed"], "stage": wildcards.stage, "backbone": wildcards.backbone,
-                   "run": wildcards.run, "benchmark": wildcards.benchmark, **config["eval"]})
+                   "run": wildcards.run, "benchmark": wildcards.benchmark, **settings})
 
 
-# ------------------------------------------------------------------ targets
+def consistency_job(wildcards):
+    return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
+                   "stage_pair": wildcards.pair, "solution_key": config["data"]["solution_key"],
+                   "max_examples": config["eval"].get("consistency_examples", 200),
+                   "max_length": config["sft"]["max_length"]})
+
+
+def figure_job(wildcards):
+    return as_arg({"backbones": ACTIVE_BACKBONES, "benchmark": config["eval"]["main_benchmark"]})
+
+
+def table_job(wildcards):
+    return as_arg({"table": int(wildcards.n), "backbones": ACTIVE_BACKBONES,
+                   "benchmarks": table_benchmarks(int(wildcards.n)), "ks": config["eval"].get("pre_rl", {}).get("ks", [1, 2, 4, 8])})
+
+
+# ------------------------------------------------------------------ result files
 
 
 def eval_summary(stage, backbone, run, benchmark=None):
@@ -118,35 +207,71 @@ def eval_summary(stage, backbone, run, benchmark=None):
     return f"results/eval/{stage}/{backbone}/{run}/{benchmark}.summary.json"
 
 
+def eval_samples(stage, backbone, run, benchmark):
+    return eval_summary(stage, backbone, run, benchmark).replace(".summary.json", ".samples.jsonl")
+
+
+def final_evals(group="all", backbones=None):
+    """Evaluations of every final policy (Tables 1-2): RL runs, Direct RL, Direct SFT."""
+    return [eval_summary(stage, bb, run, bench) for bb in backbones or ACTIVE_BACKBONES
+            for stage, run in final_models(config) for bench in benchmarks(config, group)]
+
+
+def pre_rl_evals(backbones=None):
+    """SFT checkpoints (the epoch RL starts from) of SFT and GIFT runs on the reasoning benchmarks (Table 3)."""
+    return [eval_summary("sft", bb, run, bench) for bb in backbones or ACTIVE_BACKBONES
+            for run in gift_vs_sft_runs(config, rl_runs(config)) for bench in benchmarks(config, "reasoning")]
+
+
+def consistency_results(backbones=None):
+    return [f"results/consistency/{bb}/{run}/{pair}.json" for bb in backbones or ACTIVE_BACKBONES
+            for run in gift_vs_sft_runs(config, rl_runs(config)) for pair in STAGE_PAIRS]
+
+
+def sft_metrics(runs, backbones=None):
+    return [f"results/sft/{bb}/{run}/metrics.json" for bb in backbones or ACTIVE_BACKBONES for run in runs]
+
+
+def rl_metrics(runs, backbones=None):
+    return [f"results/rl/{bb}/{run}/metrics.json" for bb in backbones or ACTIVE_BACKBONES for run in runs]
+
+
+def table_benchmarks(n):
+    return {1: benchmarks(config, "reasoning"), 2: benchmarks(config, "ood"), 3: benchmarks(config, "reasoning")}.get(n, [])
+
+
+def table_inputs(wildcards):
+    n = int(wildcards.n)
+    if n == 1:
+        return final_evals("reasoning")
+    if n == 2:
+        return final_evals("ood")
+    if n == 3:
+        return pre_rl_evals()
+    return consistency_results()
+
+
 def fig1_inputs():
-    fig = config["figures"]["fig1"]
-    backbones = fig.get("backbones") or BACKBONES
-    runs = [r for r in rl_runs(config) if parse_run(r)[0] in ("sft", "gift")]
-    return {
-        "sft_metrics": [f"results/sft/{bb}/{r}/metrics.json" for bb in backbones for r in runs],
-        "rl_evals": [eval_summary("rl", bb, r) for bb in backbones for r in runs],
-    }
+    runs = gift_vs_sft_runs(config, rl_runs(config))
+    backbones = config["figures"]["fig1"].get("backbones") or ACTIVE_BACKBONES
+    return {"sft_metrics": sft_metrics(runs, backbones),
+            "rl_evals": [eval_summary("rl", bb, r) for bb in backbones for r in runs]}
 
 
-def plotting_code(script_name):
-    """Plot rules depend on their plotting code, so a changed colour redraws the figure (cheap)."""
-    return [str(SCRIPTS / f"{script_name}.py"), str(REPO / "src" / "giftlab" / "reporting" / "figures.py")]
+def plotting_code(script_name, module="figures"):
+    """Plot/table rules depend on their code, so a changed colour redraws the figure (cheap)."""
+    return [str(SCRIPTS / f"{script_name}.py"), str(REPO / "src" / "giftlab" / "reporting" / f"{module}.py")]
+
+
+TABLES = [f"results/tables/table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("csv", "md", "tex")]
+FIGURES = [f"figures/fig{n}.{ext}" for n in (1, 2, 3) for ext in ("pdf", "png")]
+SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
+           "pass1": "results/summary/rl_pass1.json"}
 
 
 def all_targets():
-    """Every table and figure (plus the small summary files DVC reads as metrics and plots)."""
-    return ["figures/fig1.pdf", "figures/fig1.png", *SUMMARY.values()]
-
-# ------------------------------------------------------------------ world, split, figures
-
-
-def world_job(wildcards):
-    return as_arg({"seed": config["seed"], **config.get("world", {})})
-
-
-def pretrain_job(wildcards):
-    spec = {k: v for k, v in config["backbones"][wildcards.backbone].items() if k != "source"}
-    return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, **spec, "pretrain": config["pretrain"]})
+    """Every table and figure, the claim-by-claim summary, and the small files DVC reads as metrics/plots."""
+    return [*FIGURES, *TABLES, "results/tables/claims.md", *SUMMARY.values()]
 
 
 def problems_input(wildcards):
@@ -157,11 +282,45 @@ def problems_path():
     return "data/tiny/problems.jsonl" if TINY else config["data"]["path"]
 
 
-def split_job(wildcards):
-    return as_arg({"seed": config["seed"], "split": config["data"]["split"],
-                   "solution_key": config["data"]["solution_key"]})
+# ------------------------------------------------------------------ phases (DVC stages; phases.smk)
 
 
-def fig1_job(wildcards):
-    fig = config["figures"]["fig1"]
-    return as_arg({"backbones": fig.get("backbones") or BACKBONES, "benchmark": config["eval"]["main_benchmark"]})
+def with_samples(summaries):
+    return [p for s in summaries for p in (s, s.replace(".summary.json", ".samples.jsonl"))]
+
+
+def tiny_backbones():
+    return [bb for bb in ACTIVE_BACKBONES if config["backbones"][bb]["source"] == "tiny"]
+
+
+PHASE_OUTPUTS = {
+    "world": lambda: (["data/tiny/problems.jsonl", "data/tiny/pretrain.jsonl", "data/tiny/tokenizer",
+                       *expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS)] if TINY else []),
+    "base": lambda: [p for bb in tiny_backbones() for p in (f"models/base/{bb}", f"results/pretrain/{bb}.json")],
+    "split": lambda: [f"data/splits/{name}.jsonl" for name in ("sft", "rl", "val")] + ["results/split.json"],
+    "sft": lambda: [p for bb in ACTIVE_BACKBONES for run in sft_runs(config)
+                    for p in (f"models/sft/{bb}/{run}", f"results/sft/{bb}/{run}/metrics.json")],
+    "grpo": lambda: [p for bb in ACTIVE_BACKBONES for run in rl_runs(config)
+                     for p in (f"models/rl/{bb}/{run}", f"results/rl/{bb}/{run}/metrics.json")],
+    "eval": lambda: with_samples(unique(final_evals() + pre_rl_evals())),
+    "analysis": lambda: consistency_results(),
+    "figures": lambda: unique(all_targets()),
+}
+
+# The rules of each phase: what a phase's DVC stage lets Snakemake run (--allowed-rules). Every rule
+# of the workflow belongs to exactly one phase (checked by the tests).
+PHASE_RULES = {
+    "world": ["world"],
+    "base": ["pretrain_base"],
+    "split": ["split"],
+    "sft": ["sft"],
+    "grpo": ["grpo"],
+    "eval": ["evaluate"],
+    "analysis": ["consistency"],
+    "figures": ["figure1", "figure2", "figure3", "table", "claims", "summary"],
+}
+
+
+def phase_all_outputs():
+    """Everything the phases own: the complete grid."""
+    return [p for outputs in PHASE_OUTPUTS.values() for p in outputs()]

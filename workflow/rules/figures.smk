@@ -1,4 +1,5 @@
-# Paper figures: each reads only small metric files.
+# Paper tables and figures. Each reads only small metric files, never a checkpoint, and depends on
+# its plotting code so that a cosmetic change redraws it without rerunning any experiment.
 
 
 rule figure1:
@@ -6,10 +7,10 @@ rule figure1:
         **fig1_inputs(),
         code=plotting_code("figure1"),
     output:
-        pdf="figures/fig1.pdf",
+        pdf=report("figures/fig1.pdf", caption="../report/fig1.rst", category="Figures"),
         png="figures/fig1.png",
     params:
-        job=fig1_job,
+        job=figure_job,
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -17,3 +18,96 @@ rule figure1:
     shell:
         "python {input.code[0]} --config {params.job} --sft-metrics {input.sft_metrics}"
         " --rl-evals {input.rl_evals} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule figure2:
+    input:
+        consistency=consistency_results(),
+        code=plotting_code("figure2"),
+    output:
+        pdf=report("figures/fig2.pdf", caption="../report/fig2.rst", category="Figures"),
+        png="figures/fig2.png",
+    params:
+        job=figure_job,
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/figures/fig2.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --consistency {input.consistency}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule figure3:
+    input:
+        rl_metrics=rl_metrics(gift_vs_sft_runs(config, rl_runs(config))),
+        code=plotting_code("figure3"),
+    output:
+        pdf=report("figures/fig3.pdf", caption="../report/fig3.rst", category="Figures"),
+        png="figures/fig3.png",
+    params:
+        job=figure_job,
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/figures/fig3.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --rl-metrics {input.rl_metrics}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule table:
+    input:
+        results=table_inputs,
+        code=plotting_code("table", "tables"),
+    output:
+        csv=report("results/tables/table{n}.csv", caption="../report/tables.rst", category="Tables"),
+        md="results/tables/table{n}.md",
+        tex="results/tables/table{n}.tex",
+    params:
+        job=table_job,
+        stem=lambda wildcards, output: output.csv[: -len(".csv")],
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/tables/table{n}.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --results {input.results} --stem {params.stem} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        rl=final_evals("reasoning"),
+        pre_rl=pre_rl_evals(),
+        consistency=consistency_results(),
+        code=plotting_code("claims", "claims"),
+    output:
+        report("results/tables/claims.md", caption="../report/claims.rst", category="Summary"),
+    params:
+        job=figure_job,
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/tables/claims.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --rl {input.rl} --pre-rl {input.pre_rl}"
+        " --consistency {input.consistency} --out {output} > {log} 2>&1"
+
+
+rule summary:
+    # Small flat files for `dvc metrics show/diff` and `dvc plots show/diff` (dvc.yaml).
+    input:
+        sft=sft_metrics(gift_vs_sft_runs(config, rl_runs(config))),
+        rl=[eval_summary("rl", bb, r) for bb in ACTIVE_BACKBONES for r in gift_vs_sft_runs(config, rl_runs(config))],
+        code=plotting_code("summary", "summary"),
+    output:
+        **SUMMARY,
+    params:
+        job=figure_job,
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/figures/summary.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --sft {input.sft} --rl {input.rl}"
+        " --metrics {output.metrics} --val-loss {output.val_loss} --pass1 {output.pass1} > {log} 2>&1"

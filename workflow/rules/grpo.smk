@@ -1,23 +1,27 @@
-# GRPO (TRL) from the selected SFT epoch of each run.
+# GRPO (TRL) from the selected SFT epoch of each run, or from the base model (Direct RL).
 
 
 rule grpo:
     input:
-        sft="models/sft/{backbone}/{run}",
+        init=grpo_init_input,
         rl="data/splits/rl.jsonl",
+        dynamics=grpo_dynamics_input,
     output:
         model=directory("models/rl/{backbone}/{run}"),
         metrics="results/rl/{backbone}/{run}/metrics.json",
     params:
         job=grpo_job,
+        launch=launcher("grpo"),
         script=script("grpo"),
-        init=rl_init_param,
+        init=grpo_init_param,
         work="work/rl/{backbone}/{run}",
+        dynamics=lambda wildcards, input: f"--dynamics-benchmark {input.dynamics}" if input.dynamics else "",
     threads: config.get("threads", 1)
     conda:
         "../envs/giftlab.yaml"
     log:
         "logs/grpo/{backbone}/{run}.log",
     shell:
-        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --init {params.init}"
-        " --rl {input.rl} --out {output.model} --work {params.work} --metrics {output.metrics} > {log} 2>&1"
+        "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --init {params.init}"
+        " --rl {input.rl} {params.dynamics} --out {output.model} --work {params.work}"
+        " --metrics {output.metrics} > {log} 2>&1"

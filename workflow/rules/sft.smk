@@ -1,16 +1,18 @@
-# SFT: one job per (backbone, run); a run is a method, or GIFT at one β (giftlab.config.run_name).
+# SFT: one job per (backbone, run); a run is an objective, GIFT at one β, or Direct SFT
+# (giftlab.config.run_name / objective_of).
 
 
 rule sft:
     input:
         base=base_model_input,
-        train="data/splits/sft.jsonl",
+        train=sft_train_input,
         val="data/splits/val.jsonl",
     output:
         model=directory("models/sft/{backbone}/{run}"),
         metrics="results/sft/{backbone}/{run}/metrics.json",
     params:
         job=sft_job,
+        launch=launcher("sft"),
         script=script("sft"),
         base=base_model_param,
         work="work/sft/{backbone}/{run}",
@@ -20,6 +22,6 @@ rule sft:
     log:
         "logs/sft/{backbone}/{run}.log",
     shell:
-        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --base {params.base}"
+        "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --base {params.base}"
         " --train {input.train} --val {input.val} --out {output.model} --work {params.work}"
         " --metrics {output.metrics} > {log} 2>&1"

@@ -203,37 +203,76 @@ class HFGenerator:
                  add_special_tokens: bool = True, seed_scheme: str = "hash",
                  ignore_eos: bool = False):
         import torch
-        from transformers import AutoModelForCausalLM, GenerationConfig
+        from transformers import AutoModelForCausalLM
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = load_tokenizer(model_path)
+        if dtype == "auto":
+            torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        model.to(device).eval()
+        self._setup(model, tokenizer, str(model_path), batch_size, device, stop_token_ids,
+                    add_special_tokens, seed_scheme, ignore_eos, borrowed=False)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, batch_size: int = 32, stop_token_ids: Sequence[int] = (),
+                   add_special_tokens: bool = True, seed_scheme: str = "hash",
+                   ignore_eos: bool = False, name: str = "<in-memory>") -> "HFGenerator":
+        """Wrap a live model (e.g. the policy inside a trainer) instead of loading one from disk.
+
+        The model is *borrowed*: it is neither moved nor cast nor switched to eval mode (the
+        caller decides; :class:`giftlab.training.grpo.DynamicsCallback` puts it in eval mode for
+        the evaluation and back in train mode afterwards), and its ``generation_config`` is swapped
+        for the neutral one only for the duration of each ``generate`` call. The tokenizer is
+        copied, so its padding side / pad token are not changed for the caller. Samples come out
+        on the model's device, with the same per-row seeding as a model loaded from a path.
+        """
+        import copy
+
+        self = cls.__new__(cls)
+        try:
+            tokenizer = copy.deepcopy(tokenizer)
+        except Exception:  # pragma: no cover - a tokenizer that cannot be copied is used as is
+            log.warning("HFGenerator.from_model: tokenizer could not be copied; padding side is set in place")
+        device = str(next(model.parameters()).device)
+        self._setup(model, tokenizer, name, batch_size, device, stop_token_ids,
+                    add_special_tokens, seed_scheme, ignore_eos, borrowed=True)
+        return self
+
+    def _setup(self, model, tokenizer, name, batch_size, device, stop_token_ids, add_special_tokens,
+               seed_scheme, ignore_eos, borrowed: bool) -> None:
+        from transformers import GenerationConfig
 
         if seed_scheme not in SEED_SCHEMES:
             raise ValueError(f"seed_scheme must be one of {SEED_SCHEMES}, got {seed_scheme!r}")
-        self.model_path = str(model_path)
+        self.model_path = name
         self.batch_size = int(batch_size)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device
         self.add_special_tokens = add_special_tokens
         self.seed_scheme = seed_scheme
         self.ignore_eos = ignore_eos  # always run to max_new_tokens (throughput benchmarks)
-        self.tokenizer = load_tokenizer(model_path)
+        self.borrowed = borrowed
+        self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
-        self.model.to(self.device).eval()
+        self.model = model
         eos = self.tokenizer.eos_token_id
         self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
                                | {int(i) for i in stop_token_ids})
         if not self.stop_ids:
-            raise ValueError(f"{model_path}: tokenizer has no eos_token_id and no stop ids were given")
+            raise ValueError(f"{name}: tokenizer has no eos_token_id and no stop ids were given")
         # Explicit neutral settings: a checkpoint's generation_config.json (e.g. Qwen's
         # repetition_penalty=1.05, top_k=20) must not leak into the evaluation.
-        # eos is passed per call (so ignore_eos can switch it off).
-        self.model.generation_config = GenerationConfig(
+        # eos is passed per call (so ignore_eos can switch it off). A borrowed model keeps its own
+        # generation_config outside our generate calls (its trainer relies on it).
+        self._neutral_config = GenerationConfig(
             pad_token_id=self.tokenizer.pad_token_id,
             bos_token_id=self.tokenizer.bos_token_id)
+        if not borrowed:
+            self.model.generation_config = self._neutral_config
 
     def generate(self, prompts: list[str], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, seed: int) -> list[list[Sample]]:
@@ -276,8 +315,13 @@ class HFGenerator:
             do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
             pad_token_id=self.tokenizer.pad_token_id, bos_token_id=self.tokenizer.bos_token_id,
             use_cache=True, num_beams=1)
-        with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=config, logits_processor=processors)
+        saved = self.model.generation_config
+        self.model.generation_config = self._neutral_config
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**enc, generation_config=config, logits_processor=processors)
+        finally:
+            self.model.generation_config = saved
         new = out[:, enc["input_ids"].shape[1]:].tolist()
         stop = set() if self.ignore_eos else set(self.stop_ids)
         samples = []

@@ -89,3 +89,201 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
     fig.tight_layout()
     _save(fig, pdf, png)
     return data
+
+
+# ---------------------------------------------------------------- Figures 2 and 3: SFT vs GIFT
+
+STAGE_PAIR_LABELS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
+STAGE_PAIR_STYLES = {"base_sft": "-", "sft_rl": "--"}
+
+
+def _method_beta(run: str) -> tuple[str | None, float | None]:
+    """(method, β) of a run name; (None, None) for a name outside the run grammar."""
+    try:
+        return parse_run(run)
+    except Exception:
+        return None, None
+
+
+def _keep(run: str, runs: Sequence[str] | None) -> bool:
+    """``runs`` given: exactly those; else the paper's comparison, plain SFT and every GIFT β."""
+    if runs is not None:
+        return run in runs
+    return _method_beta(run)[0] in ("sft", "gift")
+
+
+def _run_order(run: str) -> tuple:
+    """Plain SFT first, then GIFT by β, then anything else by name."""
+    method, beta = _method_beta(run)
+    if method == "sft" and beta is None:
+        return (0, 0.0, run)
+    if method == "gift":
+        return (1, beta if beta is not None else math.inf, run)
+    return (2, 0.0, run)
+
+
+def _run_styles(runs) -> dict[str, dict[str, Any]]:
+    """Colour and label per run: plain SFT black; GIFT runs along a colour map by β (legend: β)."""
+    runs = sorted(set(runs), key=_run_order)
+    gift = [r for r in runs if _method_beta(r)[0] == "gift"]
+    cmap = plt.get_cmap("viridis")
+    styles: dict[str, dict[str, Any]] = {}
+    others = iter(plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C1"]))
+    for run in runs:
+        method, beta = _method_beta(run)
+        if method == "sft" and beta is None:
+            styles[run] = {"color": "black", "label": "SFT", "lw": 2.0}
+        elif method == "gift":
+            i = gift.index(run)
+            frac = 0.15 + 0.7 * (i / max(1, len(gift) - 1)) if len(gift) > 1 else 0.45
+            styles[run] = {"color": cmap(frac), "label": f"GIFT β={beta:g}" if beta is not None else "GIFT",
+                           "lw": 1.5}
+        else:
+            styles[run] = {"color": next(others, "grey"), "label": run, "lw": 1.2}
+    return styles
+
+
+def _job_field(rec: Mapping[str, Any], key: str):
+    """A field of the job config in the provenance record, else the record's own top-level field."""
+    job = (rec.get("provenance") or {}).get("config") or {}
+    value = job.get(key)
+    return rec.get(key) if value is None else value
+
+
+def _empty_panel(ax, title: str) -> None:
+    ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_title(title)
+
+
+def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | None = None
+              ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """Per backbone → run → stage pair: ``{"k": [...], "overlap": [...], "ci": [[lo, hi], ...]}``.
+
+    ``consistency``: records written by ``scripts/consistency.py`` (``topk_overlap`` {"K": value},
+    ``topk_overlap_ci95`` {"K": [lo, hi]}, ``stage_pair``; backbone and run from the provenance
+    config). ``runs``: the runs to keep (default: plain SFT and every GIFT β).
+    """
+    data: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for rec in consistency:
+        bb, run = _job_field(rec, "backbone"), _job_field(rec, "run")
+        pair = rec.get("stage_pair") or _job_field(rec, "stage_pair")
+        if not _keep(run, runs):
+            continue
+        overlap = rec.get("topk_overlap") or {}
+        cis = rec.get("topk_overlap_ci95") or {}
+        ks = sorted(overlap, key=lambda k: int(k))
+        data.setdefault(bb, {}).setdefault(run, {})[pair] = {
+            "k": [int(k) for k in ks], "overlap": [float(overlap[k]) for k in ks],
+            "ci": [list(cis.get(k) or [math.nan, math.nan]) for k in ks]}
+    return data
+
+
+def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
+            ci: bool = True) -> dict:
+    """Figure 2: top-K token overlap between consecutive stages, per backbone.
+
+    x = K (log scale), y = the token-mean fraction of the K most likely tokens shared by the two
+    models; one colour per run (plain SFT black, GIFT coloured by β), solid = Base→SFT, dashed =
+    SFT→RL; ``ci`` draws the bootstrap intervals as bands. A backbone without records gets an
+    empty panel. The paper's claim: GIFT keeps a consistently higher overlap than SFT.
+    """
+    from matplotlib.lines import Line2D
+
+    data = fig2_data(consistency, runs)
+    styles = _run_styles([run for bb in backbones for run in data.get(bb, {})])
+    fig, axes = plt.subplots(1, max(1, len(backbones)), figsize=(4.6 * max(1, len(backbones)), 3.8),
+                             squeeze=False)
+    for col, bb in enumerate(backbones):
+        ax = axes[0][col]
+        title = f"({chr(97 + col)}) {bb}: top-K overlap"
+        per_run = data.get(bb, {})
+        if not per_run:
+            _empty_panel(ax, title)
+            continue
+        pairs_seen = set()
+        for run in sorted(per_run, key=_run_order):
+            st = styles[run]
+            for pair in ("base_sft", "sft_rl"):
+                d = per_run[run].get(pair)
+                if not d or not d["k"]:
+                    continue
+                pairs_seen.add(pair)
+                ax.plot(d["k"], d["overlap"], ls=STAGE_PAIR_STYLES[pair], marker="o", ms=3,
+                        color=st["color"], lw=st["lw"])
+                los = [c[0] for c in d["ci"]]
+                his = [c[1] for c in d["ci"]]
+                if ci and not any(math.isnan(v) for v in los + his):
+                    ax.fill_between(d["k"], los, his, color=st["color"], alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        all_k = sorted({k for r in per_run.values() for d in r.values() for k in d["k"]})
+        if all_k:
+            ax.set_xticks(all_k, [str(k) for k in all_k])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set(title=title, xlabel="K", ylabel="top-K overlap")
+        handles = [Line2D([], [], color=styles[r]["color"], lw=styles[r]["lw"], label=styles[r]["label"])
+                   for r in sorted(per_run, key=_run_order)]
+        handles += [Line2D([], [], color="grey", ls=STAGE_PAIR_STYLES[p], label=STAGE_PAIR_LABELS[p])
+                    for p in ("base_sft", "sft_rl") if p in pairs_seen]
+        ax.legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    _save(fig, pdf, png)
+    return data
+
+
+def fig3_data(rl_metrics: Sequence[Mapping[str, Any]], runs: Sequence[str] | None = None
+              ) -> dict[str, dict[str, dict[str, list]]]:
+    """Per backbone → run: ``{"progress": [...], "pass@1": [...], "ci": [[lo, hi], ...], "step": [...]}``.
+
+    ``rl_metrics``: ``results/rl/<backbone>/<run>/metrics.json`` records with a ``"dynamics"`` list
+    (``giftlab.training.grpo``); runs without dynamics are left out. Progress is the row's
+    ``progress`` (step / max_steps), else step / the run's final step.
+    """
+    data: dict[str, dict[str, dict[str, list]]] = {}
+    for rec in rl_metrics:
+        bb, run = _job_field(rec, "backbone"), _job_field(rec, "run")
+        if not _keep(run, runs):
+            continue
+        rows = sorted(rec.get("dynamics") or [], key=lambda r: r["step"])
+        if not rows:
+            continue
+        last = max(rec.get("steps") or 0, rows[-1]["step"]) or 1
+        data.setdefault(bb, {})[run] = {
+            "step": [r["step"] for r in rows],
+            "progress": [r["progress"] if r.get("progress") is not None else r["step"] / last for r in rows],
+            "pass@1": [r["pass@1"] for r in rows],
+            "ci": [list(r.get("pass@1_ci95") or [math.nan, math.nan]) for r in rows]}
+    return data
+
+
+def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
+            ci: bool = True, benchmark: str | None = None) -> dict:
+    """Figure 3 / Appendix C: pass@1 across RL training progress, SFT vs GIFT initialisation.
+
+    One panel per backbone; x = fraction of the RL steps done, y = pass@1 of the policy at that
+    point; one line per run (plain SFT black, GIFT coloured, β in the legend), with optional
+    bootstrap bands. A backbone without dynamics gets an empty panel.
+    """
+    data = fig3_data(rl_metrics, runs)
+    styles = _run_styles([run for bb in backbones for run in data.get(bb, {})])
+    fig, axes = plt.subplots(1, max(1, len(backbones)), figsize=(4.6 * max(1, len(backbones)), 3.8),
+                             squeeze=False)
+    on = f" ({benchmark})" if benchmark else ""
+    for col, bb in enumerate(backbones):
+        ax = axes[0][col]
+        title = f"({chr(97 + col)}) {bb}: pass@1 during RL{on}"
+        per_run = data.get(bb, {})
+        if not per_run:
+            _empty_panel(ax, title)
+            continue
+        for run in sorted(per_run, key=_run_order):
+            d, st = per_run[run], styles[run]
+            ax.plot(d["progress"], d["pass@1"], marker="o", ms=3, **st)
+            los = [c[0] for c in d["ci"]]
+            his = [c[1] for c in d["ci"]]
+            if ci and not any(math.isnan(v) for v in los + his):
+                ax.fill_between(d["progress"], los, his, color=st["color"], alpha=0.12, lw=0)
+        ax.set(title=title, xlabel="RL training progress (fraction of steps)", ylabel="pass@1", xlim=(0, 1))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, pdf, png)
+    return data

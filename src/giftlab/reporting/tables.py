@@ -35,8 +35,8 @@ from giftlab.reporting import paper_numbers as pn
 # The one place run names map to the paper's strategy labels and method classes.
 
 STRATEGY_LABELS = {
-    "direct-sft": "Direct SFT",
-    "direct-rl": "Direct RL",
+    "direct_sft": "Direct SFT",
+    "direct_rl": "Direct RL",
     "luffy": "LUFFY",
     "relift": "ReLIFT",
     "sft": "SFT",
@@ -49,8 +49,8 @@ STRATEGY_LABELS = {
     "gift": "GIFT",
 }
 METHOD_CLASSES = {
-    "direct-sft": "Direct SFT/RL",
-    "direct-rl": "Direct SFT/RL",
+    "direct_sft": "Direct SFT/RL",
+    "direct_rl": "Direct SFT/RL",
     "luffy": "Unified Paradigms",
     "relift": "Unified Paradigms",
 }
@@ -58,11 +58,11 @@ DEFAULT_METHOD_CLASS = "SFT-then-RL"
 ROW_ORDER = tuple(STRATEGY_LABELS)  # the paper's row order
 STAGE_PAIRS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
 CONSISTENCY_METRICS = {"cos": "Cos ↑", "l2": "L2 ↓", "kl": "KL ↓"}
-_NON_PAPER_RUN = re.compile(r"^(?P<method>direct-(?:sft|rl)|luffy|relift)$")
+_NON_PAPER_RUN = re.compile(r"^(?P<method>direct_(?:sft|rl)|luffy|relift)$")
 
 
 def split_run(run: str) -> tuple[str, float | None]:
-    """``(method, beta)`` of a run name; also accepts ``direct-sft``/``direct-rl``/``luffy``/``relift``."""
+    """``(method, beta)`` of a run name; also accepts ``direct_sft``/``direct_rl``/``luffy``/``relift``."""
     if _NON_PAPER_RUN.match(run):
         return run, None
     try:
@@ -144,7 +144,7 @@ def _backbone_order(backbones: Iterable[str], wanted: Sequence[str] | None) -> l
 
 def _is_post_rl(record: Mapping[str, Any]) -> bool:
     stage, run = job_field(record, "stage"), job_field(record, "run")
-    return stage == "rl" or (run == "direct-sft" and stage in ("sft", "rl"))
+    return stage == "rl" or (run == "direct_sft" and stage in ("sft", "rl"))
 
 
 def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | None = None,
@@ -153,7 +153,7 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
                     backbones: Sequence[str] | None = None) -> pd.DataFrame:
     """Post-RL ``metric`` (in %) per (backbone, run) × benchmark, plus the row ``Average``.
 
-    Uses the summaries at stage ``rl`` (and ``direct-sft`` at stage ``sft``: Direct SFT has no RL
+    Uses the summaries at stage ``rl`` (and ``direct_sft`` at stage ``sft``: Direct SFT has no RL
     stage). ``benchmarks`` restricts and orders the columns (default: as they first appear).
     Average = mean over the benchmark columns, NaN when the row misses one. ``with_ci`` adds
     ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for metric pass@1).

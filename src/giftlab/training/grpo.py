@@ -2,12 +2,18 @@
 
 The config speaks in the paper's units (prompts per generation batch, prompts per optimiser
 update, G samples per prompt); :func:`grpo_arguments` translates them into TRL's batch fields.
+
+RL dynamics (paper Figure 3 / Appendix C): with ``grpo.eval_every`` > 0 and a benchmark file,
+:class:`DynamicsCallback` measures the live policy's pass@1 on the benchmark's first
+``grpo.eval_problems`` problems at step 0, every ``eval_every`` optimiser steps and at the end,
+and the metrics dict gains ``"dynamics"`` (one row per evaluated step).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +24,7 @@ from transformers import TrainerCallback, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
 from giftlab.io import atomic_dir
+from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import CompleteMarker, last_complete_checkpoint, prepare_work_dir
 
 log = logging.getLogger(__name__)
@@ -109,9 +116,179 @@ class JsonlLog(TrainerCallback):
         return control
 
 
+DYNAMICS_DEFAULTS = {"eval_every": 0, "eval_problems": 64, "eval_samples": 4, "eval_temperature": 0.6,
+                     "eval_batch_size": 64}
+
+
+def dynamics_settings(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The RL-dynamics settings from the ``grpo`` section, or ``None`` when switched off.
+
+    Keys (all optional): ``eval_every`` (optimiser steps between evaluations; 0 or missing =
+    off), ``eval_problems`` (first N benchmark problems, default 64), ``eval_samples`` (samples
+    per problem, default 4), ``eval_temperature`` (default 0.6, the evaluation temperature),
+    ``eval_max_new_tokens`` (default ``max_completion_length``), ``eval_batch_size``
+    (generation rows per batch, default 64).
+    """
+    every = int(cfg.get("eval_every") or 0)
+    if every <= 0:
+        return None
+    out = {k: v if cfg.get(k) is None else cfg[k] for k, v in DYNAMICS_DEFAULTS.items()}
+    out["eval_every"] = every
+    out["eval_max_new_tokens"] = int(cfg.get("eval_max_new_tokens") or cfg["max_completion_length"])
+    for key in ("eval_problems", "eval_samples", "eval_batch_size", "eval_max_new_tokens"):
+        if int(out[key]) < 1:
+            raise ConfigError(f"config error: grpo.{key} must be >= 1, got {out[key]}")
+        out[key] = int(out[key])
+    out["eval_temperature"] = float(out["eval_temperature"])
+    if out["eval_temperature"] < 0:
+        raise ConfigError(f"config error: grpo.eval_temperature must be >= 0, got {out['eval_temperature']}")
+    return out
+
+
+def read_dynamics(path: Path, up_to_step: int | None = None) -> list[dict]:
+    """Rows of a dynamics log, one per step (the last row of a step wins), sorted by step.
+
+    ``up_to_step``: drop rows measured after that step (after a resume from an earlier checkpoint
+    those policies are trained again, so their rows are recomputed).
+    """
+    if not path.exists():
+        return []
+    rows: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line of a killed job
+            continue
+        if up_to_step is None or row["step"] <= up_to_step:
+            rows[int(row["step"])] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+class DynamicsCallback(TrainerCallback):
+    """pass@1 of the live policy during RL: at step 0, every ``eval_every`` steps, and at the end.
+
+    Each evaluation wraps the trainer's model with :meth:`HFGenerator.from_model` (in eval mode,
+    without gradients; the previous train/eval mode is restored afterwards), samples
+    ``eval_samples`` completions per problem at ``eval_temperature`` with the run seed (per-sample
+    seeds, so every evaluation of a run uses the same random streams and touches no global RNG:
+    training is unaffected), and grades them with ``grade_fn`` (the reward's grading pool).
+
+    Rows are appended to ``path`` (in the work dir, next to ``steps.jsonl``) as they are made;
+    on resume from checkpoint-S the rows up to S are kept and later ones dropped, and a step that
+    already has a row is not evaluated again.
+    """
+
+    def __init__(self, path: Path, records: list[dict], tokenizer, grade_fn, settings: Mapping[str, Any],
+                 seed: int, resume_step: int | None = None, prompt_fn=None):
+        from giftlab.evaluation.generation import render_prompt
+
+        if not records:
+            raise ValueError("DynamicsCallback: the dynamics benchmark has no problems")
+        self.path = Path(path)
+        self.records = list(records)
+        self.tokenizer = tokenizer
+        self.grade_fn = grade_fn
+        self.settings = dict(settings)
+        self.seed = int(seed)
+        self.prompt_fn = prompt_fn or (lambda r: render_prompt(tokenizer, r["prompt"]))
+        self.grading_stats: dict[str, int] = {}
+        # Rows measured on other problems or with other settings (the benchmark file is not part
+        # of the job config that guards the work dir) are not reused after a resume.
+        self.tag = config_hash({"problems": [[r["id"], r["prompt"], r["gold"]] for r in self.records],
+                                "settings": self.settings, "seed": self.seed})
+        if resume_step is None:
+            self.rows: list[dict] = []
+            self.path.unlink(missing_ok=True)
+        else:
+            self.rows = [r for r in read_dynamics(self.path, up_to_step=resume_step)
+                         if r.get("eval_tag") == self.tag]
+            _write_rows(self.path, self.rows)
+
+    def _done(self, step: int) -> bool:
+        return any(r["step"] == step for r in self.rows)
+
+    def evaluate_model(self, model, step: int, max_steps: int, write: bool = True) -> dict:
+        """Evaluate ``model`` now and record the row for ``step`` (appended to the log if ``write``)."""
+        import torch
+
+        from giftlab.evaluation.generation import HFGenerator
+        from giftlab.evaluation.runner import evaluate
+
+        cfg = self.settings
+        before = dict(getattr(getattr(self.grade_fn, "__self__", None), "stats", {}) or {})
+        was_training = model.training
+        t0 = time.perf_counter()
+        model.eval()
+        try:
+            with torch.no_grad():
+                generator = HFGenerator.from_model(model, self.tokenizer, batch_size=cfg["eval_batch_size"])
+                _, summary = evaluate(generator, self.records, n_samples=cfg["eval_samples"],
+                                      temperature=cfg["eval_temperature"],
+                                      max_new_tokens=cfg["eval_max_new_tokens"], seed=self.seed,
+                                      grade_fn=self.grade_fn, ks=(1,), prompt_fn=self.prompt_fn,
+                                      progress=False)
+        finally:
+            model.train(was_training)
+        after = dict(getattr(getattr(self.grade_fn, "__self__", None), "stats", {}) or {})
+        for k, v in after.items():
+            self.grading_stats[k] = self.grading_stats.get(k, 0) + v - before.get(k, 0)
+        row = {"step": int(step), "progress": step / max_steps if max_steps and max_steps > 0 else None,
+               "pass@1": summary["pass@1"], "pass@1_ci95": summary["pass@1_ci95"],
+               "n_problems": summary["n_problems"], "n_samples": summary["n_samples"],
+               "temperature": summary["temperature"], "max_new_tokens": summary["max_new_tokens"],
+               "mean_response_tokens": summary["mean_response_tokens"],
+               "truncated": summary["truncated"], "timeouts": summary["timeouts"],
+               "seconds": round(time.perf_counter() - t0, 3), "eval_tag": self.tag}
+        self.rows = [r for r in self.rows if r["step"] != row["step"]] + [row]
+        self.rows.sort(key=lambda r: r["step"])
+        if write:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        log.info("RL dynamics: step %d/%s pass@1 = %.4f (%d problems x %d samples, %.1fs)", step,
+                 max_steps, row["pass@1"], row["n_problems"], row["n_samples"], row["seconds"])
+        return row
+
+    def _maybe(self, state, model) -> None:
+        if model is None or self._done(state.global_step):
+            return
+        # Every process generates (sharded models need all ranks); only the main one writes.
+        self.evaluate_model(model, state.global_step, state.max_steps, write=state.is_world_process_zero)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0:
+            self._maybe(state, model)
+        return control
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.settings["eval_every"] == 0:
+            self._maybe(state, model)
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._maybe(state, model)
+        return control
+
+
 def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[str, Any], seed: int,
-               out_dir: str | Path, work_dir: str | Path, job_config: Mapping[str, Any]) -> dict[str, Any]:
-    """Run GRPO from ``init_path``; save the final policy to ``out_dir``; return a metrics dict."""
+               out_dir: str | Path, work_dir: str | Path, job_config: Mapping[str, Any],
+               dynamics_benchmark: str | Path | None = None, extra_callbacks=()) -> dict[str, Any]:
+    """Run GRPO from ``init_path``; save the final policy to ``out_dir``; return a metrics dict.
+
+    ``dynamics_benchmark``: a benchmark jsonl in the record schema (``id, prompt, gold, kind``,
+    math only); with ``grpo.eval_every`` > 0 the metrics gain ``"dynamics"``: rows ``{step,
+    progress (step / max_steps), pass@1, pass@1_ci95, n_problems, n_samples, ...}`` (see
+    :class:`DynamicsCallback`), persisted in ``work_dir/dynamics.jsonl`` across resumes.
+    ``"grading"`` counts the reward's gradings only (the dynamics' own are in
+    ``"dynamics_grading"``). ``extra_callbacks``: more ``TrainerCallback`` objects (tests).
+    """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -126,19 +303,44 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     resume = last_complete_checkpoint(work_dir)
     if resume is None:
         step_log.unlink(missing_ok=True)
+    dyn = dynamics_settings(cfg)
+    records = None
+    if dyn is not None and dynamics_benchmark is None:
+        log.warning("grpo.eval_every = %d but no dynamics benchmark was given: RL dynamics are off",
+                    dyn["eval_every"])
+        dyn = None
+    if dyn is not None:
+        from giftlab.evaluation.benchmarks import load_jsonl_records
+
+        records = load_jsonl_records(dynamics_benchmark)[:dyn["eval_problems"]]
     model = load_model(init_path)
     t0 = time.time()
+    dynamics = None
     with GradingPool(workers=1, timeout=float(cfg.get("grading_timeout", 10))) as pool:
+        callbacks = [CompleteMarker(), JsonlLog(step_log)]
+        if dyn is not None:
+            resume_step = int(resume.name.split("-")[-1]) if resume else None
+            dynamics = DynamicsCallback(work_dir / "dynamics.jsonl", records, tokenizer, pool.grade_many,
+                                        dyn, seed, resume_step=resume_step)
+            callbacks.append(dynamics)
         trainer = GRPOTrainer(model=model, reward_funcs=[MathReward(pool)], args=args,
                               train_dataset=dataset, processing_class=tokenizer,
-                              callbacks=[CompleteMarker(), JsonlLog(step_log)])
+                              callbacks=callbacks + list(extra_callbacks))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         grading = dict(pool.stats)
+    if dynamics is not None:
+        grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}
     seconds = time.time() - t0
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     steps = [json.loads(line) for line in step_log.read_text().splitlines() if line.strip()]
-    return {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
-            "resumed_from": str(resume) if resume else None,
-            "train_seconds_this_session": round(seconds, 2)}
+    metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
+               "resumed_from": str(resume) if resume else None,
+               "train_seconds_this_session": round(seconds, 2),
+               "dynamics": list(dynamics.rows) if dynamics is not None else []}
+    if dynamics is not None:
+        metrics["dynamics_benchmark"] = str(dynamics_benchmark)
+        metrics["dynamics_settings"] = dyn
+        metrics["dynamics_grading"] = dynamics.grading_stats
+    return metrics

@@ -1,0 +1,21 @@
+"""Rule `claims`: states, claim by claim, whether this run agrees with the paper (results/tables/claims.md)."""
+
+from giftlab import cli
+from giftlab.io import read_json
+from giftlab.reporting.claims import write_claims
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--rl", nargs="*", default=[], help="post-RL eval summaries")
+    p.add_argument("--pre-rl", nargs="*", default=[], help="pre-RL (SFT checkpoint) eval summaries")
+    p.add_argument("--consistency", nargs="*", default=[], help="consistency JSONs")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    cli.setup(args)
+    write_claims(args.out, [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl],
+                 [read_json(f) for f in args.consistency])
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,28 @@
+"""Rule `figure2`: top-K token overlap Base→SFT (solid) and SFT→RL (dashed), SFT vs GIFT (paper Figure 2).
+
+Config keys: backbones (default: every backbone in the records), runs (default: sft and every
+gift-b*), ci (true: bootstrap bands).
+"""
+
+from giftlab import cli
+from giftlab.io import read_json
+from giftlab.reporting.figures import figure2
+
+
+def main(argv=None):
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--consistency", nargs="+", required=True,
+                   help="results/consistency/<backbone>/<run>/<stage_pair>.json")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    records = [read_json(f) for f in args.consistency]
+    backbones = config.get("backbones") or sorted({r.get("backbone") or r["provenance"]["config"]["backbone"]
+                                                   for r in records})
+    figure2(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=config.get("runs"),
+            ci=bool(config.get("ci", True)))
+
+
+if __name__ == "__main__":
+    cli.run(main)

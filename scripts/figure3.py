@@ -1,0 +1,28 @@
+"""Rule `figure3`: pass@1 across RL training progress, SFT vs GIFT initialisation (paper Figure 3).
+
+Reads the ``dynamics`` rows of results/rl/<backbone>/<run>/metrics.json (``grpo.eval_every``).
+Config keys: backbones (default: every backbone in the records), runs (default: sft and every
+gift-b*), ci (true: bootstrap bands), benchmark (named in the panel titles).
+"""
+
+from giftlab import cli
+from giftlab.io import read_json
+from giftlab.reporting.figures import figure3
+
+
+def main(argv=None):
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--rl-metrics", nargs="+", required=True, help="results/rl/<backbone>/<run>/metrics.json")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    records = [read_json(f) for f in args.rl_metrics]
+    backbones = config.get("backbones") or sorted({r.get("backbone") or r["provenance"]["config"]["backbone"]
+                                                   for r in records})
+    figure3(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=config.get("runs"),
+            ci=bool(config.get("ci", True)), benchmark=config.get("benchmark"))
+
+
+if __name__ == "__main__":
+    cli.run(main)

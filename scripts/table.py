@@ -1,0 +1,30 @@
+"""Rules `table`: paper Tables 1-4 as results/tables/table<N>.{csv,md,tex}, with the paper's numbers beside."""
+
+from giftlab import cli
+from giftlab.io import read_json
+from giftlab.reporting import tables
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--results", nargs="*", default=[], help="eval summaries (tables 1-3) or consistency JSONs (table 4)")
+    p.add_argument("--stem", required=True, help="output path without extension")
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    records = [read_json(path) for path in args.results]
+    n, backbones = config["table"], config.get("backbones")
+    if n in (1, 2):
+        build = tables.table1 if n == 1 else tables.table2
+        df = build(records, benchmarks=config.get("benchmarks"), paper=True, with_ci=True, backbones=backbones)
+    elif n == 3:
+        df = tables.table3(records, ks=config.get("ks", (1, 2, 4, 8)), benchmarks=config.get("benchmarks"),
+                           paper=True, backbones=backbones)
+    elif n == 4:
+        df = tables.table4(records, paper=True, backbones=backbones)
+    else:
+        raise cli.ConfigError(f"table: no paper table {n} (1-4)")
+    tables.write_table(df, args.stem)
+
+
+if __name__ == "__main__":
+    cli.run(main)

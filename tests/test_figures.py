@@ -1,0 +1,117 @@
+"""Figures 2 and 3 from constructed result records (no training)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from giftlab.provenance import write_result
+from giftlab.reporting.figures import fig2_data, fig3_data, figure2, figure3
+
+REPO = Path(__file__).resolve().parents[1]
+KS = [1, 5, 10, 20, 50]
+
+
+def consistency_rec(backbone, run, pair, base=0.8):
+    overlap = {str(k): base - 0.01 * i for i, k in enumerate(KS)}
+    return {"stage_pair": pair, "backbone": backbone, "run": run, "topk_overlap": overlap,
+            "topk_overlap_ci95": {k: [v - 0.02, v + 0.02] for k, v in overlap.items()},
+            "provenance": {"config": {"backbone": backbone, "run": run, "stage_pair": pair}}}
+
+
+def rl_rec(backbone, run, steps=10, every=5, start=0.3, ci=True):
+    rows = []
+    for step in range(0, steps + 1, every):
+        p = start + 0.01 * step
+        row = {"step": step, "progress": step / steps, "pass@1": p, "n_problems": 8, "n_samples": 4}
+        if ci:
+            row["pass@1_ci95"] = [p - 0.05, p + 0.05]
+        rows.append(row)
+    return {"backbone": backbone, "run": run, "steps": steps, "dynamics": rows,
+            "provenance": {"config": {"backbone": backbone, "run": run}}}
+
+
+def assert_figure(tmp_path, stem):
+    pdf, png = tmp_path / f"{stem}.pdf", tmp_path / f"{stem}.png"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]  # written through temp names
+
+
+CONSISTENCY = [consistency_rec(bb, run, pair, base)
+               for bb in ("qwen", "llama")
+               for run, base in (("sft", 0.7), ("gift-b3", 0.85), ("gift-b10", 0.8), ("dft", 0.75))
+               for pair in ("base_sft", "sft_rl")]
+
+
+def test_figure2_draws_sft_and_gift_runs_per_backbone(tmp_path):
+    data = figure2(CONSISTENCY, ["qwen", "llama"], tmp_path / "fig2.pdf", tmp_path / "fig2.png")
+    assert_figure(tmp_path, "fig2")
+    assert set(data) == {"qwen", "llama"}
+    assert set(data["qwen"]) == {"sft", "gift-b3", "gift-b10"}  # other methods left out by default
+    assert data["qwen"]["gift-b3"]["sft_rl"]["k"] == KS
+    assert data["qwen"]["gift-b3"]["base_sft"]["overlap"][0] == pytest.approx(0.85)
+
+
+def test_figure2_single_run_missing_backbone_and_explicit_runs(tmp_path):
+    one = [consistency_rec("qwen", "sft", "base_sft")]
+    figure2(one, ["qwen", "llama"], tmp_path / "a.pdf", tmp_path / "a.png")  # llama: empty panel
+    assert_figure(tmp_path, "a")
+    no_ci = [{k: v for k, v in r.items() if k != "topk_overlap_ci95"} for r in one]
+    figure2(no_ci, ["qwen"], tmp_path / "b.pdf", tmp_path / "b.png", ci=True)
+    assert_figure(tmp_path, "b")
+    figure2([], ["qwen"], tmp_path / "c.pdf", tmp_path / "c.png")
+    assert_figure(tmp_path, "c")
+    assert set(fig2_data(CONSISTENCY, runs=["dft"])["llama"]) == {"dft"}
+
+
+def test_figure3_draws_progress_curves_per_backbone(tmp_path):
+    recs = [rl_rec(bb, run, start=s) for bb in ("qwen", "llama")
+            for run, s in (("sft", 0.3), ("gift-b1", 0.35), ("gift-b3", 0.4), ("direct_rl", 0.1))]
+    data = figure3(recs, ["qwen", "llama"], tmp_path / "fig3.pdf", tmp_path / "fig3.png", benchmark="tiny_id")
+    assert_figure(tmp_path, "fig3")
+    assert set(data["qwen"]) == {"sft", "gift-b1", "gift-b3"}
+    assert data["qwen"]["sft"]["progress"] == [0.0, 0.5, 1.0]
+    assert data["llama"]["gift-b3"]["pass@1"] == pytest.approx([0.4, 0.45, 0.5])
+
+
+def test_figure3_single_run_missing_backbone_no_ci_and_no_dynamics(tmp_path):
+    recs = [rl_rec("qwen", "gift-b3", ci=False), {**rl_rec("qwen", "sft"), "dynamics": []}]
+    data = figure3(recs, ["qwen", "llama"], tmp_path / "a.pdf", tmp_path / "a.png")
+    assert_figure(tmp_path, "a")
+    assert set(data) == {"qwen"} and set(data["qwen"]) == {"gift-b3"}
+    # Rows without "progress" fall back to step / the run's final step.
+    rec = rl_rec("qwen", "sft", steps=4, every=2)
+    for r in rec["dynamics"]:
+        del r["progress"]
+    assert fig3_data([rec])["qwen"]["sft"]["progress"] == [0.0, 0.5, 1.0]
+    figure3([], ["qwen"], tmp_path / "b.pdf", tmp_path / "b.png")
+    assert_figure(tmp_path, "b")
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_figure_scripts_read_result_files(tmp_path):
+    files2, files3 = [], []
+    for rec in CONSISTENCY[:4]:
+        path = tmp_path / "c" / rec["backbone"] / rec["run"] / f"{rec['stage_pair']}.json"
+        write_result(path, {k: v for k, v in rec.items() if k != "provenance"}, rec["provenance"]["config"])
+        files2.append(str(path))
+    for run in ("sft", "gift-b3"):
+        rec = rl_rec("qwen", run)
+        path = tmp_path / "rl" / "qwen" / run / "metrics.json"
+        write_result(path, {k: v for k, v in rec.items() if k != "provenance"}, {"backbone": "qwen", "run": run})
+        files3.append(str(path))
+    out = tmp_path / "figs"
+    _script("figure2").main(["--config", json.dumps({"backbones": ["qwen", "llama"]}), "--consistency", *files2,
+                             "--pdf", str(out / "fig2.pdf"), "--png", str(out / "fig2.png")])
+    _script("figure3").main(["--config", json.dumps({"benchmark": "tiny_id"}), "--rl-metrics", *files3,
+                             "--pdf", str(out / "fig3.pdf"), "--png", str(out / "fig3.png")])
+    assert_figure(out, "fig2")
+    assert_figure(out, "fig3")
