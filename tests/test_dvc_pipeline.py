@@ -238,7 +238,7 @@ def test_scripts_called_by_a_phase_are_its_deps():
 def test_params_are_phase_keys_of_params_yaml():
     params = load_config(REPO / "params.yaml")
     main_section = {"world": "world", "base": "pretrain", "split": "data", "sft": "sft", "grpo": "grpo",
-                    "eval": "eval", "figures": "figures"}
+                    "eval": "eval", "analysis": "eval.consistency_examples", "figures": "figures"}
     for name, stage in dvc_stages().items():
         keys = stage["params"]
         for key in keys:
@@ -305,10 +305,16 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
             counts[parts[0]] = int(parts[1])
     n_runs = len(paper["sft"]["methods"]) - 1 + len(paper["sft"]["gift_betas"])  # 7 methods + 5 betas
     n_bb = len(paper["backbones"])
+    n_bench, n_reasoning = len(paper["eval"]["benchmarks"]), 6
     assert counts["split"] == 1
-    assert counts["sft"] == counts["grpo"] == n_runs * n_bb == 24
-    assert counts["evaluate"] == n_runs * n_bb * len(paper["eval"]["benchmarks"]) == 240
-    assert counts["figure1"] == 1 and counts["summary"] == 1
+    # + Direct SFT (no RL) and Direct RL (GRPO from the base model)
+    assert counts["sft"] == counts["grpo"] == (n_runs + 1) * n_bb == 26
+    final = (n_runs + 2) * n_bb * n_bench                   # every final policy on all ten benchmarks
+    pre_rl = (1 + len(paper["sft"]["gift_betas"])) * n_bb * n_reasoning   # Table 3: SFT and GIFT before RL
+    assert counts["evaluate"] == final + pre_rl == 352
+    assert counts["consistency"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb * 2
+    assert counts["figure1"] == counts["figure2"] == counts["figure3"] == counts["summary"] == 1
+    assert counts["table"] == 4
     assert "world" not in counts and "pretrain_base" not in counts  # hub / local bases, real data
 
 

@@ -107,7 +107,9 @@ def test_methods_and_benchmarks_cover_tables_1_and_2(paper):
     table1 = {"gsm8k", "aime24", "aime25", "math500", "humaneval_plus", "mbpp_plus"}
     table2 = {"gpqa", "mmlu_redux", "arc_challenge", "mmlu_pro"}
     assert set(paper["eval"]["benchmarks"]) == table1 | table2
-    assert rl_runs(paper) == sft_runs(paper)  # every initialisation goes on to RL
+    assert set(paper["eval"]["ood"]) == table2
+    # every initialisation goes on to RL, except Direct SFT; Direct RL starts from the base model
+    assert rl_runs(paper) == [r for r in sft_runs(paper) if r != "direct_sft"] + ["direct_rl"]
 
 
 def test_sft_global_batch_is_128_over_the_fsdp_launch(paper, fsdp, slurm):

@@ -124,3 +124,11 @@ def test_killed_job_leftovers_do_not_block_a_rerun(smoke_run):
     result = snakemake(smoke_run, "-n", configfiles=[SMOKE], timeout=120)
     assert "Nothing to be done" in result.stdout + result.stderr
     shutil.rmtree(tmp_out)
+
+
+def test_html_report_has_every_figure_and_table(smoke_run):
+    result = snakemake(smoke_run, "--report", "report.html", configfiles=[SMOKE], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    for name in ("fig1.pdf", "fig2.pdf", "fig3.pdf", "table1.csv", "table4.csv", "claims.md"):
+        assert name in html, name

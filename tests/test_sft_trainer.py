@@ -1,6 +1,5 @@
 """The shared SFT trainer: token-mean normalisation, per-epoch exports, resume at an epoch boundary."""
 
-import json
 
 import pytest
 import torch

@@ -89,8 +89,19 @@ def split_problems(rows: Sequence[Mapping[str, Any]], sizes: Mapping[str, int], 
 
 # ---------------------------------------------------------------- SFT tokenisation
 
-def render_prompt(tokenizer, question: str) -> str:
-    """The prompt string every stage uses: the tokenizer's own chat template, one user turn."""
+def render_prompt(tokenizer, question: str, chat_template: str | bool = "auto") -> str:
+    """The prompt string every stage uses: the tokenizer's own chat template with one user turn.
+
+    ``"auto"`` uses the template when the tokenizer has one (the tiny tokenizer and instruct models
+    do; some base tokenizers do not) and the raw question otherwise; ``True`` requires it.
+    """
+    has = getattr(tokenizer, "chat_template", None) is not None
+    if chat_template == "auto":
+        chat_template = has
+    if not chat_template:
+        return question
+    if not has:
+        raise ValueError("chat_template=True but the tokenizer has no chat template")
     return tokenizer.apply_chat_template([{"role": "user", "content": question}],
                                          tokenize=False, add_generation_prompt=True)
 

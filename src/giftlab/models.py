@@ -121,6 +121,12 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike, **kwargs: Any):
         raise FileNotFoundError(_offline_message("tokenizer", name, exc)) from None
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
+    # transformers 5 may swap in a model-specific class whose pre-tokenizer drops whitespace.
+    probe = "a b\nc"
+    back = tok.decode(tok(probe, add_special_tokens=False).input_ids, skip_special_tokens=True)
+    if " " not in back or "\n" not in back:
+        raise ValueError(f"{name}: tokenizer {type(tok).__name__} does not round-trip whitespace "
+                         f"({probe!r} -> {back!r})")
     return tok
 
 

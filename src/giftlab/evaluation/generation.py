@@ -13,11 +13,13 @@ seeds for every prompt, so samples of different prompts share random streams).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, Sequence
+
+# One definition each, shared with training: prompts and tokenizer loading (re-exported here).
+from giftlab.data import render_prompt  # noqa: F401
+from giftlab.models import load_tokenizer  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -63,55 +65,6 @@ def _check_sampling_args(n: int, temperature: float, top_p: float, max_new_token
 
 
 # --------------------------------------------------------------------------- tokenizer / prompts
-
-_PLAIN_FAST_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
-
-
-def load_tokenizer(model_path):
-    """Load the tokenizer saved with a model, guarding against whitespace-dropping substitution.
-
-    On transformers 5.x ``AutoTokenizer`` maps a qwen2 ``config.json`` to ``Qwen2Tokenizer`` even
-    when ``tokenizer_config.json`` declares ``PreTrainedTokenizerFast``; that class swaps in a
-    byte-level pre-tokenizer and silently drops spaces and newlines of a char-level tokenizer. A
-    declared plain fast class is therefore loaded directly; anything else goes through
-    ``AutoTokenizer``. Either way the result must round-trip spaces and newlines.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    path = Path(model_path)
-    declared = None
-    cfg_file = path / "tokenizer_config.json"
-    if cfg_file.exists():
-        declared = json.loads(cfg_file.read_text()).get("tokenizer_class")
-    if declared in _PLAIN_FAST_CLASSES:
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path)
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    probe = "a b\nc"
-    back = tokenizer.decode(tokenizer(probe, add_special_tokens=False).input_ids,
-                            skip_special_tokens=True)
-    if " " not in back or "\n" not in back:
-        raise ValueError(f"{path}: tokenizer {type(tokenizer).__name__} does not round-trip "
-                         f"whitespace ({probe!r} -> {back!r})")
-    return tokenizer
-
-
-def render_prompt(tokenizer, question: str, chat_template: str | bool = "auto") -> str:
-    """The prompt string for ``question``: the tokenizer's chat template with one user turn.
-
-    ``chat_template="auto"`` uses the template when the tokenizer has one and the raw question
-    otherwise (the tiny-world tokenizer has none); ``True`` requires it; ``False`` skips it.
-    """
-    has = getattr(tokenizer, "chat_template", None) is not None
-    if chat_template == "auto":
-        chat_template = has
-    if not chat_template:
-        return question
-    if not has:
-        raise ValueError("chat_template=True but the tokenizer has no chat template")
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-
 
 # --------------------------------------------------------------------------- HF backend
 

@@ -65,3 +65,26 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any]) -> Pat
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(fingerprint))
     return work_dir
+
+
+def export_model(trainer, tokenizer, out_dir: str | Path) -> Path:
+    """Save HF-format weights + tokenizer to ``out_dir`` through a temporary sibling and a rename.
+
+    ``Trainer.save_model`` gathers sharded weights (FSDP/DeepSpeed) and writes on the main process
+    only, so every process calls this; only the main process renames.
+    """
+    import os
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if trainer.is_world_process_zero() and tmp.exists():
+        shutil.rmtree(tmp)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    return out_dir

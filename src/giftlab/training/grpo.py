@@ -23,9 +23,8 @@ from transformers import TrainerCallback, set_seed
 
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
-from giftlab.io import atomic_dir
 from giftlab.provenance import config_hash
-from giftlab.training.checkpoints import CompleteMarker, last_complete_checkpoint, prepare_work_dir
+from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,6 @@ class DynamicsCallback(TrainerCallback):
 
     def __init__(self, path: Path, records: list[dict], tokenizer, grade_fn, settings: Mapping[str, Any],
                  seed: int, resume_step: int | None = None, prompt_fn=None):
-        from giftlab.evaluation.generation import render_prompt
 
         if not records:
             raise ValueError("DynamicsCallback: the dynamics benchmark has no problems")
@@ -298,7 +296,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     work_dir = prepare_work_dir(work_dir, job_config)
     dataset = Dataset.from_list([{"prompt": render_prompt(tokenizer, r["question"]),
                                   "final_answer": r["final_answer"]} for r in rl_rows])
-    args = GRPOConfig(**grpo_arguments(cfg, work_dir, seed))
+    # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
+    args = GRPOConfig(**grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1))))
     step_log = work_dir / "steps.jsonl"
     resume = last_complete_checkpoint(work_dir)
     if resume is None:
@@ -331,9 +330,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if dynamics is not None:
         grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}
     seconds = time.time() - t0
-    with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    export_model(trainer, tokenizer, out_dir)
     steps = [json.loads(line) for line in step_log.read_text().splitlines() if line.strip()]
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
                "resumed_from": str(resume) if resume else None,

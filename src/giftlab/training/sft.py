@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, chunked_loss, default_chunk_size, diagnostic_sums, get_objective
-from giftlab.training.checkpoints import CompleteMarker, last_complete_checkpoint, prepare_work_dir
+from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +212,13 @@ class EpochEnd(TrainerCallback):
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         epoch = int(round(state.epoch))
         val_ce = validation_cross_entropy(model, self.val, self.trainer.data_collator, self.batch_size)
-        export = self.work_dir / "export" / f"epoch_{epoch}"
-        if export.exists():
-            shutil.rmtree(export)
-        model.save_pretrained(export)
-        self.tokenizer.save_pretrained(export)
+        export_model(self.trainer, self.tokenizer, self.work_dir / "export" / f"epoch_{epoch}")
         record = {"epoch": epoch, "step": state.global_step, "val_loss": val_ce,
                   "train_loss": (sum(self._train_losses) / len(self._train_losses)) if self._train_losses else None,
                   "seconds": round(time.time() - self._t0, 2), **self.trainer.pop_diagnostics()}
         self.records = [r for r in self.records if r["epoch"] != epoch] + [record]
-        write_json_atomic(self.path, self.records)
+        if state.is_world_process_zero:
+            write_json_atomic(self.path, self.records)
         log.info("epoch %d: val_loss %.4f train_loss %s", epoch, val_ce, record["train_loss"])
         self._train_losses, self._t0 = [], time.time()
         return control
@@ -304,9 +301,10 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     missing = [e for e in range(1, settings.epochs + 1) if not (work_dir / "export" / f"epoch_{e}").is_dir()]
     if missing or len(epochs) != settings.epochs:
         raise RuntimeError(f"training ended without exports for epochs {missing}")
-    with atomic_dir(out_dir) as tmp:
-        for e in range(1, settings.epochs + 1):
-            shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}")
+    if trainer.is_world_process_zero():
+        with atomic_dir(out_dir) as tmp:
+            for e in range(1, settings.epochs + 1):
+                shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}")
     return {"method": method, "objective": {"name": objective.name, **objective.hparams},
             "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
             "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
