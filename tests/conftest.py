@@ -5,3 +5,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    """A tiny random Qwen2 base with the char tokenizer, saved like a pretrained checkpoint."""
+    import torch
+
+    from giftlab.models import build_tiny_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("base")
+    tok = build_tokenizer(out)
+    model = build_tiny_model("qwen2", vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=32, tokenizer=tok, seed=0)
+    model.save_pretrained(out)
+    return out

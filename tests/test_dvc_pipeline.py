@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from giftlab.config import load_config
+from giftlab.config import deep_merge, load_config
 from helpers import REPO, venv_env
 
 BIN = Path(sys.executable).parent
@@ -60,7 +60,11 @@ def run(cmd, cwd, timeout=600, check=True) -> subprocess.CompletedProcess:
     return result
 
 
-def copy_worktree(dest: Path, params_override: Path | None = None) -> Path:
+# The sharing test needs a small grid, not every objective: plain SFT and GIFT, no Direct baselines.
+SHARING_GRID = {"sft": {"methods": ["sft", "gift"], "direct_sft": False}, "grpo": {"direct_rl": False}}
+
+
+def copy_worktree(dest: Path, params_override: Path | None = None, extra: dict | None = None) -> Path:
     """A git repo at ``dest`` holding this checkout's files (tracked + untracked, not ignored)."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
@@ -74,13 +78,8 @@ def copy_worktree(dest: Path, params_override: Path | None = None) -> Path:
             os.symlink(os.readlink(src), dst)
         elif src.is_file():
             shutil.copy2(src, dst)
-    snakefile = dest / "Snakefile"
-    if INCLUDE not in snakefile.read_text():  # until the Snakefile includes the phase targets itself
-        text = snakefile.read_text().replace('include: "workflow/rules/figures.smk"\n',
-                                             'include: "workflow/rules/figures.smk"\n' + INCLUDE + "\n")
-        snakefile.write_text(text)
     if params_override is not None:
-        merged = load_config(dest / "params.yaml", params_override)
+        merged = deep_merge(load_config(dest / "params.yaml", params_override), extra or {})
         (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
     run("git init -q -b main", dest)
     run("git add -A", dest)
@@ -324,7 +323,7 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
 @pytest.mark.slow
 def test_two_clones_share_artifacts_through_one_remote(tmp_path_factory):
     root = tmp_path_factory.mktemp("share")
-    seed = copy_worktree(root / "seed", params_override=REPO / "config" / "smoke.yaml")
+    seed = copy_worktree(root / "seed", params_override=REPO / "config" / "smoke.yaml", extra=SHARING_GRID)
     remote = root / "dvc-remote"  # the shared-filesystem remote (docs/scale.md)
     origin = root / "origin.git"
     run(["git", "clone", "-q", "--bare", str(seed), str(origin)], root)

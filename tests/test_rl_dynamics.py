@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from giftlab.models import build_tiny_model, load_model
+from giftlab.models import load_model
 from giftlab.tinyworld.tokenizer import build_tokenizer
 from giftlab.training.grpo import DynamicsCallback, dynamics_settings, read_dynamics, train_grpo
 
@@ -19,17 +19,6 @@ GRPO = dict(max_steps=3, lr=1e-3, lr_scheduler="constant", num_generations=2, pr
             prompts_per_update=2, temperature=1.0, max_completion_length=6, save_steps=1,
             grading_timeout=10, eval_every=2, eval_problems=3, eval_samples=2, eval_temperature=0.6,
             eval_max_new_tokens=5, eval_batch_size=8)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("base")
-    tok = build_tokenizer(out)
-    model = build_tiny_model("qwen2", vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                             num_attention_heads=2, intermediate_size=32, tokenizer=tok, seed=0)
-    model.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from giftlab.models import build_tiny_model, load_model
+from giftlab.models import load_model
 from giftlab.objectives import get_objective
 from giftlab.tinyworld.tokenizer import build_tokenizer
 from giftlab.training.sft import ObjectiveTrainer, PadCollator, SFTDataset, SFTSettings, train_sft, training_arguments
@@ -14,17 +14,6 @@ ROWS = [{"question": f"Start with {i}. Add {i % 7 + 1}. What is the result?",
          "final_answer": str(i + i % 7 + 1),
          "r1_solution_1": f"{i}+{i % 7 + 1}={i + i % 7 + 1}\n" * (1 + i % 3) + f"\\boxed{{{i + i % 7 + 1}}}"}
         for i in range(1, 25)]
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("base")
-    tok = build_tokenizer(out)
-    model = build_tiny_model("qwen2", vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                             num_attention_heads=2, intermediate_size=32, tokenizer=tok, seed=0)
-    model.save_pretrained(out)
-    return out
 
 
 def settings(**kw):

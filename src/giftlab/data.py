@@ -25,7 +25,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                raise ValueError(f"{path}: row {lineno}: not valid JSON ({exc.msg})") from None
     return rows
 
 

@@ -24,6 +24,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from giftlab.data import read_jsonl
 from typing import Any, Callable
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
@@ -130,16 +132,7 @@ def read_rows(path) -> list[dict]:
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of objects")
         return data
-    rows = []
-    with open(path) as fh:
-        for row, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: row {row}: not valid JSON ({exc.msg})") from None
-    return rows
+    return read_jsonl(path)
 
 
 def hub_rows(hub_id: str, config: str | None, split: str,
