@@ -191,11 +191,16 @@ def consistency_job(wildcards):
 
 
 def figure_job(wildcards):
-    return as_arg({"backbones": ACTIVE_BACKBONES, "benchmark": config["eval"]["main_benchmark"]})
+    return as_arg({"seed": config["seed"], "backbones": ACTIVE_BACKBONES, "benchmark": config["eval"]["main_benchmark"]})
+
+
+def fig1_job(wildcards):
+    backbones = config["figures"]["fig1"].get("backbones") or ACTIVE_BACKBONES
+    return as_arg({"seed": config["seed"], "backbones": backbones, "benchmark": config["eval"]["main_benchmark"]})
 
 
 def table_job(wildcards):
-    return as_arg({"table": int(wildcards.n), "backbones": ACTIVE_BACKBONES,
+    return as_arg({"seed": config["seed"], "table": int(wildcards.n), "backbones": ACTIVE_BACKBONES,
                    "benchmarks": table_benchmarks(int(wildcards.n)), "ks": config["eval"].get("pre_rl", {}).get("ks", [1, 2, 4, 8])})
 
 

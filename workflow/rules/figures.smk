@@ -10,7 +10,7 @@ rule figure1:
         pdf=report("figures/fig1.pdf", caption="../report/fig1.rst", category="Figures"),
         png="figures/fig1.png",
     params:
-        job=figure_job,
+        job=fig1_job,
     conda:
         "../envs/giftlab.yaml"
     log:
