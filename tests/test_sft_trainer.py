@@ -33,13 +33,13 @@ def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum, objective="
     args.max_grad_norm = 1e9
     args.lr_scheduler_type = "constant"
     args.warmup_steps = 0
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    before = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
     obj = get_objective(objective, **hp)
     ref = load_model(base_dir).eval().requires_grad_(False) if obj.needs_ref else None
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id),
                                objective=obj, ref_model=ref, loss_head=loss_head)
     trainer.train()
-    return {n: before[n] - p.detach() for n, p in model.named_parameters()}
+    return {n: before[n] - p.detach().cpu() for n, p in model.named_parameters()}
 
 
 def test_loss_is_a_token_mean_over_the_whole_step_under_accumulation(base_dir, tmp_path):

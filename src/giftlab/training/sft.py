@@ -97,8 +97,9 @@ class ObjectiveTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.loss_head = loss_head
-        self.ref_model = ref_model
-        self.old_model = old_model
+        # Frozen helpers live where the policy trains (the Trainer moves only the policy).
+        self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
+        self.old_model = old_model.to(self.args.device) if old_model is not None else None
         # Our loss is already a token mean over the whole accumulated step (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
@@ -279,15 +280,12 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, old_model=old_model,
                                loss_head=settings.loss_head)
-    if ref_model is not None:
-        ref_model.to(trainer.args.device)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size)
     trainer.add_callback(epoch_end)
     trainer.add_callback(CompleteMarker())
     for callback in callbacks:
         trainer.add_callback(callback)
     if old_model is not None:
-        old_model.to(trainer.args.device)
         trainer.add_callback(SnapshotRefresh(old_model, int(objective.hparams.get("snapshot_every", 8))))
 
     resume = last_complete_checkpoint(work_dir)
