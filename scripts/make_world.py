@@ -10,15 +10,11 @@ The corpus is JSON lines ``{"text": document}``; benchmarks are ``<dir>/<name>.j
 
 from __future__ import annotations
 
-import json
 
 from giftlab import cli
-from giftlab.io import atomic_dir, write_text_atomic
+from giftlab.data import write_jsonl
+from giftlab.io import atomic_dir
 from giftlab.provenance import write_result
-
-
-def _jsonl(rows) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
 def main(argv=None) -> None:
@@ -34,11 +30,11 @@ def main(argv=None) -> None:
     from giftlab.tinyworld import build_tokenizer, build_world
 
     world = build_world(config)
-    write_text_atomic(args.problems, _jsonl(world.problems))
-    write_text_atomic(args.pretrain_corpus, _jsonl({"text": d} for d in world.corpus))
+    write_jsonl(args.problems, world.problems)
+    write_jsonl(args.pretrain_corpus, ({"text": d} for d in world.corpus))
     with atomic_dir(args.benchmarks_dir) as tmp:
         for name, records in world.benchmarks.items():
-            (tmp / f"{name}.jsonl").write_text(_jsonl(records))
+            write_jsonl(tmp / f"{name}.jsonl", records)
     with atomic_dir(args.tokenizer) as tmp:
         build_tokenizer(tmp)
     if args.summary:

@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 from giftlab import cli
+from giftlab.data import read_jsonl
 from giftlab.provenance import write_result
 
 MODEL_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -23,17 +22,11 @@ PRETRAIN_KEYS = ("max_steps", "batch_size", "block_size", "lr", "warmup_ratio", 
 
 
 def read_corpus(path) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"missing input file: {path}")
     docs = []
-    with open(path) as fh:
-        for i, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    docs.append(json.loads(line)["text"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ValueError(f"{path}:{i}: expected a JSON object with a 'text' key") from None
+    for i, row in enumerate(read_jsonl(path), 1):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{path}: row {i}: expected a JSON object with a 'text' key")
+        docs.append(row["text"])
     if not docs:
         raise ValueError(f"{path}: empty corpus")
     return docs

@@ -163,9 +163,11 @@ def tracks_dynamics(run):
 
 
 def grpo_job(wildcards):
-    grpo = dict(config["grpo"])
+    # Only what shapes this job: not the grid selection (runs, direct_rl), and no dynamics settings
+    # for runs that do not track them, so changing those reruns nothing else.
+    grpo = {k: v for k, v in config["grpo"].items() if k not in ("runs", "direct_rl")}
     if not tracks_dynamics(wildcards.run):
-        grpo["eval_every"] = 0
+        grpo = {k: v for k, v in grpo.items() if not k.startswith("eval_")}
     return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
                    "sft_epoch": None if wildcards.run == DIRECT_RL else config["sft"]["rl_epoch"],
                    "grpo": grpo})
@@ -176,7 +178,8 @@ def grpo_dynamics_input(wildcards):
 
 
 def eval_job(wildcards):
-    settings = {k: v for k, v in config["eval"].items() if k not in ("pre_rl", "benchmarks", "ood")}
+    grid_keys = ("pre_rl", "benchmarks", "ood", "main_benchmark", "benchmark_dir", "consistency_examples")
+    settings = {k: v for k, v in config["eval"].items() if k not in grid_keys}
     if wildcards.stage == "sft":  # before RL: enough samples for Table 3's pass@k
         settings.update(config["eval"].get("pre_rl") or {})
     return as_arg({"seed": config["seed"], "stage": wildcards.stage, "backbone": wildcards.backbone,
