@@ -38,6 +38,14 @@ def test_every_table_exists_in_three_formats(smoke_run, n):
     assert "\\begin{tabular}" in stem.with_suffix(".tex").read_text()
 
 
+def test_rl_gain_pairs_each_sft_and_gift_run_before_and_after_rl(smoke_run):
+    import pandas as pd
+
+    table = pd.read_csv(smoke_run / "results" / "tables" / "rl_gain.csv")
+    assert sorted(table["run"]) == ["gift-b3", "sft"]
+    assert set(table["beyond noise"]) <= {"yes", "no"}
+
+
 def test_table1_lists_every_initialisation_of_the_grid(smoke_run):
     import pandas as pd
 
@@ -114,7 +122,8 @@ def test_changing_one_beta_reruns_only_its_jobs(smoke_run, tmp_path):
     # gift-b7 is new for both backbones: SFT, GRPO and the post-RL eval; then the figure. Nothing else.
     # gift-b7 is new: its SFT, GRPO, 3 evaluations and 2 consistency jobs; then every table and figure.
     assert counts == {"sft": 1, "grpo": 1, "evaluate": 3, "consistency": 2, "figure1": 1, "figure2": 1,
-                      "figure3": 1, "table": 4, "claims": 1, "summary": 1, "all": 1, "total": 17}, text
+                      "figure3": 1, "table": 4, "rl_gain": 1, "claims": 1, "summary": 1, "all": 1,
+                      "total": 18}, text
 
 
 def test_killed_job_leftovers_do_not_block_a_rerun(smoke_run):

@@ -202,6 +202,16 @@ def fig1_job(wildcards):
     return as_arg({"seed": config["seed"], "backbones": backbones, "benchmark": config["eval"]["main_benchmark"]})
 
 
+def rl_gain_pairs():
+    """(backbone, run, benchmark) of SFT and GIFT runs on the reasoning benchmarks: before vs after GRPO."""
+    return [(bb, run, bench) for bb in ACTIVE_BACKBONES for run in gift_vs_sft_runs(config, rl_runs(config))
+            for bench in benchmarks(config, "reasoning")]
+
+
+def rl_gain_job(wildcards):
+    return as_arg({"seed": config["seed"], "pairs": rl_gain_pairs()})
+
+
 def table_job(wildcards):
     return as_arg({"seed": config["seed"], "table": int(wildcards.n), "backbones": ACTIVE_BACKBONES,
                    "benchmarks": table_benchmarks(int(wildcards.n)), "ks": config["eval"].get("pre_rl", {}).get("ks", [1, 2, 4, 8])})
@@ -277,9 +287,12 @@ SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summa
            "pass1": "results/summary/rl_pass1.json"}
 
 
+RL_GAIN = [f"results/tables/rl_gain.{ext}" for ext in ("csv", "md", "tex")]
+
+
 def all_targets():
     """Every table and figure, the claim-by-claim summary, and the small files DVC reads as metrics/plots."""
-    return [*FIGURES, *TABLES, "results/tables/claims.md", *SUMMARY.values()]
+    return [*FIGURES, *TABLES, *RL_GAIN, "results/tables/claims.md", *SUMMARY.values()]
 
 
 def problems_input(wildcards):
@@ -325,7 +338,7 @@ PHASE_RULES = {
     "grpo": ["grpo"],
     "eval": ["evaluate"],
     "analysis": ["consistency"],
-    "figures": ["figure1", "figure2", "figure3", "table", "claims", "summary"],
+    "figures": ["figure1", "figure2", "figure3", "table", "rl_gain", "claims", "summary"],
 }
 
 

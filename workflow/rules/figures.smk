@@ -75,6 +75,27 @@ rule table:
         "python {input.code[0]} --config {params.job} --results {input.results} --stem {params.stem} > {log} 2>&1"
 
 
+rule rl_gain:
+    # What GRPO adds to each SFT/GIFT initialisation, paired over problems (same sampling seeds).
+    input:
+        pre=[eval_samples("sft", bb, run, bench) for bb, run, bench in rl_gain_pairs()],
+        post=[eval_samples("rl", bb, run, bench) for bb, run, bench in rl_gain_pairs()],
+        code=plotting_code("rl_gain", "rl_gain"),
+    output:
+        csv=report("results/tables/rl_gain.csv", caption="../report/rl_gain.rst", category="Tables"),
+        md="results/tables/rl_gain.md",
+        tex="results/tables/rl_gain.tex",
+    params:
+        job=rl_gain_job,
+        stem=lambda wildcards, output: output.csv[: -len(".csv")],
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/tables/rl_gain.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --pre {input.pre} --post {input.post} --stem {params.stem} > {log} 2>&1"
+
+
 rule claims:
     input:
         rl=final_evals("reasoning"),

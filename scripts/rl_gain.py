@@ -1,0 +1,24 @@
+"""Rule `rl_gain`: pass@1 after minus before GRPO, paired over problems (results/tables/rl_gain.*)."""
+
+from giftlab import cli
+from giftlab.data import read_jsonl
+from giftlab.reporting.rl_gain import rl_gain_table
+from giftlab.reporting.tables import write_table
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--pre", nargs="+", required=True, help="pre-RL samples.jsonl files")
+    p.add_argument("--post", nargs="+", required=True, help="post-RL samples.jsonl files, same order")
+    p.add_argument("--stem", required=True)
+    args = p.parse_args(argv)
+    config = cli.setup(args)
+    if len(args.pre) != len(args.post) or len(args.pre) != len(config["pairs"]):
+        raise cli.ConfigError("rl_gain: --pre, --post and config pairs must have the same length")
+    pairs = [(bb, run, bench, read_jsonl(pre), read_jsonl(post))
+             for (bb, run, bench), pre, post in zip(config["pairs"], args.pre, args.post)]
+    write_table(rl_gain_table(pairs), args.stem)
+
+
+if __name__ == "__main__":
+    cli.run(main)
