@@ -8,6 +8,7 @@ from giftlab import cli
 from giftlab.data import read_jsonl
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
+from giftlab.training.checkpoints import input_fingerprint
 from giftlab.training.grpo import train_grpo
 
 
@@ -24,7 +25,8 @@ def main(argv=None):
     config = cli.setup(args)
     metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
                          rl_rows=read_jsonl(args.rl), cfg=config["grpo"], seed=config["seed"],
-                         out_dir=args.out, work_dir=args.work, job_config=config,
+                         out_dir=args.out, work_dir=args.work,
+        job_config={**config, "inputs": input_fingerprint([args.init, args.rl])},
                          dynamics_benchmark=args.dynamics_benchmark)
     write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
 

@@ -4,6 +4,7 @@ from giftlab import cli
 from giftlab.data import read_jsonl
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
+from giftlab.training.checkpoints import input_fingerprint
 from giftlab.training.sft import SFTSettings, train_sft
 
 
@@ -25,7 +26,8 @@ def main(argv=None):
         train_rows=[row for path in args.train for row in read_jsonl(path)], val_rows=read_jsonl(args.val),
         solution_key=config["solution_key"], method=config["method"],
         objective_params=objective_params, settings=SFTSettings(seed=config["seed"], **config["settings"]),
-        out_dir=args.out, work_dir=args.work, job_config=config)
+        out_dir=args.out, work_dir=args.work,
+        job_config={**config, "inputs": input_fingerprint([args.base, *args.train, args.val])})
     write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
 
 

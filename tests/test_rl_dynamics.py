@@ -162,3 +162,12 @@ def test_dynamics_are_off_without_eval_every_and_do_not_change_training(base_dir
     # Evaluating in between touches no RNG and leaves the weights alone: training is identical.
     for key, value in weights["off"].items():
         torch.testing.assert_close(weights["on"][key], value, rtol=0, atol=0)
+
+
+def test_step_log_drops_torn_lines_and_steps_after_the_resume(tmp_path):
+    from giftlab.training.grpo import read_step_log
+
+    log = tmp_path / "steps.jsonl"
+    log.write_text('{"step": 1, "reward": 0.1}\n{"step": 2, "reward": 0.2}\n{"step": 3, "rew')
+    assert [r["step"] for r in read_step_log(log)] == [1, 2]
+    assert [r["step"] for r in read_step_log(log, up_to_step=1)] == [1]

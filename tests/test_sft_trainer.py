@@ -108,3 +108,39 @@ def test_changed_job_config_discards_stale_checkpoints(base_dir, tmp_path):
         run(base_dir, tmp_path, callbacks=[InterruptAfterSave(1)])
     metrics = run(base_dir, tmp_path, method="gift", beta=1.0)
     assert metrics["resumed_from"] is None
+
+
+def test_input_fingerprint_changes_with_the_data(tmp_path):
+    from giftlab.training.checkpoints import input_fingerprint
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text('{"question": "a"}\n')
+    before = input_fingerprint([data, "some/hub-id"])
+    assert before == input_fingerprint([data, "some/hub-id"])
+    data.write_text('{"question": "b"}\n')
+    assert input_fingerprint([data, "some/hub-id"]) != before
+
+
+def test_new_inputs_discard_resumable_state(base_dir, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(base_dir, tmp_path, callbacks=[InterruptAfterSave(1)])
+    tok = build_tokenizer()
+    metrics = train_sft(base_path=str(base_dir), tokenizer=tok, load_model=load_model,
+                        train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1",
+                        method="sft", objective_params={}, settings=settings(),
+                        out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                        job_config={"method": "sft", "inputs": {"sft.jsonl": "other data"}})
+    assert metrics["resumed_from"] is None
+
+
+def test_psft_snapshot_restarts_from_the_resumed_policy(base_dir):
+    from types import SimpleNamespace
+
+    from giftlab.training.sft import SnapshotRefresh
+
+    policy, old = load_model(base_dir), load_model(base_dir)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    SnapshotRefresh(old, every=8).on_train_begin(None, SimpleNamespace(global_step=5), None, model=policy)
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), policy.state_dict().values()))

@@ -157,9 +157,16 @@ def sft_job(wildcards):
     })
 
 
+def dynamics_benchmark_file():
+    """RL dynamics read the main benchmark as a local record file (tiny: generated; paper: eval.benchmark_dir)."""
+    path = f"{BENCH_DIR}/{config['eval']['main_benchmark']}.jsonl"
+    return path if TINY or os.path.exists(path) else None
+
+
 def tracks_dynamics(run):
-    """RL dynamics (Figure 3) are measured for the SFT and GIFT runs only."""
-    return bool(config["grpo"].get("eval_every")) and run in gift_vs_sft_runs(config, [run])
+    """RL dynamics (Figure 3) are measured for the SFT and GIFT runs only, when the benchmark file exists."""
+    return (bool(config["grpo"].get("eval_every")) and run in gift_vs_sft_runs(config, [run])
+            and dynamics_benchmark_file() is not None)
 
 
 def grpo_job(wildcards):
@@ -174,13 +181,13 @@ def grpo_job(wildcards):
 
 
 def grpo_dynamics_input(wildcards):
-    return [f"{BENCH_DIR}/{config['eval']['main_benchmark']}.jsonl"] if TINY and tracks_dynamics(wildcards.run) else []
+    return [dynamics_benchmark_file()] if tracks_dynamics(wildcards.run) else []
 
 
 def eval_job(wildcards):
     grid_keys = ("pre_rl", "benchmarks", "ood", "main_benchmark", "benchmark_dir", "consistency_examples")
     settings = {k: v for k, v in config["eval"].items() if k not in grid_keys}
-    if wildcards.stage == "sft":  # before RL: enough samples for Table 3's pass@k
+    if wildcards.stage == "sft" and wildcards.run != DIRECT_SFT:  # before RL: enough samples for Table 3's pass@k
         settings.update(config["eval"].get("pre_rl") or {})
     return as_arg({"seed": config["seed"], "stage": wildcards.stage, "backbone": wildcards.backbone,
                    "run": wildcards.run, "benchmark": wildcards.benchmark, **settings})

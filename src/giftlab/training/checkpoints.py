@@ -50,8 +50,32 @@ def last_complete_checkpoint(work_dir: str | Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
+def input_fingerprint(paths) -> dict[str, Any]:
+    """What a job's inputs are, so resumable state from other inputs is never reused.
+
+    Data files (small) by content; model directories and large files by name, size and mtime;
+    anything that is not a local path (a hub id) by its name.
+    """
+    import hashlib
+
+    out: dict[str, Any] = {}
+    for path in map(Path, paths):
+        if path.is_file() and path.stat().st_size < (256 << 20):
+            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        elif path.is_file():
+            st = path.stat()
+            out[str(path)] = [st.st_size, st.st_mtime_ns]
+        elif path.is_dir():
+            out[str(path)] = sorted([str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
+                                    for f in path.rglob("*") if f.is_file())
+        else:
+            out[str(path)] = "not a local path"
+    return out
+
+
 def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any]) -> Path:
-    """Create ``work_dir``; wipe it when it holds state from a different job config."""
+    """Create ``work_dir``; wipe it when it holds state from a different job config (include the
+    job's :func:`input_fingerprint` in ``job_config``, so new inputs also start afresh)."""
     work_dir = Path(work_dir)
     fingerprint = {"config_hash": config_hash(job_config)}
     stamp = work_dir / FINGERPRINT

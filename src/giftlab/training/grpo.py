@@ -165,6 +165,21 @@ def read_dynamics(path: Path, up_to_step: int | None = None) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def read_step_log(path: Path, up_to_step: int | None = None) -> list[dict]:
+    """Rows of the per-step training log in order, without a torn last line and, after a resume,
+    without the steps that are trained again (those after ``up_to_step``)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # empty, or torn by a killed job
+                continue
+            if up_to_step is None or row.get("step", 0) <= up_to_step:
+                rows.append(row)
+    return rows
+
+
 def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -300,8 +315,11 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     args = GRPOConfig(**grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1))))
     step_log = work_dir / "steps.jsonl"
     resume = last_complete_checkpoint(work_dir)
+    resume_step = int(resume.name.split("-")[-1]) if resume else None
     if resume is None:
         step_log.unlink(missing_ok=True)
+    else:  # steps after the checkpoint are trained (and logged) again
+        _write_rows(step_log, read_step_log(step_log, up_to_step=resume_step))
     dyn = dynamics_settings(cfg)
     records = None
     if dyn is not None and dynamics_benchmark is None:
@@ -318,7 +336,6 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     with GradingPool(workers=1, timeout=float(cfg.get("grading_timeout", 10))) as pool:
         callbacks = [CompleteMarker(), JsonlLog(step_log)]
         if dyn is not None:
-            resume_step = int(resume.name.split("-")[-1]) if resume else None
             dynamics = DynamicsCallback(work_dir / "dynamics.jsonl", records, tokenizer, pool.grade_many,
                                         dyn, seed, resume_step=resume_step)
             callbacks.append(dynamics)
@@ -331,7 +348,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}
     seconds = time.time() - t0
     export_model(trainer, tokenizer, out_dir)
-    steps = [json.loads(line) for line in step_log.read_text().splitlines() if line.strip()]
+    steps = read_step_log(step_log)
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
                "resumed_from": str(resume) if resume else None,
                "train_seconds_this_session": round(seconds, 2),

@@ -159,6 +159,10 @@ class ObjectiveTrainer(Trainer):
         if torch.is_tensor(denom):
             denom = denom.to(loss_sum.device)
         loss = loss_sum / denom
+        if model.training and num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # num_items_in_batch counts every process's tokens while DDP/FSDP average the gradients
+            # over processes: scale back, as transformers' own compute_loss does.
+            loss = loss * self.accelerator.num_processes
         return (loss, {}) if return_outputs else loss
 
     def _record(self, sums: dict) -> None:
@@ -317,6 +321,12 @@ class SnapshotRefresh(TrainerCallback):
 
     def __init__(self, old_model, every: int):
         self.old_model, self.every = old_model, max(1, every)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # A resumed run has no saved snapshot: restart the lag from the resumed policy, not the base.
+        if state.global_step > 0:
+            self.old_model.load_state_dict(model.state_dict())
+        return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0:
