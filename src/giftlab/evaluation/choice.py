@@ -29,6 +29,8 @@ import re
 import string
 from typing import Sequence
 
+from giftlab.rewards.extract import answer_part
+
 __all__ = ["LETTERS", "format_mc_prompt", "shuffle_choices", "extract_letter", "letter_of"]
 
 LETTERS = string.ascii_uppercase[:10]  # MMLU-Pro has up to 10 options (A..J)
@@ -94,11 +96,7 @@ def extract_letter(response: str | None, n_choices: int = 4) -> str | None:
     """The chosen letter (``A``..) or None; see the module docstring for the rules."""
     if not response:
         return None
-    text = str(response)
-    idx = text.rfind("</think>")
-    if idx >= 0:
-        text = text[idx + len("</think>"):]
-    text = text[-MAX_CHARS:]
+    text = answer_part(response, MAX_CHARS)
     valid = LETTERS[:max(1, min(int(n_choices), len(LETTERS)))]
 
     boxed = [_box_letter(c, valid) for c in _box_contents(text)]

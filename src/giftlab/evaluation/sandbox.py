@@ -56,6 +56,8 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from giftlab.rewards.extract import answer_part
+
 __all__ = ["SandboxResult", "run_program", "extract_code", "capabilities", "DEFAULT_LIMITS"]
 
 #: Defaults; the pipeline pins them through ``eval.code_timeout`` / ``eval.code_memory_mb``.
@@ -464,11 +466,7 @@ def extract_code(response: str | None, entry_point: str | None = None,
     """
     if not response:
         return None
-    text = str(response)
-    idx = text.rfind("</think>")
-    if idx >= 0:
-        text = text[idx + len("</think>"):]
-    text = text[-max_chars:]
+    text = answer_part(response, max_chars)
     blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
     blocks = [(tag, body) for tag, body in blocks if body.strip()]
     if blocks:
