@@ -6,6 +6,8 @@ One run compares, side by side, for sft, gift (exact and released), kd:
   literal  (gift released only) the released code's ops verbatim: softmax(ref), log(p + 1e-10), scatter +beta,
            softmax, -sum pi* log_softmax(z); the "released formula" row of the performance anchors
   chunked  giftlab.objectives.chunked_loss (gradients formed chunk by chunk in the forward)
+  triton   (sft, gift-exact; CUDA, or CPU with --triton-interpret for a numerics check only) chunked_loss with
+           backend="triton": the per-chunk elementwise work in one fused Triton kernel
   liger    (CUDA, if importable) LigerFusedLinearCrossEntropyLoss for sft, LigerFusedLinearJSD(jsd_beta=0,
            forward KL; no CE term, so not the same loss) for kd
 
@@ -39,7 +41,7 @@ OBJECTIVES = {
     "gift-released": ("gift", {"beta": 20.0, "variant": "released"}),
     "kd": ("sft_kd", {"alpha": 0.1}),
 }
-HEADS = ("plain", "literal", "chunked", "liger")
+HEADS = ("plain", "literal", "chunked", "triton", "liger")
 
 
 def variants(args):
@@ -52,8 +54,19 @@ def variants(args):
                 continue
             if h == "liger" and (args.device != "cuda" or o not in ("sft", "kd") or args.no_liger):
                 continue
+            if h == "triton" and (o not in ("sft", "gift-exact") or not _has_triton()
+                                  or (args.device != "cuda" and not args.triton_interpret)):
+                continue
             out.append((o, h))
     return out
+
+
+def _has_triton():
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def make_inputs(args):
@@ -99,6 +112,10 @@ def build(obj_key, head, inputs, args):
     if head == "chunked":
         return lambda: chunked_loss(obj, hidden, weight, labels, ref_hidden, ref_weight, chunk_size=args.chunk_size,
                                     accum_dtype=None if args.accum_in_weight_dtype else torch.float32)[0]
+    if head == "triton":
+        return lambda: chunked_loss(obj, hidden, weight, labels, ref_hidden, ref_weight, chunk_size=args.chunk_size,
+                                    accum_dtype=None if args.accum_in_weight_dtype else torch.float32,
+                                    backend="triton")[0]
     if head == "liger":
         try:
             if name == "sft":
@@ -207,8 +224,12 @@ def main(argv=None):
     ap.add_argument("--no-liger", action="store_true")
     ap.add_argument("--accum-in-weight-dtype", action="store_true", help="chunked: accumulate dW in the weight dtype")
     ap.add_argument("--no-isolate", action="store_true", help="CPU: measure in-process (peak RSS is then cumulative)")
+    ap.add_argument("--triton-interpret", action="store_true",
+                    help="CPU: include the triton head, run by Triton's interpreter (numerics only; very slow)")
     ap.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.triton_interpret:
+        os.environ["TRITON_INTERPRET"] = "1"  # before triton.language is imported (here and in worker processes)
     args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
     args.chunk_size = args.chunk_size or (2048 if args.device == "cuda" else 256)
     torch.set_num_threads(args.threads)
@@ -263,6 +284,15 @@ def main(argv=None):
             tr = mr = rd = gd = "OOM"
         print(f"| {o:14s} | {h:8s} | {r['ms']:9.1f} | {r['peak_mib']:9.1f} | {tr:>10s} | {mr:>9s} | {rd:>13s} | "
               f"{gd:>13s} |")
+    # the objectives issue's target: the GIFT head vs Liger's fused linear cross-entropy, same shapes and run
+    by = {(o, h): r for o, h, r in rows if not r.get("oom")}
+    anchor = by.get(("sft", "liger"))
+    for h in ("chunked", "triton"):
+        r = by.get(("gift-exact", h))
+        if anchor and r:
+            print(f"# gift-exact {h} / sft liger: time {r['ms'] / anchor['ms']:.2f}x "
+                  f"(target <= 1.3x), peak {r['peak_mib']:.0f} MiB vs {anchor['peak_mib']:.0f} MiB "
+                  f"(target <= 2048 MiB)")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ def test_registry_pins_hub_ids_configs_splits():
     assert (info["gpqa"]["hub_id"], info["gpqa"]["config"]) == ("Idavidrein/gpqa", "gpqa_diamond")
     assert info["arc_challenge"]["config"] == "ARC-Challenge"
     assert info["mmlu_redux"]["hub_id"] == "edinburgh-dawg/mmlu-redux-2.0"
-    assert {"tiny_id", "tiny_ood"} <= set(bm.BENCHMARKS)
+    from giftlab.tinyworld import BENCHMARK_NAMES
+
+    assert set(BENCHMARK_NAMES) <= set(bm.BENCHMARKS)
+    assert bm.BENCHMARKS["tiny_mc"].kind == "multiple_choice" and bm.BENCHMARKS["tiny_family"].kind == "math"
 
 
 def test_hub_path_used_when_no_file(monkeypatch):

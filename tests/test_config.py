@@ -38,7 +38,8 @@ def test_grid_expands_betas_and_filters_rl_runs():
     assert rl_runs(config) == ["gift-b3", "direct_rl"]  # Direct SFT never goes to RL
     assert final_models(config) == [("rl", "gift-b3"), ("rl", "direct_rl"), ("sft", "direct_sft")]
     assert objective_of("direct_sft") == ("sft", None)
-    assert benchmarks(config, "ood") == ["tiny_ood"] and benchmarks(config, "reasoning") == ["tiny_id"]
+    assert benchmarks(config, "ood") == ["tiny_ood", "tiny_family", "tiny_mc"]
+    assert benchmarks(config, "reasoning") == ["tiny_id"]
 
 
 BAD = [

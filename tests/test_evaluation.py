@@ -379,6 +379,23 @@ def test_loader_errors_name_file_and_row(tmp_path, rows, message):
     assert str(f) in str(exc.value) and "\n" not in str(exc.value)
 
 
+MC = {"id": "m1", "prompt": "Start with 3. Add 4. What is the result?\n(A) 6 (B) 7", "gold": "B",
+      "kind": "multiple_choice", "choices": ["6", "7"]}
+
+
+def test_tiny_mc_loader_checks_choices_and_letter(tmp_path):
+    recs = bm.load_benchmark("tiny_mc", path=write_jsonl(tmp_path / "tiny_mc.jsonl", [MC]))
+    assert recs[0]["gold"] == "B" and recs[0]["choices"] == ["6", "7"]
+    for bad, message in (({**MC, "gold": "C"}, "row 1: gold 'C' is not one of the letters A..B"),
+                         ({**MC, "choices": ["6"]}, "row 1: 'choices' must be a list"),
+                         ({k: v for k, v in MC.items() if k != "choices"}, "row 1: 'choices' must be"),
+                         (GOOD, "row 1: kind 'math' not supported")):
+        with pytest.raises(ValueError, match=message):
+            bm.load_benchmark("tiny_mc", path=write_jsonl(tmp_path / "bad_mc.jsonl", [bad]))
+    with pytest.raises(ValueError, match="kind 'multiple_choice' not supported"):
+        bm.load_benchmark("tiny_family", path=write_jsonl(tmp_path / "f.jsonl", [MC]))
+
+
 def test_loader_missing_file_and_unknown_benchmark(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         bm.load_benchmark("tiny_id", path=tmp_path / "nope.jsonl")

@@ -22,12 +22,13 @@ def settings(**kw):
     return SFTSettings(**base)
 
 
-def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum, objective="sft", loss_head="plain", **hp):
+def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum, objective="sft", loss_head="plain",
+                         loss_backend="torch", **hp):
     tok = build_tokenizer()
     ds = SFTDataset(ROWS[:8], tok, "r1_solution_1", 96)
     model = load_model(base_dir)
     args = training_arguments(settings(batch_size=batch_size, grad_accum=grad_accum, epochs=1, lr=1.0),
-                              tmp_path / f"w{batch_size}{loss_head}", steps_per_epoch=1)
+                              tmp_path / f"w{batch_size}{loss_head}{loss_backend}", steps_per_epoch=1)
     args.optim = "sgd"
     args.max_steps = 1
     args.max_grad_norm = 1e9
@@ -37,7 +38,7 @@ def grads_after_one_step(base_dir, tmp_path, batch_size, grad_accum, objective="
     obj = get_objective(objective, **hp)
     ref = load_model(base_dir).eval().requires_grad_(False) if obj.needs_ref else None
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id),
-                               objective=obj, ref_model=ref, loss_head=loss_head)
+                               objective=obj, ref_model=ref, loss_head=loss_head, loss_backend=loss_backend)
     trainer.train()
     return {n: before[n] - p.detach().cpu() for n, p in model.named_parameters()}
 
@@ -56,6 +57,15 @@ def test_chunked_loss_head_trains_exactly_like_the_plain_one(base_dir, tmp_path,
     chunked = grads_after_one_step(base_dir, tmp_path, 4, 2, objective, "chunked", **hp)
     for name in plain:
         torch.testing.assert_close(chunked[name], plain[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("objective,hp", [("gift", {"beta": 3.0}), ("sft", {})])
+def test_triton_loss_backend_trains_like_the_plain_head(base_dir, tmp_path, objective, hp):
+    pytest.importorskip("triton")  # on CPU the kernel runs in Triton's interpreter (conftest)
+    plain = grads_after_one_step(base_dir, tmp_path, 4, 2, objective, "plain", **hp)
+    fused = grads_after_one_step(base_dir, tmp_path, 4, 2, objective, "chunked", "triton", **hp)
+    for name in plain:
+        torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-6)
 
 
 class InterruptAfterSave(TrainerCallback):

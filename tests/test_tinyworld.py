@@ -11,12 +11,22 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from giftlab.tinyworld import (  # noqa: E402
-    STYLES, TOPIC, WorldConfig, build_tokenizer, build_world, classify_style, is_correct,
+    BENCHMARK_NAMES, STYLES, TOPIC, WorldConfig, build_tokenizer, build_world, classify_style, is_correct,
     last_boxed, make_corpus, problem_id, render, sample_problem,
 )
 from giftlab.tinyworld.problems import random_slip  # noqa: E402
 
-SMALL = {"seed": 7, "n_problems": 300, "pretrain_docs": 2000, "n_tiny_id": 60, "n_tiny_ood": 30}
+SMALL = {"seed": 7, "n_problems": 300, "pretrain_docs": 2000, "n_tiny_id": 60, "n_tiny_ood": 30,
+         "n_tiny_family": 24, "n_tiny_mc": 24}
+
+
+def _parts(doc: str) -> tuple[str, str | None, str]:
+    """(question, options line or None, solution) of a corpus document."""
+    question, rest = doc.split("\n", 1)
+    if rest.startswith("(A) "):
+        options, solution = rest.split("\n", 1)
+        return question, options, solution
+    return question, None, rest
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +93,7 @@ def test_example_question_and_solution():
 
 def test_style_mix_is_configurable():
     w = build_world({**SMALL, "demo_styles": {"answer": 1.0}, "pretrain_styles": {"steps": 1.0},
-                     "fact_rate": 0.0, "slip_rate": 0.0})
+                     "fact_rate": 0.0, "slip_rate": 0.0, "mc_rate": 0.0})
     assert all(r["solution_styles"] == ["answer"] * 3 for r in w.problems)
     assert all(classify_style(d.split("\n", 1)[1]) == "steps" for d in w.corpus)
     with pytest.raises(ValueError, match="world.demo_styles"):
@@ -93,21 +103,52 @@ def test_style_mix_is_configurable():
 
 
 def test_benchmarks_disjoint_from_training_and_corpus(world):
-    ids = world.benchmarks["tiny_id"]
-    ood = world.benchmarks["tiny_ood"]
-    assert len(ids) == SMALL["n_tiny_id"] and len(ood) == SMALL["n_tiny_ood"]
-    for rec in ids + ood:
-        assert set(rec) >= {"id", "prompt", "gold", "kind"} and rec["kind"] == "math"
-        assert rec["id"] == problem_id(rec["prompt"])
-    held = {r["prompt"] for r in ids + ood}
-    assert len(held) == len(ids) + len(ood)
-    assert not held & {r["question"] for r in world.problems}
-    corpus_questions = {d.split("\n", 1)[0] for d in world.corpus}
-    assert not held & corpus_questions
-    assert all(r["difficulty"] in (1.0, 2.0, 3.0) for r in ids)
-    assert all(r["difficulty"] == 4.0 for r in ood)
-    steps = sorted({r["difficulty"] for r in ids})
-    assert steps == [1.0, 2.0, 3.0]                       # stratified
+    b = world.benchmarks
+    assert list(b) == list(BENCHMARK_NAMES)
+    for name in BENCHMARK_NAMES:
+        assert len(b[name]) == SMALL[f"n_{name}"]
+        for rec in b[name]:
+            assert set(rec) >= {"id", "prompt", "gold", "kind"}
+            assert rec["id"] == problem_id(rec["prompt"])
+    held = [r.get("question", r["prompt"]) for recs in b.values() for r in recs]
+    assert len(set(held)) == len(held)                                 # pairwise disjoint
+    assert not set(held) & {r["question"] for r in world.problems}
+    assert not set(held) & {_parts(d)[0] for d in world.corpus}
+    assert all(r["difficulty"] in (1.0, 2.0, 3.0) for r in b["tiny_id"] + b["tiny_mc"])
+    assert all(r["difficulty"] == 4.0 for r in b["tiny_ood"])
+    assert sorted({r["difficulty"] for r in b["tiny_id"]}) == [1.0, 2.0, 3.0]      # stratified
+
+
+def test_family_benchmark_uses_an_op_training_never_sees(world):
+    assert all("Divide" not in r["question"] for r in world.problems)
+    family = world.benchmarks["tiny_family"]
+    assert all(r["kind"] == "math" and "Divide by" in r["prompt"] for r in family)
+    assert all(r["gold"] == str(_answer(r["prompt"])) for r in family)
+    assert {r["difficulty"] for r in family} == {2.0, 3.0}
+    assert sum("Divide" in d for d in world.corpus) > 0.1 * len(world.corpus)   # the base sees it
+    with pytest.raises(ValueError, match="world.pretrain_ops"):
+        WorldConfig.from_dict({"pretrain_ops": ["add", "sub", "mul"]})
+    assert WorldConfig.from_dict({"pretrain_ops": ["add", "sub", "mul"], "n_tiny_family": 0})
+
+
+def test_mc_benchmark_items():
+    from giftlab.evaluation.choice import extract_letter
+
+    w = build_world({**SMALL, "pretrain_docs": 10})
+    options = ["0-9", "10-19", "20-29", "30-99"]
+    for rec in w.benchmarks["tiny_mc"]:
+        assert rec["kind"] == "multiple_choice" and rec["choices"] == options
+        assert rec["prompt"] == rec["question"] + "\n(A) 0-9 (B) 10-19 (C) 20-29 (D) 30-99"
+        lo, hi = map(int, options["ABCD".index(rec["gold"])].split("-"))
+        assert lo <= _answer(rec["question"]) <= hi
+        assert extract_letter(f"1+1=2\n\\boxed{{{rec['gold']}}}", n_choices=4) == rec["gold"]
+    golds = [r["gold"] for r in w.benchmarks["tiny_mc"]]
+    assert all(0 < golds.count(L) < len(golds) / 2 for L in "ABCD")   # every letter, none dominant
+    assert build_world({**SMALL, "pretrain_docs": 10, "mc_bins": [50]}).benchmarks["tiny_mc"][0][
+        "choices"] == ["0-49", "50-99"]
+    for bad in ([30, 10], [0, 10], [10, 100], "10"):
+        with pytest.raises(ValueError, match="world.mc_bins"):
+            WorldConfig.from_dict({"mc_bins": bad})
 
 
 def test_corpus_exclude_by_question_or_id():
@@ -120,16 +161,19 @@ def test_corpus_exclude_by_question_or_id():
     assert not set(common) & {d.split("\n", 1)[0] for d in docs2}
 
 
-def test_corpus_has_styles_slips_and_facts(world):
-    kinds = {classify_style(d.split("\n", 1)[1]) for d in world.corpus if d.startswith("Start")}
+def test_corpus_has_styles_slips_facts_and_mc_items(world):
+    solutions = [_parts(d) for d in world.corpus if d.startswith("Start")]
+    plain = [(q, sol) for q, opts, sol in solutions if opts is None]
+    kinds = {classify_style(sol) for _, sol in plain}
     assert set(STYLES) <= kinds
     assert any(not d.startswith("Start") for d in world.corpus)       # fact documents
-    wrong = 0
-    for d in world.corpus:
-        if d.startswith("Start"):
-            q, sol = d.split("\n", 1)
-            wrong += last_boxed(sol) != str(_answer(q))
+    wrong = sum(last_boxed(sol) != str(_answer(q)) for q, sol in plain)
     assert 0.03 < wrong / len(world.corpus) < 0.15                    # slip_rate 0.08
+    mc = [(q, opts, sol) for q, opts, sol in solutions if opts is not None]
+    assert 0.06 < len(mc) / len(world.corpus) < 0.14                  # mc_rate 0.1
+    for q, opts, sol in mc:
+        assert opts == "(A) 0-9 (B) 10-19 (C) 20-29 (D) 30-99"
+        assert last_boxed(sol) == "ABCD"[sum(_answer(q) >= b for b in (10, 20, 30))]   # the right letter
 
 
 def _answer(question: str) -> int:

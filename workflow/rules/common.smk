@@ -7,6 +7,7 @@ import sys
 from giftlab.cli import ConfigError
 from giftlab.config import (DIRECT_RL, DIRECT_SFT, benchmarks, final_models, gift_vs_sft_runs, objective_of,
                             rl_runs, sft_runs, unique, validate_config)
+from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARK_NAMES
 
 try:
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")
@@ -19,7 +20,7 @@ TINY = config["data"]["source"] == "tiny"
 BACKBONES = list(config["backbones"])
 # Backbones whose grid is built (every table and figure); all of them unless figures.backbones says otherwise.
 ACTIVE_BACKBONES = config["figures"].get("backbones") or BACKBONES
-TINY_BENCHMARKS = ["tiny_id", "tiny_ood"]
+TINY_BENCHMARKS = list(TINY_BENCHMARK_NAMES)
 BENCH_DIR = "data/tiny/benchmarks" if TINY else config["eval"].get("benchmark_dir", "data/benchmarks")
 STAGE_PAIRS = ["base_sft", "sft_rl"]
 
@@ -148,7 +149,7 @@ def sft_job(wildcards):
     sft = config["sft"]
     settings = {k: sft[k] for k in ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler",
                                     "warmup_ratio", "weight_decay", "adam_betas", "max_grad_norm",
-                                    "loss_head", "bf16") if k in sft}
+                                    "loss_head", "loss_backend", "bf16") if k in sft}
     return as_arg({
         "seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
         "method": method, "beta": beta, "solution_key": config["data"]["solution_key"],

@@ -98,7 +98,7 @@ rule rl_gain:
 
 rule claims:
     input:
-        rl=final_evals("reasoning"),
+        rl=final_evals(),  # Tables 1 and 2: reasoning and out-of-distribution
         pre_rl=pre_rl_evals(),
         consistency=consistency_results(),
         code=plotting_code("claims", "claims"),

@@ -14,7 +14,7 @@ Record schema (every benchmark, every source):
 The ten real benchmarks load from the hub (``datasets.load_dataset(hub_id, config,
 split=...)``; the local HF cache serves it offline) or, when ``path`` is given, from a local
 ``.jsonl``/``.json``/``.parquet`` file holding rows in the upstream field names (or rows already
-in the record schema). ``tiny_id``/``tiny_ood`` are local-jsonl only.
+in the record schema). The tiny world's ``tiny_*`` sets are local-jsonl only.
 """
 
 from __future__ import annotations
@@ -84,6 +84,14 @@ def load_jsonl_records(path, kinds: tuple[str, ...] = ("math",)) -> list[dict]:
             if rec["kind"] not in kinds:
                 raise ValueError(f"{path}: row {row}: kind {rec['kind']!r} not supported "
                                  f"(expected one of {', '.join(kinds)})")
+            if rec["kind"] == "multiple_choice":
+                choices = rec.get("choices")
+                if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
+                    raise ValueError(f"{path}: row {row}: 'choices' must be a list of 2..{len(LETTERS)} "
+                                     f"options")
+                if str(rec["gold"]) not in LETTERS[:len(choices)]:
+                    raise ValueError(f"{path}: row {row}: gold {rec['gold']!r} is not one of the "
+                                     f"letters A..{LETTERS[len(choices) - 1]}")
             rid = str(rec["id"])
             if rid in seen:
                 raise ValueError(f"{path}: row {row}: duplicate id {rid!r}")
@@ -95,15 +103,22 @@ def load_jsonl_records(path, kinds: tuple[str, ...] = ("math",)) -> list[dict]:
     return records
 
 
-def _local_jsonl(path=None, **_) -> list[dict]:
-    if path is None:
-        raise ValueError("this benchmark is read from a local jsonl: pass its path")
-    return load_jsonl_records(path)
+def _local_jsonl(kinds: tuple[str, ...]) -> Loader:
+    def load(path=None, **_) -> list[dict]:
+        if path is None:
+            raise ValueError("this benchmark is read from a local jsonl: pass its path")
+        return load_jsonl_records(path, kinds)
+    return load
 
 
-for _name in ("tiny_id", "tiny_ood"):
-    register(_name, _local_jsonl, needs_path=True,
-             description="tiny-world arithmetic problems (data/tiny/benchmarks/<name>.jsonl)")
+# The tiny world's analogues (giftlab.tinyworld.make_benchmarks writes them).
+for _name, _kind, _what in (
+        ("tiny_id", "math", "arithmetic chains like the SFT/RL problems (held out)"),
+        ("tiny_ood", "math", "longer chains than any SFT/RL problem"),
+        ("tiny_family", "math", "chains with division, an op only the pretraining corpus has"),
+        ("tiny_mc", "multiple_choice", "in-distribution chains as 4-option multiple-choice items")):
+    register(_name, _local_jsonl((_kind,)), needs_path=True, kind=_kind,
+             description=f"tiny world: {_what} (data/tiny/benchmarks/{_name}.jsonl)")
 
 
 # --------------------------------------------------------------------------- real benchmarks

@@ -10,8 +10,9 @@ the same way from ``ref_hidden`` and ``ref_weight`` (no grad).
 Exact against the plain path ``obj(TokenBatch(hidden @ weight.T, ...)).sum()`` (tests: float64, values and
 gradients of hidden and weight, chunk sizes that do not divide N).
 
-Backends: ``BACKENDS["torch"]`` is this plain-torch loop. A fused kernel (e.g. Triton) can be added by registering
-another function with the same signature as :func:`_torch_chunked_forward` (returns loss_sum, per_token, dX, dW).
+Backends: ``BACKENDS["torch"]`` is this plain-torch loop; ``BACKENDS["triton"]`` replaces the per-chunk elementwise
+work with one fused Triton kernel (:mod:`giftlab.objectives.triton_head`; SFT and exact GIFT only). Another backend
+is a function with the same signature as :func:`_torch_chunked_forward` (returns loss_sum, per_token, dX, dW).
 
 Entry points:
     chunked_loss(obj, hidden, weight, labels, ...) -> (loss_sum, n)       always chunked
@@ -105,7 +106,13 @@ def _autograd_vg(obj: Objective, batch: TokenBatch):
     return lt.detach(), g
 
 
-BACKENDS: dict[str, Callable] = {"torch": _torch_chunked_forward}
+def _triton_chunked_forward(*args):
+    from .triton_head import triton_chunked_forward  # imports triton only when asked for
+
+    return triton_chunked_forward(*args)
+
+
+BACKENDS: dict[str, Callable] = {"torch": _torch_chunked_forward, "triton": _triton_chunked_forward}
 
 
 class _ChunkedLoss(torch.autograd.Function):

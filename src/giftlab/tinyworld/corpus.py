@@ -12,9 +12,14 @@ import random
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
+from giftlab.evaluation.choice import LETTERS
 from giftlab.tinyworld.problems import (
-    TOPIC, Problem, normalise_mix, problem_id, random_slip, render, sample_problem, sample_problems,
+    TOPIC, Problem, normalise_mix, problem_id, random_slip, render, sample_problem,
+    sample_problems,
 )
+
+#: The tiny benchmarks ``make_benchmarks`` writes (``data/tiny/benchmarks/<name>.jsonl``).
+BENCHMARK_NAMES = ("tiny_id", "tiny_ood", "tiny_family", "tiny_mc")
 
 DEFAULT_DEMO_STYLES = {"steps": 0.4, "chain": 0.2, "expression": 0.2, "answer": 0.2}
 DEFAULT_PRETRAIN_STYLES = {"steps": 0.3, "verbose": 0.2, "chain": 0.15, "expression": 0.15,
@@ -29,10 +34,13 @@ class WorldConfig:
     operand_range: list = field(default_factory=lambda: [1, 9])     # add / subtract operands
     mul_range: list = field(default_factory=lambda: [2, 3])         # multiply (and divide) operands
     max_value: int = 99                                             # every running value in [0, max]
-    ops: list = field(default_factory=lambda: ["add", "sub", "mul"])
+    ops: list = field(default_factory=lambda: ["add", "sub", "mul"])              # SFT/RL problems
+    # the corpus also uses ops no SFT/RL problem has (division): tiny_family tests that family
+    pretrain_ops: list = field(default_factory=lambda: ["add", "sub", "mul", "div"])
     # step counts (inclusive ranges)
     train_steps: list = field(default_factory=lambda: [1, 3])       # training pool and tiny_id
     ood_steps: list = field(default_factory=lambda: [4, 4])         # tiny_ood
+    family_steps: list = field(default_factory=lambda: [2, 3])      # tiny_family
     pretrain_steps: list = field(default_factory=lambda: [1, 4])    # the (broader) corpus
     # the DeepMath-schema training pool: r1_solution_1..3 are correct, styles drawn from demo_styles
     n_problems: int = 4000
@@ -42,9 +50,13 @@ class WorldConfig:
     pretrain_styles: dict = field(default_factory=lambda: dict(DEFAULT_PRETRAIN_STYLES))
     slip_rate: float = 0.08          # share of solution documents with one propagated slip
     fact_rate: float = 0.05          # share of documents that are bare arithmetic fact lists
+    mc_rate: float = 0.1             # share of documents that are multiple-choice exam items
+    mc_bins: list = field(default_factory=lambda: [10, 20, 30])   # tiny_mc: (A) 0-9 (B) 10-19 ...
     # tiny benchmarks (held out of everything above)
     n_tiny_id: int = 200
     n_tiny_ood: int = 100
+    n_tiny_family: int = 100
+    n_tiny_mc: int = 100
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any] | None) -> "WorldConfig":
@@ -60,27 +72,45 @@ class WorldConfig:
 
     def validate(self) -> None:
         for name in ("start_range", "operand_range", "mul_range", "train_steps", "ood_steps",
-                     "pretrain_steps"):
+                     "family_steps", "pretrain_steps"):
             v = getattr(self, name)
             if (not isinstance(v, (list, tuple)) or len(v) != 2 or not all(isinstance(x, int) for x in v)
                     or v[0] > v[1]):
                 raise ValueError(f"world.{name}: expected [min, max] integers with min <= max, got {v!r}")
-        for name in ("train_steps", "ood_steps", "pretrain_steps"):
+        for name in ("train_steps", "ood_steps", "family_steps", "pretrain_steps"):
             if getattr(self, name)[0] < 1:
                 raise ValueError(f"world.{name}: step counts start at 1")
-        for name in ("slip_rate", "fact_rate"):
+        for name in ("slip_rate", "fact_rate", "mc_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"world.{name}: must be in [0, 1]")
-        for name in ("n_problems", "pretrain_docs", "n_tiny_id", "n_tiny_ood"):
+        if self.fact_rate + self.mc_rate > 1.0:
+            raise ValueError("world.mc_rate: fact_rate + mc_rate must be at most 1")
+        bins = self.mc_bins
+        if (not isinstance(bins, list) or not 1 <= len(bins) <= len(LETTERS) - 1
+                or not all(isinstance(b, int) for b in bins)
+                or [0, *bins, self.max_value + 1] != sorted(set([0, *bins, self.max_value + 1]))):
+            raise ValueError(f"world.mc_bins: expected 1-9 increasing integers in (0, max_value], "
+                             f"got {bins!r}")
+        for name in ("n_problems", "pretrain_docs", *(f"n_{b}" for b in BENCHMARK_NAMES)):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"world.{name}: must be a non-negative integer")
         normalise_mix(self.demo_styles, "demo_styles")
         normalise_mix(self.pretrain_styles, "pretrain_styles")
         sample_problem(random.Random(0), 1, **self.problem_kwargs())   # ops / ranges sanity
+        sample_problem(random.Random(0), 1, **self.problem_kwargs(pretrain=True))
+        if self.n_tiny_family and not self.unseen_ops():
+            raise ValueError("world.pretrain_ops: tiny_family needs an op that world.ops lacks "
+                             "(or set world.n_tiny_family: 0)")
 
-    def problem_kwargs(self) -> dict[str, Any]:
+    def unseen_ops(self) -> list[str]:
+        """Ops of the corpus that no SFT/RL problem uses: the tiny_family benchmark's family."""
+        return [op for op in self.pretrain_ops if op not in self.ops]
+
+    def problem_kwargs(self, pretrain: bool = False) -> dict[str, Any]:
+        """``sample_problem`` keywords: SFT/RL ops, or with ``pretrain`` the corpus's ops."""
         return {"start_range": self.start_range, "operand_range": self.operand_range,
-                "mul_range": self.mul_range, "ops": tuple(self.ops), "max_value": self.max_value}
+                "mul_range": self.mul_range, "ops": tuple(self.pretrain_ops if pretrain else self.ops),
+                "max_value": self.max_value}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,19 +128,73 @@ def benchmark_record(p: Problem) -> dict[str, Any]:
             "difficulty": float(len(p.steps))}
 
 
+def mc_options(bins: list[int], max_value: int) -> list[str]:
+    """The fixed options of every tiny multiple-choice item: value ranges cut at ``bins``.
+
+    ``[10, 20, 30]`` with ``max_value`` 99 gives ``["0-9", "10-19", "20-29", "30-99"]``.
+    """
+    edges = [0, *bins, max_value + 1]
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])]
+
+
+def mc_letter(value: int, bins: list[int]) -> str:
+    """The letter of the range that holds ``value``."""
+    return LETTERS[sum(value >= b for b in bins)]
+
+
+def mc_prompt(question: str, options: list[str]) -> str:
+    """The tiny multiple-choice item: the question, then ``(A) 0-9 (B) 10-19 ...`` on one line.
+
+    A categorical item with fixed options (like yes/no or entailment sets) rather than the real
+    benchmarks' per-question options: looking a computed value up among arbitrary options is
+    beyond the tiny models (measured: chance level), mapping it to its range is not. Shorter than
+    ``giftlab.evaluation.choice.format_mc_prompt`` so that prompt + answer fit the 128-token
+    pretraining context; answers are ``\\boxed{letter}`` as there.
+    """
+    return question + "\n" + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
+
+
+def mc_record(p: Problem, bins: list[int], max_value: int) -> dict[str, Any]:
+    options = mc_options(bins, max_value)
+    prompt = mc_prompt(p.question, options)
+    return {"id": problem_id(prompt), "prompt": prompt, "question": p.question,
+            "gold": mc_letter(p.answer, bins), "kind": "multiple_choice", "choices": options,
+            "difficulty": float(len(p.steps))}
+
+
 def make_benchmarks(cfg: WorldConfig) -> dict[str, list[dict[str, Any]]]:
-    """``tiny_id`` (train_steps, stratified by step count) and ``tiny_ood`` (ood_steps), disjoint."""
-    kw = cfg.problem_kwargs()
-    tiny_id = sample_problems(_rng(cfg.seed, "tiny_id"), cfg.n_tiny_id, cfg.train_steps,
-                              stratify=True, **kw)
-    tiny_ood = sample_problems(_rng(cfg.seed, "tiny_ood"), cfg.n_tiny_ood, cfg.ood_steps,
-                               stratify=True, exclude={p.question for p in tiny_id}, **kw)
+    """The tiny benchmarks (``BENCHMARK_NAMES``), pairwise disjoint in their questions.
+
+    * ``tiny_id``: ``train_steps`` chains, stratified by step count (in distribution);
+    * ``tiny_ood``: longer chains (``ood_steps``) than any SFT/RL problem;
+    * ``tiny_family``: ``family_steps`` chains with at least one op the corpus has but SFT/RL
+      never use (``unseen_ops``: division) -- an unseen problem family;
+    * ``tiny_mc``: ``train_steps`` chains as multiple-choice items (which range holds the result),
+      a format only the pretraining corpus shows (the analogue of GPQA / MMLU-style OOD sets).
+    """
+    taken: set[str] = set()
+
+    def draw(name: str, n: int, steps, require=None, pretrain=False) -> list[Problem]:
+        probs = sample_problems(_rng(cfg.seed, name), n, steps, stratify=True, exclude=taken,
+                                require=require, **cfg.problem_kwargs(pretrain))
+        taken.update(p.question for p in probs)
+        return probs
+
+    unseen = set(cfg.unseen_ops())
+    tiny_id = draw("tiny_id", cfg.n_tiny_id, cfg.train_steps)
+    tiny_ood = draw("tiny_ood", cfg.n_tiny_ood, cfg.ood_steps)
+    family = draw("tiny_family", cfg.n_tiny_family, cfg.family_steps,
+                  require=lambda p: any(op in unseen for op, _ in p.steps), pretrain=True)
+    mc = draw("tiny_mc", cfg.n_tiny_mc, cfg.train_steps)
     return {"tiny_id": [benchmark_record(p) for p in tiny_id],
-            "tiny_ood": [benchmark_record(p) for p in tiny_ood]}
+            "tiny_ood": [benchmark_record(p) for p in tiny_ood],
+            "tiny_family": [benchmark_record(p) for p in family],
+            "tiny_mc": [mc_record(p, cfg.mc_bins, cfg.max_value) for p in mc]}
 
 
 def heldout_questions(benchmarks: Mapping[str, list[Mapping[str, Any]]]) -> set[str]:
-    return {r["prompt"] for recs in benchmarks.values() for r in recs}
+    """Every benchmark question (a multiple-choice item's underlying question, not its prompt)."""
+    return {r.get("question", r["prompt"]) for recs in benchmarks.values() for r in recs}
 
 
 # -------------------------------------------------------------------- DeepMath-schema problems
@@ -142,8 +226,8 @@ def make_problems(cfg: WorldConfig, exclude: Iterable[str] = ()) -> list[dict[st
 def _fact_document(rng: random.Random, cfg: WorldConfig) -> str:
     lines = []
     for _ in range(rng.randint(4, 10)):
-        p = sample_problem(rng, 1, start_range=(0, cfg.max_value), operand_range=cfg.operand_range,
-                           mul_range=cfg.mul_range, ops=tuple(cfg.ops), max_value=cfg.max_value)
+        p = sample_problem(rng, 1, **{**cfg.problem_kwargs(pretrain=True),
+                                       "start_range": (0, cfg.max_value)})
         lines.append(render(p, "steps").split("\n")[0])
     return "\n".join(lines)
 
@@ -152,29 +236,43 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
                 ) -> list[str]:
     """The pretraining corpus: ``"question\\nsolution"`` documents in ``pretrain_styles``.
 
-    Problems have ``pretrain_steps`` steps (broader than training); a ``slip_rate`` share of
-    solutions carries one propagated arithmetic slip; a ``fact_rate`` share of documents are bare
-    lists of one-step facts (``23+7=30``). Problems whose question or id is in ``exclude`` (the
-    held-out benchmarks) never appear. Repeats of a question are allowed (it is a corpus).
+    Problems have ``pretrain_steps`` steps and ``pretrain_ops`` (broader than training); a
+    ``slip_rate`` share of solutions carries one propagated arithmetic slip; a ``fact_rate`` share
+    of documents are bare lists of one-step facts (``23+7=30``); an ``mc_rate`` share are
+    multiple-choice items (``question\\n(A) 0-9 (B) 10-19 ...\\nsolution``) whose solution ends
+    in the right letter's box. Problems whose question or id is in ``exclude`` (the held-out benchmarks)
+    never appear. Repeats of a question are allowed (it is a corpus).
     """
     rng = _rng(cfg.seed, "corpus")
     banned = set(exclude)
     styles, weights = normalise_mix(cfg.pretrain_styles, "pretrain_styles")
     lo, hi = cfg.pretrain_steps
-    kw = cfg.problem_kwargs()
+    kw = cfg.problem_kwargs(pretrain=True)
     docs: list[str] = []
     n = cfg.pretrain_docs if n_docs is None else n_docs
     while len(docs) < n:
-        if rng.random() < cfg.fact_rate:
+        u = rng.random()
+        if u < cfg.fact_rate:
             docs.append(_fact_document(rng, cfg))
             continue
         p = sample_problem(rng, rng.randint(lo, hi), **kw)
         if p.question in banned or p.id in banned:
             continue
         style = rng.choices(styles, weights)[0]
+        if u < cfg.fact_rate + cfg.mc_rate:
+            docs.append(_mc_document(p, style, cfg.mc_bins, cfg.max_value))
+            continue
         slip = random_slip(rng, p) if rng.random() < cfg.slip_rate else None
         docs.append(p.question + "\n" + render(p, style, slip))
     return docs
+
+
+def _mc_document(p: Problem, style: str, bins: list[int], max_value: int) -> str:
+    """A worked multiple-choice item: the solution in ``style``, its final box holding the letter."""
+    solution = render(p, style)
+    cut = solution.rindex("\\boxed{")
+    boxed = solution[cut:].replace(f"{{{p.answer}}}", f"{{{mc_letter(p.answer, bins)}}}", 1)
+    return mc_prompt(p.question, mc_options(bins, max_value)) + "\n" + solution[:cut] + boxed
 
 
 # ------------------------------------------------------------------------------------ world

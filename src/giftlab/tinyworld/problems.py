@@ -23,7 +23,7 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 TOPIC = "Mathematics -> Arithmetic -> Chains"
 OPS = ("add", "sub", "mul", "div")
@@ -217,10 +217,11 @@ def normalise_mix(mix: Mapping[str, float], name: str) -> tuple[list[str], list[
 
 def sample_problems(rng: random.Random, n: int, steps_range: Sequence[int], *,
                     exclude: Iterable[str] = (), stratify: bool = False,
+                    require: Callable[[Problem], bool] | None = None,
                     max_tries: int = 200, **problem_kw) -> list[Problem]:
     """``n`` distinct problems with a step count in ``steps_range`` (inclusive), none excluded.
 
-    ``exclude`` holds questions or ids. With ``stratify`` every step count gets an equal share
+    ``exclude`` holds questions or ids; ``require``, if given, must accept every problem. With ``stratify`` every step count gets an equal share
     (the remainder goes to the larger counts); otherwise the step count is uniform per draw.
     Raises ValueError if the space runs out (too few distinct problems for the request).
     """
@@ -237,7 +238,7 @@ def sample_problems(rng: random.Random, n: int, steps_range: Sequence[int], *,
         while got < k:
             p = sample_problem(rng, pick_steps(), **problem_kw)
             q = p.question
-            if q in seen or q in banned or p.id in banned:
+            if q in seen or q in banned or p.id in banned or (require is not None and not require(p)):
                 misses += 1
                 if misses > max_tries * max(k, 1):
                     raise ValueError(f"could only find {got} of {k} distinct problems with steps "

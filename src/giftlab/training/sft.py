@@ -43,6 +43,7 @@ class SFTSettings:
     adam_betas: Sequence[float] = (0.9, 0.999)
     max_grad_norm: float = 1.0
     loss_head: str = "auto"
+    loss_backend: str = "torch"      # chunked head: "torch" loop or the fused "triton" kernel (SFT / exact GIFT)
     bf16: bool = False
     seed: int = 0
     logging_steps: int = 10
@@ -93,10 +94,12 @@ def response_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 class ObjectiveTrainer(Trainer):
     """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
 
-    def __init__(self, *args, objective, ref_model=None, old_model=None, loss_head: str = "auto", **kwargs):
+    def __init__(self, *args, objective, ref_model=None, old_model=None, loss_head: str = "auto",
+                 loss_backend: str = "torch", **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.loss_head = loss_head
+        self.loss_backend = loss_backend
         # Frozen helpers live where the policy trains (the Trainer moves only the policy).
         self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
         self.old_model = old_model.to(self.args.device) if old_model is not None else None
@@ -153,7 +156,8 @@ class ObjectiveTrainer(Trainer):
                     ref_hidden, ref_weight = self._masked_hidden(self.ref_model, inputs, mask)
             stats: dict = {}
             loss_sum, _ = chunked_loss(self.objective, hidden, weight, targets, ref_hidden, ref_weight,
-                                       old_logprobs, chunk, stats=stats, diagnose=True)
+                                       old_logprobs, chunk, stats=stats, diagnose=True,
+                                       backend=self.loss_backend)
             self._record(stats["diag_sums"])
         denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
         if torch.is_tensor(denom):
@@ -229,6 +233,22 @@ class EpochEnd(TrainerCallback):
         return control
 
 
+def check_loss_backend(backend: str, objective) -> None:
+    """Fail before training, in one line naming ``sft.loss_backend``, when the chunked backend cannot run."""
+    if backend != "triton":
+        raise ValueError(f"sft.loss_backend: unknown backend {backend!r} (torch or triton)")
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise ValueError("sft.loss_backend: 'triton' needs the triton package (pip install triton)") from None
+    from giftlab.objectives.triton_head import check_supported
+
+    try:
+        check_supported(objective)
+    except ValueError as exc:
+        raise ValueError(f"sft.loss_backend: {exc}") from None
+
+
 def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: int) -> TrainingArguments:
     use_cpu = not torch.cuda.is_available()
     return TrainingArguments(
@@ -268,6 +288,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
+    if settings.loss_backend != "torch":
+        check_loss_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
     model = load_model(base_path)
     ref_model = old_model = None
@@ -283,7 +305,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, old_model=old_model,
-                               loss_head=settings.loss_head)
+                               loss_head=settings.loss_head, loss_backend=settings.loss_backend)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size)
     trainer.add_callback(epoch_end)
     trainer.add_callback(CompleteMarker())
