@@ -91,16 +91,18 @@ class WorldConfig:
                 or [0, *bins, self.max_value + 1] != sorted(set([0, *bins, self.max_value + 1]))):
             raise ValueError(f"world.mc_bins: expected 1-9 increasing integers in (0, max_value], "
                              f"got {bins!r}")
-        for name in ("n_problems", "pretrain_docs", *(f"n_{b}" for b in BENCHMARK_NAMES)):
+        for name in (f"n_{b}" for b in BENCHMARK_NAMES):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"world.{name}: must be a positive integer (every tiny benchmark is evaluated)")
+        for name in ("n_problems", "pretrain_docs"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"world.{name}: must be a non-negative integer")
         normalise_mix(self.demo_styles, "demo_styles")
         normalise_mix(self.pretrain_styles, "pretrain_styles")
         sample_problem(random.Random(0), 1, **self.problem_kwargs())   # ops / ranges sanity
         sample_problem(random.Random(0), 1, **self.problem_kwargs(pretrain=True))
-        if self.n_tiny_family and not self.unseen_ops():
-            raise ValueError("world.pretrain_ops: tiny_family needs an op that world.ops lacks "
-                             "(or set world.n_tiny_family: 0)")
+        if not self.unseen_ops():
+            raise ValueError("world.pretrain_ops: tiny_family needs an op that world.ops lacks")
 
     def unseen_ops(self) -> list[str]:
         """Ops of the corpus that no SFT/RL problem uses: the tiny_family benchmark's family."""
@@ -146,10 +148,10 @@ def mc_prompt(question: str, options: list[str]) -> str:
     """The tiny multiple-choice item: the question, then ``(A) 0-9 (B) 10-19 ...`` on one line.
 
     A categorical item with fixed options (like yes/no or entailment sets) rather than the real
-    benchmarks' per-question options: looking a computed value up among arbitrary options is
-    beyond the tiny models (measured: chance level), mapping it to its range is not. Shorter than
-    ``giftlab.evaluation.choice.format_mc_prompt`` so that prompt + answer fit the 128-token
-    pretraining context; answers are ``\\boxed{letter}`` as there.
+    benchmarks' per-question options: looking a computed value up among arbitrary options was
+    beyond the tiny models (their pass@1 sat at chance), mapping it to its range is not. Shorter
+    than ``giftlab.evaluation.choice.format_mc_prompt`` (the pretraining blocks are 128 tokens);
+    answers are ``\\boxed{letter}`` as there.
     """
     return question + "\n" + " ".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(options))
 
@@ -170,7 +172,8 @@ def make_benchmarks(cfg: WorldConfig) -> dict[str, list[dict[str, Any]]]:
     * ``tiny_family``: ``family_steps`` chains with at least one op the corpus has but SFT/RL
       never use (``unseen_ops``: division) -- an unseen problem family;
     * ``tiny_mc``: ``train_steps`` chains as multiple-choice items (which range holds the result),
-      a format only the pretraining corpus shows (the analogue of GPQA / MMLU-style OOD sets).
+      a format only the pretraining corpus shows (the analogue of GPQA / MMLU-style OOD sets); as many
+      items per gold letter, so guessing scores 1 / #options.
     """
     taken: set[str] = set()
 
@@ -185,7 +188,17 @@ def make_benchmarks(cfg: WorldConfig) -> dict[str, list[dict[str, Any]]]:
     tiny_ood = draw("tiny_ood", cfg.n_tiny_ood, cfg.ood_steps)
     family = draw("tiny_family", cfg.n_tiny_family, cfg.family_steps,
                   require=lambda p: any(op in unseen for op, _ in p.steps), pretrain=True)
-    mc = draw("tiny_mc", cfg.n_tiny_mc, cfg.train_steps)
+    # the same number of items per gold letter (remainder to the last ones): chance is 1 / #options
+    letters = LETTERS[:len(cfg.mc_bins) + 1]
+    per_letter = [cfg.n_tiny_mc // len(letters) + (i >= len(letters) - cfg.n_tiny_mc % len(letters))
+                  for i in range(len(letters))]
+    mc = []
+    for letter, k in zip(letters, per_letter):
+        mc += sample_problems(_rng(cfg.seed, f"tiny_mc_{letter}"), k, cfg.train_steps, exclude=taken,
+                              require=lambda p, L=letter: mc_letter(p.answer, cfg.mc_bins) == L,
+                              **cfg.problem_kwargs())
+        taken.update(p.question for p in mc)
+    mc.sort(key=lambda p: p.id)  # interleave the letters
     return {"tiny_id": [benchmark_record(p) for p in tiny_id],
             "tiny_ood": [benchmark_record(p) for p in tiny_ood],
             "tiny_family": [benchmark_record(p) for p in family],
@@ -260,7 +273,8 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
             continue
         style = rng.choices(styles, weights)[0]
         if u < cfg.fact_rate + cfg.mc_rate:
-            docs.append(_mc_document(p, style, cfg.mc_bins, cfg.max_value))
+            # no wordy solutions: the item stays close to the 128-token pretraining block
+            docs.append(_mc_document(p, "steps" if style == "verbose" else style, cfg.mc_bins, cfg.max_value))
             continue
         slip = random_slip(rng, p) if rng.random() < cfg.slip_rate else None
         docs.append(p.question + "\n" + render(p, style, slip))

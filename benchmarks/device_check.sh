@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One GPU session's checks for the loss head, in one script (a few minutes on one H200):
+#   1. the chunked head and the fused Triton kernel against their references, compiled for CUDA;
+#   2. the H200 benchmark at 7B shapes: torch-chunked and Triton GIFT heads vs Liger's fused linear CE.
+# Liger is optional: put its wheel in wheels/ (pip download liger-kernel --no-deps -d wheels) when the GPU
+# machine cannot reach a package index; without it the ratio line is not printed.
+#   bash benchmarks/device_check.sh [OUT_DIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-device-check}}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+python - <<'EOF' | tee "$out/env.txt"
+import torch, triton
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "triton", triton.__version__)
+EOF
+ls wheels/liger_kernel-*.whl >/dev/null 2>&1 && pip install -q --no-deps wheels/liger_kernel-*.whl
+python -m pytest -q -p no:cacheprovider tests/test_triton_head.py tests/test_chunked_head.py 2>&1 | tail -5 \
+  | tee "$out/tests.txt"
+python benchmarks/loss_heads.py --device cuda --n 16384 --hidden 3584 --vocab 152064 --skip-plain \
+  --objectives sft gift-exact --repeats 5 --warmup 2 2>&1 | tee "$out/loss_heads_h200.txt"
