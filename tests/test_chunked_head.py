@@ -92,6 +92,7 @@ def test_chunked_scaled_loss_and_ref_logits_and_stats():
     torch.testing.assert_close(w.grad, w2.grad, atol=1e-10, rtol=0)
     torch.testing.assert_close(stats["per_token"], per_token.detach(), atol=1e-10, rtol=0)
     plain_diag = diagnostic_sums(TokenBatch((hidden @ weight.T), labels, ref_logits), obj)
+    assert stats["diag_sums"].keys() == plain_diag.keys()  # incl. the token count "n" the trainer divides by
     for k, v in stats["diag_sums"].items():
         torch.testing.assert_close(v, plain_diag[k], atol=1e-9, rtol=0)
 

@@ -79,11 +79,11 @@ class InterruptAfterSave(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def run(base_dir, tmp_path, method="sft", callbacks=(), **objective_params):
+def run(base_dir, tmp_path, method="sft", callbacks=(), loss_head="auto", **objective_params):
     tok = build_tokenizer()
     return train_sft(base_path=str(base_dir), tokenizer=tok, load_model=load_model,
                      train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1",
-                     method=method, objective_params=objective_params, settings=settings(),
+                     method=method, objective_params=objective_params, settings=settings(loss_head=loss_head),
                      out_dir=tmp_path / "out", work_dir=tmp_path / "work",
                      job_config={"method": method, **objective_params}, callbacks=callbacks)
 
@@ -111,6 +111,16 @@ def test_gift_run_records_validation_ce_and_diagnostics(base_dir, tmp_path):
     assert 0 < epochs[0]["target_mass_y"] <= 1
     assert 0 <= epochs[0]["frac_target_mass_below_0.99"] <= 1
     assert metrics["objective"]["beta"] == 3.0
+
+
+def test_gift_diagnostics_are_recorded_by_the_chunked_head_too(base_dir, tmp_path, monkeypatch):
+    from giftlab.objectives import chunked
+
+    calls, torch_loop = [], chunked.BACKENDS["torch"]
+    monkeypatch.setitem(chunked.BACKENDS, "torch", lambda *a: calls.append(1) or torch_loop(*a))
+    metrics = run(base_dir, tmp_path, method="gift", loss_head="chunked", beta=3.0)
+    assert calls                                                   # the chunked head did run
+    assert 0 < metrics["epochs"][0]["target_mass_y"] <= 1
 
 
 def test_changed_job_config_discards_stale_checkpoints(base_dir, tmp_path):

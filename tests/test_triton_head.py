@@ -117,11 +117,44 @@ def test_unsupported_objectives_fail_in_one_line(name, hp):
                      backend="triton")
 
 
-def test_sft_trainer_rejects_unsupported_backend_before_training(tmp_path):
-    from giftlab.training.sft import check_loss_backend
+def test_sft_loss_backend_resolves_per_objective(monkeypatch):
+    from giftlab.training.sft import resolve_loss_backend
 
-    check_loss_backend("triton", get_objective("gift", beta=3.0))
-    with pytest.raises(ValueError, match=r"^sft.loss_backend: loss backend 'triton' supports"):
-        check_loss_backend("triton", get_objective("asft"))
+    assert resolve_loss_backend("triton", get_objective("gift", beta=3.0)) == "triton"
+    assert resolve_loss_backend("triton", get_objective("asft")) == "torch"   # not in the kernel: torch loop
+    assert resolve_loss_backend("torch", get_objective("gift")) == "torch"
     with pytest.raises(ValueError, match="sft.loss_backend: unknown backend 'cuda'"):
-        check_loss_backend("cuda", get_objective("sft"))
+        resolve_loss_backend("cuda", get_objective("sft"))
+    if not torch.cuda.is_available():
+        monkeypatch.delenv("TRITON_INTERPRET")
+        with pytest.raises(ValueError, match=r"^sft.loss_backend: loss backend 'triton' runs on CUDA tensors"):
+            resolve_loss_backend("triton", get_objective("sft"))
+
+
+def test_edge_cases_stay_finite():
+    """beta = inf with a base that gives y* zero probability, and whole blocks of -inf reference logits."""
+    z = torch.randn(3, 130, device=DEVICE)
+    r = torch.randn(3, 130, device=DEVICE)
+    r[:, :64] = -float("inf")
+    y = torch.tensor([0, 5, 100], device=DEVICE)  # rows 0 and 1: r_y = -inf
+    for beta in (math.inf, 3.0, 0.0):
+        zz = z.clone()
+        loss, stats = gift_rows_(zz, r.clone(), y, beta, block=64)
+        assert torch.isfinite(zz).all() and torch.isfinite(stats).all(), beta
+        if beta > 0:
+            assert torch.isfinite(loss).all(), beta
+    zz = z.clone()
+    loss, _ = gift_rows_(zz, r.clone(), y, math.inf, block=64)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(z, y, reduction="none"), rtol=1e-5, atol=1e-5)
+    # beta = 0 targets the base distribution, which gives y* = 0 probability: a finite loss off the -inf entries
+    zz = z.clone()
+    loss, _ = gift_rows_(zz, r.clone(), y, 0.0, block=64)
+    want = -(torch.softmax(r, -1) * torch.log_softmax(z, -1)).nan_to_num(0.0).sum(-1)
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-5)
+
+
+def test_out_of_range_labels_fail_in_one_line():
+    obj = get_objective("sft")
+    x, w = torch.randn(4, 8, device=DEVICE), torch.randn(20, 8, device=DEVICE)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 20\)"):
+        chunked_loss(obj, x, w, torch.tensor([0, 1, 20, 3], device=DEVICE), chunk_size=2, backend="triton")

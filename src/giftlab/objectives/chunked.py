@@ -207,7 +207,8 @@ def chunked_loss(
     if stats is not None:
         stats["per_token"] = cfg["per_token"]
         if diagnose:
-            stats["diag_sums"] = cfg["diag_sums"]
+            # like objectives.diagnostic_sums: the token count the sums are divided by
+            stats["diag_sums"] = {**cfg["diag_sums"], "n": torch.tensor(float(n))}
     return loss_sum, n
 
 

@@ -19,11 +19,12 @@ objectives use the torch backend. ``TRITON_INTERPRET=1`` runs the same kernel on
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import Tensor
 
-__all__ = ["SUPPORTED", "check_supported", "triton_chunked_forward", "gift_rows_"]
+__all__ = ["SUPPORTED", "check_supported", "check_runnable", "triton_chunked_forward", "gift_rows_"]
 
 SUPPORTED = "sft, and gift with variant='exact' and smooth_lambda=0"
 MAX_BLOCK = 8192
@@ -44,7 +45,8 @@ def _kernels():
     @triton.jit
     def gift_rows_kernel(z_ptr, z_stride, r_ptr, r_stride, y_ptr, loss_ptr, stat_ptr, V, log_em1,
                          MODE: tl.constexpr, BLOCK: tl.constexpr):
-        # MODE 0: finite beta > 0 (b from the base), 1: b = 1 (SFT / beta = inf; r unused), 2: beta = 0 (b = 0)
+        # MODE 0: finite beta > 0 (b from the base), 1: plain SFT (b = 1, r unused), 2: beta = 0 (b = 0),
+        # 3: beta = inf (b = 1, the base's stats still reported)
         row = tl.program_id(0).to(tl.int64)
         z_row = z_ptr + row * z_stride
         r_row = r_ptr + row * r_stride
@@ -59,13 +61,16 @@ def _kernels():
             mask = offs < V
             z = tl.load(z_row + offs, mask=mask, other=-float("inf")).to(tl.float32)
             new_m = tl.maximum(m_z, tl.max(z, 0))
-            s_z = s_z * tl.exp(m_z - new_m) + tl.sum(tl.exp(z - new_m), 0)
+            # a row whose logits so far are all -inf keeps m = -inf: exp(-inf - -inf) would be NaN
+            safe = tl.where(new_m == -float("inf"), 0.0, new_m)
+            s_z = s_z * tl.exp(m_z - safe) + tl.sum(tl.exp(z - safe), 0)
             m_z = new_m
             if MODE != 1:
                 r = tl.load(r_row + offs, mask=mask, other=-float("inf")).to(tl.float32)
                 new_r = tl.maximum(m_r, tl.max(r, 0))
-                scale = tl.exp(m_r - new_r)
-                e = tl.exp(r - new_r)
+                safe_r = tl.where(new_r == -float("inf"), 0.0, new_r)
+                scale = tl.exp(m_r - safe_r)
+                e = tl.exp(r - safe_r)
                 s_r = s_r * scale + tl.sum(e, 0)
                 d = d * scale + tl.sum(e * tl.where(mask, z, 0.0), 0)
                 m_r = new_r
@@ -82,6 +87,8 @@ def _kernels():
             r_y = tl.exp(logr_y)
             if MODE == 0:
                 b = tl.sigmoid(log_em1 + logr_y)
+            elif MODE == 3:
+                b = 1.0
             else:
                 b = 0.0
             loss = lse_z - b * z_y - (1.0 - b) * (d / s_r)
@@ -118,7 +125,7 @@ def gift_rows_(z: Tensor, r: Tensor | None, labels: Tensor, beta: float, block: 
     if r is None:
         mode, log_em1, r = 1, 0.0, z
     elif math.isinf(beta):
-        mode, log_em1 = 0, math.inf  # b = sigmoid(inf) = 1, with the base's stats still reported
+        mode, log_em1 = 3, 0.0
     elif beta == 0:
         mode, log_em1 = 2, 0.0
     else:
@@ -130,16 +137,26 @@ def gift_rows_(z: Tensor, r: Tensor | None, labels: Tensor, beta: float, block: 
     import triton
 
     block = block or min(MAX_BLOCK, triton.next_power_of_2(v))
-    extra = {} if z.device.type == "cpu" else {"num_warps": num_warps or (32 if block >= 8192 else 16)}
+    extra = {} if z.device.type == "cpu" else {"num_warps": num_warps or max(4, min(32, block // 256))}
     _KERNEL[(n,)](z, z.stride(0), r, r.stride(0), labels.contiguous(), loss, stats, v, log_em1,
                   MODE=mode, BLOCK=block, **extra)
     return loss, stats
+
+
+def check_runnable(device: torch.device | str) -> None:
+    """One line instead of a driver error: compiled kernels need CUDA; CPU tensors need the interpreter."""
+    if torch.device(device).type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("loss backend 'triton' runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1, for tests)")
 
 
 def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, ref_logits, old_logprobs,
                            chunk_size, need_dx, need_dw, closed_form, accum_dtype, diag_sums):
     """``BACKENDS["triton"]`` of :mod:`giftlab.objectives.chunked` (same signature and results as the torch loop)."""
     check_supported(obj)
+    check_runnable(hidden.device)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= weight.shape[0]):
+        # the kernel would read outside the row without an error (torch's gather raises)
+        raise ValueError(f"loss backend 'triton': labels must be in [0, {weight.shape[0]})")
     beta = math.inf if obj.name == "sft" else float(obj.hparams["beta"])
     n = hidden.shape[0]
     # as the torch loop: float64 sums for float64 inputs (the kernel itself computes in float32)

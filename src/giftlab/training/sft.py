@@ -233,20 +233,31 @@ class EpochEnd(TrainerCallback):
         return control
 
 
-def check_loss_backend(backend: str, objective) -> None:
-    """Fail before training, in one line naming ``sft.loss_backend``, when the chunked backend cannot run."""
+def resolve_loss_backend(backend: str, objective) -> str:
+    """The chunked head's backend for this objective, checked before training (one line naming the key).
+
+    ``triton`` runs the fused kernel for the objectives it implements (SFT, exact GIFT) and the torch loop
+    for the others, so one setting serves a grid of methods.
+    """
+    if backend == "torch":
+        return backend
     if backend != "triton":
         raise ValueError(f"sft.loss_backend: unknown backend {backend!r} (torch or triton)")
     try:
         import triton  # noqa: F401
     except ImportError:
         raise ValueError("sft.loss_backend: 'triton' needs the triton package (pip install triton)") from None
-    from giftlab.objectives.triton_head import check_supported
+    from giftlab.objectives.triton_head import check_runnable, check_supported
 
     try:
+        check_runnable("cuda" if torch.cuda.is_available() else "cpu")
         check_supported(objective)
     except ValueError as exc:
-        raise ValueError(f"sft.loss_backend: {exc}") from None
+        if "supports" not in str(exc):
+            raise ValueError(f"sft.loss_backend: {exc}") from None
+        log.info("sft.loss_backend: %s; this run uses the torch loop", exc)
+        return "torch"
+    return backend
 
 
 def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: int) -> TrainingArguments:
@@ -288,8 +299,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
-    if settings.loss_backend != "torch":
-        check_loss_backend(settings.loss_backend, objective)
+    loss_backend = resolve_loss_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
     model = load_model(base_path)
     ref_model = old_model = None
@@ -305,7 +315,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, old_model=old_model,
-                               loss_head=settings.loss_head, loss_backend=settings.loss_backend)
+                               loss_head=settings.loss_head, loss_backend=loss_backend)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size)
     trainer.add_callback(epoch_end)
     trainer.add_callback(CompleteMarker())
