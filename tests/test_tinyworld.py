@@ -125,7 +125,7 @@ def test_family_benchmark_uses_an_op_training_never_sees(world):
     assert all(r["kind"] == "math" and "Divide by" in r["prompt"] for r in family)
     assert all(r["gold"] == str(_answer(r["prompt"])) for r in family)
     assert {r["difficulty"] for r in family} == {2.0, 3.0}
-    assert sum("Divide" in d for d in world.corpus) > 0.1 * len(world.corpus)   # the base sees it
+    assert 0.06 < sum("Divide" in d for d in world.corpus) / len(world.corpus) < 0.14   # family_rate 0.1
     with pytest.raises(ValueError, match="world.pretrain_ops: tiny_family needs an op that world.ops lacks"):
         WorldConfig.from_dict({"pretrain_ops": ["add", "sub", "mul"]})
     with pytest.raises(ValueError, match="world.n_tiny_family: must be a positive integer"):
@@ -172,7 +172,7 @@ def test_corpus_has_styles_slips_facts_and_mc_items(world):
     wrong = sum(last_boxed(sol) != str(_answer(q)) for q, sol in plain)
     assert 0.03 < wrong / len(world.corpus) < 0.15                    # slip_rate 0.08
     mc = [(q, opts, sol) for q, opts, sol in solutions if opts is not None]
-    assert 0.06 < len(mc) / len(world.corpus) < 0.14                  # mc_rate 0.1
+    assert 0.03 < len(mc) / len(world.corpus) < 0.09                  # mc_rate 0.06
     for q, opts, sol in mc:
         assert opts == "(A) 0-9 (B) 10-19 (C) 20-29 (D) 30-99"
         assert last_boxed(sol) == "ABCD"[sum(_answer(q) >= b for b in (10, 20, 30))]   # the right letter

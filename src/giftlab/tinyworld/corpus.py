@@ -35,7 +35,7 @@ class WorldConfig:
     mul_range: list = field(default_factory=lambda: [2, 3])         # multiply (and divide) operands
     max_value: int = 99                                             # every running value in [0, max]
     ops: list = field(default_factory=lambda: ["add", "sub", "mul"])              # SFT/RL problems
-    # the corpus also uses ops no SFT/RL problem has (division): tiny_family tests that family
+    # a family_rate share of the corpus also uses ops no SFT/RL problem has (division): tiny_family
     pretrain_ops: list = field(default_factory=lambda: ["add", "sub", "mul", "div"])
     # step counts (inclusive ranges)
     train_steps: list = field(default_factory=lambda: [1, 3])       # training pool and tiny_id
@@ -50,7 +50,8 @@ class WorldConfig:
     pretrain_styles: dict = field(default_factory=lambda: dict(DEFAULT_PRETRAIN_STYLES))
     slip_rate: float = 0.08          # share of solution documents with one propagated slip
     fact_rate: float = 0.05          # share of documents that are bare arithmetic fact lists
-    mc_rate: float = 0.1             # share of documents that are multiple-choice exam items
+    mc_rate: float = 0.06            # share of documents that are multiple-choice exam items
+    family_rate: float = 0.1         # share of documents that are chains using an op of unseen_ops()
     mc_bins: list = field(default_factory=lambda: [10, 20, 30])   # tiny_mc: (A) 0-9 (B) 10-19 ...
     # tiny benchmarks (held out of everything above)
     n_tiny_id: int = 200
@@ -80,11 +81,11 @@ class WorldConfig:
         for name in ("train_steps", "ood_steps", "family_steps", "pretrain_steps"):
             if getattr(self, name)[0] < 1:
                 raise ValueError(f"world.{name}: step counts start at 1")
-        for name in ("slip_rate", "fact_rate", "mc_rate"):
+        for name in ("slip_rate", "fact_rate", "mc_rate", "family_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"world.{name}: must be in [0, 1]")
-        if self.fact_rate + self.mc_rate > 1.0:
-            raise ValueError("world.mc_rate: fact_rate + mc_rate must be at most 1")
+        if self.fact_rate + self.mc_rate + self.family_rate > 1.0:
+            raise ValueError("world.family_rate: fact_rate + mc_rate + family_rate must be at most 1")
         bins = self.mc_bins
         if (not isinstance(bins, list) or not 1 <= len(bins) <= len(LETTERS) - 1
                 or not all(isinstance(b, int) for b in bins)
@@ -239,8 +240,7 @@ def make_problems(cfg: WorldConfig, exclude: Iterable[str] = ()) -> list[dict[st
 def _fact_document(rng: random.Random, cfg: WorldConfig) -> str:
     lines = []
     for _ in range(rng.randint(4, 10)):
-        p = sample_problem(rng, 1, **{**cfg.problem_kwargs(pretrain=True),
-                                       "start_range": (0, cfg.max_value)})
+        p = sample_problem(rng, 1, **{**cfg.problem_kwargs(), "start_range": (0, cfg.max_value)})
         lines.append(render(p, "steps").split("\n")[0])
     return "\n".join(lines)
 
@@ -249,9 +249,10 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
                 ) -> list[str]:
     """The pretraining corpus: ``"question\\nsolution"`` documents in ``pretrain_styles``.
 
-    Problems have ``pretrain_steps`` steps and ``pretrain_ops`` (broader than training); a
-    ``slip_rate`` share of solutions carries one propagated arithmetic slip; a ``fact_rate`` share
-    of documents are bare lists of one-step facts (``23+7=30``); an ``mc_rate`` share are
+    Problems have ``pretrain_steps`` steps (broader than training); a ``slip_rate`` share of
+    solutions carries one propagated arithmetic slip; a ``fact_rate`` share of documents are bare
+    lists of one-step facts (``23+7=30``); a ``family_rate`` share are chains with at least one op
+    of ``pretrain_ops`` that SFT/RL never use (division: tiny_family's family); an ``mc_rate`` share are
     multiple-choice items (``question\\n(A) 0-9 (B) 10-19 ...\\nsolution``) whose solution ends
     in the right letter's box. Problems whose question or id is in ``exclude`` (the held-out benchmarks)
     never appear. Repeats of a question are allowed (it is a corpus).
@@ -260,7 +261,7 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
     banned = set(exclude)
     styles, weights = normalise_mix(cfg.pretrain_styles, "pretrain_styles")
     lo, hi = cfg.pretrain_steps
-    kw = cfg.problem_kwargs(pretrain=True)
+    unseen = set(cfg.unseen_ops())
     docs: list[str] = []
     n = cfg.pretrain_docs if n_docs is None else n_docs
     while len(docs) < n:
@@ -268,7 +269,10 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
         if u < cfg.fact_rate:
             docs.append(_fact_document(rng, cfg))
             continue
-        p = sample_problem(rng, rng.randint(lo, hi), **kw)
+        family = cfg.fact_rate + cfg.mc_rate <= u < cfg.fact_rate + cfg.mc_rate + cfg.family_rate
+        p = sample_problem(rng, rng.randint(lo, hi), **cfg.problem_kwargs(pretrain=family))
+        while family and not unseen & {op for op, _ in p.steps}:  # redraw the chain, not the document kind
+            p = sample_problem(rng, rng.randint(lo, hi), **cfg.problem_kwargs(pretrain=True))
         if p.question in banned or p.id in banned:
             continue
         style = rng.choices(styles, weights)[0]
