@@ -94,13 +94,15 @@ def test_rl_and_eval_outputs_are_well_formed(smoke_run):
     dynamics = json.loads((smoke_run / "results" / "rl" / "qwen" / "gift-b3" / "metrics.json").read_text())["dynamics"]
     assert [row["step"] for row in dynamics][0] == 0 and len(dynamics) >= 2
     evals = sorted((smoke_run / "results" / "eval").rglob("*.summary.json"))
-    assert len(evals) == 22  # 10 final policies x 2 benchmarks + 2 pre-RL checkpoints
+    assert len(evals) == 42  # 10 final policies x 4 tiny benchmarks + 2 pre-RL checkpoints
     for path in evals:
         summary = json.loads(path.read_text())
         assert 0.0 <= summary["pass@1"] <= 1.0
         samples = path.with_name(path.name.replace(".summary.json", ".samples.jsonl"))
         rows = [json.loads(line) for line in samples.read_text().splitlines()]
         assert len(rows) == summary["n_problems"] * summary["n_samples"]
+    mc = json.loads((smoke_run / "results" / "eval" / "rl" / "qwen" / "sft" / "tiny_mc.summary.json").read_text())
+    assert mc["n_problems"] == 8 and mc["provenance"]["config"]["benchmark"] == "tiny_mc"
 
 
 def test_second_run_schedules_nothing(smoke_run):
@@ -119,11 +121,11 @@ def test_changing_one_beta_reruns_only_its_jobs(smoke_run, tmp_path):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # gift-b7 is new for both backbones: SFT, GRPO and the post-RL eval; then the figure. Nothing else.
-    # gift-b7 is new: its SFT, GRPO, 3 evaluations and 2 consistency jobs; then every table and figure.
-    assert counts == {"sft": 1, "grpo": 1, "evaluate": 3, "consistency": 2, "figure1": 1, "figure2": 1,
+    # gift-b7 is new: its SFT, GRPO, 5 evaluations (4 benchmarks after RL, 1 before) and 2 consistency
+    # jobs; then every table and figure. Nothing else.
+    assert counts == {"sft": 1, "grpo": 1, "evaluate": 5, "consistency": 2, "figure1": 1, "figure2": 1,
                       "figure3": 1, "table": 4, "rl_gain": 1, "claims": 1, "summary": 1, "all": 1,
-                      "total": 18}, text
+                      "total": 20}, text
 
 
 def test_killed_job_leftovers_do_not_block_a_rerun(smoke_run):
