@@ -39,6 +39,26 @@ def default_chunk_size(n: int, vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYT
     return max(1, min(n, c))
 
 
+def grad_buffers(hidden: Tensor, weight: Tensor, need_dx: bool, need_dw: bool, accum_dtype: torch.dtype):
+    """(per_token [N], dX [N, H] or None, dW [V, H] accumulator or None) for a backend's chunk loop."""
+    per_token = torch.empty(hidden.shape[0], dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32,
+                            device=hidden.device)
+    dx = torch.empty_like(hidden) if need_dx else None
+    dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
+    return per_token, dx, dw
+
+
+def contract_chunk(g: Tensor, x: Tensor, weight: Tensor, dx_rows: Tensor | None, dw: Tensor | None) -> None:
+    """dX_c = dz W (into ``dx_rows``) and dW += dz^T X_c, for one chunk's logit gradient ``g``."""
+    if dx_rows is not None:
+        torch.mm(g, weight, out=dx_rows)
+    if dw is not None:
+        if dw.dtype == g.dtype:
+            dw.addmm_(g.T, x)
+        else:
+            dw.add_(g.T @ x)
+
+
 def _torch_chunked_forward(
     obj: Objective,
     hidden: Tensor,
@@ -56,10 +76,7 @@ def _torch_chunked_forward(
     diag_sums: dict | None,
 ):
     n = hidden.shape[0]
-    per_token = torch.empty(n, dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32,
-                            device=hidden.device)
-    dx = torch.empty_like(hidden) if need_dx else None
-    dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
+    per_token, dx, dw = grad_buffers(hidden, weight, need_dx, need_dw, accum_dtype)
     need_grad = need_dx or need_dw
     for s in range(0, n, chunk_size):
         e = min(n, s + chunk_size)
@@ -86,13 +103,7 @@ def _torch_chunked_forward(
         del batch, lt
         g = g.to(z.dtype)  # as autograd would cast d loss / d logits back to the logits' dtype
         del z, rz
-        if need_dx:
-            torch.mm(g, weight, out=dx[s:e])
-        if need_dw:
-            if accum_dtype == g.dtype:
-                dw.addmm_(g.T, x)
-            else:
-                dw.add_(g.T @ x)
+        contract_chunk(g, x, weight, dx[s:e] if need_dx else None, dw)
         del g
     return per_token.sum(), per_token, dx, dw
 

@@ -158,12 +158,10 @@ def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, 
         # the kernel would read outside the row without an error (torch's gather raises)
         raise ValueError(f"loss backend 'triton': labels must be in [0, {weight.shape[0]})")
     beta = math.inf if obj.name == "sft" else float(obj.hparams["beta"])
+    from .chunked import contract_chunk, grad_buffers
+
     n = hidden.shape[0]
-    # as the torch loop: float64 sums for float64 inputs (the kernel itself computes in float32)
-    per_token = torch.empty(n, dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32,
-                            device=hidden.device)
-    dx = torch.empty_like(hidden) if need_dx else None
-    dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
+    per_token, dx, dw = grad_buffers(hidden, weight, need_dx, need_dw, accum_dtype)  # the kernel itself is fp32
     for s in range(0, n, chunk_size):
         e = min(n, s + chunk_size)
         x = hidden[s:e]
@@ -176,15 +174,8 @@ def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, 
         if diag_sums is not None:
             _add_diag(diag_sums, obj, stats)
         del r
-        g = z  # now d loss / d z, in the logits' dtype
-        if need_dx:
-            torch.mm(g, weight, out=dx[s:e])
-        if need_dw:
-            if accum_dtype == g.dtype:
-                dw.addmm_(g.T, x)
-            else:
-                dw.add_(g.T @ x)
-        del g, z
+        contract_chunk(z, x, weight, dx[s:e] if need_dx else None, dw)  # z now holds d loss / d z
+        del z
     return per_token.sum(), per_token, dx, dw
 
 
