@@ -6,7 +6,7 @@ gift-b*), ci (true: bootstrap bands).
 
 from giftlab import cli
 from giftlab.io import read_json
-from giftlab.reporting.figures import figure2
+from giftlab.reporting.figures import backbones_in, figure2
 
 
 def main(argv=None):
@@ -18,8 +18,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     records = [read_json(f) for f in args.consistency]
-    backbones = config.get("backbones") or sorted({r.get("backbone") or r["provenance"]["config"]["backbone"]
-                                                   for r in records})
+    backbones = config.get("backbones") or backbones_in(records)
     figure2(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=config.get("runs"),
             ci=bool(config.get("ci", True)))
 

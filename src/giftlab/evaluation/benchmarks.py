@@ -116,7 +116,7 @@ for _name, _kind, _what in (
         ("tiny_id", "math", "arithmetic chains like the SFT/RL problems (held out)"),
         ("tiny_ood", "math", "longer chains than any SFT/RL problem"),
         ("tiny_family", "math", "chains with division, an op only the pretraining corpus has"),
-        ("tiny_mc", "multiple_choice", "in-distribution chains as 4-option multiple-choice items")):
+        ("tiny_mc", "multiple_choice", "in-distribution chains as multiple-choice items (which range holds the result)")):
     register(_name, _local_jsonl((_kind,)), needs_path=True, kind=_kind,
              description=f"tiny world: {_what} (data/tiny/benchmarks/{_name}.jsonl)")
 

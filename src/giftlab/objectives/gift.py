@@ -91,12 +91,16 @@ def _gift_vg(batch: TokenBatch, **hp):
     return loss, ce_grad_(g, batch.labels, b[:, None])
 
 
+def target_mass_terms(a: Tensor, p_y: Tensor) -> dict[str, Tensor]:
+    """GIFT's per-token diagnostics from the target mass on y* (``a``) and the base's p(y*)."""
+    return {"target_mass_y": a, "frac_target_mass_below_0.99": (a < 0.99).to(a.dtype), "ref_prob_y": p_y}
+
+
 def _gift_diag(batch: TokenBatch, **hp):
     _, logr, b = _parts(batch, hp)
     r_y = gather_label(logr, batch.labels).exp()
-    a = (1 - b) * r_y + b
     p_y = torch.softmax(upcast(batch.ref_logits), -1).gather(-1, batch.labels[:, None]).squeeze(-1)
-    return {"target_mass_y": a, "frac_target_mass_below_0.99": (a < 0.99).to(a.dtype), "ref_prob_y": p_y}
+    return target_mass_terms((1 - b) * r_y + b, p_y)
 
 
 @register(

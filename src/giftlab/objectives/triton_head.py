@@ -24,17 +24,24 @@ import os
 import torch
 from torch import Tensor
 
-__all__ = ["SUPPORTED", "check_supported", "check_runnable", "triton_chunked_forward", "gift_rows_"]
+from .chunked import contract_chunk, grad_buffers
+from .gift import target_mass_terms
+
+__all__ = ["SUPPORTED", "supports", "check_supported", "check_runnable", "triton_chunked_forward", "gift_rows_"]
 
 SUPPORTED = "sft, and gift with variant='exact' and smooth_lambda=0"
 MAX_BLOCK = 8192
 
 
+def supports(obj) -> bool:
+    """Whether the kernel computes objective ``obj`` (see ``SUPPORTED``)."""
+    hp = obj.hparams
+    return obj.name == "sft" or (obj.name == "gift" and hp.get("variant") == "exact" and not hp.get("smooth_lambda"))
+
+
 def check_supported(obj) -> None:
     """Raise a one-line ValueError unless ``obj`` is one the kernel computes."""
-    hp = obj.hparams
-    ok = obj.name == "sft" or (obj.name == "gift" and hp.get("variant") == "exact" and not hp.get("smooth_lambda"))
-    if not ok:
+    if not supports(obj):
         raise ValueError(f"loss backend 'triton' supports {SUPPORTED}; got {obj!r} (use backend 'torch')")
 
 
@@ -114,8 +121,11 @@ _KERNEL = None
 
 def gift_rows_(z: Tensor, r: Tensor | None, labels: Tensor, beta: float, block: int | None = None,
                num_warps: int | None = None) -> tuple[Tensor, Tensor]:
-    """Per-row GIFT loss [n] (fp32) and stats [n, 3] (target mass on y*, base prob of y*, nll); overwrites ``z`` with
-    d loss / d z. ``r=None`` is plain SFT (as is ``beta=inf``, which still reports the base's stats). ``z`` and ``r`` are [n, V] with unit stride in V."""
+    """Per-row GIFT loss [n] (fp32) and stats [n, 3] (target mass on y*, base prob of y*, nll).
+
+    Overwrites ``z`` with d loss / d z. ``r=None`` is plain SFT (as is ``beta=inf``, which still reports the
+    base's stats). ``z`` and ``r`` are [n, V] with unit stride in V.
+    """
     global _KERNEL
     if _KERNEL is None:
         _KERNEL = _kernels()
@@ -158,8 +168,6 @@ def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, 
         # the kernel would read outside the row without an error (torch's gather raises)
         raise ValueError(f"loss backend 'triton': labels must be in [0, {weight.shape[0]})")
     beta = math.inf if obj.name == "sft" else float(obj.hparams["beta"])
-    from .chunked import contract_chunk, grad_buffers
-
     n = hidden.shape[0]
     per_token, dx, dw = grad_buffers(hidden, weight, need_dx, need_dw, accum_dtype)  # the kernel itself is fp32
     for s in range(0, n, chunk_size):
@@ -182,8 +190,6 @@ def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, 
 def _add_diag(sums: dict, obj, stats: Tensor) -> None:
     """The diagnostics the torch path reports (``Objective.diag_terms``): nll, and GIFT's target-mass terms."""
     a, r_y, nll = stats.unbind(1)
-    terms = {"nll": nll}
-    if obj.name == "gift":
-        terms.update({"target_mass_y": a, "frac_target_mass_below_0.99": (a < 0.99).float(), "ref_prob_y": r_y})
+    terms = {"nll": nll, **(target_mass_terms(a, r_y) if obj.name == "gift" else {})}
     for key, val in terms.items():
         sums[key] = sums.get(key, 0.0) + val.sum()

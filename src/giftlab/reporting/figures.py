@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from giftlab.config import beta_of, parse_run  # noqa: E402
+from giftlab.reporting.tables import job_field  # noqa: E402
 
 
 def _save(fig, pdf: str | Path, png: str | Path) -> None:
@@ -143,11 +144,16 @@ def _run_styles(runs) -> dict[str, dict[str, Any]]:
     return styles
 
 
-def _job_field(rec: Mapping[str, Any], key: str):
-    """A field of the job config in the provenance record, else the record's own top-level field."""
-    job = (rec.get("provenance") or {}).get("config") or {}
-    value = job.get(key)
-    return rec.get(key) if value is None else value
+def backbones_in(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The backbones the records belong to, sorted (a figure's default panels)."""
+    return sorted({job_field(rec, "backbone") for rec in records})
+
+
+def _panel_row(n_panels: int):
+    """One row of ``n_panels`` (at least one) figure panels: (fig, axes[0])."""
+    n = max(1, n_panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8), squeeze=False)
+    return fig, axes[0]
 
 
 def _empty_panel(ax, title: str) -> None:
@@ -165,8 +171,8 @@ def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | No
     """
     data: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for rec in consistency:
-        bb, run = _job_field(rec, "backbone"), _job_field(rec, "run")
-        pair = rec.get("stage_pair") or _job_field(rec, "stage_pair")
+        bb, run = job_field(rec, "backbone"), job_field(rec, "run")
+        pair = rec.get("stage_pair") or job_field(rec, "stage_pair")
         if not _keep(run, runs):
             continue
         overlap = rec.get("topk_overlap") or {}
@@ -191,10 +197,9 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
 
     data = fig2_data(consistency, runs)
     styles = _run_styles([run for bb in backbones for run in data.get(bb, {})])
-    fig, axes = plt.subplots(1, max(1, len(backbones)), figsize=(4.6 * max(1, len(backbones)), 3.8),
-                             squeeze=False)
+    fig, axes = _panel_row(len(backbones))
     for col, bb in enumerate(backbones):
-        ax = axes[0][col]
+        ax = axes[col]
         title = f"({chr(97 + col)}) {bb}: top-K overlap"
         per_run = data.get(bb, {})
         if not per_run:
@@ -240,7 +245,7 @@ def fig3_data(rl_metrics: Sequence[Mapping[str, Any]], runs: Sequence[str] | Non
     """
     data: dict[str, dict[str, dict[str, list]]] = {}
     for rec in rl_metrics:
-        bb, run = _job_field(rec, "backbone"), _job_field(rec, "run")
+        bb, run = job_field(rec, "backbone"), job_field(rec, "run")
         if not _keep(run, runs):
             continue
         rows = sorted(rec.get("dynamics") or [], key=lambda r: r["step"])
@@ -265,11 +270,10 @@ def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] 
     """
     data = fig3_data(rl_metrics, runs)
     styles = _run_styles([run for bb in backbones for run in data.get(bb, {})])
-    fig, axes = plt.subplots(1, max(1, len(backbones)), figsize=(4.6 * max(1, len(backbones)), 3.8),
-                             squeeze=False)
+    fig, axes = _panel_row(len(backbones))
     on = f" ({benchmark})" if benchmark else ""
     for col, bb in enumerate(backbones):
-        ax = axes[0][col]
+        ax = axes[col]
         title = f"({chr(97 + col)}) {bb}: pass@1 during RL{on}"
         per_run = data.get(bb, {})
         if not per_run:

@@ -109,6 +109,10 @@ class WorldConfig:
         """Ops of the corpus that no SFT/RL problem uses: the tiny_family benchmark's family."""
         return [op for op in self.pretrain_ops if op not in self.ops]
 
+    def in_family(self, p: Problem) -> bool:
+        """Whether ``p`` uses an op of ``unseen_ops()`` (tiny_family items, family_rate documents)."""
+        return any(op not in self.ops for op, _ in p.steps)
+
     def problem_kwargs(self, pretrain: bool = False) -> dict[str, Any]:
         """``sample_problem`` keywords: SFT/RL ops, or with ``pretrain`` the corpus's ops."""
         return {"start_range": self.start_range, "operand_range": self.operand_range,
@@ -178,27 +182,22 @@ def make_benchmarks(cfg: WorldConfig) -> dict[str, list[dict[str, Any]]]:
     """
     taken: set[str] = set()
 
-    def draw(name: str, n: int, steps, require=None, pretrain=False) -> list[Problem]:
-        probs = sample_problems(_rng(cfg.seed, name), n, steps, stratify=True, exclude=taken,
+    def draw(name: str, n: int, steps, require=None, pretrain=False, stratify=True) -> list[Problem]:
+        probs = sample_problems(_rng(cfg.seed, name), n, steps, stratify=stratify, exclude=taken,
                                 require=require, **cfg.problem_kwargs(pretrain))
         taken.update(p.question for p in probs)
         return probs
 
-    unseen = set(cfg.unseen_ops())
     tiny_id = draw("tiny_id", cfg.n_tiny_id, cfg.train_steps)
     tiny_ood = draw("tiny_ood", cfg.n_tiny_ood, cfg.ood_steps)
-    family = draw("tiny_family", cfg.n_tiny_family, cfg.family_steps,
-                  require=lambda p: any(op in unseen for op, _ in p.steps), pretrain=True)
+    family = draw("tiny_family", cfg.n_tiny_family, cfg.family_steps, require=cfg.in_family, pretrain=True)
     # the same number of items per gold letter (remainder to the last ones): chance is 1 / #options
     letters = LETTERS[:len(cfg.mc_bins) + 1]
     per_letter = [cfg.n_tiny_mc // len(letters) + (i >= len(letters) - cfg.n_tiny_mc % len(letters))
                   for i in range(len(letters))]
-    mc = []
-    for letter, k in zip(letters, per_letter):
-        mc += sample_problems(_rng(cfg.seed, f"tiny_mc_{letter}"), k, cfg.train_steps, exclude=taken,
-                              require=lambda p, L=letter: mc_letter(p.answer, cfg.mc_bins) == L,
-                              **cfg.problem_kwargs())
-        taken.update(p.question for p in mc)
+    mc = [p for letter, k in zip(letters, per_letter)
+          for p in draw(f"tiny_mc_{letter}", k, cfg.train_steps, stratify=False,
+                        require=lambda p, L=letter: mc_letter(p.answer, cfg.mc_bins) == L)]
     mc.sort(key=lambda p: p.id)  # interleave the letters
     return {"tiny_id": [benchmark_record(p) for p in tiny_id],
             "tiny_ood": [benchmark_record(p) for p in tiny_ood],
@@ -261,7 +260,6 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
     banned = set(exclude)
     styles, weights = normalise_mix(cfg.pretrain_styles, "pretrain_styles")
     lo, hi = cfg.pretrain_steps
-    unseen = set(cfg.unseen_ops())
     docs: list[str] = []
     n = cfg.pretrain_docs if n_docs is None else n_docs
     while len(docs) < n:
@@ -271,14 +269,15 @@ def make_corpus(cfg: WorldConfig, exclude: Iterable[str] = (), n_docs: int | Non
             continue
         family = cfg.fact_rate + cfg.mc_rate <= u < cfg.fact_rate + cfg.mc_rate + cfg.family_rate
         p = sample_problem(rng, rng.randint(lo, hi), **cfg.problem_kwargs(pretrain=family))
-        while family and not unseen & {op for op, _ in p.steps}:  # redraw the chain, not the document kind
+        while family and not cfg.in_family(p):  # redraw the chain, not the document kind
             p = sample_problem(rng, rng.randint(lo, hi), **cfg.problem_kwargs(pretrain=True))
         if p.question in banned or p.id in banned:
             continue
         style = rng.choices(styles, weights)[0]
         if u < cfg.fact_rate + cfg.mc_rate:
             # no wordy solutions: the item stays close to the 128-token pretraining block
-            docs.append(_mc_document(p, "steps" if style == "verbose" else style, cfg.mc_bins, cfg.max_value))
+            terse = "steps" if style == "verbose" else style
+            docs.append(_mc_document(p, terse, cfg.mc_bins, cfg.max_value))
             continue
         slip = random_slip(rng, p) if rng.random() < cfg.slip_rate else None
         docs.append(p.question + "\n" + render(p, style, slip))

@@ -247,15 +247,14 @@ def resolve_loss_backend(backend: str, objective) -> str:
         import triton  # noqa: F401
     except ImportError:
         raise ValueError("sft.loss_backend: 'triton' needs the triton package (pip install triton)") from None
-    from giftlab.objectives.triton_head import check_runnable, check_supported
+    from giftlab.objectives.triton_head import SUPPORTED, check_runnable, supports
 
     try:
         check_runnable("cuda" if torch.cuda.is_available() else "cpu")
-        check_supported(objective)
     except ValueError as exc:
-        if "supports" not in str(exc):
-            raise ValueError(f"sft.loss_backend: {exc}") from None
-        log.info("sft.loss_backend: %s; this run uses the torch loop", exc)
+        raise ValueError(f"sft.loss_backend: {exc}") from None
+    if not supports(objective):
+        log.info("sft.loss_backend: the triton kernel supports %s; %r uses the torch loop", SUPPORTED, objective)
         return "torch"
     return backend
 
