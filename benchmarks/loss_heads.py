@@ -244,7 +244,7 @@ def main(argv=None):
     isolate = args.device == "cpu" and not args.no_isolate
     shared = None if isolate else make_inputs(args)
     print(f"# loss heads: device={args.device} dtype={args.dtype} N={args.n} H={args.hidden} V={args.vocab} "
-          f"chunk={args.chunk_size} repeats={args.repeats} warmup={args.warmup} threads={args.threads} "
+          f"chunk={args.chunk_size} dW-accum={'weight dtype' if args.accum_in_weight_dtype else 'float32'} repeats={args.repeats} warmup={args.warmup} threads={args.threads} "
           f"torch={torch.__version__}")
     how = "CUDA max_memory_allocated" if args.device == "cuda" else \
         ("peak RSS growth (one subprocess per variant)" if isolate else "peak RSS growth (in-process, cumulative)")
@@ -287,6 +287,11 @@ def main(argv=None):
     # the objectives issue's target: the GIFT head vs Liger's fused linear cross-entropy, same shapes and run
     by = {(o, h): r for o, h, r in rows if not r.get("oom")}
     anchor = by.get(("sft", "liger"))
+    if anchor and any(o == "gift-exact" for o, _ in by):
+        # GIFT forms the base logits in the head: 4 [N,H]x[H,V] matmuls (z, base z, dX, dW) against CE's 3
+        tflop = 2 * args.n * args.hidden * args.vocab / 1e12
+        print(f"# matmul floor: gift {4 * tflop:.1f} TFLOP vs sft {3 * tflop:.1f} TFLOP -> 1.33x at equal "
+              f"matmul throughput (liger sft ran at {3 * tflop / anchor['ms'] * 1e3:.0f} TFLOP/s)")
     for h in ("chunked", "triton"):
         r = by.get(("gift-exact", h))
         if anchor and r:
