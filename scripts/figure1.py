@@ -14,7 +14,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     figure1([read_json(f) for f in args.sft_metrics], [read_json(f) for f in args.rl_evals],
-            backbones=config["backbones"], pdf=args.pdf, png=args.png, benchmark=config["benchmark"])
+            backbones=config["backbones"], pdf=args.pdf, png=args.png, benchmarks=config["benchmarks"])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Rule `split`: disjoint, deterministic SFT / RL / validation subsets of the DeepMath-schema problems."""
 
 from giftlab import cli
-from giftlab.data import load_problems, split_problems, write_jsonl
+from giftlab.data import load_problems, split_problems, with_instruction, write_jsonl
 from giftlab.provenance import write_result
 
 
@@ -16,6 +16,9 @@ def main(argv=None):
     config = cli.setup(args)
     rows = load_problems(args.problems, config["solution_key"])
     parts = split_problems(rows, config["split"], seed=config["seed"])
+    if config.get("instruction"):  # train on the prompts the math benchmarks are evaluated with
+        parts = {name: [{**row, "question": with_instruction(row["question"])} for row in part]
+                 for name, part in parts.items()}
     for name in ("sft", "rl", "val"):
         write_jsonl(getattr(args, name), parts[name])
     write_result(args.summary, {"source": args.problems, "rows_in_source": len(rows),

@@ -15,7 +15,8 @@ def main(argv=None):
     n, backbones = config["table"], config.get("backbones")
     if n in (1, 2):
         build = tables.table1 if n == 1 else tables.table2
-        df = build(records, benchmarks=config.get("benchmarks"), paper=True, with_ci=True, backbones=backbones)
+        df = build(records, benchmarks=config.get("benchmarks"), paper=True, with_ci=True, backbones=backbones,
+                   report_metric=config.get("report_metric"))
     elif n == 3:
         df = tables.table3(records, ks=config.get("ks", (1, 2, 4, 8)), benchmarks=config.get("benchmarks"),
                            paper=True, backbones=backbones)

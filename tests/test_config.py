@@ -3,8 +3,8 @@ import math
 import pytest
 
 from giftlab.cli import ConfigError
-from giftlab.config import (benchmarks, beta_of, deep_merge, final_models, load_config, objective_of, parse_run,
-                            rl_runs, run_name, sft_runs, validate_config)
+from giftlab.config import (benchmarks, beta_of, deep_merge, eval_settings, final_models, load_config, objective_of,
+                            parse_run, rl_runs, run_name, sft_runs, validate_config)
 from helpers import REPO, snakemake, write_override
 
 PARAMS = REPO / "params.yaml"
@@ -50,6 +50,12 @@ BAD = [
     ({"sft": {"rl_epoch": 9}}, "sft.rl_epoch"),
     ({"figures": {"fig1": {"backbones": ["gpt"]}}}, "figures.fig1.backbones"),
     ({"eval": {"ood": ["mmlu"]}}, "eval.ood"),
+    ({"eval": {"math": ["tiny_ood"]}}, "eval.math"),
+    ({"eval": {"math": ["gsm8k"]}}, "eval.math"),
+    ({"eval": {"per_benchmark": {"aime": {"n_samples": 4}}}}, "eval.per_benchmark"),
+    ({"eval": {"report_metric": {"gpt": {"tiny_id": "pass@1"}}}}, "eval.report_metric"),
+    ({"eval": {"report_metric": {"qwen": {"tiny_id": "pass@64"}}}}, "eval.report_metric.qwen.tiny_id"),
+    ({"eval": {"report_metric": {"qwen": {"tiny_id": "best"}}}}, "eval.report_metric.qwen.tiny_id"),
 ]
 
 
@@ -79,3 +85,25 @@ def test_snakemake_stops_before_any_job_with_one_line(tmp_path, override, key):
     assert errors, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_eval_settings_merge_pre_rl_and_per_benchmark_without_losing_either():
+    cfg = {"n_samples": 4, "ks": [1, 2, 4], "temperature": 0.6, "benchmarks": ["gsm8k", "aime24"],
+           "pre_rl": {"n_samples": 8, "ks": [1, 2, 4, 8]},
+           "per_benchmark": {"aime24": {"n_samples": 32, "ks": [1, 8, 32], "max_new_tokens": 99}}}
+    assert eval_settings(cfg, "gsm8k") == {"n_samples": 4, "ks": [1, 2, 4], "temperature": 0.6}
+    assert eval_settings(cfg, "gsm8k", pre_rl=True)["ks"] == [1, 2, 4, 8]
+    final = eval_settings(cfg, "aime24")
+    assert (final["n_samples"], final["ks"], final["max_new_tokens"]) == (32, [1, 8, 32], 99)
+    pre = eval_settings(cfg, "aime24", pre_rl=True)
+    assert (pre["n_samples"], pre["ks"]) == (32, [1, 2, 4, 8, 32])  # Table 3's k and AIME's pass@32
+    small = {**cfg, "per_benchmark": {"aime24": {"n_samples": 2, "ks": [1]}}}
+    assert eval_settings(small, "aime24", pre_rl=True)["n_samples"] == 8  # pre-RL keeps its 8 samples
+    assert "per_benchmark" not in final and "pre_rl" not in final  # grid keys never reach a job
+
+
+def test_math_group_defaults_to_the_reasoning_benchmarks():
+    config = load_config(PARAMS)
+    assert benchmarks(config, "math") == benchmarks(config, "reasoning") == ["tiny_id"]
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    assert benchmarks(paper, "math") == ["gsm8k", "math500", "aime24", "aime25"]

@@ -289,7 +289,7 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
         profile_dir.mkdir()
         (profile_dir / "config.yaml").write_text(yaml.safe_dump(profile))
     work = tmp_path / "work"
-    bench_dir = work / "data" / "tiny" / "benchmarks"  # the benchmark files the paper run reads
+    bench_dir = work / "data" / "benchmarks"  # eval.benchmark_dir: the local copies the paper run reads
     bench_dir.mkdir(parents=True)
     for bench in paper["eval"]["benchmarks"]:
         (bench_dir / f"{bench}.jsonl").touch()
@@ -304,17 +304,22 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
             counts[parts[0]] = int(parts[1])
     n_runs = len(paper["sft"]["methods"]) - 1 + len(paper["sft"]["gift_betas"])  # 7 methods + 5 betas
     n_bb = len(paper["backbones"])
-    n_bench, n_reasoning = len(paper["eval"]["benchmarks"]), 6
+    n_bench, n_math = len(paper["eval"]["benchmarks"]), 4
     assert counts["split"] == 1
     # + Direct SFT (no RL) and Direct RL (GRPO from the base model)
     assert counts["sft"] == counts["grpo"] == (n_runs + 1) * n_bb == 26
     final = (n_runs + 2) * n_bb * n_bench                   # every final policy on all ten benchmarks
-    pre_rl = (1 + len(paper["sft"]["gift_betas"])) * n_bb * n_reasoning   # Table 3: SFT and GIFT before RL
+    # Table 3 (SFT and GIFT before RL, math benchmarks) and rl_gain (before vs after RL, reasoning benchmarks)
+    pre_rl = (1 + len(paper["sft"]["gift_betas"])) * n_bb * (n_math + 2)
     assert counts["evaluate"] == final + pre_rl == 352
     assert counts["consistency"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb * 2
     assert counts["figure1"] == counts["figure2"] == counts["figure3"] == counts["summary"] == 1
     assert counts["table"] == 4
     assert "world" not in counts and "pretrain_base" not in counts  # hub / local bases, real data
+    # Figure 3 reads the local MATH500 copy during RL: without it the plan stops and names it (no empty figure)
+    (bench_dir / "math500.jsonl").unlink()
+    missing = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "data/benchmarks/math500.jsonl" in missing.stdout + missing.stderr
 
 
 # ------------------------------------------------------------------ two clones sharing one remote

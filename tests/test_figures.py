@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from giftlab.provenance import write_result
-from giftlab.reporting.figures import fig2_data, fig3_data, figure2, figure3
+from giftlab.reporting.figures import fig1_data, fig2_data, fig3_data, figure1, figure2, figure3, mean_pass1
 
 REPO = Path(__file__).resolve().parents[1]
 KS = [1, 5, 10, 20, 50]
@@ -115,3 +115,30 @@ def test_figure_scripts_read_result_files(tmp_path):
                              "--pdf", str(out / "fig3.pdf"), "--png", str(out / "fig3.png")])
     assert_figure(out, "fig2")
     assert_figure(out, "fig3")
+
+
+def eval_rec(backbone, run, benchmark, p1, ci):
+    return {"pass@1": p1, "pass@1_ci95": list(ci),
+            "provenance": {"config": {"backbone": backbone, "run": run, "benchmark": benchmark, "stage": "rl"}}}
+
+
+def test_mean_pass1_over_benchmarks_adds_errors_in_quadrature():
+    one = mean_pass1([eval_rec("q", "sft", "a", 0.5, (0.4, 0.7))])
+    assert one == {"pass@1": 0.5, "ci": [0.4, 0.7]}  # one benchmark keeps its own (bootstrap) interval
+    two = mean_pass1([eval_rec("q", "sft", "a", 0.2, (0.1, 0.3)), eval_rec("q", "sft", "b", 0.6, (0.5, 0.7))])
+    half = 1.96 * ((0.1 / 1.96) ** 2 * 2) ** 0.5 / 2  # se 0.1/1.96 each, mean of two
+    assert two["pass@1"] == pytest.approx(0.4)
+    assert two["ci"] == [pytest.approx(0.4 - half), pytest.approx(0.4 + half)]
+
+
+def test_figure1_averages_the_math_benchmarks(tmp_path):
+    sft = [{"epochs": [{"epoch": 1, "val_loss": 1.0}, {"epoch": 2, "val_loss": 0.8}],
+            "provenance": {"config": {"backbone": "qwen", "run": run}}} for run in ("sft", "gift-b3")]
+    evals = [eval_rec("qwen", run, bench, p, (p - 0.05, p + 0.05))
+             for run, ps in (("sft", (0.2, 0.4)), ("gift-b3", (0.3, 0.7))) for bench, p in zip(("m1", "m2"), ps)]
+    data = figure1(sft, evals, ["qwen"], tmp_path / "fig1.pdf", tmp_path / "fig1.png", benchmarks=["m1", "m2"])
+    points = {p["run"]: p for p in data["qwen"]["rl_pass1"]}
+    assert points["sft"]["pass@1"] == pytest.approx(0.3) and points["gift-b3"]["pass@1"] == pytest.approx(0.5)
+    assert points["gift-b3"]["benchmarks"] == ["m1", "m2"]
+    assert fig1_data(sft, evals[:1])["qwen"]["rl_pass1"][0]["pass@1"] == 0.2
+    assert_figure(tmp_path, "fig1")

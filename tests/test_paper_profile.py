@@ -161,6 +161,9 @@ def test_grpo_maps_to_the_papers_trl_arguments(paper, tmp_path):
     # One update = 64 prompts x G completions over all processes; a rollout (128 prompts) = 2 updates.
     per_update = kwargs["per_device_train_batch_size"] * world * kwargs["gradient_accumulation_steps"]
     assert per_update == 64 * G
+    assert kwargs["per_device_train_batch_size"] == 8 and kwargs["gradient_accumulation_steps"] == 8
+    assert kwargs["vllm_mode"] == "colocate"  # stated: older TRL releases default to a separate server
+    assert kwargs["loss_type"] == "dapo"  # VeRL's token-mean aggregation (the paper trains with VeRL)
     assert kwargs["steps_per_generation"] // kwargs["gradient_accumulation_steps"] == 2
     # E.2: one epoch over the RL split (78 full rollouts of 128 prompts, drop_last) = 156 updates.
     rl = paper["data"]["split"]["rl"]
@@ -172,6 +175,52 @@ def test_evaluation_reports_pass_at_1(paper):
     assert paper["eval"]["main_benchmark"] in paper["eval"]["benchmarks"]
 
 
+def test_llama_aime_is_reported_as_pass_at_32(paper):
+    """§4 / E.3: pass@32 for Llama-3.1-8B on AIME24/25, pass@1 everywhere else."""
+    from giftlab.config import eval_settings
+
+    assert paper["eval"]["report_metric"] == {"llama": {"aime24": "pass@32", "aime25": "pass@32"}}
+    for bench in ("aime24", "aime25"):
+        final = eval_settings(paper["eval"], bench)
+        assert final["n_samples"] >= 32 and 32 in final["ks"]
+
+
+def test_table3_pass_at_k_exists_on_every_math_benchmark(paper):
+    """Table 3 (pass@1..8 before RL, math benchmarks): AIME's own n = 32 must not drop pass@2 and pass@4."""
+    from giftlab.config import benchmarks, eval_settings
+
+    assert benchmarks(paper, "math") == ["gsm8k", "math500", "aime24", "aime25"]
+    for bench in benchmarks(paper, "math"):
+        pre = eval_settings(paper["eval"], bench, pre_rl=True)
+        assert {1, 2, 4, 8} <= set(pre["ks"]) and pre["n_samples"] >= 8, bench
+    assert 32 in eval_settings(paper["eval"], "aime24", pre_rl=True)["ks"]
+
+
+def test_deepmath_loads_from_a_downloaded_dataset_directory(tmp_path):
+    """docs/scale.md step 2 downloads the hub repo (README.md + data/*.parquet); data.path may name that folder."""
+    import pandas as pd
+
+    from giftlab.data import load_problems
+
+    (tmp_path / "README.md").write_text("# DeepMath-103K\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "stale.parquet").write_bytes(b"not parquet")
+    cols = {"question": ["q1", "q2", "q3"], "final_answer": ["1", "2", "3"], "r1_solution_1": ["s1", "s2", "s3"]}
+    frame = pd.DataFrame(cols)
+    frame.iloc[:2].to_parquet(tmp_path / "data" / "train-00000-of-00002.parquet")
+    frame.iloc[2:].to_parquet(tmp_path / "data" / "train-00001-of-00002.parquet")
+    rows = load_problems(str(tmp_path), "r1_solution_1")
+    assert [r["question"] for r in rows] == ["q1", "q2", "q3"]
+    (tmp_path / "data" / "train-00001-of-00002.parquet").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="train-00001-of-00002.parquet: not a readable parquet file"):
+        load_problems(str(tmp_path), "r1_solution_1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="data.path: no .parquet or .jsonl files under"):
+        load_problems(str(empty), "r1_solution_1")
+
+
 def test_slurm_profile_gives_every_gpu_rule_gpus_and_requeues(slurm):
     assert slurm["executor"] == "slurm"
     assert slurm["slurm-requeue"] is True and slurm["retries"] >= 1 and slurm["rerun-incomplete"] is True
@@ -181,3 +230,28 @@ def test_slurm_profile_gives_every_gpu_rule_gpus_and_requeues(slurm):
         assert resources[rule]["runtime"] > 0 and resources[rule]["mem_mb"] > 0, rule
     for rule in ("split", "figure1"):
         assert "gpu" not in resources.get(rule, {}), rule
+
+
+def test_training_questions_are_prompted_like_the_math_benchmarks(paper, tmp_path):
+    """data.instruction: the SFT/RL questions end with the instruction the math benchmarks are evaluated with."""
+    import importlib.util
+    import json
+
+    from giftlab.evaluation.benchmarks import load_benchmark
+
+    assert paper["data"]["instruction"] is True
+    problem = "What is $1 + 1$?"
+    rows = [{"question": problem if i == 0 else f"q{i}", "final_answer": "2", "r1_solution_1": "\\boxed{2}"}
+            for i in range(6)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = importlib.util.spec_from_file_location("split_script", REPO / "scripts" / "split.py")
+    split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split)
+    job = {"seed": 0, "split": {"sft": 6, "rl": 0, "val": 0}, "solution_key": "r1_solution_1", "instruction": True}
+    split.main(["--config", json.dumps(job), "--problems", str(tmp_path / "p.jsonl"),
+                *[a for name in ("sft", "rl", "val") for a in (f"--{name}", str(tmp_path / f"{name}.jsonl"))],
+                "--summary", str(tmp_path / "split.json")])
+    trained = {json.loads(line)["question"] for line in (tmp_path / "sft.jsonl").read_text().splitlines()}
+    (tmp_path / "math500.jsonl").write_text(json.dumps({"problem": problem, "answer": "2", "unique_id": "x"}) + "\n")
+    evaluated = load_benchmark("math500", path=tmp_path / "math500.jsonl")[0]["prompt"]
+    assert evaluated in trained

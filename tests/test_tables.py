@@ -143,6 +143,23 @@ def test_table1_rows_columns_and_paper():
     assert only.iloc[0].backbone == "llama"
 
 
+def test_report_metric_cells_use_their_own_metric():
+    """The paper reports Llama-3.1-8B's AIME as pass@32: those cells (and only those) read pass@32, no CI."""
+    recs = [summ("rl", "llama", "sft", "aime24", 0.1, ci=(0.05, 0.15), pass32=0.4),
+            summ("rl", "llama", "sft", "gsm8k", 0.7, ci=(0.6, 0.8), pass32=0.99),
+            summ("rl", "qwen", "sft", "aime24", 0.2, ci=(0.1, 0.3), pass32=0.5),
+            summ("rl", "qwen", "sft", "gsm8k", 0.9, ci=(0.85, 0.95))]
+    df = T.table1(recs, with_ci=True, report_metric={"llama": {"aime24": "pass@32"}})
+    llama, qwen = df[df.backbone == "llama"].iloc[0], df[df.backbone == "qwen"].iloc[0]
+    assert (llama["AIME24"], llama["GSM8K"]) == (pytest.approx(40.0), pytest.approx(70.0))
+    assert llama["AIME24 CI95"] == "" and llama["GSM8K CI95"] == "[60.00, 80.00]"
+    assert llama["Average"] == pytest.approx(55.0)
+    assert llama["metric"] == "pass@1; AIME24: pass@32" and qwen["metric"] == "pass@1"
+    assert (qwen["AIME24"], qwen["AIME24 CI95"]) == (pytest.approx(20.0), "[10.00, 30.00]")
+    no_32 = T.table1([summ("rl", "llama", "sft", "aime24", 0.1)], report_metric={"llama": {"aime24": "pass@32"}})
+    assert math.isnan(no_32.iloc[0]["AIME24"])  # a summary without pass@32 is NaN, never its pass@1
+
+
 def test_table2_and_duplicates():
     recs = [summ("rl", "llama", "gift-b10", "tiny_ood", 0.2), summ("rl", "llama", "sft_kd", "tiny_ood", 0.1)]
     df = T.table2(recs, paper=True)

@@ -101,6 +101,29 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: eval.ood: '{name}' is not in eval.benchmarks")
     if config["eval"]["main_benchmark"] in (config["eval"].get("ood") or []):
         raise ConfigError("config error: eval.main_benchmark: must be a reasoning (not an eval.ood) benchmark")
+    for key in ("math", "per_benchmark"):
+        for name in config["eval"].get(key) or []:
+            if name not in bench:
+                raise ConfigError(f"config error: eval.{key}: '{name}' is not in eval.benchmarks")
+    for name in set(config["eval"].get("math") or []) & set(config["eval"].get("ood") or []):
+        raise ConfigError(f"config error: eval.math: '{name}' is an eval.ood benchmark")
+    _check_report_metric(config)
+
+
+def _check_report_metric(config: Mapping[str, Any]) -> None:
+    """eval.report_metric.<backbone>.<benchmark> = 'pass@k' needs k among that benchmark's final-eval ks."""
+    for bb, per_bench in (config["eval"].get("report_metric") or {}).items():
+        if bb not in config["backbones"]:
+            raise ConfigError(f"config error: eval.report_metric: unknown backbone '{bb}'")
+        for name, metric in per_bench.items():
+            key = f"eval.report_metric.{bb}.{name}"
+            if name not in config["eval"]["benchmarks"]:
+                raise ConfigError(f"config error: {key}: '{name}' is not in eval.benchmarks")
+            settings = eval_settings(config["eval"], name)
+            k = int(metric.split("@")[1])
+            if k not in settings.get("ks", [1, 2, 4, 8]) or k > settings["n_samples"]:
+                raise ConfigError(f"config error: {key}: {metric} needs {k} in the benchmark's ks and "
+                                  f"n_samples >= {k} (eval.per_benchmark.{name})")
 
 
 # ---------------------------------------------------------------- run names
@@ -171,13 +194,45 @@ def gift_vs_sft_runs(config: Mapping[str, Any], runs: Iterable[str]) -> list[str
 
 
 def benchmarks(config: Mapping[str, Any], group: str = "all") -> list[str]:
-    """``eval.benchmarks`` split into reasoning (Table 1) and out-of-distribution (Table 2) groups."""
+    """``eval.benchmarks`` split into reasoning (Table 1) and out-of-distribution (Table 2) groups.
+
+    ``math``: the mathematical reasoning benchmarks that Table 3 and Figure 1 average over
+    (``eval.math``; default: the reasoning group).
+    """
     every, ood = list(config["eval"]["benchmarks"]), set(config["eval"].get("ood") or [])
     if group == "ood":
         return [b for b in every if b in ood]
     if group == "reasoning":
         return [b for b in every if b not in ood]
+    if group == "math":
+        math_set = set(config["eval"].get("math") or [])
+        return [b for b in every if b in math_set] if math_set else benchmarks(config, "reasoning")
     return every
+
+
+# eval.* keys that shape the experiment grid or the reports, not how one evaluation job samples
+EVAL_GRID_KEYS = ("pre_rl", "per_benchmark", "report_metric", "benchmarks", "ood", "math", "main_benchmark",
+                  "benchmark_dir", "consistency_examples")
+
+
+def eval_settings(eval_cfg: Mapping[str, Any], benchmark: str, pre_rl: bool = False) -> dict[str, Any]:
+    """The sampling settings of one evaluation job: ``eval.*``, then ``eval.pre_rl`` for an SFT checkpoint
+    before RL (Table 3), then ``eval.per_benchmark[benchmark]``.
+
+    When both of the last two apply (e.g. AIME before RL) neither may lose what it asked for: the job takes
+    the larger ``n_samples`` and the union of the ``ks``, so Table 3's pass@2/4 and the pass@32 of AIME
+    both exist.
+    """
+    settings = {k: v for k, v in eval_cfg.items() if k not in EVAL_GRID_KEYS}
+    pre = dict(eval_cfg.get("pre_rl") or {}) if pre_rl else {}
+    settings.update(pre)
+    for key, value in ((eval_cfg.get("per_benchmark") or {}).get(benchmark) or {}).items():
+        if key == "n_samples" and "n_samples" in pre:
+            value = max(int(value), int(pre["n_samples"]))
+        elif key == "ks" and "ks" in pre:
+            value = sorted({int(k) for k in [*value, *pre["ks"]]})
+        settings[key] = value
+    return settings
 
 
 def beta_of(run: str) -> float:

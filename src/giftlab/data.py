@@ -11,6 +11,14 @@ from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
 
 REQUIRED_COLUMNS = ("question", "final_answer")
+#: The math instruction the evaluation appends to every math benchmark problem (DeepMath's / simpleRL's system
+#: prompt, GIFT's eval lineage); ``data.instruction`` appends it to the training questions too.
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def with_instruction(question: str) -> str:
+    """``question`` as the math benchmarks prompt it: the text, a blank line, :data:`MATH_INSTRUCTION`."""
+    return f"{question.strip()}\n\n{MATH_INSTRUCTION}"
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -37,14 +45,10 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
 def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
     """Load DeepMath-schema rows from a local .jsonl/.parquet or (when online) a hub dataset id."""
     local = Path(path)
-    if local.suffix == ".jsonl":
-        rows = read_jsonl(local)
-    elif local.suffix == ".parquet" or local.is_dir():
-        import pandas as pd
-
-        if not local.exists():
-            raise FileNotFoundError(f"missing input file: {local}")
-        rows = pd.read_parquet(local).to_dict("records")
+    if local.is_dir():  # a downloaded dataset repo (README.md, data/train-*.parquet)
+        rows = [row for part in dataset_files(local) for row in _read_rows(part)]
+    elif local.suffix in (".jsonl", ".parquet"):
+        rows = _read_rows(local)
     else:  # a hub id such as zwhe99/DeepMath-103K
         try:
             import datasets
@@ -55,6 +59,31 @@ def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     check_columns(rows, (*REQUIRED_COLUMNS, solution_key), source=path)
     return rows
+
+
+def dataset_files(directory: Path) -> list[Path]:
+    """The data files of a dataset directory (e.g. ``huggingface-cli download --local-dir``): its ``*.parquet``,
+    else its ``*.jsonl``, at any depth, in name order."""
+    for pattern in ("*.parquet", "*.jsonl"):
+        files = sorted(p for p in directory.rglob(pattern)
+                       if not any(part.startswith(".") for part in p.relative_to(directory).parts))
+        if files:
+            return files
+    raise ConfigError(f"data.path: no .parquet or .jsonl files under {directory}")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    import pandas as pd
+
+    if not path.exists():
+        raise FileNotFoundError(f"missing input file: {path}")
+    try:
+        return pd.read_parquet(path).to_dict("records")
+    except Exception as exc:  # a truncated or non-parquet file: name it, one line
+        raise ValueError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]})") from None
 
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], source: str) -> None:

@@ -5,8 +5,8 @@ import shlex
 import sys
 
 from giftlab.cli import ConfigError
-from giftlab.config import (DIRECT_RL, DIRECT_SFT, benchmarks, final_models, gift_vs_sft_runs, objective_of,
-                            rl_runs, sft_runs, unique, validate_config)
+from giftlab.config import (DIRECT_RL, DIRECT_SFT, benchmarks, eval_settings, final_models, gift_vs_sft_runs,
+                            objective_of, rl_runs, sft_runs, unique, validate_config)
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARK_NAMES
 
 try:
@@ -140,8 +140,10 @@ def pretrain_job(wildcards):
 
 
 def split_job(wildcards):
-    return as_arg({"seed": config["seed"], "split": config["data"]["split"],
-                   "solution_key": config["data"]["solution_key"]})
+    job = {"seed": config["seed"], "split": config["data"]["split"], "solution_key": config["data"]["solution_key"]}
+    if config["data"].get("instruction"):  # only when set: unchanged params for existing runs
+        job["instruction"] = True
+    return as_arg(job)
 
 
 def sft_job(wildcards):
@@ -159,15 +161,14 @@ def sft_job(wildcards):
 
 
 def dynamics_benchmark_file():
-    """RL dynamics read the main benchmark as a local record file (tiny: generated; paper: eval.benchmark_dir)."""
-    path = f"{BENCH_DIR}/{config['eval']['main_benchmark']}.jsonl"
-    return path if TINY or os.path.exists(path) else None
+    """RL dynamics read the main benchmark from a local file (tiny: generated; paper: eval.benchmark_dir, copied
+    there beforehand: a missing copy stops the plan with its name rather than leave Figure 3 empty)."""
+    return f"{BENCH_DIR}/{config['eval']['main_benchmark']}.jsonl"
 
 
 def tracks_dynamics(run):
-    """RL dynamics (Figure 3) are measured for the SFT and GIFT runs only, when the benchmark file exists."""
-    return (bool(config["grpo"].get("eval_every")) and run in gift_vs_sft_runs(config, [run])
-            and dynamics_benchmark_file() is not None)
+    """RL dynamics (Figure 3) are measured for the SFT and GIFT runs only (grpo.eval_every > 0)."""
+    return bool(config["grpo"].get("eval_every")) and run in gift_vs_sft_runs(config, [run])
 
 
 def grpo_job(wildcards):
@@ -186,10 +187,9 @@ def grpo_dynamics_input(wildcards):
 
 
 def eval_job(wildcards):
-    grid_keys = ("pre_rl", "benchmarks", "ood", "main_benchmark", "benchmark_dir", "consistency_examples")
-    settings = {k: v for k, v in config["eval"].items() if k not in grid_keys}
-    if wildcards.stage == "sft" and wildcards.run != DIRECT_SFT:  # before RL: enough samples for Table 3's pass@k
-        settings.update(config["eval"].get("pre_rl") or {})
+    # before RL (an SFT checkpoint that RL starts from): enough samples for Table 3's pass@k
+    pre_rl = wildcards.stage == "sft" and wildcards.run != DIRECT_SFT
+    settings = eval_settings(config["eval"], wildcards.benchmark, pre_rl=pre_rl)
     return as_arg({"seed": config["seed"], "stage": wildcards.stage, "backbone": wildcards.backbone,
                    "run": wildcards.run, "benchmark": wildcards.benchmark, **settings})
 
@@ -207,7 +207,7 @@ def figure_job(wildcards):
 
 def fig1_job(wildcards):
     backbones = config["figures"]["fig1"].get("backbones") or ACTIVE_BACKBONES
-    return as_arg({"seed": config["seed"], "backbones": backbones, "benchmark": config["eval"]["main_benchmark"]})
+    return as_arg({"seed": config["seed"], "backbones": backbones, "benchmarks": benchmarks(config, "math")})
 
 
 def rl_gain_pairs():
@@ -221,8 +221,13 @@ def rl_gain_job(wildcards):
 
 
 def table_job(wildcards):
-    return as_arg({"seed": config["seed"], "table": int(wildcards.n), "backbones": ACTIVE_BACKBONES,
-                   "benchmarks": table_benchmarks(int(wildcards.n)), "ks": config["eval"].get("pre_rl", {}).get("ks", [1, 2, 4, 8])})
+    n = int(wildcards.n)
+    job = {"seed": config["seed"], "table": n, "backbones": ACTIVE_BACKBONES, "benchmarks": table_benchmarks(n)}
+    if n == 3:
+        job["ks"] = config["eval"].get("pre_rl", {}).get("ks", [1, 2, 4, 8])
+    if n in (1, 2) and config["eval"].get("report_metric"):
+        job["report_metric"] = config["eval"]["report_metric"]
+    return as_arg(job)
 
 
 # ------------------------------------------------------------------ result files
@@ -244,9 +249,9 @@ def final_evals(group="all", backbones=None):
 
 
 def pre_rl_evals(backbones=None):
-    """SFT checkpoints (the epoch RL starts from) of SFT and GIFT runs on the reasoning benchmarks (Table 3)."""
+    """SFT checkpoints (the epoch RL starts from) of SFT and GIFT runs on the math benchmarks (Table 3)."""
     return [eval_summary("sft", bb, run, bench) for bb in backbones or ACTIVE_BACKBONES
-            for run in gift_vs_sft_runs(config, rl_runs(config)) for bench in benchmarks(config, "reasoning")]
+            for run in gift_vs_sft_runs(config, rl_runs(config)) for bench in benchmarks(config, "math")]
 
 
 def consistency_results(backbones=None):
@@ -263,7 +268,7 @@ def rl_metrics(runs, backbones=None):
 
 
 def table_benchmarks(n):
-    return {1: benchmarks(config, "reasoning"), 2: benchmarks(config, "ood"), 3: benchmarks(config, "reasoning")}.get(n, [])
+    return {1: benchmarks(config, "reasoning"), 2: benchmarks(config, "ood"), 3: benchmarks(config, "math")}.get(n, [])
 
 
 def table_inputs(wildcards):
@@ -281,7 +286,8 @@ def fig1_inputs():
     runs = gift_vs_sft_runs(config, rl_runs(config))
     backbones = config["figures"]["fig1"].get("backbones") or ACTIVE_BACKBONES
     return {"sft_metrics": sft_metrics(runs, backbones),
-            "rl_evals": [eval_summary("rl", bb, r) for bb in backbones for r in runs]}
+            "rl_evals": [eval_summary("rl", bb, r, bench) for bb in backbones for r in runs
+                         for bench in benchmarks(config, "math")]}
 
 
 def plotting_code(script_name, module="figures"):

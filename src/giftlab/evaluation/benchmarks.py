@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from giftlab.data import read_jsonl
+from giftlab.data import read_jsonl, with_instruction
 from typing import Any, Callable
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
@@ -123,8 +123,6 @@ for _name, _kind, _what in (
 
 # --------------------------------------------------------------------------- real benchmarks
 
-#: Appended to math problems (DeepMath / simpleRL system prompt, GIFT's eval lineage).
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 HUMANEVAL_TEMPLATE = ("Complete the following Python function. Reply with the complete function "
                       "(with any imports it needs) in a single ```python code block.\n\n"
                       "```python\n{prompt}```")
@@ -193,7 +191,7 @@ def _gsm8k(row, i, **_):
         raise ValueError("answer has no '####' final-answer marker")
     gold = answer.split("####")[-1].strip().replace(",", "").replace("$", "").rstrip(".").strip()
     return {"id": str(_get(row, "id", default=f"gsm8k-{i}")),
-            "prompt": f"{str(_get(row, 'question')).strip()}\n\n{MATH_INSTRUCTION}",
+            "prompt": with_instruction(str(_get(row, 'question'))),
             "gold": gold, "kind": "math"}
 
 
@@ -202,7 +200,7 @@ def _math_like(prefix):
         problem = str(_get(row, "problem", "Problem", "question"))
         gold = _get(row, "answer", "Answer", "expected_answer", "final_answer")
         rid = _get(row, "unique_id", "id", "ID", default=f"{prefix}-{i}")
-        return {"id": str(rid), "prompt": f"{problem.strip()}\n\n{MATH_INSTRUCTION}",
+        return {"id": str(rid), "prompt": with_instruction(problem),
                 "gold": str(gold).strip(), "kind": "math"}
     return norm
 

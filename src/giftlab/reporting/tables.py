@@ -150,13 +150,16 @@ def _is_post_rl(record: Mapping[str, Any]) -> bool:
 def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | None = None,
                     benchmarks: Sequence[str] | None = None, metric: str = "pass@1",
                     paper: bool = False, with_ci: bool = False,
-                    backbones: Sequence[str] | None = None) -> pd.DataFrame:
+                    backbones: Sequence[str] | None = None,
+                    report_metric: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
     """Post-RL ``metric`` (in %) per (backbone, run) × benchmark, plus the row ``Average``.
 
     Uses the summaries at stage ``rl`` (and ``direct_sft`` at stage ``sft``: Direct SFT has no RL
     stage). ``benchmarks`` restricts and orders the columns (default: as they first appear).
     Average = mean over the benchmark columns, NaN when the row misses one. ``with_ci`` adds
-    ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for metric pass@1).
+    ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for pass@1 cells).
+    ``report_metric`` {backbone: {benchmark: "pass@k"}} reports those cells with another metric (the paper:
+    Llama-3.1-8B's AIME as pass@32); the column ``metric`` then says which cells.
     """
     recs = [r for r in summaries if _is_post_rl(r)]
     if benchmarks is not None:
@@ -167,24 +170,29 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     cols = [benchmark_column(b) for b in benches]
     if len(set(cols)) != len(cols):
         raise ValueError(f"benchmark table: benchmarks {benches} map to duplicate columns {cols}")
+    report_metric = report_metric or {}
     rows = []
     for bb in _backbone_order((k[0] for k in idx), backbones):
+        cell_metric = {b: (report_metric.get(bb) or {}).get(b, metric) for b in benches}
         for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
             row: dict[str, Any] = {"backbone": bb, "method_class": method_class(run),
                                    "strategy": strategy_label(run), "run": run}
+            if report_metric:
+                other = [f"{c}: {cell_metric[b]}" for b, c in zip(benches, cols) if cell_metric[b] != metric]
+                row["metric"] = "; ".join([metric, *other])
             for bench, col in zip(benches, cols):
                 rec = idx.get((bb, run, bench))
-                value = rec.get(metric) if rec is not None else None
+                value = rec.get(cell_metric[bench]) if rec is not None else None
                 row[col] = math.nan if value is None else 100.0 * float(value)
                 if with_ci:
-                    ci = _ci(rec) if rec is not None and metric == "pass@1" else None
+                    ci = _ci(rec) if rec is not None and cell_metric[bench] == "pass@1" else None
                     row[f"{col} CI95"] = "" if ci is None else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
             row["Average"] = (sum(row[c] for c in cols) / len(cols)) if cols else math.nan
             if paper and paper_table is not None:
                 for col in [*cols, "Average"]:
                     row[f"paper {col}"] = pn.paper_value(paper_table, bb, paper_strategy(run), col)
             rows.append(row)
-    columns = ["backbone", "method_class", "strategy", "run", *cols]
+    columns = ["backbone", "method_class", "strategy", "run", *(["metric"] if report_metric else []), *cols]
     if with_ci:
         columns += [f"{c} CI95" for c in cols]
     columns.append("Average")
@@ -196,17 +204,17 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
 
 
 def table1(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
-           paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None
-           ) -> pd.DataFrame:
+           paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None,
+           report_metric: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
     """Table 1: post-RL pass@1 (%) on the reasoning benchmarks, per initialisation strategy."""
-    return benchmark_table(summaries, 1, benchmarks, "pass@1", paper, with_ci, backbones)
+    return benchmark_table(summaries, 1, benchmarks, "pass@1", paper, with_ci, backbones, report_metric)
 
 
 def table2(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
-           paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None
-           ) -> pd.DataFrame:
+           paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None,
+           report_metric: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
     """Table 2: post-RL pass@1 (%) on the out-of-distribution benchmarks (pass those summaries)."""
-    return benchmark_table(summaries, 2, benchmarks, "pass@1", paper, with_ci, backbones)
+    return benchmark_table(summaries, 2, benchmarks, "pass@1", paper, with_ci, backbones, report_metric)
 
 
 # ---------------------------------------------------------------- Table 3

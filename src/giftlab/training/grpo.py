@@ -29,14 +29,15 @@ from giftlab.training.checkpoints import CompleteMarker, export_model, last_comp
 log = logging.getLogger(__name__)
 
 
-def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, world_size: int = 1,
-                   grad_accum: int = 1) -> dict[str, Any]:
+def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, world_size: int = 1) -> dict[str, Any]:
     """Map the ``grpo`` config section to ``trl.GRPOConfig`` keyword arguments.
 
     One generation batch = ``prompts_per_generation`` prompts × G completions; each optimiser
-    update consumes ``prompts_per_update`` prompts × G (paper: 128 and 64, so 2 updates per batch).
+    update consumes ``prompts_per_update`` prompts × G (paper: 128 and 64, so 2 updates per batch),
+    split over ``world_size`` processes × ``grad_accum`` micro-batches.
     """
     G = cfg["num_generations"]
+    grad_accum = int(cfg.get("grad_accum", 1))
     per_gen, per_update = cfg["prompts_per_generation"], cfg["prompts_per_update"]
     if per_gen % per_update:
         raise ConfigError(f"config error: grpo.prompts_per_generation ({per_gen}) must be a multiple of "
@@ -70,6 +71,8 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         scale_rewards=cfg.get("scale_rewards", "none"),
         loss_type=cfg.get("loss_type", "grpo"),
         use_vllm=bool(cfg.get("use_vllm", False)),
+        # stated, not inherited: older TRL releases default to "server" (a separate vLLM server process)
+        vllm_mode="colocate",
         bf16=bool(cfg.get("bf16", False)) and not use_cpu,
         use_cpu=use_cpu,
         save_strategy="steps",
@@ -290,6 +293,17 @@ class DynamicsCallback(TrainerCallback):
         return control
 
 
+def dynamics_records(path: str | Path) -> list[dict]:
+    """The RL-dynamics benchmark: ``<dir>/<name>.jsonl`` of a registered benchmark may use its upstream field
+    names (like the evaluation reads it); any other file must be math records ``{id, prompt, gold, kind}``."""
+    from giftlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, load_jsonl_records
+
+    name = Path(path).stem
+    if name in BENCHMARKS and BENCHMARKS[name].kind == "math":
+        return load_benchmark(name, path=path)
+    return load_jsonl_records(path)
+
+
 def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[str, Any], seed: int,
                out_dir: str | Path, work_dir: str | Path, job_config: Mapping[str, Any],
                dynamics_benchmark: str | Path | None = None, extra_callbacks=()) -> dict[str, Any]:
@@ -327,9 +341,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                     dyn["eval_every"])
         dyn = None
     if dyn is not None:
-        from giftlab.evaluation.benchmarks import load_jsonl_records
-
-        records = load_jsonl_records(dynamics_benchmark)[:dyn["eval_problems"]]
+        records = dynamics_records(dynamics_benchmark)[:dyn["eval_problems"]]
     model = load_model(init_path)
     t0 = time.time()
     dynamics = None
