@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.provenance import write_sidecar
 from giftlab.reporting.claims import write_claims
 
 
@@ -11,10 +12,13 @@ def main(argv=None):
     p.add_argument("--pre-rl", nargs="*", default=[], help="pre-RL (SFT checkpoint) eval summaries")
     p.add_argument("--consistency", nargs="*", default=[], help="consistency JSONs")
     p.add_argument("--out", required=True)
+    p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
-    cli.setup(args)
+    config = cli.setup(args)
     write_claims(args.out, [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl],
                  [read_json(f) for f in args.consistency])
+    if args.provenance:
+        write_sidecar(args.provenance, config, [*args.rl, *args.pre_rl, *args.consistency], [args.out])
 
 
 if __name__ == "__main__":

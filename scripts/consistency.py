@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     import torch
 
     from giftlab.analysis.consistency import DEFAULT_KS, consistency_metrics, make_batches, tokenize_examples
-    from giftlab.data import read_jsonl
+    from giftlab.data import read_problems
     from giftlab.models import load_model, load_tokenizer
 
     p = giftlab.cli.parser(__doc__.splitlines()[0])
@@ -53,9 +53,10 @@ def main(argv=None) -> None:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
-    rows = read_jsonl(args.val)
+    solution_key = config.get("solution_key", "r1_solution_1")
+    rows = read_problems(args.val, ("question", solution_key))
     tokenizer = load_tokenizer(args.tokenizer or args.model_a)
-    examples = tokenize_examples(tokenizer, rows, config.get("solution_key", "r1_solution_1"),
+    examples = tokenize_examples(tokenizer, rows, solution_key,
                                  int(config.get("max_length", 1024)), max_examples)
     batches = make_batches(examples, tokenizer.pad_token_id, int(config.get("batch_size", 8)))
     model_a = load_model(args.model_a, dtype=config.get("dtype")).to(device)

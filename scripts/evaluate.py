@@ -76,6 +76,8 @@ def main(argv=None) -> None:
     ks = [int(k) for k in config.get("ks", [1, 2, 4, 8])]
     if n_samples < 1:
         raise ConfigError(f"config: n_samples must be >= 1, got {n_samples}")
+    if any(k < 1 or k > n_samples for k in ks):
+        raise ConfigError(f"config: ks {ks}: every k must be in [1, n_samples = {n_samples}]")
     model = Path(args.model)
     if not model.is_dir():
         raise FileNotFoundError(f"model directory not found: {model}")

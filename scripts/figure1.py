@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.provenance import write_sidecar
 from giftlab.reporting.figures import figure1
 
 
@@ -11,10 +12,13 @@ def main(argv=None):
     p.add_argument("--rl-evals", nargs="+", required=True, help="results/eval/rl/<backbone>/<run>/<bench>.summary.json")
     p.add_argument("--pdf", required=True)
     p.add_argument("--png", required=True)
+    p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
     config = cli.setup(args)
     figure1([read_json(f) for f in args.sft_metrics], [read_json(f) for f in args.rl_evals],
             backbones=config["backbones"], pdf=args.pdf, png=args.png, benchmarks=config["benchmarks"])
+    if args.provenance:
+        write_sidecar(args.provenance, config, [*args.sft_metrics, *args.rl_evals], [args.pdf, args.png])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ gift-b*), ci (true: bootstrap bands), benchmark (named in the panel titles).
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.provenance import write_sidecar
 from giftlab.reporting.figures import backbones_in, figure3
 
 
@@ -15,12 +16,15 @@ def main(argv=None):
     p.add_argument("--rl-metrics", nargs="+", required=True, help="results/rl/<backbone>/<run>/metrics.json")
     p.add_argument("--pdf", required=True)
     p.add_argument("--png", required=True)
+    p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
     config = cli.setup(args)
     records = [read_json(f) for f in args.rl_metrics]
     backbones = config.get("backbones") or backbones_in(records)
     figure3(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=config.get("runs"),
             ci=bool(config.get("ci", True)), benchmark=config.get("benchmark"))
+    if args.provenance:
+        write_sidecar(args.provenance, config, args.rl_metrics, [args.pdf, args.png])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python scripts/make_world.py --config '{"seed": 1234}' --problems data/tiny/problems.jsonl \
         --pretrain-corpus data/tiny/pretrain.jsonl --benchmarks-dir data/tiny/benchmarks \
-        --tokenizer data/tiny/tokenizer [--summary data/tiny/world.json]
+        --tokenizer data/tiny/tokenizer [--summary results/world.json]
 
 The corpus is JSON lines ``{"text": document}``; benchmarks are ``<dir>/<name>.jsonl`` records
 ``{id, prompt, gold, kind, difficulty}``. Every output is written atomically.
@@ -10,11 +10,12 @@ The corpus is JSON lines ``{"text": document}``; benchmarks are ``<dir>/<name>.j
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import write_jsonl
 from giftlab.io import atomic_dir
-from giftlab.provenance import write_result
+from giftlab.provenance import file_sha256, write_result
 
 
 def main(argv=None) -> None:
@@ -40,6 +41,9 @@ def main(argv=None) -> None:
     if args.summary:
         summary = world.summary()
         summary["world_config"] = world.config.to_dict()
+        written = [args.problems, args.pretrain_corpus,
+                   *sorted(str(p) for p in Path(args.benchmarks_dir).glob("*.jsonl"))]
+        summary["sha256"] = {str(p): file_sha256(p) for p in written}
         write_result(args.summary, summary, config, seed=world.config.seed)
 
 

@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.data import read_jsonl
+from giftlab.provenance import write_sidecar
 from giftlab.reporting.rl_gain import rl_gain_table
 from giftlab.reporting.tables import write_table
 
@@ -18,6 +19,8 @@ def main(argv=None):
     pairs = [(bb, run, bench, read_jsonl(pre), read_jsonl(post))
              for (bb, run, bench), pre, post in zip(config["pairs"], args.pre, args.post)]
     write_table(rl_gain_table(pairs), args.stem)
+    write_sidecar(f"{args.stem}.provenance.json", config, [*args.pre, *args.post],
+                  [f"{args.stem}.{ext}" for ext in ("csv", "md", "tex")])
 
 
 if __name__ == "__main__":

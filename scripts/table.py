@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.provenance import write_sidecar
 from giftlab.reporting import tables
 
 
@@ -25,6 +26,8 @@ def main(argv=None):
     else:
         raise cli.ConfigError(f"table: no paper table {n} (1-4)")
     tables.write_table(df, args.stem)
+    write_sidecar(f"{args.stem}.provenance.json", config, args.results,
+                  [f"{args.stem}.{ext}" for ext in ("csv", "md", "tex")])
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_hub_path_used_when_no_file(monkeypatch):
         raise ConnectionError("offline")
 
     monkeypatch.setattr(datasets, "load_dataset", failing)
-    with pytest.raises(RuntimeError, match="local jsonl/parquet"):
+    with pytest.raises(ValueError, match="local jsonl/parquet"):
         bm.load_benchmark("mbpp_plus")
     assert calls[-2:] == ["test", "train"]  # the card's and the viewer's split are both tried
 

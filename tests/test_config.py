@@ -56,6 +56,18 @@ BAD = [
     ({"eval": {"report_metric": {"gpt": {"tiny_id": "pass@1"}}}}, "eval.report_metric"),
     ({"eval": {"report_metric": {"qwen": {"tiny_id": "pass@64"}}}}, "eval.report_metric.qwen.tiny_id"),
     ({"eval": {"report_metric": {"qwen": {"tiny_id": "best"}}}}, "eval.report_metric.qwen.tiny_id"),
+    # names that select part of the grid: a typo would silently drop runs, benchmarks or settings
+    ({"grpo": {"runs": ["gift-b30"]}}, "grpo.runs"),
+    ({"eval": {"benchmarks": ["tiny_id", "aime2024"], "ood": []}}, "eval.benchmarks"),
+    ({"eval": {"per_benchmark": {"tiny_id": {"n_sample": 4}}}}, "eval.per_benchmark.tiny_id.n_sample"),
+    ({"eval": {"pre_rl": {"n_samples": 4}}}, "eval.pre_rl"),
+    ({"eval": {"ks": [1, 16]}}, "eval"),
+    ({"sft": {"objective_params": {"gfit": {"beta": 3}}}}, "sft.objective_params"),
+    ({"sft": {"objective_params": {"gift": {"variant": "exct"}}}}, "sft.objective_params.gift"),
+    ({"sft": {"objective_params": {"asft": {"lamda": 0.1}}}}, "sft.objective_params.asft"),
+    ({"sft": {"objective_params": {"gift": {"beta": 3}}}}, "sft.objective_params.gift.beta"),
+    ({"figures": {"backbone": ["qwen"]}}, "figures"),
+    ({"figures": {"fig1": {"backbone": ["qwen"]}}}, "figures.fig1"),
 ]
 
 
@@ -107,3 +119,23 @@ def test_math_group_defaults_to_the_reasoning_benchmarks():
     assert benchmarks(config, "math") == benchmarks(config, "reasoning") == ["tiny_id"]
     paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
     assert benchmarks(paper, "math") == ["gsm8k", "math500", "aime24", "aime25"]
+
+
+def test_job_config_files_and_split_rows_fail_in_one_line(tmp_path):
+    from giftlab.cli import load_job_config
+    from giftlab.data import read_problems
+
+    (tmp_path / "bad.yaml").write_text("sft: [unclosed\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    for name, match in (("bad.yaml", "bad.yaml: not valid yaml"), ("list.yaml", "expected a mapping")):
+        with pytest.raises(ConfigError, match=match):
+            load_job_config(str(tmp_path / name))
+    cases = {"": "no rows", "[1, 2]\n": "row 1: expected a JSON object",
+             '{"question": "q"}\n': "row 1: column 'r1_solution_1' is missing or empty",
+             '{"question": "q", "r1_solution_1": "s"}\n{"question": "q", "r1_solution_1": null}\n':
+                 "row 2: column 'r1_solution_1'"}
+    for i, (text, match) in enumerate(cases.items()):
+        path = tmp_path / f"rows{i}.jsonl"
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"rows{i}.jsonl: {match}"):
+            read_problems(path, ("question", "r1_solution_1"))

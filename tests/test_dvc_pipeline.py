@@ -234,6 +234,62 @@ def test_scripts_called_by_a_phase_are_its_deps():
                     assert f"scripts/{script}.py" in stage["deps"], f"{name}: scripts/{script}.py"
 
 
+def giftlab_imports(path: Path) -> set[Path]:
+    """Files of the giftlab modules ``path`` imports (absolute and relative imports, any depth in the file)."""
+    import ast
+
+    src = REPO / "src"
+    package = path.relative_to(src).with_suffix("").parts[:-1] if path.is_relative_to(src) else ()
+    found = set()
+    tree = ast.parse(path.read_text())
+    # a package's __init__ runs only its top-level imports (the lazy __getattr__ ones run on use)
+    nodes = tree.body if path.name == "__init__.py" else ast.walk(tree)
+    for node in nodes:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module.split(".") if node.module else []
+            if node.level:
+                base = list(package[: len(package) - node.level + 1]) + base
+            names = [".".join(base)] + [".".join([*base, alias.name]) for alias in node.names]
+        for name in names:
+            if not name.startswith("giftlab"):
+                continue
+            target = src.joinpath(*name.split("."))
+            for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+                if candidate.exists():
+                    found.add(candidate)
+    return found
+
+
+def import_closure(scripts: list[Path]) -> set[Path]:
+    todo, seen = list(scripts), set()
+    while todo:
+        path = todo.pop()
+        for dep in giftlab_imports(path):
+            # importing giftlab.a.b runs giftlab/__init__.py and giftlab/a/__init__.py too
+            parents = [dep.parent / "__init__.py"] + [p / "__init__.py" for p in dep.parents
+                                                      if p.is_relative_to(REPO / "src" / "giftlab")]
+            for item in [dep, *parents]:
+                if item.exists() and item not in seen:
+                    seen.add(item)
+                    todo.append(item)
+    return seen
+
+
+def test_stage_deps_cover_the_library_code_their_scripts_import():
+    """Editing any module a phase's scripts import (transitively) must make DVC rerun that phase."""
+    stages = dvc_stages()
+    for name, stage in stages.items():
+        scripts = [REPO / d for d in stage["deps"] if d.startswith("scripts/")]
+        for module in sorted(import_closure(scripts)):
+            rel = module.relative_to(REPO).as_posix()
+            if rel == "src/giftlab/__init__.py":
+                continue
+            assert any(under(rel, d) for d in stage["deps"]), f"stage {name}: {rel} is imported but not a dep"
+
+
 def test_params_are_phase_keys_of_params_yaml():
     params = load_config(REPO / "params.yaml")
     main_section = {"world": "world", "base": "pretrain", "split": "data", "sft": "sft", "grpo": "grpo",

@@ -429,7 +429,7 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
     monkeypatch.setattr(script, "grading_pool", fake_pool)
     bench = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "gold": 5}])
     config = {"seed": 3, "n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
-              "backend": "hf", "grading_timeout": 4, "benchmark": "tiny_id", "ks": [1, 2, 4]}
+              "backend": "hf", "grading_timeout": 4, "benchmark": "tiny_id", "ks": [1, 2]}
     out = tmp_path / "out"
     argv = ["--config", json.dumps(config), "--model", str(toy_dir), "--benchmark-file",
             str(bench), "--samples", str(out / "s.jsonl"), "--summary", str(out / "sum.json")]
@@ -452,3 +452,5 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
 
     with pytest.raises(ConfigError, match="max_new_tokens"):
         script.main(["--config", json.dumps(bad), *argv[2:]])
+    with pytest.raises(ConfigError, match=r"ks \[1, 2, 4\]: every k must be in \[1, n_samples = 2\]"):
+        script.main(["--config", json.dumps({**config, "ks": [1, 2, 4]}), *argv[2:]])  # no silent pass@4 drop

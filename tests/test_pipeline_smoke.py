@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,23 @@ def test_every_result_json_carries_provenance(smoke_run):
         prov = record["provenance"]
         assert len(prov["config_hash"]) == 16 and prov["git_commit"] and "torch" in prov["packages"], path
         assert prov["seed"] is not None, path
+
+
+def test_every_table_and_figure_has_a_provenance_sidecar(smoke_run):
+    """A CSV or PDF cannot carry its provenance: <stem>.provenance.json does, with hashes of inputs and outputs."""
+    import hashlib
+
+    drawn = [*(smoke_run / "results" / "tables").glob("*.csv"), *(smoke_run / "figures").glob("*.pdf"),
+             smoke_run / "results" / "tables" / "claims.md"]
+    assert len(drawn) >= 8
+    for path in drawn:
+        sidecar = json.loads(path.with_name(f"{path.stem}.provenance.json").read_text())
+        assert sidecar["provenance"]["git_commit"] and sidecar["provenance"]["config_hash"], path
+        outputs = {Path(p).name: h for p, h in sidecar["outputs"].items()}
+        assert outputs[path.name] == hashlib.sha256(path.read_bytes()).hexdigest(), path
+        assert sidecar["inputs"], path
+        for inp, digest in sidecar["inputs"].items():
+            assert hashlib.sha256((smoke_run / inp).read_bytes()).hexdigest() == digest, (path, inp)
 
 
 def test_sft_metrics_have_a_validation_loss_per_epoch(smoke_run):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,16 @@ def test_resume_after_interruption(tmp_path, setup):
     assert loaded.config.model_type == "qwen2"
     assert load_tokenizer(out).decode(load_tokenizer(out)("a b\nc")["input_ids"],
                                       skip_special_tokens=True) == "a b\nc"
+
+    # The export lost (deleted, or a kill between the last checkpoint and the export): the rerun exports the
+    # finished checkpoint-6 instead of training a seventh step.
+    shutil.rmtree(out)
+    again = CountSteps()
+    m2 = pretrain(model(tok, seed=5), tok, docs, out, work, callbacks=[again], **KW)
+    assert again.steps == [] and m2["steps"] == 6 and m2["resumed_from_step"] == 6
+    assert m2["loss_curve"] == m["loss_curve"]
+    reexported = load_model(out).state_dict()
+    assert all(torch.equal(reexported[k], v) for k, v in loaded.state_dict().items())
 
     # an uninterrupted run lands on the same weights (deterministic, step-based)
     ref = pretrain(model(tok), tok, docs, tmp_path / "ref", tmp_path / "refwork", **KW)

@@ -36,11 +36,19 @@ def load_job_config(value: str) -> dict[str, Any]:
     path = Path(value)
     if not path.exists():
         raise ConfigError(f"--config: no such file {path}")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
 
-        return yaml.safe_load(path.read_text())
-    return json.loads(path.read_text())
+            config = yaml.safe_load(path.read_text())
+        else:
+            config = json.loads(path.read_text())
+    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError: one line naming the file
+        raise ConfigError(f"--config: {path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
+                          f"({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"--config: {path}: expected a mapping of keys, got {type(config).__name__}")
+    return config
 
 
 def setup(args: argparse.Namespace) -> dict[str, Any]:

@@ -108,6 +108,65 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     for name in set(config["eval"].get("math") or []) & set(config["eval"].get("ood") or []):
         raise ConfigError(f"config error: eval.math: '{name}' is an eval.ood benchmark")
     _check_report_metric(config)
+    _check_grid(config)
+    _check_eval_samples(config)
+    _check_objective_params(config)
+
+
+# keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
+EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend",
+                 "grading_timeout", "grading_workers", "code_timeout", "code_memory_mb", "code_workers",
+                 "choice_shuffle_seed")
+
+
+def _check_grid(config: Mapping[str, Any]) -> None:
+    """Names that select parts of the grid must exist: a typo would silently drop runs or benchmarks."""
+    from giftlab.evaluation.benchmarks import BENCHMARKS
+
+    known_runs = sft_runs(config)
+    for run in config["grpo"].get("runs") or []:
+        if run not in known_runs:
+            raise ConfigError(f"config error: grpo.runs: '{run}' is not an SFT run of this grid "
+                              f"(one of {', '.join(known_runs)})")
+    for name in config["eval"]["benchmarks"]:
+        if name not in BENCHMARKS:
+            raise ConfigError(f"config error: eval.benchmarks: unknown benchmark '{name}' "
+                              f"(known: {', '.join(sorted(BENCHMARKS))})")
+    for name, overrides in (config["eval"].get("per_benchmark") or {}).items():
+        for key in overrides:
+            if key not in EVAL_JOB_KEYS:
+                raise ConfigError(f"config error: eval.per_benchmark.{name}.{key}: not an evaluation setting "
+                                  f"(one of {', '.join(EVAL_JOB_KEYS)})")
+
+
+def _check_eval_samples(config: Mapping[str, Any]) -> None:
+    """Every pass@k an evaluation job is asked for needs k <= its n_samples (else the column would be NaN)."""
+    ev = config["eval"]
+    for name in ev["benchmarks"]:
+        for pre_rl in (False, True):
+            settings = eval_settings(ev, name, pre_rl=pre_rl)
+            ks, n = settings.get("ks", [1, 2, 4, 8]), int(settings["n_samples"])
+            if ks and max(ks) > n:
+                where = ("eval.pre_rl" if pre_rl and ev.get("pre_rl") else "eval") + (
+                    f" / eval.per_benchmark.{name}" if name in (ev.get("per_benchmark") or {}) else "")
+                raise ConfigError(f"config error: {where}: ks asks for pass@{max(ks)} on {name} but n_samples "
+                                  f"is {n}")
+
+
+def _check_objective_params(config: Mapping[str, Any]) -> None:
+    """Build every objective of the grid once, so a bad hyperparameter fails before any job runs."""
+    from giftlab.objectives import get_objective
+
+    params = config["sft"].get("objective_params") or {}
+    if "beta" in (params.get("gift") or {}):
+        raise ConfigError("config error: sft.objective_params.gift.beta: β comes from sft.gift_betas (one run each)")
+    for run in sft_runs(config):
+        method, beta = objective_of(run)
+        kwargs = dict(params.get(method) or {}, **({} if beta is None else {"beta": beta}))
+        try:
+            get_objective(method, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config error: sft.objective_params.{method}: {exc}") from None
 
 
 def _check_report_metric(config: Mapping[str, Any]) -> None:

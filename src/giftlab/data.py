@@ -87,11 +87,24 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], source: str) -> None:
-    for i, row in enumerate(rows):
+    """Every row is an object whose ``columns`` are non-empty strings; errors name the 1-based row."""
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{source}: row {i}: expected a JSON object, got {type(row).__name__}")
         for col in columns:
             value = row.get(col)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{source}: row {i}: column '{col}' is missing or empty")
+
+
+def read_problems(path: str | Path, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """A split file (``data/splits/*.jsonl``) for a training or analysis step: at least one row, each with
+    non-empty string ``columns``. Errors are one line naming the file (and the row)."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    check_columns(rows, columns, source=str(path))
+    return rows
 
 
 def split_problems(rows: Sequence[Mapping[str, Any]], sizes: Mapping[str, int], seed: int

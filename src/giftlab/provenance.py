@@ -17,8 +17,13 @@ from giftlab.io import write_json_atomic
 
 TRACKED_PACKAGES = (
     "giftlab", "torch", "transformers", "accelerate", "trl", "datasets", "tokenizers",
-    "math-verify", "snakemake", "dvc", "numpy", "pandas", "matplotlib", "vllm",
+    "math-verify", "snakemake", "dvc", "numpy", "pandas", "matplotlib", "vllm", "triton", "liger-kernel",
 )
+
+
+# The paths whose changes make a result "-dirty": the code and the configs (not data, results or dvc.lock).
+CODE_PATHS = ("src", "scripts", "workflow", "Snakefile", "params.yaml", "config", "dvc.yaml", "pyproject.toml",
+              "requirements-cpu.txt")
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -29,13 +34,14 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """HEAD of the repository holding this package, with ``-dirty`` when tracked files differ."""
+    """HEAD of the repository holding this package, with ``-dirty`` when its code or config differ from it."""
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # only what shapes results: code and config, committed or new (not dvc.lock, which DVC rewrites mid-run)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -70,3 +76,18 @@ def write_result(path, payload: Mapping[str, Any], config: Mapping[str, Any],
     record = dict(payload)
     record["provenance"] = provenance(config, seed)
     return write_json_atomic(path, record)
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_sidecar(path, config: Mapping[str, Any], inputs, outputs, seed: int | None = None) -> Path:
+    """Provenance for outputs that cannot carry it inside (tables, figures): a ``<stem>.provenance.json`` with the
+    record of :func:`write_result` plus the sha256 of every input and output file. Write it after the outputs."""
+    return write_result(path, {"inputs": {str(p): file_sha256(p) for p in inputs},
+                               "outputs": {str(p): file_sha256(p) for p in outputs}}, config, seed)

@@ -290,23 +290,30 @@ def fig1_inputs():
                          for bench in benchmarks(config, "math")]}
 
 
-def plotting_code(script_name, module="figures"):
-    """Plot/table rules depend on their code, so a changed colour redraws the figure (cheap)."""
-    return [str(SCRIPTS / f"{script_name}.py"), str(REPO / "src" / "giftlab" / "reporting" / f"{module}.py")]
+REPORTING_CODE = sorted(str(p) for p in (REPO / "src" / "giftlab" / "reporting").rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts)
 
 
-TABLES = [f"results/tables/table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("csv", "md", "tex")]
-FIGURES = [f"figures/fig{n}.{ext}" for n in (1, 2, 3) for ext in ("pdf", "png")]
+def plotting_code(script_name):
+    """Plot/table rules depend on their script and all of giftlab.reporting (the modules import each other, and
+    the paper's numbers live there), so any change there redraws every table and figure (seconds)."""
+    return [str(SCRIPTS / f"{script_name}.py"), *REPORTING_CODE]
+
+
+# every table and figure comes with <stem>.provenance.json: config, seed, code version, packages, input hashes
+TABLES = [f"results/tables/table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("csv", "md", "tex", "provenance.json")]
+FIGURES = [f"figures/fig{n}.{ext}" for n in (1, 2, 3) for ext in ("pdf", "png", "provenance.json")]
 SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
            "pass1": "results/summary/rl_pass1.json"}
 
 
-RL_GAIN = [f"results/tables/rl_gain.{ext}" for ext in ("csv", "md", "tex")]
+RL_GAIN = [f"results/tables/rl_gain.{ext}" for ext in ("csv", "md", "tex", "provenance.json")]
 
 
 def all_targets():
     """Every table and figure, the claim-by-claim summary, and the small files DVC reads as metrics/plots."""
-    return [*FIGURES, *TABLES, *RL_GAIN, "results/tables/claims.md", *SUMMARY.values()]
+    return [*FIGURES, *TABLES, *RL_GAIN, "results/tables/claims.md", "results/tables/claims.provenance.json",
+            *SUMMARY.values()]
 
 
 def problems_input(wildcards):

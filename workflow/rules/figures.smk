@@ -9,6 +9,7 @@ rule figure1:
     output:
         pdf=report("figures/fig1.pdf", caption="../report/fig1.rst", category="Figures"),
         png="figures/fig1.png",
+        provenance="figures/fig1.provenance.json",
     params:
         job=fig1_job,
     conda:
@@ -17,7 +18,7 @@ rule figure1:
         "logs/figures/fig1.log",
     shell:
         "python {input.code[0]} --config {params.job} --sft-metrics {input.sft_metrics}"
-        " --rl-evals {input.rl_evals} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --rl-evals {input.rl_evals} --pdf {output.pdf} --png {output.png} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule figure2:
@@ -27,6 +28,7 @@ rule figure2:
     output:
         pdf=report("figures/fig2.pdf", caption="../report/fig2.rst", category="Figures"),
         png="figures/fig2.png",
+        provenance="figures/fig2.provenance.json",
     params:
         job=figure_job,
     conda:
@@ -35,7 +37,7 @@ rule figure2:
         "logs/figures/fig2.log",
     shell:
         "python {input.code[0]} --config {params.job} --consistency {input.consistency}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule figure3:
@@ -45,6 +47,7 @@ rule figure3:
     output:
         pdf=report("figures/fig3.pdf", caption="../report/fig3.rst", category="Figures"),
         png="figures/fig3.png",
+        provenance="figures/fig3.provenance.json",
     params:
         job=figure_job,
     conda:
@@ -53,17 +56,18 @@ rule figure3:
         "logs/figures/fig3.log",
     shell:
         "python {input.code[0]} --config {params.job} --rl-metrics {input.rl_metrics}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule table:
     input:
         results=table_inputs,
-        code=plotting_code("table", "tables"),
+        code=plotting_code("table"),
     output:
         csv=report("results/tables/table{n}.csv", caption="../report/tables.rst", category="Tables"),
         md="results/tables/table{n}.md",
         tex="results/tables/table{n}.tex",
+        provenance="results/tables/table{n}.provenance.json",
     params:
         job=table_job,
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
@@ -80,11 +84,12 @@ rule rl_gain:
     input:
         pre=[eval_samples("sft", bb, run, bench) for bb, run, bench in rl_gain_pairs()],
         post=[eval_samples("rl", bb, run, bench) for bb, run, bench in rl_gain_pairs()],
-        code=plotting_code("rl_gain", "rl_gain"),
+        code=plotting_code("rl_gain"),
     output:
         csv=report("results/tables/rl_gain.csv", caption="../report/rl_gain.rst", category="Tables"),
         md="results/tables/rl_gain.md",
         tex="results/tables/rl_gain.tex",
+        provenance="results/tables/rl_gain.provenance.json",
     params:
         job=rl_gain_job,
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
@@ -101,9 +106,10 @@ rule claims:
         rl=final_evals(),  # Tables 1 and 2: reasoning and out-of-distribution
         pre_rl=pre_rl_evals(),
         consistency=consistency_results(),
-        code=plotting_code("claims", "claims"),
+        code=plotting_code("claims"),
     output:
-        report("results/tables/claims.md", caption="../report/claims.rst", category="Summary"),
+        claims=report("results/tables/claims.md", caption="../report/claims.rst", category="Summary"),
+        provenance="results/tables/claims.provenance.json",
     params:
         job=figure_job,
     conda:
@@ -112,7 +118,7 @@ rule claims:
         "logs/tables/claims.log",
     shell:
         "python {input.code[0]} --config {params.job} --rl {input.rl} --pre-rl {input.pre_rl}"
-        " --consistency {input.consistency} --out {output} > {log} 2>&1"
+        " --consistency {input.consistency} --out {output.claims} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule summary:
@@ -120,7 +126,7 @@ rule summary:
     input:
         sft=sft_metrics(gift_vs_sft_runs(config, rl_runs(config))),
         rl=[eval_summary("rl", bb, r) for bb in ACTIVE_BACKBONES for r in gift_vs_sft_runs(config, rl_runs(config))],
-        code=plotting_code("summary", "summary"),
+        code=plotting_code("summary"),
     output:
         **SUMMARY,
     params:

@@ -8,6 +8,7 @@ rule world:
         corpus="data/tiny/pretrain.jsonl",
         tokenizer=directory("data/tiny/tokenizer"),
         benchmarks=expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS),
+        summary="results/world.json",
     params:
         job=world_job,
         script=script("make_world"),
@@ -19,7 +20,7 @@ rule world:
     shell:
         "python {params.script} --config {params.job} --problems {output.problems}"
         " --pretrain-corpus {output.corpus} --benchmarks-dir {params.bench_dir}"
-        " --tokenizer {output.tokenizer} > {log} 2>&1"
+        " --tokenizer {output.tokenizer} --summary {output.summary} > {log} 2>&1"
 
 
 rule pretrain_base:

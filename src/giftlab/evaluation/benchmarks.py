@@ -154,15 +154,15 @@ def hub_rows(hub_id: str, config: str | None, split: str,
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover
-        raise RuntimeError("loading from the hub needs the `datasets` package") from exc
+        raise ValueError("loading from the hub needs the `datasets` package") from exc
     errors = []
     for sp in (split, *alt_splits):
         try:
             return list(datasets.load_dataset(hub_id, config, split=sp))
         except Exception as exc:  # noqa: BLE001 - report every attempt in one message
             errors.append(f"split {sp!r}: {type(exc).__name__}: {exc}")
-    raise RuntimeError(f"could not load {hub_id} (config {config!r}) from the hub or its cache "
-                       f"({'; '.join(errors)}); pass a local jsonl/parquet path instead")
+    raise ValueError(f"could not load {hub_id} (config {config!r}) from the hub or its cache "
+                     f"({'; '.join(errors)}); pass a local jsonl/parquet path instead")
 
 
 _MISSING = object()

@@ -10,21 +10,12 @@ True
 grading in a killable worker process under a wall clock (untrusted model outputs).
 """
 
-from .cascade import GradeResult, grade, grade_answer
-from .extract import DEFAULT_MAX_CHARS, answer_part, extract_answer, last_boxed
-from .normalize import math_equal
-from .pool import DEFAULT_TIMEOUT, GradingPool, default_pool
+from giftlab import lazy_exports
 
-__all__ = [
-    "GradeResult",
-    "GradingPool",
-    "default_pool",
-    "grade",
-    "grade_answer",
-    "answer_part",
-    "last_boxed",
-    "extract_answer",
-    "math_equal",
-    "DEFAULT_MAX_CHARS",
-    "DEFAULT_TIMEOUT",
-]
+# Lazy: the tiny world imports only ``giftlab.rewards.extract``, not Math-Verify or the pool.
+__getattr__, __all__ = lazy_exports(__name__, {
+    "cascade": ("GradeResult", "grade", "grade_answer"),
+    "extract": ("DEFAULT_MAX_CHARS", "answer_part", "extract_answer", "last_boxed"),
+    "normalize": ("math_equal",),
+    "pool": ("DEFAULT_TIMEOUT", "GradingPool", "default_pool"),
+})

@@ -9,6 +9,7 @@ writing it; anything else is a torn write from a killed job and is discarded.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any, Mapping
 from transformers import TrainerCallback
 
 from giftlab.provenance import config_hash
+
+log = logging.getLogger(__name__)
 
 MARKER = "CHECKPOINT_COMPLETE"
 FINGERPRINT = "job_fingerprint.json"
@@ -112,3 +115,21 @@ def export_model(trainer, tokenizer, out_dir: str | Path) -> Path:
         os.replace(tmp, out_dir)
     trainer.accelerator.wait_for_everyone()
     return out_dir
+
+
+def train_or_finish(trainer, resume: Path | None) -> bool:
+    """``trainer.train`` from ``resume``, unless that checkpoint already holds the whole run (a job killed between
+    its last save and the export, or an export deleted by hand). Then its weights and state are loaded instead:
+    resuming a finished run would train one step past ``max_steps``. Returns whether it trained."""
+    from transformers import TrainerState
+
+    if resume is not None and trainer.args.max_steps > 0:
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        if state.global_step >= trainer.args.max_steps:
+            log.info("%s already holds all %d steps: exporting it without training", resume, state.global_step)
+            # Trainer's own loader (the one train() uses): plain, safetensors and FSDP-sharded checkpoints
+            trainer._load_from_checkpoint(str(resume))
+            trainer.state = state
+            return False
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    return True

@@ -24,7 +24,8 @@ from transformers import TrainerCallback, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
 from giftlab.provenance import config_hash
-from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
+from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
+                                          train_or_finish)
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +355,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         trainer = GRPOTrainer(model=model, reward_funcs=[MathReward(pool)], args=args,
                               train_dataset=dataset, processing_class=tokenizer,
                               callbacks=callbacks + list(extra_callbacks))
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        train_or_finish(trainer, resume)
         grading = dict(pool.stats)
     if dynamics is not None:
         grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from giftlab.training.checkpoints import MARKER, CompleteMarker, last_complete_checkpoint, prepare_work_dir
+from giftlab.training.checkpoints import (MARKER, CompleteMarker, last_complete_checkpoint, prepare_work_dir,
+                                          train_or_finish)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def pretrain(model, tokenizer, documents: Sequence[str], out_dir, work_dir, max_
         start_step = int((resume / MARKER).read_text())
         log.info("resuming from %s (step %d)", resume, start_step)
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    train_or_finish(trainer, resume)
     seconds = time.time() - t0
 
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]

@@ -14,14 +14,15 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from giftlab.cli import ConfigError
 from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, chunked_loss, default_chunk_size, diagnostic_sums, get_objective
@@ -48,6 +49,18 @@ class SFTSettings:
     seed: int = 0
     logging_steps: int = 10
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], **more) -> "SFTSettings":
+        """From a job's ``settings`` mapping; an unknown key is a one-line ConfigError, not a TypeError."""
+        known = {f.name for f in fields(cls)}
+        for key in settings:
+            if key not in known:
+                raise ConfigError(f"config: settings.{key}: not an SFT setting (one of {', '.join(sorted(known))})")
+        for f in fields(cls):
+            if f.default is MISSING and f.default_factory is MISSING and f.name not in {**settings, **more}:
+                raise ConfigError(f"config: settings.{f.name}: missing (a required SFT setting)")
+        return cls(**settings, **more)
 
 
 class SFTDataset(Dataset):
