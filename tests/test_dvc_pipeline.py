@@ -374,7 +374,7 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     assert "world" not in counts and "pretrain_base" not in counts  # hub / local bases, real data
     # Figure 3 reads the local MATH500 copy during RL: without it the plan stops and names it (no empty figure)
     (bench_dir / "math500.jsonl").unlink()
-    missing = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300)
+    missing = run(cmd, work, timeout=300, check=False)
     assert missing.returncode != 0 and "data/benchmarks/math500.jsonl" in missing.stdout + missing.stderr
 
 

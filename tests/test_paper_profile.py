@@ -255,3 +255,17 @@ def test_training_questions_are_prompted_like_the_math_benchmarks(paper, tmp_pat
     (tmp_path / "math500.jsonl").write_text(json.dumps({"problem": problem, "answer": "2", "unique_id": "x"}) + "\n")
     evaluated = load_benchmark("math500", path=tmp_path / "math500.jsonl")[0]["prompt"]
     assert evaluated in trained
+
+
+def test_paper_profile_restricted_to_a_benchmark_subset_validates(paper):
+    """Merged configs cannot delete keys: AIME's per_benchmark / report_metric entries stay, and must not block
+    a run on a subset; an unknown name there is still a typo."""
+    from giftlab.cli import ConfigError
+    from giftlab.config import deep_merge, validate_config
+
+    subset = deep_merge(paper, {"eval": {"benchmarks": ["gsm8k", "math500"], "ood": [], "math": ["gsm8k", "math500"]}})
+    validate_config(subset)
+    with pytest.raises(ConfigError, match="eval.per_benchmark: unknown benchmark 'aime2024'"):
+        validate_config(deep_merge(subset, {"eval": {"per_benchmark": {"aime2024": {"n_samples": 32}}}}))
+    with pytest.raises(ConfigError, match="eval.report_metric.llama.aime2024: unknown benchmark"):
+        validate_config(deep_merge(subset, {"eval": {"report_metric": {"llama": {"aime2024": "pass@32"}}}}))

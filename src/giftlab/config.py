@@ -101,10 +101,9 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: eval.ood: '{name}' is not in eval.benchmarks")
     if config["eval"]["main_benchmark"] in (config["eval"].get("ood") or []):
         raise ConfigError("config error: eval.main_benchmark: must be a reasoning (not an eval.ood) benchmark")
-    for key in ("math", "per_benchmark"):
-        for name in config["eval"].get(key) or []:
-            if name not in bench:
-                raise ConfigError(f"config error: eval.{key}: '{name}' is not in eval.benchmarks")
+    for name in config["eval"].get("math") or []:
+        if name not in bench:
+            raise ConfigError(f"config error: eval.math: '{name}' is not in eval.benchmarks")
     for name in set(config["eval"].get("math") or []) & set(config["eval"].get("ood") or []):
         raise ConfigError(f"config error: eval.math: '{name}' is an eval.ood benchmark")
     _check_report_metric(config)
@@ -132,7 +131,11 @@ def _check_grid(config: Mapping[str, Any]) -> None:
         if name not in BENCHMARKS:
             raise ConfigError(f"config error: eval.benchmarks: unknown benchmark '{name}' "
                               f"(known: {', '.join(sorted(BENCHMARKS))})")
+    # per_benchmark may name benchmarks outside eval.benchmarks (a profile run on a subset; merged configs
+    # cannot delete keys), but not unknown ones
     for name, overrides in (config["eval"].get("per_benchmark") or {}).items():
+        if name not in BENCHMARKS:
+            raise ConfigError(f"config error: eval.per_benchmark: unknown benchmark '{name}'")
         for key in overrides:
             if key not in EVAL_JOB_KEYS:
                 raise ConfigError(f"config error: eval.per_benchmark.{name}.{key}: not an evaluation setting "
@@ -171,13 +174,17 @@ def _check_objective_params(config: Mapping[str, Any]) -> None:
 
 def _check_report_metric(config: Mapping[str, Any]) -> None:
     """eval.report_metric.<backbone>.<benchmark> = 'pass@k' needs k among that benchmark's final-eval ks."""
+    from giftlab.evaluation.benchmarks import BENCHMARKS
+
     for bb, per_bench in (config["eval"].get("report_metric") or {}).items():
         if bb not in config["backbones"]:
             raise ConfigError(f"config error: eval.report_metric: unknown backbone '{bb}'")
         for name, metric in per_bench.items():
             key = f"eval.report_metric.{bb}.{name}"
-            if name not in config["eval"]["benchmarks"]:
-                raise ConfigError(f"config error: {key}: '{name}' is not in eval.benchmarks")
+            if name not in BENCHMARKS:
+                raise ConfigError(f"config error: {key}: unknown benchmark '{name}'")
+            if name not in config["eval"]["benchmarks"]:  # e.g. the paper profile run on a subset
+                continue
             settings = eval_settings(config["eval"], name)
             k = int(metric.split("@")[1])
             if k not in settings.get("ks", [1, 2, 4, 8]) or k > settings["n_samples"]:

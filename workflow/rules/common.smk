@@ -337,7 +337,8 @@ def tiny_backbones():
 
 PHASE_OUTPUTS = {
     "world": lambda: (["data/tiny/problems.jsonl", "data/tiny/pretrain.jsonl", "data/tiny/tokenizer",
-                       *expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS)] if TINY else []),
+                       *expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS), "results/world.json"]
+                      if TINY else []),
     "base": lambda: [p for bb in tiny_backbones() for p in (f"models/base/{bb}", f"results/pretrain/{bb}.json")],
     "split": lambda: [f"data/splits/{name}.jsonl" for name in ("sft", "rl", "val")] + ["results/split.json"],
     "sft": lambda: [p for bb in ACTIVE_BACKBONES for run in sft_runs(config)

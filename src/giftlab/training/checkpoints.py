@@ -123,12 +123,12 @@ def train_or_finish(trainer, resume: Path | None) -> bool:
     resuming a finished run would train one step past ``max_steps``. Returns whether it trained."""
     from transformers import TrainerState
 
-    if resume is not None and trainer.args.max_steps > 0:
+    distributed = getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
+    if resume is not None and trainer.args.max_steps > 0 and not distributed:  # sharded weights load after prepare()
         state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
         if state.global_step >= trainer.args.max_steps:
             log.info("%s already holds all %d steps: exporting it without training", resume, state.global_step)
-            # Trainer's own loader (the one train() uses): plain, safetensors and FSDP-sharded checkpoints
-            trainer._load_from_checkpoint(str(resume))
+            trainer._load_from_checkpoint(str(resume))  # the loader Trainer.train() uses
             trainer.state = state
             return False
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
