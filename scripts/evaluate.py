@@ -19,7 +19,6 @@ per_benchmark ({}): overrides per benchmark name, e.g. {"aime24": {"n_samples": 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from pathlib import Path
 import giftlab.cli
 from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
-from giftlab.provenance import write_result
+from giftlab.provenance import file_sha256, write_result
 
 log = logging.getLogger("evaluate")
 
@@ -40,10 +39,6 @@ def grading_pool(workers: int, timeout: float):
 
     with GradingPool(workers=workers, timeout=timeout) as pool:
         yield pool.grade_many
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def main(argv=None) -> None:
@@ -111,7 +106,7 @@ def main(argv=None) -> None:
 
     summary = {"benchmark": config["benchmark"], "model": str(model),
                "benchmark_file": str(bench_file) if bench_file else None,
-               "benchmark_sha256": _sha256(bench_file) if bench_file else None,
+               "benchmark_sha256": file_sha256(bench_file)[:16] if bench_file else None,
                "backend": generator.backend, "kind": kind,
                "benchmark_source": (benchmark_info(config["benchmark"])
                                     if config["benchmark"] in BENCHMARKS else None),

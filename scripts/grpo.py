@@ -5,7 +5,7 @@ dynamics (pass@1 on the file's first ``grpo.eval_problems`` problems during trai
 """
 
 from giftlab import cli
-from giftlab.data import read_problems
+from giftlab.data import REQUIRED_COLUMNS, read_problems
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
 from giftlab.training.checkpoints import input_fingerprint
@@ -24,7 +24,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
-                         rl_rows=read_problems(args.rl, ("question", "final_answer")), cfg=config["grpo"], seed=config["seed"],
+                         rl_rows=read_problems(args.rl, REQUIRED_COLUMNS), cfg=config["grpo"], seed=config["seed"],
                          out_dir=args.out, work_dir=args.work,
         job_config={**config, "inputs": input_fingerprint([args.init, args.rl])},
                          dynamics_benchmark=args.dynamics_benchmark)

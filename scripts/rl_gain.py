@@ -18,9 +18,8 @@ def main(argv=None):
         raise cli.ConfigError("rl_gain: --pre, --post and config pairs must have the same length")
     pairs = [(bb, run, bench, read_jsonl(pre), read_jsonl(post))
              for (bb, run, bench), pre, post in zip(config["pairs"], args.pre, args.post)]
-    write_table(rl_gain_table(pairs), args.stem)
-    write_sidecar(f"{args.stem}.provenance.json", config, [*args.pre, *args.post],
-                  [f"{args.stem}.{ext}" for ext in ("csv", "md", "tex")])
+    written = write_table(rl_gain_table(pairs), args.stem)
+    write_sidecar(f"{args.stem}.provenance.json", config, [*args.pre, *args.post], written.values())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Rules `table`: paper Tables 1-4 as results/tables/table<N>.{csv,md,tex}, with the paper's numbers beside."""
 
 from giftlab import cli
+from giftlab.config import DEFAULT_PASS_KS
 from giftlab.io import read_json
 from giftlab.provenance import write_sidecar
 from giftlab.reporting import tables
@@ -19,15 +20,14 @@ def main(argv=None):
         df = build(records, benchmarks=config.get("benchmarks"), paper=True, with_ci=True, backbones=backbones,
                    report_metric=config.get("report_metric"))
     elif n == 3:
-        df = tables.table3(records, ks=config.get("ks", (1, 2, 4, 8)), benchmarks=config.get("benchmarks"),
+        df = tables.table3(records, ks=config.get("ks", DEFAULT_PASS_KS), benchmarks=config.get("benchmarks"),
                            paper=True, backbones=backbones)
     elif n == 4:
         df = tables.table4(records, paper=True, backbones=backbones)
     else:
         raise cli.ConfigError(f"table: no paper table {n} (1-4)")
-    tables.write_table(df, args.stem)
-    write_sidecar(f"{args.stem}.provenance.json", config, args.results,
-                  [f"{args.stem}.{ext}" for ext in ("csv", "md", "tex")])
+    written = tables.write_table(df, args.stem)
+    write_sidecar(f"{args.stem}.provenance.json", config, args.results, written.values())
 
 
 if __name__ == "__main__":

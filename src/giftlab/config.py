@@ -112,6 +112,9 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_objective_params(config)
 
 
+# pass@k reported when a config names no eval.ks (as scripts/evaluate.py defaults)
+DEFAULT_PASS_KS = (1, 2, 4, 8)
+
 # keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend",
                  "grading_timeout", "grading_workers", "code_timeout", "code_memory_mb", "code_workers",
@@ -148,7 +151,7 @@ def _check_eval_samples(config: Mapping[str, Any]) -> None:
     for name in ev["benchmarks"]:
         for pre_rl in (False, True):
             settings = eval_settings(ev, name, pre_rl=pre_rl)
-            ks, n = settings.get("ks", [1, 2, 4, 8]), int(settings["n_samples"])
+            ks, n = settings.get("ks", DEFAULT_PASS_KS), int(settings["n_samples"])
             if ks and max(ks) > n:
                 where = ("eval.pre_rl" if pre_rl and ev.get("pre_rl") else "eval") + (
                     f" / eval.per_benchmark.{name}" if name in (ev.get("per_benchmark") or {}) else "")
@@ -187,7 +190,7 @@ def _check_report_metric(config: Mapping[str, Any]) -> None:
                 continue
             settings = eval_settings(config["eval"], name)
             k = int(metric.split("@")[1])
-            if k not in settings.get("ks", [1, 2, 4, 8]) or k > settings["n_samples"]:
+            if k not in settings.get("ks", DEFAULT_PASS_KS) or k > settings["n_samples"]:
                 raise ConfigError(f"config error: {key}: {metric} needs {k} in the benchmark's ks and "
                                   f"n_samples >= {k} (eval.per_benchmark.{name})")
 

@@ -46,9 +46,9 @@ def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
     """Load DeepMath-schema rows from a local .jsonl/.parquet or (when online) a hub dataset id."""
     local = Path(path)
     if local.is_dir():  # a downloaded dataset repo (README.md, data/train-*.parquet)
-        rows = [row for part in dataset_files(local) for row in _read_rows(part)]
+        rows = [row for part in dataset_files(local) for row in read_rows(part)]
     elif local.suffix in (".jsonl", ".parquet"):
-        rows = _read_rows(local)
+        rows = read_rows(local)
     else:  # a hub id such as zwhe99/DeepMath-103K
         try:
             import datasets
@@ -72,18 +72,26 @@ def dataset_files(directory: Path) -> list[Path]:
     raise ConfigError(f"data.path: no .parquet or .jsonl files under {directory}")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".jsonl":
-        return read_jsonl(path)
-    import pandas as pd
-
-    if not path.exists():
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a local ``.jsonl`` / ``.json`` (list of objects) / ``.parquet`` file (DeepMath, benchmarks)."""
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"missing input file: {path}")
-    try:
-        return pd.read_parquet(path).to_dict("records")
-    except Exception as exc:  # a truncated or non-parquet file: name it, one line
-        raise ValueError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # a truncated or non-parquet file: name it, one line
+            raise ValueError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from None
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of objects")
+        return data
+    return read_jsonl(path)
 
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], source: str) -> None:

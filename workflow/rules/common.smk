@@ -5,8 +5,8 @@ import shlex
 import sys
 
 from giftlab.cli import ConfigError
-from giftlab.config import (DIRECT_RL, DIRECT_SFT, benchmarks, eval_settings, final_models, gift_vs_sft_runs,
-                            objective_of, rl_runs, sft_runs, unique, validate_config)
+from giftlab.config import (DEFAULT_PASS_KS, DIRECT_RL, DIRECT_SFT, benchmarks, eval_settings, final_models,
+                            gift_vs_sft_runs, objective_of, rl_runs, sft_runs, unique, validate_config)
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARK_NAMES
 
 try:
@@ -224,7 +224,7 @@ def table_job(wildcards):
     n = int(wildcards.n)
     job = {"seed": config["seed"], "table": n, "backbones": ACTIVE_BACKBONES, "benchmarks": table_benchmarks(n)}
     if n == 3:
-        job["ks"] = config["eval"].get("pre_rl", {}).get("ks", [1, 2, 4, 8])
+        job["ks"] = list(config["eval"].get("pre_rl", {}).get("ks", DEFAULT_PASS_KS))
     if n in (1, 2) and config["eval"].get("report_metric"):
         job["report_metric"] = config["eval"]["report_metric"]
     return as_arg(job)

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from giftlab.data import read_jsonl, with_instruction
+from giftlab.data import read_rows, with_instruction
 from typing import Any, Callable
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
@@ -128,24 +128,6 @@ HUMANEVAL_TEMPLATE = ("Complete the following Python function. Reply with the co
                       "```python\n{prompt}```")
 MBPP_TEMPLATE = ("{text}\nYour code should pass these tests:\n\n{tests}\n\n"
                  "Write the Python function in a single ```python code block.")
-
-
-def read_rows(path) -> list[dict]:
-    """Rows of a local ``.jsonl`` / ``.json`` (list of objects) / ``.parquet`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    if suffix == ".json":
-        data = json.loads(path.read_text())
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of objects")
-        return data
-    return read_jsonl(path)
 
 
 def hub_rows(hub_id: str, config: str | None, split: str,

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from transformers import TrainerCallback
 
-from giftlab.provenance import config_hash
+from giftlab.provenance import config_hash, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,10 @@ def input_fingerprint(paths) -> dict[str, Any]:
     Data files (small) by content; model directories and large files by name, size and mtime;
     anything that is not a local path (a hub id) by its name.
     """
-    import hashlib
-
     out: dict[str, Any] = {}
     for path in map(Path, paths):
         if path.is_file() and path.stat().st_size < (256 << 20):
-            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            out[str(path)] = file_sha256(path)[:16]
         elif path.is_file():
             st = path.stat()
             out[str(path)] = [st.st_size, st.st_mtime_ns]
