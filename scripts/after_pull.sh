@@ -11,7 +11,9 @@
 #
 #   scripts/after_pull.sh                  touch everything the phases own (target phase_all)
 #   scripts/after_pull.sh phase_sft ...    only these targets (e.g. after `dvc pull sft`)
-#   scripts/after_pull.sh --configfile config/paper.yaml phase_sft    extra Snakemake arguments pass through
+#   scripts/after_pull.sh phase_sft --configfile config/paper.yaml    another profile's outputs
+# Targets and config files may come in any order: the script hands Snakemake the targets after `--`, so
+# none is read as one more --configfile. Other Snakemake options pass through; give them as --opt=value.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DVC_NO_ANALYTICS=1
@@ -22,9 +24,28 @@ if ! dvc status --quiet; then
   echo "after_pull: run 'dvc pull' (or 'dvc checkout'), or 'dvc repro' to rebuild what changed." >&2
   exit 1
 fi
-targets=("$@")
+targets=()
+options=()
+configfiles=()
+reading_configfiles=false
+for arg in "$@"; do
+  if [ "$arg" = "--configfile" ] || [ "$arg" = "--configfiles" ]; then
+    reading_configfiles=true
+  elif [[ "$arg" == -* ]]; then
+    reading_configfiles=false
+    options+=("$arg")
+  elif $reading_configfiles && [ -f "$arg" ]; then
+    configfiles+=("$arg")
+  else
+    reading_configfiles=false
+    targets+=("$arg")
+  fi
+done
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(phase_all)
 fi
-snakemake "${targets[@]}" --touch --quiet
+if [ ${#configfiles[@]} -gt 0 ]; then
+  options+=(--configfile "${configfiles[@]}")
+fi
+snakemake --touch --quiet "${options[@]}" -- "${targets[@]}"
 echo "after_pull: Snakemake now treats the DVC-restored outputs as up to date." >&2

@@ -118,7 +118,8 @@ def test_sft_global_batch_is_128_over_the_fsdp_launch(paper, fsdp, slurm):
     assert paper["sft"]["batch_size"] * paper["sft"]["grad_accum"] * processes == 128
     assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
     # The SLURM job gets exactly as many GPUs as accelerate starts processes.
-    assert slurm["set-resources"]["sft"]["gpu"] == processes
+    assert paper["resources"]["sft"]["gpu"] == processes
+    assert f"--num_processes {processes}" in paper["launch"]["sft"]
 
 
 def test_sft_settings_reach_the_trainer_as_in_the_paper(paper, tmp_path):
@@ -221,15 +222,20 @@ def test_deepmath_loads_from_a_downloaded_dataset_directory(tmp_path):
         load_problems(str(empty), "r1_solution_1")
 
 
-def test_slurm_profile_gives_every_gpu_rule_gpus_and_requeues(slurm):
+def test_slurm_profile_requeues_and_every_gpu_rule_gets_gpus(paper, slurm):
+    from giftlab.config import rule_resources
+
     assert slurm["executor"] == "slurm"
     assert slurm["slurm-requeue"] is True and slurm["retries"] >= 1 and slurm["rerun-incomplete"] is True
-    resources = slurm["set-resources"]
-    for rule in ("sft", "grpo", "evaluate"):
-        assert resources[rule]["gpu"] >= 1, rule
-        assert resources[rule]["runtime"] > 0 and resources[rule]["mem_mb"] > 0, rule
+    # job shapes live in the config, where a later file overrides key by key (not in the profile, where a
+    # command-line --set-resources / --default-resources would replace the whole mapping)
+    assert "set-resources" not in slurm and "default-resources" not in slurm
+    for rule in ("sft", "grpo", "evaluate", "consistency"):  # consistency: two 7-8B models over 1k x 8k tokens
+        resources = rule_resources(paper, rule)
+        assert resources["gpu"] >= 1, rule
+        assert resources["runtime"] > 0 and resources["mem_mb"] > 0, rule
     for rule in ("split", "figure1"):
-        assert "gpu" not in resources.get(rule, {}), rule
+        assert "gpu" not in rule_resources(paper, rule), rule
 
 
 def test_training_questions_are_prompted_like_the_math_benchmarks(paper, tmp_path):

@@ -317,3 +317,37 @@ def unique(items: Iterable[str]) -> list[str]:
     for item in items:
         seen.setdefault(item, None)
     return list(seen)
+
+
+# ------------------------------------------------------------------ job resources (SLURM or local)
+
+# Rules that run a command (phase_* and all only gather targets): the names `resources.<rule>` may use.
+JOB_RULES = ("world", "pretrain_base", "split", "sft", "grpo", "evaluate", "consistency", "figure1", "figure2",
+             "figure3", "table", "rl_gain", "claims", "summary")
+
+
+def rule_resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
+    """What a rule's jobs ask the executor for: ``resources.default``, then ``resources.<rule>`` key by key.
+
+    Keys are the SLURM executor plugin's names (``gpu``, ``mem_mb``, ``runtime``, ``cpus_per_task``,
+    ``slurm_partition``, ``slurm_account``, ``slurm_extra``, ...); the local executor ignores the ``slurm_*`` ones.
+    They live in the config, not in the Snakemake profile, because a profile key given again on the command line
+    (``--set-resources``, ``--default-resources``) replaces the profile's whole mapping, whereas a config file
+    given later (``--configfile config/paper.yaml site.yaml``) overrides it key by key, and ``--set-resources
+    sft:slurm_partition=h200`` then changes only that key of the rule's resources. ``threads`` is not a resource:
+    see :func:`rule_threads`.
+    """
+    spec = config.get("resources") or {}
+    merged = {**(spec.get("default") or {}), **(spec.get(rule) or {})}
+    merged.pop("threads", None)
+    return merged
+
+
+def rule_threads(config: Mapping[str, Any], rule: str, fallback: int | None = None) -> int:
+    """CPU threads of a rule's jobs (GIFTLAB_THREADS): ``resources.<rule>.threads``, else ``resources.default``'s,
+    else ``fallback``, else the top-level ``threads`` (the training and evaluation rules)."""
+    spec = config.get("resources") or {}
+    for section in (spec.get(rule) or {}, spec.get("default") or {}):
+        if "threads" in section:
+            return int(section["threads"])
+    return int(fallback if fallback is not None else config.get("threads", 1))

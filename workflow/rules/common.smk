@@ -6,7 +6,8 @@ import sys
 
 from giftlab.cli import ConfigError
 from giftlab.config import (DEFAULT_PASS_KS, DIRECT_RL, DIRECT_SFT, benchmarks, eval_settings, final_models,
-                            gift_vs_sft_runs, objective_of, rl_runs, sft_runs, unique, validate_config)
+                            gift_vs_sft_runs, objective_of, rl_runs, rule_resources, rule_threads, sft_runs, unique,
+                            validate_config)
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARK_NAMES
 
 try:
@@ -37,6 +38,15 @@ def as_arg(payload):
 def launcher(rule_name):
     """The command that starts a GPU job's script (`python`, or e.g. `accelerate launch ...` from config `launch`)."""
     return config.get("launch", {}).get(rule_name, "python")
+
+
+def job_resources(rule_name):
+    """A rule's executor resources from config `resources` (default, then the rule's own keys)."""
+    return rule_resources(config, rule_name)
+
+
+def job_threads(rule_name, fallback=None):
+    return rule_threads(config, rule_name, fallback)
 
 
 # ------------------------------------------------------------------ models by stage

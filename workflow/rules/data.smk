@@ -13,6 +13,9 @@ rule split:
         job=split_job,
         script=script("split"),
         problems=problems_path(),
+    threads: job_threads("split", 1)
+    resources:
+        **job_resources("split"),
     conda:
         "../envs/giftlab.yaml"
     log:

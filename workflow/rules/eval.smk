@@ -14,7 +14,9 @@ rule evaluate:
         script=script("evaluate"),
         model=eval_model_path,
         benchmark=benchmark_arg,
-    threads: config.get("threads", 1)
+    threads: job_threads("evaluate")
+    resources:
+        **job_resources("evaluate"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -35,7 +37,9 @@ rule consistency:
         script=script("consistency"),
         model_a=consistency_model_a,
         model_b=consistency_model_b,
-    threads: config.get("threads", 1)
+    threads: job_threads("consistency")
+    resources:
+        **job_resources("consistency"),
     conda:
         "../envs/giftlab.yaml"
     log:

@@ -12,6 +12,9 @@ rule figure1:
         provenance="figures/fig1.provenance.json",
     params:
         job=fig1_job,
+    threads: job_threads("figure1", 1)
+    resources:
+        **job_resources("figure1"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -31,6 +34,9 @@ rule figure2:
         provenance="figures/fig2.provenance.json",
     params:
         job=figure_job,
+    threads: job_threads("figure2", 1)
+    resources:
+        **job_resources("figure2"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -50,6 +56,9 @@ rule figure3:
         provenance="figures/fig3.provenance.json",
     params:
         job=figure_job,
+    threads: job_threads("figure3", 1)
+    resources:
+        **job_resources("figure3"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -71,6 +80,9 @@ rule table:
     params:
         job=table_job,
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
+    threads: job_threads("table", 1)
+    resources:
+        **job_resources("table"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -93,6 +105,9 @@ rule rl_gain:
     params:
         job=rl_gain_job,
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
+    threads: job_threads("rl_gain", 1)
+    resources:
+        **job_resources("rl_gain"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -112,6 +127,9 @@ rule claims:
         provenance="results/tables/claims.provenance.json",
     params:
         job=figure_job,
+    threads: job_threads("claims", 1)
+    resources:
+        **job_resources("claims"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -131,6 +149,9 @@ rule summary:
         **SUMMARY,
     params:
         job=figure_job,
+    threads: job_threads("summary", 1)
+    resources:
+        **job_resources("summary"),
     conda:
         "../envs/giftlab.yaml"
     log:

@@ -16,7 +16,9 @@ rule grpo:
         init=grpo_init_param,
         work="work/rl/{backbone}/{run}",
         dynamics=lambda wildcards, input: f"--dynamics-benchmark {input.dynamics}" if input.dynamics else "",
-    threads: config.get("threads", 1)
+    threads: job_threads("grpo")
+    resources:
+        **job_resources("grpo"),
     conda:
         "../envs/giftlab.yaml"
     log:

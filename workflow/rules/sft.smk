@@ -16,7 +16,9 @@ rule sft:
         script=script("sft"),
         base=base_model_param,
         work="work/sft/{backbone}/{run}",
-    threads: config.get("threads", 1)
+    threads: job_threads("sft")
+    resources:
+        **job_resources("sft"),
     conda:
         "../envs/giftlab.yaml"
     log:

@@ -13,6 +13,9 @@ rule world:
         job=world_job,
         script=script("make_world"),
         bench_dir=lambda wildcards, output: os.path.dirname(output.benchmarks[0]),
+    threads: job_threads("world", 1)
+    resources:
+        **job_resources("world"),
     conda:
         "../envs/giftlab.yaml"
     log:
@@ -34,7 +37,9 @@ rule pretrain_base:
         job=pretrain_job,
         script=script("pretrain_base"),
         work="work/pretrain/{backbone}",
-    threads: config.get("threads", 1)
+    threads: job_threads("pretrain_base")
+    resources:
+        **job_resources("pretrain_base"),
     conda:
         "../envs/giftlab.yaml"
     log:

@@ -1,0 +1,143 @@
+"""What a cluster user runs from docs/scale.md, run here: the plan command as the document writes it, per-job
+SLURM resources after a site file and per-call overrides, and scripts/after_pull.sh's argument order."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import REPO, venv_env
+
+DOC = REPO / "docs" / "scale.md"
+PAPER_BENCHMARKS = ("gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus", "gpqa", "mmlu_pro",
+                    "mmlu_redux", "arc_challenge")
+SITE = {"resources": {"default": {"slurm_account": "abc123", "slurm_partition": "cpu"},
+                      "sft": {"slurm_partition": "h200"}, "grpo": {"slurm_partition": "h200"},
+                      "evaluate": {"slurm_partition": "h200"}, "consistency": {"slurm_partition": "h200"}}}
+
+
+def doc_commands(prefix: str) -> list[str]:
+    """The shell commands in docs/scale.md's bash blocks that start with ``prefix`` (continuations joined)."""
+    text = DOC.read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.split(" # ")[0].strip()
+            if command.startswith(prefix):
+                commands.append(command)
+    return commands
+
+
+@pytest.fixture
+def paper_workdir(tmp_path):
+    """A working directory as the paper run has it: the benchmark copies and a site file (docs/scale.md §2-3)."""
+    bench_dir = tmp_path / "data" / "benchmarks"
+    bench_dir.mkdir(parents=True)
+    for bench in PAPER_BENCHMARKS:
+        (bench_dir / f"{bench}.jsonl").touch()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "site.yaml").write_text(yaml.safe_dump(SITE))
+    (tmp_path / "config" / "paper.yaml").write_text((REPO / "config" / "paper.yaml").read_text())
+    return tmp_path
+
+
+def slurm_profile(tmp_path: Path) -> Path:
+    """The SLURM profile; without the executor plugin installed, the same profile minus its executor settings."""
+    profile = REPO / "workflow" / "profiles" / "slurm"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+        return profile
+    except ImportError:
+        settings = yaml.safe_load((profile / "config.yaml").read_text())
+        settings = {k: v for k, v in settings.items() if k != "executor" and not k.startswith("slurm-")}
+        local = tmp_path / "slurm-profile"
+        local.mkdir()
+        (local / "config.yaml").write_text(yaml.safe_dump(settings))
+        return local
+
+
+def run_doc_snakemake(command: str, workdir: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = shlex.split(command)
+    assert argv[0] == "snakemake"
+    argv = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            *[str(profile) if a == "workflow/profiles/slurm" else a for a in argv[1:]], *extra]
+    return subprocess.run(argv, cwd=workdir, env=venv_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_the_documented_paper_commands_plan_the_paper_grid(paper_workdir, tmp_path):
+    """docs/scale.md §4 as written, each command as a dry run: it used to put the target after --configfile
+    (FileNotFoundError 'phase_all')."""
+    commands = [c for c in doc_commands("snakemake") if "config/paper.yaml" in c]
+    assert len(commands) >= 2, "docs/scale.md §4 lost its plan and run commands"
+    for command in commands:
+        extra = () if " -n " in command else ("-n", "--quiet", "rules")
+        result = run_doc_snakemake(command, paper_workdir, slurm_profile(tmp_path), *extra)
+        assert result.returncode == 0, f"{command}: " + (result.stdout + result.stderr)[-3000:]
+        counts = dict(line.split() for line in result.stdout.splitlines()
+                      if re.fullmatch(r"\w+\s+\d+", line.strip()))
+        assert counts["sft"] == "26" and counts["evaluate"] == "352" and counts["consistency"] == "24", command
+
+
+def job_resources(dry_run: str) -> dict[str, dict[str, str]]:
+    """rule name -> its first job's `resources:` line of a Snakemake dry run, as a dict."""
+    out, rule = {}, None
+    for line in dry_run.splitlines():
+        match = re.match(r"^rule (\w+):", line) or re.match(r"^localrule (\w+):", line)
+        if match:
+            rule = match.group(1)
+        elif rule and line.strip().startswith("resources:") and rule not in out:
+            pairs = line.strip()[len("resources:"):].split(", ")
+            out[rule] = dict(p.strip().split("=", 1) for p in pairs)
+    return out
+
+
+def test_site_file_and_per_call_overrides_add_to_the_jobs_resources(paper_workdir, tmp_path):
+    """A per-call --set-resources / --default-resources used to replace the profile's whole mapping (sft lost its
+    GPUs, memory and runtime; CPU rules their partition), and consistency had no resources at all."""
+    targets = ["results/sft/qwen/sft/metrics.json", "results/consistency/qwen/sft/base_sft.json"]
+    command = ("snakemake " + " ".join(targets) + " -n --workflow-profile workflow/profiles/slurm"
+               " --set-resources sft:runtime=720 --default-resources slurm_extra=--comment=gift"
+               " --configfile config/paper.yaml config/site.yaml")
+    result = run_doc_snakemake(command, paper_workdir, slurm_profile(tmp_path))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    resources = job_resources(result.stdout)
+    sft, consistency, split = resources["sft"], resources["consistency"], resources["split"]
+    assert (sft["gpu"], sft["mem_mb"], sft["cpus_per_task"]) == ("8", "900000", "64")  # from config/paper.yaml
+    assert sft["runtime"] == "720"                                                     # the per-call override
+    assert (sft["slurm_partition"], sft["slurm_account"]) == ("h200", "abc123")      # the site file
+    assert consistency["gpu"] == "1" and int(consistency["mem_mb"]) >= 64000
+    assert consistency["slurm_partition"] == "h200"
+    assert split["slurm_partition"] == "cpu" and "gpu" not in split and split["slurm_extra"] == "--comment=gift"
+
+
+@pytest.fixture
+def recording_tools(tmp_path):
+    """`dvc` and `snakemake` stand-ins on PATH that record their arguments (after_pull.sh's own logic only)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dvc", "snakemake"):
+        path = bin_dir / tool
+        path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/{tool}.args"\n')
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return env, tmp_path
+
+
+@pytest.mark.parametrize("args", [["phase_sft", "--configfile", "config/paper.yaml"],
+                                  ["--configfile", "config/paper.yaml", "phase_sft"]])
+def test_after_pull_hands_snakemake_its_targets_as_targets(recording_tools, args):
+    env, tmp = recording_tools
+    subprocess.run(["bash", str(REPO / "scripts" / "after_pull.sh"), *args], cwd=REPO, env=env, check=True,
+                   capture_output=True, text=True)
+    argv = (tmp / "snakemake.args").read_text().split("\n")[:-1]
+    assert argv[argv.index("--") + 1:] == ["phase_sft"]
+    assert argv[argv.index("--configfile") + 1] == "config/paper.yaml"
+    assert "--touch" in argv[:argv.index("--")]
