@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     generator = make_generator(model, backend=config.get("backend", "auto"),
                                batch_size=int(config.get("batch_size", 32)),
                                stop_token_ids=config.get("stop_token_ids", ()),
-                               seed_scheme=config.get("seed_scheme", "hash"))
+                               seed_scheme=config.get("seed_scheme", "hash"), **(config.get("vllm") or {}))
     chat = config.get("chat_template", "auto")
     tokenizer = generator.tokenizer
     with make_grader(kind, math_workers=int(config.get("grading_workers", 2)),

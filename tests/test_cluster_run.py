@@ -59,7 +59,7 @@ def slurm_profile(tmp_path: Path) -> Path:
         settings = yaml.safe_load((profile / "config.yaml").read_text())
         settings = {k: v for k, v in settings.items() if k != "executor" and not k.startswith("slurm-")}
         local = tmp_path / "slurm-profile"
-        local.mkdir()
+        local.mkdir(exist_ok=True)  # called once per documented command
         (local / "config.yaml").write_text(yaml.safe_dump(settings))
         return local
 
@@ -141,3 +141,28 @@ def test_after_pull_hands_snakemake_its_targets_as_targets(recording_tools, args
     assert argv[argv.index("--") + 1:] == ["phase_sft"]
     assert argv[argv.index("--configfile") + 1] == "config/paper.yaml"
     assert "--touch" in argv[:argv.index("--")]
+
+
+def test_grpo_under_the_fsdp_launch_leaves_activation_checkpointing_to_fsdp(monkeypatch, tmp_path):
+    """TRL turns gradient checkpointing on by default, the FSDP config turns on FSDP's own, and transformers' Trainer
+    refuses both at once. The environment is the one `accelerate launch` builds from workflow/accelerate/fsdp.yaml."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+    from trl import GRPOConfig
+
+    from giftlab.config import load_config
+    from giftlab.training.grpo import grpo_arguments
+
+    launch = launch_command_parser().parse_args(
+        ["--config_file", str(REPO / "workflow" / "accelerate" / "fsdp.yaml"), str(REPO / "scripts" / "grpo.py")])
+    env = prepare_multi_gpu_env(_validate_launch_command(launch)[0])
+    for key, value in env.items():
+        if key.startswith(("FSDP_", "ACCELERATE_USE_FSDP")):
+            monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.activation_checkpointing and plugin.fsdp_version == 2  # what the launch asks for
+    paper = load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml")
+    args = GRPOConfig(**grpo_arguments(paper["grpo"], tmp_path, seed=0, world_size=8))
+    # transformers.Trainer.__init__: "can't both be set to True"
+    assert not (plugin.activation_checkpointing and args.activation_checkpointing)

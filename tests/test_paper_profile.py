@@ -162,7 +162,11 @@ def test_grpo_maps_to_the_papers_trl_arguments(paper, tmp_path):
     # One update = 64 prompts x G completions over all processes; a rollout (128 prompts) = 2 updates.
     per_update = kwargs["per_device_train_batch_size"] * world * kwargs["gradient_accumulation_steps"]
     assert per_update == 64 * G
-    assert kwargs["per_device_train_batch_size"] == 8 and kwargs["gradient_accumulation_steps"] == 8
+    # micro-batches of 2 completions of up to 8,192 tokens: their bf16 logits (2 x 8.7k x 152k) stay near 5 GB
+    assert kwargs["per_device_train_batch_size"] == 2 and kwargs["gradient_accumulation_steps"] == 32
+    # colocated vLLM sized, not TRL's defaults (the model's 131k context, which Llama-8B's KV cache cannot hold)
+    assert kwargs["vllm_max_model_length"] >= 8192 + 1024 and kwargs["vllm_enable_sleep_mode"] is True
+    assert 0 < kwargs["vllm_gpu_memory_utilization"] <= 0.5 and kwargs["vllm_tensor_parallel_size"] == 1
     assert kwargs["vllm_mode"] == "colocate"  # stated: older TRL releases default to a separate server
     assert kwargs["loss_type"] == "dapo"  # VeRL's token-mean aggregation (the paper trains with VeRL)
     assert kwargs["steps_per_generation"] // kwargs["gradient_accumulation_steps"] == 2

@@ -161,7 +161,7 @@ def sft_job(wildcards):
     sft = config["sft"]
     settings = {k: sft[k] for k in ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler",
                                     "warmup_ratio", "weight_decay", "adam_betas", "max_grad_norm",
-                                    "loss_head", "loss_backend", "bf16") if k in sft}
+                                    "loss_head", "loss_backend", "bf16", "export_dtype") if k in sft}
     return as_arg({
         "seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
         "method": method, "beta": beta, "solution_key": config["data"]["solution_key"],

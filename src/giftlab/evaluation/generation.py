@@ -361,13 +361,17 @@ def vllm_available() -> bool:
     return torch.cuda.is_available()
 
 
+# eval.vllm: vLLM engine settings, ignored by the HF backend
+VLLM_ENGINE_KEYS = ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size")
+
+
 def make_generator(model_path, backend: str = "auto", **kwargs) -> Generator:
     """``backend``: "auto" (vLLM when importable with a CUDA device, else HF), "hf" or "vllm"."""
     if backend == "auto":
         backend = "vllm" if vllm_available() else "hf"
     if backend == "hf":
-        kwargs.pop("max_model_len", None)
-        kwargs.pop("gpu_memory_utilization", None)
+        for key in VLLM_ENGINE_KEYS:
+            kwargs.pop(key, None)
         return HFGenerator(model_path, **kwargs)
     if backend == "vllm":  # pragma: no cover
         kwargs.pop("batch_size", None)

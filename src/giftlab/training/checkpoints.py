@@ -92,27 +92,78 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any]) -> Pat
     return work_dir
 
 
-def export_model(trainer, tokenizer, out_dir: str | Path) -> Path:
+def export_model(trainer, tokenizer, out_dir: str | Path, dtype: str | None = None) -> Path:
     """Save HF-format weights + tokenizer to ``out_dir`` through a temporary sibling and a rename.
 
-    ``Trainer.save_model`` gathers sharded weights (FSDP/DeepSpeed) and writes on the main process
-    only, so every process calls this; only the main process renames.
+    Collective: every process calls it. The weights are gathered whole on the main process whatever the sharding
+    (:func:`giftlab.training.sharded.full_state_dict`; ``Trainer.save_model`` writes none under FSDP's
+    ``SHARDED_STATE_DICT``), optionally cast (``dtype``, e.g. ``"bfloat16"``: half the size of fp32 master weights,
+    and what vLLM loads), written with ``save_pretrained``, and checked against the model class
+    (:func:`verify_export`) before the rename: an export that would not load fails here, in one line.
     """
     import os
 
+    import torch
+
+    from giftlab.training.sharded import full_state_dict, unwrap
+
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if trainer.is_world_process_zero() and tmp.exists():
+    main = trainer.is_world_process_zero()
+    if main and tmp.exists():
         shutil.rmtree(tmp)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))
-    if trainer.is_world_process_zero():
+    state_dict = full_state_dict(trainer.model_wrapped, trainer.accelerator)
+    if main:
+        model = unwrap(trainer.model)
+        if dtype is not None:
+            cast = getattr(torch, dtype)
+            state_dict = {k: v.to(cast) if v.is_floating_point() else v for k, v in state_dict.items()}
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if dtype is not None:  # the config says what the weights are, so loaders with dtype="auto" keep it
+            config_path = tmp / "config.json"
+            config = json.loads(config_path.read_text())
+            config["dtype"] = config["torch_dtype"] = dtype
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         tokenizer.save_pretrained(tmp)
+        verify_export(tmp, name=out_dir)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     trainer.accelerator.wait_for_everyone()
     return out_dir
+
+
+def verify_export(path: str | Path, name: str | Path | None = None) -> None:
+    """Raise one line unless ``path`` holds safetensors weights for every parameter of its config's model class,
+    with the right shapes (read from the file headers against the class built on the meta device: no weights load).
+    """
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    name = name or path
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise RuntimeError(f"export {name}: no weights written (no *.safetensors; a sharded state dict?)")
+    saved = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as fh:
+            saved.update({key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()})
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    groups: dict[int, list[str]] = {}  # tied weights (one tensor, several names) are saved once
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(key)
+    expected = dict(model.state_dict().items())
+    missing = [keys[0] for keys in groups.values() if not any(k in saved for k in keys)]
+    if missing:
+        raise RuntimeError(f"export {name}: {len(missing)} of {len(groups)} weights missing, e.g. {missing[0]}")
+    wrong = [k for k, shape in saved.items() if k in expected and tuple(expected[k].shape) != shape]
+    if wrong:
+        raise RuntimeError(f"export {name}: {wrong[0]} has shape {saved[wrong[0]]}, "
+                           f"the model class expects {tuple(expected[wrong[0]].shape)}")
 
 
 def train_or_finish(trainer, resume: Path | None) -> bool:

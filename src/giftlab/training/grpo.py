@@ -26,8 +26,15 @@ from giftlab.data import render_prompt
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
+from giftlab.training.sharded import gathered_for_generation
 
 log = logging.getLogger(__name__)
+
+
+def fsdp_activation_checkpointing() -> bool:
+    """Whether this process was launched with FSDP's activation checkpointing (``accelerate launch`` sets this)."""
+    return (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+            and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true")
 
 
 def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, world_size: int = 1) -> dict[str, Any]:
@@ -76,6 +83,9 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         vllm_mode="colocate",
         bf16=bool(cfg.get("bf16", False)) and not use_cpu,
         use_cpu=use_cpu,
+        # TRL turns this on by default; transformers refuses it beside FSDP's own activation checkpointing
+        # (workflow/accelerate/fsdp.yaml), which `accelerate launch` announces in the environment.
+        gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)) and not fsdp_activation_checkpointing(),
         save_strategy="steps",
         save_steps=max(1, cfg.get("save_steps", 25)),
         save_total_limit=1,
@@ -83,11 +93,26 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         report_to=["tensorboard"],
         disable_tqdm=False,
     )
+    kwargs.update(vllm_arguments(cfg.get("vllm") or {}))
     if max_steps > 0:
         kwargs["max_steps"] = max_steps
     else:
         kwargs["num_train_epochs"] = 1
     return kwargs
+
+
+# grpo.vllm keys -> GRPOConfig fields (colocated vLLM shares each GPU with training)
+VLLM_FIELDS = {"max_model_len": "vllm_max_model_length", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
+               "sleep_mode": "vllm_enable_sleep_mode", "tensor_parallel_size": "vllm_tensor_parallel_size"}
+
+
+def vllm_arguments(vllm: Mapping[str, Any]) -> dict[str, Any]:
+    """``grpo.vllm`` as GRPOConfig fields. Without ``max_model_len`` vLLM reserves the model's whole context
+    (131k tokens for Llama-3.1) and, at TRL's default memory share, Llama-8B's KV cache does not fit."""
+    unknown = sorted(set(vllm) - set(VLLM_FIELDS))
+    if unknown:
+        raise ConfigError(f"config error: grpo.vllm.{unknown[0]}: unknown key (one of {', '.join(VLLM_FIELDS)})")
+    return {VLLM_FIELDS[key]: value for key, value in vllm.items()}
 
 
 class MathReward:
@@ -245,8 +270,9 @@ class DynamicsCallback(TrainerCallback):
         t0 = time.perf_counter()
         model.eval()
         try:
-            with torch.no_grad():
-                generator = HFGenerator.from_model(model, self.tokenizer, batch_size=cfg["eval_batch_size"])
+            # every process generates in step (generate's synced_gpus under FSDP); FSDP1 gathers the root unit first
+            with torch.no_grad(), gathered_for_generation(model) as gen_model:
+                generator = HFGenerator.from_model(gen_model, self.tokenizer, batch_size=cfg["eval_batch_size"])
                 _, summary = evaluate(generator, self.records, n_samples=cfg["eval_samples"],
                                       temperature=cfg["eval_temperature"],
                                       max_new_tokens=cfg["eval_max_new_tokens"], seed=self.seed,
@@ -360,7 +386,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if dynamics is not None:
         grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}
     seconds = time.time() - t0
-    export_model(trainer, tokenizer, out_dir)
+    export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
                "resumed_from": str(resume) if resume else None,

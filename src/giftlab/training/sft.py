@@ -27,6 +27,7 @@ from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, chunked_loss, default_chunk_size, diagnostic_sums, get_objective
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
+from giftlab.training.sharded import call_with_head, unwrap, vocab_size
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class SFTSettings:
     loss_head: str = "auto"
     loss_backend: str = "torch"      # chunked head: "torch" loop or the fused "triton" kernel (SFT / exact GIFT)
     bf16: bool = False
+    export_dtype: str | None = None  # e.g. "bfloat16": exports half the size of the fp32 master weights
     seed: int = 0
     logging_steps: int = 10
     extra: dict = field(default_factory=dict)
@@ -126,18 +128,12 @@ class ObjectiveTrainer(Trainer):
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         return out.logits[:, :-1][mask]
 
-    @staticmethod
-    def _masked_hidden(model, inputs, mask):
-        """Final hidden states at response positions and the lm_head weight (no N x V logits)."""
-        out = model.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        return out.last_hidden_state[:, :-1][mask], model.get_output_embeddings().weight
-
     def _chunk_size(self, model, n_tokens: int) -> int | None:
         """None for the plain head; a chunk size for the chunked one (``sft.loss_head``)."""
-        head = model.get_output_embeddings()
+        head = unwrap(model).get_output_embeddings()
         if self.loss_head == "plain" or getattr(head, "bias", None) is not None:
             return None
-        chunk = default_chunk_size(n_tokens, head.weight.shape[0])
+        chunk = default_chunk_size(n_tokens, vocab_size(model))
         if self.loss_head == "chunked":
             return chunk
         return chunk if chunk < n_tokens else None  # auto: chunk only when the logits would not fit
@@ -162,16 +158,7 @@ class ObjectiveTrainer(Trainer):
                 with torch.no_grad():
                     self._record(diagnostic_sums(batch, self.objective))
         else:
-            hidden, weight = self._masked_hidden(model, inputs, mask)
-            ref_hidden = ref_weight = None
-            if self.objective.needs_ref:
-                with torch.no_grad():
-                    ref_hidden, ref_weight = self._masked_hidden(self.ref_model, inputs, mask)
-            stats: dict = {}
-            loss_sum, _ = chunked_loss(self.objective, hidden, weight, targets, ref_hidden, ref_weight,
-                                       old_logprobs, chunk, stats=stats, diagnose=True,
-                                       backend=self.loss_backend)
-            self._record(stats["diag_sums"])
+            loss_sum = self._chunked_loss_sum(model, inputs, mask, targets, old_logprobs, chunk)
         denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
         if torch.is_tensor(denom):
             denom = denom.to(loss_sum.device)
@@ -181,6 +168,29 @@ class ObjectiveTrainer(Trainer):
             # over processes: scale back, as transformers' own compute_loss does.
             loss = loss * self.accelerator.num_processes
         return (loss, {}) if return_outputs else loss
+
+    def _chunked_loss_sum(self, model, inputs, mask, targets, old_logprobs, chunk: int):
+        """The loss sum through the chunked head, formed inside each model's own forward (FSDP-safe: the root unit
+        has gathered ``lm_head`` there; :func:`giftlab.training.sharded.call_with_head`)."""
+        ids = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        ref: dict = {}
+        if self.objective.needs_ref:
+            def keep_ref(hidden, weight):
+                ref["hidden"], ref["weight"] = hidden[:, :-1][mask], weight
+                return hidden.new_zeros(())
+
+            with torch.no_grad():
+                call_with_head(self.ref_model, keep_ref, **ids)
+        stats: dict = {}
+
+        def loss(hidden, weight):
+            return chunked_loss(self.objective, hidden[:, :-1][mask], weight, targets, ref.get("hidden"),
+                                ref.get("weight"), old_logprobs, chunk, stats=stats, diagnose=True,
+                                backend=self.loss_backend)[0]
+
+        loss_sum = call_with_head(model, loss, **ids)
+        self._record(stats["diag_sums"])
+        return loss_sum
 
     def _record(self, sums: dict) -> None:
         """Accumulate token sums of the objective's diagnostics (``n`` = tokens) until the epoch ends."""
@@ -219,9 +229,10 @@ class EpochEnd(TrainerCallback):
     Records persist in ``work_dir/epochs.json`` so a resumed run keeps the earlier epochs' rows.
     """
 
-    def __init__(self, trainer: ObjectiveTrainer, tokenizer, val_dataset, work_dir: Path, batch_size: int):
+    def __init__(self, trainer: ObjectiveTrainer, tokenizer, val_dataset, work_dir: Path, batch_size: int,
+                 export_dtype: str | None = None):
         self.trainer, self.tokenizer, self.val = trainer, tokenizer, val_dataset
-        self.work_dir, self.batch_size = work_dir, batch_size
+        self.work_dir, self.batch_size, self.export_dtype = work_dir, batch_size, export_dtype
         self.path = work_dir / "epochs.json"
         self.records = json.loads(self.path.read_text()) if self.path.exists() else []
         self._train_losses: list[float] = []
@@ -234,7 +245,7 @@ class EpochEnd(TrainerCallback):
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         epoch = int(round(state.epoch))
         val_ce = validation_cross_entropy(model, self.val, self.trainer.data_collator, self.batch_size)
-        export_model(self.trainer, self.tokenizer, self.work_dir / "export" / f"epoch_{epoch}")
+        export_model(self.trainer, self.tokenizer, self.work_dir / "export" / f"epoch_{epoch}", self.export_dtype)
         record = {"epoch": epoch, "step": state.global_step, "val_loss": val_ce,
                   "train_loss": (sum(self._train_losses) / len(self._train_losses)) if self._train_losses else None,
                   "seconds": round(time.time() - self._t0, 2), **self.trainer.pop_diagnostics()}
@@ -328,7 +339,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, old_model=old_model,
                                loss_head=settings.loss_head, loss_backend=loss_backend)
-    epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size)
+    epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size, settings.export_dtype)
     trainer.add_callback(epoch_end)
     trainer.add_callback(CompleteMarker())
     for callback in callbacks:

@@ -1,0 +1,108 @@
+"""What a sharded (FSDP) or replicated (DDP) model needs that a plain module does not.
+
+* :func:`call_with_head`: the chunked loss head needs the final hidden states and the ``lm_head`` weight. Reading
+  them around the model (``model.get_decoder()(...)``, ``get_output_embeddings().weight``) bypasses FSDP's root
+  unit, which owns the embedding and ``lm_head``: their parameters are still sharded there ("'weight' must be
+  2-D"), and the root's gradient reduction is never scheduled. Instead the model's own forward runs, with its
+  ``lm_head`` standing in as ``fn(hidden, weight)`` for that one call (the approach of Liger's fused heads).
+* :func:`full_state_dict`: the whole model's weights on the main process, whatever the sharding: FSDP's
+  ``SHARDED_STATE_DICT`` setting makes ``Trainer.save_model`` write no weights at all.
+* :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 and
+  plain modules gather per forward call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+class _HeadCall(nn.Module):
+    """Stands in for ``lm_head`` during one forward: ``fn(hidden [B, T, H], weight [V, H])`` instead of the logits.
+
+    The original head stays a child, so the weight is read from the module FSDP manages, while it is gathered.
+    """
+
+    def __init__(self, head: nn.Module, fn: Callable[[torch.Tensor, torch.Tensor], Any]):
+        super().__init__()
+        self.head = head
+        self.fn = fn
+
+    def forward(self, hidden: torch.Tensor):
+        return self.fn(hidden, self.head.weight)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The ``PreTrainedModel`` inside DDP / FSDP1 wrappers (FSDP2 shards in place: the module itself)."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    return model
+
+
+def call_with_head(model: nn.Module, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], **inputs) -> Any:
+    """``model(**inputs)`` with its ``lm_head`` replaced by ``fn`` for this call; returns what ``fn`` returned.
+
+    ``fn`` gets the final (normed) hidden states of every position and the head's weight, and should return a
+    tensor (the loss): FSDP attaches its backward hooks to the forward's outputs. ``model`` may be wrapped (DDP,
+    FSDP1) or sharded in place (FSDP2); the call goes through the wrapper so every hook runs.
+    """
+    inner = unwrap(model)
+    head = inner.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise ValueError("call_with_head: an lm_head with a bias is not supported (use sft.loss_head: plain)")
+    inner.set_output_embeddings(_HeadCall(head, fn))
+    try:
+        out = model(**inputs, use_cache=False)
+    finally:
+        inner.set_output_embeddings(head)
+    return out.logits
+
+
+def vocab_size(model: nn.Module) -> int:
+    """Rows of ``lm_head`` (not ``weight.shape``, which is a shard's under FSDP1)."""
+    head = unwrap(model).get_output_embeddings()
+    return int(getattr(head, "out_features", None) or head.weight.shape[0])
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Parameters held as DTensor shards (FSDP2) or inside an FSDP1 wrapper."""
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        return True
+    return any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+
+
+def full_state_dict(model: nn.Module, accelerator=None) -> dict[str, torch.Tensor]:
+    """Every weight, unsharded, on CPU, on the main process (other processes get ``{}``). Collective under FSDP:
+    every process calls it.
+
+    FSDP2 (DTensor parameters) through ``torch.distributed.checkpoint``'s full state dict, which is what
+    ``accelerate`` itself does for FSDP2; FSDP1 through ``accelerator.get_state_dict`` (a ``FULL_STATE_DICT``
+    gather whatever ``fsdp_state_dict_type`` says); a plain or DDP model directly.
+    """
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if accelerator is not None:
+        return accelerator.get_state_dict(model)
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+@contextlib.contextmanager
+def gathered_for_generation(model: nn.Module):
+    """FSDP1: gather the parameters for ``generate`` (it calls the inner module, past the root unit's hooks);
+    anything else: nothing to do."""
+    if type(model).__name__ == "FullyShardedDataParallel":
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        with FullyShardedDataParallel.summon_full_params(model, writeback=False):
+            yield unwrap(model)
+    else:
+        yield model

@@ -1,0 +1,139 @@
+"""Run under ``torchrun --nproc_per_node 2`` (CPU, gloo): the FSDP-specific paths of the SFT/GRPO jobs on a tiny
+Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then the root: what accelerate's
+``fsdp_version: 2`` does), checked against the same model unsharded. Writes ``<out>/rank<k>.json``.
+
+1. The chunked GIFT loss head through :func:`call_with_head`: loss and every gradient equal the unsharded
+   model's (each rank holds half the batch; the loss is scaled as the SFT trainer scales it).
+2. The pre-fix path (``get_decoder()`` + ``get_output_embeddings().weight`` outside the forward) fails or differs.
+3. The export: :func:`full_state_dict` gathers every weight on rank 0, equal to the unsharded model's, and the
+   written checkpoint passes :func:`verify_export`; the sharded ``state_dict()`` alone does not.
+4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
+
+from giftlab.models import build_tiny_model
+from giftlab.objectives import chunked_loss, get_objective
+from giftlab.training.checkpoints import verify_export
+from giftlab.training.sharded import call_with_head, full_state_dict, gathered_for_generation
+
+
+def batch(seed: int, rows: int = 4, width: int = 12, vocab: int = 64):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (rows, width), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # one padded row
+    labels = ids.clone()
+    labels[:, :4] = -100  # prompt tokens
+    labels[mask == 0] = -100
+    return ids, mask, labels
+
+
+def loss_sum(model, ref, objective, ids, mask, labels):
+    keep = labels[:, 1:] != -100
+    targets = labels[:, 1:][keep]
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    captured = {}
+
+    def keep_ref(hidden, weight):
+        captured["hidden"], captured["weight"] = hidden[:, :-1][keep], weight
+        return hidden.new_zeros(())
+
+    with torch.no_grad():
+        call_with_head(ref, keep_ref, **inputs)
+
+    def head(hidden, weight):
+        return chunked_loss(objective, hidden[:, :-1][keep], weight, targets, captured["hidden"],
+                            captured["weight"], None, 5)[0]
+
+    return call_with_head(model, head, **inputs), int(keep.sum())
+
+
+def main(out_dir: str) -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = build_tiny_model("qwen2", vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, tie_word_embeddings=False, seed=0)
+    ref = copy.deepcopy(model).eval().requires_grad_(False)  # GIFT's frozen base: not sharded
+    plain = copy.deepcopy(model)
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    objective = get_objective("gift", beta=3.0)
+    ids, mask, labels = batch(seed=1)
+    result: dict = {"rank": rank}
+
+    # 1. the whole batch unsharded vs. this rank's half sharded (token mean over all ranks, x world as DDP/FSDP
+    # average gradients over processes)
+    full_loss, n_total = loss_sum(plain, ref, objective, ids, mask, labels)
+    (full_loss / n_total).backward()
+    half = slice(rank * 2, rank * 2 + 2)
+    part_loss, _ = loss_sum(model, ref, objective, ids[half], mask[half], labels[half])
+    (part_loss / n_total * world).backward()
+    summed = part_loss.detach().clone()
+    dist.all_reduce(summed)
+    result["loss_diff"] = abs(summed.item() - full_loss.item())
+    grad_diff = 0.0
+    for (name, p), (_, q) in zip(model.named_parameters(), plain.named_parameters()):
+        g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+        grad_diff = max(grad_diff, (g - q.grad).abs().max().item())
+    result["grad_diff"] = grad_diff
+    result["lm_head_is_sharded"] = isinstance(model.lm_head.weight, DTensor)
+
+    # 2. the pre-fix path: hidden states from the decoder, the lm_head weight read outside any forward
+    try:
+        keep = labels[half][:, 1:] != -100
+        hidden = model.get_decoder()(input_ids=ids[half], attention_mask=mask[half]).last_hidden_state
+        old = chunked_loss(objective, hidden[:, :-1][keep], model.get_output_embeddings().weight,
+                           labels[half][:, 1:][keep], None, None, None, 5)[0]
+        result["old_path"] = f"ran: loss differs by {abs(old.item() - part_loss.item()):.3g}"
+    except Exception as exc:  # noqa: BLE001 - the failure is what is recorded
+        result["old_path"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+    # 3. export
+    state = full_state_dict(model)
+    out = Path(out_dir)
+    if rank == 0:
+        expected = plain.state_dict()
+        result["export_keys_equal"] = sorted(state) == sorted(expected)
+        result["export_max_diff"] = max((state[k].float() - expected[k].float()).abs().max().item() for k in expected)
+        plain.save_pretrained(out / "export", state_dict=state, safe_serialization=True)
+        verify_export(out / "export")
+        result["export_verified"] = True
+        (out / "sharded").mkdir()
+        (out / "sharded" / "config.json").write_text((out / "export" / "config.json").read_text())
+        try:
+            verify_export(out / "sharded")
+            result["empty_export_error"] = None
+        except RuntimeError as exc:
+            result["empty_export_error"] = str(exc)
+    else:
+        result["nonzero_rank_state_is_empty"] = state == {}
+    dist.barrier()
+
+    # 4. generate (greedy) on the sharded model
+    prompt = ids[:2, :6]
+    with torch.no_grad(), gathered_for_generation(model) as gen_model:
+        got = gen_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
+                                 pad_token_id=0)
+        want = plain.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
+                              pad_token_id=0)
+    result["generate_equal"] = torch.equal(got, want)
+
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,79 @@
+"""The FSDP paths of training on CPU: torch FSDP2 over 2 gloo processes (tests/dist/fsdp2_paths.py), and the export
+check that stops a job whose checkpoint would not load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from giftlab.models import build_tiny_model
+from giftlab.training.checkpoints import verify_export
+from helpers import REPO, venv_env
+
+
+@pytest.fixture(scope="module")
+def fsdp2_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fsdp2")
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "dist" / "fsdp2_paths.py"), str(out)]
+    proc = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_chunked_head_inside_the_forward_matches_the_unsharded_model(fsdp2_results):
+    for rank in fsdp2_results:
+        assert rank["lm_head_is_sharded"]                 # the root unit really holds lm_head as shards
+        assert rank["loss_diff"] < 1e-5 and rank["grad_diff"] < 1e-6, rank
+
+
+def test_reading_lm_head_outside_the_forward_fails_under_fsdp(fsdp2_results):
+    """The pre-fix path (decoder + get_output_embeddings().weight) does not run on a sharded model."""
+    for rank in fsdp2_results:
+        assert not rank["old_path"].startswith("ran: loss differs by 0"), rank["old_path"]
+
+
+def test_export_of_a_sharded_model_holds_every_weight(fsdp2_results):
+    rank0, rank1 = fsdp2_results
+    assert rank0["export_keys_equal"] and rank0["export_max_diff"] == 0.0 and rank0["export_verified"]
+    assert rank1["nonzero_rank_state_is_empty"]          # gathered on the main process only
+    assert "no weights written" in rank0["empty_export_error"]
+
+
+def test_generate_on_the_sharded_model(fsdp2_results):
+    assert all(rank["generate_equal"] for rank in fsdp2_results)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model = build_tiny_model("llama", vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=32, tie_word_embeddings=True)
+    model.save_pretrained(tmp_path / "ok")
+    return model, tmp_path
+
+
+def test_verify_export_accepts_a_saved_model_with_tied_weights(saved):
+    _, tmp = saved
+    verify_export(tmp / "ok")
+
+
+def test_verify_export_names_a_missing_weight_in_one_line(saved):
+    model, tmp = saved
+    state = {k: v for k, v in model.state_dict().items() if "layers.1.mlp" not in k}
+    model.save_pretrained(tmp / "partial", state_dict=state)
+    with pytest.raises(RuntimeError, match=r"^export \S+: 3 of \d+ weights missing, e\.g\. model\.layers\.1\.mlp"):
+        verify_export(tmp / "partial")
+
+
+def test_verify_export_names_a_wrong_shape(saved):
+    model, tmp = saved
+    state = dict(model.state_dict())
+    state["model.norm.weight"] = torch.ones(8)
+    model.save_pretrained(tmp / "wrong", state_dict=state)
+    with pytest.raises(RuntimeError, match=r"model\.norm\.weight has shape \(8,\), the model class expects \(16,\)"):
+        verify_export(tmp / "wrong")
