@@ -77,3 +77,40 @@ def test_verify_export_names_a_wrong_shape(saved):
     model.save_pretrained(tmp / "wrong", state_dict=state)
     with pytest.raises(RuntimeError, match=r"model\.norm\.weight has shape \(8,\), the model class expects \(16,\)"):
         verify_export(tmp / "wrong")
+
+
+# ------------------------------------------------------------------ 1 vs 2 processes (DDP over gloo)
+
+
+def launch(n_processes: int, base_dir: Path, out: Path) -> dict:
+    """tests/dist/processes.py under torchrun (the launcher `accelerate launch` uses on GPUs), on CPU."""
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", str(n_processes),
+           str(REPO / "tests" / "dist" / "processes.py"), str(base_dir), str(out)]
+    proc = subprocess.run(cmd, env={**venv_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def by_processes(base_dir, tmp_path_factory):
+    return {n: launch(n, base_dir, tmp_path_factory.mktemp(f"p{n}")) for n in (1, 2)}
+
+
+@pytest.mark.parametrize("method", ["sft", "gift", "psft"])
+def test_one_and_two_processes_train_the_same_sft_run(by_processes, method):
+    """Same global batch (2 per process x accumulation): the same loss at every optimiser step and the same
+    validation CE after every epoch. The token mean over all processes and micro-batches is what makes it so."""
+    one, two = by_processes[1], by_processes[2]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    a, b = one["sft"][method], two["sft"][method]
+    assert a["steps"] == b["steps"] and len(a["step_losses"]) == a["steps"]
+    for (step_a, loss_a), (step_b, loss_b) in zip(a["step_losses"], b["step_losses"]):
+        assert step_a == step_b and loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-6), method
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+
+
+def test_grpo_runs_its_steps_on_two_processes(by_processes):
+    grpo = by_processes[2]["grpo"]
+    assert grpo["steps"] == 2 and grpo["logged_steps"] == [1, 2]
+    assert "model.safetensors" in grpo["export"]
