@@ -43,6 +43,7 @@ def test_export_of_a_sharded_model_holds_every_weight(fsdp2_results):
     assert rank0["export_keys_equal"] and rank0["export_max_diff"] == 0.0 and rank0["export_verified"]
     assert rank1["nonzero_rank_state_is_empty"]          # gathered on the main process only
     assert "no weights written" in rank0["empty_export_error"]
+    assert rank0["snapshot_max_diff"] == rank1["snapshot_max_diff"] == 0.0  # PSFT's snapshot, on every process
 
 
 def test_generate_on_the_sharded_model(fsdp2_results):

@@ -152,8 +152,20 @@ def render_prompt(tokenizer, question: str, chat_template: str | bool = "auto") 
         return question
     if not has:
         raise ValueError("chat_template=True but the tokenizer has no chat template")
-    return tokenizer.apply_chat_template([{"role": "user", "content": question}],
+    text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
                                          tokenize=False, add_generation_prompt=True)
+    # Llama 3's template writes <|begin_of_text|> and its tokenizer prepends it again when the prompt is encoded
+    # with special tokens (as SFT, evaluation and TRL all do): keep one.
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos) and encoding_adds_bos(tokenizer):
+        text = text[len(bos):]
+    return text
+
+
+def encoding_adds_bos(tokenizer) -> bool:
+    """Whether ``tokenizer(text)`` (special tokens on) starts with the BOS token by itself."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    return bos_id is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos_id]
 
 
 def tokenize_sft_example(tokenizer, question: str, solution: str, max_length: int) -> dict[str, list[int]]:

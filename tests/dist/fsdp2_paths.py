@@ -6,7 +6,8 @@ Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then 
    model's (each rank holds half the batch; the loss is scaled as the SFT trainer scales it).
 2. The pre-fix path (``get_decoder()`` + ``get_output_embeddings().weight`` outside the forward) fails or differs.
 3. The export: :func:`full_state_dict` gathers every weight on rank 0, equal to the unsharded model's, and the
-   written checkpoint passes :func:`verify_export`; the sharded ``state_dict()`` alone does not.
+   written checkpoint passes :func:`verify_export`; the sharded ``state_dict()`` alone does not. PSFT's snapshot
+   (:func:`load_gathered`) gets the whole weights on every process.
 4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens.
 """
 
@@ -25,7 +26,7 @@ from torch.distributed.tensor import DTensor
 from giftlab.models import build_tiny_model
 from giftlab.objectives import chunked_loss, get_objective
 from giftlab.training.checkpoints import verify_export
-from giftlab.training.sharded import call_with_head, full_state_dict, gathered_for_generation
+from giftlab.training.sharded import call_with_head, full_state_dict, gathered_for_generation, load_gathered
 
 
 def batch(seed: int, rows: int = 4, width: int = 12, vocab: int = 64):
@@ -121,6 +122,12 @@ def main(out_dir: str) -> None:
     else:
         result["nonzero_rank_state_is_empty"] = state == {}
     dist.barrier()
+
+    # 3b. PSFT's lagged snapshot: the whole policy copied into a plain model on every process
+    snapshot = copy.deepcopy(ref)
+    load_gathered(snapshot, model)
+    result["snapshot_max_diff"] = max((a - b).abs().max().item() for a, b in
+                                      zip(snapshot.state_dict().values(), plain.state_dict().values()))
 
     # 4. generate (greedy) on the sharded model
     prompt = ids[:2, :6]

@@ -7,6 +7,7 @@
   ``lm_head`` standing in as ``fn(hidden, weight)`` for that one call (the approach of Liger's fused heads).
 * :func:`full_state_dict`: the whole model's weights on the main process, whatever the sharding: FSDP's
   ``SHARDED_STATE_DICT`` setting makes ``Trainer.save_model`` write no weights at all.
+* :func:`load_gathered`: PSFT's snapshot of the policy, whole, on every process.
 * :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 and
   plain modules gather per forward call.
 """
@@ -93,6 +94,26 @@ def full_state_dict(model: nn.Module, accelerator=None) -> dict[str, torch.Tenso
     if accelerator is not None:
         return accelerator.get_state_dict(model)
     return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+def load_gathered(target: nn.Module, model: nn.Module) -> None:
+    """``target.load_state_dict`` of ``model``'s whole weights on every process (PSFT's lagged snapshot of a sharded
+    policy). Collective under FSDP: every process calls it."""
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
+    elif type(model).__name__ == "FullyShardedDataParallel":
+        from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
+
+        config = FullStateDictConfig(offload_to_cpu=False, rank0_only=False)
+        with FullyShardedDataParallel.state_dict_type(model, StateDictType.FULL_STATE_DICT, config):
+            state = model.state_dict()
+    else:
+        state = unwrap(model).state_dict()
+    target.load_state_dict(state)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,79 @@
+"""The CPU rehearsal of the paper run (config/rehearsal.yaml over config/paper.yaml): its stand-in downloads load like
+the real ones, and its plan is the paper's branch of the DAG. The whole run is tests_integration/test_rehearsal.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, venv_env
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("make_rehearsal", REPO / "scripts" / "make_rehearsal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("work") / "rehearsal"
+    module.main(["--out", str(out), "--problems", "60"])
+    return out
+
+
+@pytest.mark.parametrize("name,arch,tokenizer_class", [("Qwen2.5-rehearsal", "Qwen2ForCausalLM", "Qwen2Tokenizer"),
+                                                        ("Llama-3.1-rehearsal", "LlamaForCausalLM", None)])
+def test_backbones_load_like_downloaded_checkpoints(rehearsal, name, arch, tokenizer_class):
+    import torch
+
+    from giftlab.models import load_model, load_tokenizer
+
+    path = rehearsal / "models" / name
+    model, tok = load_model(path), load_tokenizer(path)
+    assert type(model).__name__ == arch and not model.config.tie_word_embeddings
+    assert model.config.dtype == torch.bfloat16                # saved as released checkpoints are
+    assert tok.chat_template and (tokenizer_class is None or type(tok).__name__.startswith(tokenizer_class))
+    assert len(tok) == model.config.vocab_size
+
+
+@pytest.mark.parametrize("name", ["Qwen2.5-rehearsal", "Llama-3.1-rehearsal"])
+def test_every_stage_encodes_one_bos(rehearsal, name):
+    """Llama 3's chat template writes <|begin_of_text|> and its tokenizer adds it again on encoding: SFT examples
+    and evaluation/GRPO prompts (encoded with special tokens) must hold it once."""
+    from giftlab.data import render_prompt, tokenize_sft_example
+    from giftlab.models import load_tokenizer
+
+    tok = load_tokenizer(rehearsal / "models" / name)
+    example = tokenize_sft_example(tok, "What is 2 + 3?", "2+3=5 \\boxed{5}", 200)["input_ids"]
+    prompt = tok(render_prompt(tok, "What is 2 + 3?"))["input_ids"]
+    for ids in (example, prompt):
+        assert ids.count(tok.bos_token_id) == (1 if tok.bos_token_id is not None else 0), tok.decode(ids[:6])
+    assert example[:len(prompt)] == prompt  # SFT trains on exactly the prompt generation is fed
+
+
+def test_deepmath_folder_has_the_downloaded_layout_and_columns(rehearsal):
+    from giftlab.data import load_problems
+
+    folder = rehearsal / "data" / "DeepMath-103K"
+    assert (folder / "README.md").is_file() and len(list((folder / "data").glob("train-*.parquet"))) == 2
+    rows = load_problems(str(folder), "r1_solution_1")
+    assert len(rows) == 60
+    assert set(rows[0]) == {"question", "final_answer", "difficulty", "topic", "r1_solution_1", "r1_solution_2",
+                            "r1_solution_3"}
+
+
+def test_the_rehearsal_plans_the_papers_branch_of_the_dag(rehearsal):
+    work = rehearsal.parent
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(work),
+           "phase_all", "-n", "--quiet", "rules", "--configfile", str(REPO / "config" / "paper.yaml"),
+           str(REPO / "config" / "rehearsal.yaml")]
+    result = subprocess.run(cmd, cwd=work, env=venv_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M)}
+    assert "world" not in counts and "pretrain_base" not in counts   # local backbones, DeepMath-schema data
+    assert counts["sft"] == counts["grpo"] == 6                       # sft, gift-b10, direct_sft / direct_rl x 2
+    assert counts["evaluate"] == 4 * 2 * 10 + 2 * 2 * 6               # final models on all ten; pre-RL on six
+    assert counts["table"] == 4 and counts["figure3"] == 1
