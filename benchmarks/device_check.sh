@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One GPU session's checks for the loss head, in one script (a few minutes on one H200):
+# One GPU session's checks, in one script (a few minutes on one H200):
 #   1. the chunked head and the fused Triton kernel against their references, compiled for CUDA;
 #   2. the H200 benchmark at 7B shapes: torch-chunked and Triton GIFT heads vs Liger's fused linear CE, with the
-#      default fp32 dW accumulator and with Liger's bf16 one at chunks 1024 and 2048.
+#      default fp32 dW accumulator and with Liger's bf16 one at chunks 1024 and 2048;
+#   3. the cluster paths that need CUDA (benchmarks/device_cluster_check.sh): GIFT SFT through `accelerate launch`
+#      with the shipped FSDP2 config in bf16, GRPO with colocated vLLM, vLLM generation of a bf16 export.
 # Liger is optional: put its wheel in wheels/ (pip download liger-kernel --no-deps -d wheels) when the GPU
 # machine cannot reach a package index; without it the ratio line is not printed.
 #   bash benchmarks/device_check.sh [OUT_DIR]
@@ -26,3 +28,6 @@ $bench 2>&1 | tee "$out/loss_heads_h200.txt"
 for c in 1024 2048; do
   $bench --accum-in-weight-dtype --chunk-size $c 2>&1 | tee "$out/loss_heads_h200_bf16acc_c$c.txt"
 done
+
+# 3. the cluster paths on CUDA
+bash benchmarks/device_cluster_check.sh "$out"
