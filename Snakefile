@@ -22,7 +22,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     backbone="[a-z][a-z0-9_]*",
-    run=r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?",
+    run=RUN_PATTERN,
     stage="base|sft|rl",
     benchmark="[a-z0-9_]+",
     pair="base_sft|sft_rl",

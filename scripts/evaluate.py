@@ -1,4 +1,8 @@
-"""Evaluate one model on one benchmark: sample, grade, write samples.jsonl + summary.json.
+"""Evaluate one model on its benchmarks: sample, grade, write samples.jsonl + summary.json per benchmark.
+
+One job per model (rule `evaluate*`): the config's ``benchmarks`` maps each benchmark to its settings, the model is
+loaded once, and each benchmark's files go to ``--out-dir``. A config with a single ``benchmark`` and
+``--samples/--summary`` evaluates just that one:
 
     python scripts/evaluate.py --config '{"seed": 0, "n_samples": 8, "temperature": 0.6,
         "max_new_tokens": 64, "backend": "auto", "grading_timeout": 10, "benchmark": "tiny_id"}' \
@@ -15,6 +19,10 @@ shuffle), code_timeout (10 s wall clock per program; also its CPU-time limit), c
 (2048), code_workers (2) -- pinned in the config and recorded in the summary.
 per_benchmark ({}): overrides per benchmark name, e.g. {"aime24": {"n_samples": 32,
 "ks": [1, 8, 32]}} (any key above except benchmark).
+
+    python scripts/evaluate.py --config '{"seed": 0, "benchmarks": {"gsm8k": {...}, "math500": {...}}}' \
+      --model models/rl/qwen/sft --benchmark-file gsm8k=data/benchmarks/gsm8k.jsonl \
+      --benchmark-file math500=data/benchmarks/math500.jsonl --out-dir results/eval/rl/qwen/sft
 """
 
 from __future__ import annotations
@@ -42,18 +50,49 @@ def grading_pool(workers: int, timeout: float):
 
 
 def main(argv=None) -> None:
-    from giftlab.evaluation.benchmarks import BENCHMARKS, benchmark_info, load_benchmark
-    from giftlab.evaluation.grading import code_settings, make_grader
-    from giftlab.evaluation.generation import make_generator, render_prompt
-    from giftlab.evaluation.runner import evaluate
-
     p = giftlab.cli.parser(__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="model directory (weights + tokenizer)")
-    p.add_argument("--benchmark-file", default=None, help="local benchmark jsonl")
-    p.add_argument("--samples", required=True, help="output: one JSON line per sample")
-    p.add_argument("--summary", required=True, help="output: summary JSON with provenance")
+    p.add_argument("--benchmark-file", action="append", default=[],
+                   help="local benchmark file; with a `benchmarks` config: NAME=FILE, once per local file")
+    p.add_argument("--samples", help="output: one JSON line per sample (one benchmark)")
+    p.add_argument("--summary", help="output: summary JSON with provenance (one benchmark)")
+    p.add_argument("--out-dir", help="output folder: <name>.samples.jsonl + <name>.summary.json per benchmark")
     args = p.parse_args(argv)
     config = giftlab.cli.setup(args)
+    model = Path(args.model)
+    if not model.is_dir():
+        raise FileNotFoundError(f"model directory not found: {model}")
+    generators: dict = {}  # one model load per job, shared by every benchmark that samples alike
+    if "benchmarks" not in config:
+        if not (args.samples and args.summary):
+            raise ConfigError("evaluate: give --samples and --summary (one benchmark) or a `benchmarks` config")
+        bench_file = Path(args.benchmark_file[0]) if args.benchmark_file else None
+        evaluate_benchmark(config, model, bench_file, Path(args.samples), Path(args.summary), generators)
+        return
+    if not args.out_dir:
+        raise ConfigError("evaluate: a `benchmarks` config writes to --out-dir")
+    files = {}
+    for item in args.benchmark_file:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ConfigError(f"evaluate: --benchmark-file {item!r}: expected NAME=FILE with a `benchmarks` config")
+        files[name] = Path(path)
+    common = {k: v for k, v in config.items() if k != "benchmarks"}
+    out = Path(args.out_dir)
+    for name, settings in config["benchmarks"].items():
+        job = {**common, **settings, "benchmark": name}
+        evaluate_benchmark(job, model, files.get(name), out / f"{name}.samples.jsonl", out / f"{name}.summary.json",
+                           generators)
+
+
+def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, samples_path: Path, summary_path: Path,
+                       generators: dict) -> None:
+    """Sample, grade and write one benchmark's samples and summary; ``generators`` caches loaded models."""
+    from giftlab.evaluation.benchmarks import BENCHMARKS, benchmark_info, load_benchmark
+    from giftlab.evaluation.generation import make_generator, render_prompt
+    from giftlab.evaluation.grading import code_settings, make_grader
+    from giftlab.evaluation.runner import evaluate
+
     overrides = (config.get("per_benchmark") or {}).get(config.get("benchmark"), {})
     if overrides:
         if "benchmark" in overrides:
@@ -73,11 +112,7 @@ def main(argv=None) -> None:
         raise ConfigError(f"config: n_samples must be >= 1, got {n_samples}")
     if any(k < 1 or k > n_samples for k in ks):
         raise ConfigError(f"config: ks {ks}: every k must be in [1, n_samples = {n_samples}]")
-    model = Path(args.model)
-    if not model.is_dir():
-        raise FileNotFoundError(f"model directory not found: {model}")
 
-    bench_file = Path(args.benchmark_file) if args.benchmark_file else None
     records = load_benchmark(config["benchmark"], path=bench_file, limit=config.get("limit"),
                              shuffle_seed=int(config.get("choice_shuffle_seed", 0)))
     kinds = sorted({r["kind"] for r in records})
@@ -87,10 +122,13 @@ def main(argv=None) -> None:
     log.info("%s: %d problems x %d samples, T=%s, backend=%s", config["benchmark"], len(records),
              n_samples, temperature, config.get("backend", "auto"))
 
-    generator = make_generator(model, backend=config.get("backend", "auto"),
-                               batch_size=int(config.get("batch_size", 32)),
-                               stop_token_ids=config.get("stop_token_ids", ()),
-                               seed_scheme=config.get("seed_scheme", "hash"), **(config.get("vllm") or {}))
+    engine = {"backend": config.get("backend", "auto"), "batch_size": int(config.get("batch_size", 32)),
+              "stop_token_ids": tuple(config.get("stop_token_ids", ())),
+              "seed_scheme": config.get("seed_scheme", "hash"), **(config.get("vllm") or {})}
+    key = json.dumps(engine, sort_keys=True)
+    if key not in generators:
+        generators[key] = make_generator(model, **engine)
+    generator = generators[key]
     chat = config.get("chat_template", "auto")
     tokenizer = generator.tokenizer
     with make_grader(kind, math_workers=int(config.get("grading_workers", 2)),
@@ -114,8 +152,8 @@ def main(argv=None) -> None:
     if "code" in kinds:
         summary["code_limits"] = code
         summary["sandbox_guards"] = getattr(grade_fn, "guards", None) or None
-    write_text_atomic(args.samples, "".join(json.dumps(r) + "\n" for r in samples))
-    write_result(args.summary, summary, config, seed=seed)
+    write_text_atomic(samples_path, "".join(json.dumps(r) + "\n" for r in samples))
+    write_result(summary_path, summary, config, seed=seed)
     log.info("%s: %s", config["benchmark"],
              ", ".join(f"{k}={v:.3f}" for k, v in summary.items() if k.startswith("pass@")
                        and isinstance(v, float)))

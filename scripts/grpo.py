@@ -2,7 +2,13 @@
 
 With ``--dynamics-benchmark FILE`` and ``grpo.eval_every`` > 0 the metrics also hold the RL
 dynamics (pass@1 on the file's first ``grpo.eval_problems`` problems during training; Figure 3).
+
+On SIGTERM / SIGUSR1 (SLURM preemption or time limit) the run saves a complete checkpoint at the next optimiser
+step and exits with code 75 without writing any output; its rerun resumes there (giftlab.training.preemption).
 """
+
+import os
+from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import REQUIRED_COLUMNS, read_problems
@@ -10,6 +16,8 @@ from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
 from giftlab.training.checkpoints import input_fingerprint
 from giftlab.training.grpo import train_grpo
+from giftlab.training.preemption import Preempted, preempted_exit
+from giftlab.training.tracking import GRPO_FIELDS, plot_rows, publish, resolve_report_to, without_tracking
 
 
 def main(argv=None):
@@ -21,13 +29,23 @@ def main(argv=None):
     p.add_argument("--metrics", required=True)
     p.add_argument("--dynamics-benchmark", default=None,
                    help="benchmark jsonl (id, prompt, gold, kind) for pass@1 during RL (grpo.eval_every)")
+    p.add_argument("--tensorboard", default=None, help="output directory: the run's TensorBoard events")
+    p.add_argument("--steps", default=None, help="output CSV: loss, reward, KL, ... per optimiser step (dvc plots)")
     args = p.parse_args(argv)
     config = cli.setup(args)
-    metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
-                         rl_rows=read_problems(args.rl, REQUIRED_COLUMNS), cfg=config["grpo"], seed=config["seed"],
-                         out_dir=args.out, work_dir=args.work,
-        job_config={**config, "inputs": input_fingerprint([args.init, args.rl])},
-                         dynamics_benchmark=args.dynamics_benchmark)
+    # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
+    resolve_report_to(config["grpo"].get("report_to"), "grpo.report_to")
+    try:
+        metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
+                             rl_rows=read_problems(args.rl, REQUIRED_COLUMNS), cfg=config["grpo"], seed=config["seed"],
+                             out_dir=args.out, work_dir=args.work,
+                             job_config={**without_tracking(config), "inputs": input_fingerprint([args.init, args.rl])},
+                             dynamics_benchmark=args.dynamics_benchmark)
+    except Preempted as exc:
+        preempted_exit(exc)
+    if int(os.environ.get("RANK", 0)) == 0:
+        publish(Path(args.work) / "tensorboard", args.tensorboard, plot_rows(metrics["log"], GRPO_FIELDS), args.steps,
+                GRPO_FIELDS)
     write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
 
 

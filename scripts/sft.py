@@ -1,11 +1,20 @@
-"""Rule `sft`: train one (backbone, objective, β) run; export an HF checkpoint per epoch."""
+"""Rule `sft`: train one (backbone, objective, β) run; export an HF checkpoint per epoch.
+
+On SIGTERM / SIGUSR1 (SLURM preemption or time limit) the run saves a complete checkpoint at the next optimiser
+step and exits with code 75 without writing any output; its rerun resumes there (giftlab.training.preemption).
+"""
+
+import os
+from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import read_problems
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
 from giftlab.training.checkpoints import input_fingerprint
+from giftlab.training.preemption import Preempted, preempted_exit
 from giftlab.training.sft import SFTSettings, train_sft
+from giftlab.training.tracking import SFT_FIELDS, plot_rows, publish, read_step_rows, without_tracking
 
 
 def main(argv=None):
@@ -16,20 +25,31 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output directory: epoch_<k>/ per epoch")
     p.add_argument("--work", required=True, help="resumable trainer state (not an output)")
     p.add_argument("--metrics", required=True)
+    p.add_argument("--tensorboard", default=None, help="output directory: the run's TensorBoard events")
+    p.add_argument("--steps", default=None, help="output CSV: loss, lr, grad norm per logged step (dvc plots)")
     args = p.parse_args(argv)
     config = cli.setup(args)
+    # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
+    settings = SFTSettings.from_config(config["settings"], seed=config["seed"])
     columns = ("question", config["solution_key"])
     objective_params = dict(config.get("objective_params") or {})
     if config.get("beta") is not None:
         objective_params["beta"] = config["beta"]
-    metrics = train_sft(
-        base_path=args.base, tokenizer=load_tokenizer(args.base), load_model=load_model,
-        train_rows=[row for path in args.train for row in read_problems(path, columns)],
-        val_rows=read_problems(args.val, columns),
-        solution_key=config["solution_key"], method=config["method"],
-        objective_params=objective_params, settings=SFTSettings.from_config(config["settings"], seed=config["seed"]),
-        out_dir=args.out, work_dir=args.work,
-        job_config={**config, "inputs": input_fingerprint([args.base, *args.train, args.val])})
+    try:
+        metrics = train_sft(
+            base_path=args.base, tokenizer=load_tokenizer(args.base), load_model=load_model,
+            train_rows=[row for path in args.train for row in read_problems(path, columns)],
+            val_rows=read_problems(args.val, columns),
+            solution_key=config["solution_key"], method=config["method"],
+            objective_params=objective_params, settings=settings,
+            out_dir=args.out, work_dir=args.work,
+            job_config={**without_tracking(config), "inputs": input_fingerprint([args.base, *args.train, args.val])})
+    except Preempted as exc:
+        preempted_exit(exc)
+    if int(os.environ.get("RANK", 0)) == 0:
+        work = Path(args.work)
+        publish(work / "tensorboard", args.tensorboard, plot_rows(read_step_rows(work / "steps.jsonl"), SFT_FIELDS),
+                args.steps, SFT_FIELDS)
     write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from giftlab.config import deep_merge, load_config
+from giftlab.config import EVAL_RULES, deep_merge, load_config
 from helpers import REPO, venv_env
 
 BIN = Path(sys.executable).parent
@@ -196,6 +196,7 @@ def test_stage_deps_are_the_phase_code_and_upstream_outs(summaries):
         for line in smk.read_text().splitlines():
             if line.startswith("rule "):
                 rule_files[line.split()[1].rstrip(":")] = f"workflow/rules/{smk.name}"
+    rule_files.update({name: rule_source(name)[0] for name in EVAL_RULES})  # named rules made in a loop
     for name, stage in stages.items():
         deps = set(stage["deps"])
         for dep in deps:
@@ -221,13 +222,25 @@ def test_stage_deps_are_the_phase_code_and_upstream_outs(summaries):
                     f"stage {stage}: code input {inp} is not a dep"
 
 
+def rule_source(rule: str) -> tuple[str, str]:
+    """(file, text) of a rule's definition: a `rule NAME:` block, or the loop over EVAL_RULES that makes it."""
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        head = f"rule {rule}:" if f"rule {rule}:" in text else None
+        if head is None and rule in EVAL_RULES and "in EVAL_RULES.items():" in text:
+            head = "in EVAL_RULES.items():"
+        if head:
+            return f"workflow/rules/{smk.name}", text.split(head, 1)[1].split("\nrule ", 1)[0]
+    raise KeyError(f"rule {rule} is defined in no workflow/rules/*.smk")
+
+
 def test_scripts_called_by_a_phase_are_its_deps():
     stages = dvc_stages()
     for name, stage in stages.items():
         for rule in parse_cmd(stage["cmd"])[1]:
-            smk_text = "\n".join((REPO / "workflow" / "rules").joinpath(p).read_text()
-                                 for p in os.listdir(REPO / "workflow" / "rules"))
-            block = smk_text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+            if rule.startswith(PHASE_PREFIX):
+                continue
+            block = rule_source(rule)[1]
             for token in ('script("', 'plotting_code("'):
                 if token in block:
                     script = block.split(token, 1)[1].split('"', 1)[0]
@@ -367,7 +380,10 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     final = (n_runs + 2) * n_bb * n_bench                   # every final policy on all ten benchmarks
     # Table 3 (SFT and GIFT before RL, math benchmarks) and rl_gain (before vs after RL, reasoning benchmarks)
     pre_rl = (1 + len(paper["sft"]["gift_betas"])) * n_bb * (n_math + 2)
-    assert counts["evaluate"] == final + pre_rl == 352
+    # one evaluation job per model (all its benchmarks): 352 benchmark evaluations in 40 jobs
+    assert final + pre_rl == 352
+    assert counts["evaluate"] == (n_runs + 1) * n_bb and counts["evaluate_direct_sft"] == n_bb
+    assert counts["evaluate_pre_rl"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb
     assert counts["consistency"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb * 2
     assert counts["figure1"] == counts["figure2"] == counts["figure3"] == counts["summary"] == 1
     assert counts["table"] == 4

@@ -240,6 +240,7 @@ def test_slurm_profile_requeues_and_every_gpu_rule_gets_gpus(paper, slurm):
         assert resources["runtime"] > 0 and resources["mem_mb"] > 0, rule
     for rule in ("split", "figure1"):
         assert "gpu" not in rule_resources(paper, rule), rule
+    assert paper["eval"]["consistency_dtype"] == "bfloat16"  # two 7-8B checkpoints on one GPU
 
 
 def test_training_questions_are_prompted_like_the_math_benchmarks(paper, tmp_path):

@@ -75,5 +75,6 @@ def test_the_rehearsal_plans_the_papers_branch_of_the_dag(rehearsal):
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M)}
     assert "world" not in counts and "pretrain_base" not in counts   # local backbones, DeepMath-schema data
     assert counts["sft"] == counts["grpo"] == 6                       # sft, gift-b10, direct_sft / direct_rl x 2
-    assert counts["evaluate"] == 4 * 2 * 10 + 2 * 2 * 6               # final models on all ten; pre-RL on six
+    assert counts["evaluate"] == 3 * 2 and counts["evaluate_direct_sft"] == 2     # one job per model, ten benchmarks
+    assert counts["evaluate_pre_rl"] == 2 * 2                                     # SFT, GIFT before RL: six each
     assert counts["table"] == 4 and counts["figure3"] == 1

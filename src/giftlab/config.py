@@ -220,6 +220,18 @@ def parse_run(run: str) -> tuple[str, float | None]:
 # GRPO straight from the base model.
 DIRECT_SFT = "direct_sft"
 DIRECT_RL = "direct_rl"
+# A run name (the Snakefile's `run` wildcard): an objective, optionally at one β (gift-b3, gift-binf).
+RUN_PATTERN = r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?"
+# The evaluation rules (workflow/rules/eval.smk), one job per model on all its benchmarks: which models each
+# evaluates (wildcard patterns, kept disjoint) and on which benchmark group. Post-RL policies and Direct SFT are
+# final policies (Tables 1-2, every benchmark); the SFT checkpoints RL starts from are scored before RL on the
+# reasoning benchmarks (Table 3, rl_gain), with eval.pre_rl's sampling.
+EVAL_RULES = {
+    "evaluate": {"stage": "rl", "run": RUN_PATTERN, "group": "all", "pre_rl": False},
+    "evaluate_direct_sft": {"stage": "sft", "run": DIRECT_SFT, "group": "all", "pre_rl": False},
+    "evaluate_pre_rl": {"stage": "sft", "run": f"(?!{DIRECT_SFT}(/|$)){RUN_PATTERN}", "group": "reasoning",
+                        "pre_rl": True},
+}
 
 
 def objective_of(run: str) -> tuple[str, float | None]:
@@ -323,7 +335,7 @@ def unique(items: Iterable[str]) -> list[str]:
 
 # Rules that run a command (phase_* and all only gather targets): the names `resources.<rule>` may use.
 JOB_RULES = ("world", "pretrain_base", "split", "sft", "grpo", "evaluate", "consistency", "figure1", "figure2",
-             "figure3", "table", "rl_gain", "claims", "summary")
+             "figure3", "table", "rl_gain", "claims", "summary")  # `evaluate` also names evaluate_direct_sft/_pre_rl
 
 
 def rule_resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:

@@ -5,9 +5,9 @@ import shlex
 import sys
 
 from giftlab.cli import ConfigError
-from giftlab.config import (DEFAULT_PASS_KS, DIRECT_RL, DIRECT_SFT, benchmarks, eval_settings, final_models,
-                            gift_vs_sft_runs, objective_of, rl_runs, rule_resources, rule_threads, sft_runs, unique,
-                            validate_config)
+from giftlab.config import (DEFAULT_PASS_KS, DIRECT_RL, DIRECT_SFT, EVAL_RULES, RUN_PATTERN, benchmarks,
+                            eval_settings, final_models, gift_vs_sft_runs, objective_of, rl_runs, rule_resources,
+                            rule_threads, sft_runs, unique, validate_config)
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARK_NAMES
 
 try:
@@ -92,14 +92,24 @@ def eval_model_path(wildcards):
     return model_for(wildcards.stage, wildcards.backbone, wildcards.run)[1]
 
 
-def benchmark_file(wildcards):
-    path = f"{BENCH_DIR}/{wildcards.benchmark}.jsonl"
-    return [path] if TINY or os.path.exists(path) else []
+def local_benchmark_files(group):
+    """{benchmark: local file} of a group: the tiny world's files, or the copies present in eval.benchmark_dir
+    (a benchmark without one loads from the hub)."""
+    files = {name: f"{BENCH_DIR}/{name}.jsonl" for name in benchmarks(config, group)}
+    return {name: path for name, path in files.items() if TINY or os.path.exists(path)}
 
 
-def benchmark_arg(wildcards):
-    files = benchmark_file(wildcards)
-    return f"--benchmark-file {files[0]}" if files else ""
+def eval_benchmark_files(group):
+    return list(local_benchmark_files(group).values())
+
+
+def eval_benchmark_args(group):
+    return " ".join(f"--benchmark-file {name}={path}" for name, path in local_benchmark_files(group).items())
+
+
+def eval_outputs(group, suffix):
+    return expand("results/eval/{{stage}}/{{backbone}}/{{run}}/{benchmark}.{suffix}",
+                  benchmark=benchmarks(config, group), suffix=suffix)
 
 
 def sft_train_input(wildcards):
@@ -161,7 +171,7 @@ def sft_job(wildcards):
     sft = config["sft"]
     settings = {k: sft[k] for k in ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler",
                                     "warmup_ratio", "weight_decay", "adam_betas", "max_grad_norm",
-                                    "loss_head", "loss_backend", "bf16", "export_dtype") if k in sft}
+                                    "loss_head", "loss_backend", "bf16", "export_dtype", "report_to") if k in sft}
     return as_arg({
         "seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
         "method": method, "beta": beta, "solution_key": config["data"]["solution_key"],
@@ -196,19 +206,23 @@ def grpo_dynamics_input(wildcards):
     return [dynamics_benchmark_file()] if tracks_dynamics(wildcards.run) else []
 
 
-def eval_job(wildcards):
-    # before RL (an SFT checkpoint that RL starts from): enough samples for Table 3's pass@k
-    pre_rl = wildcards.stage == "sft" and wildcards.run != DIRECT_SFT
-    settings = eval_settings(config["eval"], wildcards.benchmark, pre_rl=pre_rl)
-    return as_arg({"seed": config["seed"], "stage": wildcards.stage, "backbone": wildcards.backbone,
-                   "run": wildcards.run, "benchmark": wildcards.benchmark, **settings})
+def eval_job(spec):
+    """The job config of an evaluation rule: each benchmark's sampling settings (eval_settings; before RL with
+    eval.pre_rl merged in, for Table 3's pass@k)."""
+    def job(wildcards):
+        settings = {name: eval_settings(config["eval"], name, pre_rl=spec["pre_rl"])
+                    for name in benchmarks(config, spec["group"])}
+        return as_arg({"seed": config["seed"], "stage": wildcards.stage, "backbone": wildcards.backbone,
+                       "run": wildcards.run, "benchmarks": settings})
+    return job
 
 
 def consistency_job(wildcards):
     return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
                    "stage_pair": wildcards.pair, "solution_key": config["data"]["solution_key"],
                    "max_examples": config["eval"].get("consistency_examples", 200),
-                   "max_length": config["sft"]["max_length"]})
+                   "max_length": config["sft"]["max_length"],
+                   **({"dtype": config["eval"]["consistency_dtype"]} if config["eval"].get("consistency_dtype") else {})})
 
 
 def figure_job(wildcards):
@@ -352,9 +366,11 @@ PHASE_OUTPUTS = {
     "base": lambda: [p for bb in tiny_backbones() for p in (f"models/base/{bb}", f"results/pretrain/{bb}.json")],
     "split": lambda: [f"data/splits/{name}.jsonl" for name in ("sft", "rl", "val")] + ["results/split.json"],
     "sft": lambda: [p for bb in ACTIVE_BACKBONES for run in sft_runs(config)
-                    for p in (f"models/sft/{bb}/{run}", f"results/sft/{bb}/{run}/metrics.json")],
+                    for p in (f"models/sft/{bb}/{run}", f"results/sft/{bb}/{run}/metrics.json",
+                              f"results/sft/{bb}/{run}/tensorboard", f"results/steps/sft/{bb}/{run}.csv")],
     "grpo": lambda: [p for bb in ACTIVE_BACKBONES for run in rl_runs(config)
-                     for p in (f"models/rl/{bb}/{run}", f"results/rl/{bb}/{run}/metrics.json")],
+                     for p in (f"models/rl/{bb}/{run}", f"results/rl/{bb}/{run}/metrics.json",
+                               f"results/rl/{bb}/{run}/tensorboard", f"results/steps/rl/{bb}/{run}.csv")],
     "eval": lambda: with_samples(unique(final_evals() + pre_rl_evals())),
     "analysis": lambda: consistency_results(),
     "figures": lambda: unique(all_targets()),
@@ -368,7 +384,7 @@ PHASE_RULES = {
     "split": ["split"],
     "sft": ["sft"],
     "grpo": ["grpo"],
-    "eval": ["evaluate"],
+    "eval": list(EVAL_RULES),
     "analysis": ["consistency"],
     "figures": ["figure1", "figure2", "figure3", "table", "rl_gain", "claims", "summary"],
 }

@@ -1,29 +1,39 @@
-# Evaluation: sampled answers of one model (stage base | sft | rl) on one benchmark, and the
-# consistency of consecutive stages (Base -> SFT, SFT -> RL).
+# Evaluation: one job per model samples and grades all of its benchmarks (the model loads once), and the
+# consistency of consecutive stages (Base -> SFT, SFT -> RL). Three rules, one per set of models (EVAL_RULES in
+# common.smk): every final policy after RL on every benchmark; Direct SFT (a final policy without RL) likewise;
+# the SFT checkpoints RL starts from on the reasoning benchmarks (Table 3, rl_gain).
 
 
-rule evaluate:
-    input:
-        model=eval_model_input,
-        benchmark=benchmark_file,
-    output:
-        summary="results/eval/{stage}/{backbone}/{run}/{benchmark}.summary.json",
-        samples="results/eval/{stage}/{backbone}/{run}/{benchmark}.samples.jsonl",
-    params:
-        job=eval_job,
-        script=script("evaluate"),
-        model=eval_model_path,
-        benchmark=benchmark_arg,
-    threads: job_threads("evaluate")
-    resources:
-        **job_resources("evaluate"),
-    conda:
-        "../envs/giftlab.yaml"
-    log:
-        "logs/eval/{stage}/{backbone}/{run}/{benchmark}.log",
-    shell:
-        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
-        " {params.benchmark} --samples {output.samples} --summary {output.summary} > {log} 2>&1"
+for eval_rule, eval_spec in EVAL_RULES.items():
+
+    rule:
+        name:
+            eval_rule
+        input:
+            model=eval_model_input,
+            benchmarks=eval_benchmark_files(eval_spec["group"]),
+        output:
+            summaries=eval_outputs(eval_spec["group"], "summary.json"),
+            samples=eval_outputs(eval_spec["group"], "samples.jsonl"),
+        params:
+            job=eval_job(eval_spec),
+            script=script("evaluate"),
+            model=eval_model_path,
+            benchmarks=eval_benchmark_args(eval_spec["group"]),
+            out_dir="results/eval/{stage}/{backbone}/{run}",
+        wildcard_constraints:
+            stage=eval_spec["stage"],
+            run=eval_spec["run"],
+        threads: job_threads("evaluate")
+        resources:
+            **job_resources("evaluate"),
+        conda:
+            "../envs/giftlab.yaml"
+        log:
+            "logs/eval/{stage}/{backbone}/{run}.log",
+        shell:
+            "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
+            " {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule consistency:

@@ -9,6 +9,9 @@ rule grpo:
     output:
         model=directory("models/rl/{backbone}/{run}"),
         metrics="results/rl/{backbone}/{run}/metrics.json",
+        # trackers (giftlab.training.tracking): TensorBoard events, per-step curves for `dvc plots`
+        tensorboard=directory("results/rl/{backbone}/{run}/tensorboard"),
+        steps="results/steps/rl/{backbone}/{run}.csv",
     params:
         job=grpo_job,
         launch=launcher("grpo"),
@@ -26,4 +29,4 @@ rule grpo:
     shell:
         "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --init {params.init}"
         " --rl {input.rl} {params.dynamics} --out {output.model} --work {params.work}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        " --metrics {output.metrics} --tensorboard {output.tensorboard} --steps {output.steps} > {log} 2>&1"

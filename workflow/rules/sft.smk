@@ -10,6 +10,9 @@ rule sft:
     output:
         model=directory("models/sft/{backbone}/{run}"),
         metrics="results/sft/{backbone}/{run}/metrics.json",
+        # trackers (giftlab.training.tracking): TensorBoard events, per-step curves for `dvc plots`
+        tensorboard=directory("results/sft/{backbone}/{run}/tensorboard"),
+        steps="results/steps/sft/{backbone}/{run}.csv",
     params:
         job=sft_job,
         launch=launcher("sft"),
@@ -26,4 +29,4 @@ rule sft:
     shell:
         "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --base {params.base}"
         " --train {input.train} --val {input.val} --out {output.model} --work {params.work}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        " --metrics {output.metrics} --tensorboard {output.tensorboard} --steps {output.steps} > {log} 2>&1"

@@ -26,7 +26,9 @@ from giftlab.data import render_prompt
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
+from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import gathered_for_generation
+from giftlab.training.tracking import resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,8 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         save_steps=max(1, cfg.get("save_steps", 25)),
         save_total_limit=1,
         logging_steps=1,
-        report_to=["tensorboard"],
+        # grpo.report_to (default tensorboard); the events' directory is set on the callback (tracking.use_tensorboard)
+        report_to=resolve_report_to(cfg.get("report_to"), "grpo.report_to"),
         disable_tqdm=False,
     )
     kwargs.update(vllm_arguments(cfg.get("vllm") or {}))
@@ -354,6 +357,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                                   "final_answer": r["final_answer"]} for r in rl_rows])
     # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
     args = GRPOConfig(**grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1))))
+    args.run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or args.run_name
     step_log = work_dir / "steps.jsonl"
     resume = last_complete_checkpoint(work_dir)
     resume_step = int(resume.name.split("-")[-1]) if resume else None
@@ -378,10 +382,17 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
             dynamics = DynamicsCallback(work_dir / "dynamics.jsonl", records, tokenizer, pool.grade_many,
                                         dyn, seed, resume_step=resume_step)
             callbacks.append(dynamics)
+        # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
+        preemption = PreemptionCheckpoint()
         trainer = GRPOTrainer(model=model, reward_funcs=[MathReward(pool)], args=args,
                               train_dataset=dataset, processing_class=tokenizer,
-                              callbacks=callbacks + list(extra_callbacks))
-        train_or_finish(trainer, resume)
+                              callbacks=callbacks + list(extra_callbacks) + [preemption])
+        preemption.trainer = trainer
+        use_tensorboard(trainer, work_dir / "tensorboard", resume_step)
+        try:
+            train_or_finish(trainer, resume)
+        finally:  # also when train() raises: no stale handler outlives this run
+            preemption.uninstall()
         grading = dict(pool.stats)
     if dynamics is not None:
         grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}

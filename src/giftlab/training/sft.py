@@ -27,7 +27,9 @@ from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, chunked_loss, default_chunk_size, diagnostic_sums, get_objective
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
-from giftlab.training.sharded import call_with_head, unwrap, vocab_size
+from giftlab.training.preemption import PreemptionCheckpoint
+from giftlab.training.sharded import call_with_head, load_gathered, unwrap, vocab_size
+from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,12 @@ class SFTSettings:
     export_dtype: str | None = None  # e.g. "bfloat16": exports half the size of the fp32 master weights
     seed: int = 0
     logging_steps: int = 10
+    report_to: Sequence[str] = DEFAULT_TRACKERS  # sft.report_to: tensorboard, wandb, mlflow (giftlab.training.tracking)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # an unknown tracker or a missing package fails here, before any model loads (one line naming the key)
+        self.report_to = resolve_report_to(self.report_to, "sft.report_to")
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], **more) -> "SFTSettings":
@@ -283,7 +290,10 @@ def resolve_loss_backend(backend: str, objective) -> str:
     return backend
 
 
-def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: int) -> TrainingArguments:
+def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: int,
+                       run_name: str | None = None) -> TrainingArguments:
+    """The Trainer's arguments. Trackers: ``settings.report_to``; TensorBoard's directory is set on its callback
+    (:func:`giftlab.training.tracking.use_tensorboard`: transformers 5 has no ``logging_dir`` argument)."""
     use_cpu = not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(work_dir),
@@ -305,7 +315,8 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
         save_total_limit=2,
         eval_strategy="no",
         logging_steps=max(1, min(settings.logging_steps, steps_per_epoch)),
-        report_to=[],
+        report_to=list(settings.report_to),
+        run_name=run_name,  # the run's name in W&B / MLflow
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -334,7 +345,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
     val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
     steps_per_epoch = math.ceil(len(train_ds) / (settings.batch_size * settings.grad_accum))
-    args = training_arguments(settings, work_dir, steps_per_epoch)
+    run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or None
+    args = training_arguments(settings, work_dir, steps_per_epoch, run_name=run_name)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, old_model=old_model,
@@ -346,12 +358,20 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
         trainer.add_callback(callback)
     if old_model is not None:
         trainer.add_callback(SnapshotRefresh(old_model, int(objective.hparams.get("snapshot_every", 8))))
+    trainer.add_callback(StepLog(work_dir / "steps.jsonl"))
+    # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1; the job exits non-zero)
+    preemption = PreemptionCheckpoint(trainer)
+    trainer.add_callback(preemption)
 
     resume = last_complete_checkpoint(work_dir)
     if resume is not None:
         log.info("resuming from %s", resume)
+    use_tensorboard(trainer, work_dir / "tensorboard", int(resume.name.split("-")[-1]) if resume else None)
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:  # also when train() raises: no stale handler outlives this run
+        preemption.uninstall()
     seconds = time.time() - t0
 
     epochs = sorted(epoch_end.records, key=lambda r: r["epoch"])
@@ -380,10 +400,10 @@ class SnapshotRefresh(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         # A resumed run has no saved snapshot: restart the lag from the resumed policy, not the base.
         if state.global_step > 0:
-            self.old_model.load_state_dict(model.state_dict())
+            load_gathered(self.old_model, model)
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every == 0:
-            self.old_model.load_state_dict(model.state_dict())
+        if state.global_step % self.every == 0:  # every process: a sharded policy is gathered collectively
+            load_gathered(self.old_model, model)
         return control

@@ -1,0 +1,245 @@
+"""SIGTERM / SIGUSR1 before a preemption: a complete checkpoint at the next optimiser step, a non-zero exit without
+outputs, and a rerun that resumes there and ends where an uninterrupted run ends (giftlab.training.preemption).
+
+The SFT jobs are real subprocesses of scripts/sft.py (tests/dist/preempt.py pauses one at a chosen step so the test
+signals it exactly there); the multi-process case runs under torchrun (DDP over gloo) with the signal reaching one
+rank only; GRPO runs in this process and signals itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from transformers import TrainerCallback
+
+from giftlab.training.checkpoints import MARKER
+from giftlab.training.preemption import EXIT_CODE, Preempted, PreemptionCheckpoint
+from helpers import REPO, venv_env
+
+ROWS = [{"question": f"Start with {i}. Add {i % 7 + 1}. What is the result?",
+         "final_answer": str(i + i % 7 + 1),
+         "r1_solution_1": f"{i}+{i % 7 + 1}={i + i % 7 + 1}\n" * (1 + i % 3) + f"\\boxed{{{i + i % 7 + 1}}}"}
+        for i in range(1, 25)]
+# 16 training rows, 4 per optimiser step: 4 steps per epoch, 8 in all
+SETTINGS = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "max_length": 96, "logging_steps": 1}
+LINE = "preempted at step {}: checkpoint saved, rerun resumes"
+
+
+def env() -> dict[str, str]:
+    return {**venv_env(), "GIFTLAB_THREADS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[:16]))
+    (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[16:]))
+    return root
+
+
+def sft_args(base_dir, data, root: Path, settings=None) -> list[str]:
+    config = {"seed": 0, "backbone": "tiny", "run": "sft", "method": "sft", "beta": None,
+              "solution_key": "r1_solution_1", "objective_params": {}, "settings": settings or SETTINGS}
+    return ["--config", json.dumps(config), "--base", str(base_dir), "--train", str(data / "train.jsonl"),
+            "--val", str(data / "val.jsonl"), "--out", str(root / "out" / "model"), "--work", str(root / "work"),
+            "--metrics", str(root / "out" / "metrics.json"), "--tensorboard", str(root / "out" / "tensorboard"),
+            "--steps", str(root / "out" / "steps.csv")]
+
+
+def outputs(root: Path) -> list[Path]:
+    return [root / "out" / name for name in ("model", "metrics.json", "tensorboard", "steps.csv")]
+
+
+def run_sft(args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "sft.py"), *args], env=env(), capture_output=True,
+                          text=True, timeout=300)
+
+
+def stamped(work: Path, step: int) -> bool:
+    ckpt = work / f"checkpoint-{step}"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    return (ckpt / MARKER).exists() and state["global_step"] == step
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(base_dir, data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    proc = run_sft(sft_args(base_dir, data, root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def test_sigterm_mid_epoch_saves_exits_without_outputs_and_the_rerun_matches(base_dir, data, tmp_path,
+                                                                            uninterrupted):
+    args = sft_args(base_dir, data, tmp_path)
+    ready = tmp_path / "ready"
+    # step 5 = the first step of epoch 2 (epoch 1.25): the Trainer's epoch-end hooks must not run there
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "dist" / "preempt.py"), "sft", *args],
+                            env={**env(), "PREEMPT_HOLD_STEP": "5", "PREEMPT_READY": str(ready)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not Path(f"{ready}.0").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == EXIT_CODE, stderr[-3000:]
+    assert stderr.count(LINE.format(5)) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    work = tmp_path / "work"
+    assert stamped(work, 5)
+    assert not any(p.exists() for p in outputs(tmp_path))  # nothing that looks complete
+    assert [e["epoch"] for e in json.loads((work / "epochs.json").read_text())] == [1]  # no half epoch recorded
+
+    rerun = run_sft(args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming from" in rerun.stderr and "checkpoint-5" in rerun.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    reference = json.loads((uninterrupted / "out" / "metrics.json").read_text())
+    assert metrics["steps"] == reference["steps"] == 8
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    for got, want in zip(metrics["epochs"], reference["epochs"]):
+        assert abs(got["val_loss"] - want["val_loss"]) < 1e-6, (got, want)
+    steps = list(csv.DictReader((tmp_path / "out" / "steps.csv").open()))
+    want = list(csv.DictReader((uninterrupted / "out" / "steps.csv").open()))
+    assert [int(r["step"]) for r in steps] == [int(r["step"]) for r in want] == list(range(1, 9))
+    assert all(abs(float(a["loss"]) - float(b["loss"])) < 1e-6 for a, b in zip(steps, want))
+    assert any((tmp_path / "out" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+class SignalSelf(TrainerCallback):
+    """Send this process a signal at the end of optimiser step ``step`` (as SLURM would, from outside)."""
+
+    def __init__(self, step: int, sig=signal.SIGTERM):
+        self.step, self.sig = step, sig
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            # never signal a process that has no handler: the default action would end the test run
+            assert signal.getsignal(self.sig) not in (signal.SIG_DFL, None), "no preemption handler installed"
+            os.kill(os.getpid(), self.sig)
+            time.sleep(0.05)  # the handler runs in the main thread at the next bytecode boundary
+        return control
+
+
+def test_sigusr1_on_an_epoch_last_step_keeps_that_epoch_and_resumes(base_dir, tmp_path, uninterrupted):
+    """In this process: the checkpoint at an epoch's last step comes after that epoch's export (the epoch-end save)."""
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.sft import SFTSettings, train_sft
+
+    def run(callbacks=()):
+        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft",
+                         objective_params={}, settings=SFTSettings(**SETTINGS, seed=0), out_dir=tmp_path / "out",
+                         work_dir=tmp_path / "work", job_config={"method": "sft"}, callbacks=callbacks)
+
+    with pytest.raises(Preempted, match=LINE.format(4)):
+        run([SignalSelf(4, signal.SIGUSR1)])
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
+    work = tmp_path / "work"
+    assert stamped(work, 4) and (work / "export" / "epoch_1" / "config.json").exists()
+    assert not (tmp_path / "out").exists()
+    metrics = run()
+    assert metrics["resumed_from"].endswith("checkpoint-4") and metrics["steps"] == 8
+    reference = json.loads((uninterrupted / "out" / "metrics.json").read_text())
+    for got, want in zip(metrics["epochs"], reference["epochs"]):
+        assert abs(got["val_loss"] - want["val_loss"]) < 1e-6, (got, want)
+
+
+def test_two_processes_stop_together_when_one_rank_is_signalled(base_dir, data, tmp_path):
+    """torchrun, 2 processes (DDP over gloo): only rank 1 gets SIGTERM; both stop at the same step, the checkpoint
+    holds both ranks' state and is stamped, both exit non-zero, nothing hangs and no output is written."""
+    settings = {**SETTINGS, "batch_size": 2, "grad_accum": 1}  # 2 per process x 2 processes: the same global batch
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "dist" / "preempt.py"), "sft", *sft_args(base_dir, data, tmp_path, settings)]
+    proc = subprocess.run(cmd, env={**env(), "ACCELERATE_USE_CPU": "1", "PREEMPT_HOLD_STEP": "3",
+                                    "PREEMPT_SELF_RANK": "1"}, capture_output=True, text=True, timeout=240)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text[-3000:]
+    assert text.count(LINE.format(3)) == 2, text[-3000:]   # one line per rank
+    assert f"exitcode  : {EXIT_CODE}" in text, text[-3000:]
+    work = tmp_path / "work"
+    assert stamped(work, 3)
+    assert {p.name for p in (work / "checkpoint-3").glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+    assert not any(p.exists() for p in outputs(tmp_path))
+
+
+GRPO = dict(max_steps=3, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=2,
+            prompts_per_update=2, temperature=1.0, max_completion_length=6, save_steps=10, grading_timeout=10)
+RL_ROWS = [{"question": f"Start with {i}. Add {i % 5 + 1}. What is the result?",
+            "final_answer": str(i + i % 5 + 1)} for i in range(1, 9)]
+
+
+def test_grpo_sigterm_checkpoints_raises_and_the_rerun_resumes(base_dir, tmp_path):
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.grpo import train_grpo
+
+    def run(callbacks=()):
+        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                          rl_rows=RL_ROWS, cfg=GRPO, seed=0, out_dir=tmp_path / "model", work_dir=tmp_path / "work",
+                          job_config={"grpo": GRPO}, extra_callbacks=callbacks)
+
+    with pytest.raises(Preempted, match=LINE.format(1)):  # save_steps 10: this checkpoint is the signal's
+        run([SignalSelf(1)])
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert stamped(tmp_path / "work", 1) and not (tmp_path / "model").exists()
+    metrics = run()
+    assert metrics["resumed_from"].endswith("checkpoint-1") and metrics["steps"] == 3
+    assert sorted({row["step"] for row in metrics["log"] if "loss" in row}) == [1, 2, 3]
+    assert (tmp_path / "model" / "config.json").exists()
+
+
+# ------------------------------------------------------------------ the callback alone
+
+
+def state(step, epoch=None):
+    return SimpleNamespace(global_step=step, epoch=epoch, is_world_process_zero=True)
+
+
+def control():
+    return SimpleNamespace(should_save=False, should_training_stop=False)
+
+
+def test_callback_stops_at_the_step_after_the_signal_and_stamps_before_raising(tmp_path):
+    cb = PreemptionCheckpoint()
+    args = SimpleNamespace(output_dir=str(tmp_path), save_strategy="steps", device="cpu")
+    c = cb.on_step_end(args, state(3, 0.75), control())
+    assert not c.should_save and not c.should_training_stop  # no signal: nothing changes
+    cb.on_save(args, state(3), c)                              # an ordinary save: no raise
+    cb.install()
+    try:
+        assert signal.getsignal(signal.SIGTERM) == cb._handle  # never signal pytest without the handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert cb.requested == signal.SIGTERM
+        c = cb.on_step_end(args, state(4, 1.0), control())
+        assert c.should_save and c.should_training_stop and cb.stop_step == 4
+        (tmp_path / "checkpoint-4").mkdir()
+        with pytest.raises(Preempted) as err:
+            cb.on_save(args, state(4), c)
+        assert err.value.step == 4 and (tmp_path / "checkpoint-4" / MARKER).exists()
+    finally:
+        cb.uninstall()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_callback_leaves_an_epochs_last_step_to_the_epoch_end_save():
+    cb = PreemptionCheckpoint()
+    cb.requested = signal.SIGTERM
+    args = SimpleNamespace(output_dir="unused", save_strategy="epoch", device="cpu")
+    c = cb.on_step_end(args, state(4, 1.0), control())
+    assert c.should_training_stop and not c.should_save      # the epoch-end save follows the epoch's export
+    cb = PreemptionCheckpoint()
+    cb.requested = signal.SIGTERM
+    c = cb.on_step_end(args, state(5, 1.25), control())
+    assert c.should_training_stop and c.should_save          # mid-epoch: save at this step
