@@ -28,7 +28,7 @@ from giftlab.training.checkpoints import (CompleteMarker, export_model, last_com
                                           train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import gathered_for_generation
-from giftlab.training.tracking import resolve_report_to, use_tensorboard
+from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -197,19 +197,7 @@ def read_dynamics(path: Path, up_to_step: int | None = None) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def read_step_log(path: Path, up_to_step: int | None = None) -> list[dict]:
-    """Rows of the per-step training log in order, without a torn last line and, after a resume,
-    without the steps that are trained again (those after ``up_to_step``)."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # empty, or torn by a killed job
-                continue
-            if up_to_step is None or row.get("step", 0) <= up_to_step:
-                rows.append(row)
-    return rows
+read_step_log = read_step_rows  # the per-step training log: torn lines and retrained steps dropped
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
