@@ -88,6 +88,7 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         # TRL turns this on by default; transformers refuses it beside FSDP's own activation checkpointing
         # (workflow/accelerate/fsdp.yaml), which `accelerate launch` announces in the environment.
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)) and not fsdp_activation_checkpointing(),
+        ddp_find_unused_parameters=False,  # every parameter takes part in the loss: skip DDP's extra graph walk
         save_strategy="steps",
         save_steps=max(1, cfg.get("save_steps", 25)),
         save_total_limit=1,

@@ -318,6 +318,7 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
         report_to=list(settings.report_to),
         run_name=run_name,  # the run's name in W&B / MLflow
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every parameter takes part in the loss: skip DDP's extra graph walk
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
