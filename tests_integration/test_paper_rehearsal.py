@@ -73,7 +73,7 @@ def cluster_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper-doc")
     origin, remote = root / "origin.git", root / "dvc-remote"
     work = copy_worktree(root / "a")
-    sh(f"git init -q --bare {origin} && git remote add origin {origin} && git push -q origin main", work)
+    sh(f"git init -q --bare -b main {origin} && git remote add origin {origin} && git push -q origin main", work)
     # step 2: the downloads (the rehearsal's stand-ins) and the site file
     sh(doc_command("python scripts/make_rehearsal.py"), work, timeout=300)
     shutil.copy(work / "config" / "rehearsal.yaml", work / "config" / "site.yaml")
