@@ -333,11 +333,6 @@ def unique(items: Iterable[str]) -> list[str]:
 
 # ------------------------------------------------------------------ job resources (SLURM or local)
 
-# Rules that run a command (phase_* and all only gather targets): the names `resources.<rule>` may use.
-JOB_RULES = ("world", "pretrain_base", "split", "sft", "grpo", "evaluate", "consistency", "figure1", "figure2",
-             "figure3", "table", "rl_gain", "claims", "summary")  # `evaluate` also names evaluate_direct_sft/_pre_rl
-
-
 def rule_resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
     """What a rule's jobs ask the executor for: ``resources.default``, then ``resources.<rule>`` key by key.
 

@@ -62,7 +62,7 @@ def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
 
 
 def dataset_files(directory: Path) -> list[Path]:
-    """The data files of a dataset directory (e.g. ``huggingface-cli download --local-dir``): its ``*.parquet``,
+    """The data files of a dataset directory (e.g. ``hf download --local-dir``): its ``*.parquet``,
     else its ``*.jsonl``, at any depth, in name order."""
     for pattern in ("*.parquet", "*.jsonl"):
         files = sorted(p for p in directory.rglob(pattern)

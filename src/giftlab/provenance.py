@@ -23,7 +23,7 @@ TRACKED_PACKAGES = (
 
 # The paths whose changes make a result "-dirty": the code and the configs (not data, results or dvc.lock).
 CODE_PATHS = ("src", "scripts", "workflow", "Snakefile", "params.yaml", "config", "dvc.yaml", "pyproject.toml",
-              "requirements-cpu.txt")
+              "requirements-cpu.txt", "requirements-gpu.txt")
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -68,13 +68,11 @@ def vocab_size(model: nn.Module) -> int:
     return int(getattr(head, "out_features", None) or head.weight.shape[0])
 
 
-def is_sharded(model: nn.Module) -> bool:
-    """Parameters held as DTensor shards (FSDP2) or inside an FSDP1 wrapper."""
+def _fsdp2(model: nn.Module) -> bool:
+    """Parameters held as DTensor shards: sharded in place by FSDP2's ``fully_shard``."""
     from torch.distributed.tensor import DTensor
 
-    if any(isinstance(p, DTensor) for p in model.parameters()):
-        return True
-    return any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def full_state_dict(model: nn.Module, accelerator=None) -> dict[str, torch.Tensor]:
@@ -85,9 +83,7 @@ def full_state_dict(model: nn.Module, accelerator=None) -> dict[str, torch.Tenso
     ``accelerate`` itself does for FSDP2; FSDP1 through ``accelerator.get_state_dict`` (a ``FULL_STATE_DICT``
     gather whatever ``fsdp_state_dict_type`` says); a plain or DDP model directly.
     """
-    from torch.distributed.tensor import DTensor
-
-    if any(isinstance(p, DTensor) for p in model.parameters()):
+    if _fsdp2(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -99,9 +95,7 @@ def full_state_dict(model: nn.Module, accelerator=None) -> dict[str, torch.Tenso
 def load_gathered(target: nn.Module, model: nn.Module) -> None:
     """``target.load_state_dict`` of ``model``'s whole weights on every process (PSFT's lagged snapshot of a sharded
     policy). Collective under FSDP: every process calls it."""
-    from torch.distributed.tensor import DTensor
-
-    if any(isinstance(p, DTensor) for p in model.parameters()):
+    if _fsdp2(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
