@@ -359,3 +359,15 @@ def test_spawn_context_and_idle_worker_death():
         out = p.grade_many([r"The final answer is $\frac{2}{3}$", r"\boxed{x+1}"], ["2/3", "1+x"])
         assert [r.correct for r in out] == [True, True]
         assert p.stats["errors"] == 0 and p.stats["restarts"] == 1
+
+
+def test_workers_outlive_the_job_signals_the_trainer_checkpoints_on():
+    """scancel / preemption signal every process of a job: the workers must keep grading for the final step."""
+    with GradingPool(workers=1, timeout=10.0) as p:
+        assert p.grade(r"\boxed{x+1}", "1+x").correct  # not the fast path: the worker is up
+        pid = p.worker_pids()[0]
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+            os.kill(pid, sig)
+        time.sleep(0.2)
+        assert p.grade_many([r"\boxed{x+1}", r"\boxed{2}"], ["1+x", "3"])[0].correct
+        assert p.worker_pids() == [pid] and p.stats["restarts"] == 0

@@ -49,7 +49,11 @@ def worker_main(conn, inner_timeout, max_memory_mb) -> None:
     ``None`` or EOF ends the loop. Everything runs in this process's main thread, so the
     signal-based inner limits (OMI steps, Math-Verify) are live.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns the lifecycle
+    # The parent owns the lifecycle: SLURM's scancel / preemption signals every process of the job, and the
+    # trainer checkpoints on SIGTERM / SIGUSR1 (training.preemption), which still needs its rewards graded.
+    # The worker dies with its parent (PDEATHSIG), so ignoring these never leaves it behind.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     _die_with_parent()
     _limit_memory(max_memory_mb)
     from . import _preload  # noqa: F401  (no-op when the forkserver preloaded it)
