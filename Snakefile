@@ -27,6 +27,7 @@ wildcard_constraints:
     benchmark="[a-z0-9_]+",
     pair="base_sft|sft_rl",
     n="[1-4]",
+    name="[a-z][a-z0-9_]*",
 
 
 include: "workflow/rules/world.smk"
@@ -36,6 +37,7 @@ include: "workflow/rules/grpo.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/phases.smk"
+include: "workflow/rules/extra.smk"
 
 
 rule all:

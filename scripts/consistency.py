@@ -23,7 +23,8 @@ from giftlab.cli import ConfigError
 from giftlab.provenance import write_result
 
 log = logging.getLogger("consistency")
-STAGE_PAIRS = ("base_sft", "sft_rl")
+# base_extra: a backbone's base -> a checkpoint this pipeline did not train (config models.extra)
+STAGE_PAIRS = ("base_sft", "sft_rl", "base_extra")
 
 
 def main(argv=None) -> None:

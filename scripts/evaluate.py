@@ -16,7 +16,8 @@ chat_template ("auto": use it when the tokenizer has one), seed_scheme ("hash"),
 ci_resamples (1000), stop_token_ids ([]).
 Benchmarks of other kinds (multiple_choice, code): choice_shuffle_seed (0, GPQA's option
 shuffle), code_timeout (10 s wall clock per program; also its CPU-time limit), code_memory_mb
-(2048), code_workers (2) -- pinned in the config and recorded in the summary.
+(2048), code_workers (2) -- pinned in the config and recorded in the summary. duplicates ("drop": a problem
+read twice is evaluated once, the count in the summary's benchmark_checks; "error": refuse the file).
 per_benchmark ({}): overrides per benchmark name, e.g. {"aime24": {"n_samples": 32,
 "ks": [1, 8, 32]}} (any key above except benchmark).
 
@@ -51,7 +52,7 @@ def grading_pool(workers: int, timeout: float):
 
 def main(argv=None) -> None:
     p = giftlab.cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, help="model directory (weights + tokenizer)")
+    p.add_argument("--model", required=True, help="model directory (weights + tokenizer) or a hub id")
     p.add_argument("--benchmark-file", action="append", default=[],
                    help="local benchmark file; with a `benchmarks` config: NAME=FILE, once per local file")
     p.add_argument("--samples", help="output: one JSON line per sample (one benchmark)")
@@ -59,9 +60,9 @@ def main(argv=None) -> None:
     p.add_argument("--out-dir", help="output folder: <name>.samples.jsonl + <name>.summary.json per benchmark")
     args = p.parse_args(argv)
     config = giftlab.cli.setup(args)
-    model = Path(args.model)
-    if not model.is_dir():
-        raise FileNotFoundError(f"model directory not found: {model}")
+    from giftlab.models import local_checkpoint
+
+    model = local_checkpoint(args.model)  # a folder, or a hub id's snapshot (the local cache when offline)
     generators: dict = {}  # one model load per job, shared by every benchmark that samples alike
     if "benchmarks" not in config:
         if not (args.samples and args.summary):
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
 def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, samples_path: Path, summary_path: Path,
                        generators: dict) -> None:
     """Sample, grade and write one benchmark's samples and summary; ``generators`` caches loaded models."""
-    from giftlab.evaluation.benchmarks import BENCHMARKS, benchmark_info, load_benchmark
+    from giftlab.evaluation.benchmarks import BENCHMARKS, benchmark_info, load_benchmark_checked
     from giftlab.evaluation.generation import make_generator, render_prompt
     from giftlab.evaluation.grading import code_settings, make_grader
     from giftlab.evaluation.runner import evaluate
@@ -113,8 +114,9 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     if any(k < 1 or k > n_samples for k in ks):
         raise ConfigError(f"config: ks {ks}: every k must be in [1, n_samples = {n_samples}]")
 
-    records = load_benchmark(config["benchmark"], path=bench_file, limit=config.get("limit"),
-                             shuffle_seed=int(config.get("choice_shuffle_seed", 0)))
+    records, checks = load_benchmark_checked(config["benchmark"], path=bench_file, limit=config.get("limit"),
+                                             duplicates=config.get("duplicates", "drop"),
+                                             shuffle_seed=int(config.get("choice_shuffle_seed", 0)))
     kinds = sorted({r["kind"] for r in records})
     kind = kinds[0] if len(kinds) == 1 else "auto"
     code = code_settings(config.get("code_timeout"), config.get("code_memory_mb"),
@@ -148,6 +150,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
                "backend": generator.backend, "kind": kind,
                "benchmark_source": (benchmark_info(config["benchmark"])
                                     if config["benchmark"] in BENCHMARKS else None),
+               "benchmark_checks": checks,
                "per_benchmark_overrides": overrides or None, **summary}
     if "code" in kinds:
         summary["code_limits"] = code

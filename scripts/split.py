@@ -7,7 +7,8 @@ from giftlab.provenance import write_result
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--problems", required=True, help="local .jsonl/.parquet or a hub dataset id")
+    p.add_argument("--problems", required=True,
+                   help="a local file or downloaded dataset folder (parquet, jsonl, json, csv) or a hub dataset id")
     p.add_argument("--sft", required=True)
     p.add_argument("--rl", required=True)
     p.add_argument("--val", required=True)
@@ -15,6 +16,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     rows = load_problems(args.problems, config["solution_key"])
+    distinct = len({row["question"].strip() for row in rows})
+    if distinct < len(rows):  # the same question twice would otherwise land in two subsets
+        print(f"split: {args.problems}: {len(rows) - distinct} repeated questions dropped "
+              f"({distinct} distinct of {len(rows)} rows)")
     parts = split_problems(rows, config["split"], seed=config["seed"])
     if config.get("instruction"):  # train on the prompts the math benchmarks are evaluated with
         parts = {name: [{**row, "question": with_instruction(row["question"])} for row in part]
@@ -22,6 +27,7 @@ def main(argv=None):
     for name in ("sft", "rl", "val"):
         write_jsonl(getattr(args, name), parts[name])
     write_result(args.summary, {"source": args.problems, "rows_in_source": len(rows),
+                                "distinct_questions": distinct, "repeated_questions_dropped": len(rows) - distinct,
                                 "sizes": {k: len(v) for k, v in parts.items()}}, config)
 
 

@@ -1,4 +1,5 @@
-"""Rules `table`: paper Tables 1-4 as results/tables/table<N>.{csv,md,tex}, with the paper's numbers beside."""
+"""Rules `table`: paper Tables 1-4 as results/tables/table<N>.{csv,md,tex}, with the paper's numbers beside;
+rule `table_extra`: the checkpoints of config models.extra (table "extra")."""
 
 from giftlab import cli
 from giftlab.config import DEFAULT_PASS_KS
@@ -24,6 +25,10 @@ def main(argv=None):
                            paper=True, backbones=backbones)
     elif n == 4:
         df = tables.table4(records, paper=True, backbones=backbones)
+    elif n == "extra":
+        evals = [r for r in records if "stage_pair" not in r]
+        df = tables.extra_models_table(evals, benchmarks=config.get("benchmarks"),
+                                       consistency=[r for r in records if "stage_pair" in r])
     else:
         raise cli.ConfigError(f"table: no paper table {n} (1-4)")
     written = tables.write_table(df, args.stem)

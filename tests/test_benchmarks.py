@@ -110,7 +110,7 @@ def test_mmlu_pro_ten_options_and_answer_consistency(tmp_path):
     row = json.loads((FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()[0])
     bad = tmp_path / "mmlu_pro.jsonl"
     bad.write_text(json.dumps({**row, "answer": "A"}) + "\n")
-    with pytest.raises(ValueError, match="row 1: mmlu_pro: answer 'A' disagrees"):
+    with pytest.raises(ValueError, match=r"row 1: mmlu_pro \(upstream layout\): answer 'A' disagrees"):
         bm.load_benchmark("mmlu_pro", path=bad)
 
 
@@ -168,11 +168,11 @@ def test_code_records_and_canonical_solutions_pass():
 def test_loader_errors_are_one_line_with_row(tmp_path):
     f = tmp_path / "gsm8k.jsonl"
     f.write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
-    with pytest.raises(ValueError, match=r"row 1: gsm8k: .*####") as exc:
+    with pytest.raises(ValueError, match=r"row 1: gsm8k \(upstream layout\): .*####") as exc:
         bm.load_benchmark("gsm8k", path=f)
     assert str(f) in str(exc.value) and "\n" not in str(exc.value)
     f.write_text(json.dumps({"question": "q"}) + "\n")
-    with pytest.raises(ValueError, match="row 1: gsm8k: .*answer"):
+    with pytest.raises(ValueError, match=r"row 1: gsm8k \(upstream layout\): .*answer"):
         bm.load_benchmark("gsm8k", path=f)
     with pytest.raises(FileNotFoundError):
         bm.load_benchmark("gsm8k", path=tmp_path / "nope.jsonl")

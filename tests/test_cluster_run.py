@@ -75,7 +75,8 @@ def run_doc_snakemake(command: str, workdir: Path, profile: Path, *extra: str) -
 def test_the_documented_paper_commands_plan_the_paper_grid(paper_workdir, tmp_path):
     """docs/scale.md §4 as written, each command as a dry run: it used to put the target after --configfile
     (FileNotFoundError 'phase_all')."""
-    commands = [c for c in doc_commands("snakemake") if "config/paper.yaml" in c and "rehearsal" not in c]
+    commands = [c for c in doc_commands("snakemake") if "config/paper.yaml" in c and "rehearsal" not in c
+                and "extra_models" not in c]
     assert len(commands) >= 2, "docs/scale.md §4 lost its plan and run commands"
     for command in commands:
         extra = () if " -n " in command else ("-n", "--quiet", "rules")
@@ -85,6 +86,24 @@ def test_the_documented_paper_commands_plan_the_paper_grid(paper_workdir, tmp_pa
                       if re.fullmatch(r"\w+\s+\d+", line.strip()))
         assert counts["sft"] == "26" and counts["consistency"] == "24", command
         assert (counts["evaluate"], counts["evaluate_direct_sft"], counts["evaluate_pre_rl"]) == ("26", "2", "12")
+
+
+def test_the_documented_extra_models_command_plans_their_evaluations(paper_workdir, tmp_path):
+    """docs/scale.md 'Evaluate any checkpoint': its config/extra.yaml and its command, as a dry run."""
+    block = re.search(r"```yaml\n(# config/extra.yaml\n.*?)```", DOC.read_text(), flags=re.S)
+    assert block, "docs/scale.md lost its config/extra.yaml example"
+    extra = yaml.safe_load(block.group(1))
+    released = Path(extra["models"]["extra"]["gift_qwen_released"]["path"])
+    local = paper_workdir / "released"  # the example's folder, here
+    local.mkdir()
+    extra["models"]["extra"]["gift_qwen_released"]["path"] = str(local)
+    (paper_workdir / "config" / "extra.yaml").write_text(yaml.safe_dump(extra))
+    [command] = [c for c in doc_commands("snakemake") if "extra_models" in c]
+    result = run_doc_snakemake(command, paper_workdir, slurm_profile(tmp_path), "-n", "--quiet", "rules")
+    assert result.returncode == 0, f"{command}: " + (result.stdout + result.stderr)[-3000:]
+    counts = dict(line.split() for line in result.stdout.splitlines() if re.fullmatch(r"\w+\s+\d+", line.strip()))
+    assert counts == {"evaluate_extra": "2", "consistency_extra": "1", "split": "1", "table_extra": "1",
+                      "extra_models": "1", "total": "6"}, (released, counts)
 
 
 def job_resources(dry_run: str) -> dict[str, dict[str, str]]:

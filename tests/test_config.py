@@ -68,6 +68,9 @@ BAD = [
     ({"sft": {"objective_params": {"gift": {"beta": 3}}}}, "sft.objective_params.gift.beta"),
     ({"figures": {"backbone": ["qwen"]}}, "figures"),
     ({"figures": {"fig1": {"backbone": ["qwen"]}}}, "figures.fig1"),
+    ({"models": {"extra": {"mine": {"path": "x", "backbone": "qwenn"}}}}, "models.extra.mine.backbone"),
+    ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
+    ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
 ]
 
 

@@ -392,6 +392,12 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     (bench_dir / "math500.jsonl").unlink()
     missing = run(cmd, work, timeout=300, check=False)
     assert missing.returncode != 0 and "data/benchmarks/math500.jsonl" in missing.stdout + missing.stderr
+    # any format giftlab.rowfiles reads is found: a parquet file, a downloaded dataset folder
+    (bench_dir / "math500.parquet").write_bytes(b"PAR1")
+    (bench_dir / "gpqa.jsonl").unlink()
+    (bench_dir / "gpqa").mkdir()
+    planned = run([*cmd[:-4], "--printshellcmds", "--", "phase_all"], work, timeout=300).stdout
+    assert "math500=data/benchmarks/math500.parquet" in planned and "gpqa=data/benchmarks/gpqa " in planned
 
 
 # ------------------------------------------------------------------ two clones sharing one remote

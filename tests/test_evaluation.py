@@ -359,7 +359,7 @@ GOOD = {"id": 1, "prompt": "Start with 3. Add 4. What is the result?\n", "gold":
 
 
 def test_loader_reads_records(tmp_path):
-    f = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2}])
+    f = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5. What is it?"}])
     recs = bm.load_benchmark("tiny_id", path=f)
     assert [r["id"] for r in recs] == ["1", "2"] and recs[0]["gold"] == "7"
     assert len(bm.load_benchmark("tiny_id", path=f, limit=1)) == 1
@@ -427,7 +427,7 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
         yield fake_grade
 
     monkeypatch.setattr(script, "grading_pool", fake_pool)
-    bench = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "gold": 5}])
+    bench = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5.", "gold": 5}])
     config = {"seed": 3, "n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
               "backend": "hf", "grading_timeout": 4, "benchmark": "tiny_id", "ks": [1, 2]}
     out = tmp_path / "out"
@@ -441,6 +441,8 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
     assert set(k for k in summary if k.startswith("pass@") and "ci" not in k) == {"pass@1",
                                                                                    "pass@2"}
     assert summary["provenance"]["seed"] == 3 and summary["benchmark_sha256"]
+    assert summary["benchmark_checks"] == {"rows_read": 2, "duplicates_dropped": 0, "problems": 2,
+                                           "official_size": None, "size_matches_official": None}
     script.main(argv)  # same config -> same samples (all but the timing)
     again = [json.loads(line) for line in (out / "s.jsonl").read_text().splitlines()]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]

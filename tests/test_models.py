@@ -82,3 +82,11 @@ def test_missing_paths_fail_in_one_line(tmp_path, monkeypatch):
     assert "\n" not in str(exc.value)
     with pytest.raises(FileNotFoundError, match="offline"):
         load_model("nobody-xyz/not-a-cached-model")
+    # scripts/evaluate.py's --model (config models.extra): a folder as is, a hub id from the cache offline
+    from giftlab.models import local_checkpoint
+
+    assert local_checkpoint(tmp_path) == tmp_path
+    with pytest.raises(FileNotFoundError, match="cannot load model 'nobody-xyz/not-a-cached-model' .HF hub is "
+                                                "offline") as exc:
+        local_checkpoint("nobody-xyz/not-a-cached-model")
+    assert "\n" not in str(exc.value)

@@ -222,8 +222,49 @@ def test_deepmath_loads_from_a_downloaded_dataset_directory(tmp_path):
         load_problems(str(tmp_path), "r1_solution_1")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(Exception, match="data.path: no .parquet or .jsonl files under"):
+    with pytest.raises(Exception, match="empty: no data files"):
         load_problems(str(empty), "r1_solution_1")
+
+
+def test_deepmath_split_reads_every_format_and_reports_repeats(tmp_path, capsys):
+    """data.path may be a parquet, jsonl, json or csv file too; repeated questions are counted in split.json, and
+    the checks (columns, empty answers, sizes) fail in one line."""
+    import csv
+    import importlib.util
+    import json
+
+    import pandas as pd
+
+    from giftlab.data import load_problems
+
+    rows = [{"question": f"q{i % 5}", "final_answer": str(i % 5), "r1_solution_1": f"s{i}"} for i in range(7)]
+    pd.DataFrame(rows).to_parquet(tmp_path / "deepmath.parquet")
+    (tmp_path / "deepmath.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "deepmath.json").write_text(json.dumps(rows))
+    with open(tmp_path / "deepmath.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for suffix in ("parquet", "jsonl", "json", "csv"):
+        assert load_problems(str(tmp_path / f"deepmath.{suffix}"), "r1_solution_1") == rows, suffix
+    spec = importlib.util.spec_from_file_location("split_script", REPO / "scripts" / "split.py")
+    split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(split)
+    outs = [a for name in ("sft", "rl", "val") for a in (f"--{name}", str(tmp_path / f"{name}.jsonl"))]
+    job = {"seed": 0, "split": {"sft": 3, "rl": 1, "val": 1}, "solution_key": "r1_solution_1"}
+    split.main(["--config", json.dumps(job), "--problems", str(tmp_path / "deepmath.parquet"), *outs,
+                "--summary", str(tmp_path / "split.json")])
+    summary = json.loads((tmp_path / "split.json").read_text())
+    assert summary["distinct_questions"] == 5 and summary["repeated_questions_dropped"] == 2
+    assert "2 repeated questions dropped (5 distinct of 7 rows)" in capsys.readouterr().out
+    with pytest.raises(Exception, match="asks for 6 problems but the source has 5 distinct questions"):
+        split.main(["--config", json.dumps({**job, "split": {"sft": 4, "rl": 1, "val": 1}}), "--problems",
+                    str(tmp_path / "deepmath.parquet"), *outs, "--summary", str(tmp_path / "split.json")])
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**rows[0], "final_answer": ""}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl: row 1: column 'final_answer' is missing or empty"):
+        load_problems(str(tmp_path / "bad.jsonl"), "r1_solution_1")
+    with pytest.raises(Exception, match="data.path: no such file or folder: .*nope.parquet"):
+        load_problems(str(tmp_path / "nope.parquet"), "r1_solution_1")
 
 
 def test_slurm_profile_requeues_and_every_gpu_rule_gets_gpus(paper, slurm):

@@ -161,3 +161,24 @@ def test_html_report_has_every_figure_and_table(smoke_run):
     html = (smoke_run / "report.html").read_text(errors="replace")
     for name in ("fig1.pdf", "fig2.pdf", "fig3.pdf", "table1.csv", "table4.csv", "claims.md"):
         assert name in html, name
+
+
+def test_a_checkpoint_the_pipeline_did_not_train_is_one_command(smoke_run, tmp_path):
+    """config models.extra + `snakemake extra_models` (docs/scale.md): a copied checkpoint is evaluated on every
+    benchmark, compared with its backbone's base, and tabulated; nothing of the grid reruns."""
+    import csv
+
+    colleague = tmp_path / "colleague"
+    shutil.copytree(smoke_run / "models" / "base" / "qwen", colleague)
+    override = write_override(tmp_path / "extra.yaml", {"models": {"extra": {"colleague": {
+        "path": str(colleague), "backbone": "qwen"}}}})
+    result = snakemake(smoke_run, "--cores", "2", "extra_models", configfiles=[SMOKE, override], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran = {line.split("Rule: ")[1].rstrip(")") for line in (result.stdout + result.stderr).splitlines()
+           if "(Rule: " in line}
+    assert ran == {"evaluate_extra", "consistency_extra", "table_extra", "extra_models"}, ran
+    [row] = list(csv.DictReader((smoke_run / "results" / "extra" / "extra_models.csv").open()))
+    assert row["model"] == "colleague" and float(row["base→model cos"]) == pytest.approx(1.0)  # a copy of the base
+    assert float(row["base→model kl"]) == pytest.approx(0.0, abs=1e-6)
+    summary = json.loads((smoke_run / "results" / "extra" / "eval" / "colleague" / "tiny_id.summary.json").read_text())
+    assert summary["provenance"]["config"]["stage"] == "extra" and summary["benchmark_checks"]["duplicates_dropped"] == 0

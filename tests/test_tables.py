@@ -264,3 +264,18 @@ def test_claims_verdicts(tmp_path):
     assert "| qwen | GIFT (β=3) | tiny_id pass@1 | 50.00 | 40.00 | +10.00 |" in text
     assert CL.verdict(-1.0, None, higher_is_better=False) == "agree"
     assert CL.verdict(float("nan"), 0.1) == "inconclusive"
+
+
+def test_extra_models_table_reads_their_evaluations_and_consistency():
+    """config models.extra: one row per checkpoint, pass@1 (%) with its interval, consistency with the base."""
+    evals = [{"provenance": {"config": {"stage": "extra", "run": name, "benchmark": bench}}, "pass@1": p,
+              "pass@1_ci95": [p - 0.1, p + 0.1]}
+             for name, p0 in (("released", 0.5), ("colleague", 0.25)) for bench, p in (("math500", p0), ("gsm8k", p0 / 2))]
+    evals.append({"provenance": {"config": {"stage": "rl", "run": "sft", "benchmark": "math500"}}, "pass@1": 0.9})
+    agree = [{"stage_pair": "base_extra", "run": "released", "cos": 0.9, "l2": 3.0, "kl": 0.2}]
+    df = T.extra_models_table(evals, benchmarks=["math500", "gsm8k"], consistency=agree)
+    assert list(df["model"]) == ["released", "colleague"]
+    row = df.set_index("model").loc["released"]
+    assert row["MATH500"] == pytest.approx(50.0) and row["GSM8K"] == pytest.approx(25.0)
+    assert row["Average"] == pytest.approx(37.5) and row["MATH500 CI95"] == "[40.00, 60.00]"
+    assert row["base→model cos"] == 0.9 and math.isnan(df.set_index("model").loc["colleague"]["base→model kl"])

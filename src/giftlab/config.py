@@ -107,9 +107,23 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     for name in set(config["eval"].get("math") or []) & set(config["eval"].get("ood") or []):
         raise ConfigError(f"config error: eval.math: '{name}' is an eval.ood benchmark")
     _check_report_metric(config)
+    _check_extra_models(config)
     _check_grid(config)
     _check_eval_samples(config)
     _check_objective_params(config)
+
+
+def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``models.extra``: {name: {path, backbone?}}, the checkpoints evaluated on demand (``snakemake extra_models``)."""
+    return dict((config.get("models") or {}).get("extra") or {})
+
+
+def _check_extra_models(config: Mapping[str, Any]) -> None:
+    for name, spec in extra_models(config).items():
+        backbone = spec.get("backbone")
+        if backbone is not None and backbone not in config["backbones"]:
+            raise ConfigError(f"config error: models.extra.{name}.backbone: '{backbone}' is not a key of backbones "
+                              f"({', '.join(config['backbones'])})")
 
 
 # pass@k reported when a config names no eval.ks (as scripts/evaluate.py defaults)
@@ -118,7 +132,7 @@ DEFAULT_PASS_KS = (1, 2, 4, 8)
 # keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend", "vllm",
                  "grading_timeout", "grading_workers", "code_timeout", "code_memory_mb", "code_workers",
-                 "choice_shuffle_seed")
+                 "choice_shuffle_seed", "duplicates")
 
 
 def _check_grid(config: Mapping[str, Any]) -> None:

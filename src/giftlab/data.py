@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
+from giftlab.rowfiles import read_rows  # noqa: F401  (re-exported: benchmarks and scripts read rows through data)
 
 REQUIRED_COLUMNS = ("question", "final_answer")
 #: The math instruction the evaluation appends to every math benchmark problem (DeepMath's / simpleRL's system
@@ -43,13 +44,15 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
 
 
 def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
-    """Load DeepMath-schema rows from a local .jsonl/.parquet or (when online) a hub dataset id."""
+    """DeepMath-schema rows from a local file or folder (any format :mod:`giftlab.rowfiles` reads: the downloaded
+    dataset folder with its ``data/train-*.parquet`` shards, a parquet, jsonl, json or csv file) or, when online, a
+    hub dataset id such as ``zwhe99/DeepMath-103K``."""
     local = Path(path)
-    if local.is_dir():  # a downloaded dataset repo (README.md, data/train-*.parquet)
-        rows = [row for part in dataset_files(local) for row in read_rows(part)]
-    elif local.suffix in (".jsonl", ".parquet"):
-        rows = read_rows(local)
-    else:  # a hub id such as zwhe99/DeepMath-103K
+    if local.exists():
+        rows = read_rows(local, split="train")
+    elif local.suffix or path.startswith((".", "/")) or path.count("/") != 1:
+        raise ConfigError(f"data.path: no such file or folder: {path}")
+    else:
         try:
             import datasets
 
@@ -57,41 +60,10 @@ def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
         except Exception as exc:  # offline, missing, or gated: say which
             raise ConfigError(f"data.path: cannot load '{path}' as a local file or hub dataset "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not rows:
+        raise ConfigError(f"data.path: {path} holds no rows")
     check_columns(rows, (*REQUIRED_COLUMNS, solution_key), source=path)
     return rows
-
-
-def dataset_files(directory: Path) -> list[Path]:
-    """The data files of a dataset directory (e.g. ``hf download --local-dir``): its ``*.parquet``,
-    else its ``*.jsonl``, at any depth, in name order."""
-    for pattern in ("*.parquet", "*.jsonl"):
-        files = sorted(p for p in directory.rglob(pattern)
-                       if not any(part.startswith(".") for part in p.relative_to(directory).parts))
-        if files:
-            return files
-    raise ConfigError(f"data.path: no .parquet or .jsonl files under {directory}")
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a local ``.jsonl`` / ``.json`` (list of objects) / ``.parquet`` file (DeepMath, benchmarks)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"missing input file: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return pq.read_table(path).to_pylist()
-        except Exception as exc:  # a truncated or non-parquet file: name it, one line
-            raise ValueError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200]})") from None
-    if suffix == ".json":
-        data = json.loads(path.read_text())
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of objects")
-        return data
-    return read_jsonl(path)
 
 
 def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], source: str) -> None:

@@ -78,6 +78,20 @@ def _resolve(path_or_hub_id: str | os.PathLike, what: str) -> tuple[str, dict[st
     return name, ({"local_files_only": True} if _hub_offline() else {})
 
 
+def local_checkpoint(path_or_hub_id: str | os.PathLike) -> Path:
+    """The local folder of a checkpoint: the folder itself, or a hub id's snapshot (downloaded when online, from
+    the local HF cache when ``HF_HUB_OFFLINE=1``); else a one-line error naming it."""
+    name, extra = _resolve(path_or_hub_id, "model")
+    if not extra and Path(name).is_dir():
+        return Path(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, **extra))
+    except Exception as exc:  # noqa: BLE001 - offline, unknown, gated: one line naming it
+        raise FileNotFoundError(_offline_message("model", name, exc)) from None
+
+
 def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):
     """``AutoModelForCausalLM.from_pretrained`` for a local checkpoint dir or a hub id.
 

@@ -4,10 +4,13 @@ import os
 import shlex
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 from giftlab.cli import ConfigError
 from giftlab.config import (DEFAULT_PASS_KS, DIRECT_RL, DIRECT_SFT, EVAL_RULES, RUN_PATTERN, benchmarks,
-                            eval_settings, final_models, gift_vs_sft_runs, objective_of, rl_runs, rule_resources,
+                            eval_settings, extra_models, final_models, gift_vs_sft_runs, objective_of, rl_runs, rule_resources,
                             rule_threads, sft_runs, unique, validate_config)
+from giftlab.rowfiles import find_data
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARK_NAMES
 
 try:
@@ -93,10 +96,12 @@ def eval_model_path(wildcards):
 
 
 def local_benchmark_files(group):
-    """{benchmark: local file} of a group: the tiny world's files, or the copies present in eval.benchmark_dir
-    (a benchmark without one loads from the hub)."""
-    files = {name: f"{BENCH_DIR}/{name}.jsonl" for name in benchmarks(config, group)}
-    return {name: path for name, path in files.items() if TINY or os.path.exists(path)}
+    """{benchmark: local file or folder} of a group: the tiny world's files, or the copies present in
+    eval.benchmark_dir in any format giftlab.rowfiles reads (a benchmark without one loads from the hub)."""
+    if TINY:
+        return {name: f"{BENCH_DIR}/{name}.jsonl" for name in benchmarks(config, group)}
+    found = {name: find_data(BENCH_DIR, name) for name in benchmarks(config, group)}
+    return {name: str(path) for name, path in found.items() if path is not None}
 
 
 def eval_benchmark_files(group):
@@ -183,7 +188,8 @@ def sft_job(wildcards):
 def dynamics_benchmark_file():
     """RL dynamics read the main benchmark from a local file (tiny: generated; paper: eval.benchmark_dir, copied
     there beforehand: a missing copy stops the plan with its name rather than leave Figure 3 empty)."""
-    return f"{BENCH_DIR}/{config['eval']['main_benchmark']}.jsonl"
+    main = config["eval"]["main_benchmark"]
+    return str(find_data(BENCH_DIR, main) or f"{BENCH_DIR}/{main}.jsonl") if not TINY else f"{BENCH_DIR}/{main}.jsonl"
 
 
 def tracks_dynamics(run):
@@ -217,9 +223,60 @@ def eval_job(spec):
     return job
 
 
+# ------------------------------------------------------------------ checkpoints the pipeline did not train (extra.smk)
+
+EXTRA = extra_models(config)
+
+
+def extra_model_path(wildcards):
+    return EXTRA[wildcards.name]["path"]
+
+
+def extra_model_input(wildcards):
+    """A local checkpoint folder is an input (its changes rerun the evaluation); a hub id is fetched by the job."""
+    path = extra_model_path(wildcards)
+    return [path] if os.path.isdir(path) else []
+
+
+def extra_eval_job(wildcards):
+    settings = {name: eval_settings(config["eval"], name) for name in benchmarks(config, "all")}
+    return as_arg({"seed": config["seed"], "stage": "extra", "run": wildcards.name,
+                   "backbone": EXTRA[wildcards.name].get("backbone"), "benchmarks": settings})
+
+
+def extra_targets(wildcards):
+    """The table of every models.extra checkpoint, with its evaluations (and consistency where it names a backbone)."""
+    if not EXTRA:
+        raise WorkflowError("extra_models: config models.extra names no checkpoint (docs/scale.md, 'Evaluate any "
+                            "checkpoint')")
+    return [f"results/extra/extra_models.{ext}" for ext in ("csv", "md", "tex", "provenance.json")]
+
+
+def extra_results():
+    evals = expand("results/extra/eval/{name}/{benchmark}.summary.json", name=list(EXTRA),
+                   benchmark=benchmarks(config, "all"))
+    return evals + [f"results/extra/consistency/{name}.json" for name, spec in EXTRA.items() if spec.get("backbone")]
+
+
 def consistency_job(wildcards):
-    return as_arg({"seed": config["seed"], "backbone": wildcards.backbone, "run": wildcards.run,
-                   "stage_pair": wildcards.pair, "solution_key": config["data"]["solution_key"],
+    return consistency_payload(wildcards.backbone, wildcards.run, wildcards.pair)
+
+
+def extra_consistency_job(wildcards):
+    return consistency_payload(EXTRA[wildcards.name]["backbone"], wildcards.name, "base_extra")
+
+
+def extra_base_input(wildcards):
+    return base_model_input_of(EXTRA[wildcards.name]["backbone"]) + extra_model_input(wildcards)
+
+
+def extra_base_dir(wildcards):
+    return base_model_dir(EXTRA[wildcards.name]["backbone"])
+
+
+def consistency_payload(backbone, run, pair):
+    return as_arg({"seed": config["seed"], "backbone": backbone, "run": run,
+                   "stage_pair": pair, "solution_key": config["data"]["solution_key"],
                    "max_examples": config["eval"].get("consistency_examples", 200),
                    "max_length": config["sft"]["max_length"],
                    **({"dtype": config["eval"]["consistency_dtype"]} if config["eval"].get("consistency_dtype") else {})})

@@ -12,28 +12,46 @@ Record schema (every benchmark, every source):
   prompt, prepended when the solution does not define ``entry_point``); ``gold`` = "".
 
 The ten real benchmarks load from the hub (``datasets.load_dataset(hub_id, config,
-split=...)``; the local HF cache serves it offline) or, when ``path`` is given, from a local
-``.jsonl``/``.json``/``.parquet`` file holding rows in the upstream field names (or rows already
-in the record schema). The tiny world's ``tiny_*`` sets are local-jsonl only.
+split=...)``; the local HF cache serves it offline) or, when ``path`` is given, from a local file or
+folder in any format :mod:`giftlab.rowfiles` reads (jsonl, json, parquet, csv, gzip; a downloaded
+dataset folder or a ``save_to_disk`` folder). Each row may be in one of these layouts, recognised by
+its keys (:func:`row_layout`):
+
+* ``record``: already in the record schema above;
+* ``verl``: verl-style RL data (``prompt`` = chat messages, ``reward_model.ground_truth``), the
+  layout most RL repositories ship validation sets in (math benchmarks only: it carries no options);
+* ``upstream``: the benchmark's own field names (HF hub, the official GPQA CSV, EvalPlus releases,
+  Qwen2.5-Math's ``evaluation/data`` files and its ``gt`` outputs), read by the benchmark's
+  normaliser.
+
+:func:`load_benchmark_checked` then checks the records (:func:`check_records`): duplicates dropped
+with a count (or refused), empty gold, option counts and gold letters, and the size against the
+official set's, each failure one line naming the file and row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from giftlab.data import read_rows, with_instruction
 from typing import Any, Callable
 
+from giftlab.data import read_rows, with_instruction
+
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
+from giftlab.rewards.extract import last_boxed
+
+log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("id", "prompt", "gold", "kind")
 KINDS = ("math", "multiple_choice", "code")
 
-Loader = Callable[..., list[dict]]
+# loader(path=None, **options) -> (records, rows read): the rows count includes rows the loader filtered out
+Loader = Callable[..., tuple[list[dict], int]]
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,8 @@ class Benchmark:
     config: str | None = None
     split: str | None = None
     source: dict = field(default_factory=dict)  # extra provenance (alternatives, notes)
+    options: tuple[int, int] | None = None  # multiple choice: the possible number of options
+    official_size: int | None = None  # problems in the official set (rows before any filtering)
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -97,7 +117,7 @@ def load_jsonl_records(path, kinds: tuple[str, ...] = ("math",)) -> list[dict]:
                 raise ValueError(f"{path}: row {row}: duplicate id {rid!r}")
             seen.add(rid)
             records.append({**rec, "id": rid, "prompt": str(rec["prompt"]),
-                            "gold": str(rec["gold"])})
+                            "gold": str(rec["gold"]), "source_row": row})
     if not records:
         raise ValueError(f"{path}: no records")
     return records
@@ -107,7 +127,8 @@ def _local_jsonl(kinds: tuple[str, ...]) -> Loader:
     def load(path=None, **_) -> list[dict]:
         if path is None:
             raise ValueError("this benchmark is read from a local jsonl: pass its path")
-        return load_jsonl_records(path, kinds)
+        records = load_jsonl_records(path, kinds)
+        return records, len(records)
     return load
 
 
@@ -178,10 +199,20 @@ def _gsm8k(row, i, **_):
 
 
 def _math_like(prefix):
+    """MATH-500 / AIME rows in their hub field names, and Qwen2.5-Math's ``evaluation/data`` layouts: ``gt``
+    (its processed rows), ``answer``, or for MATH-style rows with only a ``solution``, its last ``\\boxed{}``."""
     def norm(row, i, **_):
         problem = str(_get(row, "problem", "Problem", "question"))
-        gold = _get(row, "answer", "Answer", "expected_answer", "final_answer")
-        rid = _get(row, "unique_id", "id", "ID", default=f"{prefix}-{i}")
+        gold = _get(row, "answer", "Answer", "expected_answer", "final_answer", "gt", default=None)
+        if gold is None and row.get("solution"):
+            gold = last_boxed(str(row["solution"]))
+            if gold is None:
+                raise ValueError("no answer field, and the solution has no \\boxed{} answer")
+        if gold is None:
+            raise KeyError("none of the fields answer, Answer, expected_answer, final_answer, gt, solution present")
+        if isinstance(gold, list):  # OlympiadBench-style final_answer lists
+            gold = ", ".join(str(g) for g in gold)
+        rid = _get(row, "unique_id", "id", "ID", "idx", default=f"{prefix}-{i}")
         return {"id": str(rid), "prompt": with_instruction(problem),
                 "gold": str(gold).strip(), "kind": "math"}
     return norm
@@ -295,9 +326,72 @@ def _check_record(rec: dict, where: str) -> dict:
         raise ValueError(f"{where}: kind {rec['kind']!r} not supported")
     if rec["kind"] == "multiple_choice" and not rec.get("choices"):
         raise ValueError(f"{where}: multiple_choice record without choices")
-    if rec["kind"] == "code" and not rec.get("tests"):
+    if rec["kind"] == "code" and not (rec.get("tests") or rec.get("base_inputs") is not None):
         raise ValueError(f"{where}: code record without tests")
     return {**rec, "id": str(rec["id"]), "prompt": str(rec["prompt"]), "gold": str(rec["gold"])}
+
+
+def row_layout(row: dict) -> str:
+    """``record`` | ``verl`` | ``upstream``: how a benchmark row is laid out (see the module docstring)."""
+    if _is_record(row):
+        return "record"
+    if isinstance(row.get("prompt"), (list, tuple)) and isinstance(row.get("reward_model"), dict):
+        return "verl"
+    return "upstream"
+
+
+def _verl_record(row: dict, i: int, name: str, kind: str) -> dict:
+    """A verl-style row: the chat ``prompt`` as is (it carries its own instruction), ``ground_truth`` as gold.
+
+    A system message is kept in front of the user turn (the evaluation renders one user turn).
+    """
+    if kind != "math":
+        raise ValueError(f"verl-style rows carry no options or tests: not usable for a {kind} benchmark")
+    messages = list(row["prompt"])
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if len(users) != 1:
+        raise ValueError(f"verl prompt: expected one user message, found {len(users)}")
+    system = [str(m.get("content", "")) for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    prompt = "\n\n".join([*system, str(users[0].get("content", ""))]).strip()
+    gold = row["reward_model"].get("ground_truth")
+    if isinstance(gold, (list, tuple)):  # some converters store a list of acceptable answers
+        if len(gold) != 1:
+            raise ValueError(f"reward_model.ground_truth holds {len(gold)} answers; expected one")
+        gold = gold[0]
+    extra = row.get("extra_info") if isinstance(row.get("extra_info"), dict) else {}
+    rid = extra.get("index", extra.get("id", row.get("id")))
+    return {"id": str(rid) if rid is not None else f"{name}-{i}", "prompt": prompt,
+            "gold": "" if gold is None else str(gold).strip(), "kind": "math",
+            "data_source": row.get("data_source")}
+
+
+def _real_loader(name, normalize, hub_id, config, split, alt_splits=(), all_configs=False):
+    def loader(path=None, **opts) -> tuple[list[dict], int]:
+        where = str(path) if path is not None else f"{hub_id}[{config or ''}:{split}]"
+        rows = (read_rows(path, config=None if all_configs else config, split=split,
+                          tag_config="subject" if all_configs else None) if path is not None
+                else _hub_load(hub_id, config, split, alt_splits, all_configs))
+        records = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: row {i + 1}: expected an object")
+            layout = row_layout(row)
+            try:
+                if layout == "record":
+                    rec = dict(row)
+                elif layout == "verl":
+                    rec = _verl_record(row, i, name, BENCHMARKS[name].kind)
+                else:
+                    rec = normalize(row, i, **opts)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"{where}: row {i + 1}: {name} ({layout} layout): {exc}") from None
+            if rec is None:  # filtered out (e.g. MMLU-Redux items with an error_type)
+                continue
+            records.append({**_check_record(rec, f"{where}: row {i + 1}"), "source_row": i + 1})
+        if not records:
+            raise ValueError(f"{where}: no records")
+        return records, len(rows)
+    return loader
 
 
 def _hub_load(hub_id, config, split, alt_splits, all_configs):
@@ -316,56 +410,32 @@ def _hub_load(hub_id, config, split, alt_splits, all_configs):
     return rows
 
 
-def _real_loader(name, normalize, hub_id, config, split, alt_splits=(), all_configs=False):
-    def loader(path=None, **opts) -> list[dict]:
-        where = str(path) if path is not None else f"{hub_id}[{config or ''}:{split}]"
-        rows = (read_rows(path) if path is not None
-                else _hub_load(hub_id, config, split, alt_splits, all_configs))
-        records, seen = [], set()
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: row {i + 1}: expected an object")
-            try:
-                rec = dict(row) if _is_record(row) else normalize(row, i, **opts)
-            except (KeyError, ValueError, TypeError) as exc:
-                raise ValueError(f"{where}: row {i + 1}: {name}: {exc}") from None
-            if rec is None:  # filtered out (e.g. MMLU-Redux items with an error_type)
-                continue
-            rec = _check_record(rec, f"{where}: row {i + 1}")
-            if rec["id"] in seen:
-                raise ValueError(f"{where}: row {i + 1}: duplicate id {rec['id']!r}")
-            seen.add(rec["id"])
-            records.append(rec)
-        if not records:
-            raise ValueError(f"{where}: no records")
-        return records
-    return loader
-
-
 _REAL = [
-    # name, normalizer, kind, hub id, config, split, alternative splits, all configs, notes
-    ("gsm8k", _gsm8k, "math", "openai/gsm8k", "main", "test", (), False, ""),
-    ("math500", _math_like("math500"), "math", "HuggingFaceH4/MATH-500", None, "test", (), False,
+    # name, normalizer, kind, hub id, config, split, alternative splits, all configs, options, official size, notes
+    ("gsm8k", _gsm8k, "math", "openai/gsm8k", "main", "test", (), False, None, 1319, ""),
+    ("math500", _math_like("math500"), "math", "HuggingFaceH4/MATH-500", None, "test", (), False, None, 500,
      ""),
-    ("aime24", _math_like("aime24"), "math", "HuggingFaceH4/aime_2024", None, "train", (), False,
+    ("aime24", _math_like("aime24"), "math", "HuggingFaceH4/aime_2024", None, "train", (), False, None, 30,
      "also reads Maxwell-Jia/AIME_2024 (Problem/Answer) and zwhe99/aime90 (expected_answer) rows"),
-    ("aime25", _math_like("aime25"), "math", "math-ai/aime25", None, "test", (), False, ""),
-    ("humaneval_plus", _humaneval_plus, "code", "evalplus/humanevalplus", None, "test", (), False,
+    ("aime25", _math_like("aime25"), "math", "math-ai/aime25", None, "test", (), False, None, 30, ""),
+    ("humaneval_plus", _humaneval_plus, "code", "evalplus/humanevalplus", None, "test", (), False, None, 164,
      ""),
-    ("mbpp_plus", _mbpp_plus, "code", "evalplus/mbppplus", None, "test", ("train",), False, ""),
-    ("gpqa", _gpqa, "multiple_choice", "Idavidrein/gpqa", "gpqa_diamond", "train", (), False,
-     "gated; choices shuffled with shuffle_seed (default 0), permutation stored per record"),
-    ("mmlu_pro", _mmlu_pro, "multiple_choice", "TIGER-Lab/MMLU-Pro", None, "test", (), False, ""),
+    ("mbpp_plus", _mbpp_plus, "code", "evalplus/mbppplus", None, "test", ("train",), False, None, 378, ""),
+    ("gpqa", _gpqa, "multiple_choice", "Idavidrein/gpqa", "gpqa_diamond", "train", (), False, (4, 4), 198,
+     "gated; also the official release's gpqa_diamond.csv; choices shuffled with shuffle_seed (default 0), "
+     "permutation stored per record"),
+    ("mmlu_pro", _mmlu_pro, "multiple_choice", "TIGER-Lab/MMLU-Pro", None, "test", (), False, (3, 10), 12032,
+     ""),
     ("mmlu_redux", _mmlu_redux, "multiple_choice", "edinburgh-dawg/mmlu-redux-2.0", None, "test",
-     (), True, "all 57 subject configs; error_type == 'ok' only (redux_keep / redux_rekey)"),
+     (), True, (4, 4), 5700, "all 57 subject configs; error_type == 'ok' only (redux_keep / redux_rekey)"),
     ("arc_challenge", _arc, "multiple_choice", "allenai/ai2_arc", "ARC-Challenge", "test", (),
-     False, ""),
+     False, (3, 5), 1172, ""),
 ]
 
-for (_name, _norm, _kind, _hub, _cfg, _split, _alt, _all, _notes) in _REAL:
+for (_name, _norm, _kind, _hub, _cfg, _split, _alt, _all, _opts, _size, _notes) in _REAL:
     register(_name, _real_loader(_name, _norm, _hub, _cfg, _split, _alt, _all),
              description=_notes, kind=_kind, hub_id=_hub, config=_cfg, split=_split,
-             source={"alt_splits": list(_alt), "all_configs": _all})
+             source={"alt_splits": list(_alt), "all_configs": _all}, options=_opts, official_size=_size)
 
 
 def benchmark_info(name: str) -> dict:
@@ -375,13 +445,86 @@ def benchmark_info(name: str) -> dict:
             "split": b.split, **b.source}
 
 
-def load_benchmark(name: str, path=None, limit: int | None = None, **options) -> list[dict]:
-    """Records of benchmark ``name`` (from ``path`` when given); the first ``limit`` when set.
+DUPLICATE_POLICIES = ("drop", "error")
 
-    ``options`` go to the loader: ``shuffle_seed`` (GPQA), ``redux_keep`` / ``redux_rekey``
-    (MMLU-Redux); loaders ignore options they do not use.
+
+def check_records(name: str, records: list[dict], where: str, duplicates: str = "drop",
+                  rows_read: int | None = None) -> tuple[list[dict], dict]:
+    """The checks every benchmark passes on load; returns the kept records and a report for the summary.
+
+    * the same problem twice (same prompt, gold and tests) is dropped with a count (``duplicates="drop"``,
+      one public AIME file holds 960 rows for 30 problems) or refused (``"error"``); the same id or the same
+      prompt with a different gold is always an error;
+    * math and multiple choice need a gold answer; multiple choice needs 2..10 options (the benchmark's
+      own range where known: GPQA 4, ARC 3..5) and a gold letter among them;
+    * the number of distinct problems read is compared with the official set's (MATH-500 500, AIME24 30,
+      GPQA-Diamond 198, ...): a difference is a warning and stated in the report.
+    """
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates: {duplicates!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
+    bench = BENCHMARKS.get(name)
+    lo, hi = (bench.options if bench and bench.options else (2, len(LETTERS)))
+    kept, by_id, by_prompt, dropped = [], {}, {}, 0
+    for rec in records:
+        row = f"{where}: row {rec.get('source_row', '?')}"
+        kind = rec["kind"]
+        if kind != "code" and not rec["gold"].strip():
+            raise ValueError(f"{row}: empty gold answer")
+        if kind == "multiple_choice":
+            n = len(rec["choices"])
+            if not lo <= n <= hi:
+                expected = f"{lo}" if lo == hi else f"{lo}..{hi}"
+                raise ValueError(f"{row}: {n} options; {name} questions have {expected}")
+            if rec["gold"] not in LETTERS[:n]:
+                raise ValueError(f"{row}: gold {rec['gold']!r} is not one of the letters A..{LETTERS[n - 1]}")
+        key = (rec["prompt"], rec["gold"], str(rec.get("tests", "")))
+        first = by_id.get(rec["id"]) or by_prompt.get(rec["prompt"])
+        if first is not None:
+            first_key = (first["prompt"], first["gold"], str(first.get("tests", "")))
+            what = "duplicate id" if first["id"] == rec["id"] else "duplicate problem"
+            if first_key != key:
+                raise ValueError(f"{row}: {what} {rec['id']!r} with a different "
+                                 f"{'prompt' if first['prompt'] != rec['prompt'] else 'gold answer or tests'} "
+                                 f"than row {first.get('source_row', '?')}")
+            if duplicates == "error":
+                raise ValueError(f"{row}: {what} {rec['id']!r} (same as row {first.get('source_row', '?')}); "
+                                 "eval.duplicates: drop keeps the first")
+            dropped += 1
+            continue
+        by_id[rec["id"]] = by_prompt[rec["prompt"]] = rec
+        kept.append(rec)
+    distinct_read = (rows_read if rows_read is not None else len(records)) - dropped
+    official = bench.official_size if bench else None
+    report = {"rows_read": rows_read if rows_read is not None else len(records), "duplicates_dropped": dropped,
+              "problems": len(kept), "official_size": official,
+              "size_matches_official": None if official is None else distinct_read == official}
+    if dropped:
+        log.warning("%s: %d duplicate problem(s) dropped, %d kept", where, dropped, len(kept))
+    if official is not None and distinct_read != official:
+        log.warning("%s: %d distinct problems, the official %s has %d", where, distinct_read, name, official)
+    return kept, report
+
+
+def load_benchmark_checked(name: str, path=None, limit: int | None = None, duplicates: str = "drop",
+                           **options) -> tuple[list[dict], dict]:
+    """Records of benchmark ``name`` (from ``path`` when given) after :func:`check_records`, and its report.
+
+    ``limit`` keeps the first ``limit`` records (after the checks). ``options`` go to the loader:
+    ``shuffle_seed`` (GPQA), ``redux_keep`` / ``redux_rekey`` (MMLU-Redux); loaders ignore options they
+    do not use.
     """
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(sorted(BENCHMARKS))})")
-    records = BENCHMARKS[name].loader(path=path, **options)
-    return records[:limit] if limit is not None else records
+    bench = BENCHMARKS[name]
+    where = str(path) if path is not None else f"{bench.hub_id}[{bench.config or ''}:{bench.split}]"
+    records, rows_read = bench.loader(path=path, **options)
+    records, report = check_records(name, records, where, duplicates, rows_read)
+    if limit is not None:
+        records = records[:limit]
+        report["limit"] = limit
+    return records, report
+
+
+def load_benchmark(name: str, path=None, limit: int | None = None, **options) -> list[dict]:
+    """The records of :func:`load_benchmark_checked` (without its report)."""
+    return load_benchmark_checked(name, path, limit, **options)[0]

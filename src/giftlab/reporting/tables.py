@@ -219,6 +219,37 @@ def table2(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | N
 
 # ---------------------------------------------------------------- Table 3
 
+def extra_models_table(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
+                       consistency: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """Checkpoints this pipeline did not train (config ``models.extra``): pass@1 (%) per model × benchmark with
+    its 95 % interval, the Average over the benchmark columns, and, where the model names a backbone, the
+    consistency with that backbone's base (cos, L2, KL of ``base_extra``)."""
+    recs = [r for r in summaries if job_field(r, "stage") == "extra"]
+    if benchmarks is not None:
+        recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
+    idx = _index(recs, ("run", "benchmark"), "extra models table")
+    benches = list(benchmarks) if benchmarks is not None else list(dict.fromkeys(k[1] for k in idx))
+    cols = [benchmark_column(b) for b in benches]
+    agree = {job_field(c, "run"): c for c in consistency}
+    rows = []
+    for model in dict.fromkeys(k[0] for k in idx):
+        row: dict[str, Any] = {"model": model}
+        for bench, col in zip(benches, cols):
+            rec = idx.get((model, bench))
+            row[col] = math.nan if rec is None else 100.0 * float(rec["pass@1"])
+            ci = _ci(rec) if rec is not None else None
+            row[f"{col} CI95"] = "" if ci is None else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+        row["Average"] = sum(row[c] for c in cols) / len(cols) if cols else math.nan
+        for metric in ("cos", "l2", "kl"):
+            row[f"base→model {metric}"] = (agree[model].get(metric, math.nan) if model in agree else math.nan)
+        rows.append(row)
+    columns = ["model", *cols, *[f"{c} CI95" for c in cols], "Average",
+               *[f"base→model {m}" for m in ("cos", "l2", "kl")]]
+    df = pd.DataFrame(rows, columns=columns)
+    df.attrs["digits"] = 2
+    return df
+
+
 def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4, 8),
            methods: Sequence[str] = ("sft", "gift"), stage: str = "sft",
            benchmarks: Sequence[str] | None = None, paper: bool = False,

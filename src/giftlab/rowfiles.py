@@ -1,0 +1,218 @@
+"""Rows of a local data file or dataset folder, in the formats public datasets are distributed in.
+
+One reader per file format, chosen by the file's content (its first bytes), not by its name:
+
+* parquet (``PAR1`` magic): HF hub datasets' shards, verl-style RL data;
+* gzip (``1f 8b``): decompressed, then read as below (EvalPlus ships ``*.jsonl.gz``);
+* JSON text starting with ``[``: a list of objects; starting with ``{``: JSON Lines (one object per line);
+* anything else: CSV with a header row (the official GPQA release, ``gpqa_diamond.csv``).
+
+A folder is a dataset: either ``datasets``' ``save_to_disk`` output (``state.json`` / ``dataset_dict.json``,
+read with ``datasets.load_from_disk``) or a downloaded dataset repository (``hf download --repo-type dataset
+... --local-dir``; ``README.md`` + data files such as ``main/test-00000-of-00001.parquet``), whose data files are
+picked by the requested config and split (:func:`dataset_folder_files`).
+
+Errors are one line naming the file (and the 1-based row where there is one).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+#: File names a data file may have (a folder's data files are found by these; files themselves are sniffed).
+DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".jsonl.gz", ".json.gz", ".csv.gz")
+_SPLIT_NAMES = ("train", "test", "validation", "valid", "val", "dev")
+
+
+class RowFileError(ValueError):
+    """A data file or folder that cannot be read as rows; the message is one line naming it."""
+
+
+def read_rows(path: str | Path, *, config: str | None = None, split: str | None = None,
+              tag_config: str | None = None) -> list[dict[str, Any]]:
+    """Rows (dicts) of a local file or dataset folder.
+
+    For a folder, ``config`` / ``split`` choose among its data files (e.g. GSM8K's ``main`` / ``test``);
+    ``tag_config`` names a key that receives each row's config folder (MMLU-Redux: ``subject``) when every
+    config of the folder is read (``config=None``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _read_folder(path, config, split, tag_config)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing input file: {path}")
+    return read_file_rows(path)
+
+
+def read_file_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of one file, its format sniffed from its content."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"PAR1" or path.name.lower().endswith(".parquet"):  # a named parquet file must be one
+        return _read_parquet(path)
+    if head[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as exc:
+            raise RowFileError(f"{path}: not a readable gzip file ({exc})") from None
+        return _read_text(path, data)
+    return _read_text(path, path.read_bytes())
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # a truncated parquet file: name it, one line
+        raise RowFileError(f"{path}: not a readable parquet file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200]})") from None
+
+
+def _read_text(path: Path, data: bytes) -> list[dict[str, Any]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RowFileError(f"{path}: not UTF-8 text, parquet or gzip (byte {exc.start})") from None
+    first = text.lstrip()[:1]
+    if first == "[":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RowFileError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise RowFileError(f"{path}: expected a JSON list of objects")
+        return rows
+    if first == "{":
+        return _read_jsonl(path, text)
+    return _read_csv(path, text)
+
+
+def _read_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if lineno == 1 and text.count("\n") > 1:  # e.g. a pretty-printed single object
+                raise RowFileError(f"{path}: row 1: not valid JSON ({exc.msg}); expected JSON Lines "
+                                   "(one object per line) or a JSON list") from None
+            raise RowFileError(f"{path}: row {lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise RowFileError(f"{path}: row {lineno}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if len(header) < 2:
+        raise RowFileError(f"{path}: not parquet, gzip, JSON, JSON Lines or a CSV with a header row")
+    rows = []
+    for i, row in enumerate(reader, 1):
+        if None in row:  # more fields than the header has
+            raise RowFileError(f"{path}: row {i}: {len(header) + len(row[None])} fields, the header has "
+                               f"{len(header)}")
+        rows.append(row)
+    return rows
+
+
+def find_data(directory: str | Path, name: str) -> Path | None:
+    """``<directory>/<name>`` as a data file with any of :data:`DATA_SUFFIXES` or as a dataset folder; None when
+    there is none. Two candidates (``math500.jsonl`` and ``math500.parquet``) are an error: which one a run read
+    must never depend on a search order."""
+    directory = Path(directory)
+    found = [directory / f"{name}{suffix}" for suffix in DATA_SUFFIXES if (directory / f"{name}{suffix}").is_file()]
+    if (directory / name).is_dir():
+        found.append(directory / name)
+    if len(found) > 1:
+        raise RowFileError(f"{directory}: {' and '.join(p.name for p in found)} are both benchmark {name!r}: "
+                           "keep one")
+    return found[0] if found else None
+
+
+# ------------------------------------------------------------------------------------------- folders
+
+def _read_folder(path: Path, config, split, tag_config) -> list[dict[str, Any]]:
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return _load_from_disk(path, split)
+    rows = []
+    for file in dataset_folder_files(path, config, split):
+        part = read_file_rows(file)
+        if tag_config and config is None:
+            group = file.relative_to(path).parts[0] if len(file.relative_to(path).parts) > 1 else None
+            part = [{**r, tag_config: r.get(tag_config) or group} for r in part]
+        rows.extend(part)
+    return rows
+
+
+def _load_from_disk(path: Path, split) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - a broken save_to_disk folder: one line
+        raise RowFileError(f"{path}: not a readable save_to_disk dataset ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200]})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None and len(ds) == 1:
+            split = next(iter(ds))
+        if split not in ds:
+            raise RowFileError(f"{path}: a DatasetDict without split {split!r} (it has {', '.join(ds)})")
+        ds = ds[split]
+    return list(ds)
+
+
+def dataset_folder_files(path: Path, config: str | None = None, split: str | None = None) -> list[Path]:
+    """The data files of a downloaded dataset folder for ``config`` and ``split``, in name order.
+
+    Hidden folders (``.cache``, ``.git``) are skipped. A file belongs to a config when a folder on its path,
+    or its name up to the first ``-``/``.``/``_``, is the config (``main/test-0.parquet``,
+    ``gpqa_diamond.csv``); to a split when a folder or its name starts with the split
+    (``test-00000-of-00001.parquet``, ``test.jsonl``, ``data/test/...``). When no file names a split, all
+    files are read; when files name other splits only, that is an error.
+    """
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES)
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise RowFileError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
+    if config:
+        matching = [f for f in files if _names_config(f.relative_to(path), config)]
+        if matching:
+            files = matching
+    if split:
+        named = {f: _split_of(f.relative_to(path)) for f in files}
+        if any(named.values()):
+            chosen = [f for f, s in named.items() if s == _canonical_split(split)]
+            if not chosen:
+                found = sorted({s for s in named.values() if s})
+                raise RowFileError(f"{path}: no data file for split {split!r} (files name {', '.join(found)})")
+            files = chosen
+    return files
+
+
+def _names_config(rel: Path, config: str) -> bool:
+    stem = rel.name.split(".")[0]
+    return config in rel.parts[:-1] or stem == config or stem.startswith(f"{config}-")
+
+
+def _canonical_split(name: str) -> str:
+    name = name.lower()
+    return {"valid": "validation", "val": "validation", "dev": "validation"}.get(name, name)
+
+
+def _split_of(rel: Path) -> str | None:
+    for part in (*rel.parts[:-1], rel.name):
+        token = re.split(r"[-._]", part.lower(), maxsplit=1)[0]
+        if token in _SPLIT_NAMES:
+            return _canonical_split(token)
+    return None

@@ -1,0 +1,236 @@
+"""Benchmarks as they are distributed: every file format and row layout loads, and the load-time checks hold."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from giftlab.evaluation import benchmarks as bm
+from giftlab.rowfiles import RowFileError, dataset_folder_files, find_data, read_rows
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FORMATS = FIXTURES / "formats"
+HF = FIXTURES / "benchmarks"
+
+
+def hf_rows(name):
+    return [json.loads(line) for line in (HF / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def write_parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ file formats
+
+def test_official_gpqa_csv_loads_with_a_deterministic_shuffle_per_seed():
+    csv_file = FORMATS / "gpqa_diamond.csv"
+    recs, report = bm.load_benchmark_checked("gpqa", path=csv_file)
+    assert [r["id"] for r in recs] == ["rec06pnAkLOr2t2mp", "rec0Arme2jcXQZnAW", "rec0wZvZgiz320KRs",
+                                       "rec0yTRmO1o1xCA6H"]
+    first = recs[0]
+    assert first["choices"][ord(first["gold"]) - ord("A")] == "10^-4 eV"  # the CSV's "Correct Answer"
+    assert first["prompt"].startswith("Two quantum states with energies E1 and E2")
+    assert report["size_matches_official"] is False and report["official_size"] == 198  # 4 of 198 rows
+    again = bm.load_benchmark("gpqa", path=csv_file)
+    other = bm.load_benchmark("gpqa", path=csv_file, shuffle_seed=1)
+    assert [r["permutation"] for r in again] == [r["permutation"] for r in recs]
+    assert [r["permutation"] for r in other] != [r["permutation"] for r in recs]
+    for r in other:
+        assert r["choices"][ord(r["gold"]) - ord("A")] == r["choices"][r["permutation"].index(0)]
+
+
+def test_gpqa_csv_equals_the_hub_rows_of_the_same_questions(tmp_path):
+    """The hub's Idavidrein/gpqa is the same CSV: its rows as JSON Lines give the same records."""
+    import csv
+
+    with open(FORMATS / "gpqa_diamond.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    as_jsonl = tmp_path / "gpqa.jsonl"
+    as_jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert bm.load_benchmark("gpqa", path=as_jsonl) == bm.load_benchmark("gpqa", path=FORMATS / "gpqa_diamond.csv")
+
+
+@pytest.mark.parametrize("name", ["gsm8k", "math500", "arc_challenge", "mmlu_pro", "humaneval_plus"])
+def test_the_same_rows_load_alike_from_every_file_format(tmp_path, name):
+    rows = hf_rows(name)
+    expected = bm.load_benchmark(name, path=HF / f"{name}.jsonl")
+    files = {
+        "jsonl.gz": tmp_path / f"{name}.jsonl.gz",
+        "json": tmp_path / f"{name}.json",
+        "parquet": tmp_path / f"{name}.parquet",
+        "misnamed": tmp_path / f"{name}.data",  # the content decides, not the name
+    }
+    files["jsonl.gz"].write_bytes(gzip.compress((HF / f"{name}.jsonl").read_bytes()))
+    files["json"].write_text(json.dumps(rows))
+    write_parquet(files["parquet"], rows)
+    shutil.copy(HF / f"{name}.jsonl", files["misnamed"])
+    for kind, path in files.items():
+        got = bm.load_benchmark(name, path=path)
+        assert [(r["id"], r["prompt"], r["gold"]) for r in got] == \
+            [(r["id"], r["prompt"], r["gold"]) for r in expected], kind
+
+
+def test_a_downloaded_dataset_folder_reads_the_config_and_split_asked_for(tmp_path):
+    """`hf download openai/gsm8k --repo-type dataset --local-dir D`: main/ and socratic/, train and test shards."""
+    rows = hf_rows("gsm8k")
+    (tmp_path / "README.md").write_text("---\nconfigs: ...\n---\n")
+    write_parquet(tmp_path / "main" / "test-00000-of-00001.parquet", rows)
+    write_parquet(tmp_path / "main" / "train-00000-of-00001.parquet", [{**rows[0], "question": "a train row"}])
+    write_parquet(tmp_path / "socratic" / "test-00000-of-00001.parquet", [{**rows[0], "question": "socratic"}])
+    write_parquet(tmp_path / ".cache" / "huggingface" / "main" / "test-x.parquet", rows[:1])
+    assert [p.relative_to(tmp_path).as_posix() for p in dataset_folder_files(tmp_path, "main", "test")] == \
+        ["main/test-00000-of-00001.parquet"]
+    got = bm.load_benchmark("gsm8k", path=tmp_path)
+    assert [r["prompt"] for r in got] == [r["prompt"] for r in bm.load_benchmark("gsm8k", path=HF / "gsm8k.jsonl")]
+    with pytest.raises(RowFileError, match="no data file for split 'validation' .files name test, train."):
+        dataset_folder_files(tmp_path, "main", "validation")
+
+
+def test_the_official_gpqa_folder_picks_the_diamond_csv(tmp_path):
+    shutil.copy(FORMATS / "gpqa_diamond.csv", tmp_path / "gpqa_diamond.csv")
+    with open(FORMATS / "gpqa_diamond.csv") as src:
+        header_and_one = "".join(src.readlines()[:1])
+    (tmp_path / "gpqa_main.csv").write_text(header_and_one)
+    assert len(bm.load_benchmark("gpqa", path=tmp_path)) == 4
+
+
+def test_mmlu_redux_folder_tags_each_row_with_its_subject_folder(tmp_path):
+    rows = hf_rows("mmlu_redux")
+    for subject in ("anatomy", "virology"):
+        write_parquet(tmp_path / subject / "test-00000-of-00001.parquet",
+                      [{k: v for k, v in r.items() if k not in ("subject", "config")} for r in rows[:2]]
+                      if subject == "anatomy" else
+                      [{**{k: v for k, v in r.items() if k not in ("subject", "config")}, "question": f"v {i}"}
+                       for i, r in enumerate(rows[:2])])
+    recs = bm.load_benchmark("mmlu_redux", path=tmp_path)
+    assert {r["subject"] for r in recs} == {"anatomy", "virology"}
+
+
+def test_save_to_disk_folders_load(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = hf_rows("math500")
+    expected = bm.load_benchmark("math500", path=HF / "math500.jsonl")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dict"))
+    assert bm.load_benchmark("math500", path=tmp_path / "one") == expected
+    assert bm.load_benchmark("math500", path=tmp_path / "dict") == expected
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "wrong"))
+    with pytest.raises(RowFileError, match=r"wrong: a DatasetDict without split 'test' \(it has train\)"):
+        bm.load_benchmark("math500", path=tmp_path / "wrong")
+
+
+# ------------------------------------------------------------------------------------------ row layouts
+
+def test_verl_parquet_keeps_its_prompt_and_ground_truth():
+    recs = bm.load_benchmark("math500", path=FORMATS / "verl_math500_test.parquet")
+    hf = bm.load_benchmark("math500", path=HF / "math500.jsonl")[:3]
+    assert [r["gold"] for r in recs] == [r["gold"] for r in hf]
+    assert [r["id"] for r in recs] == ["0", "1", "2"]
+    assert recs[0]["prompt"].startswith("Convert the point $(0,3)$") and \
+        recs[0]["prompt"].endswith("output the final answer within \\boxed{}.")
+    assert bm.row_layout({"prompt": [{"role": "user", "content": "x"}], "reward_model": {}}) == "verl"
+
+
+def test_verl_rows_are_refused_for_multiple_choice(tmp_path):
+    path = write_parquet(tmp_path / "gpqa.parquet", [{"prompt": [{"role": "user", "content": "Q?"}],
+                                                      "reward_model": {"ground_truth": "B"}}])
+    with pytest.raises(ValueError, match=r"gpqa.parquet: row 1: gpqa \(verl layout\): .*multiple_choice"):
+        bm.load_benchmark("gpqa", path=path)
+
+
+def test_qwen25_math_aime_layout_takes_gold_from_the_boxed_solution():
+    recs = bm.load_benchmark("aime24", path=FORMATS / "qwen25math_aime24_test.jsonl")
+    assert [(r["id"], r["gold"]) for r in recs] == [("60", "204"), ("67", "25"), ("85", "80")]
+    assert recs[0]["prompt"].endswith("put your final answer within \\boxed{}.")
+
+
+def test_qwen25_math_processed_rows_use_gt(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps({"idx": 3, "question": "What is 2+2?", "gt_cot": "2+2=4", "gt": "4"}) + "\n")
+    assert [(r["id"], r["gold"]) for r in bm.load_benchmark("math500", path=path)] == [("3", "4")]
+
+
+# ------------------------------------------------------------------------------------------ checks on load
+
+def test_repeated_problems_are_dropped_with_a_count_or_refused(tmp_path):
+    rows = [json.loads(line) for line in (FORMATS / "qwen25math_aime24_test.jsonl").read_text().splitlines()]
+    repeated = tmp_path / "aime24.jsonl"  # like a public file holding 960 rows for 30 problems
+    repeated.write_text("".join(json.dumps({**r, "id": f"{r['id']}-{k}"}) + "\n" for k in range(4) for r in rows))
+    recs, report = bm.load_benchmark_checked("aime24", path=repeated)
+    assert len(recs) == 3 and report["duplicates_dropped"] == 9 and report["rows_read"] == 12
+    assert report["size_matches_official"] is False
+    with pytest.raises(ValueError, match=r"aime24.jsonl: row 4: duplicate problem '60-1' \(same as row 1\)"):
+        bm.load_benchmark("aime24", path=repeated, duplicates="error")
+
+
+def test_same_problem_with_another_gold_is_an_error(tmp_path):
+    rows = hf_rows("math500")
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({**rows[0], "unique_id": "x", "answer": "7"}) + "\n")
+    with pytest.raises(ValueError, match="m.jsonl: row 2: duplicate problem 'x' with a different gold answer"):
+        bm.load_benchmark("math500", path=path)
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("math500", lambda r: {**r, "answer": " "}, "row 1: empty gold answer"),
+    ("gpqa", lambda r: {**r, "Incorrect Answer 3": None}, r"row 1: gpqa .*Incorrect Answer 3"),
+])
+def test_bad_rows_name_file_and_row(tmp_path, name, change, message):
+    rows = hf_rows(name)
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(change(r) if i == 0 else r) + "\n" for i, r in enumerate(rows)))
+    with pytest.raises(ValueError, match=message) as exc:
+        bm.load_benchmark(name, path=path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_option_counts_and_gold_letters_are_checked(tmp_path):
+    rec = {"id": "q1", "prompt": "Q?", "kind": "multiple_choice", "gold": "A",
+           "choices": [f"option {i}" for i in range(10)]}
+    path = tmp_path / "gpqa.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    with pytest.raises(ValueError, match="gpqa.jsonl: row 1: 10 options; gpqa questions have 4"):
+        bm.load_benchmark("gpqa", path=path)
+    path.write_text(json.dumps({**rec, "choices": rec["choices"][:4], "gold": "E"}) + "\n")
+    with pytest.raises(ValueError, match="row 1: gold 'E' is not one of the letters A..D"):
+        bm.load_benchmark("gpqa", path=path)
+    path.write_text(json.dumps({**rec, "choices": rec["choices"][:4]}) + "\n")
+    assert bm.load_benchmark("gpqa", path=path)[0]["gold"] == "A"
+
+
+# ------------------------------------------------------------------------------------------ finding files
+
+def test_find_data_takes_any_format_and_refuses_two(tmp_path):
+    assert find_data(tmp_path, "math500") is None
+    write_parquet(tmp_path / "math500.parquet", hf_rows("math500"))
+    assert find_data(tmp_path, "math500") == tmp_path / "math500.parquet"
+    (tmp_path / "gpqa").mkdir()
+    assert find_data(tmp_path, "gpqa") == tmp_path / "gpqa"
+    shutil.copy(HF / "math500.jsonl", tmp_path / "math500.jsonl")
+    with pytest.raises(RowFileError, match="math500.parquet and math500.jsonl are both benchmark 'math500'"):
+        find_data(tmp_path, "math500")
+
+
+def test_unreadable_files_fail_in_one_line(tmp_path):
+    bad = tmp_path / "x.parquet"
+    bad.write_bytes(b"PAR1 truncated")
+    with pytest.raises(RowFileError, match="x.parquet: not a readable parquet file"):
+        read_rows(bad)
+    gz = tmp_path / "x.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"a": 1}\n')[:-6])
+    with pytest.raises(RowFileError, match="x.jsonl.gz: not a readable gzip file"):
+        read_rows(gz)
+    text = tmp_path / "x.txt"
+    text.write_text("just some words\n")
+    with pytest.raises(RowFileError, match="x.txt: not parquet, gzip, JSON, JSON Lines or a CSV"):
+        read_rows(text)

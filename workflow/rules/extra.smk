@@ -1,0 +1,80 @@
+# Checkpoints this pipeline did not train (config models.extra: the paper's released models, a colleague's),
+# evaluated on demand, outside `rule all` and the DVC phases:  snakemake extra_models --configfile ...
+# Each is scored on every benchmark with the grid's sampling, compared with its backbone's base where it names
+# one, and tabulated in results/extra/extra_models.{csv,md,tex}.
+
+
+rule evaluate_extra:
+    input:
+        model=extra_model_input,
+        benchmarks=eval_benchmark_files("all"),
+    output:
+        summaries=expand("results/extra/eval/{{name}}/{benchmark}.summary.json", benchmark=benchmarks(config, "all")),
+        samples=expand("results/extra/eval/{{name}}/{benchmark}.samples.jsonl", benchmark=benchmarks(config, "all")),
+    params:
+        job=extra_eval_job,
+        script=script("evaluate"),
+        model=extra_model_path,
+        benchmarks=eval_benchmark_args("all"),
+        out_dir="results/extra/eval/{name}",
+    threads: job_threads("evaluate")
+    resources:
+        **job_resources("evaluate"),
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/extra/eval/{name}.log",
+    shell:
+        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
+        " {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule consistency_extra:
+    input:
+        models=extra_base_input,
+        val="data/splits/val.jsonl",
+    output:
+        "results/extra/consistency/{name}.json",
+    params:
+        job=extra_consistency_job,
+        script=script("consistency"),
+        model_a=extra_base_dir,
+        model_b=extra_model_path,
+    threads: job_threads("consistency")
+    resources:
+        **job_resources("consistency"),
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/extra/consistency/{name}.log",
+    shell:
+        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model-a {params.model_a}"
+        " --model-b {params.model_b} --val {input.val} --out {output} > {log} 2>&1"
+
+
+rule table_extra:
+    input:
+        results=extra_results(),
+        code=plotting_code("table"),
+    output:
+        csv="results/extra/extra_models.csv",
+        md="results/extra/extra_models.md",
+        tex="results/extra/extra_models.tex",
+        provenance="results/extra/extra_models.provenance.json",
+    params:
+        job=as_arg({"seed": config["seed"], "table": "extra", "benchmarks": benchmarks(config, "all")}),
+        stem=lambda wildcards, output: output.csv[: -len(".csv")],
+    threads: job_threads("table", 1)
+    resources:
+        **job_resources("table"),
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/extra/table.log",
+    shell:
+        "python {input.code[0]} --config {params.job} --results {input.results} --stem {params.stem} > {log} 2>&1"
+
+
+rule extra_models:
+    input:
+        extra_targets,
