@@ -13,7 +13,8 @@ Config keys (defaults): seed (0), n_samples (8), temperature (0.6), top_p (1.0),
 max_new_tokens (required), backend ("auto"), batch_size (32, HF rows per forward),
 grading_timeout (10), grading_workers (2), benchmark (required), ks ([1, 2, 4, 8]),
 chat_template ("auto": use it when the tokenizer has one), seed_scheme ("hash"), limit (none),
-ci_resamples (1000), stop_token_ids ([]).
+ci_resamples (1000), stop_token_ids ([]), percent_rule (true: OMI's grading rule that a number also matches
+gold/100 and gold*100, e.g. 0.5 == 50, as in GIFT; recorded in the summary's math_grading).
 Benchmarks of other kinds (multiple_choice, code): choice_shuffle_seed (0, GPQA's option
 shuffle), code_timeout (10 s wall clock per program; also its CPU-time limit), code_memory_mb
 (2048), code_workers (2) -- pinned in the config and recorded in the summary. duplicates ("drop": a problem
@@ -28,6 +29,7 @@ per_benchmark ({}): overrides per benchmark name, e.g. {"aime24": {"n_samples": 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from contextlib import contextmanager
@@ -42,11 +44,11 @@ log = logging.getLogger("evaluate")
 
 
 @contextmanager
-def grading_pool(workers: int, timeout: float):
+def grading_pool(workers: int, timeout: float, percent_rule: bool = True):
     """The grader: ``giftlab.rewards.GradingPool`` (tests replace this function)."""
     from giftlab.rewards import GradingPool
 
-    with GradingPool(workers=workers, timeout=timeout) as pool:
+    with GradingPool(workers=workers, timeout=timeout, percent_rule=percent_rule) as pool:
         yield pool.grade_many
 
 
@@ -121,6 +123,11 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     kind = kinds[0] if len(kinds) == 1 else "auto"
     code = code_settings(config.get("code_timeout"), config.get("code_memory_mb"),
                          config.get("code_workers"))
+    percent_rule = config.get("percent_rule", True)
+    if not isinstance(percent_rule, bool):
+        raise ConfigError(f"config: percent_rule must be true or false, got {percent_rule!r}")
+    # the pool keeps its (workers, timeout) call form when the paper's default applies
+    math_pool = grading_pool if percent_rule else functools.partial(grading_pool, percent_rule=False)
     log.info("%s: %d problems x %d samples, T=%s, backend=%s", config["benchmark"], len(records),
              n_samples, temperature, config.get("backend", "auto"))
 
@@ -135,7 +142,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     tokenizer = generator.tokenizer
     with make_grader(kind, math_workers=int(config.get("grading_workers", 2)),
                      math_timeout=float(config.get("grading_timeout", 10)),
-                     math_pool=grading_pool, code_timeout=code["code_timeout"],
+                     math_pool=math_pool, code_timeout=code["code_timeout"],
                      code_memory_mb=code["code_memory_mb"],
                      code_workers=code["code_workers"]) as grade_fn:
         samples, summary = evaluate(
@@ -152,6 +159,8 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
                                     if config["benchmark"] in BENCHMARKS else None),
                "benchmark_checks": checks,
                "per_benchmark_overrides": overrides or None, **summary}
+    if "math" in kinds:
+        summary["math_grading"] = {"percent_rule": percent_rule}
     if "code" in kinds:
         summary["code_limits"] = code
         summary["sandbox_guards"] = getattr(grade_fn, "guards", None) or None

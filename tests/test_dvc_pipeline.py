@@ -32,6 +32,9 @@ BIN = Path(sys.executable).parent
 INCLUDE = 'include: "workflow/rules/phases.smk"'
 PHASE_PREFIX = "phase_"
 TARGET_RULES = {"all"}  # target-only rules outside the phases
+# checkpoints the pipeline did not train (config models.extra, workflow/rules/extra.smk): on demand, outside `rule all`
+# and the DVC stages, writing only under results/extra (which no stage owns)
+ON_DEMAND_RULES = {"evaluate_extra", "consistency_extra", "table_extra", "extra_models"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -163,8 +166,11 @@ def test_every_stage_runs_its_phase_target_restricted_to_its_rules(snapshot):
         target, allowed = parse_cmd(stage["cmd"])
         assert target == PHASE_PREFIX + name and target in allowed, stage["cmd"]
         owners.update(r for r in allowed if r != target)
-    work_rules = set(rule_list) - phase_targets - {"phase_all"} - TARGET_RULES
+    work_rules = set(rule_list) - phase_targets - {"phase_all"} - TARGET_RULES - ON_DEMAND_RULES
+    assert ON_DEMAND_RULES <= set(rule_list)
     assert set(owners) == work_rules, "every rule belongs to exactly one stage"
+    assert not [o for st in stages.values() for o in st["outs"] if under("results/extra", out_path(o))
+                or under(out_path(o), "results/extra")], "results/extra (on-demand evaluations) belongs to no stage"
     assert all(n == 1 for n in owners.values()), owners
 
 

@@ -53,6 +53,34 @@ CASES = [
     # GIFT's reward accepts "50" for gold "0.5" (and "0.5" for gold "50"); we reproduce it.
     pytest.param(r"\boxed{50}", "0.5", True, id="omi-percentage-leniency-50-vs-0.5"),
     pytest.param(r"\boxed{0.5}", "50", True, id="omi-percentage-leniency-0.5-vs-50"),
+    # --- unit words and text macros after a number are dropped; text that IS the answer is kept
+    pytest.param(r"\boxed{\text{12 apples}}", "12", True, id="text-number-unit-words"),
+    pytest.param(r"\boxed{12 apples}", "12", True, id="number-unit-words"),
+    pytest.param(r"\boxed{12\text{ cm}}", "12", True, id="units-text-no-space"),
+    pytest.param(r"\boxed{5 \text{ dollars}}", "5", True, id="units-dollars"),
+    pytest.param(r"\boxed{\mbox{12 apples}}", "12", True, id="mbox-number-unit-words"),
+    pytest.param(r"\boxed{\textbf{7 square units}}", "7", True, id="textbf-unit-words"),
+    pytest.param(r"\boxed{24\text{ cm}^2}", "24", True, id="units-squared"),
+    pytest.param(r"\boxed{\text{12 apples}}", "13", False, id="unit-words-wrong-number"),
+    pytest.param(r"\boxed{x = \text{yes}}", r"x = \text{no}", False, id="text-after-equals-differs"),
+    pytest.param(r"\boxed{x = \text{yes}}", r"x = \text{yes}", True, id="text-after-equals-same"),
+    pytest.param(r"\boxed{\mbox{no}}", r"\mbox{yes}", False, id="mbox-words-differ"),
+    pytest.param(r"\boxed{\text{yes}}", r"\text{no}", False, id="text-words-differ"),
+    pytest.param(r"\boxed{2 xy}", "2", False, id="short-letters-are-variables"),
+    pytest.param(r"\boxed{\text{3 halves}}", "3", False, id="fraction-word-is-not-a-unit"),
+    pytest.param(r"\boxed{\text{12 or more}}", "12", False, id="connective-is-not-a-unit"),
+    pytest.param(r"\boxed{\text{2 pi}}", "2", False, id="math-name-is-not-a-unit"),
+    # --- numbers: relative tolerance only (no absolute floor in OMI's stage or Math-Verify's)
+    pytest.param(r"\boxed{0}", "1.24e-8", False, id="zero-vs-tiny-gold"),
+    pytest.param(r"\boxed{1.24e-8}", "0", False, id="tiny-vs-zero-gold"),
+    pytest.param(r"\boxed{0.0}", "0.00000001", False, id="zero-vs-tiny-math-verify-floor"),
+    pytest.param(r"\boxed{0.0000001}", "0.0000002", False, id="tiny-vs-double-math-verify-floor"),
+    pytest.param(r"\boxed{0.0}", r"5\times 10^{-9}", False, id="zero-vs-tiny-latex"),
+    pytest.param(r"\boxed{0}", r"10^{-20}", False, id="zero-vs-tiny-symbolic"),
+    pytest.param(r"\boxed{0.0000672672}", ".0000672", False, id="small-gold-rel-1e-3"),
+    pytest.param(r"\boxed{0.0}", "0", True, id="zero-vs-zero"),
+    pytest.param(r"\boxed{1.24\times 10^{-8}}", "0.0000000124", True, id="tiny-equal-forms"),
+    pytest.param(r"\boxed{0.00000001240001}", "1.24e-8", True, id="tiny-within-rel-tol"),
     # --- intervals, tuples, sets, equations, letters, matrices
     pytest.param(r"\boxed{(1, 2]}", "(1,2]", True, id="interval-half-open"),
     pytest.param(r"\boxed{[0, \infty)}", r"[0,\infty)", True, id="interval-infinity"),
@@ -149,6 +177,12 @@ def test_last_boxed_omi_rules(text, expected):
     ("1,000", "1000"),
     ("3.0", "3"),
     ("2 million", "2*10^6"),
+    (r"\text{12 apples}", "12"),
+    (r"\mbox{5 dollars}", "5"),
+    (r"x = \text{yes}", "x=yes"),   # OMI cut it to "x="
+    (r"\mbox{no}", "no"),           # OMI cut it to ""
+    ("1.24e-8", "1.24e-8"),          # OMI rewrote it as "0"
+    ("2.00000001", "2"),
 ])
 def test_normalize_answer_string(raw, expected):
     assert normalize_answer_string(raw) == expected
@@ -167,6 +201,51 @@ def test_omi_percentage_leniency_is_reproduced():
     assert math_equal("50", "0.5", include_percentage=False) is False
     r = grade(r"\boxed{50}", "0.5")
     assert r.correct and r.method == "omi"
+
+
+def test_percent_rule_is_a_switch():
+    from giftlab.rewards.pool import _fast_path
+
+    assert grade(r"\boxed{50}", "0.5", include_percentage=False).correct is False
+    assert grade(r"\boxed{0.5}", "50", include_percentage=False).correct is False
+    assert grade(r"\boxed{\frac{1}{2}}", "0.5", include_percentage=False).correct is True
+    # the pool's parent fast path: off -> definitively wrong for OMI, Math-Verify still to run
+    assert _fast_path(r"\boxed{50}", "0.5", percent_rule=False) == (None, "50", True)
+    assert _fast_path(r"\boxed{50}", "0.5")[0].correct
+
+
+def test_percent_rule_reaches_the_pool_workers():
+    with GradingPool(workers=1, timeout=10.0, fast_path=False, percent_rule=False) as p:
+        assert [r.correct for r in p.grade_many([r"\boxed{50}", r"\boxed{0.5}"], ["0.5", "0.5"])] \
+            == [False, True]
+
+
+def test_no_absolute_tolerance_in_any_stage():
+    from giftlab.rewards.normalize import symbolic_equal
+
+    assert quick_math_equal("0", "1.24e-8") is False
+    assert math_equal("0", "1.24e-8") is False and math_equal("1.24e-8", "1.24e-8") is True
+    assert symbolic_equal("0", r"1.24\times 10^{-8}") is False
+    assert symbolic_equal(r"1.24\times 10^{-8}", "0.0000000124") is True
+    assert math_equal("0.00000001", "0.000000010000001") is True  # relative 1e-7
+
+
+def test_math_verify_own_false_positives_are_overruled():
+    """Math-Verify itself says yes to these; the cascade's Math-Verify stage must not."""
+    import math_verify
+
+    from giftlab.rewards.cascade import math_verify_equal
+
+    def raw(answer, gold):
+        return math_verify.verify(gold=math_verify.parse("\\boxed{$" + gold + "$}"),
+                                  target=math_verify.parse(answer))
+
+    for answer, gold in [(r"\boxed{0.0}", "0.00000001"),            # 6-decimal rounding
+                         (r"\boxed{0.0000001}", "0.0000002"),
+                         (r"\boxed{x = \text{yes}}", r"x = \text{no}")]:  # "x =" vs "x ="
+        assert raw(answer, gold), (answer, gold)
+        assert math_verify_equal(answer, gold)[0] is False, (answer, gold)
+    assert math_verify_equal(r"\boxed{0.333333}", r"\frac{1}{3}")[0] is True
 
 
 def test_grade_result_score():

@@ -131,8 +131,8 @@ DEFAULT_PASS_KS = (1, 2, 4, 8)
 
 # keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend", "vllm",
-                 "grading_timeout", "grading_workers", "code_timeout", "code_memory_mb", "code_workers",
-                 "choice_shuffle_seed", "duplicates")
+                 "grading_timeout", "grading_workers", "percent_rule", "code_timeout", "code_memory_mb",
+                 "code_workers", "choice_shuffle_seed", "duplicates")
 
 
 def _check_grid(config: Mapping[str, Any]) -> None:

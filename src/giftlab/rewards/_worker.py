@@ -43,7 +43,7 @@ def _limit_memory(max_memory_mb: int | None) -> None:
         pass
 
 
-def worker_main(conn, inner_timeout, max_memory_mb) -> None:
+def worker_main(conn, inner_timeout, max_memory_mb, percent_rule: bool = True) -> None:
     """Loop: receive ``(tag, answer, gold, omi_extracted, omi_done)``, send ``(tag, fields)``.
 
     ``None`` or EOF ends the loop. Everything runs in this process's main thread, so the
@@ -73,7 +73,7 @@ def worker_main(conn, inner_timeout, max_memory_mb) -> None:
         tag, answer, gold, omi_extracted, omi_done = msg
         try:
             r = grade_answer(answer, gold, inner_timeout, omi_extracted=omi_extracted,
-                             omi_done=omi_done)
+                             omi_done=omi_done, include_percentage=percent_rule)
             out = (r.correct, r.method, r.extracted, r.timed_out, r.error)
         except BaseException as e:  # MemoryError, a stray alarm exception, ...
             out = (False, None, None, False, "worker: " + _exc_message(e))

@@ -4,7 +4,12 @@
     (string, numeric with tolerance, symbolic). If it says correct, the reward is 1.
 (b) otherwise Math-Verify: ``verify(gold=parse("\\boxed{$" + gold + "$}"), target=parse(answer))``,
     always with KEYWORD arguments (GIFT's positional ``verify(g, t, 6, 15, True, 3)`` means
-    ``allow_set_relation_comp=3`` on math-verify >= 0.8).
+    ``allow_set_relation_comp=3`` on math-verify >= 0.8). Two of its verdicts are overruled
+    (:func:`math_verify_equal`): a match of two real numbers that are not equal within the
+    relative tolerance (its ``float_rounding=6`` compares to 6 DECIMALS, an absolute floor:
+    ``0.0000001 == 0.0000002``), and a match where a side did not parse to an expression (only
+    its extracted strings were compared, e.g. ``x = \\text{yes}`` and ``x = \\text{no}`` both
+    extract as ``x =``).
 Reward 1.0 if either validates, else 0.0. Only the answer part of a response is graded (text after
 the last ``</think>``, truncated to its end), see :func:`giftlab.rewards.extract.answer_part`.
 
@@ -20,18 +25,22 @@ import inspect
 import logging
 import threading
 from dataclasses import dataclass
+from math import isclose, isfinite
 
 from .extract import DEFAULT_MAX_CHARS, answer_part, last_boxed
-from .normalize import math_equal, timeout_events
+from .normalize import math_equal, time_limit, timeout_events
 
 __all__ = ["GradeResult", "grade", "grade_answer", "math_verify_equal", "check_math_verify_api",
-           "DEFAULT_INNER_TIMEOUT"]
+           "DEFAULT_INNER_TIMEOUT", "DEFAULT_TOLERANCE"]
 
 #: Default per-step limit (seconds) for the signal-based timeouts inside a grading: each sympy
 #: step of the OMI stage and each Math-Verify parse/compare (Math-Verify rounds to whole
 #: seconds). GIFT used 3 s for ``verify`` (its intended ``timeout_seconds``) and 5 s for ``parse``.
 #: These only fire in the main thread; the hard bound is the pool's wall clock.
 DEFAULT_INNER_TIMEOUT = 3.0
+
+#: Relative tolerance for numbers (OMI's ``math_equal`` default). There is no absolute one.
+DEFAULT_TOLERANCE = 1e-4
 
 _EXTRACTED_MAX = 1000  # characters of the extracted answer kept in a GradeResult
 
@@ -129,11 +138,40 @@ def _mv_timeout(inner_timeout: float | None):
     return max(1, int(round(inner_timeout)))
 
 
-def math_verify_equal(answer: str, gold: str, inner_timeout: float | None = DEFAULT_INNER_TIMEOUT):
+def _real_value(parsed, timeout: float | None):
+    """The value of a Math-Verify parse whose expression is one closed-form real number, else None."""
+    expr = next((x for x in parsed if not isinstance(x, str)), None)
+    try:
+        if expr is None or not getattr(expr, "is_number", False) or expr.free_symbols:
+            return None
+        with time_limit(timeout):
+            v = complex(expr.evalf(15))
+    except Exception:
+        return None
+    return v.real if v.imag == 0 and isfinite(v.real) else None
+
+
+def _overrule_math_verify(gold_parsed, pred_parsed, tolerance: float, timeout: float | None) -> bool:
+    """True when a Math-Verify match must not count (see the module docstring).
+
+    * a side has no parsed expression: the match can only be its string fallback, which compares
+      extracted text that may have lost the answer (``\\text{..}`` is dropped as a unit);
+    * both sides are real numbers that differ by more than ``tolerance`` RELATIVE to the larger:
+      its ``round(6)`` comparison can only be looser than that below ~1e-2 in magnitude.
+    """
+    if all(isinstance(x, str) for x in gold_parsed) or all(isinstance(x, str) for x in pred_parsed):
+        return True
+    a, b = _real_value(gold_parsed, timeout), _real_value(pred_parsed, timeout)
+    return a is not None and b is not None and not isclose(a, b, rel_tol=tolerance)
+
+
+def math_verify_equal(answer: str, gold: str, inner_timeout: float | None = DEFAULT_INNER_TIMEOUT,
+                      tolerance: float = DEFAULT_TOLERANCE):
     """Math-Verify stage. Returns ``(correct, extracted_str, timed_out)``.
 
     Exceptions from math-verify's API (e.g. TypeError after an API change) propagate; its own
-    parse/compare failures are ``False`` (``raise_on_error=False``), as in GIFT.
+    parse/compare failures are ``False`` (``raise_on_error=False``), as in GIFT. A match is
+    overruled by :func:`_overrule_math_verify` (no absolute tolerance; no string-only matches).
     """
     import math_verify
 
@@ -162,6 +200,8 @@ def math_verify_equal(answer: str, gold: str, inner_timeout: float | None = DEFA
             allow_set_relation_comp=False,
             timeout_seconds=t,
         ))
+        if ok and _overrule_math_verify(gold_parsed, pred_parsed, tolerance, inner_timeout):
+            ok = False
     finally:
         mv_logger.removeHandler(counter)
     extracted = None
@@ -177,10 +217,14 @@ def math_verify_equal(answer: str, gold: str, inner_timeout: float | None = DEFA
 
 
 def grade_answer(answer: str, gold: str, inner_timeout: float | None = DEFAULT_INNER_TIMEOUT,
-                 omi_extracted: str | None = None, omi_done: bool = False) -> GradeResult:
+                 omi_extracted: str | None = None, omi_done: bool = False,
+                 include_percentage: bool = True) -> GradeResult:
     """Grade an ANSWER PART (already selected/truncated) against ``gold`` with the cascade.
 
     ``omi_done=True`` skips the OMI stage (the caller already ran it and it said incorrect).
+    ``include_percentage``: OMI's percent rule, a number also matches gold/100 and gold*100
+    (``0.5`` == ``50``); on by default, as in GIFT (config ``eval.percent_rule`` /
+    ``grpo.percent_rule``). Math-Verify has no such rule.
     Never raises for bad input: exceptions become ``error``.
     """
     error = None
@@ -188,13 +232,15 @@ def grade_answer(answer: str, gold: str, inner_timeout: float | None = DEFAULT_I
     extracted = omi_extracted if omi_done else last_boxed(answer)
     if not omi_done:
         try:
-            if math_equal(extracted, gold, timeout=inner_timeout):
+            if math_equal(extracted, gold, include_percentage, DEFAULT_TOLERANCE,
+                          timeout=inner_timeout):
                 return GradeResult(True, "omi", _clip(extracted))
         except Exception as e:  # GIFT: except Exception -> False
             error = "omi: " + _exc_message(e)
     mv_timed_out = False
     try:
-        ok, mv_extracted, mv_timed_out = math_verify_equal(answer, gold, inner_timeout)
+        ok, mv_extracted, mv_timed_out = math_verify_equal(answer, gold, inner_timeout,
+                                                           DEFAULT_TOLERANCE)
         if ok:
             return GradeResult(True, "math_verify", _clip(mv_extracted))
     except Exception as e:
@@ -204,7 +250,8 @@ def grade_answer(answer: str, gold: str, inner_timeout: float | None = DEFAULT_I
 
 
 def grade(response: str, gold: str, max_chars: int | None = DEFAULT_MAX_CHARS,
-          inner_timeout: float | None = DEFAULT_INNER_TIMEOUT) -> GradeResult:
+          inner_timeout: float | None = DEFAULT_INNER_TIMEOUT,
+          include_percentage: bool = True) -> GradeResult:
     """In-process grading of a full response: answer part, then the cascade.
 
     No wall-clock guard: a C-level hang (power towers, huge integers) hangs the caller. Inner
@@ -219,4 +266,4 @@ def grade(response: str, gold: str, max_chars: int | None = DEFAULT_MAX_CHARS,
         answer = answer_part(response, max_chars)
     except Exception as e:
         return GradeResult(False, None, None, error=_exc_message(e))
-    return grade_answer(answer, gold, inner_timeout)
+    return grade_answer(answer, gold, inner_timeout, include_percentage=include_percentage)

@@ -2,7 +2,7 @@
 
 A re-implementation of the rules of ``utils/openmathinst_utils.py`` in GIFT (NVIDIA NeMo-Skills
 lineage; itself from Hendrycks' MATH / ToRA / PRM800K), see docs in the functions. Deliberate
-deviations, all of which only remove crashes or false positives:
+deviations, all but the last (unit words) only remove crashes or false positives:
 
 * the symbolic stage parses LaTeX with ``latex2sympy2_extended`` (Math-Verify's parser) instead
   of ``sympy.parsing.latex.parse_latex``, which is broken beside dvc's antlr 4.9.3 pin;
@@ -12,7 +12,16 @@ deviations, all of which only remove crashes or false positives:
   arms the itimer before ``signal.signal`` raises in a worker thread and so kills the whole
   process ~10 s later (rc=142). The hard bound is the parent killing the worker process;
 * when a side cannot be parsed at all the symbolic stage answers False (the original then calls
-  ``sympy.N`` on the raw string, which re-runs the same failed parse).
+  ``sympy.N`` on the raw string, which re-runs the same failed parse);
+* no absolute tolerance: the original's ``_str_is_int`` rewrites any ``|x| <= 1e-7`` as ``"0"``, so
+  ``0`` matched a gold ``1.24e-8``. Here only an exact zero becomes ``"0"``; numbers are equal
+  within the RELATIVE ``tolerance`` (1e-4), so zero equals only zero;
+* ``\\text{}`` / ``\\mbox{}`` / ``\\textbf{}``: the original cuts everything from a single
+  ``\\text{`` on (so ``x = \\text{yes}`` and ``x = \\text{no}`` were both ``x=``) and turns any
+  ``\\mbox{..}`` answer into ``""``. Here the cut happens only after a complete value (not after
+  ``=``, ``<``, ``,`` ...), ``\\mbox``/``\\textbf``/``\\textit``/``\\textrm`` read as ``\\text``, and
+  unit words after a number are dropped (``\\text{12 apples}`` -> ``12``), see
+  :func:`_strip_unit_words`.
 
 The string/numeric part (:func:`quick_math_equal`) needs no sympy and is safe to run in the
 parent for short strings.
@@ -77,9 +86,16 @@ def _strip_properly_formatted_commas(expr: str) -> str:
 
 
 def _str_is_int(x: str) -> bool:
+    """A number within 1e-7 of a NONZERO integer, or exactly zero.
+
+    The original's bare ``abs(v - round(v)) <= 1e-7`` is an absolute floor: every ``|v| <= 1e-7``
+    (``1.24e-8``) became ``"0"`` and then matched gold ``0``. Near a nonzero integer 1e-7 is a
+    relative error of at most 1e-7, far inside the 1e-4 grading tolerance, so that part stays.
+    """
     try:
         v = float(_strip_properly_formatted_commas(x))
-        return abs(v - int(round(v))) <= 1e-7
+        r = round(v)
+        return v == r or (r != 0 and abs(v - r) <= 1e-7)
     except Exception:
         return False
 
@@ -115,17 +131,65 @@ _SURROUND = ["\\\\text", "\\\\mathrm", "\\\\mathcal", "\\\\textbf", "\\\\textit"
 _SURROUND_RES = [re.compile(f"^{s}" + r"\{(?P<text>.+?)\}$") for s in _SURROUND]
 
 
+# Text-mode macros that hold words the way \text{} does: read them as \text{} so one set of rules
+# applies (the original cut ANY \mbox answer down to what precedes it, "" for "\mbox{no}").
+_TEXT_ALIASES = re.compile(r"\\(?:mbox|textbf|textit|textrm|textnormal)\s*{")
+# A prefix that is not a complete value: what follows its \text{..} is the answer, not a unit
+# ("x = \text{yes}", "(1, \text{no})", "a \le \text{b}").
+_OPEN_PREFIX = re.compile(r"(?:[=<>,:;(\[{+\-*/^]|\\(?:le|ge|leq|geq|ne|neq|in|to|cdot|times))\s*$")
+
+
 def _remove_right_units(expr: str) -> str:
+    """The original rule: ``5 \\text{ cm}`` -> ``5 `` (one ``\\text{``, after a value: cut from it
+    on); else unwrap every ``\\text{..}``. The cut is skipped after an open prefix (see
+    ``_OPEN_PREFIX``), where the original made ``x = \\text{yes}`` and ``x = \\text{no}`` equal."""
+    expr = _TEXT_ALIASES.sub(r"\\text{", expr)
     if "\\text" in expr:
         splits = _TEXT_SPLIT.split(expr)
-        if len(splits) == 2 and splits[0] not in ("", "("):
+        if (len(splits) == 2 and splits[0].strip() not in ("", "(")
+                and not _OPEN_PREFIX.search(splits[0])):
             return splits[0]
     if "\\text{" in expr:
         return _TEXT_UNWRAP.sub(r"\1", expr)
-    if "\\mbox{" in expr:
-        splits = expr.split("\\mbox{")
-        return splits[0] if len(splits) == 2 else expr
     return expr
+
+
+# "<number> <unit words>" (after \text{} is unwrapped): "12 apples", "5 square units", "3 a.m.".
+_NUMBER_WORDS = re.compile(
+    r"^\s*(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*"
+    r"(?P<words>[A-Za-z]+(?:\.[A-Za-z]+)*\.?(?:\s+[A-Za-z]+(?:\.[A-Za-z]+)*\.?)*)"
+    r"\s*(?:\^\s*\{?\s*\d\s*\}?)?\s*$")
+# Words after a number that change its value or meaning, so they are never dropped as a unit:
+# multipliers and fractions ("3 halves", "2 thousand"), powers ("5 squared"), comparisons and
+# connectives ("12 or more", "3 and 4"), and math names read as a product ("2 pi", "3 sin").
+_NOT_UNIT_WORDS = frozenset("""
+    half halves third thirds quarter quarters fourth fourths fifth fifths sixth sixths seventh
+    sevenths eighth eighths ninth ninths tenth tenths hundred hundreds hundredth hundredths
+    thousand thousands thousandth thousandths dozen dozens score million millions billion
+    billions trillion trillions squared cubed times plus minus over divided power root roots
+    factorial choose mod modulo or and to not no more less fewer greater than least most at
+    above below under between only each
+    pi sin cos tan sec csc cot log ln exp sqrt arcsin arccos arctan sinh cosh tanh inf infty
+""".split())
+# Short unit names (two letters) are allowed by name: any other unit word needs three letters,
+# so that "2 xy" (a product of variables) keeps its letters.
+_SHORT_UNITS = frozenset("cm mm km kg mg ml mL ft yd mi oz lb hr am pm AM PM".split())
+
+
+def _strip_unit_words(expr: str) -> str:
+    """``12 apples`` -> ``12``: drop unit words after a plain number (OMI only knows a fixed unit
+    list, so ``\\text{12 apples}`` never matched gold ``12``). Only words made of letters are
+    dropped, none of ``_NOT_UNIT_WORDS``, each of 3+ letters or a known short unit."""
+    m = _NUMBER_WORDS.match(expr)
+    if m is None:
+        return expr
+    for word in m.group("words").split():
+        letters = word.replace(".", "")
+        if letters.lower() in _NOT_UNIT_WORDS:
+            return expr
+        if len(letters) < 3 and letters not in _SHORT_UNITS:
+            return expr
+    return m.group("num")
 
 
 def _inject_mixed_fraction(m: re.Match) -> str:
@@ -166,6 +230,7 @@ def normalize_answer_string(expr: str | None) -> str | None:
         m = pat.search(expr)
         if m is not None:
             expr = m.group("text")
+    expr = _strip_unit_words(expr)
 
     expr = expr.replace(r"\!", "")
     expr = expr.replace("\\%", "%")

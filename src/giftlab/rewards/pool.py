@@ -46,14 +46,14 @@ _PREFETCH_MAX_CHARS = 16_384
 _PRELOAD = "giftlab.rewards._preload"
 
 
-def _fast_path(answer: str, gold: str):
+def _fast_path(answer: str, gold: str, percent_rule: bool = True):
     """``(GradeResult | None, extracted, omi_done)`` -- pure string work, bounded input sizes."""
     extracted = last_boxed(answer)
     if extracted is None:  # OMI cannot match without a box: only Math-Verify is left
         return None, None, True
     if len(extracted) > FAST_PATH_MAX_CHARS or len(gold) > FAST_PATH_MAX_CHARS:
         return None, extracted, False
-    verdict = quick_math_equal(extracted, gold)
+    verdict = quick_math_equal(extracted, gold, include_percentage=percent_rule)
     if verdict is True:
         return GradeResult(True, "omi", _clip(extracted)), extracted, True
     # False: OMI is definitively wrong (numeric mismatch); the worker only runs Math-Verify.
@@ -88,6 +88,8 @@ class GradingPool:
             i.e. an error result, instead of swapping the machine.
         startup_timeout: seconds a new worker may take to import and report ready.
         prefetch: items queued per worker (1 = strictly one at a time).
+        percent_rule: OMI's percent rule (a number also matches gold/100 and gold*100, ``0.5`` ==
+            ``50``), on as in GIFT; config ``eval.percent_rule`` / ``grpo.percent_rule``.
 
     ``grade_many`` preserves order, never raises for a bad item (``None``/non-string responses,
     empty golds, hostile inputs), and is serialised by a lock (one batch at a time).
@@ -99,7 +101,7 @@ class GradingPool:
                  max_chars: int | None = DEFAULT_MAX_CHARS, inner_timeout: float | None = None,
                  fast_path: bool = True, start_method: str | None = None,
                  max_memory_mb: int | None = 4096, startup_timeout: float = 120.0,
-                 prefetch: int = 2):
+                 prefetch: int = 2, percent_rule: bool = True):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         if timeout <= 0:
@@ -113,6 +115,7 @@ class GradingPool:
         self.max_memory_mb = max_memory_mb
         self.startup_timeout = float(startup_timeout)
         self.prefetch = max(1, int(prefetch))
+        self.percent_rule = bool(percent_rule)
         if start_method is None:
             start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(start_method)
@@ -131,7 +134,8 @@ class GradingPool:
 
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=worker_main,
-                                 args=(child_conn, self.inner_timeout, self.max_memory_mb),
+                                 args=(child_conn, self.inner_timeout, self.max_memory_mb,
+                                       self.percent_rule),
                                  name="giftlab-grader", daemon=True)
         proc.start()
         child_conn.close()
@@ -219,7 +223,7 @@ class GradingPool:
         gold = gold if isinstance(gold, str) else str(gold)
         answer = answer_part(response, self.max_chars)
         if self.fast_path:
-            r, extracted, omi_done = _fast_path(answer, gold)
+            r, extracted, omi_done = _fast_path(answer, gold, self.percent_rule)
             if r is not None:
                 self._stats["fast_path"] += 1
                 return r, None

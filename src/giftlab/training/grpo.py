@@ -365,7 +365,10 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     model = load_model(init_path)
     t0 = time.time()
     dynamics = None
-    with GradingPool(workers=1, timeout=float(cfg.get("grading_timeout", 10))) as pool:
+    # grpo.percent_rule (schema-validated): OMI's 0.5 == 50 rule, on as in GIFT's reward
+    percent_rule = bool(cfg.get("percent_rule", True))
+    with GradingPool(workers=1, timeout=float(cfg.get("grading_timeout", 10)),
+                     percent_rule=percent_rule) as pool:
         callbacks = [CompleteMarker(), JsonlLog(step_log)]
         if dyn is not None:
             dynamics = DynamicsCallback(work_dir / "dynamics.jsonl", records, tokenizer, pool.grade_many,
@@ -389,6 +392,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
+               "math_grading": {"percent_rule": percent_rule},
                "resumed_from": str(resume) if resume else None,
                "train_seconds_this_session": round(seconds, 2),
                "dynamics": list(dynamics.rows) if dynamics is not None else []}
