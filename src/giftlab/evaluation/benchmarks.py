@@ -43,6 +43,7 @@ from typing import Any, Callable
 from giftlab.data import read_rows, with_instruction
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
+from giftlab.evaluation.evalplus import is_release_row, release_record
 from giftlab.rewards.extract import last_boxed
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,8 @@ def _import_lines(code: str) -> str:
 
 
 def _humaneval_plus(row, i, **_):
+    if is_release_row(row):  # EvalPlus release (base_input/plus_input): scored input by input
+        return release_record(row, i, "humaneval")
     prompt, entry = str(_get(row, "prompt")), str(_get(row, "entry_point"))
     test = str(_get(row, "test"))
     return {"id": str(_get(row, "task_id", default=f"humaneval_plus-{i}")),
@@ -300,6 +303,8 @@ def _humaneval_plus(row, i, **_):
 
 
 def _mbpp_plus(row, i, **_):
+    if is_release_row(row):  # EvalPlus release (base_input/plus_input): scored input by input
+        return release_record(row, i, "mbpp")
     test_list = [str(t) for t in (_get(row, "test_list", default=[]) or [])]
     tests = str(_get(row, "test", default="") or "") or "\n".join(test_list)
     if not tests.strip():

@@ -12,7 +12,10 @@ one result per response with ``.correct``, ``.extracted``, ``.timed_out`` (and `
 * ``multiple_choice``: :func:`giftlab.evaluation.choice.extract_letter` == ``record["gold"]``;
 * ``code``: the extracted program + the record's tests run in
   :func:`giftlab.evaluation.sandbox.run_program` (a separate contained process per sample,
-  ``code_workers`` at a time);
+  ``code_workers`` at a time); records from the EvalPlus release files (``base_inputs``) are scored
+  EvalPlus's way instead (:mod:`giftlab.evaluation.evalplus`: each input under its own time limit,
+  outputs compared with the canonical solution's): ``correct`` = base and plus tests pass (HumanEval+ /
+  MBPP+), ``base`` = the base tests pass (HumanEval / MBPP);
 * ``auto``: routes each item by ``record["kind"]`` (mixed benchmarks), building the sub-graders
   lazily.
 
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from giftlab.evaluation.choice import extract_letter
+from giftlab.evaluation.evalplus import EvalPlusRunner, is_evalplus_record
 from giftlab.evaluation.sandbox import DEFAULT_LIMITS, extract_code, run_program
 
 __all__ = ["ItemResult", "make_grader", "grade_multiple_choice", "build_program", "CodeGrader",
@@ -42,6 +46,7 @@ class ItemResult:
     error: str | None = None
     detail: str | None = None  # e.g. the sandbox status: passed | failed | timeout | killed
     seconds: float | None = None
+    base: bool | None = None  # EvalPlus records: the base tests pass (``correct`` = base and plus pass)
 
 
 def _gold(x) -> str:
@@ -81,7 +86,7 @@ def build_program(code: str, record: dict) -> str:
     parts = [record.get("setup") or ""]
     if entry and record.get("prefix") and f"def {entry}" not in code:
         parts.append(record["prefix"])  # completion-style answer: the body of the prompt's def
-    parts += [code, "", record["tests"]]
+    parts += [code, "", record.get("tests") or ""]
     return "\n".join(p for p in parts if p is not None)
 
 
@@ -106,12 +111,15 @@ class CodeGrader:
                                                       max(1, s["code_workers"]))
         self.sandbox_kwargs = sandbox_kwargs
         self.guards: dict = {}
+        self.evalplus = EvalPlusRunner(memory_mb=self.memory_mb, **sandbox_kwargs)
 
     def _one(self, response, record) -> ItemResult:
         try:
             code = extract_code(response, record.get("entry_point"))
             if code is None:
                 return ItemResult(False, None, detail="no_code")
+            if is_evalplus_record(record):
+                return self._one_evalplus(code, record)
             res = run_program(build_program(code, record), timeout=self.timeout,
                               memory_mb=self.memory_mb, **self.sandbox_kwargs)
             if res.guards and not self.guards:
@@ -121,6 +129,13 @@ class CodeGrader:
                               detail=res.status, seconds=res.seconds)
         except Exception as exc:  # noqa: BLE001
             return ItemResult(False, None, error=f"{type(exc).__name__}: {exc}", detail="error")
+
+    def _one_evalplus(self, code: str, record: dict) -> ItemResult:
+        res = self.evalplus.check(record, build_program(code, record))
+        if res.guards and not self.guards:
+            self.guards = dict(res.guards)
+        return ItemResult(res.plus, code[:4000], timed_out=res.timed_out, error=res.error,
+                          detail=res.status, seconds=res.seconds, base=res.base)
 
     def __call__(self, responses, records) -> list[ItemResult]:
         responses, records = list(responses), _records_only(records, "code")

@@ -84,11 +84,24 @@ def evaluate(generator: Generator, records: Sequence[dict], n_samples: int, temp
                 "correct": correct, "timed_out": timed_out,
                 "grading_error": getattr(g, "error", None),
                 "grade_detail": getattr(g, "detail", None),
+                # EvalPlus records: the base tests alone (``correct`` is base and plus, HumanEval+/MBPP+)
+                **({"base_correct": bool(g.base)} if getattr(g, "base", None) is not None else {}),
                 "num_tokens": s.num_tokens, "finish_reason": s.finish_reason, "seconds": secs,
             })
         matrix.append(flags)
     return rows, summarize(rows, matrix, ks, n_samples, temperature, top_p, max_new_tokens, seed,
                            ci_resamples, gen_seconds, grade_seconds)
+
+
+def _base_pass_at_1(rows: list[dict]) -> dict:
+    """EvalPlus benchmarks: pass@1 on the base tests only (HumanEval / MBPP), next to the plus score."""
+    by_prompt: dict[str, list[bool]] = {}
+    for r in rows:
+        if "base_correct" in r:
+            by_prompt.setdefault(r["prompt_id"], []).append(bool(r["base_correct"]))
+    if not by_prompt:
+        return {}
+    return {"base_pass@1": float(np.mean([sum(f) / len(f) for f in by_prompt.values()]))}
 
 
 def summarize(rows: list[dict], matrix: list[list[bool]], ks: Sequence[int], n_samples: int,
@@ -112,6 +125,7 @@ def summarize(rows: list[dict], matrix: list[list[bool]], ks: Sequence[int], n_s
         **pass_at_k(matrix, ks),
         "pass@1_ci95": [lo, hi],
         "pass@1_ci_resamples": ci_resamples,
+        **_base_pass_at_1(rows),
         "accuracy_std_over_problems": float(np.std(per_problem)),
         "mean_response_tokens": float(np.mean([r["num_tokens"] for r in rows])),
         "mean_response_chars": float(np.mean([len(r["text"]) for r in rows])),

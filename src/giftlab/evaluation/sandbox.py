@@ -2,9 +2,9 @@
 
 Never in the evaluator's own process. One run = one fresh child:
 
-* **process**: ``python -I -B -c <boot>`` in a new session (own process group), cwd = a fresh
-  temporary directory, a minimal environment (``HOME``/``TMPDIR`` = that directory, no tokens,
-  BLAS/OpenMP pinned to one thread); stdout/stderr go to files (bounded by ``RLIMIT_FSIZE``), so
+* **process**: ``python -I -B _sandbox_boot.py`` (:mod:`giftlab.evaluation._sandbox_boot`, a script)
+  in a new session (own process group), cwd = a fresh temporary directory, a minimal environment
+  (``HOME``/``TMPDIR`` = that directory, no tokens, BLAS/OpenMP pinned to one thread); stdout/stderr go to files (bounded by ``RLIMIT_FSIZE``), so
   a flood of output can neither fill memory nor dead-lock a pipe;
 * **resource limits** (set by the boot code in the child before any untrusted code runs, soft =
   hard so they cannot be raised again): ``RLIMIT_CPU`` (SIGXCPU, then SIGKILL one second later),
@@ -82,163 +82,9 @@ class SandboxResult:
 
 
 # --------------------------------------------------------------------------- the child side
-# Runs as ``python -I -B -c _BOOT <config.json> <token_fd>`` inside the sandbox. Self-contained:
-# it imports nothing from giftlab. Every guard is applied before the untrusted source is run.
-_BOOT = r'''
-import ctypes, json, os, resource, sys
-cfg = json.load(open(sys.argv[1]))
-token_fd = int(sys.argv[2])
-out_fd = os.dup(1)
-applied = {}
-
-def _lim(name, value):
-    if value is None:
-        return
-    try:
-        resource.setrlimit(getattr(resource, name), (value, value))
-        applied[name] = value
-    except (ValueError, OSError):
-        pass
-
-cpu = cfg["cpu_seconds"]
-try:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    applied["RLIMIT_CPU"] = cpu
-except (ValueError, OSError):
-    pass
-_lim("RLIMIT_AS", cfg["memory_bytes"])
-_lim("RLIMIT_FSIZE", cfg["fsize_bytes"])
-_lim("RLIMIT_NOFILE", cfg["nofile"])
-_lim("RLIMIT_CORE", 0)
-_lim("RLIMIT_NPROC", cfg["nproc"])
-
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                       ctypes.c_ulong]
-no_new_privs = libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-
-def landlock(workdir):
-    abi = libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
-    if abi < 1 or not no_new_privs:
-        return 0
-    fs = 0
-    for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12):  # write-ish rights of ABI 1
-        fs |= 1 << bit
-    if abi >= 2:
-        fs |= 1 << 13  # REFER
-    if abi >= 3:
-        fs |= 1 << 14  # TRUNCATE
-    net = 3 if abi >= 4 else 0          # BIND_TCP | CONNECT_TCP, no rule -> all denied
-    scoped = 3 if abi >= 6 else 0       # ABSTRACT_UNIX_SOCKET | SIGNAL
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64),
-                    ("scoped", ctypes.c_uint64)]
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
-    attr = RulesetAttr(fs, net, scoped)
-    size = 8 if abi < 4 else (16 if abi < 6 else 24)
-    rfd = libc.syscall(444, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    if rfd < 0:
-        return 0
-    file_rights = (1 << 1) | ((1 << 14) if abi >= 3 else 0)
-    for path, rights in ((workdir, fs), ("/dev/null", file_rights)):
-        try:
-            pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            continue
-        rule = PathBeneath(rights, pfd)
-        libc.syscall(445, rfd, 1, ctypes.byref(rule), ctypes.c_uint32(0))
-        os.close(pfd)
-    ok = libc.syscall(446, rfd, ctypes.c_uint32(0)) == 0
-    os.close(rfd)
-    return abi if ok else 0
-
-def seccomp(arch):
-    if not no_new_privs or arch is None:
-        return False
-    audit_arch, blocked, clone_nr, clone3_nr = arch
-    ALLOW, KILL = 0x7FFF0000, 0x80000000
-    EPERM, ENOSYS = 0x00050000 | 1, 0x00050000 | 38
-    class F(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                    ("k", ctypes.c_uint32)]
-    LD, JEQ, JSET, JGE, RET = 0x20, 0x15, 0x45, 0x35, 0x06
-    prog = [F(LD, 0, 0, 4), F(JEQ, 1, 0, audit_arch), F(RET, 0, 0, KILL), F(LD, 0, 0, 0)]
-    if audit_arch == 0xC000003E:  # x86_64: refuse the x32 syscall range
-        prog.append(F(JGE, 0, 1, 0x40000000))
-        prog.append(F(RET, 0, 0, EPERM))
-    for nr in blocked:
-        prog.append(F(JEQ, 0, 1, nr))
-        prog.append(F(RET, 0, 0, EPERM))
-    prog.append(F(JEQ, 0, 1, clone3_nr))
-    prog.append(F(RET, 0, 0, ENOSYS))
-    prog.append(F(JEQ, 0, 3, clone_nr))
-    prog.append(F(LD, 0, 0, 16))               # args[0] (low 32 bits): clone flags
-    prog.append(F(JSET, 1, 0, 0x00010000))     # CLONE_THREAD -> allow
-    prog.append(F(RET, 0, 0, EPERM))
-    prog.append(F(RET, 0, 0, ALLOW))
-    arr = (F * len(prog))(*prog)
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(F))]
-    fprog = Prog(len(prog), arr)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
-                           ctypes.c_ulong]
-    return libc.prctl(22, 2, ctypes.cast(ctypes.byref(fprog), ctypes.c_void_p), 0, 0) == 0
-
-def python_guards():
-    import socket, subprocess, builtins
-    def _deny(*a, **k):
-        raise PermissionError("disabled in the sandbox")
-    class _NoSocket:
-        def __init__(self, *a, **k):
-            raise PermissionError("network access is disabled in the sandbox")
-    socket.socket = _NoSocket
-    for name in ("create_connection", "create_server", "socketpair", "fromfd",
-                 "getaddrinfo", "gethostbyname"):
-        setattr(socket, name, _deny)
-    for name in ("kill", "killpg", "fork", "forkpty", "system", "popen", "execv", "execve",
-                 "execvp", "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv",
-                 "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp",
-                 "setuid", "setgid", "chroot"):
-        if hasattr(os, name):
-            setattr(os, name, _deny)
-    subprocess.Popen = _NoSocket
-    for name in ("run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"):
-        setattr(subprocess, name, _deny)
-
-guards = dict(rlimits=applied, no_new_privs=no_new_privs)
-guards["landlock_abi"] = landlock(cfg["workdir"]) if cfg["landlock"] else 0
-guards["seccomp"] = seccomp(cfg["seccomp_arch"]) if cfg["seccomp"] else False
-source = open(cfg["program"]).read()
-os.chdir(cfg["workdir"])
-python_guards()
-sys.argv = ["solution.py"]
-sys.path.insert(0, cfg["workdir"])
-sys.stderr.write("GIFTLAB_GUARDS " + json.dumps(guards) + "\n")
-sys.stderr.flush()
-del cfg, applied, landlock, seccomp, python_guards, libc, ctypes, guards
-_g = {"__name__": "__main__", "__builtins__": __builtins__}
-try:
-    exec(compile(source, "solution.py", "exec"), _g)
-except BaseException:
-    import traceback
-    traceback.print_exc()
-    for _s in (sys.stdout, sys.stderr):
-        try:
-            _s.flush()
-        except BaseException:
-            pass
-    os._exit(1)
-try:
-    sys.stdout.flush()
-except BaseException:
-    pass
-token = os.read(token_fd, 64)
-os.write(out_fd, b"\n" + token + b"\n")
-os._exit(0)
-'''
+# The child runs ``python -I -B _sandbox_boot.py <config.json> <token_fd>`` (a script next to this module,
+# self-contained: it imports nothing from giftlab). Every guard is applied before the untrusted source runs.
+_BOOT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_boot.py")
 
 
 # --------------------------------------------------------------------------- the parent side
@@ -341,7 +187,7 @@ def run_program(source: str, timeout: float = DEFAULT_LIMITS["timeout"],
                 nproc_margin: int | None = DEFAULT_LIMITS["nproc_margin"],
                 nofile: int | None = DEFAULT_LIMITS["nofile"],
                 network: bool = False, kernel_guards: bool = True,
-                python: str | None = None) -> SandboxResult:
+                python: str | None = None, stdout_chars: int = _TAIL) -> SandboxResult:
     """Run Python ``source`` in a sandboxed child; never raises for anything the program does.
 
     ``timeout``: wall-clock seconds (the whole process group is SIGKILLed after it);
@@ -349,7 +195,8 @@ def run_program(source: str, timeout: float = DEFAULT_LIMITS["timeout"],
     ``fsize_mb``: RLIMIT_FSIZE; ``nproc_margin``: RLIMIT_NPROC = this user's tasks now + margin;
     ``network=False``: an empty network namespace when ``unshare`` works (plus Landlock TCP
     denial and a socket monkeypatch); ``kernel_guards=False`` skips seccomp and Landlock
-    (tests of the fallback path).
+    (tests of the fallback path); ``stdout_chars``: how much of the end of stdout the result keeps
+    (stderr keeps the default tail).
     """
     caps = capabilities()
     base = tempfile.mkdtemp(prefix="giftlab-sandbox-")
@@ -389,8 +236,7 @@ def run_program(source: str, timeout: float = DEFAULT_LIMITS["timeout"],
         os.close(w_fd)
         w_fd = None
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            cmd = [*prefix, python or sys.executable, "-I", "-B", "-c", _BOOT, cfg_path,
-                   str(r_fd)]
+            cmd = [*prefix, python or sys.executable, "-I", "-B", _BOOT_PATH, cfg_path, str(r_fd)]
             proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=err, pass_fds=(r_fd,),
                                     start_new_session=True, close_fds=True)
@@ -409,7 +255,7 @@ def run_program(source: str, timeout: float = DEFAULT_LIMITS["timeout"],
             except subprocess.TimeoutExpired:
                 pass
         seconds = time.monotonic() - t0
-        stdout, stderr = _tail(out_path), _tail(err_path)
+        stdout, stderr = _tail(out_path, max(_TAIL, int(stdout_chars))), _tail(err_path)
         guards = {"unshare_net": bool(prefix)}
         m = re.search(r"^GIFTLAB_GUARDS (\{.*\})$", stderr, re.M)
         if m:
