@@ -43,4 +43,4 @@ include: "workflow/rules/extra.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        PLAN.all_targets(),

@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.jobs import FigureJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.claims import write_claims
 
@@ -15,8 +16,9 @@ def main(argv=None):
     p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
     config = cli.setup(args)
+    job = FigureJob.from_config(config)
     write_claims(args.out, [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl],
-                 [read_json(f) for f in args.consistency])
+                 [read_json(f) for f in args.consistency], run_specs=job.run_specs)
     if args.provenance:
         write_sidecar(args.provenance, config, [*args.rl, *args.pre_rl, *args.consistency], [args.out])
 

@@ -9,18 +9,10 @@ loaded once, and each benchmark's files go to ``--out-dir``. A config with a sin
       --model results/sft/... --benchmark-file data/tiny/benchmarks/tiny_id.jsonl \
       --samples results/eval/.../tiny_id.samples.jsonl --summary results/eval/.../tiny_id.summary.json
 
-Config keys (defaults): seed (0), n_samples (8), temperature (0.6), top_p (1.0),
-max_new_tokens (required), backend ("auto"), batch_size (32, HF rows per forward),
-grading_timeout (10), grading_workers (2), benchmark (required), ks ([1, 2, 4, 8]),
-chat_template ("auto": use it when the tokenizer has one), seed_scheme ("hash"), limit (none),
-ci_resamples (1000), stop_token_ids ([]), percent_rule (true: OMI's grading rule that a number also matches
-gold/100 and gold*100, e.g. 0.5 == 50, as in GIFT; recorded in the summary's math_grading).
-Benchmarks of other kinds (multiple_choice, code): choice_shuffle_seed (0, GPQA's option
-shuffle), code_timeout (10 s wall clock per program; also its CPU-time limit), code_memory_mb
-(2048), code_workers (2) -- pinned in the config and recorded in the summary. duplicates ("drop": a problem
-read twice is evaluated once, the count in the summary's benchmark_checks; "error": refuse the file).
-per_benchmark ({}): overrides per benchmark name, e.g. {"aime24": {"n_samples": 32,
-"ks": [1, 8, 32]}} (any key above except benchmark).
+Each benchmark's settings are giftlab.jobs.EvalSettings (names, defaults and types there: n_samples, ks,
+temperature, max_new_tokens, backend, the grader's and the code sandbox's limits, duplicates, percent_rule, ...);
+an unknown or mistyped key is one line. per_benchmark ({}): overrides per benchmark name, e.g. {"aime24":
+{"n_samples": 32, "ks": [1, 8, 32]}} (any key except benchmark).
 
     python scripts/evaluate.py --config '{"seed": 0, "benchmarks": {"gsm8k": {...}, "math500": {...}}}' \
       --model models/rl/qwen/sft --benchmark-file gsm8k=data/benchmarks/gsm8k.jsonl \
@@ -95,78 +87,57 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     from giftlab.evaluation.generation import make_generator, render_prompt
     from giftlab.evaluation.grading import code_settings, make_grader
     from giftlab.evaluation.runner import evaluate
+    from giftlab.jobs import EvalSettings
 
     overrides = (config.get("per_benchmark") or {}).get(config.get("benchmark"), {})
     if overrides:
         if "benchmark" in overrides:
             raise ConfigError("config: per_benchmark overrides may not change 'benchmark'")
-        config = {**config, **overrides}
+        config = {**config, **overrides}  # as recorded in the summary's provenance
+    job = EvalSettings.from_config(config)
 
-    for key in ("benchmark", "max_new_tokens"):
-        if key not in config:
-            raise ConfigError(f"config: missing key {key!r}")
-    seed = int(config.get("seed", 0))
-    n_samples = int(config.get("n_samples", 8))
-    temperature = float(config.get("temperature", 0.6))
-    top_p = float(config.get("top_p", 1.0))
-    max_new_tokens = int(config["max_new_tokens"])
-    ks = [int(k) for k in config.get("ks", [1, 2, 4, 8])]
-    if n_samples < 1:
-        raise ConfigError(f"config: n_samples must be >= 1, got {n_samples}")
-    if any(k < 1 or k > n_samples for k in ks):
-        raise ConfigError(f"config: ks {ks}: every k must be in [1, n_samples = {n_samples}]")
-
-    records, checks = load_benchmark_checked(config["benchmark"], path=bench_file, limit=config.get("limit"),
-                                             duplicates=config.get("duplicates", "drop"),
-                                             shuffle_seed=int(config.get("choice_shuffle_seed", 0)))
+    records, checks = load_benchmark_checked(job.benchmark, path=bench_file, limit=job.limit,
+                                             duplicates=job.duplicates, shuffle_seed=job.choice_shuffle_seed)
     kinds = sorted({r["kind"] for r in records})
     kind = kinds[0] if len(kinds) == 1 else "auto"
-    code = code_settings(config.get("code_timeout"), config.get("code_memory_mb"),
-                         config.get("code_workers"))
-    percent_rule = config.get("percent_rule", True)
-    if not isinstance(percent_rule, bool):
-        raise ConfigError(f"config: percent_rule must be true or false, got {percent_rule!r}")
+    code = code_settings(job.code_timeout, job.code_memory_mb, job.code_workers)
     # the pool keeps its (workers, timeout) call form when the paper's default applies
-    math_pool = grading_pool if percent_rule else functools.partial(grading_pool, percent_rule=False)
-    log.info("%s: %d problems x %d samples, T=%s, backend=%s", config["benchmark"], len(records),
-             n_samples, temperature, config.get("backend", "auto"))
+    math_pool = grading_pool if job.percent_rule else functools.partial(grading_pool, percent_rule=False)
+    log.info("%s: %d problems x %d samples, T=%s, backend=%s", job.benchmark, len(records),
+             job.n_samples, job.temperature, job.backend)
 
-    engine = {"backend": config.get("backend", "auto"), "batch_size": int(config.get("batch_size", 32)),
-              "stop_token_ids": tuple(config.get("stop_token_ids", ())),
-              "seed_scheme": config.get("seed_scheme", "hash"), **(config.get("vllm") or {})}
+    engine = {"backend": job.backend, "batch_size": job.batch_size, "stop_token_ids": tuple(job.stop_token_ids),
+              "seed_scheme": job.seed_scheme, **(job.vllm or {})}
     key = json.dumps(engine, sort_keys=True)
     if key not in generators:
         generators[key] = make_generator(model, **engine)
     generator = generators[key]
-    chat = config.get("chat_template", "auto")
     tokenizer = generator.tokenizer
-    with make_grader(kind, math_workers=int(config.get("grading_workers", 2)),
-                     math_timeout=float(config.get("grading_timeout", 10)),
+    with make_grader(kind, math_workers=job.grading_workers, math_timeout=float(job.grading_timeout),
                      math_pool=math_pool, code_timeout=code["code_timeout"],
                      code_memory_mb=code["code_memory_mb"],
                      code_workers=code["code_workers"]) as grade_fn:
         samples, summary = evaluate(
-            generator, records, n_samples=n_samples, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, seed=seed, grade_fn=grade_fn, ks=ks,
-            prompt_fn=lambda r: render_prompt(tokenizer, r["prompt"], chat),
-            ci_resamples=int(config.get("ci_resamples", 1000)))
+            generator, records, n_samples=job.n_samples, temperature=float(job.temperature), top_p=float(job.top_p),
+            max_new_tokens=job.max_new_tokens, seed=job.seed, grade_fn=grade_fn, ks=[int(k) for k in job.ks],
+            prompt_fn=lambda r: render_prompt(tokenizer, r["prompt"], job.chat_template),
+            ci_resamples=job.ci_resamples)
 
-    summary = {"benchmark": config["benchmark"], "model": str(model),
+    summary = {"benchmark": job.benchmark, "model": str(model),
                "benchmark_file": str(bench_file) if bench_file else None,
                "benchmark_sha256": file_sha256(bench_file)[:16] if bench_file else None,
                "backend": generator.backend, "kind": kind,
-               "benchmark_source": (benchmark_info(config["benchmark"])
-                                    if config["benchmark"] in BENCHMARKS else None),
+               "benchmark_source": benchmark_info(job.benchmark) if job.benchmark in BENCHMARKS else None,
                "benchmark_checks": checks,
                "per_benchmark_overrides": overrides or None, **summary}
     if "math" in kinds:
-        summary["math_grading"] = {"percent_rule": percent_rule}
+        summary["math_grading"] = {"percent_rule": job.percent_rule}
     if "code" in kinds:
         summary["code_limits"] = code
         summary["sandbox_guards"] = getattr(grade_fn, "guards", None) or None
     write_text_atomic(samples_path, "".join(json.dumps(r) + "\n" for r in samples))
-    write_result(summary_path, summary, config, seed=seed)
-    log.info("%s: %s", config["benchmark"],
+    write_result(summary_path, summary, config, seed=job.seed)
+    log.info("%s: %s", job.benchmark,
              ", ".join(f"{k}={v:.3f}" for k, v in summary.items() if k.startswith("pass@")
                        and isinstance(v, float)))
 

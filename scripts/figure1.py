@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.jobs import Fig1Job
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.figures import figure1
 
@@ -15,8 +16,9 @@ def main(argv=None):
     p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
     config = cli.setup(args)
+    job = Fig1Job.from_config(config)
     figure1([read_json(f) for f in args.sft_metrics], [read_json(f) for f in args.rl_evals],
-            backbones=config["backbones"], pdf=args.pdf, png=args.png, benchmarks=config["benchmarks"])
+            backbones=job.backbones, pdf=args.pdf, png=args.png, benchmarks=job.benchmarks)
     if args.provenance:
         write_sidecar(args.provenance, config, [*args.sft_metrics, *args.rl_evals], [args.pdf, args.png])
 

@@ -6,6 +6,7 @@ gift-b*), ci (true: bootstrap bands).
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.jobs import FigureJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.figures import backbones_in, figure2
 
@@ -20,9 +21,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     records = [read_json(f) for f in args.consistency]
-    backbones = config.get("backbones") or backbones_in(records)
-    figure2(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=config.get("runs"),
-            ci=bool(config.get("ci", True)))
+    job = FigureJob.from_config(config)
+    backbones = job.backbones or backbones_in(records)
+    figure2(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=job.runs,
+            run_specs=job.run_specs,
+            ci=job.ci)
     if args.provenance:
         write_sidecar(args.provenance, config, args.consistency, [args.pdf, args.png])
 

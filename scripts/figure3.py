@@ -7,6 +7,7 @@ gift-b*), ci (true: bootstrap bands), benchmark (named in the panel titles).
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.jobs import FigureJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.figures import backbones_in, figure3
 
@@ -20,9 +21,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     records = [read_json(f) for f in args.rl_metrics]
-    backbones = config.get("backbones") or backbones_in(records)
-    figure3(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=config.get("runs"),
-            ci=bool(config.get("ci", True)), benchmark=config.get("benchmark"))
+    job = FigureJob.from_config(config)
+    backbones = job.backbones or backbones_in(records)
+    figure3(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=job.runs,
+            run_specs=job.run_specs,
+            ci=job.ci, benchmark=job.benchmark)
     if args.provenance:
         write_sidecar(args.provenance, config, args.rl_metrics, [args.pdf, args.png])
 

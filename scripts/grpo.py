@@ -12,6 +12,7 @@ from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import REQUIRED_COLUMNS, read_problems
+from giftlab.jobs import GRPOJob
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
 from giftlab.training.checkpoints import input_fingerprint
@@ -34,10 +35,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
-    resolve_report_to(config["grpo"].get("report_to"), "grpo.report_to")
+    job = GRPOJob.from_config(config)
+    resolve_report_to(job.grpo.get("report_to"), "grpo.report_to")
     try:
         metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
-                             rl_rows=read_problems(args.rl, REQUIRED_COLUMNS), cfg=config["grpo"], seed=config["seed"],
+                             rl_rows=read_problems(args.rl, REQUIRED_COLUMNS), cfg=job.grpo, seed=job.seed,
                              out_dir=args.out, work_dir=args.work,
                              job_config={**without_tracking(config), "inputs": input_fingerprint([args.init, args.rl])},
                              dynamics_benchmark=args.dynamics_benchmark)
@@ -46,7 +48,7 @@ def main(argv=None):
     if int(os.environ.get("RANK", 0)) == 0:
         publish(Path(args.work) / "tensorboard", args.tensorboard, plot_rows(metrics["log"], GRPO_FIELDS), args.steps,
                 GRPO_FIELDS)
-    write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
+    write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics}, config)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.data import read_jsonl
+from giftlab.jobs import RLGainJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.rl_gain import rl_gain_table
 from giftlab.reporting.tables import write_table
@@ -14,11 +15,12 @@ def main(argv=None):
     p.add_argument("--stem", required=True)
     args = p.parse_args(argv)
     config = cli.setup(args)
-    if len(args.pre) != len(args.post) or len(args.pre) != len(config["pairs"]):
+    job = RLGainJob.from_config(config)
+    if len(args.pre) != len(args.post) or len(args.pre) != len(job.pairs):
         raise cli.ConfigError("rl_gain: --pre, --post and config pairs must have the same length")
     pairs = [(bb, run, bench, read_jsonl(pre), read_jsonl(post))
-             for (bb, run, bench), pre, post in zip(config["pairs"], args.pre, args.post)]
-    written = write_table(rl_gain_table(pairs), args.stem)
+             for (bb, run, bench), pre, post in zip(job.pairs, args.pre, args.post)]
+    written = write_table(rl_gain_table(pairs, job.run_specs), args.stem)
     write_sidecar(f"{args.stem}.provenance.json", config, [*args.pre, *args.post], written.values())
 
 

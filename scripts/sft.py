@@ -9,6 +9,7 @@ from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import read_problems
+from giftlab.jobs import SFTJob
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
 from giftlab.training.checkpoints import input_fingerprint
@@ -30,17 +31,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
-    settings = SFTSettings.from_config(config["settings"], seed=config["seed"])
-    columns = ("question", config["solution_key"])
-    objective_params = dict(config.get("objective_params") or {})
-    if config.get("beta") is not None:
-        objective_params["beta"] = config["beta"]
+    job = SFTJob.from_config(config)
+    settings = SFTSettings.from_config(job.settings, seed=job.seed)
+    columns = ("question", job.solution_key)
+    objective_params = dict(job.objective_params)
+    if job.beta is not None:
+        objective_params["beta"] = job.beta
     try:
         metrics = train_sft(
             base_path=args.base, tokenizer=load_tokenizer(args.base), load_model=load_model,
             train_rows=[row for path in args.train for row in read_problems(path, columns)],
             val_rows=read_problems(args.val, columns),
-            solution_key=config["solution_key"], method=config["method"],
+            solution_key=job.solution_key, method=job.method,
             objective_params=objective_params, settings=settings,
             out_dir=args.out, work_dir=args.work,
             job_config={**without_tracking(config), "inputs": input_fingerprint([args.base, *args.train, args.val])})
@@ -50,7 +52,7 @@ def main(argv=None):
         work = Path(args.work)
         publish(work / "tensorboard", args.tensorboard, plot_rows(read_step_rows(work / "steps.jsonl"), SFT_FIELDS),
                 args.steps, SFT_FIELDS)
-    write_result(args.metrics, {"backbone": config["backbone"], "run": config["run"], **metrics}, config)
+    write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics}, config)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.data import load_problems, split_problems, with_instruction, write_jsonl
+from giftlab.jobs import SplitJob
 from giftlab.provenance import write_result
 
 
@@ -15,13 +16,14 @@ def main(argv=None):
     p.add_argument("--summary", required=True)
     args = p.parse_args(argv)
     config = cli.setup(args)
-    rows = load_problems(args.problems, config["solution_key"])
+    job = SplitJob.from_config(config)
+    rows = load_problems(args.problems, job.solution_key)
     distinct = len({row["question"].strip() for row in rows})
     if distinct < len(rows):  # the same question twice would otherwise land in two subsets
         print(f"split: {args.problems}: {len(rows) - distinct} repeated questions dropped "
               f"({distinct} distinct of {len(rows)} rows)")
-    parts = split_problems(rows, config["split"], seed=config["seed"])
-    if config.get("instruction"):  # train on the prompts the math benchmarks are evaluated with
+    parts = split_problems(rows, job.split, seed=job.seed)
+    if job.instruction:  # train on the prompts the math benchmarks are evaluated with
         parts = {name: [{**row, "question": with_instruction(row["question"])} for row in part]
                  for name, part in parts.items()}
     for name in ("sft", "rl", "val"):

@@ -2,6 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
+from giftlab.jobs import FigureJob
 from giftlab.reporting.summary import write_summary
 
 
@@ -14,7 +15,8 @@ def main(argv=None):
     p.add_argument("--pass1", required=True)
     args = p.parse_args(argv)
     config = cli.setup(args)
-    write_summary([read_json(f) for f in args.sft], [read_json(f) for f in args.rl], config["benchmark"],
+    job = FigureJob.from_config(config)
+    write_summary([read_json(f) for f in args.sft], [read_json(f) for f in args.rl], job.benchmark,
                   metrics=args.metrics, val_loss=args.val_loss, pass1=args.pass1, config=config)
 
 

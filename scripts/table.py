@@ -2,7 +2,7 @@
 rule `table_extra`: the checkpoints of config models.extra (table "extra")."""
 
 from giftlab import cli
-from giftlab.config import DEFAULT_PASS_KS
+from giftlab.jobs import TableJob
 from giftlab.io import read_json
 from giftlab.provenance import write_sidecar
 from giftlab.reporting import tables
@@ -15,19 +15,20 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     records = [read_json(path) for path in args.results]
-    n, backbones = config["table"], config.get("backbones")
+    job = TableJob.from_config(config)
+    n, backbones, specs = job.table, job.backbones, job.run_specs  # run_specs: the plan's run table
     if n in (1, 2):
         build = tables.table1 if n == 1 else tables.table2
-        df = build(records, benchmarks=config.get("benchmarks"), paper=True, with_ci=True, backbones=backbones,
-                   report_metric=config.get("report_metric"))
+        df = build(records, benchmarks=job.benchmarks, paper=True, with_ci=True, backbones=backbones,
+                   report_metric=job.report_metric, run_specs=specs)
     elif n == 3:
-        df = tables.table3(records, ks=config.get("ks", DEFAULT_PASS_KS), benchmarks=config.get("benchmarks"),
-                           paper=True, backbones=backbones)
+        df = tables.table3(records, ks=job.ks, benchmarks=job.benchmarks, paper=True, backbones=backbones,
+                           run_specs=specs)
     elif n == 4:
-        df = tables.table4(records, paper=True, backbones=backbones)
+        df = tables.table4(records, paper=True, backbones=backbones, run_specs=specs)
     elif n == "extra":
         evals = [r for r in records if "stage_pair" not in r]
-        df = tables.extra_models_table(evals, benchmarks=config.get("benchmarks"),
+        df = tables.extra_models_table(evals, benchmarks=job.benchmarks,
                                        consistency=[r for r in records if "stage_pair" in r])
     else:
         raise cli.ConfigError(f"table: no paper table {n} (1-4)")

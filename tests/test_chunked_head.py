@@ -136,3 +136,16 @@ def test_loss_head_auto_and_errors():
         chunked_loss(get_objective("psft"), hidden, weight, labels)
     empty, n = chunked_loss(obj, hidden[:0].clone().requires_grad_(True), weight, labels[:0])
     assert n == 0 and float(empty.detach()) == 0.0
+
+
+def test_the_head_decides_plain_or_chunked():
+    """sft.loss_head's rule lives in the head (the trainer only asks): plain, chunked, or auto by the chunk budget."""
+    from giftlab.objectives.heads import head_chunk_size
+
+    assert head_chunk_size("plain", 10_000, 152_064) is None
+    assert head_chunk_size("chunked", 64, 100) == 64
+    assert head_chunk_size("auto", 64, 100) is None                   # 64 x 100 logits fit: plain
+    assert head_chunk_size("auto", 16_384, 152_064) == 1728           # 1 GiB of fp32 logits per chunk
+    assert head_chunk_size("chunked", 64, 100, has_bias=True) is None  # a biased lm_head: plain
+    with pytest.raises(ValueError, match="sft.loss_head: unknown head 'fast'"):
+        head_chunk_size("fast", 1, 1)

@@ -3,8 +3,8 @@ import math
 import pytest
 
 from giftlab.cli import ConfigError
-from giftlab.config import (benchmarks, beta_of, deep_merge, eval_settings, final_models, load_config, objective_of,
-                            parse_run, rl_runs, run_name, sft_runs, validate_config)
+from giftlab.config import benchmarks, deep_merge, eval_settings, load_config, run_name, validate_config
+from giftlab.plan import Plan
 from helpers import REPO, snakemake, write_override
 
 PARAMS = REPO / "params.yaml"
@@ -15,29 +15,28 @@ PROFILES = sorted((REPO / "config").glob("*.yaml"))
 def test_every_profile_validates(profile):
     paths = [PARAMS] + ([profile] if profile else [])
     config = load_config(*paths)
-    assert sft_runs(config)
+    assert Plan(config).sft_runs()
 
 
-def test_run_names_round_trip():
+def test_run_names_are_made_in_one_place():
     assert run_name("sft") == "sft"
     assert run_name("gift", 10) == "gift-b10"
     assert run_name("gift", 0.5) == "gift-b0.5"
-    for name in ["sft", "gift-b10", "gift-b0.5", "sft_kd", "dft", "direct_sft"]:
-        method, beta = parse_run(name)
-        assert run_name(method, beta) == name
-    assert beta_of("sft") == math.inf
-    with pytest.raises(ConfigError):
-        parse_run("Gift b3")
+    assert run_name("gift", math.inf) == "gift-binf"
 
 
 def test_grid_expands_betas_and_filters_rl_runs():
     config = load_config(PARAMS)
     config = deep_merge(config, {"sft": {"methods": ["sft", "gift"], "gift_betas": [1, 3], "direct_sft": True},
                                  "grpo": {"runs": ["gift-b3"], "direct_rl": True}})
-    assert sft_runs(config) == ["sft", "gift-b1", "gift-b3", "direct_sft"]
-    assert rl_runs(config) == ["gift-b3", "direct_rl"]  # Direct SFT never goes to RL
-    assert final_models(config) == [("rl", "gift-b3"), ("rl", "direct_rl"), ("sft", "direct_sft")]
-    assert objective_of("direct_sft") == ("sft", None)
+    plan = Plan(config)
+    assert plan.sft_runs() == ["sft", "gift-b1", "gift-b3", "direct_sft"]
+    assert plan.rl_runs() == ["gift-b3", "direct_rl"]  # Direct SFT never goes to RL
+    assert plan.final_models() == [("rl", "gift-b3"), ("rl", "direct_rl"), ("sft", "direct_sft")]
+    assert (plan.runs["direct_sft"].method, plan.runs["direct_sft"].beta) == ("sft", None)
+    assert plan.runs["gift-b3"].beta == 3.0 and plan.sft_train_files("direct_sft") == ["data/splits/sft.jsonl",
+                                                                                       "data/splits/rl.jsonl"]
+    assert plan.compared_runs() == ["gift-b3"] and not plan.runs["direct_rl"].sft
     assert benchmarks(config, "ood") == ["tiny_ood", "tiny_family", "tiny_mc"]
     assert benchmarks(config, "reasoning") == ["tiny_id"]
 

@@ -15,7 +15,7 @@ import pytest
 
 from giftlab.evaluation import benchmarks as bm
 from giftlab.evaluation.generation import Sample, render_prompt, sample_seed
-from giftlab.evaluation.passk import (bootstrap_ci, pass_at_1_ci, pass_at_k, pass_at_k_single)
+from giftlab.stats import bootstrap_ci, pass_at_1_ci, pass_at_k, pass_at_k_single
 from giftlab.evaluation.runner import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from giftlab.provenance import write_result
-from giftlab.reporting.figures import fig1_data, fig2_data, fig3_data, figure1, figure2, figure3, mean_pass1
+from functools import partial
+
+from giftlab.reporting import figures as F
+from giftlab.reporting.figures import fig1_data, mean_pass1, figure1
+from helpers import run_specs
+
+SPECS = run_specs()  # the plan's run table, as the figure jobs receive it
+fig2_data, fig3_data = partial(F.fig2_data, run_specs=SPECS), partial(F.fig3_data, run_specs=SPECS)
+figure2, figure3 = partial(F.figure2, run_specs=SPECS), partial(F.figure3, run_specs=SPECS)
 
 REPO = Path(__file__).resolve().parents[1]
 KS = [1, 5, 10, 20, 50]
@@ -109,9 +117,11 @@ def test_figure_scripts_read_result_files(tmp_path):
         write_result(path, {k: v for k, v in rec.items() if k != "provenance"}, {"backbone": "qwen", "run": run})
         files3.append(str(path))
     out = tmp_path / "figs"
-    _script("figure2").main(["--config", json.dumps({"backbones": ["qwen", "llama"]}), "--consistency", *files2,
+    _script("figure2").main(["--config", json.dumps({"backbones": ["qwen", "llama"], "run_specs": SPECS}),
+                             "--consistency", *files2,
                              "--pdf", str(out / "fig2.pdf"), "--png", str(out / "fig2.png")])
-    _script("figure3").main(["--config", json.dumps({"benchmark": "tiny_id"}), "--rl-metrics", *files3,
+    _script("figure3").main(["--config", json.dumps({"benchmark": "tiny_id", "run_specs": SPECS}), "--rl-metrics",
+                             *files3,
                              "--pdf", str(out / "fig3.pdf"), "--png", str(out / "fig3.png")])
     assert_figure(out, "fig2")
     assert_figure(out, "fig3")
@@ -132,13 +142,15 @@ def test_mean_pass1_over_benchmarks_adds_errors_in_quadrature():
 
 
 def test_figure1_averages_the_math_benchmarks(tmp_path):
-    sft = [{"epochs": [{"epoch": 1, "val_loss": 1.0}, {"epoch": 2, "val_loss": 0.8}],
-            "provenance": {"config": {"backbone": "qwen", "run": run}}} for run in ("sft", "gift-b3")]
+    sft = [{"epochs": [{"epoch": 1, "val_loss": 1.0}, {"epoch": 2, "val_loss": 0.8}],  # the SFT jobs' method and β
+            "provenance": {"config": {"backbone": "qwen", "run": run, "method": method, "beta": beta}}}
+           for run, method, beta in (("sft", "sft", None), ("gift-b3", "gift", 3.0))]
     evals = [eval_rec("qwen", run, bench, p, (p - 0.05, p + 0.05))
              for run, ps in (("sft", (0.2, 0.4)), ("gift-b3", (0.3, 0.7))) for bench, p in zip(("m1", "m2"), ps)]
     data = figure1(sft, evals, ["qwen"], tmp_path / "fig1.pdf", tmp_path / "fig1.png", benchmarks=["m1", "m2"])
     points = {p["run"]: p for p in data["qwen"]["rl_pass1"]}
     assert points["sft"]["pass@1"] == pytest.approx(0.3) and points["gift-b3"]["pass@1"] == pytest.approx(0.5)
     assert points["gift-b3"]["benchmarks"] == ["m1", "m2"]
+    assert (points["gift-b3"]["method"], points["gift-b3"]["beta"]) == ("gift", 3.0)  # read from the SFT results
     assert fig1_data(sft, evals[:1])["qwen"]["rl_pass1"][0]["pass@1"] == 0.2
     assert_figure(tmp_path, "fig1")

@@ -11,7 +11,8 @@ import math
 import pytest
 import yaml
 
-from giftlab.config import load_config, rl_runs, sft_runs
+from giftlab.config import load_config
+from giftlab.plan import Plan
 from helpers import REPO
 
 PAPER_YAML = REPO / "config" / "paper.yaml"
@@ -109,7 +110,8 @@ def test_methods_and_benchmarks_cover_tables_1_and_2(paper):
     assert set(paper["eval"]["benchmarks"]) == table1 | table2
     assert set(paper["eval"]["ood"]) == table2
     # every initialisation goes on to RL, except Direct SFT; Direct RL starts from the base model
-    assert rl_runs(paper) == [r for r in sft_runs(paper) if r != "direct_sft"] + ["direct_rl"]
+    plan = Plan(paper)
+    assert plan.rl_runs() == [r for r in plan.sft_runs() if r != "direct_sft"] + ["direct_rl"]
 
 
 def test_sft_global_batch_is_128_over_the_fsdp_launch(paper, fsdp, slurm):

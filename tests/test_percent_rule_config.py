@@ -87,7 +87,7 @@ def test_evaluate_refuses_a_non_boolean_rule(tmp_path):
     bench.write_text(json.dumps({"id": 1, "prompt": "Half of one?", "gold": "0.5", "kind": "math"}) + "\n")
     config = {"seed": 0, "n_samples": 1, "max_new_tokens": 4, "benchmark": "tiny_id", "ks": [1],
               "percent_rule": "false"}
-    with pytest.raises(ConfigError, match="percent_rule must be true or false"):
+    with pytest.raises(ConfigError, match=r"^config: percent_rule: 'false' is not true or false$"):
         script.evaluate_benchmark(config, tmp_path, bench, tmp_path / "s.jsonl", tmp_path / "sum.json", {})
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from giftlab.reporting.rl_gain import paired_gain, per_problem_accuracy, rl_gain_table
+from giftlab.reporting.rl_gain import per_problem_accuracy, rl_gain_table
+from giftlab.stats import paired_difference as paired_gain
 
 
 def rows(accuracies, n=4):

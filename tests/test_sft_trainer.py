@@ -114,7 +114,7 @@ def test_gift_run_records_validation_ce_and_diagnostics(base_dir, tmp_path):
 
 
 def test_gift_diagnostics_are_recorded_by_the_chunked_head_too(base_dir, tmp_path, monkeypatch):
-    from giftlab.objectives import chunked
+    from giftlab.objectives import heads as chunked
 
     calls, torch_loop = [], chunked.BACKENDS["torch"]
     monkeypatch.setitem(chunked.BACKENDS, "torch", lambda *a: calls.append(1) or torch_loop(*a))

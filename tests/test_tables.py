@@ -9,9 +9,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from functools import partial
+
 from giftlab.reporting import claims as CL
 from giftlab.reporting import paper_numbers as pn
 from giftlab.reporting import tables as T
+from giftlab.reporting.runs import RunSpecs
+from helpers import run_specs
+
+# what every report job receives from the plan: method, β and strategy per run id (never parsed from the id)
+SPECS = run_specs()
+table1, table2, table3, table4 = (partial(f, run_specs=SPECS) for f in (T.table1, T.table2, T.table3, T.table4))
+claim_gift_beats_sft = partial(CL.claim_gift_beats_sft, run_specs=SPECS)
+claim_passk_advantage_grows = partial(CL.claim_passk_advantage_grows, run_specs=SPECS)
+claim_gift_more_consistent = partial(CL.claim_gift_more_consistent, run_specs=SPECS)
+write_claims = partial(CL.write_claims, run_specs=SPECS)
 
 # ../shared beside the checkout (developers and CI have it; users do not: the test then skips)
 PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "gift-paper.txt"
@@ -96,12 +108,16 @@ def test_strategy_labels():
     expected = {"sft": "SFT", "sft_entropy": "SFT + Entropy", "sft_ls": "SFT + Label Smoothing",
                 "sft_kd": "SFT + KD", "dft": "DFT", "asft": "ASFT", "psft": "PSFT", "gift-b3": "GIFT (β=3)",
                 "gift-b0.5": "GIFT (β=0.5)", "direct_sft": "Direct SFT", "direct_rl": "Direct RL"}
-    assert {r: T.strategy_label(r) for r in expected} == expected
-    assert T.paper_strategy("gift-b10") == "GIFT"
-    assert T.method_class("direct_rl") == "Direct SFT/RL" and T.method_class("psft") == "SFT-then-RL"
-    assert T.strategy_label("mystery") == "mystery"
-    assert sorted(["gift-b10", "sft", "gift-b1", "direct_rl", "psft"], key=T.run_sort_key) == \
-        ["direct_rl", "sft", "psft", "gift-b1", "gift-b10"]
+    specs = RunSpecs(SPECS)
+    assert {r: specs.label(r) for r in expected} == expected
+    assert specs.paper_label("gift-b10") == "GIFT"
+    assert specs.method_class("direct_rl") == "Direct SFT/RL" and specs.method_class("psft") == "SFT-then-RL"
+    assert specs.label("mystery") == "mystery"  # a run the plan does not know: its id, sorted last
+    assert sorted(["gift-b10", "mystery", "sft", "gift-b1", "direct_rl", "psft"], key=specs.sort_key) == \
+        ["direct_rl", "sft", "psft", "gift-b1", "gift-b10", "mystery"]
+    # labels come from the run table, not from the id: a table that says otherwise wins
+    odd = RunSpecs({"gift-b3": {"strategy": "gift", "method": "gift", "beta": 7.0, "label": "GIFT", "order": 7}})
+    assert odd.label("gift-b3") == "GIFT (β=7)"
     assert T.benchmark_column("gsm8k") == "GSM8K" and T.benchmark_column("tiny_id") == "tiny_id"
 
 
@@ -121,7 +137,7 @@ def _rl_inputs():
 
 
 def test_table1_rows_columns_and_paper():
-    df = T.table1(_rl_inputs(), paper=True, with_ci=True)
+    df = table1(_rl_inputs(), paper=True, with_ci=True)
     assert list(df.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "GSM8K",
                                 "tiny_id CI95", "GSM8K CI95", "Average", "paper tiny_id", "paper GSM8K",
                                 "paper Average"]
@@ -138,7 +154,7 @@ def test_table1_rows_columns_and_paper():
     assert llama["paper Average"] == 37.46
     assert df[df.run == "direct_sft"].iloc[0]["method_class"] == "Direct SFT/RL"
     assert "sft_entropy" not in set(df.run)  # methods not run are absent
-    only = T.table1(_rl_inputs(), benchmarks=["tiny_id"], backbones=["llama", "qwen"])
+    only = table1(_rl_inputs(), benchmarks=["tiny_id"], backbones=["llama", "qwen"])
     assert list(only.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "Average"]
     assert only.iloc[0].backbone == "llama"
 
@@ -149,25 +165,25 @@ def test_report_metric_cells_use_their_own_metric():
             summ("rl", "llama", "sft", "gsm8k", 0.7, ci=(0.6, 0.8), pass32=0.99),
             summ("rl", "qwen", "sft", "aime24", 0.2, ci=(0.1, 0.3), pass32=0.5),
             summ("rl", "qwen", "sft", "gsm8k", 0.9, ci=(0.85, 0.95))]
-    df = T.table1(recs, with_ci=True, report_metric={"llama": {"aime24": "pass@32"}})
+    df = table1(recs, with_ci=True, report_metric={"llama": {"aime24": "pass@32"}})
     llama, qwen = df[df.backbone == "llama"].iloc[0], df[df.backbone == "qwen"].iloc[0]
     assert (llama["AIME24"], llama["GSM8K"]) == (pytest.approx(40.0), pytest.approx(70.0))
     assert llama["AIME24 CI95"] == "" and llama["GSM8K CI95"] == "[60.00, 80.00]"
     assert llama["Average"] == pytest.approx(55.0)
     assert llama["metric"] == "pass@1; AIME24: pass@32" and qwen["metric"] == "pass@1"
     assert (qwen["AIME24"], qwen["AIME24 CI95"]) == (pytest.approx(20.0), "[10.00, 30.00]")
-    no_32 = T.table1([summ("rl", "llama", "sft", "aime24", 0.1)], report_metric={"llama": {"aime24": "pass@32"}})
+    no_32 = table1([summ("rl", "llama", "sft", "aime24", 0.1)], report_metric={"llama": {"aime24": "pass@32"}})
     assert math.isnan(no_32.iloc[0]["AIME24"])  # a summary without pass@32 is NaN, never its pass@1
 
 
 def test_table2_and_duplicates():
     recs = [summ("rl", "llama", "gift-b10", "tiny_ood", 0.2), summ("rl", "llama", "sft_kd", "tiny_ood", 0.1)]
-    df = T.table2(recs, paper=True)
+    df = table2(recs, paper=True)
     assert list(df.run) == ["sft_kd", "gift-b10"]
     assert df.iloc[1]["paper Average"] == 55.24
     assert math.isnan(df.iloc[0]["paper Average"])  # Table 2 has no SFT + KD row
     with pytest.raises(ValueError, match="two records"):
-        T.table2(recs + [summ("rl", "llama", "sft_kd", "tiny_ood", 0.3)])
+        table2(recs + [summ("rl", "llama", "sft_kd", "tiny_ood", 0.3)])
 
 
 def test_table3_passk():
@@ -179,7 +195,7 @@ def test_table3_passk():
         summ("sft", "qwen", "psft", "tiny_id", 0.1, pass2=0.1, pass4=0.1, pass8=0.1),  # not SFT/GIFT
         summ("rl", "qwen", "sft", "tiny_id", 0.9, pass2=0.9, pass4=0.9, pass8=0.9),  # after RL
     ]
-    df = T.table3(recs, paper=True)
+    df = table3(recs, paper=True)
     assert list(df.columns) == ["backbone", "strategy", "run", "benchmarks", "pass@1", "pass@2", "pass@4",
                                 "pass@8", "paper pass@1", "paper pass@2", "paper pass@4", "paper pass@8"]
     assert list(df.run) == ["sft", "gift-b3"]
@@ -193,20 +209,20 @@ def test_table3_passk():
 def test_table4_consistency():
     recs = [cons("llama", "sft", "base_sft", 0.9, 10.0, 0.5), cons("llama", "gift-b3", "base_sft", 0.95, 8.0, 0.4),
             cons("llama", "gift-b3", "sft_rl", 0.99, 2.0, 0.1)]
-    df = T.table4(recs, paper=True)
+    df = table4(recs, paper=True)
     assert list(df.columns[:9]) == ["backbone", "strategy", "run", "base_sft.cos", "base_sft.l2", "base_sft.kl",
                                     "sft_rl.cos", "sft_rl.l2", "sft_rl.kl"]
     assert list(df.run) == ["sft", "gift-b3"]
     assert math.isnan(df.iloc[0]["sft_rl.kl"]) and df.iloc[1]["sft_rl.l2"] == 2.0
     assert df.iloc[0]["paper base_sft.cos"] == 0.8112 and df.iloc[1]["paper sft_rl.kl"] == 0.2010
-    only_stage1 = T.table4(recs[:2])
+    only_stage1 = table4(recs[:2])
     assert [c for c in only_stage1.columns if "." in c] == ["base_sft.cos", "base_sft.l2", "base_sft.kl"]
     with pytest.raises(ValueError, match="stage_pair"):
-        T.table4([cons("llama", "sft", "rl_rl", 1, 0, 0)])
+        table4([cons("llama", "sft", "rl_rl", 1, 0, 0)])
 
 
 def test_write_table(tmp_path):
-    df = T.table4([cons("llama", "sft", "base_sft", 0.91234567, 10.0, 0.5),
+    df = table4([cons("llama", "sft", "base_sft", 0.91234567, 10.0, 0.5),
                    cons("llama", "gift-b3", "base_sft", 0.95, 8.0, math.nan)], paper=True)
     paths = T.write_table(df, tmp_path / "tables" / "table4")
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == ["table4.csv", "table4.md", "table4.tex"]
@@ -222,7 +238,7 @@ def test_write_table(tmp_path):
     assert r"GIFT ($\beta$=3)" in tex and r"Base$\rightarrow$SFT" in tex and r"gift-b3" in tex
     assert r"base\_sft" not in tex  # labels replace the keys in md/tex
     assert re.search(r"\\\\\n\\midrule", tex)
-    t1 = T.table1(_rl_inputs())
+    t1 = table1(_rl_inputs())
     p1 = T.write_table(t1, tmp_path / "t1")
     assert "| 50.00 |" in p1["md"].read_text() and "tiny\\_id" in p1["tex"].read_text()
 
@@ -234,30 +250,30 @@ def test_claims_verdicts(tmp_path):
           summ("rl", "qwen", "gift-b3", "tiny_id", 0.50, (0.47, 0.53)),  # clear win -> agree
           summ("rl", "qwen", "gift-b1", "tiny_id", 0.41, (0.38, 0.44)),  # within noise -> inconclusive
           summ("rl", "qwen", "gift-b10", "tiny_id", 0.30, (0.27, 0.33))]  # clear loss -> disagree
-    c1 = CL.claim_gift_beats_sft(rl)
+    c1 = claim_gift_beats_sft(rl)
     assert [(c["run"], c["verdict"]) for c in c1["checks"]] == [
         ("gift-b1", "inconclusive"), ("gift-b3", "agree"), ("gift-b10", "disagree")]
     assert c1["verdict"] == "mixed"
-    assert CL.claim_gift_beats_sft(rl[:2])["verdict"] == "agree"
-    assert CL.claim_gift_beats_sft([])["verdict"] == "no data"
+    assert claim_gift_beats_sft(rl[:2])["verdict"] == "agree"
+    assert claim_gift_beats_sft([])["verdict"] == "no data"
 
     pre = [summ("sft", "qwen", "sft", "tiny_id", 0.40, (0.39, 0.41), pass2=0.5, pass4=0.55, pass8=0.59),
            summ("sft", "qwen", "gift-b3", "tiny_id", 0.39, (0.38, 0.40), pass2=0.52, pass4=0.58, pass8=0.63)]
-    c2 = CL.claim_passk_advantage_grows(pre)
+    c2 = claim_passk_advantage_grows(pre)
     assert c2["verdict"] == "agree" and c2["checks"][0]["delta"] == "+5.00"
     flat = [pre[0], summ("sft", "qwen", "gift-b3", "tiny_id", 0.41, (0.40, 0.42), pass2=0.51, pass4=0.56, pass8=0.6)]
-    assert CL.claim_passk_advantage_grows(flat)["verdict"] == "inconclusive"
+    assert claim_passk_advantage_grows(flat)["verdict"] == "inconclusive"
 
     cs = [cons("qwen", "sft", "base_sft", 0.90, 10.0, 0.50, (0.45, 0.55), {1: (0.6, (0.58, 0.62))}),
           cons("qwen", "gift-b3", "base_sft", 0.95, 8.0, 0.49, (0.44, 0.54), {1: (0.8, (0.78, 0.82))})]
-    c3 = CL.claim_gift_more_consistent(cs)
+    c3 = claim_gift_more_consistent(cs)
     verdicts = {c["what"]: c["verdict"] for c in c3["checks"]}
     assert verdicts == {"Base→SFT cos (↑)": "agree", "Base→SFT l2 (↓)": "agree",
                         "Base→SFT kl (↓)": "inconclusive", "Base→SFT top-1 overlap (↑)": "agree"}
     assert c3["verdict"] == "mixed"
 
     out = tmp_path / "claims.md"
-    claims = CL.write_claims(out, rl_summaries=rl[:2], pre_rl_summaries=pre, consistency=cs)
+    claims = write_claims(out, rl_summaries=rl[:2], pre_rl_summaries=pre, consistency=cs)
     text = out.read_text()
     assert [c["verdict"] for c in claims] == ["agree", "agree", "mixed"]
     assert "## GIFT beats SFT after RL: **agree**" in text

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("triton")
 
 from giftlab.objectives import chunked_loss, get_objective, plain_loss  # noqa: E402
-from giftlab.objectives.triton_head import check_supported, gift_rows_  # noqa: E402
+from giftlab.objectives.heads.triton import check_supported, gift_rows_  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -118,7 +118,7 @@ def test_unsupported_objectives_fail_in_one_line(name, hp):
 
 
 def test_sft_loss_backend_resolves_per_objective(monkeypatch):
-    from giftlab.training.sft import resolve_loss_backend
+    from giftlab.objectives.heads import choose_backend as resolve_loss_backend  # the head chooses, not the trainer
 
     assert resolve_loss_backend("triton", get_objective("gift", beta=3.0)) == "triton"
     assert resolve_loss_backend("triton", get_objective("asft")) == "torch"   # not in the kernel: torch loop

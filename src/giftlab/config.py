@@ -8,17 +8,15 @@ names the offending key, raised as :class:`giftlab.cli.ConfigError`.
 from __future__ import annotations
 
 import copy
-import math
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 from giftlab.cli import ConfigError
+from giftlab.grid import DIRECT_RL, DIRECT_SFT, RUN_PATTERN, format_beta, grid_runs, run_name  # noqa: F401
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
-_RUN_RE = re.compile(r"^(?P<method>[a-z][a-z0-9_]*?)(?:-b(?P<beta>\d+(?:\.\d+)?|inf))?$")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,9 +106,9 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"config error: eval.math: '{name}' is an eval.ood benchmark")
     _check_report_metric(config)
     _check_extra_models(config)
+    _check_objective_params(config)  # before the grid: the grid is built from the registry's objectives
     _check_grid(config)
     _check_eval_samples(config)
-    _check_objective_params(config)
 
 
 def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -139,7 +137,7 @@ def _check_grid(config: Mapping[str, Any]) -> None:
     """Names that select parts of the grid must exist: a typo would silently drop runs or benchmarks."""
     from giftlab.evaluation.benchmarks import BENCHMARKS
 
-    known_runs = sft_runs(config)
+    known_runs = [r for r, spec in grid_runs(config).items() if spec.sft]
     for run in config["grpo"].get("runs") or []:
         if run not in known_runs:
             raise ConfigError(f"config error: grpo.runs: '{run}' is not an SFT run of this grid "
@@ -175,13 +173,24 @@ def _check_eval_samples(config: Mapping[str, Any]) -> None:
 
 def _check_objective_params(config: Mapping[str, Any]) -> None:
     """Build every objective of the grid once, so a bad hyperparameter fails before any job runs."""
-    from giftlab.objectives import get_objective
+    from giftlab.objectives import OBJECTIVES, get_objective
 
+    known = ", ".join(OBJECTIVES)
+    for i, method in enumerate(config["sft"]["methods"]):
+        if method not in OBJECTIVES:
+            raise ConfigError(f"config error: sft.methods[{i}]: unknown objective '{method}' (known: {known})")
     params = config["sft"].get("objective_params") or {}
-    if "beta" in (params.get("gift") or {}):
-        raise ConfigError("config error: sft.objective_params.gift.beta: β comes from sft.gift_betas (one run each)")
-    for run in sft_runs(config):
-        method, beta = objective_of(run)
+    for method in params:
+        if method not in OBJECTIVES:
+            raise ConfigError(f"config error: sft.objective_params: unknown objective '{method}' (known: {known})")
+    for method, spec in OBJECTIVES.items():
+        if spec.beta_swept and "beta" in (params.get(method) or {}):
+            raise ConfigError(f"config error: sft.objective_params.{method}.beta: β comes from sft.gift_betas "
+                              "(one run each)")
+    for spec in grid_runs(config).values():
+        if not spec.sft:
+            continue
+        method, beta = spec.method, spec.beta
         kwargs = dict(params.get(method) or {}, **({} if beta is None else {"beta": beta}))
         try:
             get_objective(method, **kwargs)
@@ -209,33 +218,8 @@ def _check_report_metric(config: Mapping[str, Any]) -> None:
                                   f"n_samples >= {k} (eval.per_benchmark.{name})")
 
 
-# ---------------------------------------------------------------- run names
+# ---------------------------------------------------------------- evaluation rules
 
-def format_beta(beta: float) -> str:
-    if math.isinf(beta):
-        return "inf"
-    return f"{beta:g}"
-
-
-def run_name(method: str, beta: float | None = None) -> str:
-    """The one place a run's name is derived: ``sft``, ``gift-b10``, ``gift-b0.5``."""
-    return method if beta is None else f"{method}-b{format_beta(float(beta))}"
-
-
-def parse_run(run: str) -> tuple[str, float | None]:
-    match = _RUN_RE.match(run)
-    if not match:
-        raise ConfigError(f"not a run name: '{run}' (expected e.g. 'sft' or 'gift-b10')")
-    beta = match.group("beta")
-    return match.group("method"), (None if beta is None else float(beta))
-
-
-# The paper's two "Direct" baselines: plain SFT on the SFT + RL data with no RL afterwards, and
-# GRPO straight from the base model.
-DIRECT_SFT = "direct_sft"
-DIRECT_RL = "direct_rl"
-# A run name (the Snakefile's `run` wildcard): an objective, optionally at one β (gift-b3, gift-binf).
-RUN_PATTERN = r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?"
 # The evaluation rules (workflow/rules/eval.smk), one job per model on all its benchmarks: which models each
 # evaluates (wildcard patterns, kept disjoint) and on which benchmark group. Post-RL policies and Direct SFT are
 # final policies (Tables 1-2, every benchmark); the SFT checkpoints RL starts from are scored before RL on the
@@ -246,46 +230,6 @@ EVAL_RULES = {
     "evaluate_pre_rl": {"stage": "sft", "run": f"(?!{DIRECT_SFT}(/|$)){RUN_PATTERN}", "group": "reasoning",
                         "pre_rl": True},
 }
-
-
-def objective_of(run: str) -> tuple[str, float | None]:
-    """(objective name, β) that trains an SFT run; Direct SFT trains plain SFT."""
-    return ("sft", None) if run == DIRECT_SFT else parse_run(run)
-
-
-def sft_runs(config: Mapping[str, Any]) -> list[str]:
-    """Every SFT run of the grid, in config order: one per method, one per β for GIFT, then Direct SFT."""
-    runs = []
-    for method in config["sft"]["methods"]:
-        if method == "gift":
-            runs.extend(run_name("gift", b) for b in config["sft"]["gift_betas"])
-        else:
-            runs.append(run_name(method))
-    if config["sft"].get("direct_sft"):
-        runs.append(DIRECT_SFT)
-    return runs
-
-
-def rl_runs(config: Mapping[str, Any]) -> list[str]:
-    """Runs that go through GRPO: SFT runs (all unless ``grpo.runs`` restricts them), then Direct RL."""
-    wanted = set(config["grpo"].get("runs") or [])
-    runs = [r for r in sft_runs(config) if r != DIRECT_SFT and (not wanted or r in wanted)]
-    if config["grpo"].get("direct_rl"):
-        runs.append(DIRECT_RL)
-    return runs
-
-
-def final_models(config: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(stage, run) of every final policy in Tables 1-2: each RL run, and Direct SFT (no RL)."""
-    out = [("rl", run) for run in rl_runs(config)]
-    if DIRECT_SFT in sft_runs(config):
-        out.append(("sft", DIRECT_SFT))
-    return out
-
-
-def gift_vs_sft_runs(config: Mapping[str, Any], runs: Iterable[str]) -> list[str]:
-    """The runs the paper's SFT-vs-GIFT analyses use (Table 3, Table 4, Figures 1-3)."""
-    return [r for r in runs if r not in (DIRECT_SFT, DIRECT_RL) and parse_run(r)[0] in ("sft", "gift")]
 
 
 def benchmarks(config: Mapping[str, Any], group: str = "all") -> list[str]:
@@ -307,7 +251,7 @@ def benchmarks(config: Mapping[str, Any], group: str = "all") -> list[str]:
 
 # eval.* keys that shape the experiment grid or the reports, not how one evaluation job samples
 EVAL_GRID_KEYS = ("pre_rl", "per_benchmark", "report_metric", "benchmarks", "ood", "math", "main_benchmark",
-                  "benchmark_dir", "consistency_examples")
+                  "benchmark_dir", "consistency_examples", "consistency_dtype")
 
 
 def eval_settings(eval_cfg: Mapping[str, Any], benchmark: str, pre_rl: bool = False) -> dict[str, Any]:
@@ -328,14 +272,6 @@ def eval_settings(eval_cfg: Mapping[str, Any], benchmark: str, pre_rl: bool = Fa
             value = sorted({int(k) for k in [*value, *pre["ks"]]})
         settings[key] = value
     return settings
-
-
-def beta_of(run: str) -> float:
-    """β of a run for plotting; plain SFT is the β → ∞ limit."""
-    method, beta = parse_run(run)
-    if beta is not None:
-        return beta
-    return math.inf
 
 
 def unique(items: Iterable[str]) -> list[str]:

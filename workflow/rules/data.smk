@@ -3,16 +3,16 @@
 
 rule split:
     input:
-        problems_input,
+        lambda wildcards: PLAN.problems()[0],
     output:
         sft="data/splits/sft.jsonl",
         rl="data/splits/rl.jsonl",
         val="data/splits/val.jsonl",
         summary="results/split.json",
     params:
-        job=split_job,
+        job=job("split"),
         script=script("split"),
-        problems=problems_path(),
+        problems=PLAN.problems()[1],
     threads: job_threads("split", 1)
     resources:
         **job_resources("split"),

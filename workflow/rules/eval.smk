@@ -1,6 +1,6 @@
 # Evaluation: one job per model samples and grades all of its benchmarks (the model loads once), and the
 # consistency of consecutive stages (Base -> SFT, SFT -> RL). Three rules, one per set of models (EVAL_RULES in
-# common.smk): every final policy after RL on every benchmark; Direct SFT (a final policy without RL) likewise;
+# giftlab.config): every final policy after RL on every benchmark; Direct SFT (a final policy without RL) likewise;
 # the SFT checkpoints RL starts from on the reasoning benchmarks (Table 3, rl_gain).
 
 
@@ -10,16 +10,16 @@ for eval_rule, eval_spec in EVAL_RULES.items():
         name:
             eval_rule
         input:
-            model=eval_model_input,
-            benchmarks=eval_benchmark_files(eval_spec["group"]),
+            model=lambda wildcards: stage_model(wildcards)[0],
+            benchmarks=list(PLAN.benchmark_files(eval_spec["group"]).values()),
         output:
             summaries=eval_outputs(eval_spec["group"], "summary.json"),
             samples=eval_outputs(eval_spec["group"], "samples.jsonl"),
         params:
-            job=eval_job(eval_spec),
+            job=job(eval_rule),
             script=script("evaluate"),
-            model=eval_model_path,
-            benchmarks=eval_benchmark_args(eval_spec["group"]),
+            model=lambda wildcards: stage_model(wildcards)[1],
+            benchmarks=PLAN.benchmark_args(eval_spec["group"]),
             out_dir="results/eval/{stage}/{backbone}/{run}",
         wildcard_constraints:
             stage=eval_spec["stage"],
@@ -38,15 +38,15 @@ for eval_rule, eval_spec in EVAL_RULES.items():
 
 rule consistency:
     input:
-        models=consistency_inputs,
+        models=pair_inputs,
         val="data/splits/val.jsonl",
     output:
         "results/consistency/{backbone}/{run}/{pair}.json",
     params:
-        job=consistency_job,
+        job=job("consistency"),
         script=script("consistency"),
-        model_a=consistency_model_a,
-        model_b=consistency_model_b,
+        model_a=pair_path(0),
+        model_b=pair_path(1),
     threads: job_threads("consistency")
     resources:
         **job_resources("consistency"),

@@ -6,16 +6,16 @@
 
 rule evaluate_extra:
     input:
-        model=extra_model_input,
-        benchmarks=eval_benchmark_files("all"),
+        model=lambda wildcards: extra_model(wildcards)[0],
+        benchmarks=list(PLAN.benchmark_files("all").values()),
     output:
-        summaries=expand("results/extra/eval/{{name}}/{benchmark}.summary.json", benchmark=benchmarks(config, "all")),
-        samples=expand("results/extra/eval/{{name}}/{benchmark}.samples.jsonl", benchmark=benchmarks(config, "all")),
+        summaries=expand("results/extra/eval/{{name}}/{benchmark}.summary.json", benchmark=PLAN.benchmarks()),
+        samples=expand("results/extra/eval/{{name}}/{benchmark}.samples.jsonl", benchmark=PLAN.benchmarks()),
     params:
-        job=extra_eval_job,
+        job=job("evaluate_extra"),
         script=script("evaluate"),
-        model=extra_model_path,
-        benchmarks=eval_benchmark_args("all"),
+        model=lambda wildcards: extra_model(wildcards)[1],
+        benchmarks=PLAN.benchmark_args("all"),
         out_dir="results/extra/eval/{name}",
     threads: job_threads("evaluate")
     resources:
@@ -36,10 +36,10 @@ rule consistency_extra:
     output:
         "results/extra/consistency/{name}.json",
     params:
-        job=extra_consistency_job,
+        job=job("consistency_extra"),
         script=script("consistency"),
-        model_a=extra_base_dir,
-        model_b=extra_model_path,
+        model_a=extra_base,
+        model_b=lambda wildcards: extra_model(wildcards)[1],
     threads: job_threads("consistency")
     resources:
         **job_resources("consistency"),
@@ -54,7 +54,7 @@ rule consistency_extra:
 
 rule table_extra:
     input:
-        results=extra_results(),
+        results=PLAN.extra_results(),
         code=plotting_code("table"),
     output:
         csv="results/extra/extra_models.csv",
@@ -62,7 +62,7 @@ rule table_extra:
         tex="results/extra/extra_models.tex",
         provenance="results/extra/extra_models.provenance.json",
     params:
-        job=as_arg({"seed": config["seed"], "table": "extra", "benchmarks": benchmarks(config, "all")}),
+        job=job("table_extra"),
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
     threads: job_threads("table", 1)
     resources:

@@ -4,14 +4,14 @@
 
 rule figure1:
     input:
-        **fig1_inputs(),
+        **PLAN.fig1_inputs(),
         code=plotting_code("figure1"),
     output:
         pdf=report("figures/fig1.pdf", caption="../report/fig1.rst", category="Figures"),
         png="figures/fig1.png",
         provenance="figures/fig1.provenance.json",
     params:
-        job=fig1_job,
+        job=job("figure1"),
     threads: job_threads("figure1", 1)
     resources:
         **job_resources("figure1"),
@@ -26,14 +26,14 @@ rule figure1:
 
 rule figure2:
     input:
-        consistency=consistency_results(),
+        consistency=PLAN.consistency_results(),
         code=plotting_code("figure2"),
     output:
         pdf=report("figures/fig2.pdf", caption="../report/fig2.rst", category="Figures"),
         png="figures/fig2.png",
         provenance="figures/fig2.provenance.json",
     params:
-        job=figure_job,
+        job=job("figure2"),
     threads: job_threads("figure2", 1)
     resources:
         **job_resources("figure2"),
@@ -48,14 +48,14 @@ rule figure2:
 
 rule figure3:
     input:
-        rl_metrics=rl_metrics(gift_vs_sft_runs(config, rl_runs(config))),
+        rl_metrics=PLAN.rl_metrics(PLAN.compared_runs()),
         code=plotting_code("figure3"),
     output:
         pdf=report("figures/fig3.pdf", caption="../report/fig3.rst", category="Figures"),
         png="figures/fig3.png",
         provenance="figures/fig3.provenance.json",
     params:
-        job=figure_job,
+        job=job("figure3"),
     threads: job_threads("figure3", 1)
     resources:
         **job_resources("figure3"),
@@ -70,7 +70,7 @@ rule figure3:
 
 rule table:
     input:
-        results=table_inputs,
+        results=lambda wildcards: PLAN.table_inputs(int(wildcards.n)),
         code=plotting_code("table"),
     output:
         csv=report("results/tables/table{n}.csv", caption="../report/tables.rst", category="Tables"),
@@ -78,7 +78,7 @@ rule table:
         tex="results/tables/table{n}.tex",
         provenance="results/tables/table{n}.provenance.json",
     params:
-        job=table_job,
+        job=job("table"),
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
     threads: job_threads("table", 1)
     resources:
@@ -94,8 +94,8 @@ rule table:
 rule rl_gain:
     # What GRPO adds to each SFT/GIFT initialisation, paired over problems (same sampling seeds).
     input:
-        pre=[eval_samples("sft", bb, run, bench) for bb, run, bench in rl_gain_pairs()],
-        post=[eval_samples("rl", bb, run, bench) for bb, run, bench in rl_gain_pairs()],
+        pre=PLAN.rl_gain_samples("sft"),
+        post=PLAN.rl_gain_samples("rl"),
         code=plotting_code("rl_gain"),
     output:
         csv=report("results/tables/rl_gain.csv", caption="../report/rl_gain.rst", category="Tables"),
@@ -103,7 +103,7 @@ rule rl_gain:
         tex="results/tables/rl_gain.tex",
         provenance="results/tables/rl_gain.provenance.json",
     params:
-        job=rl_gain_job,
+        job=job("rl_gain"),
         stem=lambda wildcards, output: output.csv[: -len(".csv")],
     threads: job_threads("rl_gain", 1)
     resources:
@@ -118,15 +118,15 @@ rule rl_gain:
 
 rule claims:
     input:
-        rl=final_evals(),  # Tables 1 and 2: reasoning and out-of-distribution
-        pre_rl=pre_rl_evals(),
-        consistency=consistency_results(),
+        rl=PLAN.final_evals(),  # Tables 1 and 2: reasoning and out-of-distribution
+        pre_rl=PLAN.pre_rl_evals(),
+        consistency=PLAN.consistency_results(),
         code=plotting_code("claims"),
     output:
         claims=report("results/tables/claims.md", caption="../report/claims.rst", category="Summary"),
         provenance="results/tables/claims.provenance.json",
     params:
-        job=figure_job,
+        job=job("claims"),
     threads: job_threads("claims", 1)
     resources:
         **job_resources("claims"),
@@ -142,13 +142,13 @@ rule claims:
 rule summary:
     # Small flat files for `dvc metrics show/diff` and `dvc plots show/diff` (dvc.yaml).
     input:
-        sft=sft_metrics(gift_vs_sft_runs(config, rl_runs(config))),
-        rl=[eval_summary("rl", bb, r) for bb in ACTIVE_BACKBONES for r in gift_vs_sft_runs(config, rl_runs(config))],
+        sft=PLAN.sft_metrics(PLAN.compared_runs()),
+        rl=PLAN.main_rl_evals(),
         code=plotting_code("summary"),
     output:
         **SUMMARY,
     params:
-        job=figure_job,
+        job=job("summary"),
     threads: job_threads("summary", 1)
     resources:
         **job_resources("summary"),

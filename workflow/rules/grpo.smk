@@ -3,9 +3,9 @@
 
 rule grpo:
     input:
-        init=grpo_init_input,
+        init=lambda wildcards: grpo_init(wildcards)[0],
         rl="data/splits/rl.jsonl",
-        dynamics=grpo_dynamics_input,
+        dynamics=lambda wildcards: PLAN.dynamics_benchmark(wildcards.run),
     output:
         model=directory("models/rl/{backbone}/{run}"),
         metrics="results/rl/{backbone}/{run}/metrics.json",
@@ -13,10 +13,10 @@ rule grpo:
         tensorboard=directory("results/rl/{backbone}/{run}/tensorboard"),
         steps="results/steps/rl/{backbone}/{run}.csv",
     params:
-        job=grpo_job,
+        job=job("grpo"),
         launch=launcher("grpo"),
         script=script("grpo"),
-        init=grpo_init_param,
+        init=lambda wildcards: grpo_init(wildcards)[1],
         work="work/rl/{backbone}/{run}",
         dynamics=lambda wildcards, input: f"--dynamics-benchmark {input.dynamics}" if input.dynamics else "",
     threads: job_threads("grpo")

@@ -9,44 +9,44 @@
 
 rule phase_world:
     input:
-        PHASE_OUTPUTS["world"](),
+        PLAN.phase_outputs("world", TINY_BENCHMARKS),
 
 
 rule phase_base:
     input:
-        PHASE_OUTPUTS["base"](),
+        PLAN.phase_outputs("base", TINY_BENCHMARKS),
 
 
 rule phase_split:
     input:
-        PHASE_OUTPUTS["split"](),
+        PLAN.phase_outputs("split", TINY_BENCHMARKS),
 
 
 rule phase_sft:
     input:
-        PHASE_OUTPUTS["sft"](),
+        PLAN.phase_outputs("sft", TINY_BENCHMARKS),
 
 
 rule phase_grpo:
     input:
-        PHASE_OUTPUTS["grpo"](),
+        PLAN.phase_outputs("grpo", TINY_BENCHMARKS),
 
 
 rule phase_eval:
     input:
-        PHASE_OUTPUTS["eval"](),
+        PLAN.phase_outputs("eval", TINY_BENCHMARKS),
 
 
 rule phase_analysis:
     input:
-        PHASE_OUTPUTS["analysis"](),
+        PLAN.phase_outputs("analysis", TINY_BENCHMARKS),
 
 
 rule phase_figures:
     input:
-        PHASE_OUTPUTS["figures"](),
+        PLAN.phase_outputs("figures", TINY_BENCHMARKS),
 
 
 rule phase_all:
     input:
-        phase_all_outputs(),
+        PLAN.grid_outputs(TINY_BENCHMARKS),

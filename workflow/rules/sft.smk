@@ -1,11 +1,11 @@
 # SFT: one job per (backbone, run); a run is an objective, GIFT at one β, or Direct SFT
-# (giftlab.config.run_name / objective_of).
+# (giftlab.plan.RunSpec).
 
 
 rule sft:
     input:
-        base=base_model_input,
-        train=sft_train_input,
+        base=base_input,
+        train=lambda wildcards: PLAN.sft_train_files(wildcards.run),
         val="data/splits/val.jsonl",
     output:
         model=directory("models/sft/{backbone}/{run}"),
@@ -14,10 +14,10 @@ rule sft:
         tensorboard=directory("results/sft/{backbone}/{run}/tensorboard"),
         steps="results/steps/sft/{backbone}/{run}.csv",
     params:
-        job=sft_job,
+        job=job("sft"),
         launch=launcher("sft"),
         script=script("sft"),
-        base=base_model_param,
+        base=base_dir,
         work="work/sft/{backbone}/{run}",
     threads: job_threads("sft")
     resources:

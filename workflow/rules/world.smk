@@ -10,7 +10,7 @@ rule world:
         benchmarks=expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS),
         summary="results/world.json",
     params:
-        job=world_job,
+        job=job("world"),
         script=script("make_world"),
         bench_dir=lambda wildcards, output: os.path.dirname(output.benchmarks[0]),
     threads: job_threads("world", 1)
@@ -34,7 +34,7 @@ rule pretrain_base:
         model=directory("models/base/{backbone}"),
         metrics="results/pretrain/{backbone}.json",
     params:
-        job=pretrain_job,
+        job=job("pretrain_base"),
         script=script("pretrain_base"),
         work="work/pretrain/{backbone}",
     threads: job_threads("pretrain_base")

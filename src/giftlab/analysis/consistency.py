@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from giftlab.data import tokenize_sft_example
+from giftlab.stats import ratio_bootstrap_ci
 from giftlab.training.sft import PadCollator, response_positions
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
@@ -217,18 +218,6 @@ def _response_states(model, batch: Mapping[str, torch.Tensor], mask: torch.Tenso
     return hidden[:, :-1][mask.to(hidden.device)], None
 
 
-def _ratio_ci(sums: np.ndarray, counts: np.ndarray, n_resamples: int, seed: int,
-              alpha: float = 0.05) -> list[float]:
-    """Percentile bootstrap (examples resampled) of the pooled token mean sum(sums)/sum(counts)."""
-    if n_resamples <= 0 or len(sums) < 2:
-        return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(sums), size=(n_resamples, len(sums)))
-    ratios = sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1)
-    lo, hi = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
-    return [float(lo), float(hi)]
-
-
 @torch.no_grad()
 def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
                          ks: Sequence[int] = DEFAULT_KS, chunk_size: int = 1024,
@@ -285,7 +274,7 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
     arr = {name: np.asarray(v, dtype=np.float64)[keep] for name, v in sums.items()}
 
     def mean_ci(name: str) -> tuple[float, list[float]]:
-        return float(arr[name].sum() / cnt.sum()), _ratio_ci(arr[name], cnt, ci_resamples, seed)
+        return float(arr[name].sum() / cnt.sum()), list(ratio_bootstrap_ci(arr[name], cnt, ci_resamples, seed))
 
     out: dict[str, Any] = {"n_examples": int(keep.sum()), "n_tokens": int(cnt.sum())}
     out["kl"], out["kl_ci95"] = mean_ci("kl")

@@ -1,4 +1,4 @@
-"""Evaluation: benchmark loaders, generation backends (HF / vLLM), pass@k, the eval runner.
+"""Evaluation: benchmark loaders, generation backends (HF / vLLM), the eval runner (pass@k: ``giftlab.stats``).
 
 Names load lazily (PEP 562): importing one light submodule, e.g. ``giftlab.evaluation.choice`` for the tiny
 world, does not import the generation backends, so code that needs only that submodule depends on it alone.
@@ -10,6 +10,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "benchmarks": ("BENCHMARKS", "load_benchmark", "load_jsonl_records", "register"),
     "generation": ("Generator", "HFGenerator", "Sample", "load_tokenizer", "make_generator", "render_prompt",
                    "sample_seed"),
-    "passk": ("bootstrap_ci", "pass_at_1_ci", "pass_at_k", "pass_at_k_single"),
     "runner": ("evaluate",),
 })

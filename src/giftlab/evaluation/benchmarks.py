@@ -43,6 +43,7 @@ from typing import Any, Callable
 from giftlab.data import read_rows, with_instruction
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
+from giftlab.evaluation.code_prompts import HUMANEVAL_TEMPLATE, MBPP_TEMPLATE, import_lines  # noqa: F401
 from giftlab.evaluation.evalplus import is_release_row, release_record
 from giftlab.rewards.extract import last_boxed
 
@@ -144,13 +145,6 @@ for _name, _kind, _what in (
 
 
 # --------------------------------------------------------------------------- real benchmarks
-
-HUMANEVAL_TEMPLATE = ("Complete the following Python function. Reply with the complete function "
-                      "(with any imports it needs) in a single ```python code block.\n\n"
-                      "```python\n{prompt}```")
-MBPP_TEMPLATE = ("{text}\nYour code should pass these tests:\n\n{tests}\n\n"
-                 "Write the Python function in a single ```python code block.")
-
 
 def hub_rows(hub_id: str, config: str | None, split: str,
              alt_splits: tuple[str, ...] = ()) -> list[dict]:
@@ -286,11 +280,6 @@ def _arc(row, i, **_):
                       labels.index(key))
 
 
-def _import_lines(code: str) -> str:
-    return "\n".join(line for line in code.splitlines()
-                     if re.match(r"\s*(import|from)\s+\S", line) and not line.startswith(" "))
-
-
 def _humaneval_plus(row, i, **_):
     if is_release_row(row):  # EvalPlus release (base_input/plus_input): scored input by input
         return release_record(row, i, "humaneval")
@@ -299,7 +288,7 @@ def _humaneval_plus(row, i, **_):
     return {"id": str(_get(row, "task_id", default=f"humaneval_plus-{i}")),
             "prompt": HUMANEVAL_TEMPLATE.format(prompt=prompt), "gold": "", "kind": "code",
             "tests": f"{test}\n\ncheck({entry})\n", "entry_point": entry,
-            "setup": _import_lines(prompt), "prefix": prompt}
+            "setup": import_lines(prompt), "prefix": prompt}
 
 
 def _mbpp_plus(row, i, **_):

@@ -51,6 +51,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from giftlab.evaluation.code_prompts import HUMANEVAL_TEMPLATE, MBPP_TEMPLATE, import_lines
 from giftlab.evaluation.sandbox import DEFAULT_LIMITS, run_program
 
 __all__ = ["DEFAULT_MIN_TIME_LIMIT", "DEFAULT_GT_TIME_LIMIT_FACTOR", "is_release_row", "release_record",
@@ -77,11 +78,6 @@ def is_evalplus_record(record: dict) -> bool:
     return isinstance(record, dict) and record.get("base_inputs") is not None
 
 
-def _import_lines(code: str) -> str:
-    return "\n".join(line for line in code.splitlines()
-                     if re.match(r"\s*(import|from)\s+\S", line) and not line.startswith(" "))
-
-
 def _mbpp_text_and_tests(prompt: str, assertion: str | None) -> tuple[str, list[str]]:
     """The task sentence and the example asserts of an MBPP+ release prompt (a docstring holding the
     sentence and the first original assert); the asserts come from ``assertion`` when present."""
@@ -103,7 +99,6 @@ def release_record(row: dict, i: int, dataset: str) -> dict:
 
     Raises ``ValueError`` naming the bad field (the loader adds the file and the row).
     """
-    from giftlab.evaluation.benchmarks import HUMANEVAL_TEMPLATE, MBPP_TEMPLATE
 
     if dataset not in DATASETS:
         raise ValueError(f"unknown EvalPlus dataset {dataset!r}")
@@ -128,7 +123,7 @@ def release_record(row: dict, i: int, dataset: str) -> dict:
     prompt, tid = str(row["prompt"]), row["task_id"]
     if dataset == "humaneval":
         rid = str(tid)
-        rec = {"prompt": HUMANEVAL_TEMPLATE.format(prompt=prompt), "setup": _import_lines(prompt),
+        rec = {"prompt": HUMANEVAL_TEMPLATE.format(prompt=prompt), "setup": import_lines(prompt),
                "prefix": prompt}
     else:
         rid = str(tid) if str(tid).startswith("Mbpp/") else f"Mbpp/{tid}"

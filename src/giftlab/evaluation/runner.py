@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from giftlab.evaluation.generation import Generator
-from giftlab.evaluation.passk import pass_at_1_ci, pass_at_k
+from giftlab.stats import pass_at_1_ci, pass_at_k
 
 # grade_fn(responses, golds) -> results with .correct, .extracted, .timed_out (and optional .error,
 # .detail), e.g. giftlab.rewards.GradingPool(...).grade_many. A grade_fn with a true

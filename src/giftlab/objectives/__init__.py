@@ -7,7 +7,7 @@
 
 Registered: sft, sft_entropy, sft_ls, sft_kd, dft, asft, psft, gift (definitions in each module's docstrings,
 following the project's objectives spec). Memory-efficient head from hidden states: ``chunked_loss`` /
-``loss_head`` (module ``chunked``). Adding an objective: one function decorated with ``@register(...)`` in a
+``loss_head`` (package ``heads``). Adding an objective: one function decorated with ``@register(...)`` in a
 module imported below, and one test.
 """
 
@@ -25,7 +25,7 @@ from . import sft as _sft  # noqa: F401  (registers sft, sft_entropy, sft_ls, sf
 from . import dft as _dft  # noqa: F401  (registers dft, asft)
 from . import psft as _psft  # noqa: F401  (registers psft)
 from . import gift as _gift  # noqa: F401  (registers gift)
-from .chunked import BACKENDS, chunked_loss, default_chunk_size, loss_head, plain_loss
+from .heads import BACKENDS, chunked_loss, default_chunk_size, loss_head, plain_loss
 from .gift import gift_target
 
 __all__ = [

@@ -67,6 +67,8 @@ class ObjectiveSpec:
     name: str
     fn: Callable[..., Tensor]
     defaults: Mapping[str, Any]
+    label: str = ""  # the paper's row label (Tables 1-4, claims); default: the name
+    beta_swept: bool = False  # one SFT run per β of sft.gift_betas (GIFT), else one run
     needs_ref: bool = False
     needs_old: bool = False
     full_vocab: bool = True  # has terms over the whole vocabulary (chunking saves the most there)
@@ -83,6 +85,8 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {}
 def register(
     name: str,
     *,
+    label: str | None = None,
+    beta_swept: bool = False,
     defaults: Mapping[str, Any] | None = None,
     needs_ref: bool = False,
     needs_old: bool = False,
@@ -93,7 +97,12 @@ def register(
     diag_fn: Callable[..., dict] | None = None,
     value_and_grad: Callable[..., tuple] | None = None,
 ):
-    """Decorator: register ``fn(batch, **hparams) -> [N]`` under ``name``."""
+    """Decorator: register ``fn(batch, **hparams) -> [N]`` under ``name``.
+
+    The registry is the one list of objectives: the config's ``sft.methods`` / ``sft.objective_params`` are
+    checked against it, the grid makes one run per objective (``beta_swept``: one per β of ``sft.gift_betas``),
+    and the reports label its runs ``label``.
+    """
 
     def deco(fn):
         if name in OBJECTIVES:
@@ -102,6 +111,8 @@ def register(
             name=name,
             fn=fn,
             defaults=dict(defaults or {}),
+            label=label or name,
+            beta_swept=beta_swept,
             needs_ref=needs_ref,
             needs_old=needs_old,
             full_vocab=full_vocab,

@@ -26,7 +26,7 @@ def _dft_vg(batch: TokenBatch):
     return -w * logq_y, ce_grad_(g, batch.labels, w[:, None])
 
 
-@register("dft", full_vocab=False, value_and_grad=_dft_vg)
+@register("dft", label="DFT", full_vocab=False, value_and_grad=_dft_vg)
 def dft(batch: TokenBatch) -> Tensor:
     """DFT: l = -sg(pi_theta(y*)) * log pi_theta(y*); the weight is the current student's probability, detached
     (gradient = -grad pi_theta(y*))."""
@@ -67,6 +67,7 @@ def _asft_diag(batch: TokenBatch, **hp):
 
 @register(
     "asft",
+    label="ASFT",
     defaults={"lambda": 0.05, "kl_direction": "forward"},
     aliases={"lam": "lambda"},
     needs_ref=True,

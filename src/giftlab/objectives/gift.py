@@ -105,6 +105,8 @@ def _gift_diag(batch: TokenBatch, **hp):
 
 @register(
     "gift",
+    label="GIFT",
+    beta_swept=True,
     defaults={"beta": 20.0, "variant": "exact", "smooth_lambda": 0.0},
     needs_ref=True,
     validate=all_of(

@@ -45,6 +45,7 @@ def _psft_diag(batch: TokenBatch, **hp):
 
 @register(
     "psft",
+    label="PSFT",
     defaults={"eps_low": 0.2, "eps_high": 0.28, "snapshot_every": 8},
     needs_old=True,
     full_vocab=False,

@@ -34,7 +34,7 @@ def _sft_vg(batch: TokenBatch):
     return loss, ce_grad_(g, batch.labels)
 
 
-@register("sft", full_vocab=False, value_and_grad=_sft_vg)
+@register("sft", label="SFT", full_vocab=False, value_and_grad=_sft_vg)
 def sft(batch: TokenBatch) -> Tensor:
     """Plain SFT: l = -log pi_theta(y*)."""
     return F.cross_entropy(upcast(batch.logits), batch.labels, reduction="none")
@@ -66,6 +66,7 @@ def _ent_diag(batch: TokenBatch, **hp):
 
 @register(
     "sft_entropy",
+    label="SFT + Entropy",
     defaults={"lambda": 0.01},
     aliases={"lam": "lambda"},
     validate=check_range("sft_entropy", "lambda", lo=0.0),
@@ -96,6 +97,7 @@ def _ls_vg(batch: TokenBatch, **hp):
 
 @register(
     "sft_ls",
+    label="SFT + Label Smoothing",
     defaults={"lambda": 0.01},
     aliases={"lam": "lambda"},
     validate=check_range("sft_ls", "lambda", lo=0.0, hi=1.0),
@@ -137,6 +139,7 @@ def _kl_diag(batch: TokenBatch, **hp):
 
 @register(
     "sft_kd",
+    label="SFT + KD",
     defaults={"alpha": 0.1},
     needs_ref=True,
     validate=check_range("sft_kd", "alpha", lo=0.0),

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from giftlab.io import write_text_atomic
-from giftlab.reporting.tables import STAGE_PAIRS, job_field, run_sort_key, split_run, strategy_label
+from giftlab.reporting.runs import RunSpecs
+from giftlab.reporting.tables import STAGE_PAIRS, job_field
 
 AGREE, DISAGREE, INCONCLUSIVE, MIXED, NO_DATA = "agree", "disagree", "inconclusive", "mixed", "no data"
 
@@ -83,14 +84,18 @@ def overall(checks: Sequence[Mapping[str, Any]]) -> str:
     return kinds.pop() if len(kinds) == 1 else MIXED
 
 
-def _gift_sft_pairs(index: Mapping[tuple, Mapping[str, Any]]) -> list[tuple[tuple, str, tuple]]:
-    """``(rest_of_key, gift_run, sft_key)`` for every GIFT record whose SFT counterpart exists.
-    Keys are ``(backbone, run, *rest)``."""
+def _gift_sft_pairs(index: Mapping[tuple, Mapping[str, Any]], specs: RunSpecs) -> list[tuple[tuple, str, tuple]]:
+    """``(gift_key, gift_run, sft_key)`` for every GIFT record whose plain-SFT counterpart exists.
+    Keys are ``(backbone, run, *rest)``; which run is GIFT and which plain SFT comes from ``specs``."""
+    sft_runs = [r for r in specs.table if specs.strategy(r) == "sft"]
     out = []
-    for key in sorted(index, key=lambda k: (k[0], run_sort_key(k[1]), k[2:])):
+    for key in sorted(index, key=lambda k: (k[0], specs.sort_key(k[1]), k[2:])):
         bb, run, rest = key[0], key[1], key[2:]
-        if split_run(run)[0] == "gift" and (bb, "sft", *rest) in index:
-            out.append((key, run, (bb, "sft", *rest)))
+        if specs.strategy(run) != "gift":
+            continue
+        for sft in sft_runs:
+            if (bb, sft, *rest) in index:
+                out.append((key, run, (bb, sft, *rest)))
     return out
 
 
@@ -112,12 +117,13 @@ def _pct(x: float) -> str:
 
 # ---------------------------------------------------------------- the claims
 
-def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1") -> dict[str, Any]:
+def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
+                         run_specs=None) -> dict[str, Any]:
     """Claim 1 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β."""
     recs = [r for r in rl_summaries if job_field(r, "stage") == "rl"]
     idx = _index(recs, ("backbone", "run", "benchmark"))
     checks = []
-    for gkey, run, skey in _gift_sft_pairs(idx):
+    for gkey, run, skey in _gift_sft_pairs(idx, RunSpecs(run_specs)):
         g, s = idx[gkey], idx[skey]
         if g.get(metric) is None or s.get(metric) is None:
             continue
@@ -133,14 +139,14 @@ def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str 
 
 
 def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
-                                ks: Sequence[int] = (1, 2, 4, 8)) -> dict[str, Any]:
+                                ks: Sequence[int] = (1, 2, 4, 8), run_specs=None) -> dict[str, Any]:
     """Claim 2 from pre-RL summaries (stage ``sft``): per backbone × GIFT β, the advantage
     Δ_k = GIFT − SFT (mean over the shared benchmarks) at the largest available k minus at the
     smallest; noise scale = the pass@1 difference noise (heuristic, see the module docstring)."""
     recs = [r for r in pre_rl_summaries if job_field(r, "stage") == "sft"]
     idx = _index(recs, ("backbone", "run", "benchmark"))
     grouped: dict[tuple[str, str], list[tuple[Mapping, Mapping]]] = {}
-    for gkey, run, skey in _gift_sft_pairs(idx):
+    for gkey, run, skey in _gift_sft_pairs(idx, RunSpecs(run_specs)):
         grouped.setdefault((gkey[0], run), []).append((idx[gkey], idx[skey]))
     checks = []
     for (bb, run), pairs in grouped.items():
@@ -164,13 +170,13 @@ def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
     return _claim("passk_advantage_grows", checks)
 
 
-def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=None) -> dict[str, Any]:
     """Claim 3 from consistency results: per backbone × stage pair × GIFT β, cos (↑, point
     estimate), L2 (↓, point estimate), KL (↓, with ``kl_ci95``) and top-K overlap (↑, with
     ``topk_overlap_ci95``)."""
     idx = _index(records, ("backbone", "run", "stage_pair"))
     checks = []
-    for gkey, run, skey in _gift_sft_pairs(idx):
+    for gkey, run, skey in _gift_sft_pairs(idx, RunSpecs(run_specs)):
         g, s = idx[gkey], idx[skey]
         pair = STAGE_PAIRS.get(gkey[2], gkey[2])
         for metric, higher, ci_key in (("cos", True, None), ("l2", False, None), ("kl", False, "kl_ci95")):
@@ -206,13 +212,16 @@ def _claim(cid: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate_claims(rl_summaries: Iterable[Mapping[str, Any]] = (),
                     pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
-                    consistency: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
-    """All three claims as ``[{"id", "title", "paper", "verdict", "checks": [...]}, ...]``."""
-    return [claim_gift_beats_sft(rl_summaries), claim_passk_advantage_grows(pre_rl_summaries),
-            claim_gift_more_consistent(consistency)]
+                    consistency: Iterable[Mapping[str, Any]] = (), run_specs=None) -> list[dict[str, Any]]:
+    """All three claims as ``[{"id", "title", "paper", "verdict", "checks": [...]}, ...]``; ``run_specs``: the
+    plan's run table (which runs are GIFT and which plain SFT)."""
+    return [claim_gift_beats_sft(rl_summaries, run_specs=run_specs),
+            claim_passk_advantage_grows(pre_rl_summaries, run_specs=run_specs),
+            claim_gift_more_consistent(consistency, run_specs=run_specs)]
 
 
-def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
+def claims_markdown(claims: Sequence[Mapping[str, Any]], run_specs=None) -> str:
+    specs = RunSpecs(run_specs)
     lines = ["# Paper claims vs this run", "",
              "Verdicts: **agree** / **disagree** = the difference points the paper's way / the other way by "
              "more than its noise (95% bootstrap CIs combined as sqrt(h₁² + h₂²)); **inconclusive** = within "
@@ -225,7 +234,7 @@ def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
         lines += ["| backbone | GIFT run | comparison | GIFT | SFT | Δ | noise | verdict |",
                   "| :--- | :--- | :--- | ---: | ---: | ---: | :--- | :--- |"]
         for ch in c["checks"]:
-            cells = [ch["backbone"], strategy_label(ch["run"]), ch["what"], ch["gift"], ch["sft"],
+            cells = [ch["backbone"], specs.label(ch["run"]), ch["what"], ch["gift"], ch["sft"],
                      ch["delta"], ch["noise"], ch["verdict"]]
             lines.append("| " + " | ".join(str(x).replace("|", r"\|") for x in cells) + " |")
         lines.append("")
@@ -234,8 +243,8 @@ def claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
 
 def write_claims(path: str | Path, rl_summaries: Iterable[Mapping[str, Any]] = (),
                  pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
-                 consistency: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+                 consistency: Iterable[Mapping[str, Any]] = (), run_specs=None) -> list[dict[str, Any]]:
     """Evaluate the claims and write them as markdown (atomically); return the claim dicts."""
-    claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency)
-    write_text_atomic(path, claims_markdown(claims))
+    claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency, run_specs)
+    write_text_atomic(path, claims_markdown(claims, run_specs))
     return claims

@@ -12,7 +12,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from giftlab.config import beta_of, parse_run  # noqa: E402
+from giftlab.reporting.runs import RunSpecs  # noqa: E402
 from giftlab.reporting.tables import job_field  # noqa: E402
 
 
@@ -43,6 +43,11 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
         curves = {run: ([e["epoch"] for e in m["epochs"]], [e["val_loss"] for e in m["epochs"]])
                   for run, m in runs.items()}
         data.setdefault(bb, {})["val_loss"] = curves
+        beta = {run: m["provenance"]["config"].get("beta") for run, m in runs.items()}
+        data[bb]["methods"] = {run: (m["provenance"]["config"].get("method"),
+                                     math.inf if beta[run] is None else beta[run]) for run, m in runs.items()}
+    trained = {(rec["provenance"]["config"]["backbone"], rec["provenance"]["config"]["run"]): rec["provenance"]["config"]
+               for rec in sft_metrics}  # each SFT run's job: its method and β
     grouped: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     for rec in rl_evals:
         job = rec["provenance"]["config"]
@@ -50,7 +55,9 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
     for bb, runs in grouped.items():
         points = []
         for run, summaries in runs.items():
-            points.append({"run": run, "method": parse_run(run)[0], "beta": beta_of(run),
+            job = trained.get((bb, run), {})
+            beta = job.get("beta")
+            points.append({"run": run, "method": job.get("method"), "beta": math.inf if beta is None else beta,
                            "benchmarks": sorted(s["provenance"]["config"]["benchmark"] for s in summaries),
                            **mean_pass1(summaries)})
         data.setdefault(bb, {})["rl_pass1"] = sorted(points, key=lambda p: p["beta"])
@@ -84,9 +91,10 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
     fig, axes = plt.subplots(2, len(backbones), figsize=(4.2 * len(backbones), 6.4), squeeze=False)
     for col, bb in enumerate(backbones):
         ax = axes[0][col]
+        methods = data.get(bb, {}).get("methods", {})
         for run, (epochs, losses) in sorted(data.get(bb, {}).get("val_loss", {}).items(),
-                                            key=lambda kv: beta_of(kv[0])):
-            style = dict(color="black", lw=2) if parse_run(run)[0] == "sft" else dict(lw=1.2)
+                                            key=lambda kv: methods.get(kv[0], (None, math.inf))[1]):
+            style = dict(color="black", lw=2) if methods.get(run, (None,))[0] == "sft" else dict(lw=1.2)
             ax.plot(epochs, losses, marker="o", label=run, **style)
         ax.set(title=f"({chr(97 + col)}) {bb}: SFT validation loss", xlabel="epoch", ylabel="val CE (nats/token)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -121,43 +129,37 @@ STAGE_PAIR_LABELS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
 STAGE_PAIR_STYLES = {"base_sft": "-", "sft_rl": "--"}
 
 
-def _method_beta(run: str) -> tuple[str | None, float | None]:
-    """(method, β) of a run name; (None, None) for a name outside the run grammar."""
-    try:
-        return parse_run(run)
-    except Exception:
-        return None, None
-
-
-def _keep(run: str, runs: Sequence[str] | None) -> bool:
+def _keep(run: str, runs: Sequence[str] | None, specs: RunSpecs) -> bool:
     """``runs`` given: exactly those; else the paper's comparison, plain SFT and every GIFT β."""
     if runs is not None:
         return run in runs
-    return _method_beta(run)[0] in ("sft", "gift")
+    return specs.strategy(run) in ("sft", "gift")
 
 
-def _run_order(run: str) -> tuple:
+def _run_order(specs: RunSpecs):
     """Plain SFT first, then GIFT by β, then anything else by name."""
-    method, beta = _method_beta(run)
-    if method == "sft" and beta is None:
-        return (0, 0.0, run)
-    if method == "gift":
-        return (1, beta if beta is not None else math.inf, run)
-    return (2, 0.0, run)
+    def key(run: str) -> tuple:
+        strategy, beta = specs.strategy(run), specs.beta(run)
+        if strategy == "sft" and beta is None:
+            return (0, 0.0, run)
+        if strategy == "gift":
+            return (1, beta if beta is not None else math.inf, run)
+        return (2, 0.0, run)
+    return key
 
 
-def _run_styles(runs) -> dict[str, dict[str, Any]]:
+def _run_styles(runs, specs: RunSpecs) -> dict[str, dict[str, Any]]:
     """Colour and label per run: plain SFT black; GIFT runs along a colour map by β (legend: β)."""
-    runs = sorted(set(runs), key=_run_order)
-    gift = [r for r in runs if _method_beta(r)[0] == "gift"]
+    runs = sorted(set(runs), key=_run_order(specs))
+    gift = [r for r in runs if specs.strategy(r) == "gift"]
     cmap = plt.get_cmap("viridis")
     styles: dict[str, dict[str, Any]] = {}
     others = iter(plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C1"]))
     for run in runs:
-        method, beta = _method_beta(run)
-        if method == "sft" and beta is None:
+        strategy, beta = specs.strategy(run), specs.beta(run)
+        if strategy == "sft" and beta is None:
             styles[run] = {"color": "black", "label": "SFT", "lw": 2.0}
-        elif method == "gift":
+        elif strategy == "gift":
             i = gift.index(run)
             frac = 0.15 + 0.7 * (i / max(1, len(gift) - 1)) if len(gift) > 1 else 0.45
             styles[run] = {"color": cmap(frac), "label": f"GIFT β={beta:g}" if beta is not None else "GIFT",
@@ -184,19 +186,21 @@ def _empty_panel(ax, title: str) -> None:
     ax.set_title(title)
 
 
-def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | None = None
+def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | None = None, run_specs=None
               ) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """Per backbone → run → stage pair: ``{"k": [...], "overlap": [...], "ci": [[lo, hi], ...]}``.
 
     ``consistency``: records written by ``scripts/consistency.py`` (``topk_overlap`` {"K": value},
     ``topk_overlap_ci95`` {"K": [lo, hi]}, ``stage_pair``; backbone and run from the provenance
-    config). ``runs``: the runs to keep (default: plain SFT and every GIFT β).
+    config). ``runs``: the runs to keep (default: plain SFT and every GIFT β of ``run_specs``, the plan's run
+    table).
     """
+    specs = RunSpecs(run_specs)
     data: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for rec in consistency:
         bb, run = job_field(rec, "backbone"), job_field(rec, "run")
         pair = rec.get("stage_pair") or job_field(rec, "stage_pair")
-        if not _keep(run, runs):
+        if not _keep(run, runs, specs):
             continue
         overlap = rec.get("topk_overlap") or {}
         cis = rec.get("topk_overlap_ci95") or {}
@@ -208,7 +212,7 @@ def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | No
 
 
 def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
-            ci: bool = True) -> dict:
+            ci: bool = True, run_specs=None) -> dict:
     """Figure 2: top-K token overlap between consecutive stages, per backbone.
 
     x = K (log scale), y = the token-mean fraction of the K most likely tokens shared by the two
@@ -218,8 +222,9 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
     """
     from matplotlib.lines import Line2D
 
-    data = fig2_data(consistency, runs)
-    styles = _run_styles([run for bb in backbones for run in data.get(bb, {})])
+    specs = RunSpecs(run_specs)
+    data = fig2_data(consistency, runs, specs)
+    styles = _run_styles([run for bb in backbones for run in data.get(bb, {})], specs)
     fig, axes = _panel_row(len(backbones))
     for col, bb in enumerate(backbones):
         ax = axes[col]
@@ -229,7 +234,7 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
             _empty_panel(ax, title)
             continue
         pairs_seen = set()
-        for run in sorted(per_run, key=_run_order):
+        for run in sorted(per_run, key=_run_order(specs)):
             st = styles[run]
             for pair in ("base_sft", "sft_rl"):
                 d = per_run[run].get(pair)
@@ -249,7 +254,7 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set(title=title, xlabel="K", ylabel="top-K overlap")
         handles = [Line2D([], [], color=styles[r]["color"], lw=styles[r]["lw"], label=styles[r]["label"])
-                   for r in sorted(per_run, key=_run_order)]
+                   for r in sorted(per_run, key=_run_order(specs))]
         handles += [Line2D([], [], color="grey", ls=STAGE_PAIR_STYLES[p], label=STAGE_PAIR_LABELS[p])
                     for p in ("base_sft", "sft_rl") if p in pairs_seen]
         ax.legend(handles=handles, fontsize=7)
@@ -258,18 +263,20 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
     return data
 
 
-def fig3_data(rl_metrics: Sequence[Mapping[str, Any]], runs: Sequence[str] | None = None
+def fig3_data(rl_metrics: Sequence[Mapping[str, Any]], runs: Sequence[str] | None = None, run_specs=None
               ) -> dict[str, dict[str, dict[str, list]]]:
     """Per backbone → run: ``{"progress": [...], "pass@1": [...], "ci": [[lo, hi], ...], "step": [...]}``.
 
     ``rl_metrics``: ``results/rl/<backbone>/<run>/metrics.json`` records with a ``"dynamics"`` list
     (``giftlab.training.grpo``); runs without dynamics are left out. Progress is the row's
-    ``progress`` (step / max_steps), else step / the run's final step.
+    ``progress`` (step / max_steps), else step / the run's final step. ``runs`` / ``run_specs``: as
+    :func:`fig2_data`.
     """
+    specs = RunSpecs(run_specs)
     data: dict[str, dict[str, dict[str, list]]] = {}
     for rec in rl_metrics:
         bb, run = job_field(rec, "backbone"), job_field(rec, "run")
-        if not _keep(run, runs):
+        if not _keep(run, runs, specs):
             continue
         rows = sorted(rec.get("dynamics") or [], key=lambda r: r["step"])
         if not rows:
@@ -284,15 +291,16 @@ def fig3_data(rl_metrics: Sequence[Mapping[str, Any]], runs: Sequence[str] | Non
 
 
 def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
-            ci: bool = True, benchmark: str | None = None) -> dict:
+            ci: bool = True, benchmark: str | None = None, run_specs=None) -> dict:
     """Figure 3 / Appendix C: pass@1 across RL training progress, SFT vs GIFT initialisation.
 
     One panel per backbone; x = fraction of the RL steps done, y = pass@1 of the policy at that
     point; one line per run (plain SFT black, GIFT coloured, β in the legend), with optional
     bootstrap bands. A backbone without dynamics gets an empty panel.
     """
-    data = fig3_data(rl_metrics, runs)
-    styles = _run_styles([run for bb in backbones for run in data.get(bb, {})])
+    specs = RunSpecs(run_specs)
+    data = fig3_data(rl_metrics, runs, specs)
+    styles = _run_styles([run for bb in backbones for run in data.get(bb, {})], specs)
     fig, axes = _panel_row(len(backbones))
     on = f" ({benchmark})" if benchmark else ""
     for col, bb in enumerate(backbones):
@@ -302,7 +310,7 @@ def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] 
         if not per_run:
             _empty_panel(ax, title)
             continue
-        for run in sorted(per_run, key=_run_order):
+        for run in sorted(per_run, key=_run_order(specs)):
             d, st = per_run[run], styles[run]
             ax.plot(d["progress"], d["pass@1"], marker="o", ms=3, **st)
             los = [c[0] for c in d["ci"]]

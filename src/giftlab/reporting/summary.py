@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from giftlab.config import beta_of
 from giftlab.io import write_json_atomic
 from giftlab.provenance import write_result
 
@@ -30,8 +29,8 @@ def write_summary(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[M
         entry = {"sft_val_loss": epochs[-1]["val_loss"] if epochs else None}
         if rl is not None:
             entry["pass@1"] = rl["pass@1"]
-            beta = beta_of(run)
-            points.append({"backbone": bb, "run": run, "beta": None if math.isinf(beta) else beta,
+            beta = sft["provenance"]["config"].get("beta")  # the SFT job's β (None: plain SFT, the β → ∞ limit)
+            points.append({"backbone": bb, "run": run, "beta": None if beta is None or math.isinf(beta) else beta,
                            "pass@1": rl["pass@1"]})
         table.setdefault(bb, {})[run] = entry
     summary = {"benchmark": benchmark, **table}

@@ -21,76 +21,17 @@ does not report (or a tiny benchmark) is NaN. ``paper Average`` is always the pa
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from giftlab.config import format_beta, parse_run
 from giftlab.io import write_text_atomic
 from giftlab.reporting import paper_numbers as pn
+from giftlab.reporting.runs import RunSpecs
 
-# ---------------------------------------------------------------- run names -> paper labels
-# The one place run names map to the paper's strategy labels and method classes.
-
-STRATEGY_LABELS = {
-    "direct_sft": "Direct SFT",
-    "direct_rl": "Direct RL",
-    "luffy": "LUFFY",
-    "relift": "ReLIFT",
-    "sft": "SFT",
-    "sft_entropy": "SFT + Entropy",
-    "sft_ls": "SFT + Label Smoothing",
-    "sft_kd": "SFT + KD",
-    "dft": "DFT",
-    "asft": "ASFT",
-    "psft": "PSFT",
-    "gift": "GIFT",
-}
-METHOD_CLASSES = {
-    "direct_sft": "Direct SFT/RL",
-    "direct_rl": "Direct SFT/RL",
-    "luffy": "Unified Paradigms",
-    "relift": "Unified Paradigms",
-}
-DEFAULT_METHOD_CLASS = "SFT-then-RL"
-ROW_ORDER = tuple(STRATEGY_LABELS)  # the paper's row order
 STAGE_PAIRS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
 CONSISTENCY_METRICS = {"cos": "Cos ↑", "l2": "L2 ↓", "kl": "KL ↓"}
-_NON_PAPER_RUN = re.compile(r"^(?P<method>direct_(?:sft|rl)|luffy|relift)$")
-
-
-def split_run(run: str) -> tuple[str, float | None]:
-    """``(method, beta)`` of a run name; also accepts ``direct_sft``/``direct_rl``/``luffy``/``relift``."""
-    if _NON_PAPER_RUN.match(run):
-        return run, None
-    try:
-        return parse_run(run)
-    except ValueError:
-        return run, None
-
-
-def paper_strategy(run: str) -> str:
-    """The paper's row label for a run, without β (``gift-b3`` → ``GIFT``); unknown runs: the name."""
-    return STRATEGY_LABELS.get(split_run(run)[0], run)
-
-
-def strategy_label(run: str) -> str:
-    """Row label in our tables: the paper's label, with β for GIFT runs (``GIFT (β=3)``)."""
-    method, beta = split_run(run)
-    label = STRATEGY_LABELS.get(method, run)
-    return label if beta is None else f"{label} (β={format_beta(beta)})"
-
-
-def method_class(run: str) -> str:
-    return METHOD_CLASSES.get(split_run(run)[0], DEFAULT_METHOD_CLASS)
-
-
-def run_sort_key(run: str) -> tuple:
-    method, beta = split_run(run)
-    order = ROW_ORDER.index(method) if method in ROW_ORDER else len(ROW_ORDER)
-    return (order, math.inf if beta is None else beta, run)
 
 
 def benchmark_column(benchmark: str) -> str:
@@ -151,7 +92,8 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
                     benchmarks: Sequence[str] | None = None, metric: str = "pass@1",
                     paper: bool = False, with_ci: bool = False,
                     backbones: Sequence[str] | None = None,
-                    report_metric: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
+                    report_metric: Mapping[str, Mapping[str, str]] | None = None,
+                    run_specs: Mapping[str, Mapping[str, Any]] | RunSpecs | None = None) -> pd.DataFrame:
     """Post-RL ``metric`` (in %) per (backbone, run) × benchmark, plus the row ``Average``.
 
     Uses the summaries at stage ``rl`` (and ``direct_sft`` at stage ``sft``: Direct SFT has no RL
@@ -159,8 +101,10 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     Average = mean over the benchmark columns, NaN when the row misses one. ``with_ci`` adds
     ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for pass@1 cells).
     ``report_metric`` {backbone: {benchmark: "pass@k"}} reports those cells with another metric (the paper:
-    Llama-3.1-8B's AIME as pass@32); the column ``metric`` then says which cells.
+    Llama-3.1-8B's AIME as pass@32); the column ``metric`` then says which cells. ``run_specs``: the plan's run
+    table (labels, classes, row order; :class:`giftlab.reporting.runs.RunSpecs`).
     """
+    specs = RunSpecs(run_specs)
     recs = [r for r in summaries if _is_post_rl(r)]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
@@ -174,9 +118,9 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     rows = []
     for bb in _backbone_order((k[0] for k in idx), backbones):
         cell_metric = {b: (report_metric.get(bb) or {}).get(b, metric) for b in benches}
-        for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
-            row: dict[str, Any] = {"backbone": bb, "method_class": method_class(run),
-                                   "strategy": strategy_label(run), "run": run}
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
+            row: dict[str, Any] = {"backbone": bb, "method_class": specs.method_class(run),
+                                   "strategy": specs.label(run), "run": run}
             if report_metric:
                 other = [f"{c}: {cell_metric[b]}" for b, c in zip(benches, cols) if cell_metric[b] != metric]
                 row["metric"] = "; ".join([metric, *other])
@@ -190,7 +134,7 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
             row["Average"] = (sum(row[c] for c in cols) / len(cols)) if cols else math.nan
             if paper and paper_table is not None:
                 for col in [*cols, "Average"]:
-                    row[f"paper {col}"] = pn.paper_value(paper_table, bb, paper_strategy(run), col)
+                    row[f"paper {col}"] = pn.paper_value(paper_table, bb, specs.paper_label(run), col)
             rows.append(row)
     columns = ["backbone", "method_class", "strategy", "run", *(["metric"] if report_metric else []), *cols]
     if with_ci:
@@ -205,19 +149,19 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
 
 def table1(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
            paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None,
-           report_metric: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
+           report_metric: Mapping[str, Mapping[str, str]] | None = None, run_specs=None) -> pd.DataFrame:
     """Table 1: post-RL pass@1 (%) on the reasoning benchmarks, per initialisation strategy."""
-    return benchmark_table(summaries, 1, benchmarks, "pass@1", paper, with_ci, backbones, report_metric)
+    return benchmark_table(summaries, 1, benchmarks, "pass@1", paper, with_ci, backbones, report_metric, run_specs)
 
 
 def table2(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
            paper: bool = False, with_ci: bool = False, backbones: Sequence[str] | None = None,
-           report_metric: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
+           report_metric: Mapping[str, Mapping[str, str]] | None = None, run_specs=None) -> pd.DataFrame:
     """Table 2: post-RL pass@1 (%) on the out-of-distribution benchmarks (pass those summaries)."""
-    return benchmark_table(summaries, 2, benchmarks, "pass@1", paper, with_ci, backbones, report_metric)
+    return benchmark_table(summaries, 2, benchmarks, "pass@1", paper, with_ci, backbones, report_metric, run_specs)
 
 
-# ---------------------------------------------------------------- Table 3
+# ---------------------------------------------------------------- checkpoints the pipeline did not train
 
 def extra_models_table(summaries: Iterable[Mapping[str, Any]], benchmarks: Sequence[str] | None = None,
                        consistency: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
@@ -250,27 +194,30 @@ def extra_models_table(summaries: Iterable[Mapping[str, Any]], benchmarks: Seque
     return df
 
 
+# ---------------------------------------------------------------- Table 3
+
 def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4, 8),
            methods: Sequence[str] = ("sft", "gift"), stage: str = "sft",
            benchmarks: Sequence[str] | None = None, paper: bool = False,
-           backbones: Sequence[str] | None = None) -> pd.DataFrame:
+           backbones: Sequence[str] | None = None, run_specs=None) -> pd.DataFrame:
     """Table 3: pass@k (%) before RL (stage ``sft``), averaged over the benchmarks present.
 
     One row per (backbone, run) whose method is in ``methods``; ``pass@<k>`` is the mean over the
     row's benchmarks (NaN when a summary lacks that k, i.e. n_samples < k); ``benchmarks`` names
     them. ``paper`` adds ``paper pass@<k>``.
     """
+    specs = RunSpecs(run_specs)
     recs = [r for r in summaries if job_field(r, "stage") == stage
-            and split_run(_need(r, "run", "table3"))[0] in set(methods)]
+            and specs.strategy(_need(r, "run", "table3")) in set(methods)]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
     idx = _index(recs, ("backbone", "run", "benchmark"), "table3")
     cols = [f"pass@{int(k)}" for k in ks]
     rows = []
     for bb in _backbone_order((k[0] for k in idx), backbones):
-        for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
             mine = [(k[2], rec) for k, rec in idx.items() if k[0] == bb and k[1] == run]
-            row: dict[str, Any] = {"backbone": bb, "strategy": strategy_label(run), "run": run,
+            row: dict[str, Any] = {"backbone": bb, "strategy": specs.label(run), "run": run,
                                    "benchmarks": "+".join(b for b, _ in mine)}
             for col in cols:
                 vals = [rec.get(col) for _, rec in mine]
@@ -278,7 +225,7 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
                             else 100.0 * sum(float(v) for v in vals) / len(vals))
             if paper:
                 for col in cols:
-                    row[f"paper {col}"] = pn.paper_value(3, bb, paper_strategy(run), col)
+                    row[f"paper {col}"] = pn.paper_value(3, bb, specs.paper_label(run), col)
             rows.append(row)
     columns = ["backbone", "strategy", "run", "benchmarks", *cols]
     if paper:
@@ -291,9 +238,10 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
 # ---------------------------------------------------------------- Table 4
 
 def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos", "l2", "kl"),
-           paper: bool = False, backbones: Sequence[str] | None = None) -> pd.DataFrame:
+           paper: bool = False, backbones: Sequence[str] | None = None, run_specs=None) -> pd.DataFrame:
     """Table 4: ``<pair>.<metric>`` (pair ``base_sft`` / ``sft_rl``; metric cos, l2, kl) per
     (backbone, run), from consistency results. Columns only for the stage pairs present."""
+    specs = RunSpecs(run_specs)
     recs = list(records)
     for r in recs:
         pair = _need(r, "stage_pair", "table4")
@@ -304,8 +252,8 @@ def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos"
     cols = [f"{p}.{m}" for p in pairs for m in metrics]
     rows = []
     for bb in _backbone_order((k[0] for k in idx), backbones):
-        for run in sorted({k[1] for k in idx if k[0] == bb}, key=run_sort_key):
-            row: dict[str, Any] = {"backbone": bb, "strategy": strategy_label(run), "run": run}
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
+            row: dict[str, Any] = {"backbone": bb, "strategy": specs.label(run), "run": run}
             for p in pairs:
                 rec = idx.get((bb, run, p))
                 for m in metrics:
@@ -313,7 +261,7 @@ def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos"
                     row[f"{p}.{m}"] = math.nan if v is None else float(v)
             if paper:
                 for col in cols:
-                    row[f"paper {col}"] = pn.paper_value(4, bb, paper_strategy(run), col)
+                    row[f"paper {col}"] = pn.paper_value(4, bb, specs.paper_label(run), col)
             rows.append(row)
     columns = ["backbone", "strategy", "run", *cols] + ([f"paper {c}" for c in cols] if paper else [])
     df = pd.DataFrame(rows, columns=columns)

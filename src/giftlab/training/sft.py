@@ -25,7 +25,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
-from giftlab.objectives import TokenBatch, chunked_loss, default_chunk_size, diagnostic_sums, get_objective
+from giftlab.objectives import TokenBatch, diagnostic_sums, get_objective
+from giftlab.objectives.heads import choose_backend, chunked_loss, head_chunk_size
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import call_with_head, load_gathered, unwrap, vocab_size
@@ -136,14 +137,9 @@ class ObjectiveTrainer(Trainer):
         return out.logits[:, :-1][mask]
 
     def _chunk_size(self, model, n_tokens: int) -> int | None:
-        """None for the plain head; a chunk size for the chunked one (``sft.loss_head``)."""
-        head = unwrap(model).get_output_embeddings()
-        if self.loss_head == "plain" or getattr(head, "bias", None) is not None:
-            return None
-        chunk = default_chunk_size(n_tokens, vocab_size(model))
-        if self.loss_head == "chunked":
-            return chunk
-        return chunk if chunk < n_tokens else None  # auto: chunk only when the logits would not fit
+        """None for the plain head; a chunk size for the chunked one (the head's rule for ``sft.loss_head``)."""
+        has_bias = getattr(unwrap(model).get_output_embeddings(), "bias", None) is not None
+        return head_chunk_size(self.loss_head, n_tokens, vocab_size(model), has_bias)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mask, targets = response_positions(inputs["labels"])
@@ -264,32 +260,6 @@ class EpochEnd(TrainerCallback):
         return control
 
 
-def resolve_loss_backend(backend: str, objective) -> str:
-    """The chunked head's backend for this objective, checked before training (one line naming the key).
-
-    ``triton`` runs the fused kernel for the objectives it implements (SFT, exact GIFT) and the torch loop
-    for the others, so one setting serves a grid of methods.
-    """
-    if backend == "torch":
-        return backend
-    if backend != "triton":
-        raise ValueError(f"sft.loss_backend: unknown backend {backend!r} (torch or triton)")
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        raise ValueError("sft.loss_backend: 'triton' needs the triton package (pip install triton)") from None
-    from giftlab.objectives.triton_head import SUPPORTED, check_runnable, supports
-
-    try:
-        check_runnable("cuda" if torch.cuda.is_available() else "cpu")
-    except ValueError as exc:
-        raise ValueError(f"sft.loss_backend: {exc}") from None
-    if not supports(objective):
-        log.info("sft.loss_backend: the triton kernel supports %s; %r uses the torch loop", SUPPORTED, objective)
-        return "torch"
-    return backend
-
-
 def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: int,
                        run_name: str | None = None) -> TrainingArguments:
     """The Trainer's arguments. Trackers: ``settings.report_to``; TensorBoard's directory is set on its callback
@@ -334,7 +304,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
-    loss_backend = resolve_loss_backend(settings.loss_backend, objective)
+    loss_backend = choose_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
     model = load_model(base_path)
     ref_model = old_model = None

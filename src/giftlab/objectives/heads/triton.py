@@ -24,8 +24,8 @@ import os
 import torch
 from torch import Tensor
 
-from .chunked import contract_chunk, grad_buffers
-from .gift import target_mass_terms
+from ..gift import target_mass_terms
+from .common import contract_chunk, grad_buffers
 
 __all__ = ["SUPPORTED", "supports", "check_supported", "check_runnable", "triton_chunked_forward", "gift_rows_"]
 
@@ -161,7 +161,7 @@ def check_runnable(device: torch.device | str) -> None:
 
 def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, ref_logits, old_logprobs,
                            chunk_size, need_dx, need_dw, closed_form, accum_dtype, diag_sums):
-    """``BACKENDS["triton"]`` of :mod:`giftlab.objectives.chunked` (same signature and results as the torch loop)."""
+    """``BACKENDS["triton"]`` of :mod:`giftlab.objectives.heads` (same signature and results as the torch loop)."""
     check_supported(obj)
     check_runnable(hidden.device)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= weight.shape[0]):

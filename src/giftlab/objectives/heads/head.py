@@ -10,9 +10,9 @@ the same way from ``ref_hidden`` and ``ref_weight`` (no grad).
 Exact against the plain path ``obj(TokenBatch(hidden @ weight.T, ...)).sum()`` (tests: float64, values and
 gradients of hidden and weight, chunk sizes that do not divide N).
 
-Backends: ``BACKENDS["torch"]`` is this plain-torch loop; ``BACKENDS["triton"]`` replaces the per-chunk elementwise
-work with one fused Triton kernel (:mod:`giftlab.objectives.triton_head`; SFT and exact GIFT only). Another backend
-is a function with the same signature as :func:`_torch_chunked_forward` (returns loss_sum, per_token, dX, dW).
+Backends: ``BACKENDS["torch"]`` is the plain-torch loop (:mod:`.torch_loop`); ``BACKENDS["triton"]`` replaces the
+per-chunk elementwise work with one fused Triton kernel (:mod:`.triton`; SFT and exact GIFT only). Another backend is
+a function with the same signature as :func:`.torch_loop.torch_chunked_forward` (returns loss_sum, per_token, dX, dW).
 
 Entry points:
     chunked_loss(obj, hidden, weight, labels, ...) -> (loss_sum, n)       always chunked
@@ -26,104 +26,19 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .base import Objective, TokenBatch
+from ..base import Objective, TokenBatch
+from .common import default_chunk_size
+from .torch_loop import torch_chunked_forward
 
 __all__ = ["chunked_loss", "loss_head", "plain_loss", "default_chunk_size", "BACKENDS"]
 
-DEFAULT_CHUNK_BYTES = 1 << 30  # aim for one fp32 [chunk, V] temporary of <= 1 GiB
-
-
-def default_chunk_size(n: int, vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Tokens per chunk so that one fp32 [chunk, V] tensor fits ``budget_bytes`` (multiple of 64, >= 64)."""
-    c = max(64, (budget_bytes // (4 * vocab)) // 64 * 64)
-    return max(1, min(n, c))
-
-
-def grad_buffers(hidden: Tensor, weight: Tensor, need_dx: bool, need_dw: bool, accum_dtype: torch.dtype):
-    """(per_token [N], dX [N, H] or None, dW [V, H] accumulator or None) for a backend's chunk loop."""
-    per_token = torch.empty(hidden.shape[0], dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32,
-                            device=hidden.device)
-    dx = torch.empty_like(hidden) if need_dx else None
-    dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
-    return per_token, dx, dw
-
-
-def contract_chunk(g: Tensor, x: Tensor, weight: Tensor, dx_rows: Tensor | None, dw: Tensor | None) -> None:
-    """dX_c = dz W (into ``dx_rows``) and dW += dz^T X_c, for one chunk's logit gradient ``g``."""
-    if dx_rows is not None:
-        torch.mm(g, weight, out=dx_rows)
-    if dw is not None:
-        if dw.dtype == g.dtype:
-            dw.addmm_(g.T, x)
-        else:
-            dw.add_(g.T @ x)
-
-
-def _torch_chunked_forward(
-    obj: Objective,
-    hidden: Tensor,
-    weight: Tensor,
-    labels: Tensor,
-    ref_hidden: Tensor | None,
-    ref_weight: Tensor | None,
-    ref_logits: Tensor | None,
-    old_logprobs: Tensor | None,
-    chunk_size: int,
-    need_dx: bool,
-    need_dw: bool,
-    closed_form: bool,
-    accum_dtype: torch.dtype,
-    diag_sums: dict | None,
-):
-    n = hidden.shape[0]
-    per_token, dx, dw = grad_buffers(hidden, weight, need_dx, need_dw, accum_dtype)
-    need_grad = need_dx or need_dw
-    for s in range(0, n, chunk_size):
-        e = min(n, s + chunk_size)
-        x = hidden[s:e]
-        z = x @ weight.T
-        if ref_logits is not None:
-            rz = ref_logits[s:e]
-        elif ref_hidden is not None:
-            rz = ref_hidden[s:e] @ ref_weight.T
-        else:
-            rz = None
-        batch = TokenBatch(z, labels[s:e], rz, None if old_logprobs is None else old_logprobs[s:e])
-        if diag_sums is not None:
-            for k, v in obj.diag_terms(batch).items():
-                diag_sums[k] = diag_sums.get(k, 0.0) + v.sum()
-        if not need_grad:
-            per_token[s:e] = obj(batch).detach()
-            continue
-        if closed_form and obj.has_value_and_grad:
-            lt, g = obj.value_and_grad(batch)
-        else:
-            lt, g = _autograd_vg(obj, batch)
-        per_token[s:e] = lt
-        del batch, lt
-        g = g.to(z.dtype)  # as autograd would cast d loss / d logits back to the logits' dtype
-        del z, rz
-        contract_chunk(g, x, weight, dx[s:e] if need_dx else None, dw)
-        del g
-    return per_token.sum(), per_token, dx, dw
-
-
-def _autograd_vg(obj: Objective, batch: TokenBatch):
-    """Per-chunk autograd (used when the objective has no closed-form gradient, or closed_form=False)."""
-    z = batch.logits.detach().requires_grad_(True)
-    with torch.enable_grad():
-        lt = obj(TokenBatch(z, batch.labels, batch.ref_logits, batch.old_logprobs))
-        (g,) = torch.autograd.grad(lt.sum(), z)
-    return lt.detach(), g
-
-
 def _triton_chunked_forward(*args):
-    from .triton_head import triton_chunked_forward  # imports triton only when asked for
+    from .triton import triton_chunked_forward  # imports triton only when asked for
 
     return triton_chunked_forward(*args)
 
 
-BACKENDS: dict[str, Callable] = {"torch": _torch_chunked_forward, "triton": _triton_chunked_forward}
+BACKENDS: dict[str, Callable] = {"torch": torch_chunked_forward, "triton": _triton_chunked_forward}
 
 
 class _ChunkedLoss(torch.autograd.Function):

@@ -1,0 +1,230 @@
+"""Typed job configs: what each rule's script reads from its ``--config`` (open-r1's one-dataclass-per-script shape).
+
+The plan writes each job's config (:meth:`giftlab.plan.Plan.job`); its script parses it once into the dataclass
+here (:meth:`JobConfig.from_config`). A key the dataclass does not know, a missing required one, or a value of the
+wrong type is one :class:`~giftlab.cli.ConfigError` naming it, so no script reads ``config.get(key, default)``.
+The raw mapping still goes into each result's provenance unchanged.
+
+``tests/test_jobs.py`` parses every job of the tiny and paper plans into its dataclass, so the plan and the
+scripts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Mapping
+
+from giftlab.cli import ConfigError
+
+#: keys any job may carry that no script reads (cli.setup reads ``threads``)
+COMMON_KEYS = ("threads",)
+DEFAULT_KS = (1, 2, 4, 8)
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits a simple annotation (int, float, str, bool, list, dict, tuple, unions, Any)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    base = origin or annotation
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if base in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if base is dict:
+        return isinstance(value, Mapping)
+    return isinstance(value, base)
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+               tuple: "a list", dict: "a mapping", type(None): "null"}
+
+
+def _describe(annotation: Any) -> str:
+    """``int | None`` -> 'an integer or null' (what the message says a value must be)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(annotation))
+    base = typing.get_origin(annotation) or annotation
+    return _TYPE_WORDS.get(base, getattr(base, "__name__", str(base)))
+
+
+@dataclass
+class JobConfig:
+    """Base of the job dataclasses: :meth:`from_config` checks names, presence and types in one place."""
+
+    RULE: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], where: str = "config"):
+        hints = typing.get_type_hints(cls)
+        known = {f.name: f for f in fields(cls)}
+        for key in config:
+            if key not in known and key not in COMMON_KEYS:
+                raise ConfigError(f"{where}: {key}: not a key of the {cls.RULE or cls.__name__} job "
+                                  f"(one of {', '.join(sorted(known))})")
+        values = {}
+        for name, f in known.items():
+            if name in config:
+                if not _accepts(hints[name], config[name]):
+                    raise ConfigError(f"{where}: {name}: {config[name]!r} is not {_describe(hints[name])}")
+                values[name] = config[name]
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(f"{where}: {name}: missing (the {cls.RULE or cls.__name__} job needs it)")
+        return cls(**values)
+
+
+@dataclass
+class SplitJob(JobConfig):
+    RULE: ClassVar[str] = "split"
+    seed: int
+    split: dict
+    solution_key: str
+    instruction: bool = False
+
+
+@dataclass
+class SFTJob(JobConfig):
+    RULE: ClassVar[str] = "sft"
+    seed: int
+    backbone: str
+    run: str
+    method: str
+    solution_key: str
+    settings: dict                 # giftlab.training.sft.SFTSettings.from_config checks these
+    beta: float | None = None
+    objective_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class GRPOJob(JobConfig):
+    RULE: ClassVar[str] = "grpo"
+    seed: int
+    backbone: str
+    run: str
+    grpo: dict                     # giftlab.training.grpo checks these
+    sft_epoch: int | None = None
+
+
+@dataclass
+class EvalSettings(JobConfig):
+    """How one benchmark is sampled and graded (``eval.*`` with ``eval.pre_rl`` / ``eval.per_benchmark``)."""
+
+    RULE: ClassVar[str] = "evaluate"
+    benchmark: str
+    max_new_tokens: int
+    seed: int = 0
+    n_samples: int = 8
+    temperature: float = 0.6
+    top_p: float = 1.0
+    ks: list = field(default_factory=lambda: list(DEFAULT_KS))
+    backend: str = "auto"
+    batch_size: int = 32
+    vllm: dict | None = None
+    stop_token_ids: list = field(default_factory=list)
+    seed_scheme: str = "hash"
+    chat_template: str | bool = "auto"
+    limit: int | None = None
+    ci_resamples: int = 1000
+    grading_timeout: float = 10.0
+    grading_workers: int = 2
+    percent_rule: bool = True
+    duplicates: str = "drop"
+    choice_shuffle_seed: int = 0
+    code_timeout: float | None = None
+    code_memory_mb: int | None = None
+    code_workers: int | None = None
+    per_benchmark: dict = field(default_factory=dict)
+    # who is evaluated (recorded in the summary's provenance; the job's identity)
+    stage: str | None = None
+    backbone: str | None = None
+    run: str | None = None
+
+    def __post_init__(self):
+        if self.n_samples < 1:
+            raise ConfigError(f"config: n_samples must be >= 1, got {self.n_samples}")
+        if any(int(k) < 1 or int(k) > self.n_samples for k in self.ks):
+            raise ConfigError(f"config: ks {list(self.ks)}: every k must be in [1, n_samples = {self.n_samples}]")
+
+    @classmethod
+    def for_benchmark(cls, config: Mapping[str, Any]) -> "EvalSettings":
+        """One benchmark's settings, with its ``per_benchmark`` overrides applied."""
+        overrides = (config.get("per_benchmark") or {}).get(config.get("benchmark"), {})
+        if "benchmark" in overrides:
+            raise ConfigError("config: per_benchmark overrides may not change 'benchmark'")
+        return cls.from_config({**config, **overrides})
+
+
+@dataclass
+class ConsistencyJob(JobConfig):
+    RULE: ClassVar[str] = "consistency"
+    stage_pair: str
+    seed: int = 0
+    backbone: str | None = None
+    run: str | None = None
+    topk: list = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    max_examples: int | None = None
+    solution_key: str = "r1_solution_1"
+    max_length: int = 1024
+    batch_size: int = 8
+    chunk_size: int = 1024
+    layer: int = -1
+    dtype: str | None = None
+    device: str = "auto"
+    ci_resamples: int = 1000
+
+
+@dataclass
+class TableJob(JobConfig):
+    RULE: ClassVar[str] = "table"
+    table: int | str
+    seed: int = 0
+    backbones: list | None = None
+    benchmarks: list | None = None
+    ks: list = field(default_factory=lambda: list(DEFAULT_KS))
+    report_metric: dict | None = None
+    run_specs: dict | None = None
+
+
+@dataclass
+class FigureJob(JobConfig):
+    """Figures 2-3, the claims and the DVC summary."""
+
+    RULE: ClassVar[str] = "figure"
+    seed: int = 0
+    backbones: list | None = None
+    benchmark: str | None = None
+    runs: list | None = None       # the runs drawn (default: plain SFT and every GIFT β)
+    ci: bool = True
+    run_specs: dict | None = None
+
+
+@dataclass
+class Fig1Job(JobConfig):
+    RULE: ClassVar[str] = "figure1"
+    backbones: list
+    benchmarks: list
+    seed: int = 0
+
+
+@dataclass
+class RLGainJob(JobConfig):
+    RULE: ClassVar[str] = "rl_gain"
+    pairs: list
+    seed: int = 0
+    run_specs: dict | None = None
+
+
+#: rule -> its job dataclass (the rules whose scripts parse their config here)
+JOBS: dict[str, type[JobConfig]] = {
+    "split": SplitJob, "sft": SFTJob, "grpo": GRPOJob, "consistency": ConsistencyJob, "table": TableJob,
+    "figure1": Fig1Job, "figure2": FigureJob, "figure3": FigureJob, "claims": FigureJob, "summary": FigureJob,
+    "rl_gain": RLGainJob,
+}

@@ -1,0 +1,34 @@
+"""What every loss-head backend shares: the chunk-size rule and the per-chunk gradient contraction."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DEFAULT_CHUNK_BYTES = 1 << 30  # aim for one fp32 [chunk, V] temporary of <= 1 GiB
+
+
+def default_chunk_size(n: int, vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Tokens per chunk so that one fp32 [chunk, V] tensor fits ``budget_bytes`` (multiple of 64, >= 64)."""
+    c = max(64, (budget_bytes // (4 * vocab)) // 64 * 64)
+    return max(1, min(n, c))
+
+
+def grad_buffers(hidden: Tensor, weight: Tensor, need_dx: bool, need_dw: bool, accum_dtype: torch.dtype):
+    """(per_token [N], dX [N, H] or None, dW [V, H] accumulator or None) for a backend's chunk loop."""
+    per_token = torch.empty(hidden.shape[0], dtype=torch.float64 if hidden.dtype == torch.float64 else torch.float32,
+                            device=hidden.device)
+    dx = torch.empty_like(hidden) if need_dx else None
+    dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
+    return per_token, dx, dw
+
+
+def contract_chunk(g: Tensor, x: Tensor, weight: Tensor, dx_rows: Tensor | None, dw: Tensor | None) -> None:
+    """dX_c = dz W (into ``dx_rows``) and dW += dz^T X_c, for one chunk's logit gradient ``g``."""
+    if dx_rows is not None:
+        torch.mm(g, weight, out=dx_rows)
+    if dw is not None:
+        if dw.dtype == g.dtype:
+            dw.addmm_(g.T, x)
+        else:
+            dw.add_(g.T @ x)

@@ -1,0 +1,374 @@
+"""The experiment grid as data: which runs exist, what each one is, and the jobs and files they make.
+
+``Plan(config)`` is built once per Snakemake invocation (``workflow/rules/common.smk``); rules look a run up by its
+id (``PLAN.runs[wildcards.run]``, as rna-seq-star-deseq2 looks up ``units.loc[wildcards.sample]``) and ask the plan
+for their job's config (:meth:`Plan.job`), their inputs and their targets. Nothing parses a run id to recover a
+hyperparameter: method and β are fields of :class:`RunSpec`, and the reports get them from the jobs' configs
+(:meth:`Plan.run_table`).
+
+The grid (paper §4, Appendix E): one SFT run per objective of ``sft.methods`` (GIFT once per β of
+``sft.gift_betas``), Direct SFT (plain SFT on the SFT and RL subsets, no RL), GRPO from each SFT run's epoch
+``sft.rl_epoch`` (all, or those of ``grpo.runs``), and Direct RL (GRPO from the base model). The SFT and GIFT runs
+are the ones the analyses compare (Tables 3-4, Figures 1-3).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from giftlab.config import DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models
+from giftlab.grid import DIRECT_LABELS, RunSpec, grid_runs  # noqa: F401  (RunSpec: the type of Plan.runs' values)
+from giftlab.rowfiles import find_data
+
+STAGE_PAIRS = ("base_sft", "sft_rl")
+SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
+                    "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
+                    "export_dtype", "report_to")
+TABLES = (1, 2, 3, 4)
+FIGURES = (1, 2, 3)
+SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
+           "pass1": "results/summary/rl_pass1.json"}
+# The rules of each phase: what a phase's DVC stage lets Snakemake run (--allowed-rules). Every rule of the
+# workflow belongs to exactly one phase (checked by the tests).
+PHASE_RULES = {
+    "world": ["world"],
+    "base": ["pretrain_base"],
+    "split": ["split"],
+    "sft": ["sft"],
+    "grpo": ["grpo"],
+    "eval": list(EVAL_RULES),
+    "analysis": ["consistency"],
+    "figures": ["figure1", "figure2", "figure3", "table", "rl_gain", "claims", "summary"],
+}
+
+
+# rules whose job config another rule's builder makes (figures 2-3, claims and the summary share one)
+_JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "claims": "figure", "summary": "figure",
+                "table_extra": "table_extra"}
+
+
+class Plan:
+    """The grid of one config: runs, models, result paths, target lists and job configs."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+        self.runs = grid_runs(config)
+        self.tiny = config["data"]["source"] == "tiny"
+        # the backbones whose grid is built (every table and figure): all unless figures.backbones says otherwise
+        self.backbones = list(config["figures"].get("backbones") or config["backbones"])
+        self.bench_dir = "data/tiny/benchmarks" if self.tiny else config["eval"].get("benchmark_dir", "data/benchmarks")
+        self.extra = extra_models(config)  # checkpoints the pipeline did not train (extra.smk)
+
+    # -------------------------------------------------------------- runs
+    def sft_runs(self) -> list[str]:
+        return [r for r, spec in self.runs.items() if spec.sft]
+
+    def rl_runs(self) -> list[str]:
+        return [r for r, spec in self.runs.items() if spec.rl]
+
+    def compared_runs(self) -> list[str]:
+        return [r for r, spec in self.runs.items() if spec.compared]
+
+    def final_models(self) -> list[tuple[str, str]]:
+        """(stage, run) of every final policy of Tables 1-2: each RL run, then Direct SFT."""
+        return ([("rl", r) for r in self.rl_runs()]
+                + [(s.final_stage, r) for r, s in self.runs.items() if s.sft and not s.rl and s.final_stage == "sft"])
+
+    def run_table(self) -> dict[str, dict[str, Any]]:
+        """{run: {strategy, method, beta, final_stage, label, order}}: what the reports need to label and order
+        runs. ``label`` and ``order`` (registration order) come from the objectives' registry."""
+        from giftlab.objectives import OBJECTIVES
+
+        order = {name: i for i, name in enumerate(OBJECTIVES)}
+        table = {}
+        for run, spec in self.runs.items():
+            objective = spec.strategy not in DIRECT_LABELS
+            table[run] = {**spec.as_record(),
+                          "label": OBJECTIVES[spec.method].label if objective else DIRECT_LABELS[spec.strategy],
+                          "order": order[spec.method] if objective else None}
+        return table
+
+    def benchmarks(self, group: str = "all") -> list[str]:
+        return benchmarks(self.config, group)
+
+    # -------------------------------------------------------------- models
+    def base_dir(self, backbone: str) -> str:
+        spec = self.config["backbones"][backbone]
+        return f"models/base/{backbone}" if spec["source"] == "tiny" else spec["path"]
+
+    def base_inputs(self, backbone: str) -> list[str]:
+        """The DAG dependency on a base model: the pretrain rule's output, or nothing for hub/local models."""
+        return [f"models/base/{backbone}"] if self.config["backbones"][backbone]["source"] == "tiny" else []
+
+    def sft_epoch_dir(self, backbone: str, run: str) -> str:
+        return f"models/sft/{backbone}/{run}/epoch_{self.config['sft']['rl_epoch']}"
+
+    def model(self, stage: str, backbone: str, run: str) -> tuple[list[str], str]:
+        """(DAG inputs, model path) of the model of a (stage, backbone, run)."""
+        if stage == "base":
+            return self.base_inputs(backbone), self.base_dir(backbone)
+        if stage == "sft":
+            return [f"models/sft/{backbone}/{run}"], self.sft_epoch_dir(backbone, run)
+        return [f"models/rl/{backbone}/{run}"], f"models/rl/{backbone}/{run}"
+
+    def grpo_init(self, backbone: str, run: str) -> tuple[list[str], str]:
+        """(DAG inputs, model path) GRPO starts from: the SFT epoch, or the base model for Direct RL."""
+        if not self.runs[run].sft:
+            return self.base_inputs(backbone), self.base_dir(backbone)
+        return [f"models/sft/{backbone}/{run}"], self.sft_epoch_dir(backbone, run)
+
+    def sft_train_files(self, run: str) -> list[str]:
+        return [f"data/splits/{name}.jsonl" for name in self.runs[run].sft_splits]
+
+    def pair_models(self, backbone: str, run: str, pair: str) -> tuple[tuple[list[str], str], tuple[list[str], str]]:
+        """The (inputs, path) of the earlier and the later model of a consistency pair (``base_sft``, ``sft_rl``)."""
+        earlier, later = pair.split("_")
+        return self.model(earlier, backbone, run), self.model(later, backbone, run)
+
+    def pair_inputs(self, backbone: str, run: str, pair: str) -> list[str]:
+        (a_in, _), (b_in, _) = self.pair_models(backbone, run, pair)
+        return list(dict.fromkeys(a_in + b_in))
+
+    def problems(self) -> tuple[list[str], str]:
+        """(DAG inputs, path) of the problem pool the split reads."""
+        return (["data/tiny/problems.jsonl"], "data/tiny/problems.jsonl") if self.tiny else ([], self.config["data"]["path"])
+
+    # -------------------------------------------------------------- benchmarks on disk
+    def benchmark_files(self, group: str) -> dict[str, str]:
+        """{benchmark: local file or folder} of a group: the tiny world's files, or the copies present in
+        eval.benchmark_dir in any format giftlab.rowfiles reads (a benchmark without one loads from the hub)."""
+        if self.tiny:
+            return {name: f"{self.bench_dir}/{name}.jsonl" for name in self.benchmarks(group)}
+        found = {name: find_data(self.bench_dir, name) for name in self.benchmarks(group)}
+        return {name: str(path) for name, path in found.items() if path is not None}
+
+    def benchmark_args(self, group: str) -> str:
+        return " ".join(f"--benchmark-file {name}={path}" for name, path in self.benchmark_files(group).items())
+
+    def dynamics_benchmark(self, run: str) -> list[str]:
+        """The main benchmark's local file, read by the GRPO runs that track RL dynamics (Figure 3). The paper's copy
+        must be in eval.benchmark_dir beforehand: a missing one stops the plan with its name."""
+        if not self.tracks_dynamics(run):
+            return []
+        main = self.config["eval"]["main_benchmark"]
+        found = None if self.tiny else find_data(self.bench_dir, main)
+        return [str(found or f"{self.bench_dir}/{main}.jsonl")]
+
+    # -------------------------------------------------------------- result files
+    def eval_summary(self, stage: str, backbone: str, run: str, benchmark: str | None = None) -> str:
+        benchmark = benchmark or self.config["eval"]["main_benchmark"]
+        return f"results/eval/{stage}/{backbone}/{run}/{benchmark}.summary.json"
+
+    def eval_samples(self, stage: str, backbone: str, run: str, benchmark: str) -> str:
+        return f"results/eval/{stage}/{backbone}/{run}/{benchmark}.samples.jsonl"
+
+    def final_eval_keys(self, group: str = "all", backbones=None) -> list[tuple[str, str, str, str]]:
+        """(stage, backbone, run, benchmark) of every final policy's evaluation (Tables 1-2): RL runs, Direct RL,
+        Direct SFT."""
+        return [(stage, bb, run, bench) for bb in backbones or self.backbones
+                for stage, run in self.final_models() for bench in self.benchmarks(group)]
+
+    def pre_rl_eval_keys(self, backbones=None) -> list[tuple[str, str, str, str]]:
+        """The SFT checkpoints (the epoch RL starts from) of the compared runs on the math benchmarks (Table 3)."""
+        return [("sft", bb, run, bench) for bb in backbones or self.backbones
+                for run in self.compared_runs() for bench in self.benchmarks("math")]
+
+    def final_evals(self, group: str = "all", backbones=None) -> list[str]:
+        return [self.eval_summary(*key) for key in self.final_eval_keys(group, backbones)]
+
+    def pre_rl_evals(self, backbones=None) -> list[str]:
+        return [self.eval_summary(*key) for key in self.pre_rl_eval_keys(backbones)]
+
+    def consistency_results(self, backbones=None) -> list[str]:
+        return [f"results/consistency/{bb}/{run}/{pair}.json" for bb in backbones or self.backbones
+                for run in self.compared_runs() for pair in STAGE_PAIRS]
+
+    def sft_metrics(self, runs, backbones=None) -> list[str]:
+        return [f"results/sft/{bb}/{run}/metrics.json" for bb in backbones or self.backbones for run in runs]
+
+    def rl_metrics(self, runs, backbones=None) -> list[str]:
+        return [f"results/rl/{bb}/{run}/metrics.json" for bb in backbones or self.backbones for run in runs]
+
+    def table_benchmarks(self, n: int) -> list[str]:
+        return {1: self.benchmarks("reasoning"), 2: self.benchmarks("ood"), 3: self.benchmarks("math")}.get(n, [])
+
+    def table_inputs(self, n: int) -> list[str]:
+        if n in (1, 2):
+            return self.final_evals("reasoning" if n == 1 else "ood")
+        return self.pre_rl_evals() if n == 3 else self.consistency_results()
+
+    def fig1_backbones(self) -> list[str]:
+        return self.config["figures"]["fig1"].get("backbones") or self.backbones
+
+    def fig1_inputs(self) -> dict[str, list[str]]:
+        runs, backbones = self.compared_runs(), self.fig1_backbones()
+        return {"sft_metrics": self.sft_metrics(runs, backbones),
+                "rl_evals": [self.eval_summary("rl", bb, r, bench) for bb in backbones for r in runs
+                             for bench in self.benchmarks("math")]}
+
+    def main_rl_evals(self) -> list[str]:
+        """The compared runs after RL on the main benchmark (results/summary, for `dvc metrics`)."""
+        return [self.eval_summary("rl", bb, r) for bb in self.backbones for r in self.compared_runs()]
+
+    def rl_gain_samples(self, stage: str) -> list[str]:
+        """The samples rl_gain pairs: before (``sft``) or after (``rl``) GRPO, in :meth:`rl_gain_pairs` order."""
+        return [self.eval_samples(stage, bb, run, bench) for bb, run, bench in self.rl_gain_pairs()]
+
+    def rl_gain_pairs(self) -> list[tuple[str, str, str]]:
+        """(backbone, run, benchmark) of the compared runs on the reasoning benchmarks: before vs after GRPO."""
+        return [(bb, run, bench) for bb in self.backbones for run in self.compared_runs()
+                for bench in self.benchmarks("reasoning")]
+
+    def all_targets(self) -> list[str]:
+        """Every table and figure, the claims, and the small files DVC reads as metrics/plots."""
+        figures = [f"figures/fig{n}.{ext}" for n in FIGURES for ext in ("pdf", "png", "provenance.json")]
+        tables = [f"results/tables/table{n}.{ext}" for n in TABLES for ext in ("csv", "md", "tex", "provenance.json")]
+        rl_gain = [f"results/tables/rl_gain.{ext}" for ext in ("csv", "md", "tex", "provenance.json")]
+        return [*figures, *tables, *rl_gain, "results/tables/claims.md", "results/tables/claims.provenance.json",
+                *SUMMARY.values()]
+
+    def phase_outputs(self, phase: str, tiny_benchmarks=()) -> list[str]:
+        """What a phase (a DVC stage, phases.smk) owns over the grid."""
+        bbs = self.backbones
+        if phase == "world":
+            return (["data/tiny/problems.jsonl", "data/tiny/pretrain.jsonl", "data/tiny/tokenizer",
+                     *[f"data/tiny/benchmarks/{n}.jsonl" for n in tiny_benchmarks], "results/world.json"]
+                    if self.tiny else [])
+        if phase == "base":
+            tiny = [bb for bb in bbs if self.config["backbones"][bb]["source"] == "tiny"]
+            return [p for bb in tiny for p in (f"models/base/{bb}", f"results/pretrain/{bb}.json")]
+        if phase == "split":
+            return [f"data/splits/{name}.jsonl" for name in ("sft", "rl", "val")] + ["results/split.json"]
+        if phase in ("sft", "grpo"):
+            stage, runs = ("sft", self.sft_runs()) if phase == "sft" else ("rl", self.rl_runs())
+            return [p for bb in bbs for run in runs
+                    for p in (f"models/{stage}/{bb}/{run}", f"results/{stage}/{bb}/{run}/metrics.json",
+                              f"results/{stage}/{bb}/{run}/tensorboard", f"results/steps/{stage}/{bb}/{run}.csv")]
+        if phase == "eval":
+            keys = dict.fromkeys(self.final_eval_keys() + self.pre_rl_eval_keys())
+            return [p for key in keys for p in (self.eval_summary(*key), self.eval_samples(*key))]
+        if phase == "analysis":
+            return self.consistency_results()
+        if phase == "figures":
+            return list(dict.fromkeys(self.all_targets()))
+        raise KeyError(f"no phase {phase!r} (one of {', '.join(PHASE_RULES)})")
+
+    def grid_outputs(self, tiny_benchmarks=()) -> list[str]:
+        """Everything the phases own: the complete grid (target phase_all)."""
+        return [p for phase in PHASE_RULES for p in self.phase_outputs(phase, tiny_benchmarks)]
+
+    # -------------------------------------------------------------- checkpoints the pipeline did not train
+    def extra_model(self, name: str) -> tuple[list[str], str]:
+        """(DAG inputs, path): a local folder is an input (its changes rerun the evaluation); a hub id is not."""
+        path = self.extra[name]["path"]
+        return ([path] if os.path.isdir(path) else []), path
+
+    def extra_results(self) -> list[str]:
+        evals = [f"results/extra/eval/{name}/{bench}.summary.json" for name in self.extra
+                 for bench in self.benchmarks("all")]
+        return evals + [f"results/extra/consistency/{n}.json" for n, spec in self.extra.items() if spec.get("backbone")]
+
+    def _evaluate_extra_job(self, name) -> dict:
+        settings = {bench: eval_settings(self.config["eval"], bench) for bench in self.benchmarks("all")}
+        return {"seed": self.config["seed"], "stage": "extra", "run": name,
+                "backbone": self.extra[name].get("backbone"), "benchmarks": settings}
+
+    def _consistency_extra_job(self, name) -> dict:
+        return self._consistency_job(self.extra[name]["backbone"], name, "base_extra")
+
+    @staticmethod
+    def reporting_code(package) -> list[str]:
+        """What every table and figure script runs: giftlab.reporting and the modules below it that it imports
+        (the plot and table rules depend on these files, so a change there redraws them, in seconds)."""
+        from pathlib import Path
+
+        package = Path(package)
+        files = [p for p in (package / "reporting").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        return sorted(str(p) for p in [*files, *(package / f"{m}.py" for m in ("stats", "jobs", "grid"))])
+
+    # -------------------------------------------------------------- job configs
+    def job(self, rule: str, wildcards: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The config of one job of ``rule``: the section of the config that shapes it and nothing else, so that
+        Snakemake's params trigger reruns exactly the jobs whose section changed."""
+        wildcards = dict(wildcards or {})
+        if rule in EVAL_RULES:
+            return self._eval_job(rule, **wildcards)
+        builder = getattr(self, f"_{_JOB_OF_RULE.get(rule, rule)}_job", None)
+        if builder is None:
+            raise KeyError(f"no job config for rule {rule!r}")
+        return builder(**wildcards)
+
+    def _world_job(self) -> dict:
+        return {"seed": self.config["seed"], **self.config.get("world", {})}
+
+    def _pretrain_base_job(self, backbone) -> dict:
+        spec = {k: v for k, v in self.config["backbones"][backbone].items() if k != "source"}
+        return {"seed": self.config["seed"], "backbone": backbone, **spec, "pretrain": self.config["pretrain"]}
+
+    def _split_job(self) -> dict:
+        data = self.config["data"]
+        job = {"seed": self.config["seed"], "split": data["split"], "solution_key": data["solution_key"]}
+        if data.get("instruction"):  # only when set: unchanged params for existing runs
+            job["instruction"] = True
+        return job
+
+    def _sft_job(self, backbone, run) -> dict:
+        spec, sft = self.runs[run], self.config["sft"]
+        return {"seed": self.config["seed"], "backbone": backbone, "run": run, "method": spec.method,
+                "beta": spec.beta, "solution_key": self.config["data"]["solution_key"],
+                "objective_params": sft.get("objective_params", {}).get(spec.method, {}),
+                "settings": {k: sft[k] for k in SFT_SETTING_KEYS if k in sft}}
+
+    def tracks_dynamics(self, run: str) -> bool:
+        """RL dynamics (Figure 3) are measured for the compared runs only (grpo.eval_every > 0)."""
+        return bool(self.config["grpo"].get("eval_every")) and self.runs[run].compared
+
+    def _grpo_job(self, backbone, run) -> dict:
+        # Only what shapes this job: not the grid selection (runs, direct_rl), and no dynamics settings for runs
+        # that do not track them, so changing those reruns nothing else.
+        grpo = {k: v for k, v in self.config["grpo"].items() if k not in ("runs", "direct_rl")}
+        if not self.tracks_dynamics(run):
+            grpo = {k: v for k, v in grpo.items() if not k.startswith("eval_")}
+        return {"seed": self.config["seed"], "backbone": backbone, "run": run,
+                "sft_epoch": self.config["sft"]["rl_epoch"] if self.runs[run].sft else None, "grpo": grpo}
+
+    def _eval_job(self, rule: str, stage, backbone, run) -> dict:
+        """An evaluation rule's job (EVAL_RULES): each benchmark's sampling settings (before RL with
+        eval.pre_rl merged in, for Table 3's pass@k)."""
+        spec = EVAL_RULES[rule]
+        settings = {name: eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"])
+                    for name in self.benchmarks(spec["group"])}
+        return {"seed": self.config["seed"], "stage": stage, "backbone": backbone, "run": run,
+                "benchmarks": settings}
+
+    def _consistency_job(self, backbone, run, pair) -> dict:
+        ev = self.config["eval"]
+        return {"seed": self.config["seed"], "backbone": backbone, "run": run, "stage_pair": pair,
+                "solution_key": self.config["data"]["solution_key"],
+                "max_examples": ev.get("consistency_examples", 200), "max_length": self.config["sft"]["max_length"],
+                **({"dtype": ev["consistency_dtype"]} if ev.get("consistency_dtype") else {})}
+
+    def _figure_job(self) -> dict:
+        return {"seed": self.config["seed"], "backbones": self.backbones,
+                "benchmark": self.config["eval"]["main_benchmark"], "run_specs": self.run_table()}
+
+    def _fig1_job(self) -> dict:
+        return {"seed": self.config["seed"], "backbones": self.fig1_backbones(),
+                "benchmarks": self.benchmarks("math")}
+
+    def _rl_gain_job(self) -> dict:
+        return {"seed": self.config["seed"], "pairs": self.rl_gain_pairs(), "run_specs": self.run_table()}
+
+    def _table_job(self, n) -> dict:
+        n = int(n)
+        job = {"seed": self.config["seed"], "table": n, "backbones": self.backbones,
+               "benchmarks": self.table_benchmarks(n), "run_specs": self.run_table()}
+        if n == 3:
+            job["ks"] = list(self.config["eval"].get("pre_rl", {}).get("ks", DEFAULT_PASS_KS))
+        if n in (1, 2) and self.config["eval"].get("report_metric"):
+            job["report_metric"] = self.config["eval"]["report_metric"]
+        return job
+
+    def _table_extra_job(self) -> dict:
+        return {"seed": self.config["seed"], "table": "extra", "benchmarks": self.benchmarks("all")}

@@ -1,0 +1,77 @@
+"""What the reports know of a run: its strategy, method and β, as the plan made it (``giftlab.plan.Plan.run_table``,
+passed in each report job's config as ``run_specs``). A run id is only a key here, never read back.
+
+The one place runs map to the paper's row labels, method classes and row order (the objectives' labels and
+order: their registry entries, carried by the run table).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from giftlab.grid import format_beta
+
+# The paper's rows that are not objectives of this grid: the Direct baselines and the unified paradigms, in the
+# paper's row order, before every objective (whose labels and order come with the run table, from the registry).
+PAPER_HEAD_LABELS = {"direct_sft": "Direct SFT", "direct_rl": "Direct RL", "luffy": "LUFFY", "relift": "ReLIFT"}
+METHOD_CLASSES = {
+    "direct_sft": "Direct SFT/RL",
+    "direct_rl": "Direct SFT/RL",
+    "luffy": "Unified Paradigms",
+    "relift": "Unified Paradigms",
+}
+DEFAULT_METHOD_CLASS = "SFT-then-RL"
+HEAD_ORDER = tuple(PAPER_HEAD_LABELS)
+
+
+class RunSpecs:
+    """Lookups over a run table ``{run: {"strategy", "method", "beta", ...}}``; a run it does not know is labelled
+    by its id and sorted last."""
+
+    def __init__(self, table: "Mapping[str, Mapping[str, Any]] | RunSpecs | None" = None):
+        if isinstance(table, RunSpecs):
+            table = table.table
+        self.table = {run: dict(rec) for run, rec in (table or {}).items()}
+
+    def _get(self, run: str, key: str) -> Any:
+        return self.table.get(run, {}).get(key)
+
+    def strategy(self, run: str) -> str:
+        """The paper's strategy key: the objective, or ``direct_sft`` / ``direct_rl``; unknown runs: the id."""
+        return self._get(run, "strategy") or run
+
+    def method(self, run: str) -> str | None:
+        return self._get(run, "method")
+
+    def beta(self, run: str) -> float | None:
+        beta = self._get(run, "beta")
+        return None if beta is None else float(beta)
+
+    def beta_or_inf(self, run: str) -> float:
+        """β for plotting; plain SFT is the β → ∞ limit."""
+        beta = self.beta(run)
+        return math.inf if beta is None else beta
+
+    def paper_label(self, run: str) -> str:
+        """The paper's row label for a run, without β (``GIFT``)."""
+        return self._get(run, "label") or PAPER_HEAD_LABELS.get(self.strategy(run), run)
+
+    def label(self, run: str) -> str:
+        """Row label in our tables: the paper's label, with β for GIFT runs (``GIFT (β=3)``)."""
+        beta = self.beta(run)
+        label = self.paper_label(run)
+        return label if beta is None else f"{label} (β={format_beta(beta)})"
+
+    def method_class(self, run: str) -> str:
+        return METHOD_CLASSES.get(self.strategy(run), DEFAULT_METHOD_CLASS)
+
+    def sort_key(self, run: str) -> tuple:
+        """The paper's row order: the Direct baselines and unified paradigms, then the objectives in registry
+        order, by β; runs the table does not know last."""
+        strategy, order = self.strategy(run), self._get(run, "order")
+        if strategy in HEAD_ORDER:
+            group = (0, HEAD_ORDER.index(strategy))
+        else:
+            group = (1, order) if order is not None else (2, 0)
+        return (*group, self.beta_or_inf(run), run)

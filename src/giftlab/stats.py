@@ -1,0 +1,114 @@
+"""The statistics of every table and figure: unbiased pass@k, bootstrap intervals, paired differences.
+
+One interval rule everywhere: a percentile bootstrap. Units (problems, validation examples) are resampled with
+replacement by ``numpy.random.default_rng(seed)``, ``n_resamples`` times, and the interval is
+``numpy.quantile`` (its default linear interpolation) of the resampled statistic at α/2 and 1 − α/2.
+
+* :func:`bootstrap_ci`: the mean of per-unit values (pass@1 over problems: :func:`pass_at_1_ci`);
+* :func:`ratio_bootstrap_ci`: a pooled ratio sum(sums) / sum(counts) (token means over examples: Table 4's KL);
+* :func:`paired_difference`: the mean of post − pre over the units both share (what GRPO adds: ``rl_gain``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+
+def pass_at_k_single(n: int, c: int, k: int) -> float:
+    """1 - C(n-c, k) / C(n, k) for one problem with ``c`` of ``n`` samples correct.
+
+    Product form 1 - prod_{i=n-c+1}^{n} (1 - k/i): no huge binomials; exactly 1 when n - c < k.
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+
+
+def counts(data) -> list[tuple[int, int]]:
+    """Per-problem (n, c) from a correctness matrix (rows of bools, may be ragged) or (n, c) pairs."""
+    out = []
+    for row in data:
+        if isinstance(row, tuple) and len(row) == 2 and not isinstance(row[0], (bool, np.bool_)):
+            n, c = int(row[0]), int(row[1])
+        else:
+            flags = [bool(x) for x in row]
+            n, c = len(flags), sum(flags)
+        out.append((n, c))
+    if not out:
+        raise ValueError("pass@k needs at least one problem")
+    return out
+
+
+def per_problem_pass_at_k(data, k: int) -> np.ndarray:
+    return np.array([pass_at_k_single(n, c, k) for n, c in counts(data)])
+
+
+def pass_at_k(data, ks: Iterable[int] = (1,)) -> dict[str, float]:
+    """Mean unbiased pass@k over problems, as ``{"pass@k": value}``.
+
+    ``data``: a correctness matrix (one row of booleans per problem) or a list of ``(n, c)``
+    tuples. A ``k`` larger than the smallest per-problem ``n`` is left out (it has no unbiased
+    estimate); so are non-positive ``k``.
+    """
+    nc = counts(data)
+    n_min = min(n for n, _ in nc)
+    result = {}
+    for k in sorted(set(int(k) for k in ks)):
+        if 1 <= k <= n_min:
+            result[f"pass@{k}"] = float(np.mean([pass_at_k_single(n, c, k) for n, c in nc]))
+    return result
+
+
+def _resample(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
+    """[n_resamples, n_units] unit indices drawn with replacement (the one resampling of this module)."""
+    return np.random.default_rng(seed).integers(0, n_units, size=(n_resamples, n_units))
+
+
+def _interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of per-unit ``values`` (units resampled)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("bootstrap_ci needs a non-empty 1-D sequence of per-problem values")
+    return _interval(x[_resample(x.size, n_resamples, seed)].mean(axis=1), alpha)
+
+
+def ratio_bootstrap_ci(sums: Sequence[float], counts: Sequence[float], n_resamples: int = 1000, seed: int = 0,
+                       alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap CI of the pooled ratio sum(sums) / sum(counts), units resampled; (nan, nan) with fewer
+    than 2 units or no resamples."""
+    sums, counts = np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.float64)
+    if n_resamples <= 0 or len(sums) < 2:
+        return float("nan"), float("nan")
+    idx = _resample(len(sums), n_resamples, seed)
+    return _interval(sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1), alpha)
+
+
+def paired_difference(pre: Mapping[str, float], post: Mapping[str, float], n_resamples: int = 2000, seed: int = 0,
+                      alpha: float = 0.05) -> dict[str, float]:
+    """Mean of post − pre over the units both share, with its percentile bootstrap interval (units resampled, so
+    the pairing is kept)."""
+    ids = sorted(set(pre) & set(post))
+    if not ids:
+        raise ValueError("paired_difference: the two evaluations share no problem ids")
+    diffs = np.array([post[i] - pre[i] for i in ids], dtype=np.float64)
+    lo, hi = bootstrap_ci(diffs, n_resamples, alpha, seed)
+    return {"n_problems": len(ids), "pre": float(np.mean([pre[i] for i in ids])),
+            "post": float(np.mean([post[i] for i in ids])), "gain": float(diffs.mean()), "gain_ci95": [lo, hi]}
+
+
+def pass_at_1_ci(data, n_resamples: int = 1000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI over problems for pass@1 (per-problem c/n)."""
+    return bootstrap_ci([c / n for n, c in counts(data)], n_resamples, alpha, seed)

@@ -1,0 +1,70 @@
+"""giftlab.jobs: every job the plans make parses into its script's dataclass; bad keys fail in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from giftlab.cli import ConfigError
+from giftlab.config import EVAL_RULES, load_config
+from giftlab.jobs import JOBS, ConsistencyJob, EvalSettings, TableJob
+from giftlab.plan import STAGE_PAIRS, Plan
+from helpers import REPO
+
+PROFILES = [None, "smoke", "mini", "paper", "rehearsal"]
+
+
+def plan_of(profile):
+    files = [REPO / "params.yaml"]
+    if profile == "rehearsal":
+        files.append(REPO / "config" / "paper.yaml")
+    if profile:
+        files.append(REPO / "config" / f"{profile}.yaml")
+    return Plan(load_config(*files))
+
+
+def every_job(plan):
+    """(rule, wildcards) of every job of the grid that a script parses."""
+    bbs = plan.backbones
+    yield "split", {}
+    for bb in bbs:
+        for run in plan.sft_runs():
+            yield "sft", {"backbone": bb, "run": run}
+        for run in plan.rl_runs():
+            yield "grpo", {"backbone": bb, "run": run}
+        for run in plan.compared_runs():
+            for pair in STAGE_PAIRS:
+                yield "consistency", {"backbone": bb, "run": run, "pair": pair}
+    for n in (1, 2, 3, 4):
+        yield "table", {"n": str(n)}
+    for rule in ("figure1", "figure2", "figure3", "claims", "summary", "rl_gain"):
+        yield rule, {}
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "params")
+def test_every_planned_job_parses_into_its_dataclass(profile):
+    plan = plan_of(profile)
+    seen = set()
+    for rule, wildcards in every_job(plan):
+        JOBS[rule].from_config(plan.job(rule, wildcards), where=f"{rule} {wildcards}")
+        seen.add(rule)
+    assert seen == set(JOBS)
+    for rule, spec in EVAL_RULES.items():  # each benchmark of each evaluation job
+        job = plan.job(rule, {"stage": spec["stage"], "backbone": plan.backbones[0], "run": "sft"})
+        common = {k: v for k, v in job.items() if k != "benchmarks"}
+        for name, settings in job["benchmarks"].items():
+            parsed = EvalSettings.for_benchmark({**common, **settings, "benchmark": name})
+            assert parsed.benchmark == name and parsed.max_new_tokens > 0
+
+
+def test_a_misspelt_missing_or_mistyped_key_is_one_line():
+    with pytest.raises(ConfigError, match=r"^config: topK: not a key of the consistency job \(one of "):
+        ConsistencyJob.from_config({"stage_pair": "base_sft", "topK": [1]})
+    with pytest.raises(ConfigError, match=r"^config: stage_pair: missing \(the consistency job needs it\)$"):
+        ConsistencyJob.from_config({"seed": 1})
+    with pytest.raises(ConfigError, match=r"^config: max_length: '1024' is not an integer$"):
+        ConsistencyJob.from_config({"stage_pair": "base_sft", "max_length": "1024"})
+    with pytest.raises(ConfigError, match=r"ks \[1, 16\]: every k must be in \[1, n_samples = 8\]"):
+        EvalSettings.from_config({"benchmark": "tiny_id", "max_new_tokens": 8, "ks": [1, 16]})
+    with pytest.raises(ConfigError, match=r"^config: dtype: 16 is not a string or null$"):
+        ConsistencyJob.from_config({"stage_pair": "base_sft", "dtype": 16})
+    assert TableJob.from_config({"table": 3, "threads": 2}).ks == [1, 2, 4, 8]  # threads: read by cli.setup
