@@ -18,7 +18,7 @@ import torch, triton
 print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0), "triton", triton.__version__)
 EOF
 ls wheels/liger_kernel-*.whl >/dev/null 2>&1 && pip install -q --no-deps wheels/liger_kernel-*.whl
-python -m pytest -q -p no:cacheprovider tests/test_triton_head.py tests/test_chunked_head.py 2>&1 | tail -5 \
+python -m pytest -q -p no:cacheprovider tests/objectives/test_triton_head.py tests/objectives/test_chunked_head.py 2>&1 | tail -5 \
   | tee "$out/tests.txt"
 # 2a. the defaults (fp32 dW accumulator: accurate, but V x H x 4 B = 2 GiB on its own)
 bench="python benchmarks/loss_heads.py --device cuda --n 16384 --hidden 3584 --vocab 152064 --skip-plain \

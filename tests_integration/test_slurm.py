@@ -52,7 +52,8 @@ SESSION_KEYS = {"resumed_from", "resumed_from_step", "grading", "dynamics_gradin
 TRAINER_METRICS = ("results/pretrain/", "results/sft/", "results/rl/")
 # GRPO's per-step count of gradings that timed out: under heavy load the cascade's inner 3 s limits can fire. The
 # rewards, and so the weights, are compared. (Errors are compared: scancel's SIGTERM reaches every process of the
-# job, and the reward pool's grading workers ignore it so that the step the trainer finishes is graded in full.)
+# job; the reward pool's grading workers and their forkserver ignore it, so the step the trainer finishes is graded
+# in full.)
 UNSTABLE_COUNTS = {"grading/timeouts"}
 
 

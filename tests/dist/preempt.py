@@ -1,5 +1,5 @@
 """Run ``scripts/sft.py`` or ``scripts/grpo.py`` (argv as the script's own) with a pause at one optimiser step, so a
-test can signal the job exactly there (tests/test_preemption.py)::
+test can signal the job exactly there (tests/training/test_preemption.py)::
 
     PREEMPT_HOLD_STEP=5 PREEMPT_READY=/tmp/ready python tests/dist/preempt.py sft --config ... --base ...
 

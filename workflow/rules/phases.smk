@@ -3,7 +3,7 @@
 # each only asks for every output of its phase's rules over the experiment grid of the config.
 #   snakemake phase_sft          every SFT run (all methods, every GIFT β, every backbone)
 #   snakemake phase_eval         every evaluation of the grid
-# tests/test_dvc_pipeline.py checks that these targets and dvc.yaml's stages agree (rules, commands,
+# tests/workflow/test_dvc_pipeline.py checks that these targets and dvc.yaml's stages agree (rules, commands,
 # outputs), and that together they cover exactly the DAG of `rule all`.
 
 

@@ -14,7 +14,7 @@ from giftlab.evaluation.choice import extract_letter, format_mc_prompt, shuffle_
 from giftlab.evaluation.grading import build_program, make_grader
 from giftlab.evaluation.sandbox import extract_code
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmarks"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks"
 REAL = ["gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus", "gpqa", "mmlu_pro",
         "mmlu_redux", "arc_challenge"]
 KIND = {"gsm8k": "math", "math500": "math", "aime24": "math", "aime25": "math",

@@ -25,7 +25,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GPU_REQUIREMENTS = ROOT / "requirements-gpu.txt"
 CPU_REQUIREMENTS = ROOT / "requirements-cpu.txt"
 FIXTURE = ROOT / "tests" / "fixtures" / "gpu_requirements_metadata.json"

@@ -12,7 +12,7 @@ import pytest
 from giftlab.evaluation import benchmarks as bm
 from giftlab.rowfiles import RowFileError, dataset_folder_files, find_data, read_rows
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FORMATS = FIXTURES / "formats"
 HF = FIXTURES / "benchmarks"
 

@@ -21,7 +21,7 @@ from giftlab.models import build_tiny_model, load_model, load_tokenizer  # noqa:
 from giftlab.tinyworld import build_tokenizer, build_world  # noqa: E402
 from giftlab.training.pretrain import MARKER, pretrain  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KW = dict(max_steps=6, batch_size=4, block_size=32, lr=3e-3, warmup_ratio=0.1, min_lr_ratio=0.1,
           weight_decay=0.0, seed=0, log_every=1, save_steps=2)
 

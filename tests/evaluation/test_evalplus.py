@@ -25,7 +25,7 @@ from giftlab.evaluation.evalplus import (EvalPlusRunner, is_evalplus_record, rel
 from giftlab.evaluation.grading import build_program, make_grader
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox targets Linux")
-FIXTURES = Path(__file__).parent / "fixtures" / "evalplus"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evalplus"
 HE_FILE, MBPP_FILE = FIXTURES / "HumanEvalPlus-fixture.jsonl.gz", FIXTURES / "MbppPlus-fixture.jsonl.gz"
 
 

@@ -440,6 +440,23 @@ def test_spawn_context_and_idle_worker_death():
         assert p.stats["errors"] == 0 and p.stats["restarts"] == 1
 
 
+def test_the_forkserver_outlives_them_too():
+    """The workers' parent is the forkserver and they die with it: scancel's SIGTERM reaches it as well."""
+    from multiprocessing import forkserver
+
+    with GradingPool(workers=1, timeout=10.0) as p:
+        if p._ctx.get_start_method() != "forkserver":
+            pytest.skip("the pool does not use a forkserver here")
+        assert p.grade(r"\boxed{x+1}", "1+x").correct
+        server = forkserver._forkserver._forkserver_pid
+        os.kill(server, signal.SIGTERM)
+        os.kill(p.worker_pids()[0], signal.SIGTERM)
+        time.sleep(0.3)
+        assert p.grade_many([r"\boxed{x+2}", r"\boxed{2}"], ["2+x", "3"])[0].correct
+        assert p.stats["restarts"] == 0 and p.stats["errors"] == 0
+        os.kill(server, 0)  # still there
+
+
 def test_workers_outlive_the_job_signals_the_trainer_checkpoints_on():
     """scancel / preemption signal every process of a job: the workers must keep grading for the final step."""
     with GradingPool(workers=1, timeout=10.0) as p:

@@ -17,7 +17,7 @@ SPECS = run_specs()  # the plan's run table, as the figure jobs receive it
 fig2_data, fig3_data = partial(F.fig2_data, run_specs=SPECS), partial(F.fig3_data, run_specs=SPECS)
 figure2, figure3 = partial(F.figure2, run_specs=SPECS), partial(F.figure3, run_specs=SPECS)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KS = [1, 5, 10, 20, 50]
 
 

@@ -16,7 +16,7 @@ from giftlab.models import build_tiny_model
 from giftlab.tinyworld import build_tokenizer
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KS = (1, 5, 10, 20, 50)
 ROWS = [
     {"question": "Start with 3. Add 4. What is the result?", "sol": "3 + 4 = 7. \\boxed{7}"},

@@ -18,7 +18,7 @@ from giftlab.evaluation.generation import Sample, render_prompt, sample_seed
 from giftlab.stats import bootstrap_ci, pass_at_1_ci, pass_at_k, pass_at_k_single
 from giftlab.evaluation.runner import evaluate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- fake grader

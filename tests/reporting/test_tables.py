@@ -26,7 +26,7 @@ claim_gift_more_consistent = partial(CL.claim_gift_more_consistent, run_specs=SP
 write_claims = partial(CL.write_claims, run_specs=SPECS)
 
 # ../shared beside the checkout (developers and CI have it; users do not: the test then skips)
-PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "gift-paper.txt"
+PAPER_TEXT = Path(__file__).resolve().parents[3] / "shared" / "paper" / "gift-paper.txt"
 
 
 def summ(stage, backbone, run, benchmark, p1, ci=None, **passk):
