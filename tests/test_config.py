@@ -68,6 +68,8 @@ BAD = [
     ({"figures": {"backbone": ["qwen"]}}, "figures"),
     ({"figures": {"fig1": {"backbone": ["qwen"]}}}, "figures.fig1"),
     ({"models": {"extra": {"mine": {"path": "x", "backbone": "qwenn"}}}}, "models.extra.mine.backbone"),
+    ({"world": {"n_problem": 100}}, "world.n_problem"),
+    ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
     ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
     ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
 ]
@@ -141,3 +143,22 @@ def test_job_config_files_and_split_rows_fail_in_one_line(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=f"rows{i}.jsonl: {match}"):
             read_problems(path, ("question", "r1_solution_1"))
+
+
+def test_yaml_1_2_numbers_are_numbers(tmp_path):
+    """`lr: 1e-3` is a number (YAML 1.2); PyYAML, which Snakemake and DVC use, reads YAML 1.1's string."""
+    from helpers import snakemake
+
+    override = tmp_path / "lr.yaml"
+    override.write_text("sft:\n  lr: 1e-3\n  max_length: 5e2\ngrpo:\n  lr: 5E-7\ndata:\n  solution_key: 1e3\n")
+    config = load_config(PARAMS, override)
+    assert config["sft"]["lr"] == 0.001 and config["grpo"]["lr"] == 5e-7
+    assert config["sft"]["max_length"] == 500 and isinstance(config["sft"]["max_length"], int)
+    assert config["data"]["solution_key"] == "1e3"  # a string where the schema wants one stays a string
+    override.write_text("sft:\n  lr: 1e-3\ngrpo:\n  lr: 5E-7\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    planned = snakemake(work, "-n", "-p", "--", "results/sft/qwen/sft/metrics.json", configfiles=[override],
+                        timeout=300)
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert '"lr": 0.001' in planned.stdout

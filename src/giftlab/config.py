@@ -8,6 +8,7 @@ names the offending key, raised as :class:`giftlab.cli.ConfigError`.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -56,11 +57,42 @@ def _key_path(error) -> str:
     return "".join(parts) or "<top level>"
 
 
+# A YAML 1.2 number that YAML 1.1 (PyYAML, which Snakemake and DVC use) reads as a string: 1e-3, 5E+2, +1.5e-4
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def coerce_yaml12_numbers(config: Any, schema: Mapping[str, Any]) -> Any:
+    """Numbers as YAML 1.2 reads them, where the schema asks for a number: ``lr: 1e-3`` is the float 0.001 (YAML 1.1
+    reads a string and the config would be refused although the user wrote a number). Changes ``config`` in place
+    (Snakemake's own config dict) and returns it; strings where the schema wants a string are left alone."""
+    def wants_number(sub: Mapping[str, Any]) -> bool:
+        kinds = sub.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        return "number" in kinds or "integer" in kinds
+
+    def fix(value: Any, sub: Mapping[str, Any]) -> Any:
+        if isinstance(value, str) and wants_number(sub) and _YAML12_FLOAT.match(value.strip()):
+            number = float(value)
+            return int(number) if "integer" in (sub.get("type") or []) and number.is_integer() else number
+        if isinstance(value, dict):
+            props, extra = sub.get("properties") or {}, sub.get("additionalProperties")
+            for key in list(value):
+                child = props.get(key, extra if isinstance(extra, Mapping) else None)
+                if isinstance(child, Mapping):
+                    value[key] = fix(value[key], child)
+        elif isinstance(value, list) and isinstance(sub.get("items"), Mapping):
+            value[:] = [fix(v, sub["items"]) for v in value]
+        return value
+
+    return fix(config, schema)
+
+
 def validate_config(config: Mapping[str, Any], schema: str | Path = DEFAULT_SCHEMA) -> None:
     """Validate against the JSON schema plus cross-key rules; raise ConfigError (one line)."""
     import jsonschema
 
     schema_doc = yaml.safe_load(Path(schema).read_text())
+    coerce_yaml12_numbers(config, schema_doc)
     validator = jsonschema.Draft202012Validator(schema_doc)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
@@ -76,7 +108,20 @@ def validate_config(config: Mapping[str, Any], schema: str | Path = DEFAULT_SCHE
     _check_cross_keys(config)
 
 
+def _check_world(config: Mapping[str, Any]) -> None:
+    """world.* are the tiny world generator's settings: its dataclass is the list of keys."""
+    from dataclasses import fields
+
+    from giftlab.tinyworld import WorldConfig
+
+    known = sorted(f.name for f in fields(WorldConfig))
+    for key in config.get("world") or {}:
+        if key not in known:
+            raise ConfigError(f"config error: world.{key}: not a tiny-world setting (one of {', '.join(known)})")
+
+
 def _check_cross_keys(config: Mapping[str, Any]) -> None:
+    _check_world(config)
     sft = config["sft"]
     if sft["rl_epoch"] > sft["epochs"]:
         raise ConfigError(f"config error: sft.rl_epoch: {sft['rl_epoch']} is more than sft.epochs ({sft['epochs']})")

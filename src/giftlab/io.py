@@ -16,14 +16,33 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     return write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
+def current_umask() -> int:
+    """The process's umask (Linux: read from /proc, so no thread ever sees it changed; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary sibling file and an atomic rename."""
+    """Write ``text`` to ``path`` through a temporary sibling file and an atomic rename.
+
+    The file gets the mode a plain ``open`` would give it (0666 less the umask), not the temporary file's 0600, so
+    collaborators sharing the filesystem (or a DVC cache with ``cache.shared group``) can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
