@@ -89,10 +89,8 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     from giftlab.evaluation.runner import evaluate
     from giftlab.jobs import EvalSettings
 
-    overrides = (config.get("per_benchmark") or {}).get(config.get("benchmark"), {})
+    overrides = EvalSettings.overrides(config)
     if overrides:
-        if "benchmark" in overrides:
-            raise ConfigError("config: per_benchmark overrides may not change 'benchmark'")
         config = {**config, **overrides}  # as recorded in the summary's provenance
     job = EvalSettings.from_config(config)
 

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
-from giftlab.rowfiles import read_rows  # noqa: F401  (re-exported: benchmarks and scripts read rows through data)
+from giftlab.rowfiles import read_jsonl, read_rows  # noqa: F401  (re-exported: scripts read rows through data)
 
 REQUIRED_COLUMNS = ("question", "final_answer")
 #: The math instruction the evaluation appends to every math benchmark problem (DeepMath's / simpleRL's system
@@ -20,22 +20,6 @@ MATH_INSTRUCTION = "Please reason step by step, and put your final answer within
 def with_instruction(question: str) -> str:
     """``question`` as the math benchmarks prompt it: the text, a blank line, :data:`MATH_INSTRUCTION`."""
     return f"{question.strip()}\n\n{MATH_INSTRUCTION}"
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"missing input file: {path}")
-    rows = []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: row {lineno}: not valid JSON ({exc.msg})") from None
-    return rows
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:

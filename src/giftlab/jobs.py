@@ -17,10 +17,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
 from giftlab.cli import ConfigError
+from giftlab.config import DEFAULT_PASS_KS
 
 #: keys any job may carry that no script reads (cli.setup reads ``threads``)
 COMMON_KEYS = ("threads",)
-DEFAULT_KS = (1, 2, 4, 8)
 
 
 def _accepts(annotation: Any, value: Any) -> bool:
@@ -124,7 +124,7 @@ class EvalSettings(JobConfig):
     n_samples: int = 8
     temperature: float = 0.6
     top_p: float = 1.0
-    ks: list = field(default_factory=lambda: list(DEFAULT_KS))
+    ks: list = field(default_factory=lambda: list(DEFAULT_PASS_KS))
     backend: str = "auto"
     batch_size: int = 32
     vllm: dict | None = None
@@ -153,13 +153,18 @@ class EvalSettings(JobConfig):
         if any(int(k) < 1 or int(k) > self.n_samples for k in self.ks):
             raise ConfigError(f"config: ks {list(self.ks)}: every k must be in [1, n_samples = {self.n_samples}]")
 
+    @staticmethod
+    def overrides(config: Mapping[str, Any]) -> dict:
+        """The ``per_benchmark`` overrides of the config's ``benchmark`` ({} when none)."""
+        overrides = dict((config.get("per_benchmark") or {}).get(config.get("benchmark")) or {})
+        if "benchmark" in overrides:
+            raise ConfigError("config: per_benchmark overrides may not change 'benchmark'")
+        return overrides
+
     @classmethod
     def for_benchmark(cls, config: Mapping[str, Any]) -> "EvalSettings":
         """One benchmark's settings, with its ``per_benchmark`` overrides applied."""
-        overrides = (config.get("per_benchmark") or {}).get(config.get("benchmark"), {})
-        if "benchmark" in overrides:
-            raise ConfigError("config: per_benchmark overrides may not change 'benchmark'")
-        return cls.from_config({**config, **overrides})
+        return cls.from_config({**config, **cls.overrides(config)})
 
 
 @dataclass
@@ -188,7 +193,7 @@ class TableJob(JobConfig):
     seed: int = 0
     backbones: list | None = None
     benchmarks: list | None = None
-    ks: list = field(default_factory=lambda: list(DEFAULT_KS))
+    ks: list = field(default_factory=lambda: list(DEFAULT_PASS_KS))
     report_metric: dict | None = None
     run_specs: dict | None = None
 

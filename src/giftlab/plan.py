@@ -44,8 +44,7 @@ PHASE_RULES = {
 
 
 # rules whose job config another rule's builder makes (figures 2-3, claims and the summary share one)
-_JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "claims": "figure", "summary": "figure",
-                "table_extra": "table_extra"}
+_JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "claims": "figure", "summary": "figure"}
 
 
 class Plan:

@@ -90,21 +90,27 @@ def _read_text(path: Path, data: bytes) -> list[dict[str, Any]]:
             raise RowFileError(f"{path}: expected a JSON list of objects")
         return rows
     if first == "{":
-        return _read_jsonl(path, text)
+        return _jsonl_rows(path, text.splitlines())
     return _read_csv(path, text)
 
 
-def _read_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a JSON Lines file, read line by line (split files, samples, corpora); one line per bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing input file: {path}")
+    with open(path, encoding="utf-8") as fh:
+        return _jsonl_rows(path, fh)
+
+
+def _jsonl_rows(path: Path, lines) -> list[dict[str, Any]]:
     rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            if lineno == 1 and text.count("\n") > 1:  # e.g. a pretty-printed single object
-                raise RowFileError(f"{path}: row 1: not valid JSON ({exc.msg}); expected JSON Lines "
-                                   "(one object per line) or a JSON list") from None
             raise RowFileError(f"{path}: row {lineno}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             raise RowFileError(f"{path}: row {lineno}: expected a JSON object, got {type(row).__name__}")

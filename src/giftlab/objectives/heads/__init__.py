@@ -18,29 +18,13 @@ import logging
 
 import torch
 
-from .common import default_chunk_size
+from .common import default_chunk_size, head_chunk_size
 from .head import BACKENDS, chunked_loss, loss_head, plain_loss
 
 __all__ = ["BACKENDS", "chunked_loss", "loss_head", "plain_loss", "default_chunk_size", "head_chunk_size",
            "choose_backend"]
 
 log = logging.getLogger(__name__)
-MODES = ("auto", "plain", "chunked")
-
-
-def head_chunk_size(mode: str, n_tokens: int, vocab: int, has_bias: bool = False) -> int | None:
-    """None for the plain head, else the chunk size (``sft.loss_head``): ``plain``; ``chunked``; ``auto`` chunks
-    only when the [N, V] fp32 logits would not fit one chunk budget. An ``lm_head`` with a bias is always plain."""
-    if mode not in MODES:
-        raise ValueError(f"sft.loss_head: unknown head {mode!r} (one of {', '.join(MODES)})")
-    if mode == "plain" or has_bias:
-        return None
-    chunk = default_chunk_size(n_tokens, vocab)
-    if mode == "chunked":
-        return chunk
-    return chunk if chunk < n_tokens else None
-
-
 def choose_backend(backend: str, objective) -> str:
     """The chunked head's backend for this objective, checked before training (one line naming the key).
 

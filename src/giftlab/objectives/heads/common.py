@@ -32,3 +32,19 @@ def contract_chunk(g: Tensor, x: Tensor, weight: Tensor, dx_rows: Tensor | None,
             dw.addmm_(g.T, x)
         else:
             dw.add_(g.T @ x)
+
+
+MODES = ("auto", "plain", "chunked")
+
+
+def head_chunk_size(mode: str, n_tokens: int, vocab: int, has_bias: bool = False) -> int | None:
+    """None for the plain head, else the chunk size (``sft.loss_head``): ``plain``; ``chunked``; ``auto`` chunks
+    only when the [N, V] fp32 logits would not fit one chunk budget. An ``lm_head`` with a bias is always plain."""
+    if mode not in MODES:
+        raise ValueError(f"sft.loss_head: unknown head {mode!r} (one of {', '.join(MODES)})")
+    if mode == "plain" or has_bias:
+        return None
+    chunk = default_chunk_size(n_tokens, vocab)
+    if mode == "chunked":
+        return chunk
+    return chunk if chunk < n_tokens else None

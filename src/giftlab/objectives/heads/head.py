@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..base import Objective, TokenBatch
-from .common import default_chunk_size
+from .common import default_chunk_size, head_chunk_size
 from .torch_loop import torch_chunked_forward
 
 __all__ = ["chunked_loss", "loss_head", "plain_loss", "default_chunk_size", "BACKENDS"]
@@ -174,10 +174,8 @@ def loss_head(
     chunk_size="auto": chunked iff the N x V fp32 logits would exceed one chunk budget (1 GiB), i.e. whenever
     chunking actually bounds memory; an int forces chunking with that size; None or 0 forces the plain path.
     """
-    n, v = hidden.shape[0], weight.shape[0]
     if chunk_size == "auto":
-        c = default_chunk_size(n, v)
-        chunk_size = c if c < n else None
+        chunk_size = head_chunk_size("auto", hidden.shape[0], weight.shape[0])
     if not chunk_size:
         kw = {"ref_logits": kwargs["ref_logits"]} if kwargs.get("ref_logits") is not None else {}
         return plain_loss(obj, hidden, weight, labels, ref_hidden, ref_weight, old_logprobs, **kw)
