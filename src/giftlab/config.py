@@ -16,6 +16,7 @@ import yaml
 
 from giftlab.cli import ConfigError
 from giftlab.grid import DIRECT_RL, DIRECT_SFT, RUN_PATTERN, format_beta, grid_runs, run_name  # noqa: F401
+from giftlab.jobs import DEFAULT_PASS_KS  # noqa: F401  (pass@k when a config names no eval.ks)
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 
@@ -169,8 +170,6 @@ def _check_extra_models(config: Mapping[str, Any]) -> None:
                               f"({', '.join(config['backbones'])})")
 
 
-# pass@k reported when a config names no eval.ks (as scripts/evaluate.py defaults)
-DEFAULT_PASS_KS = (1, 2, 4, 8)
 
 # keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend", "vllm",
