@@ -18,7 +18,8 @@ def main(argv=None):
     config = cli.setup(args)
     job = FigureJob.from_config(config)
     write_claims(args.out, [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl],
-                 [read_json(f) for f in args.consistency], run_specs=job.run_specs)
+                 [read_json(f) for f in args.consistency], run_specs=job.run_specs,
+                 reasoning_benchmarks=job.reasoning_benchmarks)
     if args.provenance:
         write_sidecar(args.provenance, config, [*args.rl, *args.pre_rl, *args.consistency], [args.out])
 

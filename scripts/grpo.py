@@ -1,5 +1,8 @@
 """Rule `grpo`: GRPO (TRL) from the selected SFT epoch of one run; write the final policy.
 
+A unified-paradigm run (``rl_method``: LUFFY or ReLIFT, giftlab.rl_methods) starts from the base model and also
+trains on the RL rows' demonstrations (``solution_key``).
+
 With ``--dynamics-benchmark FILE`` and ``grpo.eval_every`` > 0 the metrics also hold the RL
 dynamics (pass@1 on the file's first ``grpo.eval_problems`` problems during training; Figure 3).
 
@@ -39,7 +42,10 @@ def main(argv=None):
     resolve_report_to(job.grpo.get("report_to"), "grpo.report_to")
     try:
         metrics = train_grpo(init_path=args.init, load_model=load_model, tokenizer=load_tokenizer(args.init),
-                             rl_rows=read_problems(args.rl, REQUIRED_COLUMNS), cfg=job.grpo, seed=job.seed,
+                             rl_rows=read_problems(args.rl, REQUIRED_COLUMNS + ((job.solution_key,) if job.solution_key
+                                                                                else ())),
+                             cfg=job.grpo, seed=job.seed, rl_method=job.rl_method, method_params=job.method_params,
+                             solution_key=job.solution_key,
                              out_dir=args.out, work_dir=args.work,
                              job_config={**without_tracking(config), "inputs": input_fingerprint([args.init, args.rl])},
                              dynamics_benchmark=args.dynamics_benchmark)

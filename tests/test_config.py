@@ -31,8 +31,10 @@ def test_grid_expands_betas_and_filters_rl_runs():
                                  "grpo": {"runs": ["gift-b3"], "direct_rl": True}})
     plan = Plan(config)
     assert plan.sft_runs() == ["sft", "gift-b1", "gift-b3", "direct_sft"]
-    assert plan.rl_runs() == ["gift-b3", "direct_rl"]  # Direct SFT never goes to RL
-    assert plan.final_models() == [("rl", "gift-b3"), ("rl", "direct_rl"), ("sft", "direct_sft")]
+    # Direct SFT never goes to RL; grpo.runs selects among the SFT runs, the unified runs (unified.methods) stay
+    assert plan.rl_runs() == ["gift-b3", "direct_rl", "luffy", "relift"]
+    assert plan.final_models() == [("rl", "gift-b3"), ("rl", "direct_rl"), ("rl", "luffy"), ("rl", "relift"),
+                                   ("sft", "direct_sft")]
     assert (plan.runs["direct_sft"].method, plan.runs["direct_sft"].beta) == ("sft", None)
     assert plan.runs["gift-b3"].beta == 3.0 and plan.sft_train_files("direct_sft") == ["data/splits/sft.jsonl",
                                                                                        "data/splits/rl.jsonl"]
@@ -72,6 +74,15 @@ BAD = [
     ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
     ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
     ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
+    # the unified paradigms (giftlab.rl_methods): names and each method's keys, checked by the registry
+    ({"unified": {"methods": ["lufy"]}}, "unified.methods[0]"),
+    ({"unified": {"methods": "luffy"}}, "unified.methods"),
+    ({"unified": {"relift": {"sft_bach": 8}}}, "unified.relift.sft_bach"),
+    ({"unified": {"relift": {"sft_batch": 0}}}, "unified.relift.sft_batch"),
+    ({"unified": {"luffy": {"shaping_gamma": "big"}}}, "unified.luffy.shaping_gamma"),
+    ({"unified": {"luffy": {"expert_samples": 8}}}, "unified.luffy.expert_samples"),  # G = 8: none on-policy
+    ({"unified": {"methods": [], "relift": {"sft_bach": 8}}}, "unified.relift.sft_bach"),  # checked when not run
+    ({"unified": {"grpo": {}}}, "unified.grpo"),
 ]
 
 
@@ -84,6 +95,16 @@ def test_bad_values_name_the_key(override, key):
     assert key in message and "\n" not in message
 
 
+def test_a_unified_run_id_never_names_another_run(monkeypatch):
+    from giftlab.rl_methods import RL_METHODS, RLMethod
+
+    monkeypatch.setitem(RL_METHODS, "dft", RLMethod(name="dft", label="X", method_class="Unified Paradigms",
+                                                    defaults={}))
+    config = deep_merge(load_config(PARAMS), {"unified": {"methods": ["luffy", "dft"]}})
+    with pytest.raises(ConfigError, match=r"^config error: unified\.methods\[1\]: 'dft' is also the id of another"):
+        validate_config(config)
+
+
 def test_missing_key_is_named():
     config = load_config(PARAMS)
     del config["grpo"]["lr"]
@@ -91,7 +112,11 @@ def test_missing_key_is_named():
         validate_config(config)
 
 
-@pytest.mark.parametrize("override,key", [BAD[0], BAD[1], BAD[2]], ids=["unknown method", "negative beta", "wrong type"])
+UNIFIED_TYPO = ({"unified": {"relift": {"sft_bach": 8}}}, "unified.relift.sft_bach")
+
+
+@pytest.mark.parametrize("override,key", [BAD[0], BAD[1], BAD[2], UNIFIED_TYPO],
+                         ids=["unknown method", "negative beta", "wrong type", "unified key"])
 def test_snakemake_stops_before_any_job_with_one_line(tmp_path, override, key):
     bad = write_override(tmp_path / "bad.yaml", override)
     result = snakemake(tmp_path, "-n", configfiles=[bad], timeout=120)

@@ -68,3 +68,15 @@ def test_a_misspelt_missing_or_mistyped_key_is_one_line():
     with pytest.raises(ConfigError, match=r"^config: dtype: 16 is not a string or null$"):
         ConsistencyJob.from_config({"stage_pair": "base_sft", "dtype": 16})
     assert TableJob.from_config({"table": 3, "threads": 2}).ks == [1, 2, 4, 8]  # threads: read by cli.setup
+
+
+def test_a_unified_run_s_grpo_job_names_its_method_and_plain_grpo_jobs_do_not():
+    from giftlab.jobs import GRPOJob
+    from giftlab.rl_methods import get_method
+
+    plan = plan_of("paper")
+    luffy = GRPOJob.from_config(plan.job("grpo", {"backbone": "qwen", "run": "luffy"}))
+    assert (luffy.rl_method, luffy.solution_key, luffy.sft_epoch) == ("luffy", "r1_solution_1", None)
+    assert luffy.method_params == dict(get_method("luffy").defaults)  # the paper profile: the released settings
+    plain = GRPOJob.from_config(plan.job("grpo", {"backbone": "qwen", "run": "direct_rl"}))
+    assert (plain.rl_method, plain.method_params, plain.solution_key) == ("grpo", {}, None)

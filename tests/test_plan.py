@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from giftlab.config import deep_merge, load_config
+from giftlab.config import RUN_PATTERN, deep_merge, load_config
 from giftlab.objectives import OBJECTIVES
 from giftlab.plan import PHASE_RULES, Plan
 from helpers import REPO
@@ -24,7 +24,7 @@ def plan():
 
 def test_runs_are_records_not_names(plan):
     runs = plan.runs
-    assert list(runs) == ["sft", "gift-b1", "gift-binf", "dft", "direct_sft", "direct_rl"]
+    assert list(runs) == ["sft", "gift-b1", "gift-binf", "dft", "direct_sft", "direct_rl", "luffy", "relift"]
     assert (runs["gift-b1"].method, runs["gift-b1"].beta) == ("gift", 1.0)
     assert runs["gift-binf"].beta == math.inf and runs["dft"].beta is None
     assert runs["direct_sft"].method == "sft" and not runs["direct_sft"].rl and runs["direct_sft"].final_stage == "sft"
@@ -76,3 +76,58 @@ def test_nothing_reads_a_hyperparameter_back_from_a_run_id_or_path():
     offenders = [f"{f.relative_to(REPO)}:{i}" for f in files for i, line in enumerate(f.read_text().splitlines(), 1)
                  if suspicious.search(line)]
     assert not offenders, offenders
+
+
+# ---------------------------------------------------------------- the unified paradigms (LUFFY, ReLIFT)
+
+def test_unified_runs_are_grpo_from_the_base_with_their_rl_method(plan):
+    from giftlab.rl_methods import RL_METHODS, get_method
+
+    assert plan.config["unified"]["methods"] == ["luffy", "relift"]  # params.yaml's default
+    assert plan.unified_runs() == ["luffy", "relift"] and list(plan.runs)[-3:] == ["direct_rl", "luffy", "relift"]
+    for name in ("luffy", "relift"):
+        spec = plan.runs[name]
+        assert (spec.method, spec.beta, spec.sft, spec.rl, spec.rl_method) == (None, None, False, True, name)
+        assert spec.strategy == name and not spec.compared and not plan.tracks_dynamics(name)
+        assert plan.grpo_init("qwen", name) == (["models/base/qwen"], "models/base/qwen")
+        record = plan.run_table()[name]
+        assert (record["label"], record["method_class"], record["order"], record["rl_method"]) == \
+            (RL_METHODS[name].label, "Unified Paradigms", None, name)
+        job = plan.job("grpo", {"backbone": "llama", "run": name})
+        assert (job["rl_method"], job["solution_key"], job["sft_epoch"]) == (name, "r1_solution_1", None)
+        assert job["method_params"] == get_method(name).check(plan.config["unified"].get(name))
+        assert not any(k.startswith("eval_") for k in job["grpo"])
+    assert plan.job("grpo", {"backbone": "qwen", "run": "relift"})["method_params"]["sft_batch"] == 8  # params.yaml
+    # final models of Tables 1-2 (and evaluated on every benchmark), in no SFT-vs-GIFT analysis
+    assert {("rl", "luffy"), ("rl", "relift")} <= set(plan.final_models())
+    assert plan.eval_summary("rl", "qwen", "luffy", "tiny_ood") in plan.final_evals("ood")
+    compared_only = [*plan.pre_rl_evals(), *plan.consistency_results(), *plan.fig1_inputs()["rl_evals"],
+                     *plan.main_rl_evals(), *(run for _, run, _ in plan.rl_gain_pairs())]
+    assert not [p for p in compared_only if "luffy" in p or "relift" in p]
+    assert "models/rl/qwen/relift" in plan.phase_outputs("grpo")
+    assert re.fullmatch(RUN_PATTERN, "luffy") and re.fullmatch(RUN_PATTERN, "relift")
+
+
+def test_unified_runs_leave_every_other_job_config_as_it_was(plan):
+    """Adding the unified runs changes no existing training, evaluation or analysis job (their params would rerun
+    them): every job of the grid without ``unified`` is byte for byte the same job with it."""
+    import json
+
+    without = Plan({k: v for k, v in plan.config.items() if k != "unified"})
+    assert not without.unified_runs() and set(without.runs) == set(plan.runs) - {"luffy", "relift"}
+    same = lambda rule, wildcards: (json.dumps(plan.job(rule, wildcards), sort_keys=True)
+                                    == json.dumps(without.job(rule, wildcards), sort_keys=True))
+    for bb in plan.backbones:
+        for run in without.rl_runs():
+            assert same("grpo", {"backbone": bb, "run": run}), run
+            assert set(plan.job("grpo", {"backbone": bb, "run": run})) == {"seed", "backbone", "run", "sft_epoch",
+                                                                           "grpo"}
+        for run in without.sft_runs():
+            assert same("sft", {"backbone": bb, "run": run}), run
+        for stage, run in without.final_models():
+            rule = "evaluate" if stage == "rl" else "evaluate_direct_sft"
+            assert same(rule, {"stage": stage, "backbone": bb, "run": run}), run
+        for run in without.compared_runs():
+            assert same("evaluate_pre_rl", {"stage": "sft", "backbone": bb, "run": run}), run
+            assert same("consistency", {"backbone": bb, "run": run, "pair": "sft_rl"}), run
+    assert all(without.run_table()[r] == plan.run_table()[r] for r in without.runs)  # records of old runs too

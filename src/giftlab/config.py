@@ -153,6 +153,7 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_report_metric(config)
     _check_extra_models(config)
     _check_objective_params(config)  # before the grid: the grid is built from the registry's objectives
+    _check_unified(config)           # before the grid: a unified run's id is its RL method's name
     _check_grid(config)
     _check_eval_samples(config)
 
@@ -240,6 +241,33 @@ def _check_objective_params(config: Mapping[str, Any]) -> None:
             get_objective(method, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"config error: sft.objective_params.{method}: {exc}") from None
+
+
+def _check_unified(config: Mapping[str, Any]) -> None:
+    """``unified``: the RL-stage methods of the Unified Paradigms rows (giftlab.rl_methods). Every name is a key of the
+    registry, every ``unified.<method>`` section passes the method's own check (one line naming
+    ``unified.<method>.<key>``) whether or not ``unified.methods`` runs it, and a method's run id names no other run."""
+    from giftlab.objectives import OBJECTIVES
+    from giftlab.rl_methods import RL_METHODS, get_method
+
+    unified = config.get("unified") or {}
+    known = ", ".join(RL_METHODS)
+    for i, name in enumerate(unified.get("methods") or []):
+        if name not in RL_METHODS:
+            raise ConfigError(f"config error: unified.methods[{i}]: unknown RL method '{name}' (known: {known})")
+        if name in OBJECTIVES or name in (DIRECT_SFT, DIRECT_RL):
+            raise ConfigError(f"config error: unified.methods[{i}]: '{name}' is also the id of another run "
+                              "(an objective or a Direct baseline)")
+    for name in [k for k in unified if k != "methods"]:
+        if name not in RL_METHODS:
+            raise ConfigError(f"config error: unified.{name}: unknown RL method (known: {known})")
+    for name in dict.fromkeys([*(unified.get("methods") or []), *(k for k in unified if k != "methods")]):
+        checked = get_method(name).check(unified.get(name))
+        # LUFFY puts expert traces into each group of grpo.num_generations samples: at least one must be on-policy
+        if "expert_samples" in checked and checked["expert_samples"] >= config["grpo"]["num_generations"]:
+            raise ConfigError(f"config error: unified.{name}.expert_samples: {checked['expert_samples']} leaves no "
+                              f"on-policy sample in a group of grpo.num_generations = "
+                              f"{config['grpo']['num_generations']}")
 
 
 def _check_report_metric(config: Mapping[str, Any]) -> None:

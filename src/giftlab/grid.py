@@ -2,8 +2,11 @@
 
 The grid (paper §4, Appendix E): one SFT run per objective of ``sft.methods`` (GIFT once per β of
 ``sft.gift_betas``), Direct SFT (plain SFT on the SFT and RL subsets, no RL), GRPO from each SFT run (all, or those
-of ``grpo.runs``), and Direct RL (GRPO from the base model). A run's id is made in one place, :func:`run_name`
-(``sft``, ``gift-b3``); nothing needs to read it back: method and β are fields of :class:`RunSpec`.
+of ``grpo.runs``), Direct RL (GRPO from the base model), and one run per RL-stage method of ``unified.methods``
+(the paper's Unified Paradigms, LUFFY and ReLIFT: the ``grpo`` rule from the base model with that method; their
+registry is ``giftlab.rl_methods``, which this module does not import: ``giftlab.config`` checks the names). A run's
+id is made in one place, :func:`run_name` (``sft``, ``gift-b3``; a unified run's id is its method's name); nothing
+needs to read it back: method, β and RL method are fields of :class:`RunSpec`.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ def run_name(method: str, beta: float | None = None) -> str:
 @dataclass(frozen=True)
 class RunSpec:
     """One run of the grid. ``method``/``beta``: the SFT objective that trains it (Direct SFT: plain ``sft``;
-    Direct RL: none); ``sft_splits``: the subsets SFT trains on; ``rl``: whether GRPO follows (from the SFT
-    checkpoint, or from the base model when ``sft`` is False); ``final_stage``: where its final policy is."""
+    Direct RL and the unified runs: none); ``sft_splits``: the subsets SFT trains on; ``rl``: whether GRPO follows
+    (from the SFT checkpoint, or from the base model when ``sft`` is False); ``final_stage``: where its final policy
+    is; ``rl_method``: the RL-stage method of a unified run (a key of ``giftlab.rl_methods.RL_METHODS``), None for
+    plain GRPO."""
 
     id: str
     method: str | None
@@ -46,6 +51,7 @@ class RunSpec:
     rl: bool = True
     sft_splits: tuple[str, ...] = ("sft",)
     final_stage: str = "rl"
+    rl_method: str | None = None
 
     @property
     def compared(self) -> bool:
@@ -54,16 +60,21 @@ class RunSpec:
 
     @property
     def strategy(self) -> str:
-        """The paper's row key: the objective, or the Direct baseline the run is."""
+        """The paper's row key: the objective, the Direct baseline the run is, or its RL-stage method."""
+        if self.rl_method is not None:
+            return self.rl_method
         return self.id if self.id in (DIRECT_SFT, DIRECT_RL) else self.method
 
     def as_record(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "method": self.method, "beta": self.beta, "final_stage": self.final_stage}
+        record = {"strategy": self.strategy, "method": self.method, "beta": self.beta, "final_stage": self.final_stage}
+        if self.rl_method is not None:  # only for unified runs: the other runs' records stay as they were
+            record["rl_method"] = self.rl_method
+        return record
 
 
 def grid_runs(config: Mapping[str, Any]) -> dict[str, RunSpec]:
     """Every run of the grid by id, in config order: the SFT runs (one per method, one per β for GIFT), Direct SFT,
-    then Direct RL."""
+    Direct RL, then one run per ``unified.methods`` entry (id = the method's name, GRPO with it from the base)."""
     from giftlab.objectives import OBJECTIVES  # the registry: which objectives sweep β
 
     sft, grpo = config["sft"], config["grpo"]
@@ -77,4 +88,11 @@ def grid_runs(config: Mapping[str, Any]) -> dict[str, RunSpec]:
         runs[DIRECT_SFT] = RunSpec(DIRECT_SFT, "sft", None, rl=False, sft_splits=("sft", "rl"), final_stage="sft")
     if grpo.get("direct_rl"):
         runs[DIRECT_RL] = RunSpec(DIRECT_RL, None, None, sft=False)
+    for name in (config.get("unified") or {}).get("methods") or []:
+        runs[name] = RunSpec(name, None, None, sft=False, rl=True, rl_method=name)
     return runs
+
+
+def unified_runs(runs: Mapping[str, RunSpec]) -> list[str]:
+    """The ids of the unified-paradigm runs (an RL-stage method other than plain GRPO), in grid order."""
+    return [rid for rid, spec in runs.items() if spec.rl_method is not None]

@@ -112,6 +112,10 @@ class GRPOJob(JobConfig):
     run: str
     grpo: dict                     # giftlab.training.grpo checks these
     sft_epoch: int | None = None
+    # the unified runs (config unified.*) only; plain GRPO jobs carry none of these keys
+    rl_method: str = "grpo"        # a key of giftlab.rl_methods.RL_METHODS, or plain GRPO
+    method_params: dict = field(default_factory=dict)   # the method's checked hyperparameters
+    solution_key: str | None = None                     # the demonstration column (LUFFY's expert traces, ReLIFT's SFT)
 
 
 @dataclass
@@ -210,6 +214,7 @@ class FigureJob(JobConfig):
     runs: list | None = None       # the runs drawn (default: plain SFT and every GIFT β)
     ci: bool = True
     run_specs: dict | None = None
+    reasoning_benchmarks: list | None = None   # claims: Table 1's benchmarks (claim gift_beats_unified)
 
 
 @dataclass

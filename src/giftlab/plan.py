@@ -8,8 +8,9 @@ hyperparameter: method and β are fields of :class:`RunSpec`, and the reports ge
 
 The grid (paper §4, Appendix E): one SFT run per objective of ``sft.methods`` (GIFT once per β of
 ``sft.gift_betas``), Direct SFT (plain SFT on the SFT and RL subsets, no RL), GRPO from each SFT run's epoch
-``sft.rl_epoch`` (all, or those of ``grpo.runs``), and Direct RL (GRPO from the base model). The SFT and GIFT runs
-are the ones the analyses compare (Tables 3-4, Figures 1-3).
+``sft.rl_epoch`` (all, or those of ``grpo.runs``), Direct RL (GRPO from the base model), and the unified paradigms
+of ``unified.methods`` (LUFFY, ReLIFT: the ``grpo`` rule from the base model with that RL method, final models of
+Tables 1-2 only). The SFT and GIFT runs are the ones the analyses compare (Tables 3-4, Figures 1-3).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 from typing import Any, Mapping
 
 from giftlab.config import DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models
-from giftlab.grid import DIRECT_LABELS, RunSpec, grid_runs  # noqa: F401  (RunSpec: the type of Plan.runs' values)
+from giftlab.grid import DIRECT_LABELS, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
 from giftlab.rowfiles import find_data
 
 STAGE_PAIRS = ("base_sft", "sft_rl")
@@ -43,8 +44,8 @@ PHASE_RULES = {
 }
 
 
-# rules whose job config another rule's builder makes (figures 2-3, claims and the summary share one)
-_JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "claims": "figure", "summary": "figure"}
+# rules whose job config another rule's builder makes (figures 2-3 and the summary share one)
+_JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "summary": "figure"}
 
 
 class Plan:
@@ -69,19 +70,33 @@ class Plan:
     def compared_runs(self) -> list[str]:
         return [r for r, spec in self.runs.items() if spec.compared]
 
+    def unified_runs(self) -> list[str]:
+        """The unified-paradigm runs (``unified.methods``): GRPO with another RL method, from the base model."""
+        return unified_runs(self.runs)
+
     def final_models(self) -> list[tuple[str, str]]:
-        """(stage, run) of every final policy of Tables 1-2: each RL run, then Direct SFT."""
+        """(stage, run) of every final policy of Tables 1-2: each RL run (Direct RL and the unified runs
+        included), then Direct SFT."""
         return ([("rl", r) for r in self.rl_runs()]
                 + [(s.final_stage, r) for r, s in self.runs.items() if s.sft and not s.rl and s.final_stage == "sft"])
 
     def run_table(self) -> dict[str, dict[str, Any]]:
         """{run: {strategy, method, beta, final_stage, label, order}}: what the reports need to label and order
-        runs. ``label`` and ``order`` (registration order) come from the objectives' registry."""
+        runs. ``label`` and ``order`` (registration order) come from the objectives' registry; a unified run's
+        ``label`` and ``method_class`` (and its ``rl_method``) from the RL methods' registry, with no ``order``
+        (like the Direct baselines: the reports place it among the paper's head rows)."""
         from giftlab.objectives import OBJECTIVES
 
         order = {name: i for i, name in enumerate(OBJECTIVES)}
         table = {}
         for run, spec in self.runs.items():
+            if spec.rl_method is not None:
+                from giftlab.rl_methods import get_method
+
+                method = get_method(spec.rl_method)
+                table[run] = {**spec.as_record(), "label": method.label, "method_class": method.method_class,
+                              "order": None}
+                continue
             objective = spec.strategy not in DIRECT_LABELS
             table[run] = {**spec.as_record(),
                           "label": OBJECTIVES[spec.method].label if objective else DIRECT_LABELS[spec.strategy],
@@ -112,7 +127,7 @@ class Plan:
         return [f"models/rl/{backbone}/{run}"], f"models/rl/{backbone}/{run}"
 
     def grpo_init(self, backbone: str, run: str) -> tuple[list[str], str]:
-        """(DAG inputs, model path) GRPO starts from: the SFT epoch, or the base model for Direct RL."""
+        """(DAG inputs, model path) GRPO starts from: the SFT epoch, or the base model (Direct RL, unified runs)."""
         if not self.runs[run].sft:
             return self.base_inputs(backbone), self.base_dir(backbone)
         return [f"models/sft/{backbone}/{run}"], self.sft_epoch_dir(backbone, run)
@@ -329,8 +344,16 @@ class Plan:
         grpo = {k: v for k, v in self.config["grpo"].items() if k not in ("runs", "direct_rl")}
         if not self.tracks_dynamics(run):
             grpo = {k: v for k, v in grpo.items() if not k.startswith("eval_")}
-        return {"seed": self.config["seed"], "backbone": backbone, "run": run,
-                "sft_epoch": self.config["sft"]["rl_epoch"] if self.runs[run].sft else None, "grpo": grpo}
+        job = {"seed": self.config["seed"], "backbone": backbone, "run": run,
+               "sft_epoch": self.config["sft"]["rl_epoch"] if self.runs[run].sft else None, "grpo": grpo}
+        rl_method = self.runs[run].rl_method
+        if rl_method is not None:  # a unified run only: every other GRPO job's config stays as it was (no rerun)
+            from giftlab.rl_methods import get_method
+
+            job["rl_method"] = rl_method
+            job["method_params"] = get_method(rl_method).check((self.config.get("unified") or {}).get(rl_method))
+            job["solution_key"] = self.config["data"]["solution_key"]  # the demonstrations LUFFY/ReLIFT train on
+        return job
 
     def _eval_job(self, rule: str, stage, backbone, run) -> dict:
         """An evaluation rule's job (EVAL_RULES): each benchmark's sampling settings (before RL with
@@ -351,6 +374,10 @@ class Plan:
     def _figure_job(self) -> dict:
         return {"seed": self.config["seed"], "backbones": self.backbones,
                 "benchmark": self.config["eval"]["main_benchmark"], "run_specs": self.run_table()}
+
+    def _claims_job(self) -> dict:
+        """The figures' job and Table 1's benchmarks (what the claim GIFT vs the unified paradigms checks)."""
+        return {**self._figure_job(), "reasoning_benchmarks": self.benchmarks("reasoning")}
 
     def _fig1_job(self) -> dict:
         return {"seed": self.config["seed"], "backbones": self.fig1_backbones(),

@@ -1,6 +1,6 @@
 """Run under ``torchrun --nproc_per_node {1,2}`` with ``ACCELERATE_USE_CPU=1`` (DDP over gloo; accelerate's own
 ``launch`` starts several CPU processes only through mpirun, and calls torchrun's launcher for GPUs): SFT with SFT, GIFT and PSFT and a
-short GRPO, through the pipeline's own trainers, at the same *global* batch whatever the number of processes.
+short GRPO, LUFFY and ReLIFT, through the pipeline's own trainers, at the same *global* batch whatever the number of processes.
 Writes ``<out>/result.json`` (main process): per objective the loss of every optimiser step and the validation CE
 of every epoch; GRPO's optimiser steps and its export.
 
@@ -27,6 +27,7 @@ ROWS = [{"question": f"Start with {i}. Add {i % 7 + 1}. What is the result?", "f
          "r1_solution_1": f"{i}+{i % 7 + 1}={i + i % 7 + 1}\n" * (1 + i % 3) + f"\\boxed{{{i + i % 7 + 1}}}"}
         for i in range(1, 25)]
 OBJECTIVES = {"sft": {}, "gift": {"beta": 3.0}, "psft": {"snapshot_every": 2}}
+UNIFIED = {"luffy": {}, "relift": {"sft_batch": 2, "sft_micro_batch": 1}}
 GRPO = dict(max_steps=2, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=4,
             prompts_per_update=4, temperature=1.0, max_completion_length=6, save_steps=1, grading_timeout=10)
 
@@ -59,6 +60,13 @@ def main(base_dir: str, out_dir: str) -> None:
                       out_dir=out / "grpo" / "model", work_dir=out / "grpo" / "work", job_config={"grpo": GRPO})
     result["grpo"] = {"steps": grpo["steps"], "logged_steps": sorted({row["step"] for row in grpo["log"]}),
                       "export": sorted(p.name for p in (out / "grpo" / "model").iterdir())}
+    # the unified paradigms: LUFFY's expert slot is decided on the global index (a group may span processes),
+    # ReLIFT's buffer is the whole batch's on every process and each process trains a share of the SFT batch
+    for method, params in UNIFIED.items():
+        run = train_grpo(init_path=base_dir, load_model=load_model, tokenizer=tok, rl_rows=ROWS[:8], cfg=GRPO, seed=0,
+                         out_dir=out / method / "model", work_dir=out / method / "work", job_config={"run": method},
+                         rl_method=method, method_params=params, solution_key="r1_solution_1")
+        result[method] = {"steps": run["steps"], "log": run["log"]}
     if int(os.environ.get("RANK", 0)) == 0:
         (out / "result.json").write_text(json.dumps(result))
 

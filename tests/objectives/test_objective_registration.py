@@ -65,8 +65,9 @@ def test_a_registered_objective_is_planned_trained_and_labelled(new_objective, b
     df = T.table1(summaries, run_specs=plan.run_table())
     gift = [f"GIFT (β={b:g})" for b in sorted(config["sft"]["gift_betas"])]
     direct = ["Direct RL"] if config["grpo"].get("direct_rl") else []
+    unified = [plan.run_table()[r]["label"] for r in plan.unified_runs()]  # LUFFY, ReLIFT (config unified.methods)
     # the paper's row order: the baselines, then the objectives in registry order (the new one last)
-    assert list(df["strategy"]) == [*direct, "SFT", *gift, "SFT / 2"]
+    assert list(df["strategy"]) == [*direct, *unified, "SFT", *gift, "SFT / 2"]
 
 
 def test_an_unknown_objective_is_named_in_one_line():

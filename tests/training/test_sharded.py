@@ -115,3 +115,14 @@ def test_grpo_runs_its_steps_on_two_processes(by_processes):
     grpo = by_processes[2]["grpo"]
     assert grpo["steps"] == 2 and grpo["logged_steps"] == [1, 2]
     assert "model.safetensors" in grpo["export"]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_unified_paradigms_train_on_one_and_two_processes(by_processes, n):
+    luffy, relift = by_processes[n]["luffy"], by_processes[n]["relift"]
+    assert luffy["steps"] == relift["steps"] == 2
+    # G = 2 and one expert per group: half of every generation batch is demonstrations, on every process
+    assert [row["luffy/expert_fraction"] for row in luffy["log"] if "luffy/expert_fraction" in row] == [0.5, 0.5]
+    # a random model fails every question: two hard questions per batch fill a buffer of 2, one SFT step per batch
+    sft_steps = [row["relift/sft_steps"] for row in relift["log"] if "relift/sft_steps" in row]
+    assert sft_steps == [1.0, 2.0]

@@ -85,7 +85,8 @@ def test_the_documented_paper_commands_plan_the_paper_grid(paper_workdir, tmp_pa
         counts = dict(line.split() for line in result.stdout.splitlines()
                       if re.fullmatch(r"\w+\s+\d+", line.strip()))
         assert counts["sft"] == "26" and counts["consistency"] == "24", command
-        assert (counts["evaluate"], counts["evaluate_direct_sft"], counts["evaluate_pre_rl"]) == ("26", "2", "12")
+        assert counts["grpo"] == "30", command  # 13 from the SFT runs and Direct RL, LUFFY, ReLIFT per backbone
+        assert (counts["evaluate"], counts["evaluate_direct_sft"], counts["evaluate_pre_rl"]) == ("30", "2", "12")
 
 
 def test_the_documented_extra_models_command_plans_their_evaluations(paper_workdir, tmp_path):

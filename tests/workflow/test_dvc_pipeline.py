@@ -321,7 +321,7 @@ def test_params_are_phase_keys_of_params_yaml():
                 assert part in node, f"{name}: params key {key} is not in params.yaml"
                 node = node[part]
         assert main_section[name] in keys, name
-        assert len(keys) <= 4, f"{name}: a stage lists only its phase's keys"
+        assert len(keys) <= 6, f"{name}: a stage lists only its phase's keys"  # grpo: + unified, its demonstrations
 
 
 def test_metrics_and_plots_come_from_outs():
@@ -379,16 +379,18 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
             counts[parts[0]] = int(parts[1])
     n_runs = len(paper["sft"]["methods"]) - 1 + len(paper["sft"]["gift_betas"])  # 7 methods + 5 betas
     n_bb = len(paper["backbones"])
+    n_unified = len(paper["unified"]["methods"])  # LUFFY and ReLIFT: GRPO from the base model, no SFT
     n_bench, n_math = len(paper["eval"]["benchmarks"]), 4
     assert counts["split"] == 1
     # + Direct SFT (no RL) and Direct RL (GRPO from the base model)
-    assert counts["sft"] == counts["grpo"] == (n_runs + 1) * n_bb == 26
-    final = (n_runs + 2) * n_bb * n_bench                   # every final policy on all ten benchmarks
+    assert counts["sft"] == (n_runs + 1) * n_bb == 26
+    assert counts["grpo"] == (n_runs + 1 + n_unified) * n_bb == 30
+    final = (n_runs + 2 + n_unified) * n_bb * n_bench       # every final policy on all ten benchmarks
     # Table 3 (SFT and GIFT before RL, math benchmarks) and rl_gain (before vs after RL, reasoning benchmarks)
     pre_rl = (1 + len(paper["sft"]["gift_betas"])) * n_bb * (n_math + 2)
-    # one evaluation job per model (all its benchmarks): 352 benchmark evaluations in 40 jobs
-    assert final + pre_rl == 352
-    assert counts["evaluate"] == (n_runs + 1) * n_bb and counts["evaluate_direct_sft"] == n_bb
+    # one evaluation job per model (all its benchmarks): 392 benchmark evaluations in 44 jobs
+    assert final + pre_rl == 392
+    assert counts["evaluate"] == (n_runs + 1 + n_unified) * n_bb and counts["evaluate_direct_sft"] == n_bb
     assert counts["evaluate_pre_rl"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb
     assert counts["consistency"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb * 2
     assert counts["figure1"] == counts["figure2"] == counts["figure3"] == counts["summary"] == 1

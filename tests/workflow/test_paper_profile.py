@@ -109,9 +109,22 @@ def test_methods_and_benchmarks_cover_tables_1_and_2(paper):
     table2 = {"gpqa", "mmlu_redux", "arc_challenge", "mmlu_pro"}
     assert set(paper["eval"]["benchmarks"]) == table1 | table2
     assert set(paper["eval"]["ood"]) == table2
-    # every initialisation goes on to RL, except Direct SFT; Direct RL starts from the base model
+    # every initialisation goes on to RL, except Direct SFT; Direct RL and the unified paradigms start from the base
     plan = Plan(paper)
-    assert plan.rl_runs() == [r for r in plan.sft_runs() if r != "direct_sft"] + ["direct_rl"]
+    assert plan.rl_runs() == [r for r in plan.sft_runs() if r != "direct_sft"] + ["direct_rl", "luffy", "relift"]
+
+
+def test_unified_paradigms_run_with_their_released_settings(paper):
+    """Tables 1-2's Unified Paradigms rows: LUFFY and ReLIFT, each with its released hyperparameters (the registry's
+    defaults), from the base model on the grpo section's budget."""
+    from giftlab.rl_methods import get_method
+
+    assert paper["unified"]["methods"] == ["luffy", "relift"]
+    plan = Plan(paper)
+    for name in ("luffy", "relift"):
+        job = plan.job("grpo", {"backbone": "qwen", "run": name})
+        assert job["method_params"] == dict(get_method(name).defaults), name  # not params.yaml's tiny sft_batch
+        assert job["sft_epoch"] is None and plan.grpo_init("qwen", name)[1] == paper["backbones"]["qwen"]["path"]
 
 
 def test_sft_global_batch_is_128_over_the_fsdp_launch(paper, fsdp, slurm):

@@ -74,7 +74,8 @@ def test_claims_report_states_the_verdicts_the_results_give(smoke_run):
 
     plan = smoke_plan()
     claims = evaluate_claims(read_results(smoke_run, plan.final_evals()), read_results(smoke_run, plan.pre_rl_evals()),
-                             read_results(smoke_run, plan.consistency_results()), run_specs=plan.run_table())
+                             read_results(smoke_run, plan.consistency_results()), run_specs=plan.run_table(),
+                             reasoning_benchmarks=plan.benchmarks("reasoning"))
     text = (smoke_run / "results" / "tables" / "claims.md").read_text()
     for claim in claims:
         assert f"## {claim['title']}: **{claim['verdict']}**" in text, claim["id"]

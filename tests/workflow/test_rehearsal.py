@@ -74,7 +74,8 @@ def test_the_rehearsal_plans_the_papers_branch_of_the_dag(rehearsal):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.M)}
     assert "world" not in counts and "pretrain_base" not in counts   # local backbones, DeepMath-schema data
-    assert counts["sft"] == counts["grpo"] == 6                       # sft, gift-b10, direct_sft / direct_rl x 2
-    assert counts["evaluate"] == 3 * 2 and counts["evaluate_direct_sft"] == 2     # one job per model, ten benchmarks
+    assert counts["sft"] == 6                                         # sft, gift-b10, direct_sft x 2
+    assert counts["grpo"] == 10                                       # sft, gift-b10, direct_rl, luffy, relift x 2
+    assert counts["evaluate"] == 5 * 2 and counts["evaluate_direct_sft"] == 2     # one job per model, ten benchmarks
     assert counts["evaluate_pre_rl"] == 2 * 2                                     # SFT, GIFT before RL: six each
     assert counts["table"] == 4 and counts["figure3"] == 1

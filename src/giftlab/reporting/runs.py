@@ -2,7 +2,8 @@
 passed in each report job's config as ``run_specs``). A run id is only a key here, never read back.
 
 The one place runs map to the paper's row labels, method classes and row order (the objectives' labels and
-order: their registry entries, carried by the run table).
+order, the unified paradigms' labels and classes: their registry entries, carried by the run table; the maps below
+are the fallbacks for a run table without them).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any, Mapping
 from giftlab.grid import format_beta
 
 # The paper's rows that are not objectives of this grid: the Direct baselines and the unified paradigms, in the
-# paper's row order, before every objective (whose labels and order come with the run table, from the registry).
+# paper's row order, before every objective (whose labels and order come with the run table, from the registry;
+# so do the unified runs' labels and classes, from giftlab.rl_methods: these are the fallbacks).
 PAPER_HEAD_LABELS = {"direct_sft": "Direct SFT", "direct_rl": "Direct RL", "luffy": "LUFFY", "relift": "ReLIFT"}
 METHOD_CLASSES = {
     "direct_sft": "Direct SFT/RL",
@@ -22,6 +24,7 @@ METHOD_CLASSES = {
     "relift": "Unified Paradigms",
 }
 DEFAULT_METHOD_CLASS = "SFT-then-RL"
+UNIFIED_CLASS = "Unified Paradigms"
 HEAD_ORDER = tuple(PAPER_HEAD_LABELS)
 
 
@@ -64,14 +67,24 @@ class RunSpecs:
         return label if beta is None else f"{label} (β={format_beta(beta)})"
 
     def method_class(self, run: str) -> str:
-        return METHOD_CLASSES.get(self.strategy(run), DEFAULT_METHOD_CLASS)
+        return self._get(run, "method_class") or METHOD_CLASSES.get(self.strategy(run), DEFAULT_METHOD_CLASS)
+
+    def rl_method(self, run: str) -> str | None:
+        """The RL-stage method of a unified run (``luffy``, ``relift``); None for plain GRPO and unknown runs."""
+        return self._get(run, "rl_method")
+
+    def is_unified(self, run: str) -> bool:
+        """A Unified Paradigms run (LUFFY, ReLIFT): RL from the base model with an RL method other than GRPO."""
+        return self.rl_method(run) is not None or self.method_class(run) == UNIFIED_CLASS
 
     def sort_key(self, run: str) -> tuple:
-        """The paper's row order: the Direct baselines and unified paradigms, then the objectives in registry
-        order, by β; runs the table does not know last."""
+        """The paper's row order: the Direct baselines and unified paradigms (a unified method the paper lacks after
+        them), then the objectives in registry order, by β; runs the table does not know last."""
         strategy, order = self.strategy(run), self._get(run, "order")
         if strategy in HEAD_ORDER:
             group = (0, HEAD_ORDER.index(strategy))
+        elif self.rl_method(run) is not None:
+            group = (0, len(HEAD_ORDER))
         else:
             group = (1, order) if order is not None else (2, 0)
         return (*group, self.beta_or_inf(run), run)

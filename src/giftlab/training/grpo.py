@@ -142,7 +142,7 @@ class JsonlLog(TrainerCallback):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
+        if logs and state.is_world_process_zero:  # every process logs the same (gathered) row: write it once
             with open(self.path, "a") as fh:
                 fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
         return control
@@ -323,9 +323,27 @@ def dynamics_records(path: str | Path) -> list[dict]:
     return load_jsonl_records(path)
 
 
+def rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations: bool = False, solution_key: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """The trainer's rows: the rendered prompt and the gold answer; for methods that learn from demonstrations
+    (LUFFY, ReLIFT) also the question's index (``row``) and its demonstration (``solution_key``)."""
+    rows = []
+    for i, r in enumerate(rl_rows):
+        row = {"prompt": render_prompt(tokenizer, r["question"]), "final_answer": r["final_answer"]}
+        if needs_demonstrations:
+            demonstration = r.get(solution_key) if solution_key else None
+            if not isinstance(demonstration, str) or not demonstration.strip():
+                raise ValueError(f"RL row {i + 1}: no demonstration in column '{solution_key}' "
+                                 f"(data.solution_key), which this RL method trains on")
+            row.update(row=i, demonstration=demonstration)
+        rows.append(row)
+    return rows
+
+
 def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[str, Any], seed: int,
                out_dir: str | Path, work_dir: str | Path, job_config: Mapping[str, Any],
-               dynamics_benchmark: str | Path | None = None, extra_callbacks=()) -> dict[str, Any]:
+               dynamics_benchmark: str | Path | None = None, extra_callbacks=(), rl_method: str = "grpo",
+               method_params: Mapping[str, Any] | None = None, solution_key: str | None = None) -> dict[str, Any]:
     """Run GRPO from ``init_path``; save the final policy to ``out_dir``; return a metrics dict.
 
     ``dynamics_benchmark``: a benchmark jsonl in the record schema (``id, prompt, gold, kind``,
@@ -334,18 +352,30 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     :class:`DynamicsCallback`), persisted in ``work_dir/dynamics.jsonl`` across resumes.
     ``"grading"`` counts the reward's gradings only (the dynamics' own are in
     ``"dynamics_grading"``). ``extra_callbacks``: more ``TrainerCallback`` objects (tests).
+
+    ``rl_method``: plain ``grpo`` or a method of :mod:`giftlab.rl_methods` (LUFFY, ReLIFT), trained by TRL's
+    GRPOTrainer with the method's mixin, the GRPOConfig fields its algorithm fixes, and ``method_params`` over its
+    released defaults; methods that learn from demonstrations read them from ``solution_key`` of the RL rows.
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from giftlab.rewards import GradingPool
 
+    from giftlab.rl_methods import get_method
+
+    method = None if rl_method == "grpo" else get_method(rl_method)
+    params = method.check(method_params) if method else {}
     set_seed(seed)
     work_dir = prepare_work_dir(work_dir, job_config)
-    dataset = Dataset.from_list([{"prompt": render_prompt(tokenizer, r["question"]),
-                                  "final_answer": r["final_answer"]} for r in rl_rows])
+    dataset = Dataset.from_list(rl_dataset_rows(tokenizer, rl_rows, bool(method and method.needs_demonstrations),
+                                                solution_key))
     # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
-    args = GRPOConfig(**grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1))))
+    kwargs = grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1)))
+    if method:
+        kwargs.update(method.grpo_overrides(params))
+    args = GRPOConfig(**kwargs)
+    trainer_class = method.trainer_class(GRPOTrainer, params) if method else GRPOTrainer
     args.run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or args.run_name
     step_log = work_dir / "steps.jsonl"
     resume = last_complete_checkpoint(work_dir)
@@ -376,7 +406,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
             callbacks.append(dynamics)
         # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
         preemption = PreemptionCheckpoint()
-        trainer = GRPOTrainer(model=model, reward_funcs=[MathReward(pool)], args=args,
+        trainer = trainer_class(model=model, reward_funcs=[MathReward(pool)], args=args,
                               train_dataset=dataset, processing_class=tokenizer,
                               callbacks=callbacks + list(extra_callbacks) + [preemption])
         preemption.trainer = trainer
@@ -392,7 +422,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
-               "math_grading": {"percent_rule": percent_rule},
+               "math_grading": {"percent_rule": percent_rule}, "rl_method": rl_method, "method_params": params,
                "resumed_from": str(resume) if resume else None,
                "train_seconds_this_session": round(seconds, 2),
                "dynamics": list(dynamics.rows) if dynamics is not None else []}

@@ -1,0 +1,115 @@
+"""The registry of RL-stage methods: what a GRPO-stage run trains with besides plain GRPO.
+
+A method is one module that registers an :class:`RLMethod`: its paper label, its hyperparameters with their
+released defaults (checked in one place, :meth:`RLMethod.check`, one-line errors naming ``unified.<name>.<key>``),
+the ``trl.GRPOConfig`` fields its algorithm fixes (:attr:`RLMethod.grpo_overrides`), and a mixin over TRL's
+``GRPOTrainer`` that holds the differences from plain GRPO. The mixin is named by import path, so the registry
+imports neither TRL nor the trainers (Snakemake builds the plan from it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from giftlab.cli import ConfigError
+
+
+@dataclass(frozen=True)
+class RLMethod:
+    """Registry entry of one RL-stage method.
+
+    ``defaults``: its hyperparameters (``unified.<name>`` in the config), the released values;
+    ``grpo_overrides``: ``params -> {GRPOConfig field: value}``, the settings the method's algorithm fixes whatever
+    the ``grpo`` section says (the ``grpo`` section keeps the budget: steps, batch, G, lr, lengths, temperature);
+    ``mixin``: ``"module:Class"``, a class placed before ``trl.GRPOTrainer`` in the trainer's bases (None: plain
+    GRPO); ``needs_demonstrations``: the RL rows must carry a demonstration (``data.solution_key``).
+    """
+
+    name: str
+    label: str
+    method_class: str
+    defaults: Mapping[str, Any]
+    grpo_overrides: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda params: {}
+    mixin: str | None = None
+    needs_demonstrations: bool = False
+    validate: Callable[[Mapping[str, Any]], None] | None = None
+    description: str = ""
+    order: int = field(default=0, compare=False)
+
+    def check(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The method's hyperparameters: ``params`` over the defaults, each of its default's type."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"config error: unified.{self.name}.{unknown[0]}: unknown key "
+                              f"(one of {', '.join(self.defaults) or 'none'})")
+        out = dict(self.defaults)
+        for key, value in params.items():
+            out[key] = _coerce(f"unified.{self.name}.{key}", value, self.defaults[key])
+        if self.validate is not None:
+            try:
+                self.validate(out)
+            except ConfigError:
+                raise
+            except ValueError as exc:  # validators say "<key>: <what is wrong>"
+                raise ConfigError(f"config error: unified.{self.name}.{exc}") from None
+        return out
+
+    def trainer_class(self, base: type, params: Mapping[str, Any]) -> type:
+        """``base`` (TRL's GRPOTrainer) with this method's mixin in front of it; the mixin reads its checked
+        hyperparameters as ``self.method_params``."""
+        if self.mixin is None:
+            return base
+        module, _, name = self.mixin.partition(":")
+        mixin = getattr(importlib.import_module(module), name)
+        return type(f"{mixin.__name__}GRPOTrainer", (mixin, base), {"method_params": dict(params)})
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config error: {key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config error: {key}: expected a number, got {value!r}") from None
+        if isinstance(default, int):
+            if number != int(number):
+                raise ConfigError(f"config error: {key}: expected an integer, got {value!r}")
+            return int(number)
+        return number
+    raise ConfigError(f"config error: {key}: expected a {type(default).__name__}, got {value!r}")
+
+
+RL_METHODS: dict[str, RLMethod] = {}
+
+
+def register(method: RLMethod) -> RLMethod:
+    if method.name in RL_METHODS:
+        raise ValueError(f"RL method {method.name!r} registered twice")
+    RL_METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> RLMethod:
+    try:
+        return RL_METHODS[name]
+    except KeyError:
+        raise ConfigError(f"config error: unified.methods: unknown RL method {name!r} "
+                          f"(one of {', '.join(RL_METHODS)})") from None
+
+
+def positive(*keys: str, allow_zero: tuple[str, ...] = ()) -> Callable[[Mapping[str, Any]], None]:
+    """A validator: each of ``keys`` > 0 (>= 0 for those in ``allow_zero``)."""
+
+    def check(params: Mapping[str, Any]) -> None:
+        for key in keys:
+            low_ok = key in allow_zero
+            if params[key] < 0 or (params[key] == 0 and not low_ok):
+                raise ValueError(f"{key}: must be {'>= 0' if low_ok else '> 0'}, got {params[key]}")
+
+    return check

@@ -1,0 +1,162 @@
+"""LUFFY (Yan et al. 2025): GRPO whose groups mix on-policy rollouts with an off-policy expert trace.
+
+As released (github.com/ElliottYan/LUFFY @ 01f4ae0, ``exp_scripts/train.sh`` and ``luffy/verl/verl/mix_src``):
+
+* each prompt's group of G samples is G − k on-policy rollouts and k expert traces (``n_prefix = k = 1``, the
+  whole demonstration: ``min/max_prefix_ratio = 1.0``); every sample is scored by the verifier;
+* advantage: GRPO without std normalisation over the **whole mixed group**: A_i = r_i − mean_j r_j;
+* token losses, with no PPO clipping (``loss_remove_clip``):
+
+      on-policy token:  ℓ_t = −A · π_θ(y_t) / π_old(y_t)
+      expert token:     ℓ_t = −A · f(π_θ(y_t)),   f(p) = p / (p + γ),  γ = 0.1   (policy shaping, no IS weight)
+
+  so an expert token's gradient is −A · γ p / (p + γ)² · ∇log p: large for tokens the policy finds unlikely;
+* aggregation: Σ over valid tokens / (padded response length L), minus 0.001 · token-mean entropy; no KL.
+
+This trainer divides the token sum by (sequences × L), as TRL's ``dr_grpo`` does, where the released code divides
+by L alone (a factor of the micro-batch's sequence count; docs/scale.md lists the departures).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from giftlab.cli import ConfigError
+
+from .base import RLMethod, positive, register
+
+
+def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
+    """A_i = r_i − mean of r over i's group of ``group_size`` consecutive samples (expert ones included); no std."""
+    grouped = rewards.view(-1, group_size)
+    return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)
+
+
+def expert_rows(n_local: int, process_index: int, group_size: int, expert_samples: int) -> list[bool]:
+    """Which of this process's ``n_local`` samples are expert traces: the last ``expert_samples`` of every group.
+
+    Groups are consecutive in the global generation batch (TRL repeats each prompt G times) and a group may span
+    two processes, so the rule is on the global index ``process_index × n_local + i``.
+    """
+    start = process_index * n_local
+    return [(start + i) % group_size >= group_size - expert_samples for i in range(n_local)]
+
+
+def shaped_probability(logps: Tensor, gamma: float) -> Tensor:
+    """f(p) = p / (p + γ) of p = exp(logps): LUFFY's policy shaping of expert tokens."""
+    p = logps.exp()
+    return p / (p + gamma)
+
+
+def token_losses(logps: Tensor, old_logps: Tensor, advantages: Tensor, is_expert: Tensor, gamma: float) -> Tensor:
+    """[B, T] per-token losses: −A·π_θ/π_old on rollouts, −A·f(π_θ) on expert traces (``is_expert``: [B] bool)."""
+    adv = advantages.unsqueeze(1)
+    on_policy = -adv * torch.exp(logps - old_logps)
+    off_policy = -adv * shaped_probability(logps, gamma)
+    return torch.where(is_expert.unsqueeze(1), off_policy, on_policy)
+
+
+def aggregate(losses: Tensor, mask: Tensor, entropies: Tensor, max_length: int, entropy_coef: float
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, policy term, mean entropy): Σ_valid ℓ / (B · L) − entropy_coef · token-mean entropy."""
+    policy = (losses * mask).sum() / (mask.size(0) * max_length)
+    entropy = (entropies * mask).sum() / mask.sum().clamp(min=1)
+    return policy - entropy_coef * entropy, policy, entropy
+
+
+class LuffyMixin:
+    """In front of ``trl.GRPOTrainer``: the last ``expert_samples`` completions of every training group are replaced
+    by the prompt's demonstration (its token ids + EOS, cut at ``max_completion_length``), scored by the same reward,
+    and trained with :func:`token_losses` / :func:`aggregate`. The dataset needs a ``demonstration`` column.
+    Advantages are TRL's own with ``scale_rewards="none"``: exactly :func:`group_advantages` over the mixed group.
+    """
+
+    method_params: Mapping[str, Any]  # the checked hyperparameters (RLMethod.trainer_class sets them)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.method_params["expert_samples"] >= self.num_generations:
+            raise ConfigError(f"config error: unified.luffy.expert_samples must be < grpo.num_generations "
+                              f"({self.num_generations}), got {self.method_params['expert_samples']}")
+
+    def _demonstration_ids(self, text: str) -> list[int]:
+        ids = self.processing_class(text, add_special_tokens=False)["input_ids"]
+        ids = ids + [self.processing_class.eos_token_id]
+        return ids[: self.max_completion_length]
+
+    def _generate_and_score_completions(self, inputs):
+        self._luffy_demonstrations = [row["demonstration"] for row in inputs]
+        self._luffy_expert = [False] * len(inputs)
+        output = super()._generate_and_score_completions(inputs)
+        output["is_expert"] = torch.tensor(self._luffy_expert, dtype=torch.bool, device=output["advantages"].device)
+        if self.model.training:
+            self._metrics["train"]["luffy/expert_fraction"].append(sum(self._luffy_expert) / len(self._luffy_expert))
+        return output
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields,
+                                                                 num_generations, has_tool_images)
+        if not self.model.training:  # evaluation samples stay on-policy
+            return completion_ids, logprobs
+        rows = expert_rows(len(prompt_ids), self.accelerator.process_index, num_generations,
+                           self.method_params["expert_samples"])
+        completion_ids = list(completion_ids)
+        logprobs = None if logprobs is None else list(logprobs)
+        for i, expert in enumerate(rows):
+            if expert:
+                completion_ids[i] = self._demonstration_ids(self._luffy_demonstrations[i])
+                if logprobs is not None:  # the sampler never scored these tokens (TRL treats NaN as "no correction")
+                    logprobs[i] = [math.nan] * len(completion_ids[i])
+        self._luffy_expert = rows
+        return completion_ids, logprobs
+
+    def _compute_loss(self, model, inputs):
+        completion_ids, mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        attention_mask = torch.cat([inputs["prompt_mask"], mask], dim=1)
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True)
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        is_expert = inputs["is_expert"]
+        losses = token_losses(logps, old, inputs["advantages"], is_expert, self.method_params["shaping_gamma"])
+        loss, policy, entropy = aggregate(losses, mask, entropies, self.max_completion_length,
+                                          self.method_params["entropy_coef"])
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["entropy"].append(self.accelerator.gather(entropy.detach()).mean().item())
+        self._metrics[mode]["policy_loss"].append(self.accelerator.gather(policy.detach()).mean().item())
+        expert_mask = mask * is_expert.unsqueeze(1)
+        if expert_mask.sum() > 0:  # mean π_θ on expert tokens: how far the policy has absorbed the demonstrations
+            p = (logps.detach().exp() * expert_mask).sum() / expert_mask.sum()
+            self._metrics[mode]["luffy/expert_token_prob"].append(p.item())
+        return loss / (self.current_gradient_accumulation_steps if mode == "train" else 1.0)
+
+
+def _validate(params: Mapping[str, Any]) -> None:
+    positive("expert_samples", "shaping_gamma")(params)
+    positive("entropy_coef", allow_zero=("entropy_coef",))(params)
+
+
+def _grpo_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    # advantages over the mixed group with no std (grpo_use_std=False), no KL; the loss is the mixin's own
+    return {"scale_rewards": "none", "beta": 0.0}
+
+
+LUFFY = register(RLMethod(
+    name="luffy",
+    label="LUFFY",
+    method_class="Unified Paradigms",
+    defaults={"expert_samples": 1, "shaping_gamma": 0.1, "entropy_coef": 0.001},
+    grpo_overrides=_grpo_overrides,
+    mixin="giftlab.rl_methods.luffy:LuffyMixin",
+    needs_demonstrations=True,
+    validate=_validate,
+    description="off-policy expert traces inside each GRPO group, policy shaping f(p) = p/(p+γ)",
+))
+
+__all__: Sequence[str] = ["LUFFY", "LuffyMixin", "group_advantages", "expert_rows", "shaped_probability",
+                          "token_losses", "aggregate"]

@@ -1,0 +1,144 @@
+"""LUFFY and ReLIFT inside TRL's GRPOTrainer, on a tiny random model: the expert trace is the last member of each
+group, is scored like a rollout and moves the gradient; ReLIFT's buffer fills from failed groups and its SFT step
+fires, changes the weights, and survives a resume."""
+
+import json
+
+import pytest
+import torch
+
+from giftlab.models import load_model
+from giftlab.rl_methods import get_method
+from giftlab.tinyworld.tokenizer import build_tokenizer
+from giftlab.training.grpo import grpo_arguments, rl_dataset_rows, train_grpo
+
+G = 4
+RL_ROWS = [{"question": f"Start with {i}. Add 1. What is the result?", "final_answer": str(i + 1),
+            "solution": f"{i} + 1 = {i + 1}. The answer is \\boxed{{{i + 1}}}."} for i in range(1, 9)]
+CFG = dict(max_steps=2, lr=1e-3, lr_scheduler="constant", num_generations=G, prompts_per_generation=2,
+           prompts_per_update=2, temperature=1.0, max_completion_length=40, save_steps=1, grading_timeout=10)
+
+
+def boxed_reward(prompts, completions, final_answer, **_):
+    """1 when the completion boxes the gold answer (a demonstration does; a random tiny model does not)."""
+    return [1.0 if f"\\boxed{{{gold}}}" in text else 0.0 for text, gold in zip(completions, final_answer)]
+
+
+def _trainer(base_dir, tmp_path, method: str, params=None, rows=RL_ROWS, **cfg):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    spec = get_method(method)
+    params = spec.check(params)
+    tok = build_tokenizer()
+    kwargs = grpo_arguments({**CFG, **cfg}, tmp_path / "work", seed=0)
+    kwargs.update(spec.grpo_overrides(params), report_to=[], save_strategy="no")
+    data = Dataset.from_list(rl_dataset_rows(tok, rows, True, "solution"))
+    trainer_class = spec.trainer_class(GRPOTrainer, params)
+    return trainer_class(model=load_model(str(base_dir)), reward_funcs=[boxed_reward], args=GRPOConfig(**kwargs),
+                         train_dataset=data, processing_class=tok)
+
+
+def _group_inputs(trainer, rows):
+    """A generation batch as TRL's sampler makes it: each row repeated G times."""
+    return [dict(trainer.train_dataset[i]) for i in rows for _ in range(G)]
+
+
+def test_luffy_groups_end_with_the_demonstration_which_is_scored_and_trained_on(base_dir, tmp_path):
+    trainer = _trainer(base_dir, tmp_path, "luffy")
+    trainer.model.train()
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(_group_inputs(trainer, [0, 1]))
+    tok = trainer.processing_class
+    assert out["is_expert"].tolist() == [False, False, False, True] * 2
+    for group, row in enumerate([0, 1]):
+        ids = out["completion_ids"][group * G + G - 1][out["completion_mask"][group * G + G - 1].bool()].tolist()
+        assert ids == tok(RL_ROWS[row]["solution"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    # the demonstration boxes the gold answer: reward 1, the random rollouts 0, so A = 1 − 1/4 and −1/4
+    adv = out["advantages"].tolist()
+    assert adv == pytest.approx([-0.25, -0.25, -0.25, 0.75] * 2)
+
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train()
+
+    def gradient(batch):
+        trainer.model.zero_grad()
+        trainer._compute_loss(trainer.model, batch).backward()
+        return torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]).clone()
+
+    grad = gradient(out)
+    # the same batch with the expert rows' tokens changed: the gradient changes (they are in the loss) ...
+    changed = dict(out)
+    changed["completion_ids"] = out["completion_ids"].clone()
+    changed["completion_ids"][out["is_expert"], :3] = tok("999", add_special_tokens=False)["input_ids"][0]
+    assert not torch.allclose(grad, gradient(changed))
+    # ... and with them masked out, it changes too: the expert trace is more than a member of the mean
+    masked = dict(out)
+    masked["completion_mask"] = out["completion_mask"] * (~out["is_expert"]).unsqueeze(1)
+    assert not torch.allclose(grad, gradient(masked))
+
+
+def test_luffy_refuses_groups_without_a_rollout(base_dir, tmp_path):
+    with pytest.raises(ValueError, match="expert_samples must be < grpo.num_generations"):
+        _trainer(base_dir, tmp_path, "luffy", {"expert_samples": G})
+
+
+def test_relift_buffers_groups_that_all_fail_and_sft_step_fires_when_full(base_dir, tmp_path):
+    trainer = _trainer(base_dir, tmp_path, "relift", {"sft_batch": 2, "sft_micro_batch": 1})
+    trainer.model.train()
+    torch.manual_seed(0)
+    trainer._generate_and_score_completions(_group_inputs(trainer, [3, 5]))  # random rollouts: all fail
+    assert trainer._relift_buffer.items == [3, 5]
+    trainer._generate_and_score_completions(_group_inputs(trainer, [6, 7]))
+    assert trainer._relift_buffer.items == [6, 7, 3, 5]  # the newest in front, as the released code concatenates
+
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.state.global_step = 1  # the end of a generation batch (one update per batch here)
+    trainer._relift_step_end()
+    assert trainer._relift_buffer.items == [3, 5] and trainer._relift_steps == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert trainer._metrics["train"]["relift/sft_nll"][-1] > 0
+
+
+def _run(base_dir, tmp_path, method, params, callbacks=(), **cfg):
+    tok = build_tokenizer()
+    return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=tok, rl_rows=RL_ROWS,
+                      cfg={**CFG, **cfg}, seed=0, out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                      job_config={"run": method}, extra_callbacks=callbacks, rl_method=method,
+                      method_params=params, solution_key="solution")
+
+
+class InterruptAfterSave:
+    def __init__(self, step):
+        from transformers import TrainerCallback
+
+        self.step = step
+        self.__class__ = type("Interrupt", (InterruptAfterSave, TrainerCallback), {})
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_relift_trains_through_train_grpo_and_keeps_its_buffer_across_a_resume(base_dir, tmp_path):
+    params = {"sft_batch": 2, "sft_micro_batch": 2, "entropy_coef": 0.0}
+    with pytest.raises(KeyboardInterrupt):
+        _run(base_dir, tmp_path, "relift", params, callbacks=[InterruptAfterSave(1)], max_steps=3)
+    state = torch.load(tmp_path / "work" / "checkpoint-1" / "relift_state.pt", weights_only=False)
+    assert state["sft_steps"] == 1 and state["buffer"]["batch_size"] == 2
+    metrics = _run(base_dir, tmp_path, "relift", params, max_steps=3)
+    assert metrics["resumed_from"].endswith("checkpoint-1") and metrics["steps"] == 3
+    assert metrics["rl_method"] == "relift" and metrics["method_params"]["sft_batch"] == 2
+    sft_steps = [row["relift/sft_steps"] for row in metrics["log"] if "relift/sft_steps" in row]
+    assert sft_steps and sft_steps[-1] >= 2  # the count carried over the resume
+    assert json.loads((tmp_path / "out" / "config.json").read_text())
+
+
+def test_luffy_trains_through_train_grpo(base_dir, tmp_path):
+    # two updates per generation batch (as the paper's 128 / 64): π_old is the sampling policy, the batch is
+    # shuffled and split with the expert flags
+    metrics = _run(base_dir, tmp_path, "luffy", {}, max_steps=2, prompts_per_generation=4)
+    assert metrics["steps"] == 2 and metrics["rl_method"] == "luffy"
+    steps = [row for row in metrics["log"] if "loss" in row]
+    # measured where the batch is generated (step 1 of each pair)
+    assert [row.get("luffy/expert_fraction") for row in steps] == [pytest.approx(1 / G), None]
+    assert all(0 < row["luffy/expert_token_prob"] < 1 for row in steps)
