@@ -103,8 +103,13 @@ def validate_config(config: Mapping[str, Any], schema: str | Path = DEFAULT_SCHE
             prefix = _key_path(err)
             key = missing if prefix == "<top level>" else f"{prefix}.{missing}"
             raise ConfigError(f"config error: missing required key '{key}'")
-        if err.validator == "additionalProperties":
-            raise ConfigError(f"config error: {_key_path(err)}: {err.message}")
+        if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+            allowed = sorted(err.schema.get("properties") or {})
+            unknown = sorted(k for k in err.instance if k not in allowed)
+            if allowed and unknown and not err.schema.get("patternProperties"):  # name the key, as a typo is
+                prefix = _key_path(err)
+                key = unknown[0] if prefix == "<top level>" else f"{prefix}.{unknown[0]}"
+                raise ConfigError(f"config error: {key}: unknown key (one of {', '.join(allowed)})")
         raise ConfigError(f"config error: {_key_path(err)}: {err.message}")
     _check_cross_keys(config)
 

@@ -81,3 +81,24 @@ def test_an_unknown_method_or_key_is_named_in_one_line():
     config = deep_merge(load_config(REPO / "params.yaml"), {"unified": {"luffy": {"shaping_gama": 0.2}}})
     with pytest.raises(ConfigError, match=r"unified.luffy.shaping_gama: unknown key") as exc:
         validate_config(config)
+
+
+def test_the_schema_lists_each_registered_methods_hyperparameters():
+    """`unified.<method>` in the schema names exactly the registry's keys (a user reads them there); a method the
+    schema does not list is still checked by the registry (additionalProperties)."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "params.schema.yaml").read_text())
+    listed = {name: spec for name, spec in schema["properties"]["unified"]["properties"].items() if name != "methods"}
+    assert set(listed) == set(RL_METHODS)
+    for name, spec in listed.items():
+        assert set(spec["properties"]) == set(RL_METHODS[name].defaults), name
+        for key, default in RL_METHODS[name].defaults.items():
+            assert spec["properties"][key]["type"] == ("integer" if isinstance(default, int) else "number"), key
+
+
+def test_a_mistyped_key_under_a_method_is_one_line_from_the_schema_check():
+    config = deep_merge(load_config(REPO / "params.yaml"), {"unified": {"relift": {"sft_batch": "many"}}})
+    with pytest.raises(ConfigError, match=r"unified.relift.sft_batch") as exc:
+        validate_config(config)
+    assert "\n" not in str(exc.value)
