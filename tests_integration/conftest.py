@@ -1,4 +1,4 @@
-"""Integration tests: slow, need services (a SLURM cluster); run as `python -m pytest tests_integration -x`.
+"""Integration tests: slow, or need services (a SLURM cluster); run as `python -m pytest tests_integration -x`.
 
 Not under tests/, so the README's `python -m pytest` (testpaths = tests) never collects them.
 """

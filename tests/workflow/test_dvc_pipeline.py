@@ -4,9 +4,8 @@ Fast checks (no training): every dvc.yaml stage is one Snakemake phase target (w
 -- same rules, command, outputs (one owner each), code deps and upstream deps -- and the phases together
 cover the DAG of `rule all`; the SLURM profile plans the whole paper grid.
 
-Slow check (one smoke-sized run): clone A runs `dvc repro` and pushes to a shared-filesystem remote;
-clone B pulls, runs scripts/after_pull.sh and gets byte-identical artifacts with nothing to recompute
-under `dvc status` or `snakemake -n`; a `dvc exp run -S` in A reruns only the stages the param feeds.
+The slow check that two clones share every artifact through one remote (a whole `dvc repro`) is
+tests_integration/test_dvc_sharing.py, run by `.ci/run` after the README's suite; its helpers live here.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def run(cmd, cwd, timeout=600, check=True) -> subprocess.CompletedProcess:
     return result
 
 
-# The sharing test needs a small grid, not every objective: plain SFT and GIFT, no Direct baselines.
+# The sharing test (tests_integration/test_dvc_sharing.py) needs a small grid, not every objective: plain SFT and GIFT, no Direct baselines.
 SHARING_GRID = {"sft": {"methods": ["sft", "gift"], "direct_sft": False}, "grpo": {"direct_rl": False}}
 
 
@@ -406,60 +405,3 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     (bench_dir / "gpqa").mkdir()
     planned = run([*cmd[:-4], "--printshellcmds", "--", "phase_all"], work, timeout=300).stdout
     assert "math500=data/benchmarks/math500.parquet" in planned and "gpqa=data/benchmarks/gpqa " in planned
-
-
-# ------------------------------------------------------------------ two clones sharing one remote
-
-
-@pytest.mark.slow
-def test_two_clones_share_artifacts_through_one_remote(tmp_path_factory):
-    root = tmp_path_factory.mktemp("share")
-    seed = copy_worktree(root / "seed", params_override=REPO / "config" / "smoke.yaml", extra=SHARING_GRID)
-    remote = root / "dvc-remote"  # the shared-filesystem remote (docs/scale.md)
-    origin = root / "origin.git"
-    run(["git", "clone", "-q", "--bare", str(seed), str(origin)], root)
-
-    # Clone A: regenerate everything with `dvc repro`, push artifacts, commit dvc.lock.
-    a = root / "a"
-    run(["git", "clone", "-q", str(origin), str(a)], root)
-    run(["dvc", "remote", "modify", "--local", "shared", "url", str(remote)], a)
-    repro = run("dvc repro", a, timeout=900)
-    assert "Running stage 'figures'" in repro.stdout
-    assert (a / "figures" / "fig1.pdf").read_bytes()[:5] == b"%PDF-"
-    assert "up to date" in run("dvc status", a).stdout
-    run("dvc push", a)
-    run("git add dvc.lock", a)
-    run(["git", "commit", "-qm", "results"], a)
-    run("git push -q origin main", a)
-
-    stages = dvc_stages(a)
-    outs = [out_path(o) for st in stages.values() for o in st["outs"]]
-    versioned = {rel: h for out in outs for rel, h in tree_digest(a, out).items()}
-    assert versioned and not any("optimizer" in p or "/work/" in p or p.startswith("work/") for p in versioned)
-    assert not any(p.endswith(".snakemake_timestamp") for p in run("dvc ls --dvc-only -R .", a).stdout.split())
-
-    # Clone B: pull only; identical artifacts, nothing to recompute.
-    b = root / "b"
-    run(["git", "clone", "-q", str(origin), str(b)], root)
-    run(["dvc", "remote", "modify", "--local", "shared", "url", str(remote)], b)
-    run("dvc pull", b)
-    assert {rel: h for out in outs for rel, h in tree_digest(b, out).items()} == versioned
-    assert "up to date" in run("dvc status", b).stdout
-    run(["bash", "scripts/after_pull.sh"], b)
-    dry = run("snakemake -n", b)
-    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
-    dry = run("snakemake -n phase_all", b)
-    assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
-    assert "up to date" in run("dvc status", b).stdout  # the touch left DVC's view unchanged
-    assert "didn't change" in run("dvc repro", b).stdout
-    assert not (b / "work").exists()  # trainer state never travels
-
-    # A β-sweep-style experiment: `dvc exp run -S` reruns only the stages the changed key feeds.
-    # (smoke already draws only qwen; an empty list means "every active backbone": same figure, new param)
-    exp = run(["dvc", "exp", "run", "-S", "figures.fig1.backbones=[]"], a, timeout=600)
-    text = exp.stdout + exp.stderr
-    for stage in ("world", "base", "split", "sft", "grpo", "eval", "analysis"):
-        assert f"Stage '{stage}' didn't change" in text, text[-3000:]
-    assert "Running stage 'figures'" in text, text[-3000:]
-    shown = run(["dvc", "exp", "show", "--csv"], a).stdout
-    assert "figures.fig1.backbones" in shown
