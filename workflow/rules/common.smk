@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from giftlab.cli import ConfigError
 from giftlab.config import EVAL_RULES, RUN_PATTERN, rule_resources, rule_threads, validate_config
+from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.plan import SUMMARY, Plan
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
@@ -19,6 +20,15 @@ except ConfigError as exc:
     sys.exit(str(exc))
 
 PLAN = Plan(config)
+
+
+onstart:
+    # One run per workspace (giftlab.lock): an OS lock, gone with this process however it ends; the main process
+    # only, and only when jobs are about to run (not for -n, --lint or "Nothing to be done").
+    try:
+        hold_workspace_lock(Path.cwd(), shlex.join(sys.argv))
+    except WorkspaceBusy as exc:
+        sys.exit(str(exc))
 SCRIPTS = REPO / "scripts"
 REPORTING_CODE = Plan.reporting_code(REPO / "src" / "giftlab")
 

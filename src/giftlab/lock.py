@@ -1,0 +1,80 @@
+"""One run per workspace: an OS lock that needs no cleanup, and DVC's own lock respected.
+
+Snakemake's own directory lock is off in the default profile (``nolock``): a ``kill -9`` would leave it behind,
+to be cleared by hand. Instead the workflow's ``onstart`` (``workflow/rules/common.smk``: only when jobs are about
+to run, in the main Snakemake process) calls :func:`hold_workspace_lock`, an ``fcntl.flock`` on
+``.snakemake/giftlab.lock`` that the kernel releases when the process ends, however it ends. A second run in the
+same workspace stops before its first job with one line naming the holder's PID and command. Outside a DVC stage
+it also stops while DVC holds its repository lock (``.dvc/tmp/lock``, taken by ``dvc repro`` between and during
+its stages); the ``snakemake`` a DVC stage runs (``DVC_STAGE`` set) is DVC's own and goes ahead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+LOCK_FILE = Path(".snakemake") / "giftlab.lock"
+DVC_LOCK_FILE = Path(".dvc") / "tmp" / "lock"
+
+_held: list[IO[str]] = []  # open for the life of the process: closing the file would release the lock
+
+
+class WorkspaceBusy(RuntimeError):
+    """Another run holds the workspace; the message is one line naming it."""
+
+
+def _try_flock(fh: IO[str]) -> bool:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = " ".join(path.read_text(errors="replace").split())
+    except OSError:
+        text = ""
+    return text[:300] or "a process that wrote nothing"
+
+
+def dvc_is_running(root: Path) -> str | None:
+    """Who holds DVC's repository lock in ``root`` (zc.lockfile, an flock like ours), or None if nobody does."""
+    path = root / DVC_LOCK_FILE
+    if not path.exists():
+        return None
+    with open(path, "a+") as fh:
+        if _try_flock(fh):
+            fcntl.flock(fh, fcntl.LOCK_UN)  # only looked: DVC takes it again whenever it needs it
+            return None
+    return f"DVC (pid {_holder(path)})"
+
+
+def hold_workspace_lock(root: str | Path, command: str) -> Path:
+    """Take the workspace lock of ``root`` for this process (released when the process ends, kill -9 included)
+    and record our PID and ``command`` in it; return its path. :class:`WorkspaceBusy` if another run holds it or,
+    outside a DVC stage, DVC is running in ``root``."""
+    root = Path(root)
+    path = root / LOCK_FILE
+    if "DVC_STAGE" not in os.environ:
+        dvc = dvc_is_running(root)
+        if dvc:
+            raise WorkspaceBusy(f"giftlab: {dvc} is running in {root}: wait for it to finish (or stop it) "
+                                "before running Snakemake here")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    if not _try_flock(fh):
+        holder = _holder(path)
+        fh.close()
+        raise WorkspaceBusy(f"giftlab: another run holds this workspace ({holder}): wait for it to finish or stop "
+                            f"it; its lock ({path}) goes away with its process, nothing to clean up")
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}: {command}\n")
+    fh.flush()
+    _held.append(fh)
+    return path

@@ -1,0 +1,100 @@
+"""One run per workspace: the OS lock (giftlab.lock) refuses a second run in one line naming the first, needs no
+cleanup after a kill -9, respects DVC's lock outside DVC stages, and stops a real `snakemake` before its first job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from giftlab.lock import LOCK_FILE, WorkspaceBusy, hold_workspace_lock
+from helpers import REPO, snakemake, write_override
+
+HOLD = """
+import sys, time
+from giftlab.lock import hold_workspace_lock
+hold_workspace_lock(sys.argv[1], "snakemake --cores 2 all (a test holder)")
+print("held", flush=True)
+time.sleep(600)
+"""
+
+DVC_HOLD = """
+import sys, time, zc.lockfile
+lock = zc.lockfile.LockFile(sys.argv[1])   # what DVC's repo lock is (dvc/lock.py)
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(code: str, arg: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", code, str(arg)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _in_subprocess(root: Path, env=None) -> subprocess.CompletedProcess:
+    """hold_workspace_lock in a fresh process (a lock this test process took would be its own to take again)."""
+    code = ("import sys\nfrom giftlab.lock import hold_workspace_lock, WorkspaceBusy\n"
+            "try:\n    hold_workspace_lock(sys.argv[1], 'second')\nexcept WorkspaceBusy as e:\n"
+            "    sys.exit(str(e))\nprint('acquired')")
+    return subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_a_second_run_is_refused_in_one_line_and_a_killed_holder_needs_no_cleanup(tmp_path):
+    holder = _holder(HOLD, tmp_path)
+    try:
+        second = _in_subprocess(tmp_path)
+        assert second.returncode != 0
+        message = second.stderr.strip()
+        assert "\n" not in message and f"pid {holder.pid}: snakemake --cores 2 all" in message
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / LOCK_FILE).exists()  # the file stays; the lock went with the process
+    again = _in_subprocess(tmp_path)
+    assert again.returncode == 0 and again.stdout.strip() == "acquired"
+
+
+def test_the_holder_is_this_process_for_its_whole_life(tmp_path):
+    path = hold_workspace_lock(tmp_path, "pytest")
+    assert path.read_text().strip() == f"pid {os.getpid()}: pytest"
+    assert _in_subprocess(tmp_path).returncode != 0
+
+
+def test_dvc_running_here_is_respected_except_by_its_own_stages(tmp_path):
+    lock = tmp_path / ".dvc" / "tmp" / "lock"
+    lock.parent.mkdir(parents=True)
+    holder = _holder(DVC_HOLD, lock)
+    try:
+        refused = _in_subprocess(tmp_path)
+        assert refused.returncode != 0 and f"DVC (pid {holder.pid})" in refused.stderr
+        stage = _in_subprocess(tmp_path, env={**os.environ, "DVC_STAGE": "sft"})  # the snakemake a stage runs
+        assert stage.returncode == 0
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert _in_subprocess(tmp_path).returncode == 0  # DVC gone: no stale lock in the way
+
+
+def test_snakemake_stops_before_its_first_job_while_another_run_holds_the_workspace(tmp_path):
+    smoke = write_override(tmp_path / "smoke.yaml", {})
+    configs = [REPO / "config" / "smoke.yaml", smoke]
+    target = "data/tiny/problems.jsonl"
+    holder = _holder(HOLD, tmp_path)
+    try:
+        blocked = snakemake(tmp_path, "--cores", "2", target, configfiles=configs, timeout=300)
+        assert blocked.returncode != 0
+        last = [line for line in (blocked.stdout + blocked.stderr).splitlines() if line.strip()][-1]
+        assert last.startswith("giftlab: another run holds this workspace") and f"pid {holder.pid}" in last
+        assert not (tmp_path / target).exists()
+        # a dry run only reads: it is not refused
+        assert snakemake(tmp_path, "-n", "--cores", "2", target, configfiles=configs, timeout=300).returncode == 0
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert _in_subprocess(tmp_path).returncode == 0  # the next run goes ahead: nothing was left behind
