@@ -101,15 +101,24 @@ def render_prompt(tokenizer, question: str, chat_template: str | bool = "auto") 
     ``"auto"`` uses the template when the tokenizer has one (the tiny tokenizer and instruct models
     do; some base tokenizers do not) and the raw question otherwise; ``True`` requires it.
     """
+    return render_conversation(tokenizer, [question], chat_template)
+
+
+def render_conversation(tokenizer, turns: Sequence[str], chat_template: str | bool = "auto") -> str:
+    """A conversation up to the next assistant turn: ``turns`` alternate user and assistant (user first and last),
+    in the tokenizer's chat template (``chat_template`` as in :func:`render_prompt`), or without one the turns
+    joined by blank lines. One turn is :func:`render_prompt`'s prompt."""
+    if len(turns) % 2 != 1:
+        raise ValueError(f"a conversation to answer ends with a user turn: got {len(turns)} turns")
     has = getattr(tokenizer, "chat_template", None) is not None
     if chat_template == "auto":
         chat_template = has
     if not chat_template:
-        return question
+        return "\n\n".join(turns)
     if not has:
         raise ValueError("chat_template=True but the tokenizer has no chat template")
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                         tokenize=False, add_generation_prompt=True)
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i, text in enumerate(turns)]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     # Llama 3's template writes <|begin_of_text|> and its tokenizer prepends it again when the prompt is encoded
     # with special tokens (as SFT, evaluation and TRL all do): keep one.
     bos = getattr(tokenizer, "bos_token", None)
