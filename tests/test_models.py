@@ -90,3 +90,49 @@ def test_missing_paths_fail_in_one_line(tmp_path, monkeypatch):
                                                 "offline") as exc:
         local_checkpoint("nobody-xyz/not-a-cached-model")
     assert "\n" not in str(exc.value)
+
+
+# ------------------------------------------------------------------ torn checkpoints are caught where they are read
+
+def _saved_model(root, tok):
+    from giftlab.models import build_tiny_model
+
+    folder = root / "models" / "sft" / "qwen" / "gift-b3" / "epoch_2"
+    model = build_tiny_model("qwen2", vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=32, tokenizer=tok, seed=0)
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_a_truncated_or_torn_checkpoint_fails_in_one_line_naming_the_file_and_its_rebuild(tmp_path, tok):
+    import pytest
+
+    from giftlab.models import CorruptCheckpoint, check_weights, load_model
+
+    folder = _saved_model(tmp_path, tok)
+    check_weights(folder)  # whole: passes, and loads
+    assert load_model(folder) is not None
+    weights = folder / "model.safetensors"
+    whole = weights.read_bytes()
+    for torn, what in ((whole[:-100], "bytes where its header describes"),   # truncated data
+                       (whole[:6], "cannot hold its header"),                # truncated header length
+                       (whole[:8] + b"{not json" + whole[17:], "header is not safetensors JSON")):
+        weights.write_bytes(torn)
+        with pytest.raises(CorruptCheckpoint) as exc:
+            load_model(folder)
+        message = str(exc.value)
+        assert "\n" not in message and str(weights) in message and what in message
+        assert "snakemake --force models/sft/qwen/gift-b3" in message  # the Snakemake output that holds it
+    weights.write_bytes(whole)
+    index = folder / "model.safetensors.index.json"
+    index.write_text('{"weight_map": {"a": "model-00002-of-00002.safetensors"}}')
+    with pytest.raises(CorruptCheckpoint, match="model-00002-of-00002.safetensors: missing"):
+        check_weights(folder)
+
+
+def test_rebuild_hints_name_the_output_or_say_replace():
+    from giftlab.models import rebuild_hint
+
+    assert "snakemake --force models/base/llama" in rebuild_hint("models/base/llama/model.safetensors")
+    assert "snakemake --force models/rl/qwen/direct_rl" in rebuild_hint("/w/models/rl/qwen/direct_rl/model.safetensors")
+    assert "replace it" in rebuild_hint("/data/hub/Qwen2.5-7B/model-00001-of-00004.safetensors")

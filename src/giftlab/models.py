@@ -92,6 +92,55 @@ def local_checkpoint(path_or_hub_id: str | os.PathLike) -> Path:
         raise FileNotFoundError(_offline_message("model", name, exc)) from None
 
 
+# The pipeline's checkpoint folders and the output (a Snakemake target) that writes each.
+_OUTPUT = re.compile(r"(?:^|.*/)(models/(?:base/[^/]+|(?:sft|rl)/[^/]+/[^/]+))(?:/|$)")
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint file that is torn or truncated; the message is one line naming it and how to rebuild it."""
+
+
+def rebuild_hint(file: str | os.PathLike) -> str:
+    """How to rebuild the checkpoint holding ``file``: force the Snakemake output it belongs to, if it is one."""
+    match = _OUTPUT.match(Path(file).as_posix())
+    if match:
+        return f"rebuild it with `snakemake --force {match.group(1)}` (then rerun what you ran)"
+    return "replace it with a whole copy (download or export it again)"
+
+
+def check_weights(folder: str | os.PathLike) -> None:
+    """Every ``*.safetensors`` in ``folder`` is whole: an 8-byte header length, a JSON header, and exactly the bytes
+    its tensors' offsets describe; every shard an index names exists. Reads headers only. Raises
+    :class:`CorruptCheckpoint` (one line: the file, what is wrong, :func:`rebuild_hint`)."""
+    folder = Path(folder)
+
+    def bad(file: Path, what: str) -> CorruptCheckpoint:
+        return CorruptCheckpoint(f"corrupt checkpoint {file}: {what}; {rebuild_hint(file)}")
+
+    for index in folder.glob("*.safetensors.index.json"):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError) as exc:
+            raise bad(index, f"not a safetensors index ({type(exc).__name__})") from None
+        for shard in sorted(shards):
+            if not (folder / shard).is_file():
+                raise bad(folder / shard, f"missing (named by {index.name})")
+    for file in sorted(folder.glob("*.safetensors")):
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n <= 0 or 8 + n > size:
+                raise bad(file, f"{size} bytes cannot hold its header (a truncated or torn copy)")
+            try:
+                header = json.loads(fh.read(n))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise bad(file, "its header is not safetensors JSON") from None
+        if 8 + n + end != size:
+            raise bad(file, f"{size} bytes where its header describes {8 + n + end} (truncated or torn)")
+
+
 def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):
     """``AutoModelForCausalLM.from_pretrained`` for a local checkpoint dir or a hub id.
 
@@ -102,6 +151,8 @@ def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: A
     from transformers import AutoModelForCausalLM
 
     name, extra = _resolve(path_or_hub_id, "model")
+    if not extra and Path(name).is_dir():
+        check_weights(name)  # a torn copy fails here in one line, not deep inside safetensors
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
     try:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 # One definition each, shared with training: prompts and tokenizer loading (re-exported here).
 from giftlab.data import render_prompt  # noqa: F401
-from giftlab.models import load_tokenizer  # noqa: F401
+from giftlab.models import check_weights, load_tokenizer  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class HFGenerator:
             torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         else:
             torch_dtype = getattr(torch, dtype)
+        if Path(model_path).is_dir():
+            check_weights(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
         model.to(device).eval()
         self._setup(model, tokenizer, str(model_path), batch_size, device, stop_token_ids,
@@ -312,6 +315,8 @@ class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU de
         self.seed_scheme = seed_scheme
         self.add_special_tokens = add_special_tokens
         self.tokenizer = load_tokenizer(model_path)
+        if Path(self.model_path).is_dir():
+            check_weights(self.model_path)
         eos = self.tokenizer.eos_token_id
         self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
                                | {int(i) for i in stop_token_ids})
