@@ -1,0 +1,72 @@
+"""Check a whole workspace for torn or truncated artifacts, without loading a model (``scripts/verify.py``).
+
+Snakemake decides what to rebuild from file times and job metadata, so a file damaged after it was written (a
+copy cut short, a full disk, a bad pull) looks up to date and fails only when a consumer reads it. This walks the
+pipeline's outputs and checks each by its format: every checkpoint folder under ``models/`` with
+:func:`giftlab.models.check_weights` (safetensors headers against file sizes), every ``*.json`` under ``results/``
+parses, every line of every ``*.jsonl`` parses, every figure starts with its format's signature. Each problem is
+one line naming the file and the command that rebuilds it. (DVC-tracked copies are also checked against their
+recorded hashes by ``dvc status``.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from giftlab.models import CorruptCheckpoint, check_weights, rebuild_hint
+
+SIGNATURES = {".pdf": b"%PDF-", ".png": b"\x89PNG\r\n\x1a\n"}
+
+
+def _problem(file: Path, what: str) -> str:
+    return f"{file}: {what}; rebuild it with `snakemake --force {file}`"
+
+
+def _check_json(file: Path) -> str | None:
+    try:
+        json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _problem(file, f"not JSON ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+    return None
+
+
+def _check_jsonl(file: Path) -> str | None:
+    try:
+        for number, line in enumerate(file.read_text().splitlines(), 1):
+            if line.strip():
+                json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return _problem(file, f"line {number} is not JSON (torn or truncated)")
+    return None
+
+
+def verify_workspace(root: str | Path = ".") -> tuple[int, list[str]]:
+    """(files checked, problems): one line per damaged artifact under ``root``'s models/, results/, figures/."""
+    root = Path(root)
+    checked, problems = 0, []
+    for config in sorted((root / "models").rglob("config.json")):
+        checked += 1
+        try:
+            check_weights(config.parent)
+        except CorruptCheckpoint as exc:
+            problems.append(str(exc))
+        if not any(config.parent.glob("*.safetensors")):
+            problems.append(f"{config.parent}: a checkpoint without weights; {rebuild_hint(config)}")
+    for file in sorted((root / "results").rglob("*")):
+        if not file.is_file() or file.name.startswith("."):
+            continue
+        check = {".json": _check_json, ".jsonl": _check_jsonl}.get(file.suffix)
+        if check is not None:
+            checked += 1
+            problem = check(file)
+            if problem:
+                problems.append(problem)
+    for file in sorted((root / "figures").glob("*")):
+        signature = SIGNATURES.get(file.suffix)
+        if signature is not None and file.is_file():
+            checked += 1
+            with open(file, "rb") as fh:
+                if fh.read(len(signature)) != signature:
+                    problems.append(_problem(file, f"not a {file.suffix[1:].upper()} file"))
+    return checked, problems
