@@ -10,7 +10,7 @@ imports neither TRL nor the trainers (Snakemake builds the plan from it).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from giftlab.cli import ConfigError
@@ -35,11 +35,12 @@ class RLMethod:
     mixin: str | None = None
     needs_demonstrations: bool = False
     validate: Callable[[Mapping[str, Any]], None] | None = None
+    validate_with_grpo: Callable[[Mapping[str, Any], Mapping[str, Any]], None] | None = None
     description: str = ""
-    order: int = field(default=0, compare=False)
 
-    def check(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The method's hyperparameters: ``params`` over the defaults, each of its default's type."""
+    def check(self, params: Mapping[str, Any] | None, grpo: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The method's hyperparameters: ``params`` over the defaults, each of its default's type; with ``grpo``
+        (the config's ``grpo`` section) also checked against it (``validate_with_grpo``)."""
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
@@ -48,12 +49,15 @@ class RLMethod:
         out = dict(self.defaults)
         for key, value in params.items():
             out[key] = _coerce(f"unified.{self.name}.{key}", value, self.defaults[key])
-        if self.validate is not None:
+        validators = [self.validate] if self.validate else []
+        if grpo is not None and self.validate_with_grpo is not None:
+            validators.append(lambda params: self.validate_with_grpo(params, grpo))
+        for validate in validators:
             try:
-                self.validate(out)
+                validate(out)
             except ConfigError:
                 raise
-            except ValueError as exc:  # validators say "<key>: <what is wrong>"
+            except ValueError as exc:  # validators say "<key>: <what is wrong>" or "<key> must ..."
                 raise ConfigError(f"config error: unified.{self.name}.{exc}") from None
         return out
 

@@ -25,8 +25,6 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from giftlab.cli import ConfigError
-
 from .base import RLMethod, positive, register
 
 
@@ -79,9 +77,7 @@ class LuffyMixin:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.method_params["expert_samples"] >= self.num_generations:
-            raise ConfigError(f"config error: unified.luffy.expert_samples must be < grpo.num_generations "
-                              f"({self.num_generations}), got {self.method_params['expert_samples']}")
+        LUFFY.check(self.method_params, {"num_generations": self.num_generations})  # also when used without a plan
 
     def _demonstration_ids(self, text: str) -> list[int]:
         ids = self.processing_class(text, add_special_tokens=False)["input_ids"]
@@ -141,6 +137,13 @@ def _validate(params: Mapping[str, Any]) -> None:
     positive("entropy_coef", allow_zero=("entropy_coef",))(params)
 
 
+def _validate_with_grpo(params: Mapping[str, Any], grpo: Mapping[str, Any]) -> None:
+    """Every group of ``grpo.num_generations`` samples keeps at least one on-policy rollout."""
+    if params["expert_samples"] >= grpo["num_generations"]:
+        raise ValueError(f"expert_samples must be < grpo.num_generations ({grpo['num_generations']}), "
+                         f"got {params['expert_samples']}")
+
+
 def _grpo_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     # advantages over the mixed group with no std (grpo_use_std=False), no KL; the loss is the mixin's own
     return {"scale_rewards": "none", "beta": 0.0}
@@ -155,6 +158,7 @@ LUFFY = register(RLMethod(
     mixin="giftlab.rl_methods.luffy:LuffyMixin",
     needs_demonstrations=True,
     validate=_validate,
+    validate_with_grpo=_validate_with_grpo,
     description="off-policy expert traces inside each GRPO group, policy shaping f(p) = p/(p+γ)",
 ))
 
