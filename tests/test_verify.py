@@ -50,3 +50,11 @@ def test_the_script_exits_1_naming_the_damage(tmp_path):
     (root / "results" / "eval" / "a.summary.json").write_text("")
     bad = run()
     assert bad.returncode == 1 and bad.stdout.count("\n") == 1 and "a.summary.json" in bad.stdout
+
+
+def test_binary_garbage_in_a_json_lines_file_is_one_line_too(tmp_path):
+    root = _workspace(tmp_path)
+    (root / "results" / "eval" / "a.samples.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    _, problems = verify_workspace(root)
+    assert problems == [f"{root / 'results' / 'eval' / 'a.samples.jsonl'}: not text (UTF-8); "
+                        f"rebuild it with `snakemake --force {root / 'results' / 'eval' / 'a.samples.jsonl'}`"]

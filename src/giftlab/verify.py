@@ -33,11 +33,15 @@ def _check_json(file: Path) -> str | None:
 
 def _check_jsonl(file: Path) -> str | None:
     try:
-        for number, line in enumerate(file.read_text().splitlines(), 1):
+        lines = file.read_text().splitlines()
+    except UnicodeDecodeError:
+        return _problem(file, "not text (UTF-8)")
+    for number, line in enumerate(lines, 1):
+        try:
             if line.strip():
                 json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return _problem(file, f"line {number} is not JSON (torn or truncated)")
+        except ValueError:
+            return _problem(file, f"line {number} is not JSON (torn or truncated)")
     return None
 
 
