@@ -26,7 +26,7 @@ wildcard_constraints:
     stage="base|sft|rl",
     benchmark="[a-z0-9_]+",
     pair="base_sft|sft_rl",
-    n="[1-4]",
+    n="[1-5]",
     name="[a-z][a-z0-9_]*",
 
 
@@ -35,6 +35,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/sft.smk"
 include: "workflow/rules/grpo.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/mtbench.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/phases.smk"
 include: "workflow/rules/extra.smk"

@@ -1,4 +1,4 @@
-"""Rules `table`: paper Tables 1-4 as results/tables/table<N>.{csv,md,tex}, with the paper's numbers beside;
+"""Rules `table`: paper Tables 1-5 as results/tables/table<N>.{csv,md,tex}, with the paper's numbers beside;
 rule `table_extra`: the checkpoints of config models.extra (table "extra")."""
 
 from giftlab import cli
@@ -10,7 +10,8 @@ from giftlab.reporting import tables
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--results", nargs="*", default=[], help="eval summaries (tables 1-3) or consistency JSONs (table 4)")
+    p.add_argument("--results", nargs="*", default=[],
+                   help="eval summaries (tables 1-3), consistency JSONs (table 4) or MT-Bench scores (table 5)")
     p.add_argument("--stem", required=True, help="output path without extension")
     args = p.parse_args(argv)
     config = cli.setup(args)
@@ -26,12 +27,14 @@ def main(argv=None):
                            run_specs=specs)
     elif n == 4:
         df = tables.table4(records, paper=True, backbones=backbones, run_specs=specs)
+    elif n == 5:
+        df = tables.table5(records, paper=True, backbones=backbones, run_specs=specs)
     elif n == "extra":
         evals = [r for r in records if "stage_pair" not in r]
         df = tables.extra_models_table(evals, benchmarks=job.benchmarks,
                                        consistency=[r for r in records if "stage_pair" in r])
     else:
-        raise cli.ConfigError(f"table: no paper table {n} (1-4)")
+        raise cli.ConfigError(f"table: no paper table {n} (1-5)")
     written = tables.write_table(df, args.stem)
     write_sidecar(f"{args.stem}.provenance.json", config, args.results, written.values())
 

@@ -1,13 +1,19 @@
-"""Check a workspace for torn or truncated artifacts (checkpoints, result JSON, figures) without loading a model.
+"""Check a workspace for torn or truncated artifacts (checkpoints, result JSON, figures) without loading a model,
+and for outputs made by another config than the current one asks for (giftlab.stale, strict: whatever Snakemake
+would rerun).
 
     python scripts/verify.py            # this workspace: one line per damaged file and its rebuild command
     python scripts/verify.py PATH       # another one (e.g. a collaborator's after `dvc pull`)
+    python scripts/verify.py --configfile config/smoke.yaml     # outputs expected from params.yaml + this profile
 
-Exit status 1 when anything is damaged. `dvc status` also checks DVC-tracked copies against their recorded hashes.
+Exit status 1 when anything is damaged or foreign. Run it before recording outputs (`dvc commit -f`): outputs of
+another profile would otherwise be recorded under this params.yaml. `dvc status` also checks DVC-tracked copies
+against their recorded hashes.
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 from giftlab.verify import verify_workspace
 
@@ -15,12 +21,36 @@ from giftlab.verify import verify_workspace
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", nargs="?", default=".", help="the workspace (default: here)")
+    p.add_argument("--configfile", nargs="*", default=[], help="profiles over params.yaml, as given to snakemake")
     args = p.parse_args(argv)
     checked, problems = verify_workspace(args.root)
     for line in problems:
         print(line)
-    print(f"verify: {checked} artifacts checked, {len(problems)} damaged", file=sys.stderr)
-    return 1 if problems else 0
+    root = Path(args.root)
+    if not (root / "params.yaml").is_file():
+        print(f"verify: no params.yaml in {root}: which config made the outputs is not checked", file=sys.stderr)
+        foreign = []
+    else:
+        try:
+            foreign = foreign_in(root, args.configfile)
+        except ValueError as exc:  # giftlab.cli.ConfigError: a missing or bad config file, one line
+            print(f"verify: {exc}", file=sys.stderr)
+            return 2
+    for line in foreign:
+        print(line)
+    print(f"verify: {checked} artifacts checked, {len(problems)} damaged; {len(foreign)} made by another config",
+          file=sys.stderr)
+    return 1 if problems or foreign else 0
+
+
+def foreign_in(root: Path, configfiles: list[str]) -> list[str]:
+    """Outputs under ``root`` whose recorded job config is not the one params.yaml (+ ``configfiles``) asks for."""
+    from giftlab.config import load_config
+    from giftlab.plan import Plan
+    from giftlab.stale import foreign_outputs
+
+    config = load_config(root / "params.yaml", *configfiles)
+    return foreign_outputs(Plan(config).recorded_configs(), root, strict=True)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,18 @@ BAD = [
     ({"unified": {"luffy": {"expert_samples": 8}}}, "unified.luffy.expert_samples"),  # G = 8: none on-policy
     ({"unified": {"methods": [], "relift": {"sft_bach": 8}}}, "unified.relift.sft_bach"),  # checked when not run
     ({"unified": {"grpo": {}}}, "unified.grpo"),
+    # Table 5 (MT-Bench): the judge and the questions
+    ({"mtbench": {"judge": {"kind": "human"}}}, "mtbench.judge.kind"),
+    ({"mtbench": {"judge": {"kind": "openai"}}}, "mtbench.judge.model"),
+    ({"mtbench": {"judge": {"kind": "rubric", "correct": 2, "wrong": 3}}}, "mtbench.judge"),
+    ({"mtbench": {"judge": {"kind": "rubric", "modle": "gpt-4"}}}, "mtbench.judge.modle"),
+    ({"mtbench": {"questions": "data/mt_bench/question.jsonl"}}, "mtbench.judge.kind"),  # rubric: tiny only
+    ({"mtbench": {"temperatures": {"math": -1}}}, "mtbench.temperatures.math"),
+    ({"mtbench": {"n_dialogue": 5}}, "mtbench.n_dialogue"),
+    ({"mtbench": {"categories": ["writing"]}}, "mtbench.categories[0]"),
+    ({"data": {"source": "deepmath", "path": "x"}, "backbones": {"qwen": {"source": "pretrained", "path": "q"},
+                                                                 "llama": {"source": "pretrained", "path": "l"}}},
+     "mtbench.questions"),
 ]
 
 

@@ -34,8 +34,13 @@ def every_job(plan):
         for run in plan.compared_runs():
             for pair in STAGE_PAIRS:
                 yield "consistency", {"backbone": bb, "run": run, "pair": pair}
-    for n in (1, 2, 3, 4):
+    for n in plan.tables():
         yield "table", {"n": str(n)}
+    if plan.mtbench and plan.config["mtbench"]["questions"] == "tiny":
+        yield "mtbench_questions", {}
+    for bb, run in plan.mtbench_models():
+        yield "mtbench_answer", {"backbone": bb, "run": run}
+        yield "mtbench_judge", {"backbone": bb, "run": run}
     for rule in ("figure1", "figure2", "figure3", "claims", "summary", "rl_gain"):
         yield rule, {}
 
@@ -47,7 +52,11 @@ def test_every_planned_job_parses_into_its_dataclass(profile):
     for rule, wildcards in every_job(plan):
         JOBS[rule].from_config(plan.job(rule, wildcards), where=f"{rule} {wildcards}")
         seen.add(rule)
-    assert seen == set(JOBS)
+    mtbench = {"mtbench_answer", "mtbench_judge"} if plan.mtbench else set()
+    if plan.mtbench and plan.config["mtbench"]["questions"] == "tiny":
+        mtbench.add("mtbench_questions")
+    assert seen == {r for r in JOBS if not r.startswith("mtbench_")} | mtbench
+    assert profile == "rehearsal" or plan.mtbench  # every profile that can judge plans Table 5
     for rule, spec in EVAL_RULES.items():  # each benchmark of each evaluation job
         job = plan.job(rule, {"stage": spec["stage"], "backbone": plan.backbones[0], "run": "sft"})
         common = {k: v for k, v in job.items() if k != "benchmarks"}

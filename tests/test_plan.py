@@ -131,3 +131,30 @@ def test_unified_runs_leave_every_other_job_config_as_it_was(plan):
             assert same("evaluate_pre_rl", {"stage": "sft", "backbone": bb, "run": run}), run
             assert same("consistency", {"backbone": bb, "run": run, "pair": "sft_rl"}), run
     assert all(without.run_table()[r] == plan.run_table()[r] for r in without.runs)  # records of old runs too
+
+
+def test_table5_judges_every_sft_then_rl_final_policy(plan):
+    """MT-Bench (Table 5): the paper's rows are the SFT-then-RL strategies; no Direct baseline, no unified run."""
+    runs = ["sft", "gift-b1", "gift-binf", "dft"]
+    assert plan.mtbench_models() == [(bb, r) for bb in plan.backbones for r in runs]
+    assert 5 in plan.tables() and "results/tables/table5.md" in plan.all_targets()
+    assert plan.table_inputs(5) == [f"results/mtbench/scores/{bb}/{r}.json" for bb in plan.backbones for r in runs]
+    answer = plan.job("mtbench_answer", {"backbone": "qwen", "run": "dft"})
+    # sampled as MT-Bench does (per category), on the evaluation's engine
+    assert (answer["stage"], answer["max_new_tokens"], answer["temperatures"]["math"]) == ("rl", 96, 0.0)
+    assert answer["backend"] == plan.config["eval"]["backend"] and "n_samples" not in answer
+    assert plan.job("mtbench_judge", {"backbone": "qwen", "run": "dft"})["judge"] == {"kind": "rubric"}
+    outputs = plan.phase_outputs("mtbench")
+    assert outputs[0] == "data/mtbench/tiny_questions.jsonl" and "results/mtbench/scores/llama/dft.json" in outputs
+
+
+def test_table5_is_planned_only_where_the_config_asks():
+    off = Plan(deep_merge(load_config(PARAMS), {"mtbench": {"enabled": False}}))
+    assert off.tables() == (1, 2, 3, 4) and not off.mtbench_models() and off.phase_outputs("mtbench") == []
+    assert not any("table5" in t for t in off.all_targets())
+    paper = Plan(load_config(PARAMS, REPO / "config" / "paper.yaml"))
+    # the paper reads local copies of FastChat's files: DAG inputs, so a missing one stops the plan naming it
+    assert paper.mtbench_questions() == ["data/mt_bench/question.jsonl", "data/mt_bench/reference_answer/gpt-4.jsonl"]
+    assert not any(p.startswith("data/mtbench/") for p in paper.phase_outputs("mtbench"))
+    judge = paper.job("mtbench_judge", {"backbone": "qwen", "run": "gift-b3"})["judge"]
+    assert (judge["kind"], judge["model"], judge["api_key_env"]) == ("openai", "gpt-4", "OPENAI_API_KEY")

@@ -58,3 +58,38 @@ def test_binary_garbage_in_a_json_lines_file_is_one_line_too(tmp_path):
     _, problems = verify_workspace(root)
     assert problems == [f"{root / 'results' / 'eval' / 'a.samples.jsonl'}: not text (UTF-8); "
                         f"rebuild it with `snakemake --force {root / 'results' / 'eval' / 'a.samples.jsonl'}`"]
+
+
+def test_a_table_changed_after_it_was_written_is_caught_by_its_recorded_sha256(tmp_path, monkeypatch):
+    from giftlab.provenance import write_sidecar
+
+    root = _workspace(tmp_path)
+    monkeypatch.chdir(root)  # sidecars name files relative to the workspace, as the rules run there
+    tables = root / "results" / "tables"
+    tables.mkdir()
+    (tables / "table1.csv").write_text("run,pass@1\nsft,0.5\n")
+    write_sidecar("results/tables/table1.provenance.json", {"seed": 0}, ["results/eval/a.summary.json"],
+                  ["results/tables/table1.csv"])
+    assert verify_workspace(root)[1] == []
+    (root / "results" / "eval" / "a.summary.json").write_text(json.dumps({"pass@1": 0.6}))  # an input may change
+    assert verify_workspace(root)[1] == []
+    (tables / "table1.csv").write_text("run,pass@1\nsft,0.9\n")  # the table itself may not
+    problems = verify_workspace(root)[1]
+    assert len(problems) == 1 and "table1.csv: changed since it was written" in problems[0]
+
+
+def test_outputs_another_config_made_are_refused_before_they_are_recorded(tmp_path):
+    """`python scripts/verify.py && dvc commit -f`: a split made by the smoke profile is not the tiny default's."""
+    from giftlab.config import load_config
+    from giftlab.plan import Plan
+
+    root = _workspace(tmp_path)
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    job = Plan(load_config(REPO / "params.yaml", REPO / "config" / "smoke.yaml")).job("split")
+    (root / "results" / "split.json").write_text(json.dumps({"provenance": {"config": job}}))
+    run = lambda *extra: subprocess.run([sys.executable, str(REPO / "scripts" / "verify.py"), str(root), *extra],
+                                        capture_output=True, text=True, timeout=120)
+    bad = run()
+    assert bad.returncode == 1 and bad.stdout.startswith("results/split.json: made by another config")
+    assert "split.rl: 64 → 1000" in bad.stdout and "1 made by another config" in bad.stderr
+    assert run("--configfile", str(REPO / "config" / "smoke.yaml")).returncode == 0

@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """A bad config value; its message is one line naming the key."""
 
 
+class JobFailed(RuntimeError):
+    """A job that cannot finish as asked (e.g. a judge server still failing after its retries); one line saying
+    what failed and what a rerun does. Nothing that looks complete is written."""
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", required=True,
@@ -70,7 +75,7 @@ def run(main_fn, argv: Sequence[str] | None = None) -> None:
     """Call ``main_fn(argv)``; turn expected user errors into one line on stderr, exit 1."""
     try:
         main_fn(argv)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, JobFailed, FileNotFoundError, ValueError) as exc:
         if os.environ.get("GIFTLAB_DEBUG"):
             raise
         print(f"error: {exc}", file=sys.stderr)

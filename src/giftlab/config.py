@@ -161,6 +161,40 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_unified(config)           # before the grid: a unified run's id is its RL method's name
     _check_grid(config)
     _check_eval_samples(config)
+    _check_mtbench(config)
+
+
+def mtbench_enabled(config: Mapping[str, Any]) -> bool:
+    """Whether the config plans Table 5 (a ``mtbench`` section not switched off with ``enabled: false``)."""
+    section = config.get("mtbench")
+    return bool(section) and section.get("enabled", True) is not False
+
+
+def _check_mtbench(config: Mapping[str, Any]) -> None:
+    """``mtbench``: what Table 5 needs, in one line each, before any job runs (the schema checked the types)."""
+    if not mtbench_enabled(config):
+        return
+    section = config["mtbench"]
+    for key in ("questions", "max_new_tokens", "judge"):
+        if key not in section:
+            raise ConfigError(f"config error: missing required key 'mtbench.{key}'")
+    tiny = section["questions"] == "tiny"
+    if tiny and config["data"]["source"] != "tiny":
+        raise ConfigError("config error: mtbench.questions: 'tiny' needs data.source 'tiny' (give a local copy of "
+                          "MT-Bench's question.jsonl instead)")
+    judge = section["judge"]
+    if judge["kind"] == "rubric" and not tiny:
+        raise ConfigError("config error: mtbench.judge.kind: the rubric judge scores only the tiny dialogues (every "
+                          "turn has an exact reference); MT-Bench's open questions need a model judge (kind: openai)")
+    if judge["kind"] == "openai" and not judge.get("model"):
+        raise ConfigError("config error: missing required key 'mtbench.judge.model' (the judge model's name, e.g. gpt-4)")
+    if judge["kind"] == "rubric":
+        from giftlab.evaluation.rubric_judge import RubricJudge
+
+        try:
+            RubricJudge(**{k: judge[k] for k in ("correct", "wrong", "missing") if k in judge})
+        except ValueError as exc:
+            raise ConfigError(f"config error: mtbench.judge: {exc}") from None
 
 
 def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -233,9 +233,54 @@ class RLGainJob(JobConfig):
     run_specs: dict | None = None
 
 
+@dataclass
+class MTBenchQuestionsJob(JobConfig):
+    """The tiny world's two-turn dialogues (giftlab.tinyworld.dialogue), drawn with the world's own settings."""
+
+    RULE: ClassVar[str] = "mtbench_questions"
+    seed: int
+    n_dialogues: int
+    world: dict = field(default_factory=dict)      # the config's world section (giftlab.tinyworld.WorldConfig)
+    categories: list = field(default_factory=lambda: ["math", "reasoning", "extraction"])
+
+
+@dataclass
+class MTBenchAnswerJob(JobConfig):
+    """One model's answers to both turns of every dialogue; sampling and engine keys as in :class:`EvalSettings`."""
+
+    RULE: ClassVar[str] = "mtbench_answer"
+    seed: int
+    backbone: str
+    run: str
+    stage: str
+    max_new_tokens: int
+    temperature: float = 0.7
+    temperatures: dict = field(default_factory=dict)   # per category (FastChat's temperature_config)
+    top_p: float = 1.0
+    backend: str = "auto"
+    batch_size: int = 32
+    vllm: dict | None = None
+    stop_token_ids: list = field(default_factory=list)
+    seed_scheme: str = "hash"
+    chat_template: str | bool = "auto"
+
+
+@dataclass
+class MTBenchJudgeJob(JobConfig):
+    """One model's answers judged turn by turn (giftlab.evaluation.mtbench.make_judge reads ``judge``)."""
+
+    RULE: ClassVar[str] = "mtbench_judge"
+    seed: int
+    backbone: str
+    run: str
+    judge: dict
+    ci_resamples: int = 1000
+
+
 #: rule -> its job dataclass (the rules whose scripts parse their config here)
 JOBS: dict[str, type[JobConfig]] = {
     "split": SplitJob, "sft": SFTJob, "grpo": GRPOJob, "consistency": ConsistencyJob, "table": TableJob,
     "figure1": Fig1Job, "figure2": FigureJob, "figure3": FigureJob, "claims": FigureJob, "summary": FigureJob,
-    "rl_gain": RLGainJob,
+    "rl_gain": RLGainJob, "mtbench_questions": MTBenchQuestionsJob, "mtbench_answer": MTBenchAnswerJob,
+    "mtbench_judge": MTBenchJudgeJob,
 }

@@ -18,16 +18,23 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from giftlab.config import DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models
-from giftlab.grid import DIRECT_LABELS, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
+from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models,
+                            mtbench_enabled)
+from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
 from giftlab.rowfiles import find_data
 
 STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
                     "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
                     "export_dtype", "report_to")
-TABLES = (1, 2, 3, 4)
+TABLES = (1, 2, 3, 4)   # always; Table 5 (MT-Bench) where the config plans it (Plan.tables)
 FIGURES = (1, 2, 3)
+MTBENCH_TINY_QUESTIONS = "data/mtbench/tiny_questions.jsonl"
+# one model's MT-Bench files under results/mtbench: its answers (+ summary), the judge's verdicts, its scores
+MTBENCH_FILES = {"answers": "answers/{backbone}/{run}.jsonl", "answer_summary": "answers/{backbone}/{run}.json",
+                 "judgements": "judgements/{backbone}/{run}.jsonl", "scores": "scores/{backbone}/{run}.json"}
+# eval.* keys an MT-Bench answer job shares with the evaluation jobs: the engine and how prompts are rendered
+MTBENCH_ENGINE_KEYS = ("top_p", "backend", "batch_size", "vllm", "stop_token_ids", "seed_scheme", "chat_template")
 SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
            "pass1": "results/summary/rl_pass1.json"}
 # The rules of each phase: what a phase's DVC stage lets Snakemake run (--allowed-rules). Every rule of the
@@ -40,6 +47,7 @@ PHASE_RULES = {
     "grpo": ["grpo"],
     "eval": list(EVAL_RULES),
     "analysis": ["consistency"],
+    "mtbench": ["mtbench_questions", "mtbench_answer", "mtbench_judge"],
     "figures": ["figure1", "figure2", "figure3", "table", "rl_gain", "claims", "summary"],
 }
 
@@ -59,6 +67,7 @@ class Plan:
         self.backbones = list(config["figures"].get("backbones") or config["backbones"])
         self.bench_dir = "data/tiny/benchmarks" if self.tiny else config["eval"].get("benchmark_dir", "data/benchmarks")
         self.extra = extra_models(config)  # checkpoints the pipeline did not train (extra.smk)
+        self.mtbench = mtbench_enabled(config)  # Table 5
 
     # -------------------------------------------------------------- runs
     def sft_runs(self) -> list[str]:
@@ -207,10 +216,40 @@ class Plan:
     def table_benchmarks(self, n: int) -> list[str]:
         return {1: self.benchmarks("reasoning"), 2: self.benchmarks("ood"), 3: self.benchmarks("math")}.get(n, [])
 
+    def tables(self) -> tuple[int, ...]:
+        """The paper tables this config builds: 1-4, and 5 when it plans MT-Bench (``mtbench``)."""
+        return TABLES + ((5,) if self.mtbench else ())
+
     def table_inputs(self, n: int) -> list[str]:
         if n in (1, 2):
             return self.final_evals("reasoning" if n == 1 else "ood")
+        if n == 5:
+            return self.mtbench_scores()
         return self.pre_rl_evals() if n == 3 else self.consistency_results()
+
+    # -------------------------------------------------------------- Table 5 (MT-Bench)
+    def mtbench_models(self) -> list[tuple[str, str]]:
+        """(backbone, run) of every model Table 5 judges: the final policies of the SFT-then-RL runs (the paper's
+        rows); none when the config plans no Table 5."""
+        if not self.mtbench:
+            return []
+        return [(bb, run) for bb in self.backbones for run, spec in self.runs.items() if spec.sft and spec.rl]
+
+    def mtbench_questions(self) -> list[str]:
+        """The questions file (the tiny rule's output, or the config's local copy) and FastChat's reference answers
+        when configured: DAG inputs, so a missing copy stops the plan naming it."""
+        section = self.config["mtbench"]
+        questions = section["questions"]
+        return [MTBENCH_TINY_QUESTIONS if questions == "tiny" else questions,
+                *([section["reference_answers"]] if section.get("reference_answers") else [])]
+
+    @staticmethod
+    def mtbench_file(kind: str, backbone: str, run: str) -> str:
+        """One model's MT-Bench file of ``kind`` (a key of ``MTBENCH_FILES``)."""
+        return "results/mtbench/" + MTBENCH_FILES[kind].format(backbone=backbone, run=run)
+
+    def mtbench_scores(self) -> list[str]:
+        return [self.mtbench_file("scores", bb, run) for bb, run in self.mtbench_models()]
 
     def fig1_backbones(self) -> list[str]:
         return self.config["figures"]["fig1"].get("backbones") or self.backbones
@@ -237,7 +276,8 @@ class Plan:
     def all_targets(self) -> list[str]:
         """Every table and figure, the claims, and the small files DVC reads as metrics/plots."""
         figures = [f"figures/fig{n}.{ext}" for n in FIGURES for ext in ("pdf", "png", "provenance.json")]
-        tables = [f"results/tables/table{n}.{ext}" for n in TABLES for ext in ("csv", "md", "tex", "provenance.json")]
+        tables = [f"results/tables/table{n}.{ext}" for n in self.tables()
+                  for ext in ("csv", "md", "tex", "provenance.json")]
         rl_gain = [f"results/tables/rl_gain.{ext}" for ext in ("csv", "md", "tex", "provenance.json")]
         return [*figures, *tables, *rl_gain, "results/tables/claims.md", "results/tables/claims.provenance.json",
                 *SUMMARY.values()]
@@ -264,6 +304,11 @@ class Plan:
             return [p for key in keys for p in (self.eval_summary(*key), self.eval_samples(*key))]
         if phase == "analysis":
             return self.consistency_results()
+        if phase == "mtbench":
+            tiny = ([MTBENCH_TINY_QUESTIONS, MTBENCH_TINY_QUESTIONS.replace(".jsonl", ".provenance.json")]
+                    if self.mtbench and self.config["mtbench"]["questions"] == "tiny" else [])
+            return tiny + [self.mtbench_file(kind, bb, run) for bb, run in self.mtbench_models()
+                           for kind in MTBENCH_FILES]
         if phase == "figures":
             return list(dict.fromkeys(self.all_targets()))
         raise KeyError(f"no phase {phase!r} (one of {', '.join(PHASE_RULES)})")
@@ -271,6 +316,64 @@ class Plan:
     def grid_outputs(self, tiny_benchmarks=()) -> list[str]:
         """Everything the phases own: the complete grid (target phase_all)."""
         return [p for phase in PHASE_RULES for p in self.phase_outputs(phase, tiny_benchmarks)]
+
+    # -------------------------------------------------------------- what each output records
+    def recorded_configs(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(path, rule, job config) of every output of the grid that records the config it was made with
+        (``provenance.config``: result JSONs and the sidecars of tables and figures), with the job config the current
+        config asks for: what :mod:`giftlab.stale` compares."""
+        out: list[tuple[str, str, dict[str, Any]]] = []
+
+        def add(path: str, rule: str, wildcards: Mapping[str, str] | None = None) -> None:
+            out.append((path, rule, self.job(rule, wildcards)))
+
+        if self.tiny:
+            add("results/world.json", "world")
+        for bb in self.backbones:
+            if self.config["backbones"][bb]["source"] == "tiny":
+                add(f"results/pretrain/{bb}.json", "pretrain_base", {"backbone": bb})
+        add("results/split.json", "split")
+        for bb in self.backbones:
+            for run in self.sft_runs():
+                add(f"results/sft/{bb}/{run}/metrics.json", "sft", {"backbone": bb, "run": run})
+            for run in self.rl_runs():
+                add(f"results/rl/{bb}/{run}/metrics.json", "grpo", {"backbone": bb, "run": run})
+        for stage, bb, run, bench in dict.fromkeys(self.final_eval_keys() + self.pre_rl_eval_keys()):
+            rule = self.eval_rule(stage, run)
+            job = self.job(rule, {"stage": stage, "backbone": bb, "run": run})
+            # an evaluation job records, per benchmark, its common keys and that benchmark's settings
+            recorded = {**{k: v for k, v in job.items() if k != "benchmarks"}, **job["benchmarks"][bench],
+                        "benchmark": bench}
+            out.append((self.eval_summary(stage, bb, run, bench), rule, recorded))
+        for path in self.consistency_results():
+            bb, run, pair = path[len("results/consistency/"):-len(".json")].split("/")
+            add(path, "consistency", {"backbone": bb, "run": run, "pair": pair})
+        if self.mtbench and self.config["mtbench"]["questions"] == "tiny":
+            add(MTBENCH_TINY_QUESTIONS.replace(".jsonl", ".provenance.json"), "mtbench_questions")
+        for bb, run in self.mtbench_models():
+            add(self.mtbench_file("answer_summary", bb, run), "mtbench_answer", {"backbone": bb, "run": run})
+            add(self.mtbench_file("scores", bb, run), "mtbench_judge", {"backbone": bb, "run": run})
+        for n in self.tables():
+            add(f"results/tables/table{n}.provenance.json", "table", {"n": str(n)})
+        for n in FIGURES:
+            add(f"figures/fig{n}.provenance.json", f"figure{n}")
+        add("results/tables/rl_gain.provenance.json", "rl_gain")
+        add("results/tables/claims.provenance.json", "claims")
+        return out
+
+    def checkpoint_outputs(self) -> list[tuple[str, str]]:
+        """(checkpoint folder output, rule) of every model the grid trains: the tiny bases, each SFT run's folder
+        (its epochs inside), each RL run's policy."""
+        out = [(f"models/base/{bb}", "pretrain_base") for bb in self.backbones
+               if self.config["backbones"][bb]["source"] == "tiny"]
+        out += [(f"models/sft/{bb}/{run}", "sft") for bb in self.backbones for run in self.sft_runs()]
+        return out + [(f"models/rl/{bb}/{run}", "grpo") for bb in self.backbones for run in self.rl_runs()]
+
+    def eval_rule(self, stage: str, run: str) -> str:
+        """The evaluation rule (EVAL_RULES) whose job evaluates ``run``'s model at ``stage``."""
+        if run == DIRECT_SFT:
+            return "evaluate_direct_sft"
+        return "evaluate" if stage == "rl" else "evaluate_pre_rl"
 
     # -------------------------------------------------------------- checkpoints the pipeline did not train
     def extra_model(self, name: str) -> tuple[list[str], str]:
@@ -395,6 +498,24 @@ class Plan:
         if n in (1, 2) and self.config["eval"].get("report_metric"):
             job["report_metric"] = self.config["eval"]["report_metric"]
         return job
+
+    def _mtbench_questions_job(self) -> dict:
+        section = self.config["mtbench"]
+        return {"seed": self.config["seed"], "world": dict(self.config.get("world") or {}),
+                "n_dialogues": section.get("n_dialogues", 24),
+                **({"categories": section["categories"]} if "categories" in section else {})}
+
+    def _mtbench_answer_job(self, backbone, run) -> dict:
+        """The answers of one final policy: MT-Bench's sampling (``mtbench``), the evaluation's engine (``eval``)."""
+        section, ev = self.config["mtbench"], self.config["eval"]
+        return {"seed": self.config["seed"], "backbone": backbone, "run": run, "stage": "rl",
+                "max_new_tokens": section["max_new_tokens"], "temperatures": dict(section.get("temperatures") or {}),
+                **({"temperature": section["temperature"]} if "temperature" in section else {}),
+                **{k: ev[k] for k in MTBENCH_ENGINE_KEYS if k in ev}}
+
+    def _mtbench_judge_job(self, backbone, run) -> dict:
+        return {"seed": self.config["seed"], "backbone": backbone, "run": run,
+                "judge": dict(self.config["mtbench"]["judge"])}
 
     def _table_extra_job(self) -> dict:
         return {"seed": self.config["seed"], "table": "extra", "benchmarks": self.benchmarks("all")}

@@ -4,8 +4,9 @@ Snakemake decides what to rebuild from file times and job metadata, so a file da
 copy cut short, a full disk, a bad pull) looks up to date and fails only when a consumer reads it. This walks the
 pipeline's outputs and checks each by its format: every checkpoint folder under ``models/`` with
 :func:`giftlab.models.check_weights` (safetensors headers against file sizes), every ``*.json`` under ``results/``
-parses, every line of every ``*.jsonl`` parses, every figure starts with its format's signature. Each problem is
-one line naming the file and the command that rebuilds it. (DVC-tracked copies are also checked against their
+parses, every line of every ``*.jsonl`` parses, every figure starts with its format's signature, and every file a
+``*.provenance.json`` sidecar lists among its outputs (tables, figures, the tiny MT-Bench questions) still has the
+sha256 recorded when it was written. Each problem is one line naming the file and the command that rebuilds it. (DVC-tracked copies are also checked against their
 recorded hashes by ``dvc status``.)
 """
 
@@ -45,6 +46,23 @@ def _check_jsonl(file: Path) -> str | None:
     return None
 
 
+def _check_recorded_outputs(root: Path, sidecar: Path) -> list[str]:
+    """The outputs a provenance sidecar lists, against the sha256 recorded when they were written (its inputs may
+    legitimately have changed since: Snakemake then rebuilds the sidecar's outputs)."""
+    from giftlab.provenance import file_sha256
+
+    try:
+        outputs = json.loads(sidecar.read_text()).get("outputs") or {}
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return []  # the sidecar itself is reported by the JSON check
+    problems = []
+    for name, digest in outputs.items():
+        file = root / name
+        if file.is_file() and file_sha256(file) != digest:
+            problems.append(_problem(file, f"changed since it was written (sha256 recorded in {sidecar.name})"))
+    return problems
+
+
 def verify_workspace(root: str | Path = ".") -> tuple[int, list[str]]:
     """(files checked, problems): one line per damaged artifact under ``root``'s models/, results/, figures/."""
     root = Path(root)
@@ -66,6 +84,9 @@ def verify_workspace(root: str | Path = ".") -> tuple[int, list[str]]:
             problem = check(file)
             if problem:
                 problems.append(problem)
+    for sidecar in sorted([*(root / "results").rglob("*.provenance.json"), *(root / "figures").glob("*.provenance.json"),
+                           *(root / "data").rglob("*.provenance.json")]):
+        problems += _check_recorded_outputs(root, sidecar)
     for file in sorted((root / "figures").glob("*")):
         signature = SIGNATURES.get(file.suffix)
         if signature is not None and file.is_file():

@@ -3,12 +3,21 @@ and unrated turns are counted, not scored."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from giftlab.data import render_conversation, render_prompt
 from giftlab.evaluation.generation import HFGenerator, Sample
 from giftlab.evaluation.judge import Judgement
-from giftlab.evaluation.mtbench import answer_dialogues, judge_requests, score_table
+from giftlab.evaluation.mtbench import (
+    FASTCHAT_TEMPERATURES,
+    answer_dialogues,
+    judge_requests,
+    load_questions,
+    make_judge,
+    score_table,
+)
 from giftlab.evaluation.rubric_judge import RubricJudge
 from giftlab.tinyworld.dialogue import make_dialogues
 from giftlab.tinyworld.tokenizer import build_tokenizer
@@ -74,7 +83,7 @@ def test_scores_by_category_from_the_rubric_judge_and_unrated_turns_counted():
     table = score_table(answered, judgements)
     # turn 1 right (10), turn 2 without a boxed answer (1): every category and the total average 5.5
     assert table["turns"][1]["score"] == 10 and table["turns"][2]["score"] == 1
-    assert table["total"] == {"score": 5.5, "n": 12, "unrated": 0}
+    assert table["total"] == {"score": 5.5, "n": 12, "unrated": 0, "ci95": [5.5, 5.5]}
     assert set(table["categories"]) == {d["category"] for d in DIALOGUES}
     # a malformed or failed judgement is left out of the means and counted
     judgements[1] = Judgement(rating=None, text="I'd say eight-ish")
@@ -84,3 +93,96 @@ def test_scores_by_category_from_the_rubric_judge_and_unrated_turns_counted():
     assert table["total"]["score"] == pytest.approx((6 * 10 + 4 * 1) / 10)
     with pytest.raises(ValueError, match="judgements for"):
         score_table(answered, judgements[:-1])
+
+
+def test_each_category_is_sampled_at_its_own_temperature_in_one_batch_per_temperature():
+    class Temps(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.calls: list[tuple[float, int]] = []
+
+        def generate(self, prompts, n, temperature, top_p, max_new_tokens, seed):
+            self.calls.append((temperature, len(prompts)))
+            return super().generate(prompts, n, temperature, top_p, max_new_tokens, seed)
+
+    rec = Temps()
+    temps = {"math": 0.0, "reasoning": 0.3}
+    answered = answer_dialogues(rec, build_tokenizer(), DIALOGUES, temperature=0.7, max_new_tokens=8, seed=0,
+                                temperatures=temps)
+    assert [d["temperature"] for d in answered] == [temps.get(d["category"], 0.7) for d in DIALOGUES]
+    assert sorted(rec.calls) == sorted([(0.0, 2), (0.3, 2), (0.7, 2)] * 2)  # two of each category, two turns
+    # order is kept: answer k of dialogue i came from the prompt that held dialogue i's question
+    for d in answered:
+        assert d["turns"][0] in rec.prompts[int(d["answers"][0][1:]) - 1]
+
+
+def test_the_total_interval_resamples_dialogues():
+    answered = [{**d, "answers": ["", ""]} for d in DIALOGUES]
+    ratings = [10, 10, 2, 2, 10, 10, 2, 2, 10, 10, 2, 2]
+    table = score_table(answered, [Judgement(rating=r, text="") for r in ratings], ci_resamples=2000)
+    lo, hi = table["total"]["ci95"]
+    assert table["total"]["score"] == 6.0 and 2.0 <= lo < 6.0 < hi <= 10.0
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_questions_load_from_fastchat_and_h4_formats_with_fastchat_references(tmp_path):
+    fastchat = [{"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Shorter."]},
+                {"question_id": 111, "category": "math", "turns": ["1+1?", "Times 3?"], "reference": ["2", "6"]}]
+    got = load_questions(_write_jsonl(tmp_path / "question.jsonl", fastchat))
+    assert got == fastchat
+    # HuggingFaceH4/mt_bench_prompts: prompt / prompt_id, and an empty reference list where there is none
+    h4 = [{"prompt": ["Write a poem.", "Shorter."], "prompt_id": 5, "category": "writing", "reference": []},
+          {"prompt": ["1+1?", "Times 3?"], "prompt_id": 6, "category": "math", "reference": ["2", "6"]}]
+    got = load_questions(_write_jsonl(tmp_path / "h4.jsonl", h4))
+    assert got == [{"question_id": 5, "category": "writing", "turns": ["Write a poem.", "Shorter."]},
+                   {"question_id": 6, "category": "math", "turns": ["1+1?", "Times 3?"], "reference": ["2", "6"]}]
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame(h4).to_parquet(tmp_path / "h4.parquet")
+    assert load_questions(tmp_path / "h4.parquet") == got
+    # FastChat's judge uses reference_answer/gpt-4.jsonl, not the questions' own references
+    refs = _write_jsonl(tmp_path / "gpt-4.jsonl",
+                        [{"question_id": 111, "model_id": "gpt-4", "choices": [{"index": 0, "turns": ["Two.", "Six."]}]}])
+    got = load_questions(tmp_path / "question.jsonl", reference_answers=refs)
+    assert got[1]["reference"] == ["Two.", "Six."] and "reference" not in got[0]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"question_id": 1, "category": "math", "turns": ["a", "b"]}], "has no reference answer"),
+    ([{"question_id": 1, "category": "writing", "turns": ["a"]}], "row 1: expected 'turns'"),
+    ([{"question_id": 1, "turns": ["a", "b"]}], "row 1: no 'category'"),
+    ([{"category": "writing", "turns": ["a", "b"]}], "row 1: no 'question_id'"),
+    ([{"question_id": 1, "category": "writing", "turns": ["a", "b"]}] * 2, "appears twice"),
+    ([], "not parquet"),   # an empty file: the row reader names it
+])
+def test_a_bad_questions_file_is_one_line_naming_it(tmp_path, rows, message):
+    path = _write_jsonl(tmp_path / "q.jsonl", rows)
+    with pytest.raises(ValueError, match=message) as info:
+        load_questions(path)
+    assert "\n" not in str(info.value) and (str(path) in str(info.value))
+
+
+def test_a_missing_questions_file_says_where_to_get_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="question.jsonl or of HuggingFaceH4/mt_bench_prompts"):
+        load_questions(tmp_path / "absent.jsonl")
+
+
+def test_fastchat_temperatures_are_fastchats():
+    assert FASTCHAT_TEMPERATURES["writing"] == 0.7 and FASTCHAT_TEMPERATURES["math"] == 0.0
+    assert FASTCHAT_TEMPERATURES["stem"] == FASTCHAT_TEMPERATURES["humanities"] == 0.1
+
+
+def test_make_judge_builds_the_configured_judge(monkeypatch, tmp_path):
+    assert isinstance(make_judge({"kind": "rubric", "wrong": 2}), RubricJudge)
+    monkeypatch.setenv("MY_JUDGE_KEY", "secret")
+    judge = make_judge({"kind": "openai", "model": "gpt-4", "base_url": "http://127.0.0.1:9/v1",
+                        "api_key_env": "MY_JUDGE_KEY", "max_in_flight": 3}, cache_path=tmp_path / "c.jsonl")
+    assert judge.name == "gpt-4" and judge.max_in_flight == 3 and judge._client.api_key == "secret"
+    judge.close()
+    with pytest.raises(ValueError, match="mtbench.judge.kind"):
+        make_judge({"kind": "human"})
+    with pytest.raises(ValueError, match="mtbench.judge.model"):
+        make_judge({"kind": "openai"})

@@ -43,6 +43,9 @@ def paper_workdir(tmp_path):
     bench_dir.mkdir(parents=True)
     for bench in PAPER_BENCHMARKS:
         (bench_dir / f"{bench}.jsonl").touch()
+    (tmp_path / "data" / "mt_bench" / "reference_answer").mkdir(parents=True)   # Table 5's FastChat files
+    (tmp_path / "data" / "mt_bench" / "question.jsonl").touch()
+    (tmp_path / "data" / "mt_bench" / "reference_answer" / "gpt-4.jsonl").touch()
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "site.yaml").write_text(yaml.safe_dump(SITE))
     (tmp_path / "config" / "paper.yaml").write_text((REPO / "config" / "paper.yaml").read_text())
@@ -87,6 +90,7 @@ def test_the_documented_paper_commands_plan_the_paper_grid(paper_workdir, tmp_pa
         assert counts["sft"] == "26" and counts["consistency"] == "24", command
         assert counts["grpo"] == "30", command  # 13 from the SFT runs and Direct RL, LUFFY, ReLIFT per backbone
         assert (counts["evaluate"], counts["evaluate_direct_sft"], counts["evaluate_pre_rl"]) == ("30", "2", "12")
+        assert counts["mtbench_answer"] == counts["mtbench_judge"] == "24", command  # Table 5
 
 
 def test_the_documented_extra_models_command_plans_their_evaluations(paper_workdir, tmp_path):

@@ -311,7 +311,7 @@ def test_stage_deps_cover_the_library_code_their_scripts_import():
 def test_params_are_phase_keys_of_params_yaml():
     params = load_config(REPO / "params.yaml")
     main_section = {"world": "world", "base": "pretrain", "split": "data", "sft": "sft", "grpo": "grpo",
-                    "eval": "eval", "analysis": "eval.consistency_examples", "figures": "figures"}
+                    "eval": "eval", "analysis": "eval.consistency_examples", "mtbench": "mtbench", "figures": "figures"}
     for name, stage in dvc_stages().items():
         keys = stage["params"]
         for key in keys:
@@ -367,6 +367,10 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     bench_dir.mkdir(parents=True)
     for bench in paper["eval"]["benchmarks"]:
         (bench_dir / f"{bench}.jsonl").touch()
+    mt_bench = work / "data" / "mt_bench"  # Table 5: local copies of FastChat's questions and reference answers
+    (mt_bench / "reference_answer").mkdir(parents=True)
+    (mt_bench / "question.jsonl").touch()
+    (mt_bench / "reference_answer" / "gpt-4.jsonl").touch()
     cmd = ["snakemake", "-s", str(snapshot / "Snakefile"), "-d", str(work), "-n", "--workflow-profile",
            str(profile_dir), "--configfile", str(REPO / "config" / "paper.yaml"), "--quiet", "rules",
            "--", "phase_all"]
@@ -393,8 +397,10 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     assert counts["evaluate_pre_rl"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb
     assert counts["consistency"] == (1 + len(paper["sft"]["gift_betas"])) * n_bb * 2
     assert counts["figure1"] == counts["figure2"] == counts["figure3"] == counts["summary"] == 1
-    assert counts["table"] == 4
-    assert "world" not in counts and "pretrain_base" not in counts  # hub / local bases, real data
+    assert counts["table"] == 5
+    # Table 5: each SFT-then-RL final policy answers MT-Bench (a GPU job) and the judge model rates it
+    assert counts["mtbench_answer"] == counts["mtbench_judge"] == n_runs * n_bb == 24
+    assert "world" not in counts and "pretrain_base" not in counts and "mtbench_questions" not in counts
     # Figure 3 reads the local MATH500 copy during RL: without it the plan stops and names it (no empty figure)
     (bench_dir / "math500.jsonl").unlink()
     missing = run(cmd, work, timeout=300, check=False)
@@ -405,3 +411,10 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     (bench_dir / "gpqa").mkdir()
     planned = run([*cmd[:-4], "--printshellcmds", "--", "phase_all"], work, timeout=300).stdout
     assert "math500=data/benchmarks/math500.parquet" in planned and "gpqa=data/benchmarks/gpqa " in planned
+    # the judge is configured: an OpenAI-compatible model, its key read from the environment (never the config)
+    judge = next(line for line in planned.splitlines() if "scripts/mtbench_judge.py" in line)
+    assert '"kind": "openai"' in judge and '"model": "gpt-4"' in judge and '"api_key_env": "OPENAI_API_KEY"' in judge
+    # without the local questions the plan stops naming the file
+    (mt_bench / "question.jsonl").unlink()
+    missing = run(cmd, work, timeout=300, check=False)
+    assert missing.returncode != 0 and "data/mt_bench/question.jsonl" in missing.stdout + missing.stderr

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ def test_every_figure_exists_and_is_a_real_pdf(smoke_run, n):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_every_table_exists_in_three_formats(smoke_run, n):
     stem = smoke_run / "results" / "tables" / f"table{n}"
     rows = stem.with_suffix(".csv").read_text().splitlines()
@@ -54,6 +56,34 @@ def test_table1_lists_every_initialisation_of_the_grid(smoke_run):
     runs = set(table["run"])
     assert {"sft", "sft_entropy", "sft_ls", "sft_kd", "dft", "asft", "psft", "gift-b3",
             "direct_sft", "direct_rl"} <= runs, runs
+
+
+def test_table5_rates_every_sft_then_rl_policy_from_its_judged_answers(smoke_run):
+    """Table 5 from real generations and real judgements: each row's Total is the mean of its judged turns."""
+    import pandas as pd
+
+    table = pd.read_csv(smoke_run / "results" / "tables" / "table5.csv")
+    assert set(table["run"]) == {"sft", "sft_entropy", "sft_ls", "sft_kd", "dft", "asft", "psft", "gift-b3"}
+    assert {"Total", "Reasoning", "Math", "Extract", "paper Total", "paper Extract"} <= set(table.columns)
+    for row in table.itertuples():
+        verdicts = [json.loads(line) for line in
+                    (smoke_run / "results" / "mtbench" / "judgements" / "qwen" / f"{row.run}.jsonl").read_text().splitlines()]
+        assert len(verdicts) == 2 * 6 and row.judged + row.unrated == 12
+        rated = [v["rating"] for v in verdicts if v["rating"] is not None]
+        assert row.Total == pytest.approx(sum(rated) / len(rated))
+    gift = table[table["run"] == "gift-b3"].iloc[0]
+    assert gift["paper Total"] == 6.34  # the paper's GIFT row, Qwen2.5-7B
+
+
+def test_the_smoke_workspace_is_this_configs_own_and_another_profile_would_not_record_it(smoke_run):
+    """scripts/verify.py: intact, and made by params.yaml + smoke.yaml; not by the tiny default (dvc commit -f)."""
+    run = lambda *extra: subprocess.run([sys.executable, str(REPO / "scripts" / "verify.py"), str(smoke_run), *extra],
+                                        capture_output=True, text=True, timeout=300)
+    (smoke_run / "params.yaml").write_text((REPO / "params.yaml").read_text())  # the clone's params.yaml
+    ok = run("--configfile", str(SMOKE))
+    assert ok.returncode == 0 and "0 damaged; 0 made by another config" in ok.stderr, ok.stdout[-2000:]
+    tiny = run()
+    assert tiny.returncode == 1 and "results/split.json: made by another config" in tiny.stdout
 
 
 def smoke_plan():
@@ -194,10 +224,11 @@ def test_changing_one_beta_reruns_only_its_jobs(smoke_run, tmp_path):
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     # gift-b7 is new: its SFT, GRPO, 2 evaluation jobs (one model each: after RL on the 4 benchmarks, before on
-    # the reasoning one) and 2 consistency jobs; then every table and figure. Nothing else.
+    # the reasoning one), 2 consistency jobs and its MT-Bench answers and judgement; then every table and figure.
+    # Nothing else.
     assert counts == {"sft": 1, "grpo": 1, "evaluate": 1, "evaluate_pre_rl": 1, "consistency": 2, "figure1": 1,
-                      "figure2": 1, "figure3": 1, "table": 4, "rl_gain": 1, "claims": 1, "summary": 1, "all": 1,
-                      "total": 17}, text
+                      "figure2": 1, "figure3": 1, "table": 5, "rl_gain": 1, "claims": 1, "summary": 1,
+                      "mtbench_answer": 1, "mtbench_judge": 1, "all": 1, "total": 20}, text
 
 
 def test_killed_job_leftovers_do_not_block_a_rerun(smoke_run):

@@ -10,7 +10,8 @@ from snakemake.exceptions import WorkflowError
 from giftlab.cli import ConfigError
 from giftlab.config import EVAL_RULES, RUN_PATTERN, rule_resources, rule_threads, validate_config
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
-from giftlab.plan import SUMMARY, Plan
+from giftlab.plan import MTBENCH_TINY_QUESTIONS, SUMMARY, Plan
+from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
 try:
@@ -20,6 +21,18 @@ except ConfigError as exc:
     sys.exit(str(exc))
 
 PLAN = Plan(config)
+
+# (workflow.dag_settings is not set yet while the Snakefile is read: the command line says whether a run forces)
+FORCED = any(arg.split("=")[0] in ("-f", "-F", "-R", "--force", "--forceall", "--forcerun", "--forcetargets")
+             for arg in sys.argv[1:])
+if workflow.is_main_process and not FORCED:
+    # Outputs made by another config, or damaged since they were written, that Snakemake would keep (restored by
+    # DVC, copied, recorded under the wrong params.yaml, cut short) stop the plan in one line, before any job
+    # (giftlab.stale). A forced run (--force, --forcerun, --forceall) is rebuilding on purpose.
+    FOREIGN = foreign_outputs(PLAN.recorded_configs(), Path.cwd())
+    FOREIGN += damaged_checkpoints(PLAN.checkpoint_outputs(), Path.cwd())
+    if FOREIGN:
+        sys.exit(foreign_summary(FOREIGN))
 
 
 onstart:

@@ -42,6 +42,11 @@ rule phase_analysis:
         PLAN.phase_outputs("analysis", TINY_BENCHMARKS),
 
 
+rule phase_mtbench:
+    input:
+        PLAN.phase_outputs("mtbench", TINY_BENCHMARKS),
+
+
 rule phase_figures:
     input:
         PLAN.phase_outputs("figures", TINY_BENCHMARKS),

@@ -44,6 +44,9 @@ BENCHMARK_COLUMNS = {
 }
 TABLE1_BENCHMARKS = ("GSM8K", "AIME24", "AIME25", "MATH500", "HE+", "MBPP+")
 TABLE2_BENCHMARKS = ("GPQA", "MMLU-Redux", "ARC-Challenge", "MMLU-Pro")
+# MT-Bench's categories (FastChat's question.jsonl) -> Table 5's columns, in the paper's order (after "Total")
+MTBENCH_COLUMNS = {"writing": "Writing", "roleplay": "Roleplay", "reasoning": "Reasoning", "math": "Math",
+                   "coding": "Coding", "extraction": "Extract", "stem": "STEM", "humanities": "Humanities"}
 
 
 def _path(table: int) -> Path:

@@ -1,10 +1,12 @@
-"""Paper Tables 1–4 built from small result JSONs (never checkpoints), and one writer.
+"""Paper Tables 1–5 built from small result JSONs (never checkpoints), and one writer.
 
 Inputs are the dicts the pipeline writes:
 
 * evaluation summaries (``results/eval/<stage>/<backbone>/<run>/<benchmark>.summary.json``): read
   ``provenance.config.{stage, backbone, run, benchmark}``, ``pass@<k>`` (fractions in [0, 1]) and
   ``pass@1_ci95`` ([lo, hi], optional);
+* MT-Bench scores (``results/mtbench/scores/<backbone>/<run>.json``, Table 5): read
+  ``provenance.config.{backbone, run}``, ``judge``, ``total`` and ``categories`` ({score, n, unrated});
 * consistency results (``results/consistency/<backbone>/<run>/<stage_pair>.json``): read
   ``provenance.config.{backbone, run, stage_pair}`` (top-level keys of the same names as a fallback)
   and ``cos``, ``l2``, ``kl``.
@@ -274,6 +276,45 @@ def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos"
             labels[f"{p}.{m}"] = label
             labels[f"paper {p}.{m}"] = f"paper {label}"
     df.attrs["labels"] = labels
+    return df
+
+
+# ---------------------------------------------------------------- Table 5
+
+def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones: Sequence[str] | None = None,
+           run_specs=None) -> pd.DataFrame:
+    """Table 5: MT-Bench scores (1-10) per (backbone, run): ``Total`` (with its interval over dialogues), then one
+    column per category present, in the paper's order and names (``Extract`` for ``extraction``; a category the
+    paper lacks keeps its name, after them); ``judged``/``unrated``: turns with and without a rating (an unrated
+    turn is in no mean). ``paper`` adds ``paper <column>``: the paper's number for the same backbone and strategy
+    (every GIFT β maps to the paper's GIFT row)."""
+    specs = RunSpecs(run_specs)
+    idx = _index(records, ("backbone", "run"), "table5")
+    present = {c for rec in idx.values() for c in rec["categories"]}
+    cats = [c for c in pn.MTBENCH_COLUMNS if c in present] + sorted(present - set(pn.MTBENCH_COLUMNS))
+    cols = ["Total", *[pn.MTBENCH_COLUMNS.get(c, c) for c in cats]]
+    rows = []
+    for bb in _backbone_order((k[0] for k in idx), backbones):
+        for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
+            rec = idx[(bb, run)]
+            total, ci = rec["total"], rec["total"].get("ci95")
+            row: dict[str, Any] = {"backbone": bb, "method_class": specs.method_class(run),
+                                   "strategy": specs.label(run), "run": run, "judge": rec.get("judge", "")}
+            row["Total"] = math.nan if total["score"] is None else float(total["score"])
+            row["Total CI95"] = ("" if not ci or any(c is None or math.isnan(c) for c in ci)
+                                 else f"[{ci[0]:.2f}, {ci[1]:.2f}]")
+            for cat, col in zip(cats, cols[1:]):
+                cell = rec["categories"].get(cat)
+                row[col] = math.nan if cell is None or cell["score"] is None else float(cell["score"])
+            row["judged"], row["unrated"] = int(total["n"]), int(total["unrated"])
+            if paper:
+                for col in cols:
+                    row[f"paper {col}"] = pn.paper_value(5, bb, specs.paper_label(run), col)
+            rows.append(row)
+    columns = ["backbone", "method_class", "strategy", "run", "judge", "Total", "Total CI95", *cols[1:],
+               "judged", "unrated", *([f"paper {c}" for c in cols] if paper else [])]
+    df = pd.DataFrame(rows, columns=columns)
+    df.attrs["digits"] = {"judged": 0, "unrated": 0}   # counts; every other number with 2
     return df
 
 
