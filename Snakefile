@@ -2,13 +2,24 @@
 #   snakemake                          every target of the tiny default (the README's main command)
 #   snakemake figures/fig1.pdf         only what Figure 1 needs
 #   snakemake --configfile config/smoke.yaml    CI-sized run
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
+from giftlab.cli import ConfigError
+from giftlab.config import read_yaml
+
 min_version("9.0")
 
 REPO = Path(workflow.basedir)
+
+
+# Snakemake's own reader names neither the file nor the line of a YAML error: check params.yaml first (one line).
+try:
+    read_yaml(REPO / "params.yaml")
+except ConfigError as exc:
+    sys.exit(str(exc))
 
 
 configfile: str(REPO / "params.yaml")

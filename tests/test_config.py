@@ -199,3 +199,16 @@ def test_yaml_1_2_numbers_are_numbers(tmp_path):
                         timeout=300)
     assert planned.returncode == 0, planned.stderr[-2000:]
     assert '"lr": 0.001' in planned.stdout
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
+    from giftlab.config import read_yaml
+
+    bad = tmp_path / "site.yaml"
+    bad.write_text("sft:\n  lr: [1e-3\n  epochs: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(PARAMS, bad)
+    assert str(err.value) == f"{bad}, line 3, column 9: not valid YAML (expected ',' or ']', but got ':')"
+    with pytest.raises(ConfigError, match=r"^config file not found: .*absent\.yaml$"):
+        load_config(PARAMS, tmp_path / "absent.yaml")
+    assert read_yaml(PARAMS)["profile"] == "tiny"

@@ -32,6 +32,17 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error is one line naming the file, the line and the column."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+
+
 def load_config(*paths: str | Path, schema: str | Path | None = DEFAULT_SCHEMA) -> dict[str, Any]:
     """Read ``params.yaml`` then each override file in order, merge, validate."""
     config: dict[str, Any] = {}
@@ -39,10 +50,7 @@ def load_config(*paths: str | Path, schema: str | Path | None = DEFAULT_SCHEMA) 
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{path}: top level must be a mapping")
         config = deep_merge(config, loaded)

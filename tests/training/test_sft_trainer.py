@@ -164,3 +164,10 @@ def test_psft_snapshot_restarts_from_the_resumed_policy(base_dir):
             p.add_(1.0)
     SnapshotRefresh(old, every=8).on_train_begin(None, SimpleNamespace(global_step=5), None, model=policy)
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), policy.state_dict().values()))
+
+
+def test_logging_falls_on_every_epoch_end_so_a_resumed_run_logs_the_same_losses():
+    from giftlab.training.sft import logging_interval
+
+    assert [logging_interval(10, n) for n in (7, 12, 25, 20, 3, 1)] == [7, 6, 5, 10, 3, 1]
+    assert all(n % logging_interval(w, n) == 0 for w in range(1, 12) for n in range(1, 40))

@@ -78,7 +78,7 @@ def pretrain(model, tokenizer, documents: Sequence[str], out_dir, work_dir, max_
              callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Pretrain ``model`` on ``documents`` for ``max_steps``; save to ``out_dir``; return metrics.
 
-    ``save_steps`` defaults to about a fifth of the run. ``callbacks`` are extra
+    ``save_steps`` defaults to about a fifth of the run, rounded up to a multiple of ``log_every``. ``callbacks`` are extra
     ``TrainerCallback``s (tests use one to simulate an interruption).
     Returns ``{final_loss, loss_curve: [[step, loss], ...], steps, tokens_seen, corpus_tokens,
     epochs, seconds, resumed_from_step, n_params}``.
@@ -93,7 +93,9 @@ def pretrain(model, tokenizer, documents: Sequence[str], out_dir, work_dir, max_
     if max_steps < 1:
         raise ValueError("pretrain.max_steps: must be >= 1")
     out_dir, work_dir = Path(out_dir), Path(work_dir)
-    save_steps = save_steps or max(1, math.ceil(max_steps / 5))
+    # about a fifth of the run, on a logging step: a run resumed there logs the same mean losses as one never
+    # interrupted (the Trainer averages the loss since its last log, which a resume resets)
+    save_steps = save_steps or math.ceil(max(1, math.ceil(max_steps / 5)) / log_every) * log_every
     hparams = dict(max_steps=max_steps, batch_size=batch_size, block_size=block_size, lr=lr,
                    warmup_ratio=warmup_ratio, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay,
                    seed=seed, save_steps=save_steps, adam_betas=list(adam_betas),

@@ -284,7 +284,7 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
         save_strategy="epoch",
         save_total_limit=2,
         eval_strategy="no",
-        logging_steps=max(1, min(settings.logging_steps, steps_per_epoch)),
+        logging_steps=logging_interval(settings.logging_steps, steps_per_epoch),
         report_to=list(settings.report_to),
         run_name=run_name,  # the run's name in W&B / MLflow
         remove_unused_columns=False,
@@ -292,6 +292,14 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+def logging_interval(wanted: int, steps_per_epoch: int) -> int:
+    """The largest interval ≤ ``wanted`` that divides an epoch: checkpoints (one per epoch) then fall on logging
+    steps, so a run resumed after a kill logs the same mean losses as one never interrupted (the Trainer averages
+    the loss since its last log, which a resume resets)."""
+    wanted = max(1, min(wanted, steps_per_epoch))
+    return next(k for k in range(wanted, 0, -1) if steps_per_epoch % k == 0)
 
 
 def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, solution_key: str,
