@@ -211,15 +211,16 @@ def finished_copy(base: Path, reference_dir: Path, name: str) -> Path:
 def case_damage(base: Path, profile: Path, reference: dict, reference_dir: Path, name: str, fault: str,
                 damage) -> Case:
     """Damage a finished workspace, run the same command (it must refuse in one line or rebuild), then do what the
-    refusal says (delete the named output) and run it again."""
+    refusal says (`snakemake --force <the named output>`) and run the same command again."""
     work = finished_copy(base, reference_dir, name)
     target = damage(work)
     first = run(work, profile)
     said = last_line(first.stdout + first.stderr)
     if first.returncode != 0:
-        shutil.rmtree(work / target) if (work / target).is_dir() else (work / target).unlink()
+        forced = run(work, profile, "--force", "--", target)
         second = run(work, profile)
-        outcome = f"next run stops before any job: \"{said[:110]}…\"; after deleting it: exit {second.returncode}"
+        outcome = (f"next run stops before any job: \"{said[:110]}…\"; `snakemake --force {target}`: exit "
+                   f"{forced.returncode}, then the same command: exit {second.returncode}")
     else:
         outcome = f"next run: exit 0 ({said[:90]})"
     return compare(reference, work, Case(fault, outcome))
@@ -312,10 +313,18 @@ def case_dvc_remote(base: Path, reference_dir: Path, reference: dict) -> Case:
     shutil.rmtree(moved, ignore_errors=True)
 
     def pull_the_rug() -> None:
+        """Once the push has written its first file, the remote's folder goes away and a file takes its path (a
+        share unmounted under the push: DVC cannot recreate the folder)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any(remote.rglob("*")):
                 os.rename(remote, moved)
+                try:
+                    remote.write_text("unmounted\n")
+                except IsADirectoryError:  # the push recreated it first: move that one aside too
+                    shutil.copytree(remote, moved, dirs_exist_ok=True)
+                    shutil.rmtree(remote)
+                    remote.write_text("unmounted\n")
                 return
             time.sleep(0.001)
 
@@ -323,6 +332,7 @@ def case_dvc_remote(base: Path, reference_dir: Path, reference: dict) -> Case:
     watcher.start()
     first = dvc("push", check=False)
     watcher.join()
+    remote.unlink()               # the share is back, with what the interrupted push had written
     os.rename(moved, remote)
     second = dvc("push", check=False)
     status = dvc("status", "--cloud", check=False)
@@ -330,7 +340,8 @@ def case_dvc_remote(base: Path, reference_dir: Path, reference: dict) -> Case:
     shutil.rmtree(clone, ignore_errors=True)
     git("clone", "-q", str(repo), str(clone), cwd=base)
     pulled = dvc("pull", "-q", cwd=clone, check=False)
-    outcome = (f"push with the remote gone: exit {first.returncode} ({last_line(first.stderr)[:70]}); again with it "
+    error = next((line for line in first.stderr.splitlines() if line.startswith("ERROR")), last_line(first.stderr))
+    outcome = (f"push with the remote gone: exit {first.returncode} (\"{error[:80]}\"); again with it "
                f"back: exit {second.returncode}; `dvc status --cloud`: {last_line(status.stdout)[:40]}; a clone's "
                f"pull: exit {pulled.returncode}")
     case = Case("the DVC remote disappears in the middle of a push", outcome)
@@ -399,40 +410,49 @@ def main(argv: list[str] | None = None) -> int:
     print(f"reference: {len(reference)} outputs in {seconds:.0f} s", file=sys.stderr)
 
     cases: list[Case] = []
-    say = lambda case: (cases.append(case), print(case.row(), file=sys.stderr, flush=True))
+
+    def say(make, fault: str) -> None:
+        """Run one case; a case that crashes is a row of the report (and a failure), not the end of it."""
+        try:
+            made = make()
+        except Exception as exc:  # noqa: BLE001 - the report names it
+            made = Case(fault, f"the case itself failed: {type(exc).__name__}: {exc}"[:300], wrong=["(case failed)"])
+        for case in made if isinstance(made, list) else [made]:
+            cases.append(case)
+            print(case.row(), file=sys.stderr, flush=True)
+
     if "kill" in only:
-        say(case_kills(base, profile, reference, seconds, args.kills, args.kills_per_workspace, rng))
+        say(lambda: case_kills(base, profile, reference, seconds, args.kills, args.kills_per_workspace, rng), "kill")
     if "concurrent" in only:
-        say(case_concurrent(base, profile, reference))
+        say(lambda: case_concurrent(base, profile, reference), "concurrent")
     if "truncate_json" in only:
         def torn_summary(work):
             path = "results/eval/rl/qwen/gift-b3/tiny_id.summary.json"
             truncate(work / path)
             return path
-        say(case_damage(base, profile, reference, reference_dir, "torn_json", "a result JSON cut in half "
-                        "(an evaluation summary)", torn_summary))
+        say(lambda: case_damage(base, profile, reference, reference_dir, "torn_json", "a result JSON cut in half "
+                                "(an evaluation summary)", torn_summary), "truncate_json")
     if "truncate_weights" in only:
         def torn_weights(work):
             truncate(work / "models/rl/qwen/sft/model.safetensors", 0.9)
             return "models/rl/qwen/sft"
-        say(case_damage(base, profile, reference, reference_dir, "torn_weights", "a checkpoint cut short "
-                        "(the last 10% of a policy's model.safetensors)", torn_weights))
+        say(lambda: case_damage(base, profile, reference, reference_dir, "torn_weights", "a checkpoint cut short "
+                                "(the last 10% of a policy's model.safetensors)", torn_weights), "truncate_weights")
     if "delete" in only:
         def deleted(work):
             (work / "results/consistency/qwen/sft/sft_rl.json").unlink()
             (work / "figures/fig2.png").unlink()
             return "results/consistency/qwen/sft/sft_rl.json"
-        say(case_damage(base, profile, reference, reference_dir, "deleted", "outputs deleted (a consistency "
-                        "result and Figure 2's PNG)", deleted))
+        say(lambda: case_damage(base, profile, reference, reference_dir, "deleted", "outputs deleted (a consistency "
+                                "result and Figure 2's PNG)", deleted), "delete")
     if "full_disk" in only:
         size = args.disk_mb or max(2, int(0.5 * sum(f.stat().st_size for f in reference_dir.rglob("*")
                                                     if f.is_file()) / 2**20))
-        say(case_full_disk(base, profile, reference, size))
+        say(lambda: case_full_disk(base, profile, reference, size), "full_disk")
     if "workers" in only:
-        for case in case_grading_workers():
-            say(case)
+        say(case_grading_workers, "workers")
     if "dvc_remote" in only:
-        say(case_dvc_remote(base, reference_dir, reference))
+        say(lambda: case_dvc_remote(base, reference_dir, reference), "dvc_remote")
 
     text = report(cases, argv, seconds, time.monotonic() - began)
     print(text)

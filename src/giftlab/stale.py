@@ -132,4 +132,5 @@ def foreign_summary(problems: list[str]) -> str:
     """The one-line refusal for a plan on top of foreign or damaged outputs."""
     more = f" (and {len(problems) - 1} more: `python scripts/verify.py` lists them)" if len(problems) > 1 else ""
     return (f"stopped before any job: {problems[0]}{more}. Restore the outputs of this config (`dvc checkout` with its "
-            f"params.yaml), or rebuild them: delete them, or `snakemake --force <file or folder>`.")
+            f"params.yaml), or rebuild each with `snakemake --force <file or folder>` (deleting it is not enough: "
+            f"Snakemake does not rebuild a missing file whose consumers are up to date).")
