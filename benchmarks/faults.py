@@ -129,9 +129,14 @@ def command(work: Path, profile: Path, *extra: str) -> list[str]:
 
 
 def start(work: Path, profile: Path, *extra: str) -> subprocess.Popen:
-    log = open(work / f"run-{time.monotonic_ns()}.log", "w")
-    return subprocess.Popen(command(work, profile, *extra), cwd=work, env=env(), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    """The pipeline in the background, in its own session (so a kill reaches every job); its output in a log file
+    (``proc.args_log``)."""
+    path = work / f"run-{time.monotonic_ns()}.log"
+    with open(path, "w") as log:
+        proc = subprocess.Popen(command(work, profile, *extra), cwd=work, env=env(), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    proc.args_log = str(path)
+    return proc
 
 
 def run(work: Path, profile: Path, *extra: str, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -162,25 +167,37 @@ def new_workspace(base: Path, name: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- the faults
 
+def _left_after(log: Path, before: float) -> float:
+    """The share of the workspace's work still to do after a killed attempt: Snakemake's last "a of b steps" line
+    says how much of that attempt's share it finished."""
+    found = re.findall(r"(\d+) of (\d+) steps", log.read_text(errors="replace")) if log.is_file() else []
+    if not found:
+        return before
+    done, total = map(int, found[-1])
+    return before * (total - done) / total
+
+
 def case_kills(base: Path, profile: Path, reference: dict, seconds: float, kills: int, per_workspace: int,
                rng: random.Random) -> Case:
-    """``kills`` kill -9 at uniform random times in (1 s, the reference's wall time), ``per_workspace`` per
-    workspace, each followed by the same command again; then the run is finished by that command."""
-    done, finished_between, rerun_failures, workspaces = 0, 0, 0, 0
+    """``kills`` kill -9, ``per_workspace`` per workspace, each at a uniformly random time within what the attempt
+    has left to run (estimated from the reference's wall time and Snakemake's progress), each followed by the same
+    command again; then the run is finished by that command."""
+    done, rerun_failures, workspaces = 0, 0, 0
     lost, wrong = set(), set()
     while done < kills:
         work = new_workspace(base, f"kill{workspaces}")
         workspaces += 1
+        left = 1.0
         for _ in range(min(per_workspace, kills - done)):
-            at = rng.uniform(1.0, seconds)
+            at = rng.uniform(1.0, max(2.0, left * seconds))
             proc = start(work, profile)
             try:
                 proc.wait(timeout=at)
-                finished_between += 1  # the run ended before its kill time: nothing left to kill here
-                break
+                break  # the run ended before its kill time: nothing left to kill here
             except subprocess.TimeoutExpired:
                 kill_group(proc)
                 done += 1
+                left = _left_after(Path(proc.args_log), left)
         final = run(work, profile)
         rerun_failures += final.returncode != 0
         result = compare(reference, work, Case("", ""))

@@ -124,7 +124,13 @@ def test_grpo_records_dynamics_and_keeps_them_across_a_resume(base_dir, tmp_path
         assert 0.0 <= r["pass@1"] <= 1.0 and r["n_problems"] == 3 and r["n_samples"] == 2
         assert set(r) >= {"step", "progress", "pass@1", "pass@1_ci95", "n_problems", "n_samples"}
     assert dyn[-1]["pass@1"] != 0.123 or dyn[-1]["seconds"] != first[-1]["seconds"]
-    assert metrics["dynamics_grading"]["graded"] == 3 * 2  # this session: only the step-3 evaluation
+    # the whole run's counts, as an uninterrupted run has them (the checkpoint held steps 0-2's, this process added
+    # step 3's): 3 evaluations of 3 problems x 2 samples, and 3 steps of 2 prompts x G = 2 rewards
+    assert metrics["dynamics_grading"]["graded"] == 3 * 3 * 2
+    assert metrics["grading"]["graded"] == 3 * 2 * 2
+    saved = json.loads((tmp_path / "work" / "checkpoint-3" / "grading_stats.json").read_text())  # the last checkpoint
+    assert saved["grading"] == metrics["grading"]
+    assert saved["dynamics_grading"]["graded"] == 2 * 3 * 2  # steps 0 and 2: step 3's evaluation ends the run
     assert metrics["dynamics_benchmark"] == str(bench_file)
     assert read_dynamics(log) == dyn
     assert (tmp_path / "out" / "config.json").exists()

@@ -23,6 +23,7 @@ from transformers import TrainerCallback, set_seed
 
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
+from giftlab.io import write_json_atomic
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
@@ -340,6 +341,35 @@ def rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations: bool = False, solu
     return rows
 
 
+
+class GradingTally(TrainerCallback):
+    """The grading counters of the whole run, not of this process: every checkpoint stores them
+    (``grading_stats.json``, written before the checkpoint is stamped complete) and a resumed run starts from its
+    checkpoint's, so ``metrics.json`` counts what an uninterrupted run counts (steps after the checkpoint are
+    graded again, as they are trained again)."""
+
+    FILE = "grading_stats.json"
+
+    def __init__(self, pool_stats, dynamics: DynamicsCallback | None, resume: Path | None):
+        self.pool_stats = pool_stats
+        self.dynamics = dynamics
+        saved = json.loads((resume / self.FILE).read_text()) if resume and (resume / self.FILE).is_file() else {}
+        self.base = {"grading": saved.get("grading", {}), "dynamics_grading": saved.get("dynamics_grading", {})}
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """``{"grading": the reward's gradings, "dynamics_grading": the RL-dynamics evaluations'}``, whole run."""
+        dynamics = dict(self.dynamics.grading_stats) if self.dynamics is not None else {}
+        reward = {k: v - dynamics.get(k, 0) for k, v in self.pool_stats().items()}
+        add = lambda a, b: {k: a.get(k, 0) + b.get(k, 0) for k in dict.fromkeys([*a, *b])}
+        return {"grading": add(self.base["grading"], reward),
+                "dynamics_grading": add(self.base["dynamics_grading"], dynamics)}
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and ckpt.is_dir():
+            write_json_atomic(ckpt / self.FILE, self.totals())
+        return control
+
 def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[str, Any], seed: int,
                out_dir: str | Path, work_dir: str | Path, job_config: Mapping[str, Any],
                dynamics_benchmark: str | Path | None = None, extra_callbacks=(), rl_method: str = "grpo",
@@ -399,11 +429,12 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     percent_rule = bool(cfg.get("percent_rule", True))
     with GradingPool(workers=1, timeout=float(cfg.get("grading_timeout", 10)),
                      percent_rule=percent_rule) as pool:
-        callbacks = [CompleteMarker(), JsonlLog(step_log)]
         if dyn is not None:
             dynamics = DynamicsCallback(work_dir / "dynamics.jsonl", records, tokenizer, pool.grade_many,
                                         dyn, seed, resume_step=resume_step)
-            callbacks.append(dynamics)
+        tally = GradingTally(lambda: dict(pool.stats), dynamics, resume)
+        # the tally before the stamp: a checkpoint stamped complete holds its counts
+        callbacks = [tally, CompleteMarker(), JsonlLog(step_log), *([dynamics] if dynamics is not None else [])]
         # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
         preemption = PreemptionCheckpoint()
         trainer = trainer_class(model=model, reward_funcs=[MathReward(pool)], args=args,
@@ -415,9 +446,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
             train_or_finish(trainer, resume)
         finally:  # also when train() raises: no stale handler outlives this run
             preemption.uninstall()
-        grading = dict(pool.stats)
-    if dynamics is not None:
-        grading = {k: v - dynamics.grading_stats.get(k, 0) for k, v in grading.items()}
+        totals = tally.totals()
+    grading = totals["grading"]
     seconds = time.time() - t0
     export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
@@ -429,5 +459,5 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if dynamics is not None:
         metrics["dynamics_benchmark"] = str(dynamics_benchmark)
         metrics["dynamics_settings"] = dyn
-        metrics["dynamics_grading"] = dynamics.grading_stats
+        metrics["dynamics_grading"] = totals["dynamics_grading"]
     return metrics
