@@ -130,7 +130,7 @@ def test_grpo_records_dynamics_and_keeps_them_across_a_resume(base_dir, tmp_path
     assert metrics["grading"]["graded"] == 3 * 2 * 2
     saved = json.loads((tmp_path / "work" / "checkpoint-3" / "grading_stats.json").read_text())  # the last checkpoint
     assert saved["grading"] == metrics["grading"]
-    assert saved["dynamics_grading"]["graded"] == 2 * 3 * 2  # steps 0 and 2: step 3's evaluation ends the run
+    assert [r["grading"]["graded"] for r in dyn] == [3 * 2] * 3  # each evaluation's count, kept in its row
     assert metrics["dynamics_benchmark"] == str(bench_file)
     assert read_dynamics(log) == dyn
     assert (tmp_path / "out" / "config.json").exists()
@@ -177,3 +177,16 @@ def test_step_log_drops_torn_lines_and_steps_after_the_resume(tmp_path):
     log.write_text('{"step": 1, "reward": 0.1}\n{"step": 2, "reward": 0.2}\n{"step": 3, "rew')
     assert [r["step"] for r in read_step_log(log)] == [1, 2]
     assert [r["step"] for r in read_step_log(log, up_to_step=1)] == [1]
+
+
+def test_a_run_finished_again_from_its_last_checkpoint_counts_what_the_first_counted(base_dir, tmp_path, bench_file):
+    """Killed after its last checkpoint (and its final evaluation), before the export: the rerun trains nothing, and
+    its metrics still count the whole run's gradings (found by benchmarks/faults.py: they used to be 0)."""
+    import shutil
+
+    first = _run(base_dir, tmp_path, bench_file)
+    shutil.rmtree(tmp_path / "out")
+    again = _run(base_dir, tmp_path, bench_file)
+    assert again["resumed_from"].endswith("checkpoint-3")
+    assert again["grading"] == first["grading"] and again["grading"]["graded"] == 3 * 2 * 2
+    assert again["dynamics_grading"] == first["dynamics_grading"] and again["dynamics"] == first["dynamics"]

@@ -234,7 +234,7 @@ class DynamicsCallback(TrainerCallback):
         self.settings = dict(settings)
         self.seed = int(seed)
         self.prompt_fn = prompt_fn or (lambda r: render_prompt(tokenizer, r["prompt"]))
-        self.grading_stats: dict[str, int] = {}
+        self.session_grading: dict[str, int] = {}  # what this process's evaluations cost the grading pool
         # Rows measured on other problems or with other settings (the benchmark file is not part
         # of the job config that guards the work dir) are not reused after a resume.
         self.tag = config_hash({"problems": [[r["id"], r["prompt"], r["gold"]] for r in self.records],
@@ -246,6 +246,15 @@ class DynamicsCallback(TrainerCallback):
             self.rows = [r for r in read_dynamics(self.path, up_to_step=resume_step)
                          if r.get("eval_tag") == self.tag]
             _write_rows(self.path, self.rows)
+
+    @property
+    def grading_stats(self) -> dict[str, int]:
+        """The grading counters of every evaluation of the run (its rows, kept across resumes)."""
+        total: dict[str, int] = {}
+        for row in self.rows:
+            for k, v in (row.get("grading") or {}).items():
+                total[k] = total.get(k, 0) + v
+        return total
 
     def _done(self, step: int) -> bool:
         return any(r["step"] == step for r in self.rows)
@@ -274,15 +283,16 @@ class DynamicsCallback(TrainerCallback):
         finally:
             model.train(was_training)
         after = dict(getattr(getattr(self.grade_fn, "__self__", None), "stats", {}) or {})
-        for k, v in after.items():
-            self.grading_stats[k] = self.grading_stats.get(k, 0) + v - before.get(k, 0)
+        grading = {k: v - before.get(k, 0) for k, v in after.items()}
+        for k, v in grading.items():
+            self.session_grading[k] = self.session_grading.get(k, 0) + v
         row = {"step": int(step), "progress": step / max_steps if max_steps and max_steps > 0 else None,
                "pass@1": summary["pass@1"], "pass@1_ci95": summary["pass@1_ci95"],
                "n_problems": summary["n_problems"], "n_samples": summary["n_samples"],
                "temperature": summary["temperature"], "max_new_tokens": summary["max_new_tokens"],
                "mean_response_tokens": summary["mean_response_tokens"],
                "truncated": summary["truncated"], "timeouts": summary["timeouts"],
-               "seconds": round(time.perf_counter() - t0, 3), "eval_tag": self.tag}
+               "seconds": round(time.perf_counter() - t0, 3), "eval_tag": self.tag, "grading": grading}
         self.rows = [r for r in self.rows if r["step"] != row["step"]] + [row]
         self.rows.sort(key=lambda r: r["step"])
         if write:
@@ -343,10 +353,11 @@ def rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations: bool = False, solu
 
 
 class GradingTally(TrainerCallback):
-    """The grading counters of the whole run, not of this process: every checkpoint stores them
+    """The reward's grading counters of the whole run, not of this process: every checkpoint stores them
     (``grading_stats.json``, written before the checkpoint is stamped complete) and a resumed run starts from its
     checkpoint's, so ``metrics.json`` counts what an uninterrupted run counts (steps after the checkpoint are
-    graded again, as they are trained again)."""
+    graded again, as they are trained again). The RL-dynamics evaluations' counts live in their rows, which a
+    resume keeps (:attr:`DynamicsCallback.grading_stats`)."""
 
     FILE = "grading_stats.json"
 
@@ -354,15 +365,14 @@ class GradingTally(TrainerCallback):
         self.pool_stats = pool_stats
         self.dynamics = dynamics
         saved = json.loads((resume / self.FILE).read_text()) if resume and (resume / self.FILE).is_file() else {}
-        self.base = {"grading": saved.get("grading", {}), "dynamics_grading": saved.get("dynamics_grading", {})}
+        self.base = saved.get("grading", {})
 
     def totals(self) -> dict[str, dict[str, int]]:
         """``{"grading": the reward's gradings, "dynamics_grading": the RL-dynamics evaluations'}``, whole run."""
-        dynamics = dict(self.dynamics.grading_stats) if self.dynamics is not None else {}
-        reward = {k: v - dynamics.get(k, 0) for k, v in self.pool_stats().items()}
-        add = lambda a, b: {k: a.get(k, 0) + b.get(k, 0) for k in dict.fromkeys([*a, *b])}
-        return {"grading": add(self.base["grading"], reward),
-                "dynamics_grading": add(self.base["dynamics_grading"], dynamics)}
+        session = dict(self.dynamics.session_grading) if self.dynamics is not None else {}
+        reward = {k: v - session.get(k, 0) for k, v in self.pool_stats().items()}
+        return {"grading": {k: self.base.get(k, 0) + reward.get(k, 0) for k in dict.fromkeys([*self.base, *reward])},
+                "dynamics_grading": self.dynamics.grading_stats if self.dynamics is not None else {}}
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
