@@ -1,15 +1,20 @@
 """Rule `claims`: states, claim by claim, whether this run agrees with the paper (results/tables/claims.md)."""
 
 from giftlab import cli
+from giftlab.data import read_jsonl
 from giftlab.io import read_json
 from giftlab.jobs import FigureJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.claims import write_claims
+from giftlab.reporting.rl_gain import per_problem_accuracy
+from giftlab.reporting.tables import job_field
 
 
 def main(argv=None):
     p = cli.parser(__doc__)
     p.add_argument("--rl", nargs="*", default=[], help="post-RL eval summaries")
+    p.add_argument("--rl-samples", nargs="*", default=[],
+                   help="the post-RL evaluations' samples.jsonl, in --rl order (paired tests over problems)")
     p.add_argument("--pre-rl", nargs="*", default=[], help="pre-RL (SFT checkpoint) eval summaries")
     p.add_argument("--consistency", nargs="*", default=[], help="consistency JSONs")
     p.add_argument("--out", required=True)
@@ -17,11 +22,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     job = FigureJob.from_config(config)
-    write_claims(args.out, [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl],
-                 [read_json(f) for f in args.consistency], run_specs=job.run_specs,
-                 reasoning_benchmarks=job.reasoning_benchmarks)
+    rl = [read_json(f) for f in args.rl]
+    if args.rl_samples and len(args.rl_samples) != len(rl):
+        raise cli.ConfigError(f"claims: {len(args.rl_samples)} --rl-samples for {len(rl)} --rl summaries "
+                              "(one per summary, same order)")
+    samples = {tuple(job_field(rec, k) for k in ("backbone", "run", "benchmark")): per_problem_accuracy(read_jsonl(f))
+               for rec, f in zip(rl, args.rl_samples)}
+    write_claims(args.out, rl, [read_json(f) for f in args.pre_rl], [read_json(f) for f in args.consistency],
+                 run_specs=job.run_specs, reasoning_benchmarks=job.reasoning_benchmarks, samples=samples)
     if args.provenance:
-        write_sidecar(args.provenance, config, [*args.rl, *args.pre_rl, *args.consistency], [args.out])
+        write_sidecar(args.provenance, config, [*args.rl, *args.rl_samples, *args.pre_rl, *args.consistency],
+                      [args.out])
 
 
 if __name__ == "__main__":

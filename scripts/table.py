@@ -35,6 +35,8 @@ def main(argv=None):
                                        consistency=[r for r in records if "stage_pair" in r])
     else:
         raise cli.ConfigError(f"table: no paper table {n} (1-5)")
+    if n != "extra":
+        df = tables.over_seeds(df, specs)  # replicates of a cell (config seeds): one row, mean and seed interval
     written = tables.write_table(df, args.stem)
     write_sidecar(f"{args.stem}.provenance.json", config, args.results, written.values())
 

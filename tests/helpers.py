@@ -34,14 +34,14 @@ def write_override(path: Path, override: dict) -> Path:
     return path
 
 
-def run_specs(betas=(0.5, 1, 3, 10)) -> dict:
+def run_specs(betas=(0.5, 1, 3, 10), seeds=None) -> dict:
     """The plan's run table (giftlab.plan.Plan.run_table) for a grid with every objective, GIFT at ``betas`` and
-    both Direct baselines: what report jobs receive as ``run_specs``."""
+    both Direct baselines (``seeds``: config ``seeds``): what report jobs receive as ``run_specs``."""
     from giftlab.config import deep_merge, load_config
     from giftlab.objectives import OBJECTIVES
     from giftlab.plan import Plan
 
     config = deep_merge(load_config(REPO / "params.yaml"), {
         "sft": {"methods": list(OBJECTIVES), "gift_betas": list(betas), "direct_sft": True},
-        "grpo": {"direct_rl": True}})
+        "grpo": {"direct_rl": True}, **({"seeds": list(seeds)} if seeds else {})})
     return Plan(config).run_table()

@@ -42,3 +42,38 @@ def test_degenerate_inputs():
     assert all(np.isnan(ratio_bootstrap_ci([1.0], [2.0], 100)))
     with pytest.raises(ValueError, match="share no problem"):
         paired_difference({"a": 1.0}, {"b": 1.0})
+
+
+# ---------------------------------------------------------------- across training seeds
+
+@pytest.mark.parametrize("q, df, table", [(0.975, 1, 12.7062), (0.975, 4, 2.7764), (0.975, 30, 2.0423),
+                                          (0.995, 4, 4.6041), (0.999, 4, 7.1732), (0.95, 10, 1.8125),
+                                          (0.025, 4, -2.7764)])
+def test_t_quantile_matches_the_tables(q, df, table):
+    from giftlab.stats import t_quantile
+
+    assert t_quantile(q, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_seed_interval_and_bonferroni():
+    from giftlab.stats import seed_interval, simultaneous_alpha
+
+    s = seed_interval([1, 2, 3, 4, 5])
+    assert (s["mean"], s["n"]) == (3.0, 5) and s["sd"] == pytest.approx(1.5811388)
+    assert s["ci"] == pytest.approx([3 - 2.7764451 * 1.5811388 / 5 ** 0.5, 3 + 2.7764451 * 1.5811388 / 5 ** 0.5])
+    one = seed_interval([0.4])
+    assert one["n"] == 1 and all(np.isnan(one["ci"]))
+    assert simultaneous_alpha(0.05, 24) == pytest.approx(0.05 / 24) and simultaneous_alpha(0.05, 0) == 0.05
+    with pytest.raises(ValueError):
+        seed_interval([])
+
+
+def test_nested_bootstrap_is_wider_than_problems_alone_when_seeds_differ():
+    from giftlab.stats import bootstrap_ci, nested_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    seed_effects = np.array([-0.1, 0.0, 0.1, 0.05, -0.05])
+    matrix = 0.5 + seed_effects[:, None] + rng.normal(0, 0.1, (5, 200))
+    lo, hi = nested_bootstrap_ci(matrix, 2000)
+    plo, phi = bootstrap_ci(matrix.mean(axis=0), 2000)
+    assert lo < matrix.mean() < hi and (hi - lo) > 2 * (phi - plo)

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from giftlab.cli import ConfigError
-from giftlab.grid import DIRECT_RL, DIRECT_SFT, RUN_PATTERN, format_beta, grid_runs, run_name  # noqa: F401
+from giftlab.grid import (DIRECT_RL, DIRECT_SFT, RUN_PATTERN, SEED_SUFFIX, format_beta, grid_runs,  # noqa: F401
+                          run_name)
 from giftlab.jobs import DEFAULT_PASS_KS  # noqa: F401  (pass@k when a config names no eval.ks)
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
@@ -229,7 +230,7 @@ def _check_grid(config: Mapping[str, Any]) -> None:
     """Names that select parts of the grid must exist: a typo would silently drop runs or benchmarks."""
     from giftlab.evaluation.benchmarks import BENCHMARKS
 
-    known_runs = [r for r, spec in grid_runs(config).items() if spec.sft]
+    known_runs = list(dict.fromkeys(spec.cell for spec in grid_runs(config).values() if spec.sft))
     for run in config["grpo"].get("runs") or []:
         if run not in known_runs:
             raise ConfigError(f"config error: grpo.runs: '{run}' is not an SFT run of this grid "
@@ -340,8 +341,8 @@ def _check_report_metric(config: Mapping[str, Any]) -> None:
 # reasoning benchmarks (Table 3, rl_gain), with eval.pre_rl's sampling.
 EVAL_RULES = {
     "evaluate": {"stage": "rl", "run": RUN_PATTERN, "group": "all", "pre_rl": False},
-    "evaluate_direct_sft": {"stage": "sft", "run": DIRECT_SFT, "group": "all", "pre_rl": False},
-    "evaluate_pre_rl": {"stage": "sft", "run": f"(?!{DIRECT_SFT}(/|$)){RUN_PATTERN}", "group": "reasoning",
+    "evaluate_direct_sft": {"stage": "sft", "run": DIRECT_SFT + SEED_SUFFIX, "group": "all", "pre_rl": False},
+    "evaluate_pre_rl": {"stage": "sft", "run": f"(?!{DIRECT_SFT}{SEED_SUFFIX}(/|$)){RUN_PATTERN}", "group": "reasoning",
                         "pre_rl": True},
 }
 

@@ -4,23 +4,32 @@ The grid (paper §4, Appendix E): one SFT run per objective of ``sft.methods`` (
 ``sft.gift_betas``), Direct SFT (plain SFT on the SFT and RL subsets, no RL), GRPO from each SFT run (all, or those
 of ``grpo.runs``), Direct RL (GRPO from the base model), and one run per RL-stage method of ``unified.methods``
 (the paper's Unified Paradigms, LUFFY and ReLIFT: the ``grpo`` rule from the base model with that method; their
-registry is ``giftlab.rl_methods``, which this module does not import: ``giftlab.config`` checks the names). A run's
-id is made in one place, :func:`run_name` (``sft``, ``gift-b3``; a unified run's id is its method's name); nothing
-needs to read it back: method, β and RL method are fields of :class:`RunSpec`.
+registry is ``giftlab.rl_methods``, which this module does not import: ``giftlab.config`` checks the names).
+
+Seeds: ``seeds: [..]`` in the config repeats every run of the grid once per training seed (SFT and GRPO; the world,
+the split and the tiny bases keep the config's ``seed``). A run trained with the config's own ``seed`` keeps its
+plain id, so adding seeds to a workspace reuses the runs it already has; the others get ``-s<seed>``
+(``gift-b3-s7``). The runs of one grid cell across seeds share a ``group`` (the plain id), which the reports
+aggregate over.
+
+A run's id is made in one place, :func:`run_name` (``sft``, ``gift-b3``, ``gift-b3-s7``; a unified run's id is its
+method's name); nothing needs to read it back: method, β, RL method, seed and group are fields of :class:`RunSpec`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 # The paper's two "Direct" baselines: plain SFT on the SFT + RL data with no RL afterwards, and GRPO straight from
 # the base model.
 DIRECT_SFT = "direct_sft"
 DIRECT_RL = "direct_rl"
-# A run id (the Snakefile's `run` wildcard): an objective, optionally at one β (gift-b3, gift-binf).
-RUN_PATTERN = r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?"
+# A run id (the Snakefile's `run` wildcard): an objective, optionally at one β (gift-b3, gift-binf), optionally
+# with a training seed other than the config's (gift-b3-s7).
+SEED_SUFFIX = r"(-s[0-9]+)?"
+RUN_PATTERN = r"[a-z][a-z0-9_]*(-b([0-9]+(\.[0-9]+)?|inf))?" + SEED_SUFFIX
 #: The methods the SFT-vs-GIFT analyses compare (Tables 3-4, Figures 1-3).
 COMPARED_METHODS = ("sft", "gift")
 #: The paper's labels of the two baselines (the objectives' labels are in their registry entries).
@@ -31,9 +40,16 @@ def format_beta(beta: float) -> str:
     return "inf" if math.isinf(beta) else f"{beta:g}"
 
 
-def run_name(method: str, beta: float | None = None) -> str:
-    """The one place a run's id is made: ``sft``, ``gift-b10``, ``gift-b0.5``."""
-    return method if beta is None else f"{method}-b{format_beta(float(beta))}"
+def run_name(method: str, beta: float | None = None, seed: int | None = None) -> str:
+    """The one place a run's id is made: ``sft``, ``gift-b10``, ``gift-b0.5``; with a seed other than the config's,
+    ``-s<seed>`` after it (``gift-b10-s3``)."""
+    name = method if beta is None else f"{method}-b{format_beta(float(beta))}"
+    return name if seed is None else with_seed(name, seed)
+
+
+def with_seed(run_id: str, seed: int) -> str:
+    """The id of ``run_id``'s replicate trained with ``seed`` (not the config's own seed)."""
+    return f"{run_id}-s{int(seed)}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,8 @@ class RunSpec:
     Direct RL and the unified runs: none); ``sft_splits``: the subsets SFT trains on; ``rl``: whether GRPO follows
     (from the SFT checkpoint, or from the base model when ``sft`` is False); ``final_stage``: where its final policy
     is; ``rl_method``: the RL-stage method of a unified run (a key of ``giftlab.rl_methods.RL_METHODS``), None for
-    plain GRPO."""
+    plain GRPO; ``seed``: the training seed when the config lists ``seeds`` (None: the config's ``seed``);
+    ``group``: the id the run's replicates share (its id without the seed), None without ``seeds``."""
 
     id: str
     method: str | None
@@ -52,23 +69,32 @@ class RunSpec:
     sft_splits: tuple[str, ...] = ("sft",)
     final_stage: str = "rl"
     rl_method: str | None = None
+    seed: int | None = None
+    group: str | None = None
+
+    @property
+    def cell(self) -> str:
+        """The grid cell: the id shared by the run's replicates over seeds (its own id without ``seeds``)."""
+        return self.group or self.id
 
     @property
     def compared(self) -> bool:
         """In the SFT-vs-GIFT analyses (Tables 3-4, Figures 1-3): an SFT or GIFT run that goes through RL."""
-        return self.method in COMPARED_METHODS and self.rl and self.id not in (DIRECT_SFT, DIRECT_RL)
+        return self.method in COMPARED_METHODS and self.rl and self.cell not in (DIRECT_SFT, DIRECT_RL)
 
     @property
     def strategy(self) -> str:
         """The paper's row key: the objective, the Direct baseline the run is, or its RL-stage method."""
         if self.rl_method is not None:
             return self.rl_method
-        return self.id if self.id in (DIRECT_SFT, DIRECT_RL) else self.method
+        return self.cell if self.cell in (DIRECT_SFT, DIRECT_RL) else self.method
 
     def as_record(self) -> dict[str, Any]:
         record = {"strategy": self.strategy, "method": self.method, "beta": self.beta, "final_stage": self.final_stage}
         if self.rl_method is not None:  # only for unified runs: the other runs' records stay as they were
             record["rl_method"] = self.rl_method
+        if self.group is not None:  # only with `seeds`: a config without them records what it always did
+            record.update(seed=self.seed, group=self.group)
         return record
 
 
@@ -90,7 +116,21 @@ def grid_runs(config: Mapping[str, Any]) -> dict[str, RunSpec]:
         runs[DIRECT_RL] = RunSpec(DIRECT_RL, None, None, sft=False)
     for name in (config.get("unified") or {}).get("methods") or []:
         runs[name] = RunSpec(name, None, None, sft=False, rl=True, rl_method=name)
-    return runs
+    return replicate(runs, config.get("seeds"), int(config["seed"]))
+
+
+def replicate(runs: Mapping[str, RunSpec], seeds, config_seed: int) -> dict[str, RunSpec]:
+    """Every run once per training seed of ``seeds`` (None: the runs as they are), replicates next to each other.
+    The config's own seed keeps the plain id (:func:`run_name`)."""
+    if not seeds:
+        return dict(runs)
+    out: dict[str, RunSpec] = {}
+    for rid, spec in runs.items():
+        for seed in seeds:
+            seed = int(seed)
+            new_id = rid if seed == config_seed else with_seed(rid, seed)
+            out[new_id] = replace(spec, id=new_id, seed=seed, group=rid)
+    return out
 
 
 def unified_runs(runs: Mapping[str, RunSpec]) -> list[str]:

@@ -200,6 +200,10 @@ class Plan:
     def final_evals(self, group: str = "all", backbones=None) -> list[str]:
         return [self.eval_summary(*key) for key in self.final_eval_keys(group, backbones)]
 
+    def final_eval_samples(self) -> list[str]:
+        """The samples of every final policy's evaluation, in :meth:`final_evals` order (the claims' paired tests)."""
+        return [self.eval_samples(*key) for key in self.final_eval_keys()]
+
     def pre_rl_evals(self, backbones=None) -> list[str]:
         return [self.eval_summary(*key) for key in self.pre_rl_eval_keys(backbones)]
 
@@ -371,7 +375,7 @@ class Plan:
 
     def eval_rule(self, stage: str, run: str) -> str:
         """The evaluation rule (EVAL_RULES) whose job evaluates ``run``'s model at ``stage``."""
-        if run == DIRECT_SFT:
+        if run in self.runs and self.runs[run].cell == DIRECT_SFT:
             return "evaluate_direct_sft"
         return "evaluate" if stage == "rl" else "evaluate_pre_rl"
 
@@ -430,9 +434,14 @@ class Plan:
             job["instruction"] = True
         return job
 
+    def train_seed(self, run: str) -> int:
+        """The seed a run's SFT and GRPO train with: its replicate's seed (``seeds``), else the config's."""
+        seed = self.runs[run].seed
+        return self.config["seed"] if seed is None else seed
+
     def _sft_job(self, backbone, run) -> dict:
         spec, sft = self.runs[run], self.config["sft"]
-        return {"seed": self.config["seed"], "backbone": backbone, "run": run, "method": spec.method,
+        return {"seed": self.train_seed(run), "backbone": backbone, "run": run, "method": spec.method,
                 "beta": spec.beta, "solution_key": self.config["data"]["solution_key"],
                 "objective_params": sft.get("objective_params", {}).get(spec.method, {}),
                 "settings": {k: sft[k] for k in SFT_SETTING_KEYS if k in sft}}
@@ -447,7 +456,7 @@ class Plan:
         grpo = {k: v for k, v in self.config["grpo"].items() if k not in ("runs", "direct_rl")}
         if not self.tracks_dynamics(run):
             grpo = {k: v for k, v in grpo.items() if not k.startswith("eval_")}
-        job = {"seed": self.config["seed"], "backbone": backbone, "run": run,
+        job = {"seed": self.train_seed(run), "backbone": backbone, "run": run,
                "sft_epoch": self.config["sft"]["rl_epoch"] if self.runs[run].sft else None, "grpo": grpo}
         rl_method = self.runs[run].rl_method
         if rl_method is not None:  # a unified run only: every other GRPO job's config stays as it was (no rerun)

@@ -277,7 +277,7 @@ def test_claims_verdicts(tmp_path):
     text = out.read_text()
     assert [c["verdict"] for c in claims] == ["agree", "agree", "mixed", "no data"]  # no LUFFY/ReLIFT run here
     assert "## GIFT beats SFT after RL: **agree**" in text
-    assert "| qwen | GIFT (β=3) | tiny_id pass@1 | 50.00 | 40.00 | +10.00 |" in text
+    assert "| qwen | GIFT (β=3) | 1 | tiny_id pass@1 | 50.00 | 40.00 | +10.00 |" in text
     assert CL.verdict(-1.0, None, higher_is_better=False) == "agree"
     assert CL.verdict(float("nan"), 0.1) == "inconclusive"
 

@@ -101,9 +101,12 @@ def test_claims_report_shows_the_unified_claim(tmp_path):
     assert [c["id"] for c in claims][-1] == "gift_beats_unified" and claims[-1]["verdict"] == "agree"
     text = out.read_text()
     assert "## GIFT beats the unified paradigms (LUFFY, ReLIFT) after RL: **agree**" in text
-    assert "| backbone | GIFT run | comparison | GIFT | unified | Δ | noise | verdict |" in text
-    assert "| qwen | GIFT (β=3) | tiny_id pass@1 vs LUFFY | 50.00 | 40.00 | +10.00 | ±4.24 | agree |" in text
-    assert "| backbone | GIFT run | comparison | GIFT | SFT | Δ | noise | verdict |" in text  # claim 1 as before
+    header = "| backbone | GIFT run | seeds | comparison | GIFT | {} | Δ | interval | test | verdict |"
+    assert header.format("unified") in text
+    # one check: its interval is the two 95% intervals combined (no samples given), ±4.24 around +10
+    assert ("| qwen | GIFT (β=3) | 1 | tiny_id pass@1 vs LUFFY | 50.00 | 40.00 | +10.00 | [+5.76, +14.24] (95%) | "
+            "two 95% intervals combined, sqrt(h₁² + h₂²) | agree |") in text
+    assert header.format("SFT") in text  # claim 1's table
     CL.write_claims(out, rl_summaries=rl[:2], run_specs=SPECS)
     text = out.read_text()
     assert "## GIFT beats the unified paradigms (LUFFY, ReLIFT) after RL: **no data**" in text

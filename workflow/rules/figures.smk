@@ -119,6 +119,7 @@ rule rl_gain:
 rule claims:
     input:
         rl=PLAN.final_evals(),  # Tables 1 and 2: reasoning and out-of-distribution
+        rl_samples=PLAN.final_eval_samples(),  # the same evaluations' samples: paired tests over problems
         pre_rl=PLAN.pre_rl_evals(),
         consistency=PLAN.consistency_results(),
         code=plotting_code("claims"),
@@ -135,8 +136,8 @@ rule claims:
     log:
         "logs/tables/claims.log",
     shell:
-        "python {input.code[0]} --config {params.job} --rl {input.rl} --pre-rl {input.pre_rl}"
-        " --consistency {input.consistency} --out {output.claims} --provenance {output.provenance} > {log} 2>&1"
+        "python {input.code[0]} --config {params.job} --rl {input.rl} --rl-samples {input.rl_samples}"
+        " --pre-rl {input.pre_rl} --consistency {input.consistency} --out {output.claims} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule summary:

@@ -10,29 +10,40 @@ unified-paradigm run of the same backbone):
 4. ``gift_beats_unified``: after RL, GIFT's pass@1 is higher than that of the unified paradigms (LUFFY, ReLIFT:
    RL from the base model with demonstrations) on Table 1's benchmarks; the paper reports parity on Table 2's.
 
-A check's verdict is ``agree`` / ``disagree`` / ``inconclusive``. With a noise scale (from the
-bootstrap CIs in the inputs) the difference Δ must exceed it: ``agree`` when Δ points the paper's
-way by more than the noise, ``disagree`` when it points the other way by more than the noise,
-``inconclusive`` otherwise. The noise of a difference of two independently reported estimates is
-``sqrt(h_gift² + h_sft²)`` with ``h`` the half-width of each 95% interval (conservative for these
-paired designs: both models see the same problems). Claim 2 has no CI for pass@k (k > 1), so
-the pass@1 noise of the two runs is used as the scale of the change in advantage — a heuristic,
-said so in the report. Cos and L2 are exact functions of the two checkpoints (no sampling noise;
-seed-to-seed variation is not measured by one run), so their verdict is the sign of Δ, marked
-"point estimate". A claim's overall verdict: ``agree`` / ``disagree`` / ``inconclusive`` when all its
-checks say so, ``mixed`` otherwise, ``no data`` when the inputs hold no GIFT–SFT pair (claim 4: no GIFT and
-unified-paradigm run of the same backbone, e.g. ``unified.methods`` is empty).
+Every check is a paired comparison (both runs are scored on the same problems, and replicates over training seeds
+are paired by seed), decided from an interval of the difference Δ: ``agree`` when the whole interval lies on the
+paper's side of 0, ``disagree`` when it lies on the other side, ``inconclusive`` when it straddles 0. The interval,
+from the strongest evidence the inputs hold:
+
+* seeds (config ``seeds``, ≥ 2 seeds both runs share): Student's t over the per-seed differences (the seed-level
+  test the verdict uses), with the effect size d_z = mean / sd of those differences and, for pass@1 when the
+  samples are given, the pooled problem × seed bootstrap beside it (:func:`giftlab.stats.nested_bootstrap_ci`);
+* one seed, pass@1 with the samples given: a percentile bootstrap of the per-problem differences;
+* one seed otherwise: the two runs' own 95% intervals combined as sqrt(h₁² + h₂²) (Table 4's KL and top-K overlap;
+  Claim 2 uses the pass@1 intervals as the scale of the change in advantage, a heuristic said so in the report);
+  cos and L2 of one seed are exact functions of two checkpoints, so their verdict is the sign of Δ ("point
+  estimate").
+
+Multiplicity: a claim is judged from all its checks at once (claim 1: every β × benchmark × backbone), so each
+interval is Bonferroni's at level 1 − α/m for a claim of m checks (α = 0.05; for the combined 95% intervals, the
+half-width scaled by z(1 − α/2m) / z(0.975)), keeping the chance that any check of a claim errs below 5%. A claim's
+overall verdict: ``agree`` / ``disagree`` / ``inconclusive`` when all its checks say so, ``mixed`` otherwise,
+``no data`` when the inputs hold no GIFT–SFT pair (claim 4: no GIFT and unified-paradigm run of the same backbone,
+e.g. ``unified.methods`` is empty).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Iterable, Mapping, Sequence
 
 from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.tables import STAGE_PAIRS, job_field
+from giftlab.stats import bootstrap_ci, nested_bootstrap_ci, seed_interval, simultaneous_alpha
 
 AGREE, DISAGREE, INCONCLUSIVE, MIXED, NO_DATA = "agree", "disagree", "inconclusive", "mixed", "no data"
 
@@ -62,6 +73,10 @@ MISSING = {"gift_beats_unified": "No GIFT run and unified-paradigm run (unified.
                                  "inputs."}
 
 
+ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 10000  # enough for Bonferroni's tails (α/2m of 10,000 resamples: ≥ 10 for m ≤ 25)
+
+
 def _half_width(ci: Any) -> float | None:
     if not ci or len(ci) != 2 or any(c is None for c in ci):
         return None
@@ -82,11 +97,20 @@ def verdict(delta: float, noise: float | None, higher_is_better: bool = True) ->
     None), ``disagree`` when the other way, else ``inconclusive`` (also for Δ = 0 or NaN)."""
     if delta is None or math.isnan(delta):
         return INCONCLUSIVE
-    signed = delta if higher_is_better else -delta
-    threshold = 0.0 if noise is None else noise
-    if signed > threshold:
+    return interval_verdict(delta, delta, higher_is_better) if noise is None else \
+        interval_verdict(delta - noise, delta + noise, higher_is_better)
+
+
+def interval_verdict(lo: float, hi: float, higher_is_better: bool = True) -> str:
+    """``agree`` when the interval [lo, hi] of Δ lies wholly on the paper's side of 0, ``disagree`` when wholly on
+    the other, ``inconclusive`` when it touches or straddles 0 (or is NaN)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return INCONCLUSIVE
+    if not higher_is_better:
+        lo, hi = -hi, -lo
+    if lo > 0:
         return AGREE
-    if signed < -threshold:
+    if hi < 0:
         return DISAGREE
     return INCONCLUSIVE
 
@@ -98,19 +122,75 @@ def overall(checks: Sequence[Mapping[str, Any]]) -> str:
     return kinds.pop() if len(kinds) == 1 else MIXED
 
 
-def _gift_sft_pairs(index: Mapping[tuple, Mapping[str, Any]], specs: RunSpecs) -> list[tuple[tuple, str, tuple]]:
-    """``(gift_key, gift_run, sft_key)`` for every GIFT record whose plain-SFT counterpart exists.
-    Keys are ``(backbone, run, *rest)``; which run is GIFT and which plain SFT comes from ``specs``."""
-    sft_runs = [r for r in specs.table if specs.strategy(r) == "sft"]
-    out = []
-    for key in sorted(index, key=lambda k: (k[0], specs.sort_key(k[1]), k[2:])):
-        bb, run, rest = key[0], key[1], key[2:]
-        if specs.strategy(run) != "gift":
-            continue
-        for sft in sft_runs:
-            if (bb, sft, *rest) in index:
-                out.append((key, run, (bb, sft, *rest)))
+@dataclass
+class Evidence:
+    """What one check's difference Δ (GIFT − the other run, in the metric's units) rests on; see the module
+    docstring for the order of preference. ``seed_deltas``: Δ per shared seed; ``problem_deltas``: per-problem Δ of
+    one seed; ``pooled``: per-problem Δ, one row per seed (the nested bootstrap); ``noise95``: the combined half-width
+    of the two runs' 95% intervals."""
+
+    delta: float
+    higher_is_better: bool = True
+    seed_deltas: list[float] | None = None
+    problem_deltas: list[float] | None = None
+    pooled: list[list[float]] | None = None
+    noise95: float | None = None
+    note: str = ""
+
+    def decide(self, alpha: float, scale: float, digits: int) -> dict[str, str]:
+        """The check's interval at level 1 − ``alpha`` (already Bonferroni's), its test and verdict; numbers times
+        ``scale`` with ``digits`` decimals."""
+        def fmt(lo, hi):
+            return f"[{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}]"
+
+        level = f"{100 * (1 - alpha):.2f}%".replace(".00%", "%")
+        if self.seed_deltas is not None and len(self.seed_deltas) >= 2:
+            summary = seed_interval(self.seed_deltas, alpha)
+            lo, hi = summary["ci"]
+            mean, sd = summary["mean"], summary["sd"]
+            d_z = mean / sd if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
+            test = f"paired t over {summary['n']} seeds, d_z = {d_z:+.2f}"
+            if self.pooled is not None:
+                test += f"; pooled problems × seeds {fmt(*nested_bootstrap_ci(self.pooled, 2000, alpha))}"
+        elif self.problem_deltas is not None:
+            lo, hi = bootstrap_ci(self.problem_deltas, BOOTSTRAP_RESAMPLES, alpha)
+            test = f"paired bootstrap over {len(self.problem_deltas)} problems"
+        elif self.noise95 is not None:
+            half = self.noise95 * NormalDist().inv_cdf(1 - alpha / 2) / NormalDist().inv_cdf(0.975)
+            lo, hi = self.delta - half, self.delta + half
+            test = "two 95% intervals combined, sqrt(h₁² + h₂²)"
+        else:
+            return {"interval": "—", "test": "point estimate", "verdict": verdict(self.delta, None,
+                                                                                   self.higher_is_better)}
+        return {"interval": f"{fmt(lo, hi)} ({level})", "test": test + self.note,
+                "verdict": interval_verdict(lo, hi, self.higher_is_better)}
+
+
+def _cells(index: Mapping[tuple, Mapping[str, Any]], specs: RunSpecs) -> dict[tuple, dict[Any, Mapping[str, Any]]]:
+    """Records by (backbone, cell, *rest) → {seed: record}: a cell's replicates over training seeds together (one
+    record under seed None for a config without seeds)."""
+    out: dict[tuple, dict[Any, Mapping[str, Any]]] = {}
+    for key, rec in index.items():
+        out.setdefault((key[0], specs.group(key[1]), *key[2:]), {})[specs.seed(key[1])] = rec
     return out
+
+
+def _gift_pairs(cells: Mapping[tuple, Mapping[Any, Mapping]], specs: RunSpecs, against) -> list[tuple[tuple, tuple]]:
+    """``(gift cell key, other cell key)`` for every GIFT cell and each other cell of the same backbone and rest
+    that ``against(cell)`` accepts, in report order."""
+    others = list(dict.fromkeys(k[1] for k in cells if against(k[1])))
+    out = []
+    for key in sorted(cells, key=lambda k: (k[0], specs.sort_key(k[1]), k[2:])):
+        if specs.strategy(key[1]) != "gift":
+            continue
+        out += [(key, (key[0], other, *key[2:])) for other in sorted(others, key=specs.sort_key)
+                if (key[0], other, *key[2:]) in cells]
+    return out
+
+
+def _shared(a: Mapping[Any, Mapping], b: Mapping[Any, Mapping]) -> list[tuple[Mapping, Mapping, Any]]:
+    """(a's record, b's record, seed) for each seed both cells have (a config without seeds: the one pair)."""
+    return [(a[seed], b[seed], seed) for seed in sorted(set(a) & set(b), key=lambda s: (s is None, s or 0))]
 
 
 def _index(records: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple, Mapping[str, Any]]:
@@ -129,126 +209,166 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _finish(cid: str, pending: list[tuple[dict[str, Any], Evidence]], scale: float | None = 100.0) -> dict[str, Any]:
+    """Decide every check of a claim at Bonferroni's level α / m (m = the claim's checks)."""
+    alpha = simultaneous_alpha(ALPHA, len(pending))
+    checks = []
+    for row, evidence in pending:
+        digits = row.pop("_digits", 2)
+        checks.append({**row, **evidence.decide(alpha, row.pop("_scale", scale), digits)})
+    return _claim(cid, checks)
+
+
+def _seed_mean(pairs, value) -> tuple[float, float]:
+    return (sum(value(g) for g, _, _ in pairs) / len(pairs), sum(value(o) for _, o, _ in pairs) / len(pairs))
+
+
 # ---------------------------------------------------------------- the claims
 
-def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
-                         run_specs=None) -> dict[str, Any]:
-    """Claim 1 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β."""
-    recs = [r for r in rl_summaries if job_field(r, "stage") == "rl"]
-    idx = _index(recs, ("backbone", "run", "benchmark"))
-    checks = []
-    for gkey, run, skey in _gift_sft_pairs(idx, RunSpecs(run_specs)):
-        g, s = idx[gkey], idx[skey]
-        if g.get(metric) is None or s.get(metric) is None:
-            continue
-        delta = float(g[metric]) - float(s[metric])
-        noise = _noise(_half_width(g.get(f"{metric}_ci95")), _half_width(s.get(f"{metric}_ci95")))
-        checks.append({
-            "backbone": gkey[0], "run": run, "what": f"{gkey[2]} {metric}",
-            "gift": _pct(float(g[metric])), "sft": _pct(float(s[metric])), "delta": f"{100 * delta:+.2f}",
-            "noise": "no CI (point estimate)" if noise is None else f"±{_pct(noise)}",
-            "verdict": verdict(delta, noise),
-        })
-    return _claim("gift_beats_sft", checks)
-
-
-def claim_gift_beats_unified(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
-                             benchmarks: Sequence[str] | None = None, run_specs=None) -> dict[str, Any]:
-    """Claim 4 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β × unified run
-    (LUFFY, ReLIFT: which runs are those comes from ``run_specs``), with claim 1's verdict rule. ``benchmarks``:
-    Table 1's (the reasoning group; None: every benchmark present); on Table 2's the paper claims only parity."""
-    specs = RunSpecs(run_specs)
+def _pass1_checks(rl_summaries, metric, benchmarks, specs, against, samples, describe) -> list[tuple[dict, Evidence]]:
+    """Claims 1 and 4: GIFT's post-RL ``metric`` against each accepted cell, per backbone × benchmark × β."""
     recs = [r for r in rl_summaries if job_field(r, "stage") == "rl"]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
-    idx = _index(recs, ("backbone", "run", "benchmark"))
-    unified = sorted({k[1] for k in idx if specs.is_unified(k[1])}, key=specs.sort_key)
-    checks = []
-    for gkey in sorted(idx, key=lambda k: (k[0], specs.sort_key(k[1]), k[2:])):
-        bb, run, bench = gkey
-        if specs.strategy(run) != "gift":
+    cells = _cells(_index(recs, ("backbone", "run", "benchmark")), specs)
+    samples = samples or {}
+    pending = []
+    for gkey, okey in _gift_pairs(cells, specs, against):
+        pairs = [(g, o, s) for g, o, s in _shared(cells[gkey], cells[okey])
+                 if g.get(metric) is not None and o.get(metric) is not None]
+        if not pairs:
             continue
-        for other in unified:
-            g, u = idx[gkey], idx.get((bb, other, bench))
-            if u is None or g.get(metric) is None or u.get(metric) is None:
-                continue
-            delta = float(g[metric]) - float(u[metric])
-            noise = _noise(_half_width(g.get(f"{metric}_ci95")), _half_width(u.get(f"{metric}_ci95")))
-            checks.append({
-                "backbone": bb, "run": run, "against": other, "what": f"{bench} {metric} vs {specs.label(other)}",
-                "gift": _pct(float(g[metric])), "other": _pct(float(u[metric])), "delta": f"{100 * delta:+.2f}",
-                "noise": "no CI (point estimate)" if noise is None else f"±{_pct(noise)}",
-                "verdict": verdict(delta, noise),
-            })
-    return _claim("gift_beats_unified", checks)
+        gift, other = _seed_mean(pairs, lambda r: float(r[metric]))
+        per_problem = [(samples.get(_key(g)), samples.get(_key(o))) for g, o, _ in pairs]
+        problem_rows = None
+        if metric == "pass@1" and all(a is not None and b is not None for a, b in per_problem):
+            ids = sorted(set.intersection(*[set(a) & set(b) for a, b in per_problem]))
+            problem_rows = [[a[i] - b[i] for i in ids] for a, b in per_problem] if ids else None
+        evidence = Evidence(gift - other)
+        if len(pairs) >= 2:
+            evidence.seed_deltas = [float(g[metric]) - float(o[metric]) for g, o, _ in pairs]
+            evidence.pooled = problem_rows
+        elif problem_rows is not None:
+            evidence.problem_deltas = problem_rows[0]
+        else:
+            g, o, _ = pairs[0]
+            evidence.noise95 = _noise(_half_width(g.get(f"{metric}_ci95")), _half_width(o.get(f"{metric}_ci95")))
+        pending.append(({"backbone": gkey[0], "run": gkey[1], "other_run": okey[1], "seeds": _n_seeds(pairs),
+                         "what": describe(gkey[2], okey[1]), "gift": _pct(gift), "other": _pct(other),
+                         "delta": f"{100 * (gift - other):+.2f}"}, evidence))
+    return pending
+
+
+def _key(record: Mapping[str, Any]) -> tuple:
+    return tuple(job_field(record, k) for k in ("backbone", "run", "benchmark"))
+
+
+def _n_seeds(pairs) -> int:
+    return sum(1 for *_, seed in pairs if seed is not None) or 1
+
+
+def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
+                         run_specs=None, samples: Mapping[tuple, Mapping[str, float]] | None = None) -> dict[str, Any]:
+    """Claim 1 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β; ``samples``:
+    per-problem pass@1 by (backbone, run, benchmark) (:func:`giftlab.reporting.rl_gain.per_problem_accuracy`), for
+    the paired tests."""
+    specs = RunSpecs(run_specs)
+    pending = _pass1_checks(rl_summaries, metric, None, specs, lambda cell: specs.strategy(cell) == "sft", samples,
+                            lambda bench, _: f"{bench} {metric}")
+    for row, _ in pending:
+        row["sft"] = row.pop("other")
+        row.pop("other_run")
+    return _finish("gift_beats_sft", pending)
+
+
+def claim_gift_beats_unified(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
+                             benchmarks: Sequence[str] | None = None, run_specs=None,
+                             samples: Mapping[tuple, Mapping[str, float]] | None = None) -> dict[str, Any]:
+    """Claim 4 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β × unified run
+    (LUFFY, ReLIFT: which runs are those comes from ``run_specs``), with claim 1's tests. ``benchmarks``:
+    Table 1's (the reasoning group; None: every benchmark present); on Table 2's the paper claims only parity."""
+    specs = RunSpecs(run_specs)
+    pending = _pass1_checks(rl_summaries, metric, benchmarks, specs, specs.is_unified, samples,
+                            lambda bench, other: f"{bench} {metric} vs {specs.label(other)}")
+    for row, _ in pending:
+        row["against"] = row.pop("other_run")
+    return _finish("gift_beats_unified", pending)
 
 
 def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
                                 ks: Sequence[int] = (1, 2, 4, 8), run_specs=None) -> dict[str, Any]:
-    """Claim 2 from pre-RL summaries (stage ``sft``): per backbone × GIFT β, the advantage
-    Δ_k = GIFT − SFT (mean over the shared benchmarks) at the largest available k minus at the
-    smallest; noise scale = the pass@1 difference noise (heuristic, see the module docstring)."""
+    """Claim 2 from pre-RL summaries (stage ``sft``): per backbone × GIFT β, the advantage Δ_k = GIFT − SFT (mean
+    over the shared benchmarks) at the largest available k minus at the smallest: per seed, paired over seeds;
+    with one seed, the pass@1 difference noise as its scale (heuristic, see the module docstring)."""
+    specs = RunSpecs(run_specs)
     recs = [r for r in pre_rl_summaries if job_field(r, "stage") == "sft"]
-    idx = _index(recs, ("backbone", "run", "benchmark"))
-    grouped: dict[tuple[str, str], list[tuple[Mapping, Mapping]]] = {}
-    for gkey, run, skey in _gift_sft_pairs(idx, RunSpecs(run_specs)):
-        grouped.setdefault((gkey[0], run), []).append((idx[gkey], idx[skey]))
-    checks = []
-    for (bb, run), pairs in grouped.items():
+    cells = _cells(_index(recs, ("backbone", "run", "benchmark")), specs)
+    grouped: dict[tuple[str, str], dict[Any, list[tuple[Mapping, Mapping]]]] = {}
+    for gkey, skey in _gift_pairs(cells, specs, lambda cell: specs.strategy(cell) == "sft"):
+        for g, s, seed in _shared(cells[gkey], cells[skey]):
+            grouped.setdefault((gkey[0], gkey[1]), {}).setdefault(seed, []).append((g, s))
+    pending = []
+    for (bb, run), per_seed in grouped.items():
+        n_bench = min(len(pairs) for pairs in per_seed.values())
         avail = [k for k in sorted(ks) if all(g.get(f"pass@{k}") is not None and s.get(f"pass@{k}") is not None
-                                             for g, s in pairs)]
+                                             for pairs in per_seed.values() for g, s in pairs)]
         if len(avail) < 2:
             continue
-        adv = {k: sum(float(g[f"pass@{k}"]) - float(s[f"pass@{k}"]) for g, s in pairs) / len(pairs)
-               for k in avail}
-        growth = adv[avail[-1]] - adv[avail[0]]
-        hws = [_noise(_half_width(g.get("pass@1_ci95")), _half_width(s.get("pass@1_ci95"))) for g, s in pairs]
-        noise = None if any(h is None for h in hws) else sum(hws) / len(hws) / math.sqrt(len(pairs))
-        checks.append({
-            "backbone": bb, "run": run,
-            "what": f"Δpass@{avail[-1]} − Δpass@{avail[0]} ({len(pairs)} benchmark(s))",
-            "gift": " ".join(f"k={k}:{100 * adv[k]:+.2f}" for k in avail), "sft": "(Δ = GIFT − SFT)",
-            "delta": f"{100 * growth:+.2f}",
-            "noise": "no CI (point estimate)" if noise is None else f"±{_pct(noise)} (pass@1 CI as proxy)",
-            "verdict": verdict(growth, noise),
-        })
-    return _claim("passk_advantage_grows", checks)
+
+        def advantage(pairs, k):
+            return sum(float(g[f"pass@{k}"]) - float(s[f"pass@{k}"]) for g, s in pairs) / len(pairs)
+
+        adv = {k: sum(advantage(p, k) for p in per_seed.values()) / len(per_seed) for k in avail}
+        growths = [advantage(p, avail[-1]) - advantage(p, avail[0]) for p in per_seed.values()]
+        evidence = Evidence(sum(growths) / len(growths))
+        note = ""
+        if len(per_seed) >= 2:
+            evidence.seed_deltas = growths
+        else:
+            pairs = next(iter(per_seed.values()))
+            hws = [_noise(_half_width(g.get("pass@1_ci95")), _half_width(s.get("pass@1_ci95"))) for g, s in pairs]
+            evidence.noise95 = None if any(h is None for h in hws) else sum(hws) / len(hws) / math.sqrt(len(pairs))
+            note = " (pass@1 intervals as the scale: heuristic)"
+        evidence.note = note
+        pending.append(({"backbone": bb, "run": run, "seeds": len([s for s in per_seed if s is not None]) or 1,
+                         "what": f"Δpass@{avail[-1]} − Δpass@{avail[0]} ({n_bench} benchmark(s))",
+                         "gift": " ".join(f"k={k}:{100 * adv[k]:+.2f}" for k in avail), "sft": "(Δ = GIFT − SFT)",
+                         "delta": f"{100 * evidence.delta:+.2f}"}, evidence))
+    return _finish("passk_advantage_grows", pending)
 
 
 def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=None) -> dict[str, Any]:
-    """Claim 3 from consistency results: per backbone × stage pair × GIFT β, cos (↑, point
-    estimate), L2 (↓, point estimate), KL (↓, with ``kl_ci95``) and top-K overlap (↑, with
-    ``topk_overlap_ci95``)."""
-    idx = _index(records, ("backbone", "run", "stage_pair"))
-    checks = []
-    for gkey, run, skey in _gift_sft_pairs(idx, RunSpecs(run_specs)):
-        g, s = idx[gkey], idx[skey]
+    """Claim 3 from consistency results: per backbone × stage pair × GIFT β, cos (↑), L2 (↓), KL (↓, with
+    ``kl_ci95``) and top-K overlap (↑, with ``topk_overlap_ci95``); paired over seeds when there are several."""
+    specs = RunSpecs(run_specs)
+    cells = _cells(_index(records, ("backbone", "run", "stage_pair")), specs)
+    pending = []
+    for gkey, skey in _gift_pairs(cells, specs, lambda cell: specs.strategy(cell) == "sft"):
+        pairs = _shared(cells[gkey], cells[skey])
         pair = STAGE_PAIRS.get(gkey[2], gkey[2])
-        for metric, higher, ci_key in (("cos", True, None), ("l2", False, None), ("kl", False, "kl_ci95")):
-            if g.get(metric) is None or s.get(metric) is None:
+        metrics = [(m, higher, ci, lambda r, m=m: r.get(m), lambda r, c=ci: r.get(c) if c else None)
+                   for m, higher, ci in (("cos", True, None), ("l2", False, None), ("kl", False, "kl_ci95"))]
+        common_k = set.intersection(*[set(g.get("topk_overlap") or {}) & set(s.get("topk_overlap") or {})
+                                      for g, s, _ in pairs])
+        metrics += [(f"top-{k} overlap", True, "ci", lambda r, k=k: (r.get("topk_overlap") or {}).get(k),
+                     lambda r, k=k: (r.get("topk_overlap_ci95") or {}).get(k))
+                    for k in sorted(common_k, key=int)]
+        for name, higher, ci_key, value, ci in metrics:
+            if any(value(g) is None or value(s) is None for g, s, _ in pairs):
                 continue
-            delta = float(g[metric]) - float(s[metric])
-            noise = None if ci_key is None else _noise(_half_width(g.get(ci_key)), _half_width(s.get(ci_key)))
-            d = 2 if metric == "l2" else 4
-            checks.append({
-                "backbone": gkey[0], "run": run, "what": f"{pair} {metric} ({'↑' if higher else '↓'})",
-                "gift": f"{float(g[metric]):.{d}f}", "sft": f"{float(s[metric]):.{d}f}", "delta": f"{delta:+.{d}f}",
-                "noise": ("point estimate" if ci_key is None else
-                          ("no CI (point estimate)" if noise is None else f"±{noise:.4f}")),
-                "verdict": verdict(delta, noise, higher_is_better=higher),
-            })
-        go, so = g.get("topk_overlap") or {}, s.get("topk_overlap") or {}
-        gci, sci = g.get("topk_overlap_ci95") or {}, s.get("topk_overlap_ci95") or {}
-        for k in sorted(set(go) & set(so), key=lambda x: int(x)):
-            delta = float(go[k]) - float(so[k])
-            noise = _noise(_half_width(gci.get(k)), _half_width(sci.get(k)))
-            checks.append({
-                "backbone": gkey[0], "run": run, "what": f"{pair} top-{k} overlap (↑)",
-                "gift": f"{float(go[k]):.4f}", "sft": f"{float(so[k]):.4f}", "delta": f"{delta:+.4f}",
-                "noise": "no CI (point estimate)" if noise is None else f"±{noise:.4f}",
-                "verdict": verdict(delta, noise),
-            })
-    return _claim("gift_more_consistent", checks)
+            gift, sft = _seed_mean(pairs, lambda r: float(value(r)))
+            evidence = Evidence(gift - sft, higher_is_better=higher)
+            if len(pairs) >= 2:
+                evidence.seed_deltas = [float(value(g)) - float(value(s)) for g, s, _ in pairs]
+            elif ci_key is not None:
+                g, s, _ = pairs[0]
+                evidence.noise95 = _noise(_half_width(ci(g)), _half_width(ci(s)))
+            d = 2 if name == "l2" else 4
+            label = f"{pair} {name} ({'↑' if higher else '↓'})"
+            pending.append(({"backbone": gkey[0], "run": gkey[1], "seeds": _n_seeds(pairs), "what": label,
+                             "gift": f"{gift:.{d}f}", "sft": f"{sft:.{d}f}", "delta": f"{gift - sft:+.{d}f}",
+                             "_scale": 1.0, "_digits": d}, evidence))
+    return _finish("gift_more_consistent", pending)
 
 
 def _claim(cid: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,33 +379,44 @@ def _claim(cid: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate_claims(rl_summaries: Iterable[Mapping[str, Any]] = (),
                     pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
                     consistency: Iterable[Mapping[str, Any]] = (), run_specs=None,
-                    reasoning_benchmarks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                    reasoning_benchmarks: Sequence[str] | None = None,
+                    samples: Mapping[tuple, Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
     """All four claims as ``[{"id", "title", "paper", "verdict", "checks": [...]}, ...]``; ``run_specs``: the
-    plan's run table (which runs are GIFT, plain SFT or a unified paradigm); ``reasoning_benchmarks``: Table 1's
-    benchmarks, the ones claim 4 checks (None: all)."""
+    plan's run table (which runs are GIFT, plain SFT or a unified paradigm, and their seeds); ``reasoning_benchmarks``:
+    Table 1's benchmarks, the ones claim 4 checks (None: all); ``samples``: per-problem pass@1 of the post-RL
+    evaluations by (backbone, run, benchmark), for the paired tests of claims 1 and 4."""
     rl_summaries = list(rl_summaries)
-    return [claim_gift_beats_sft(rl_summaries, run_specs=run_specs),
+    return [claim_gift_beats_sft(rl_summaries, run_specs=run_specs, samples=samples),
             claim_passk_advantage_grows(pre_rl_summaries, run_specs=run_specs),
             claim_gift_more_consistent(consistency, run_specs=run_specs),
-            claim_gift_beats_unified(rl_summaries, benchmarks=reasoning_benchmarks, run_specs=run_specs)]
+            claim_gift_beats_unified(rl_summaries, benchmarks=reasoning_benchmarks, run_specs=run_specs,
+                                     samples=samples)]
+
+
+LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decided from its interval: **agree** / "
+          "**disagree** = the whole interval lies on the paper's side of 0 / on the other side; **inconclusive** = "
+          "it straddles 0; **mixed** = a claim's checks differ. The test: over training seeds when there are "
+          "several (Student's t of the per-seed differences, effect size d_z = mean / sd; for pass@1 the pooled "
+          "problems × seeds bootstrap beside it), else paired over problems (bootstrap of the per-problem "
+          "differences); without per-problem data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²); cos "
+          "and L2 of one seed are exact (point estimates). Multiplicity: each claim's intervals are Bonferroni's, "
+          "at level 1 − 0.05/m for its m checks (the level is printed with each interval). Pass rates in %.")
 
 
 def claims_markdown(claims: Sequence[Mapping[str, Any]], run_specs=None) -> str:
     specs = RunSpecs(run_specs)
-    lines = ["# Paper claims vs this run", "",
-             "Verdicts: **agree** / **disagree** = the difference points the paper's way / the other way by "
-             "more than its noise (95% bootstrap CIs combined as sqrt(h₁² + h₂²)); **inconclusive** = within "
-             "noise; **mixed** = checks differ; cos and L2 are point estimates (no CI). Pass rates in %.", ""]
+    lines = ["# Paper claims vs this run", "", LEGEND, ""]
     for c in claims:
         lines += [f"## {c['title']}: **{c['verdict']}**", "", f"Paper: {c['paper']}", ""]
         if not c["checks"]:
             lines += [c.get("missing", "No GIFT–SFT pair in the inputs."), ""]
             continue
-        lines += [f"| backbone | GIFT run | comparison | GIFT | {c.get('against', 'SFT')} | Δ | noise | verdict |",
-                  "| :--- | :--- | :--- | ---: | ---: | ---: | :--- | :--- |"]
+        lines += [f"| backbone | GIFT run | seeds | comparison | GIFT | {c.get('against', 'SFT')} | Δ | interval | test "
+                  "| verdict |",
+                  "| :--- | :--- | ---: | :--- | ---: | ---: | ---: | :--- | :--- | :--- |"]
         for ch in c["checks"]:
-            cells = [ch["backbone"], specs.label(ch["run"]), ch["what"], ch["gift"], ch.get("sft", ch.get("other")),
-                     ch["delta"], ch["noise"], ch["verdict"]]
+            cells = [ch["backbone"], specs.label(ch["run"]), ch["seeds"], ch["what"], ch["gift"],
+                     ch.get("sft", ch.get("other")), ch["delta"], ch["interval"], ch["test"], ch["verdict"]]
             lines.append("| " + " | ".join(str(x).replace("|", r"\|") for x in cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -294,8 +425,9 @@ def claims_markdown(claims: Sequence[Mapping[str, Any]], run_specs=None) -> str:
 def write_claims(path: str | Path, rl_summaries: Iterable[Mapping[str, Any]] = (),
                  pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
                  consistency: Iterable[Mapping[str, Any]] = (), run_specs=None,
-                 reasoning_benchmarks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                 reasoning_benchmarks: Sequence[str] | None = None,
+                 samples: Mapping[tuple, Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
     """Evaluate the claims and write them as markdown (atomically); return the claim dicts."""
-    claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency, run_specs, reasoning_benchmarks)
+    claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency, run_specs, reasoning_benchmarks, samples)
     write_text_atomic(path, claims_markdown(claims, run_specs))
     return claims

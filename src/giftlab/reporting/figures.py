@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from giftlab.reporting.runs import RunSpecs  # noqa: E402
 from giftlab.reporting.tables import job_field  # noqa: E402
+from giftlab.stats import seed_interval  # noqa: E402
 
 
 def _save(fig, pdf: str | Path, png: str | Path) -> None:
@@ -37,31 +38,66 @@ def _by_backbone(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Ma
 
 def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mapping[str, Any]]
               ) -> dict[str, dict[str, Any]]:
-    """Per backbone: validation-loss curves per run, and post-RL pass@1 (with CI) per β."""
+    """Per backbone: validation-loss curves per SFT cell, and post-RL pass@1 (with CI) per β.
+
+    A cell is a (method, β) of the grid; its replicates over training seeds (config ``seeds``: same method and β,
+    another ``seed`` in the job config) are averaged: the loss curve epoch by epoch, pass@1 over seeds with the
+    seed-level 95% interval (:func:`giftlab.stats.seed_interval`; ``n_seeds`` says how many). A cell of one run keeps
+    its own curve and :func:`mean_pass1`'s interval."""
     data: dict[str, dict[str, Any]] = {}
     for bb, runs in _by_backbone(sft_metrics).items():
-        curves = {run: ([e["epoch"] for e in m["epochs"]], [e["val_loss"] for e in m["epochs"]])
-                  for run, m in runs.items()}
+        cells: dict[str, list[Mapping[str, Any]]] = {}
+        for run, m in sorted(runs.items()):
+            cells.setdefault(_cell_name(m["provenance"]["config"], run), []).append(m)
+        curves = {}
+        for cell, members in cells.items():
+            epochs = [e["epoch"] for e in members[0]["epochs"]]
+            losses = [sum(m["epochs"][i]["val_loss"] for m in members) / len(members) for i in range(len(epochs))]
+            curves[cell] = (epochs, losses)
         data.setdefault(bb, {})["val_loss"] = curves
-        beta = {run: m["provenance"]["config"].get("beta") for run, m in runs.items()}
-        data[bb]["methods"] = {run: (m["provenance"]["config"].get("method"),
-                                     math.inf if beta[run] is None else beta[run]) for run, m in runs.items()}
+        data[bb]["methods"] = {cell: _method_beta(members[0]["provenance"]["config"])
+                               for cell, members in cells.items()}
     trained = {(rec["provenance"]["config"]["backbone"], rec["provenance"]["config"]["run"]): rec["provenance"]["config"]
-               for rec in sft_metrics}  # each SFT run's job: its method and β
+               for rec in sft_metrics}  # each SFT run's job: its method, β and seed
     grouped: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     for rec in rl_evals:
         job = rec["provenance"]["config"]
         grouped.setdefault(job["backbone"], {}).setdefault(job["run"], []).append(rec)
     for bb, runs in grouped.items():
+        per_cell: dict[tuple, list[dict[str, Any]]] = {}
+        for run, summaries in sorted(runs.items()):
+            method, beta = _method_beta(trained.get((bb, run), {}))
+            per_cell.setdefault((method, beta), []).append(
+                {"run": run, "method": method, "beta": beta,
+                 "benchmarks": sorted(s["provenance"]["config"]["benchmark"] for s in summaries),
+                 **mean_pass1(summaries)})
         points = []
-        for run, summaries in runs.items():
-            job = trained.get((bb, run), {})
-            beta = job.get("beta")
-            points.append({"run": run, "method": job.get("method"), "beta": math.inf if beta is None else beta,
-                           "benchmarks": sorted(s["provenance"]["config"]["benchmark"] for s in summaries),
-                           **mean_pass1(summaries)})
+        for (method, beta), members in per_cell.items():
+            if len(members) == 1:
+                points.append({**members[0], "n_seeds": 1})
+                continue
+            summary = seed_interval([p["pass@1"] for p in members])
+            points.append({"run": _cell_name(trained.get((bb, members[0]["run"]), {}), members[0]["run"]),
+                           "method": method, "beta": beta, "benchmarks": members[0]["benchmarks"],
+                           "pass@1": summary["mean"], "ci": summary["ci"], "n_seeds": summary["n"],
+                           "seed_runs": [p["run"] for p in members]})
         data.setdefault(bb, {})["rl_pass1"] = sorted(points, key=lambda p: p["beta"])
     return data
+
+
+def _method_beta(job: Mapping[str, Any]) -> tuple[str | None, float]:
+    beta = job.get("beta")
+    return job.get("method"), (math.inf if beta is None else beta)
+
+
+def _cell_name(job: Mapping[str, Any], run: str) -> str:
+    """A cell's legend name: the run's, or for a replicate over seeds the plain run id of its cell (made by
+    giftlab.grid.run_name from the job's method and β, never parsed from the run id)."""
+    if job.get("method") is None:
+        return run
+    from giftlab.grid import run_name
+
+    return run_name(job["method"], job.get("beta"))
 
 
 def mean_pass1(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -115,6 +151,9 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
                 ax.axhline(p["pass@1"], color="black", ls="--", label="SFT (β→∞)")
                 if not any(math.isnan(c) for c in p["ci"]):
                     ax.axhspan(p["ci"][0], p["ci"][1], color="black", alpha=0.08)
+        seeds = max((p.get("n_seeds", 1) for p in points), default=1)
+        if seeds > 1:
+            on += f"; mean of {seeds} seeds, 95% t-interval"
         ax.set(title=f"({chr(97 + len(backbones) + col)}) {bb}: pass@1 after RL ({on})",
                xlabel="β (inverse temperature)", ylabel="pass@1")
         ax.legend(fontsize=7)
@@ -208,7 +247,11 @@ def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | No
         data.setdefault(bb, {}).setdefault(run, {})[pair] = {
             "k": [int(k) for k in ks], "overlap": [float(overlap[k]) for k in ks],
             "ci": [list(cis.get(k) or [math.nan, math.nan]) for k in ks]}
-    return data
+    return {bb: {cell: {pair: _mean_over_seeds([per_run[r][pair] for r in members if pair in per_run[r]], "k",
+                                               "overlap")
+                        for pair in dict.fromkeys(p for r in members for p in per_run[r])}
+                 for cell, members in _cells(per_run, specs).items()}
+            for bb, per_run in data.items()}
 
 
 def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
@@ -287,7 +330,32 @@ def fig3_data(rl_metrics: Sequence[Mapping[str, Any]], runs: Sequence[str] | Non
             "progress": [r["progress"] if r.get("progress") is not None else r["step"] / last for r in rows],
             "pass@1": [r["pass@1"] for r in rows],
             "ci": [list(r.get("pass@1_ci95") or [math.nan, math.nan]) for r in rows]}
-    return data
+    return {bb: {cell: _mean_over_seeds([per_run[r] for r in members], "progress", "pass@1")
+                 for cell, members in _cells(per_run, specs).items()}
+            for bb, per_run in data.items()}
+
+
+def _cells(per_run: Mapping[str, Any], specs: RunSpecs) -> dict[str, list[str]]:
+    """{cell: its runs}: the replicates of one grid cell over seeds (config seeds) together; without seeds, every
+    run is its own cell."""
+    out: dict[str, list[str]] = {}
+    for run in per_run:
+        out.setdefault(specs.group(run), []).append(run)
+    return out
+
+
+def _mean_over_seeds(curves: Sequence[Mapping[str, list]], x: str, y: str) -> dict[str, Any]:
+    """One cell's curve: a single run's as it is; for replicates over seeds, ``y`` averaged point by point (at the
+    x values all of them have) with the seed-level 95% interval as ``ci`` and ``n_seeds``."""
+    if len(curves) == 1:
+        return dict(curves[0])
+    xs = [v for v in curves[0][x] if all(v in c[x] for c in curves)]
+    values = [[c[y][c[x].index(v)] for c in curves] for v in xs]
+    summaries = [seed_interval(vals) for vals in values]
+    out = {x: xs, y: [s["mean"] for s in summaries], "ci": [s["ci"] for s in summaries], "n_seeds": len(curves)}
+    if "step" in curves[0]:
+        out["step"] = [curves[0]["step"][curves[0][x].index(v)] for v in xs]
+    return out
 
 
 def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,

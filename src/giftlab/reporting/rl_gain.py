@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from giftlab.reporting.runs import RunSpecs
+from giftlab.reporting.seeds import collapse_seeds
 from giftlab.stats import paired_difference
 
 
@@ -41,4 +42,6 @@ def rl_gain_table(pairs: Sequence[tuple[str, str, str, Sequence[Mapping], Sequen
     if not df.empty:
         df = df.sort_values(["backbone", "run"], key=lambda c: c.map(specs.sort_key) if c.name == "run" else c)
     df.attrs["digits"] = {"n_problems": 0}  # every other number: 2 decimals
-    return df
+    # replicates over seeds (config seeds): one row per cell and benchmark, the gains' mean and seed interval
+    return collapse_seeds(df, specs, ["pass@1 before RL", "pass@1 after RL", "gain"],
+                          drop_columns=["gain CI95", "beyond noise"], by=("backbone", "benchmark"))

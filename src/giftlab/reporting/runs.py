@@ -36,9 +36,14 @@ class RunSpecs:
         if isinstance(table, RunSpecs):
             table = table.table
         self.table = {run: dict(rec) for run, rec in (table or {}).items()}
+        # a cell of replicates over seeds (config seeds) answers as its first replicate (same method, β, label)
+        self._cells = {}
+        for run, rec in self.table.items():
+            if rec.get("group") is not None:
+                self._cells.setdefault(rec["group"], run)
 
     def _get(self, run: str, key: str) -> Any:
-        return self.table.get(run, {}).get(key)
+        return (self.table.get(run) or self.table.get(self._cells.get(run), {})).get(key)
 
     def strategy(self, run: str) -> str:
         """The paper's strategy key: the objective, or ``direct_sft`` / ``direct_rl``; unknown runs: the id."""
@@ -50,6 +55,14 @@ class RunSpecs:
     def beta(self, run: str) -> float | None:
         beta = self._get(run, "beta")
         return None if beta is None else float(beta)
+
+    def group(self, run: str) -> str:
+        """The grid cell a run replicates over seeds (config ``seeds``): its ``group``, else the run itself."""
+        return self._get(run, "group") or run
+
+    def seed(self, run: str) -> int | None:
+        """The training seed of a replicate (config ``seeds``); None for runs of a config without seeds."""
+        return self._get(run, "seed")
 
     def beta_or_inf(self, run: str) -> float:
         """β for plotting; plain SFT is the β → ∞ limit."""

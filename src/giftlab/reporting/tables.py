@@ -31,6 +31,7 @@ import pandas as pd
 from giftlab.io import write_text_atomic
 from giftlab.reporting import paper_numbers as pn
 from giftlab.reporting.runs import RunSpecs
+from giftlab.reporting.seeds import collapse_seeds
 
 STAGE_PAIRS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
 CONSISTENCY_METRICS = {"cos": "Cos ↑", "l2": "L2 ↓", "kl": "KL ↓"}
@@ -85,9 +86,9 @@ def _backbone_order(backbones: Iterable[str], wanted: Sequence[str] | None) -> l
 
 # ---------------------------------------------------------------- Tables 1 and 2
 
-def _is_post_rl(record: Mapping[str, Any]) -> bool:
+def _is_post_rl(record: Mapping[str, Any], specs: RunSpecs) -> bool:
     stage, run = job_field(record, "stage"), job_field(record, "run")
-    return stage == "rl" or (run == "direct_sft" and stage in ("sft", "rl"))
+    return stage == "rl" or (specs.strategy(run) == "direct_sft" and stage in ("sft", "rl"))
 
 
 def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | None = None,
@@ -107,7 +108,7 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     table (labels, classes, row order; :class:`giftlab.reporting.runs.RunSpecs`).
     """
     specs = RunSpecs(run_specs)
-    recs = [r for r in summaries if _is_post_rl(r)]
+    recs = [r for r in summaries if _is_post_rl(r, specs)]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
     idx = _index(recs, ("backbone", "run", "benchmark"), "benchmark table")
@@ -316,6 +317,23 @@ def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones:
     df = pd.DataFrame(rows, columns=columns)
     df.attrs["digits"] = {"judged": 0, "unrated": 0}   # counts; every other number with 2
     return df
+
+
+# ---------------------------------------------------------------- over training seeds
+
+def over_seeds(df: pd.DataFrame, run_specs=None) -> pd.DataFrame:
+    """A paper table with one row per grid cell when the plan has replicates over seeds (config ``seeds``): its
+    value columns averaged over seeds with their seed-level intervals (:mod:`giftlab.reporting.seeds`); per-run
+    problem-level intervals are dropped (the seed interval is the wider, and the claims pool both). A table of a
+    config without seeds is returned as it is."""
+    specs = RunSpecs(run_specs)
+    skip = {"backbone", "method_class", "strategy", "run", "benchmarks", "metric", "judge", "judged", "unrated"}
+    values = [c for c in df.columns if c not in skip and not c.startswith("paper ") and not c.endswith("CI95")
+              and _numeric(df, c)]
+    digits = df.attrs.get("digits", 2)
+    ci_digits = 4 if isinstance(digits, Mapping) and any(v == 4 for v in digits.values()) else 2
+    return collapse_seeds(df, specs, values, drop_columns=[c for c in df.columns if c.endswith("CI95")],
+                          ci_digits=ci_digits)
 
 
 # ---------------------------------------------------------------- writing
