@@ -28,6 +28,8 @@ def main(argv=None):
     p.add_argument("--metrics", required=True)
     p.add_argument("--tensorboard", default=None, help="output directory: the run's TensorBoard events")
     p.add_argument("--steps", default=None, help="output CSV: loss, lr, grad norm per logged step (dvc plots)")
+    p.add_argument("--reference-cache", nargs="*", default=[],
+                   help="sft.reference: cached: the base's log-probs over each --train file, in that order")
     args = p.parse_args(argv)
     config = cli.setup(args)
     # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
@@ -45,7 +47,9 @@ def main(argv=None):
             solution_key=job.solution_key, method=job.method,
             objective_params=objective_params, settings=settings,
             out_dir=args.out, work_dir=args.work,
-            job_config={**without_tracking(config), "inputs": input_fingerprint([args.base, *args.train, args.val])})
+            job_config={**without_tracking(config),
+                        "inputs": input_fingerprint([args.base, *args.train, args.val, *args.reference_cache])},
+            reference_cache=args.reference_cache)
     except Preempted as exc:
         preempted_exit(exc)
     if int(os.environ.get("RANK", 0)) == 0:

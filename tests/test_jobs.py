@@ -10,15 +10,15 @@ from giftlab.jobs import JOBS, ConsistencyJob, EvalSettings, TableJob
 from giftlab.plan import STAGE_PAIRS, Plan
 from helpers import REPO
 
-PROFILES = [None, "smoke", "mini", "replication", "paper", "rehearsal"]
+PROFILES = [None, "smoke", "mini", "replication", "paper", "rehearsal", "reference_check_cached"]
+# profiles that are overlays of others (config files in the order Snakemake gets them, after params.yaml)
+OVERLAYS = {"rehearsal": ["paper", "rehearsal"],
+            "reference_check_cached": ["mini", "reference_check", "reference_check_cached"]}
 
 
 def plan_of(profile):
     files = [REPO / "params.yaml"]
-    if profile == "rehearsal":
-        files.append(REPO / "config" / "paper.yaml")
-    if profile:
-        files.append(REPO / "config" / f"{profile}.yaml")
+    files += [REPO / "config" / f"{name}.yaml" for name in OVERLAYS.get(profile, [profile] if profile else [])]
     return Plan(load_config(*files))
 
 
@@ -26,6 +26,8 @@ def every_job(plan):
     """(rule, wildcards) of every job of the grid that a script parses."""
     bbs = plan.backbones
     yield "split", {}
+    for bb, split in plan.reference_cache_keys():
+        yield "reference_cache", {"backbone": bb, "split": split}
     for bb in bbs:
         for run in plan.sft_runs():
             yield "sft", {"backbone": bb, "run": run}
@@ -55,9 +57,11 @@ def test_every_planned_job_parses_into_its_dataclass(profile):
     mtbench = {"mtbench_answer", "mtbench_judge"} if plan.mtbench else set()
     if plan.mtbench and plan.config["mtbench"]["questions"] == "tiny":
         mtbench.add("mtbench_questions")
-    assert seen == {r for r in JOBS if not r.startswith("mtbench_")} | mtbench
+    cached = {"reference_cache"} if plan.reference_cache_keys() else set()
+    assert seen == {r for r in JOBS if not r.startswith("mtbench_") and r != "reference_cache"} | mtbench | cached
+    assert bool(cached) == (profile == "reference_check_cached")
     # every profile that can judge plans Table 5 (the seed study leaves it out: its questions are Tables 1-4's)
-    assert profile in ("rehearsal", "replication") or plan.mtbench
+    assert profile in ("rehearsal", "replication", "reference_check_cached") or plan.mtbench
     for rule, spec in EVAL_RULES.items():  # each benchmark of each evaluation job
         job = plan.job(rule, {"stage": spec["stage"], "backbone": plan.backbones[0], "run": "sft"})
         common = {k: v for k, v in job.items() if k != "benchmarks"}

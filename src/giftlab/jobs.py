@@ -105,6 +105,20 @@ class SFTJob(JobConfig):
 
 
 @dataclass
+class ReferenceCacheJob(JobConfig):
+    """The frozen base's log-probs over one SFT training split (giftlab.training.reference)."""
+
+    RULE: ClassVar[str] = "reference_cache"
+    seed: int
+    backbone: str
+    split: str
+    solution_key: str
+    max_length: int
+    top_k: int
+    batch_size: int = 32
+
+
+@dataclass
 class GRPOJob(JobConfig):
     RULE: ClassVar[str] = "grpo"
     seed: int
@@ -282,5 +296,5 @@ JOBS: dict[str, type[JobConfig]] = {
     "split": SplitJob, "sft": SFTJob, "grpo": GRPOJob, "consistency": ConsistencyJob, "table": TableJob,
     "figure1": Fig1Job, "figure2": FigureJob, "figure3": FigureJob, "claims": FigureJob, "summary": FigureJob,
     "rl_gain": RLGainJob, "mtbench_questions": MTBenchQuestionsJob, "mtbench_answer": MTBenchAnswerJob,
-    "mtbench_judge": MTBenchJudgeJob,
+    "mtbench_judge": MTBenchJudgeJob, "reference_cache": ReferenceCacheJob,
 }

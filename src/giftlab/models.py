@@ -93,7 +93,7 @@ def local_checkpoint(path_or_hub_id: str | os.PathLike) -> Path:
 
 
 # The pipeline's checkpoint folders and the output (a Snakemake target) that writes each.
-_OUTPUT = re.compile(r"(?:^|.*/)(models/(?:base/[^/]+|(?:sft|rl)/[^/]+/[^/]+))(?:/|$)")
+_OUTPUT = re.compile(r"(?:^|.*/)(models/(?:base/[^/]+|(?:sft|rl)/[^/]+/[^/]+)|results/sft/reference/[^/]+/[^/]+)(?:/|$)")
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -126,19 +126,29 @@ def check_weights(folder: str | os.PathLike) -> None:
             if not (folder / shard).is_file():
                 raise bad(folder / shard, f"missing (named by {index.name})")
     for file in sorted(folder.glob("*.safetensors")):
-        size = file.stat().st_size
-        with open(file, "rb") as fh:
-            head = fh.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if n <= 0 or 8 + n > size:
-                raise bad(file, f"{size} bytes cannot hold its header (a truncated or torn copy)")
-            try:
-                header = json.loads(fh.read(n))
-                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise bad(file, "its header is not safetensors JSON") from None
-        if 8 + n + end != size:
-            raise bad(file, f"{size} bytes where its header describes {8 + n + end} (truncated or torn)")
+        check_safetensors(file)
+
+
+def check_safetensors(file: str | os.PathLike) -> None:
+    """One ``*.safetensors`` file is whole (see :func:`check_weights`); :class:`CorruptCheckpoint` otherwise."""
+    file = Path(file)
+
+    def bad(what: str) -> CorruptCheckpoint:
+        return CorruptCheckpoint(f"corrupt checkpoint {file}: {what}; {rebuild_hint(file)}")
+
+    size = file.stat().st_size
+    with open(file, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n <= 0 or 8 + n > size:
+            raise bad(f"{size} bytes cannot hold its header (a truncated or torn copy)")
+        try:
+            header = json.loads(fh.read(n))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise bad("its header is not safetensors JSON") from None
+    if 8 + n + end != size:
+        raise bad(f"{size} bytes where its header describes {8 + n + end} (truncated or torn)")
 
 
 def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):

@@ -43,7 +43,7 @@ PHASE_RULES = {
     "world": ["world"],
     "base": ["pretrain_base"],
     "split": ["split"],
-    "sft": ["sft"],
+    "sft": ["reference_cache", "sft"],
     "grpo": ["grpo"],
     "eval": list(EVAL_RULES),
     "analysis": ["consistency"],
@@ -143,6 +143,35 @@ class Plan:
 
     def sft_train_files(self, run: str) -> list[str]:
         return [f"data/splits/{name}.jsonl" for name in self.runs[run].sft_splits]
+
+    def reads_reference_cache(self, run: str) -> bool:
+        """Whether ``run``'s SFT reads the base's cached log-probs (sft.reference: cached, an objective needing them)."""
+        from giftlab.objectives import OBJECTIVES
+
+        spec = self.runs[run]
+        return (self.config["sft"].get("reference", "exact") == "cached" and spec.sft
+                and OBJECTIVES[spec.method].needs_ref)
+
+    def reference_caches(self, backbone: str, run: str) -> list[str]:
+        """The cached reference files ``run``'s SFT reads, one per training split in their order (none if it reads
+        none)."""
+        if not self.reads_reference_cache(run):
+            return []
+        return [self.reference_cache(backbone, name) for name in self.runs[run].sft_splits]
+
+    @staticmethod
+    def reference_cache(backbone: str, split: str, suffix: str = "safetensors") -> str:
+        """The base's cached log-probs over a split (``suffix`` json: its summary)."""
+        return f"results/sft/reference/{backbone}/{split}.{suffix}"
+
+    def reference_cache_keys(self) -> list[tuple[str, str]]:
+        """(backbone, split) of every reference cache the grid's SFT runs read."""
+        return list(dict.fromkeys((bb, name) for bb in self.backbones for run in self.sft_runs()
+                                  if self.reads_reference_cache(run) for name in self.runs[run].sft_splits))
+
+    def reference_cache_outputs(self) -> list[str]:
+        return [self.reference_cache(bb, split, ext) for bb, split in self.reference_cache_keys()
+                for ext in ("safetensors", "json")]
 
     def pair_models(self, backbone: str, run: str, pair: str) -> tuple[tuple[list[str], str], tuple[list[str], str]]:
         """The (inputs, path) of the earlier and the later model of a consistency pair (``base_sft``, ``sft_rl``)."""
@@ -300,9 +329,10 @@ class Plan:
             return [f"data/splits/{name}.jsonl" for name in ("sft", "rl", "val")] + ["results/split.json"]
         if phase in ("sft", "grpo"):
             stage, runs = ("sft", self.sft_runs()) if phase == "sft" else ("rl", self.rl_runs())
-            return [p for bb in bbs for run in runs
-                    for p in (f"models/{stage}/{bb}/{run}", f"results/{stage}/{bb}/{run}/metrics.json",
-                              f"results/{stage}/{bb}/{run}/tensorboard", f"results/steps/{stage}/{bb}/{run}.csv")]
+            return ([p for bb in bbs for run in runs
+                     for p in (f"models/{stage}/{bb}/{run}", f"results/{stage}/{bb}/{run}/metrics.json",
+                               f"results/{stage}/{bb}/{run}/tensorboard", f"results/steps/{stage}/{bb}/{run}.csv")]
+                    + (self.reference_cache_outputs() if phase == "sft" else []))
         if phase == "eval":
             keys = dict.fromkeys(self.final_eval_keys() + self.pre_rl_eval_keys())
             return [p for key in keys for p in (self.eval_summary(*key), self.eval_samples(*key))]
@@ -337,6 +367,8 @@ class Plan:
             if self.config["backbones"][bb]["source"] == "tiny":
                 add(f"results/pretrain/{bb}.json", "pretrain_base", {"backbone": bb})
         add("results/split.json", "split")
+        for bb, split in self.reference_cache_keys():
+            add(self.reference_cache(bb, split, "json"), "reference_cache", {"backbone": bb, "split": split})
         for bb in self.backbones:
             for run in self.sft_runs():
                 add(f"results/sft/{bb}/{run}/metrics.json", "sft", {"backbone": bb, "run": run})
@@ -441,10 +473,18 @@ class Plan:
 
     def _sft_job(self, backbone, run) -> dict:
         spec, sft = self.runs[run], self.config["sft"]
+        settings = {k: sft[k] for k in SFT_SETTING_KEYS if k in sft}
+        if self.reads_reference_cache(run):  # only then: the exact runs' configs (and outputs) stay as they were
+            settings["reference"] = "cached"
         return {"seed": self.train_seed(run), "backbone": backbone, "run": run, "method": spec.method,
                 "beta": spec.beta, "solution_key": self.config["data"]["solution_key"],
-                "objective_params": sft.get("objective_params", {}).get(spec.method, {}),
-                "settings": {k: sft[k] for k in SFT_SETTING_KEYS if k in sft}}
+                "objective_params": sft.get("objective_params", {}).get(spec.method, {}), "settings": settings}
+
+    def _reference_cache_job(self, backbone, split) -> dict:
+        sft = self.config["sft"]
+        return {"seed": self.config["seed"], "backbone": backbone, "split": split,
+                "solution_key": self.config["data"]["solution_key"], "max_length": sft["max_length"],
+                "top_k": sft.get("reference_top_k", 64), "batch_size": sft["batch_size"]}
 
     def tracks_dynamics(self, run: str) -> bool:
         """RL dynamics (Figure 3) are measured for the compared runs only (grpo.eval_every > 0)."""

@@ -7,6 +7,7 @@ rule sft:
         base=base_input,
         train=lambda wildcards: PLAN.sft_train_files(wildcards.run),
         val="data/splits/val.jsonl",
+        reference=lambda wildcards: PLAN.reference_caches(wildcards.backbone, wildcards.run),
     output:
         model=directory("models/sft/{backbone}/{run}"),
         metrics="results/sft/{backbone}/{run}/metrics.json",
@@ -29,4 +30,30 @@ rule sft:
     shell:
         "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --base {params.base}"
         " --train {input.train} --val {input.val} --out {output.model} --work {params.work}"
-        " --metrics {output.metrics} --tensorboard {output.tensorboard} --steps {output.steps} > {log} 2>&1"
+        " --metrics {output.metrics} --tensorboard {output.tensorboard} --steps {output.steps}"
+        " --reference-cache {input.reference} > {log} 2>&1"
+
+
+# The frozen base over one training split, once (sft.reference: cached): what GIFT, KD and ASFT read instead of
+# a reference forward at every step (giftlab.training.reference: top-k log-probs, exact log p(y*), the error bound).
+rule reference_cache:
+    input:
+        base=base_input,
+        split="data/splits/{split}.jsonl",
+    output:
+        cache=PLAN.reference_cache("{backbone}", "{split}"),
+        summary=PLAN.reference_cache("{backbone}", "{split}", "json"),
+    params:
+        job=job("reference_cache"),
+        script=script("reference_cache"),
+        base=base_dir,
+    threads: job_threads("reference_cache")
+    resources:
+        **job_resources("reference_cache"),
+    conda:
+        "../envs/giftlab.yaml"
+    log:
+        "logs/reference_cache/{backbone}/{split}.log",
+    shell:
+        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --base {params.base}"
+        " --split {input.split} --out {output.cache} --summary {output.summary} > {log} 2>&1"

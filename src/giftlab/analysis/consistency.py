@@ -40,7 +40,7 @@ import torch
 
 from giftlab.data import tokenize_sft_example
 from giftlab.stats import ratio_bootstrap_ci
-from giftlab.training.sft import PadCollator, response_positions
+from giftlab.training.batches import PadCollator, response_positions
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
 KL_DIRECTION = ("KL(A||B) = sum_v p_A(v) * (log p_A(v) - log p_B(v)), token mean over response "

@@ -27,12 +27,14 @@ from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, diagnostic_sums, get_objective
 from giftlab.objectives.heads import choose_backend, chunked_loss, head_chunk_size
+from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import call_with_head, load_gathered, unwrap, vocab_size
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
+REFERENCE_MODES = ("exact", "cached")  # giftlab.training.reference: the cached mode and its error bound
 
 
 @dataclass
@@ -54,9 +56,12 @@ class SFTSettings:
     seed: int = 0
     logging_steps: int = 10
     report_to: Sequence[str] = DEFAULT_TRACKERS  # sft.report_to: tensorboard, wandb, mlflow (giftlab.training.tracking)
+    reference: str = "exact"         # the base's log-probs: a live frozen forward ("exact") or the "cached" top-k
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.reference not in REFERENCE_MODES:
+            raise ConfigError(f"config: sft.reference: {self.reference!r} is not one of {', '.join(REFERENCE_MODES)}")
         # an unknown tracker or a missing package fails here, before any model loads (one line naming the key)
         self.report_to = resolve_report_to(self.report_to, "sft.report_to")
 
@@ -75,8 +80,9 @@ class SFTSettings:
 
 class SFTDataset(Dataset):
     def __init__(self, rows, tokenizer, solution_key: str, max_length: int):
-        self.examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length)
-                         for r in rows]
+        # "row": the example's index in ``rows``, where a reference cache (giftlab.training.reference) keeps it
+        self.examples = [{**tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length), "row": i}
+                         for i, r in enumerate(rows)]
         self.examples = [e for e in self.examples if any(l != -100 for l in e["labels"][1:])]
         if not self.examples:
             raise ValueError("no SFT example has a response token left after truncation; raise sft.max_length")
@@ -88,36 +94,10 @@ class SFTDataset(Dataset):
         return self.examples[i]
 
 
-class PadCollator:
-    """Right padding; padded labels are -100 so they never count as response tokens."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad = pad_token_id
-
-    def __call__(self, features):
-        width = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), width), self.pad, dtype=torch.long)
-        labels = torch.full((len(features), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(features), width), dtype=torch.long)
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[i, :n] = torch.tensor(f["input_ids"])
-            labels[i, :n] = torch.tensor(f["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def response_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask over next-token positions (logits[:, :-1]) that predict a response token, and those targets."""
-    shifted = labels[:, 1:]
-    mask = shifted != -100
-    return mask, shifted[mask]
-
-
 class ObjectiveTrainer(Trainer):
     """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
 
-    def __init__(self, *args, objective, ref_model=None, old_model=None, loss_head: str = "auto",
+    def __init__(self, *args, objective, ref_model=None, ref_cache=None, old_model=None, loss_head: str = "auto",
                  loss_backend: str = "torch", **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
@@ -125,6 +105,7 @@ class ObjectiveTrainer(Trainer):
         self.loss_backend = loss_backend
         # Frozen helpers live where the policy trains (the Trainer moves only the policy).
         self.ref_model = ref_model.to(self.args.device) if ref_model is not None else None
+        self.ref_cache = ref_cache  # read instead of ref_model's forward (sft.reference: cached)
         self.old_model = old_model.to(self.args.device) if old_model is not None else None
         # Our loss is already a token mean over the whole accumulated step (num_items_in_batch).
         self.model_accepts_loss_kwargs = True
@@ -152,7 +133,9 @@ class ObjectiveTrainer(Trainer):
         if chunk is None:
             logits = self._masked_logits(model, inputs, mask)
             ref_logits = None
-            if self.objective.needs_ref:
+            if self.objective.needs_ref and self.ref_cache is not None:
+                ref_logits = self._cached_reference(inputs, mask, targets).dense()
+            elif self.objective.needs_ref:
                 with torch.no_grad():
                     ref_logits = self._masked_logits(self.ref_model, inputs, mask)
             batch = TokenBatch(logits=logits, labels=targets, ref_logits=ref_logits, old_logprobs=old_logprobs)
@@ -177,7 +160,9 @@ class ObjectiveTrainer(Trainer):
         has gathered ``lm_head`` there; :func:`giftlab.training.sharded.call_with_head`)."""
         ids = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         ref: dict = {}
-        if self.objective.needs_ref:
+        if self.objective.needs_ref and self.ref_cache is not None:
+            ref["logits"] = self._cached_reference(inputs, mask, targets)  # densified one chunk at a time
+        elif self.objective.needs_ref:
             def keep_ref(hidden, weight):
                 ref["hidden"], ref["weight"] = hidden[:, :-1][mask], weight
                 return hidden.new_zeros(())
@@ -188,12 +173,16 @@ class ObjectiveTrainer(Trainer):
 
         def loss(hidden, weight):
             return chunked_loss(self.objective, hidden[:, :-1][mask], weight, targets, ref.get("hidden"),
-                                ref.get("weight"), old_logprobs, chunk, stats=stats, diagnose=True,
-                                backend=self.loss_backend)[0]
+                                ref.get("weight"), old_logprobs, chunk, ref_logits=ref.get("logits"), stats=stats,
+                                diagnose=True, backend=self.loss_backend)[0]
 
         loss_sum = call_with_head(model, loss, **ids)
         self._record(stats["diag_sums"])
         return loss_sum
+
+    def _cached_reference(self, inputs, mask, targets):
+        """The batch's rows of the reference cache (giftlab.training.reference.CachedRows), checked against it."""
+        return self.ref_cache.rows(inputs["row"].tolist(), mask.sum(1).tolist(), targets)
 
     def _record(self, sums: dict) -> None:
         """Accumulate token sums of the objective's diagnostics (``n`` = tokens) until the epoch ends."""
@@ -305,18 +294,22 @@ def logging_interval(wanted: int, steps_per_epoch: int) -> int:
 def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, solution_key: str,
               method: str, objective_params: dict[str, Any], settings: SFTSettings,
               out_dir: str | Path, work_dir: str | Path, job_config: dict[str, Any],
-              callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+              callbacks: Sequence[TrainerCallback] = (), reference_cache: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Train one SFT run; write ``out_dir/epoch_<k>/`` for every epoch; return metrics.
 
-    Resumes from the newest complete checkpoint in ``work_dir`` (same job config only).
+    Resumes from the newest complete checkpoint in ``work_dir`` (same job config only). With
+    ``settings.reference == "cached"`` an objective that needs the base reads ``reference_cache`` (one file per
+    training file, in their order; giftlab.training.reference) instead of running the frozen base every step.
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
     loss_backend = choose_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
     model = load_model(base_path)
-    ref_model = old_model = None
-    if objective.needs_ref:
+    ref_model = old_model = ref_cache = None
+    if objective.needs_ref and settings.reference == "cached":
+        ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path)
+    elif objective.needs_ref:
         ref_model = load_model(base_path).eval().requires_grad_(False)
     if objective.needs_old:
         old_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -328,7 +321,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     args = training_arguments(settings, work_dir, steps_per_epoch, run_name=run_name)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
-                               objective=objective, ref_model=ref_model, old_model=old_model,
+                               objective=objective, ref_model=ref_model, ref_cache=ref_cache, old_model=old_model,
                                loss_head=settings.loss_head, loss_backend=loss_backend)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size, settings.export_dtype)
     trainer.add_callback(epoch_end)
@@ -365,6 +358,21 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
             "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
             "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
             "train_seconds_this_session": round(seconds, 2)}
+
+
+def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, solution_key: str, vocab: int,
+                         base_path: str | Path):
+    """The reference caches of a run's training files, concatenated, checked against this run's base and how it
+    tokenises (each batch's rows and labels are checked as they are read)."""
+    from giftlab.models import local_checkpoint
+    from giftlab.training.reference import ReferenceCache, weights_fingerprint
+
+    if not paths:
+        raise ConfigError("sft.reference: cached, but no reference cache was given (--reference-cache)")
+    cache = ReferenceCache.concat([ReferenceCache.load(p) for p in paths])
+    cache.check(max_length=settings.max_length, solution_key=solution_key, vocab_size=vocab,
+                base=weights_fingerprint(local_checkpoint(base_path)))
+    return cache
 
 
 class SnapshotRefresh(TrainerCallback):

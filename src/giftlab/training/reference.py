@@ -1,0 +1,243 @@
+"""Reference log-probs computed once: the frozen base over an SFT split, stored per response token.
+
+GIFT, SFT + KD and ASFT read the base distribution r at every response token, at every step of every epoch; the
+base is frozen, so r is the same each epoch. The ``reference_cache`` rule runs it once over a split and stores,
+per response token in the split's row order (a safetensors file):
+
+    label_logp [T]      log r(y*), exact
+    top_ids    [T, k]   the k most likely tokens under r;   top_logp [T, k] their log r
+    labels     [T]      y* (checked against each training batch: a cache of other data is refused)
+    offsets    [R + 1]  row i's tokens are offsets[i] : offsets[i + 1] (rows with no response token have none)
+
+Training then reads an approximate r~, exact on S = top-k ∪ {y*}, with the tail mass m = 1 - r(S) spread evenly
+over the other V - |S| tokens. r~ and r agree on S and both put m on the rest, so TV(r, r~) <= m; GIFT's target
+pi* = (1 - b) r + b e_y (b from the exact r(y*)) moves by at most TV(pi*, pi~*) = (1 - b) TV(r, r~) <= (1 - b) m.
+With k >= V - 1 the cache is exact up to float32 rounding of the stored log-probs.
+
+Storage: 8 + 8k bytes per response token (int32 ids, float32 log-probs): 520 bytes at k = 64, so 10^8 tokens take
+52 GB. It replaces one frozen forward per step and epoch (at paper scale 9 of 10 over 10 epochs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from giftlab.cli import ConfigError
+from giftlab.data import tokenize_sft_example
+from giftlab.training.batches import PadCollator, response_positions
+
+FORMAT = "giftlab.reference_cache/1"
+TENSORS = ("offsets", "labels", "label_logp", "top_ids", "top_logp")
+_NUMPY = {"I64": "<i8", "I32": "<i4", "F32": "<f4"}  # safetensors dtype -> numpy (the file is little-endian)
+
+
+class ReferenceMismatch(ConfigError):
+    """A cache made from other data, another tokenisation or another base than the run that reads it (one line)."""
+
+
+def dense_logprobs(top_ids: Tensor, top_logp: Tensor, labels: Tensor, label_logp: Tensor, vocab: int) -> Tensor:
+    """log r~ [n, V]: the stored log-probs on S = top-k ∪ {y*}, the tail mass spread evenly over the rest.
+
+    Normalised (a valid ``ref_logits``: ``log_softmax(log r~) = log r~``); never -inf, so 0 · log r~ stays 0."""
+    dtype = top_logp.dtype
+    ids, y = top_ids.long(), labels.long()
+    label_in_top = (ids == y[:, None]).any(-1)
+    known_logp = torch.cat([top_logp, torch.where(label_in_top, -math.inf, label_logp)[:, None]], -1)
+    n_known = ids.shape[1] + (~label_in_top).to(torch.long)
+    tail = (-torch.expm1(torch.logsumexp(known_logp, -1))).clamp_min(0)
+    n_rest = (vocab - n_known).clamp_min(1)
+    floor = math.log(torch.finfo(dtype).tiny)
+    fill = (tail.log() - n_rest.to(dtype).log()).clamp_min(floor)
+    out = fill[:, None].expand(-1, vocab).clone()
+    out.scatter_(1, ids, top_logp)
+    out.scatter_(1, y[:, None], label_logp[:, None])
+    return torch.log_softmax(out, -1)
+
+
+def tail_mass(top_ids: Tensor, top_logp: Tensor, labels: Tensor, label_logp: Tensor) -> Tensor:
+    """m = 1 - r(top-k ∪ {y*}) per token: the mass the cache spreads evenly (the bound on TV(r, r~))."""
+    label_in_top = (top_ids.long() == labels.long()[:, None]).any(-1)
+    known = torch.cat([top_logp, torch.where(label_in_top, -math.inf, label_logp)[:, None]], -1)
+    return (-torch.expm1(torch.logsumexp(known, -1))).clamp_min(0)
+
+
+class CachedRows:
+    """The reference of one batch's response tokens, in the trainer's order, densified on demand.
+
+    Stands in for ``ref_logits`` [N, V]: ``rows[s:e]`` is the dense log r~ of tokens s..e (the chunked loss heads
+    slice it one chunk at a time, so [N, V] is never materialised), ``rows.dense()`` all of it."""
+
+    def __init__(self, top_ids: Tensor, top_logp: Tensor, labels: Tensor, label_logp: Tensor, vocab: int):
+        self.top_ids, self.top_logp, self.labels, self.label_logp = top_ids, top_logp, labels, label_logp
+        self.vocab = vocab
+        self.shape = (labels.shape[0], vocab)
+
+    def __getitem__(self, index: slice) -> Tensor:
+        return dense_logprobs(self.top_ids[index], self.top_logp[index], self.labels[index],
+                              self.label_logp[index], self.vocab)
+
+    def dense(self) -> Tensor:
+        return self[:]
+
+    def detach(self) -> "CachedRows":
+        return self
+
+
+@dataclass
+class ReferenceCache:
+    """The reference log-probs of one split (or of several, concatenated in the trainer's row order)."""
+
+    offsets: Tensor
+    labels: Tensor
+    label_logp: Tensor
+    top_ids: Tensor
+    top_logp: Tensor
+    meta: dict
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    def rows(self, rows: Sequence[int], counts: Sequence[int], labels: Tensor) -> CachedRows:
+        """The cached tokens of batch rows ``rows`` (indices into the split's rows) with ``counts`` response tokens
+        each; ``labels`` [sum(counts)] are the batch's targets, checked against the cache."""
+        source = self.meta.get("source", "the reference cache")
+        spans = []
+        for row, count in zip(rows, counts):
+            if not 0 <= row < self.n_rows:
+                raise ReferenceMismatch(f"{source}: row {row} is not in the cache ({self.n_rows} rows): "
+                                        f"it was made from other data; rebuild it")
+            start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+            if end - start != count:
+                raise ReferenceMismatch(f"{source}: row {row} has {end - start} cached response tokens where the "
+                                        f"batch has {count} (made from other data or another tokenisation); rebuild it")
+            spans.append(torch.arange(start, end))
+        index = torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
+        cached = self.labels[index].to(labels.device)
+        if not torch.equal(cached.long(), labels.long()):
+            bad = int((cached.long() != labels.long()).nonzero()[0, 0])
+            raise ReferenceMismatch(f"{source}: token {bad} of the batch is {int(labels[bad])} where the cache has "
+                                    f"{int(cached[bad])} (made from other data); rebuild it")
+        device = labels.device
+        return CachedRows(self.top_ids[index].to(device), self.top_logp[index].to(device), cached,
+                          self.label_logp[index].to(device), int(self.meta["vocab_size"]))
+
+    def check(self, **expected: Any) -> None:
+        """Refuse (one line) a cache whose metadata differs from what the run reading it uses."""
+        source = self.meta.get("source", "the reference cache")
+        for key, value in expected.items():
+            if self.meta.get(key) != value:
+                raise ReferenceMismatch(f"{source}: made with {key} = {self.meta.get(key)!r}, this run uses "
+                                        f"{value!r}; rebuild it (snakemake --force {source})")
+
+    # ----------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        from giftlab.io import atomic_file
+
+        tensors = {name: getattr(self, name).contiguous() for name in TENSORS}
+        meta = {k: v for k, v in self.meta.items() if k != "source"}
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(meta, sort_keys=True)})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ReferenceCache":
+        """Memory-mapped, not read: a batch reads its rows' pages only, and the processes of a multi-GPU run share
+        one copy in the page cache (at paper scale the file is tens of GB)."""
+        import numpy as np
+
+        from giftlab.models import CorruptCheckpoint, check_safetensors
+
+        path = Path(path)
+        try:
+            check_safetensors(path)  # a truncated or torn file: one line naming it and its rebuild
+        except CorruptCheckpoint as exc:
+            raise ReferenceMismatch(str(exc)) from None
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        meta = header.get("__metadata__") or {}
+        if meta.get("format") != FORMAT or not set(TENSORS) <= set(header):
+            raise ReferenceMismatch(f"{path}: not a reference cache ({FORMAT}); rebuild it (snakemake --force {path})")
+        raw = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: writable views, pages shared until written
+        tensors = {}
+        for name in TENSORS:
+            info = header[name]
+            start, end = (8 + n + offset for offset in info["data_offsets"])
+            tensors[name] = torch.from_numpy(raw[start:end].view(_NUMPY[info["dtype"]]).reshape(info["shape"]))
+        return cls(**tensors, meta={**json.loads(meta["meta"]), "source": str(path)})
+
+    @classmethod
+    def concat(cls, caches: Sequence["ReferenceCache"]) -> "ReferenceCache":
+        """Several splits' caches in the order the trainer concatenates their rows (Direct SFT: sft, then rl)."""
+        if len(caches) == 1:
+            return caches[0]
+        shift = torch.tensor([0] + [c.n_tokens for c in caches[:-1]]).cumsum(0)
+        offsets = torch.cat([caches[0].offsets[:1]] + [c.offsets[1:] + s for c, s in zip(caches, shift)])
+        joined = {name: torch.cat([getattr(c, name) for c in caches]) for name in TENSORS[1:]}
+        meta = {**caches[0].meta, "source": " + ".join(c.meta.get("source", "?") for c in caches)}
+        return cls(offsets=offsets, **joined, meta=meta)
+
+
+def weights_fingerprint(folder: str | Path, blocks: int = 64, block_bytes: int = 1 << 16) -> str:
+    """A content fingerprint of a checkpoint's weights that stays cheap at 15 GB: per ``*.safetensors`` file its
+    name, size, header and ``blocks`` evenly spaced blocks (the whole file when it is small). Two bases of one
+    architecture (same header, other weights) differ in it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        with open(file, "rb") as fh:
+            if size <= blocks * block_bytes:
+                digest.update(fh.read())
+                continue
+            for i in range(blocks):
+                fh.seek(i * (size - block_bytes) // (blocks - 1))
+                digest.update(fh.read(block_bytes))
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *, solution_key: str,
+                          max_length: int, top_k: int, batch_size: int = 32,
+                          meta: Mapping[str, Any] | None = None) -> ReferenceCache:
+    """Run the frozen ``model`` over ``rows`` (tokenised as SFT tokenises them) and keep the log-probs above."""
+    model.eval()
+    device = next(model.parameters()).device
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    k = min(int(top_k), vocab)
+    collate = PadCollator(tokenizer.pad_token_id)
+    counts, labels, label_logp, top_ids, top_logp = [], [], [], [], []
+    for start in range(0, len(rows), batch_size):
+        examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length)
+                    for r in rows[start:start + batch_size]]
+        batch = {key: value.to(device) for key, value in collate(examples).items()}
+        mask, targets = response_positions(batch["labels"])
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
+        logp = torch.log_softmax(logits.float(), -1)
+        values, ids = logp.topk(k, -1)
+        counts.append(mask.sum(1).cpu())
+        labels.append(targets.to(torch.int32).cpu())
+        label_logp.append(logp.gather(-1, targets[:, None]).squeeze(-1).cpu())
+        top_ids.append(ids.to(torch.int32).cpu())
+        top_logp.append(values.cpu())
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cat(counts).cumsum(0)])
+    return ReferenceCache(offsets=offsets, labels=torch.cat(labels), label_logp=torch.cat(label_logp),
+                          top_ids=torch.cat(top_ids), top_logp=torch.cat(top_logp),
+                          meta={**(meta or {}), "vocab_size": vocab, "top_k": k, "max_length": max_length,
+                                "solution_key": solution_key})

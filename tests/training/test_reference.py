@@ -1,0 +1,180 @@
+"""The cached reference (sft.reference: cached): the densified r~, its error bound, the cache's rows, and SFT
+trained from it, checked against straightforward references and the live frozen forward."""
+
+
+import pytest
+import torch
+
+from giftlab.cli import ConfigError
+from giftlab.models import load_model
+from giftlab.objectives import get_objective
+from giftlab.objectives.gift import gift_target
+from giftlab.tinyworld.tokenizer import build_tokenizer
+from giftlab.training.reference import (CachedRows, ReferenceCache, ReferenceMismatch, build_reference_cache,
+                                        dense_logprobs, tail_mass, weights_fingerprint)
+from giftlab.training.sft import ObjectiveTrainer, PadCollator, SFTDataset, train_sft, training_arguments
+
+from test_sft_trainer import ROWS, settings
+
+
+def loop_dense(logp_full: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Independent r~, one row at a time: exact on top-k and y*, the rest of the mass spread evenly."""
+    out = torch.empty_like(logp_full)
+    v = logp_full.shape[1]
+    for n in range(logp_full.shape[0]):
+        p = logp_full[n].exp()
+        keep = set(p.topk(k).indices.tolist()) | {int(labels[n])}
+        rest = [i for i in range(v) if i not in keep]
+        tail = 1.0 - sum(float(p[i]) for i in keep)
+        for i in range(v):
+            out[n, i] = p[i] if i in keep else tail / len(rest)
+    return out.log()
+
+
+def sparse(logp_full: torch.Tensor, labels: torch.Tensor, k: int):
+    values, ids = logp_full.topk(k, -1)
+    return ids.to(torch.int32), values, labels, logp_full.gather(-1, labels[:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_dense_logprobs_matches_a_row_by_row_reference(k):
+    torch.manual_seed(0)
+    logp = torch.log_softmax(torch.randn(6, 12, dtype=torch.float64) * 3, -1)
+    labels = torch.tensor([0, 5, 11, 3, 3, 7])
+    labels[1] = logp[1].argmax()  # y* among the top tokens in one row
+    got = dense_logprobs(*sparse(logp, labels, k), vocab=12)
+    torch.testing.assert_close(got, loop_dense(logp, labels, k), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.exp().sum(-1), torch.ones(6, dtype=torch.float64))
+
+
+def test_the_gift_target_moves_by_at_most_the_stated_bound():
+    torch.manual_seed(1)
+    logp = torch.log_softmax(torch.randn(64, 40, dtype=torch.float64) * 2, -1)
+    labels = torch.randint(0, 40, (64,))
+    for k in (1, 4, 16):
+        ids, values, y, logp_y = sparse(logp, labels, k)
+        cached = dense_logprobs(ids, values, y, logp_y, 40)
+        m = tail_mass(ids, values, y, logp_y)
+        assert torch.all(0.5 * (cached.exp() - logp.exp()).abs().sum(-1) <= m + 1e-12)  # TV(r, r~) <= m
+        for beta in (1.0, 3.0, 10.0):
+            exact, approx = gift_target(logp, labels, beta), gift_target(cached, labels, beta)
+            b = (exact.gather(-1, labels[:, None]).squeeze(-1) - logp_y.exp()) / (1 - logp_y.exp())
+            tv = 0.5 * (exact - approx).abs().sum(-1)
+            assert torch.all(tv <= (1 - b) * m + 1e-12)
+    # k >= V - 1 keeps every token: the cache is exact
+    ids, values, y, logp_y = sparse(logp, labels, 39)
+    torch.testing.assert_close(dense_logprobs(ids, values, y, logp_y, 40), logp)
+
+
+def test_cached_rows_slice_like_dense_logits():
+    logp = torch.log_softmax(torch.randn(10, 9), -1)
+    labels = torch.randint(0, 9, (10,))
+    rows = CachedRows(*sparse(logp, labels, 3), vocab=9)
+    torch.testing.assert_close(rows[2:7], rows.dense()[2:7])
+    assert rows.detach() is rows and rows.shape == (10, 9)
+
+
+@pytest.fixture(scope="module")
+def cache(base_dir):
+    return build_reference_cache(load_model(base_dir), build_tokenizer(), ROWS[:16], solution_key="r1_solution_1",
+                                 max_length=96, top_k=1000, batch_size=5,
+                                 meta={"base": weights_fingerprint(base_dir)})
+
+
+def test_the_cache_holds_the_live_forward_of_every_response_token(base_dir, cache):
+    tok = build_tokenizer()
+    ds = SFTDataset(ROWS[:16], tok, "r1_solution_1", 96)
+    batch = PadCollator(tok.pad_token_id)([ds[i] for i in range(len(ds))])
+    mask = batch["labels"][:, 1:] != -100
+    model = load_model(base_dir).eval()
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                                 .logits[:, :-1][mask].float(), -1)
+    targets = batch["labels"][:, 1:][mask]
+    rows = cache.rows(batch["row"].tolist(), mask.sum(1).tolist(), targets)
+    assert cache.meta["top_k"] == len(tok) and cache.n_rows == 16
+    torch.testing.assert_close(rows.dense(), logp, rtol=1e-4, atol=1e-5)   # k = V: exact up to batch padding
+    torch.testing.assert_close(rows.label_logp, logp.gather(-1, targets[:, None]).squeeze(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_save_load_and_the_one_line_refusals(cache, tmp_path):
+    path = cache.save(tmp_path / "sft.safetensors")
+    loaded = ReferenceCache.load(path)
+    for name in ("offsets", "labels", "label_logp", "top_ids", "top_logp"):
+        assert torch.equal(getattr(loaded, name), getattr(cache, name))
+    with pytest.raises(ReferenceMismatch, match="made with max_length = 96, this run uses 128"):
+        loaded.check(max_length=128)
+    labels = loaded.labels[: int(loaded.offsets[1])].long()
+    with pytest.raises(ReferenceMismatch, match="row 1 has .* cached response tokens where the batch has 2"):
+        loaded.rows([1], [2], labels[:2])
+    with pytest.raises(ReferenceMismatch, match="token 0 of the batch"):
+        loaded.rows([0], [len(labels)], labels + 1)
+    assert issubclass(ReferenceMismatch, ConfigError)  # scripts print it as one line
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReferenceMismatch, match=r"corrupt checkpoint .*sft.safetensors: .*truncated"):
+        ReferenceCache.load(path)
+
+
+def test_concatenated_caches_follow_the_trainers_row_order(base_dir, cache):
+    model, tok = load_model(base_dir), build_tokenizer()
+    first = build_reference_cache(model, tok, ROWS[:9], solution_key="r1_solution_1", max_length=96, top_k=5)
+    second = build_reference_cache(model, tok, ROWS[9:16], solution_key="r1_solution_1", max_length=96, top_k=5)
+    joined = ReferenceCache.concat([first, second])
+    assert torch.equal(joined.offsets, cache.offsets) and torch.equal(joined.labels, cache.labels)
+    torch.testing.assert_close(joined.label_logp, cache.label_logp, rtol=1e-5, atol=1e-6)
+
+
+def one_step_grads(base_dir, tmp_path, objective, loss_head, ref_cache=None, **hp):
+    tok = build_tokenizer()
+    ds = SFTDataset(ROWS[:8], tok, "r1_solution_1", 96)
+    model = load_model(base_dir)
+    args = training_arguments(settings(batch_size=4, grad_accum=2, epochs=1, lr=1.0), tmp_path / loss_head, 1)
+    args.optim, args.max_steps, args.max_grad_norm = "sgd", 1, 1e9
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    obj = get_objective(objective, **hp)
+    ref = load_model(base_dir).eval().requires_grad_(False) if ref_cache is None else None
+    ObjectiveTrainer(model=model, args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id),
+                     objective=obj, ref_model=ref, ref_cache=ref_cache, loss_head=loss_head).train()
+    return {n: before[n] - p.detach() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("loss_head", ["plain", "chunked"])
+@pytest.mark.parametrize("objective,hp", [("gift", {"beta": 3.0}), ("sft_kd", {}), ("asft", {})])
+def test_a_full_vocabulary_cache_trains_like_the_live_reference(base_dir, tmp_path, cache, loss_head, objective, hp):
+    live = one_step_grads(base_dir, tmp_path / "live", objective, loss_head, **hp)
+    cached = one_step_grads(base_dir, tmp_path / "cached", objective, loss_head, ref_cache=cache, **hp)
+    for name in live:
+        torch.testing.assert_close(cached[name], live[name], rtol=1e-3, atol=1e-6)
+
+
+def test_train_sft_reads_the_cache_and_refuses_one_of_another_base(base_dir, cache, tmp_path):
+    path = cache.save(tmp_path / "sft.safetensors")
+
+    def run(reference_cache, out):
+        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift",
+                         objective_params={"beta": 3.0}, settings=settings(epochs=1, reference="cached"),
+                         out_dir=out / "out", work_dir=out / "work", job_config={"out": str(out)},
+                         reference_cache=reference_cache)
+
+    metrics = run([path], tmp_path / "a")
+    assert metrics["epochs"][0]["val_loss"] > 0 and 0 < metrics["epochs"][0]["target_mass_y"] <= 1
+    with pytest.raises(ConfigError, match="no reference cache was given"):
+        run([], tmp_path / "b")
+    other = ReferenceCache.load(path)
+    other.meta["base"] = "0" * 16
+    other.save(tmp_path / "other.safetensors")
+    with pytest.raises(ReferenceMismatch, match=r"made with base = '0{16}'"):
+        run([tmp_path / "other.safetensors"], tmp_path / "c")
+    with pytest.raises(ConfigError, match="sft.reference: 'live' is not one of exact, cached"):
+        settings(reference="live")
+
+
+def test_weights_fingerprint_sees_other_weights_of_one_architecture(base_dir, tmp_path):
+    model = load_model(base_dir)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    model.save_pretrained(tmp_path)
+    assert weights_fingerprint(tmp_path) != weights_fingerprint(base_dir)
+    assert weights_fingerprint(base_dir) == weights_fingerprint(base_dir)

@@ -1,0 +1,69 @@
+"""The cached reference through its scripts, as the `reference_cache` and `sft` rules call them: the cache is built
+once, a GIFT run reads it (and trains like the live reference when the cache keeps every token), and a cache of
+other data is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from test_preemption import ROWS, env, sft_args
+
+CACHE_JOB = {"seed": 0, "backbone": "tiny", "split": "sft", "solution_key": "r1_solution_1", "max_length": 96,
+             "top_k": 1000, "batch_size": 4}
+SETTINGS = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "max_length": 96, "logging_steps": 1}
+
+
+def script(name, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / f"{name}.py"), *map(str, args)], env=env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def gift_args(base_dir, data, root, reference: str, caches=()):
+    args = sft_args(base_dir, data, root, {**SETTINGS, "reference": reference})
+    config = json.loads(args[1])
+    args[1] = json.dumps({**config, "run": "gift-b3", "method": "gift", "beta": 3.0})
+    return args + ["--reference-cache", *map(str, caches)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[:16]))
+    (root / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[4:20]))
+    (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[16:]))
+    return root
+
+
+def build(base_dir, split, out):
+    proc = script("reference_cache", "--config", json.dumps(CACHE_JOB), "--base", base_dir, "--split", split,
+                  "--out", out, "--summary", out.with_suffix(".json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_a_gift_run_reads_the_cache_and_matches_the_live_reference(base_dir, data, tmp_path):
+    summary = build(base_dir, data / "train.jsonl", tmp_path / "sft.safetensors")
+    assert summary["rows"] == 16 and summary["tokens"] > 0 and summary["tail_mass_max"] < 1e-6  # k >= V: exact
+    assert summary["provenance"]["config"]["top_k"] == 1000
+    live = script("sft", *gift_args(base_dir, data, tmp_path / "live", "exact"))
+    cached = script("sft", *gift_args(base_dir, data, tmp_path / "cached", "cached", [tmp_path / "sft.safetensors"]))
+    assert live.returncode == 0 and cached.returncode == 0, (live.stderr + cached.stderr)[-3000:]
+    epochs = [json.loads((tmp_path / run / "out" / "metrics.json").read_text())["epochs"][0] for run in ("live", "cached")]
+    assert epochs[1]["val_loss"] == pytest.approx(epochs[0]["val_loss"], rel=1e-4)
+    assert epochs[1]["target_mass_y"] == pytest.approx(epochs[0]["target_mass_y"], rel=1e-4)
+
+
+def test_a_cache_of_other_data_stops_the_run_in_one_line(base_dir, data, tmp_path):
+    build(base_dir, data / "other.jsonl", tmp_path / "other.safetensors")
+    proc = script("sft", *gift_args(base_dir, data, tmp_path / "run", "cached", [tmp_path / "other.safetensors"]))
+    assert proc.returncode == 1
+    errors = re.findall(r"error: [^\r\n]*", proc.stderr)  # (after a progress bar on the same line)
+    assert len(errors) == 1 and "other.safetensors" in errors[0] and "rebuild it" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "out" / "metrics.json").exists()
