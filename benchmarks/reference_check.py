@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/reference_check.py --exact WS_EXACT --cached WS_CACHED [--backbone qwen]
 
 Each workspace ran `snakemake --configfile config/mini.yaml config/reference_check.yaml [...cached.yaml] --
-phase_eval`: the same base, split and seeds. Per run (one per seed) it reads the SFT validation loss at the epoch
-RL starts from and pass@1 before and after RL on every benchmark, and prints the seed means of both modes with
+phase_eval`: the same base, split and seeds. Per run (one per seed) it reads the SFT validation loss of every
+epoch and pass@1 before and after RL on every benchmark, and prints the seed means of both modes with
 the paired difference (cached − exact, over seeds: mean and Student-t 95% interval).
 """
 

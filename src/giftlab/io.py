@@ -36,18 +36,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     The file gets the mode a plain ``open`` would give it (0666 less the umask), not the temporary file's 0600, so
     collaborators sharing the filesystem (or a DVC cache with ``cache.shared group``) can read it.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 @contextmanager

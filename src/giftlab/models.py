@@ -129,8 +129,9 @@ def check_weights(folder: str | os.PathLike) -> None:
         check_safetensors(file)
 
 
-def check_safetensors(file: str | os.PathLike) -> None:
-    """One ``*.safetensors`` file is whole (see :func:`check_weights`); :class:`CorruptCheckpoint` otherwise."""
+def check_safetensors(file: str | os.PathLike) -> tuple[int, dict]:
+    """One ``*.safetensors`` file is whole (see :func:`check_weights`); :class:`CorruptCheckpoint` otherwise.
+    Returns its header's length and the header (tensor entries and ``__metadata__``)."""
     file = Path(file)
 
     def bad(what: str) -> CorruptCheckpoint:
@@ -149,6 +150,7 @@ def check_safetensors(file: str | os.PathLike) -> None:
             raise bad("its header is not safetensors JSON") from None
     if 8 + n + end != size:
         raise bad(f"{size} bytes where its header describes {8 + n + end} (truncated or torn)")
+    return n, header
 
 
 def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):

@@ -48,10 +48,8 @@ def dense_logprobs(top_ids: Tensor, top_logp: Tensor, labels: Tensor, label_logp
     Normalised (a valid ``ref_logits``: ``log_softmax(log r~) = log r~``); never -inf, so 0 · log r~ stays 0."""
     dtype = top_logp.dtype
     ids, y = top_ids.long(), labels.long()
-    label_in_top = (ids == y[:, None]).any(-1)
-    known_logp = torch.cat([top_logp, torch.where(label_in_top, -math.inf, label_logp)[:, None]], -1)
-    n_known = ids.shape[1] + (~label_in_top).to(torch.long)
-    tail = (-torch.expm1(torch.logsumexp(known_logp, -1))).clamp_min(0)
+    n_known = ids.shape[1] + (~(ids == y[:, None]).any(-1)).to(torch.long)
+    tail = tail_mass(ids, top_logp, y, label_logp)
     n_rest = (vocab - n_known).clamp_min(1)
     floor = math.log(torch.finfo(dtype).tiny)
     fill = (tail.log() - n_rest.to(dtype).log()).clamp_min(floor)
@@ -163,12 +161,9 @@ class ReferenceCache:
 
         path = Path(path)
         try:
-            check_safetensors(path)  # a truncated or torn file: one line naming it and its rebuild
+            n, header = check_safetensors(path)  # a truncated or torn file: one line naming it and its rebuild
         except CorruptCheckpoint as exc:
             raise ReferenceMismatch(str(exc)) from None
-        with open(path, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
         meta = header.get("__metadata__") or {}
         if meta.get("format") != FORMAT or not set(TENSORS) <= set(header):
             raise ReferenceMismatch(f"{path}: not a reference cache ({FORMAT}); rebuild it (snakemake --force {path})")
