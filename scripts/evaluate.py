@@ -30,6 +30,7 @@ from pathlib import Path
 import giftlab.cli
 from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
+from giftlab.profiling import emit, phase
 from giftlab.provenance import file_sha256, write_result
 
 log = logging.getLogger("evaluate")
@@ -108,7 +109,8 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
               "seed_scheme": job.seed_scheme, **(job.vllm or {})}
     key = json.dumps(engine, sort_keys=True)
     if key not in generators:
-        generators[key] = make_generator(model, **engine)
+        with phase("evaluate/load"):
+            generators[key] = make_generator(model, **engine)
     generator = generators[key]
     tokenizer = generator.tokenizer
     with make_grader(kind, math_workers=job.grading_workers, math_timeout=float(job.grading_timeout),
@@ -120,6 +122,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
             max_new_tokens=job.max_new_tokens, seed=job.seed, grade_fn=grade_fn, ks=[int(k) for k in job.ks],
             prompt_fn=lambda r: render_prompt(tokenizer, r["prompt"], job.chat_template),
             ci_resamples=job.ci_resamples)
+    log_phases(job.benchmark, generator, records, summary, lambda r: render_prompt(tokenizer, r["prompt"], job.chat_template))
 
     summary = {"benchmark": job.benchmark, "model": str(model),
                "benchmark_file": str(bench_file) if bench_file else None,
@@ -138,6 +141,22 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     log.info("%s: %s", job.benchmark,
              ", ".join(f"{k}={v:.3f}" for k, v in summary.items() if k.startswith("pass@")
                        and isinstance(v, float)))
+
+
+def log_phases(benchmark: str, generator, records, summary: dict, prompt_fn) -> None:
+    """The job log's phase lines (giftlab.profiling): generation with its FLOPs (each prompt copy's prefill and
+    each generated token, one forward each; HF models only), and grading."""
+    from giftlab.profiling import matmul_flops
+
+    fields = {"benchmark": benchmark}
+    module = getattr(generator, "model", None)
+    if hasattr(module, "modules"):
+        copies = 1 if summary["temperature"] == 0 else summary["n_samples"]
+        prompt = copies * sum(len(generator.tokenizer(prompt_fn(r)).input_ids) for r in records)
+        fields["tokens"] = prompt + round(summary["mean_response_tokens"] * summary["n_responses"])
+        fields["flops"] = matmul_flops(module, fields["tokens"])
+    emit("evaluate/generate", summary["generation_seconds"], **fields)
+    emit("evaluate/grade", summary["grading_seconds"], benchmark=benchmark)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ rule split:
         "../envs/giftlab.yaml"
     log:
         "logs/split.log",
+    benchmark:
+        "logs/benchmark/split.tsv",
     shell:
         "python {params.script} --config {params.job} --problems {params.problems}"
         " --sft {output.sft} --rl {output.rl} --val {output.val} --summary {output.summary} > {log} 2>&1"

@@ -31,6 +31,8 @@ for eval_rule, eval_spec in EVAL_RULES.items():
             "../envs/giftlab.yaml"
         log:
             "logs/eval/{stage}/{backbone}/{run}.log",
+        benchmark:
+            "logs/benchmark/eval/{stage}/{backbone}/{run}.tsv",
         shell:
             "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
             " {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
@@ -54,6 +56,8 @@ rule consistency:
         "../envs/giftlab.yaml"
     log:
         "logs/consistency/{backbone}/{run}/{pair}.log",
+    benchmark:
+        "logs/benchmark/consistency/{backbone}/{run}/{pair}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model-a {params.model_a}"
         " --model-b {params.model_b} --val {input.val} --out {output} > {log} 2>&1"

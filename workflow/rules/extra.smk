@@ -24,6 +24,8 @@ rule evaluate_extra:
         "../envs/giftlab.yaml"
     log:
         "logs/extra/eval/{name}.log",
+    benchmark:
+        "logs/benchmark/extra/eval/{name}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
         " {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
@@ -47,6 +49,8 @@ rule consistency_extra:
         "../envs/giftlab.yaml"
     log:
         "logs/extra/consistency/{name}.log",
+    benchmark:
+        "logs/benchmark/extra/consistency/{name}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model-a {params.model_a}"
         " --model-b {params.model_b} --val {input.val} --out {output} > {log} 2>&1"
@@ -71,6 +75,8 @@ rule table_extra:
         "../envs/giftlab.yaml"
     log:
         "logs/extra/table.log",
+    benchmark:
+        "logs/benchmark/extra/table.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --results {input.results} --stem {params.stem} > {log} 2>&1"
 

@@ -19,6 +19,8 @@ rule figure1:
         "../envs/giftlab.yaml"
     log:
         "logs/figures/fig1.log",
+    benchmark:
+        "logs/benchmark/figures/fig1.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --sft-metrics {input.sft_metrics}"
         " --rl-evals {input.rl_evals} --pdf {output.pdf} --png {output.png} --provenance {output.provenance} > {log} 2>&1"
@@ -41,6 +43,8 @@ rule figure2:
         "../envs/giftlab.yaml"
     log:
         "logs/figures/fig2.log",
+    benchmark:
+        "logs/benchmark/figures/fig2.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --consistency {input.consistency}"
         " --pdf {output.pdf} --png {output.png} --provenance {output.provenance} > {log} 2>&1"
@@ -63,6 +67,8 @@ rule figure3:
         "../envs/giftlab.yaml"
     log:
         "logs/figures/fig3.log",
+    benchmark:
+        "logs/benchmark/figures/fig3.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --rl-metrics {input.rl_metrics}"
         " --pdf {output.pdf} --png {output.png} --provenance {output.provenance} > {log} 2>&1"
@@ -87,6 +93,8 @@ rule table:
         "../envs/giftlab.yaml"
     log:
         "logs/tables/table{n}.log",
+    benchmark:
+        "logs/benchmark/tables/table{n}.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --results {input.results} --stem {params.stem} > {log} 2>&1"
 
@@ -112,6 +120,8 @@ rule rl_gain:
         "../envs/giftlab.yaml"
     log:
         "logs/tables/rl_gain.log",
+    benchmark:
+        "logs/benchmark/tables/rl_gain.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --pre {input.pre} --post {input.post} --stem {params.stem} > {log} 2>&1"
 
@@ -135,6 +145,8 @@ rule claims:
         "../envs/giftlab.yaml"
     log:
         "logs/tables/claims.log",
+    benchmark:
+        "logs/benchmark/tables/claims.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --rl {input.rl} --rl-samples {input.rl_samples}"
         " --pre-rl {input.pre_rl} --consistency {input.consistency} --out {output.claims} --provenance {output.provenance} > {log} 2>&1"
@@ -157,6 +169,8 @@ rule summary:
         "../envs/giftlab.yaml"
     log:
         "logs/figures/summary.log",
+    benchmark:
+        "logs/benchmark/figures/summary.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --sft {input.sft} --rl {input.rl}"
         " --metrics {output.metrics} --val-loss {output.val_loss} --pass1 {output.pass1} > {log} 2>&1"

@@ -26,6 +26,8 @@ rule grpo:
         "../envs/giftlab.yaml"
     log:
         "logs/grpo/{backbone}/{run}.log",
+    benchmark:
+        "logs/benchmark/grpo/{backbone}/{run}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --init {params.init}"
         " --rl {input.rl} {params.dynamics} --out {output.model} --work {params.work}"

@@ -26,6 +26,8 @@ rule mtbench_questions:
         "../envs/giftlab.yaml"
     log:
         "logs/mtbench/questions.log",
+    benchmark:
+        "logs/benchmark/mtbench/questions.tsv",
     shell:
         "python {params.script} --config {params.job} --problems {input.problems} --benchmarks {input.benchmarks}"
         " --out {output.questions} --provenance {output.provenance} > {log} 2>&1"
@@ -50,6 +52,8 @@ rule mtbench_answer:
         "../envs/giftlab.yaml"
     log:
         "logs/mtbench/answer/{backbone}/{run}.log",
+    benchmark:
+        "logs/benchmark/mtbench/answer/{backbone}/{run}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
         " --questions {params.questions} --answers {output.answers} --summary {output.summary} > {log} 2>&1"
@@ -71,6 +75,8 @@ rule mtbench_judge:
         "../envs/giftlab.yaml"
     log:
         "logs/mtbench/judge/{backbone}/{run}.log",
+    benchmark:
+        "logs/benchmark/mtbench/judge/{backbone}/{run}.tsv",
     shell:
         "python {params.script} --config {params.job} --answers {input.answers}"
         " --judgements {output.judgements} --scores {output.scores} > {log} 2>&1"

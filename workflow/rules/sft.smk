@@ -27,6 +27,8 @@ rule sft:
         "../envs/giftlab.yaml"
     log:
         "logs/sft/{backbone}/{run}.log",
+    benchmark:
+        "logs/benchmark/sft/{backbone}/{run}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --base {params.base}"
         " --train {input.train} --val {input.val} --out {output.model} --work {params.work}"
@@ -54,6 +56,8 @@ rule reference_cache:
         "../envs/giftlab.yaml"
     log:
         "logs/reference_cache/{backbone}/{split}.log",
+    benchmark:
+        "logs/benchmark/reference_cache/{backbone}/{split}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --base {params.base}"
         " --split {input.split} --out {output.cache} --summary {output.summary} > {log} 2>&1"

@@ -20,6 +20,8 @@ rule world:
         "../envs/giftlab.yaml"
     log:
         "logs/world.log",
+    benchmark:
+        "logs/benchmark/world.tsv",
     shell:
         "python {params.script} --config {params.job} --problems {output.problems}"
         " --pretrain-corpus {output.corpus} --benchmarks-dir {params.bench_dir}"
@@ -44,6 +46,8 @@ rule pretrain_base:
         "../envs/giftlab.yaml"
     log:
         "logs/pretrain/{backbone}.log",
+    benchmark:
+        "logs/benchmark/pretrain/{backbone}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --corpus {input.corpus}"
         " --tokenizer {input.tokenizer} --out {output.model} --work {params.work}"

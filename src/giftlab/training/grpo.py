@@ -24,6 +24,7 @@ from transformers import TrainerCallback, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
 from giftlab.io import write_json_atomic
+from giftlab.profiling import matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
@@ -432,7 +433,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         dyn = None
     if dyn is not None:
         records = dynamics_records(dynamics_benchmark)[:dyn["eval_problems"]]
-    model = load_model(init_path)
+    with phase("grpo/load"):
+        model = load_model(init_path)
     t0 = time.time()
     dynamics = None
     # grpo.percent_rule (schema-validated): OMI's 0.5 == 50 rule, on as in GIFT's reward
@@ -452,14 +454,21 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                               callbacks=callbacks + list(extra_callbacks) + [preemption])
         preemption.trainer = trainer
         use_tensorboard(trainer, work_dir / "tensorboard", resume_step)
-        try:
-            train_or_finish(trainer, resume)
-        finally:  # also when train() raises: no stale handler outlives this run
-            preemption.uninstall()
+        with phase("grpo/train") as timing, trl_phases("grpo/train"):
+            try:
+                train_or_finish(trainer, resume)
+            finally:  # also when train() raises: no stale handler outlives this run
+                preemption.uninstall()
+            # every prompt and completion token: generated (a forward each), then a forward + backward in the update
+            # (TRL skips the old policy's forward at one iteration per batch; a KL term adds the reference's forward)
+            passes = 1 + 3 + (1 if args.beta else 0)
+            timing["tokens"] = int(trainer.state.num_input_tokens_seen)
+            timing["flops"] = passes * matmul_flops(model, timing["tokens"])
         totals = tally.totals()
     grading = totals["grading"]
     seconds = time.time() - t0
-    export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
+    with phase("grpo/export"):
+        export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
                "math_grading": {"percent_rule": percent_rule}, "rl_method": rl_method, "method_params": params,

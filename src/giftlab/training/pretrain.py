@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from giftlab.profiling import matmul_flops, phase
 from giftlab.training.checkpoints import (MARKER, CompleteMarker, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
 
@@ -125,13 +126,15 @@ def pretrain(model, tokenizer, documents: Sequence[str], out_dir, work_dir, max_
         start_step = int((resume / MARKER).read_text())
         log.info("resuming from %s (step %d)", resume, start_step)
     t0 = time.time()
-    train_or_finish(trainer, resume)
+    tokens = (max_steps - start_step) * batch_size * block_size  # packed blocks: no padding
+    with phase("pretrain/train", tokens=tokens, flops=matmul_flops(model, tokens, backward=True)):
+        train_or_finish(trainer, resume)
     seconds = time.time() - t0
 
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     tail = [l for s, l in losses if s > max_steps - max(log_every, max_steps // 10)] or \
            [l for _, l in losses[-1:]]
-    with atomic_dir(out_dir) as tmp:
+    with phase("pretrain/export"), atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         save_tokenizer(tokenizer, tmp)
     steps = trainer.state.global_step

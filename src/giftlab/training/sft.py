@@ -27,6 +27,7 @@ from giftlab.data import tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, diagnostic_sums, get_objective
 from giftlab.objectives.heads import choose_backend, chunked_loss, head_chunk_size
+from giftlab.profiling import matmul_flops, phase
 from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 from giftlab.training.preemption import PreemptionCheckpoint
@@ -236,8 +237,11 @@ class EpochEnd(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         epoch = int(round(state.epoch))
-        val_ce = validation_cross_entropy(model, self.val, self.trainer.data_collator, self.batch_size)
-        export_model(self.trainer, self.tokenizer, self.work_dir / "export" / f"epoch_{epoch}", self.export_dtype)
+        with phase("sft/train/validate"):
+            val_ce = validation_cross_entropy(model, self.val, self.trainer.data_collator, self.batch_size)
+        with phase("sft/train/export"):
+            export_model(self.trainer, self.tokenizer, self.work_dir / "export" / f"epoch_{epoch}",
+                         self.export_dtype)
         record = {"epoch": epoch, "step": state.global_step, "val_loss": val_ce,
                   "train_loss": (sum(self._train_losses) / len(self._train_losses)) if self._train_losses else None,
                   "seconds": round(time.time() - self._t0, 2), **self.trainer.pop_diagnostics()}
@@ -305,17 +309,18 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     objective = get_objective(method, **objective_params)
     loss_backend = choose_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
-    model = load_model(base_path)
-    ref_model = old_model = ref_cache = None
-    if objective.needs_ref and settings.reference == "cached":
-        ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path)
-    elif objective.needs_ref:
-        ref_model = load_model(base_path).eval().requires_grad_(False)
-    if objective.needs_old:
-        old_model = copy.deepcopy(model).eval().requires_grad_(False)
+    with phase("sft/load"):
+        model = load_model(base_path)
+        ref_model = old_model = ref_cache = None
+        if objective.needs_ref and settings.reference == "cached":
+            ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path)
+        elif objective.needs_ref:
+            ref_model = load_model(base_path).eval().requires_grad_(False)
+        if objective.needs_old:
+            old_model = copy.deepcopy(model).eval().requires_grad_(False)
 
-    train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
-    val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
+        train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
+        val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
     steps_per_epoch = math.ceil(len(train_ds) / (settings.batch_size * settings.grad_accum))
     run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or None
     args = training_arguments(settings, work_dir, steps_per_epoch, run_name=run_name)
@@ -340,10 +345,15 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
         log.info("resuming from %s", resume)
     use_tensorboard(trainer, work_dir / "tensorboard", int(resume.name.split("-")[-1]) if resume else None)
     t0 = time.time()
-    try:
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    finally:  # also when train() raises: no stale handler outlives this run
-        preemption.uninstall()
+    # policy forward + backward over every token of every epoch, and a forward of each frozen model beside it
+    tokens = 0 if resume else settings.epochs * sum(len(ex["input_ids"]) for ex in train_ds.examples)
+    flops = matmul_flops(model, tokens, backward=True) + \
+        sum(matmul_flops(m, tokens) for m in (ref_model, old_model) if m is not None)
+    with phase("sft/train", tokens=tokens, flops=flops):  # includes validation and export, timed below
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:  # also when train() raises: no stale handler outlives this run
+            preemption.uninstall()
     seconds = time.time() - t0
 
     epochs = sorted(epoch_end.records, key=lambda r: r["epoch"])
