@@ -18,6 +18,7 @@ import time
 
 import giftlab.cli
 from giftlab.cli import ConfigError
+from giftlab.profiling import emit, matmul_flops, phase
 from giftlab.provenance import write_result
 
 log = logging.getLogger("consistency")
@@ -54,14 +55,18 @@ def main(argv=None) -> None:
     tokenizer = load_tokenizer(args.tokenizer or args.model_a)
     examples = tokenize_examples(tokenizer, rows, job.solution_key, job.max_length, job.max_examples)
     batches = make_batches(examples, tokenizer.pad_token_id, job.batch_size)
-    model_a = load_model(args.model_a, dtype=job.dtype).to(device)
-    model_b = load_model(args.model_b, dtype=job.dtype).to(device)
+    with phase("consistency/load"):
+        model_a = load_model(args.model_a, dtype=job.dtype).to(device)
+        model_b = load_model(args.model_b, dtype=job.dtype).to(device)
     log.info("%s %s %s: %d examples, K=%s, device=%s", job.backbone, job.run, job.stage_pair, len(examples), ks,
              device)
 
     t0 = time.perf_counter()
     metrics = consistency_metrics(model_a, model_b, batches, ks=ks, layer=job.layer, chunk_size=job.chunk_size,
                                   ci_resamples=job.ci_resamples, seed=job.seed)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    emit("consistency/forward", time.perf_counter() - t0, tokens=tokens,
+         flops=matmul_flops(model_a, tokens) + matmul_flops(model_b, tokens))
     payload = {"stage_pair": job.stage_pair, "backbone": job.backbone, "run": job.run,
                "model_a": args.model_a, "model_b": args.model_b, **metrics,
                "seconds": time.perf_counter() - t0}

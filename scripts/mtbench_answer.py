@@ -17,6 +17,7 @@ from collections import Counter
 from giftlab import cli
 from giftlab.io import write_text_atomic
 from giftlab.jobs import MTBenchAnswerJob
+from giftlab.profiling import emit, phase
 from giftlab.provenance import file_sha256, write_result
 
 
@@ -39,14 +40,16 @@ def main(argv=None):
     from giftlab.models import local_checkpoint
 
     questions = load_questions(*args.questions)
-    generator = make_generator(local_checkpoint(args.model), backend=job.backend, batch_size=job.batch_size,
-                               stop_token_ids=tuple(job.stop_token_ids), seed_scheme=job.seed_scheme,
-                               **(job.vllm or {}))
+    with phase("mtbench_answer/load"):
+        generator = make_generator(local_checkpoint(args.model), backend=job.backend, batch_size=job.batch_size,
+                                   stop_token_ids=tuple(job.stop_token_ids), seed_scheme=job.seed_scheme,
+                                   **(job.vllm or {}))
     start = time.perf_counter()
     answered = answer_dialogues(generator, generator.tokenizer, questions, temperature=job.temperature,
                                 temperatures=job.temperatures, max_new_tokens=job.max_new_tokens, seed=job.seed,
                                 top_p=job.top_p, chat_template=job.chat_template)
     seconds = time.perf_counter() - start
+    emit("mtbench_answer/generate", seconds)
     write_text_atomic(args.answers, "".join(json.dumps(d) + "\n" for d in answered))
     tokens = [d["num_tokens"] for d in answered]
     summary = {"model": args.model, "backend": generator.backend, "n_dialogues": len(answered),

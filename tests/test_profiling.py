@@ -56,8 +56,7 @@ def test_trl_phases_sum_trls_own_timings_and_restore_its_logger(capsys):
 
 
 def _job(rule, seconds, *phases):
-    return {"rule": rule, "job": f"{rule}/{seconds}", "seconds": seconds, "cpu_seconds": seconds,
-            "max_rss_mb": 100.0, "phases": [dict(p) for p in phases]}
+    return {"rule": rule, "job": f"{rule}/{seconds}", "seconds": seconds, "max_rss_mb": 100.0, "phases": [dict(p) for p in phases]}
 
 
 def test_the_profile_splits_a_rules_time_into_its_phases_and_the_rest_and_sets_floors():
@@ -87,7 +86,7 @@ def test_the_profile_reads_snakemakes_benchmark_files_and_the_jobs_logs(tmp_path
     log.parent.mkdir(parents=True)
     log.write_text("loading\n" + PREFIX + json.dumps({"phase": "evaluate/load", "seconds": 0.5}) + "\n")
     (job,) = profile.read_jobs(tmp_path)
-    assert job["rule"] == "eval/rl" and job["seconds"] == 12.5 and job["cpu_seconds"] == 11.9
+    assert job["rule"] == "eval/rl" and job["seconds"] == 12.5 and job["max_rss_mb"] == 300.1
     assert job["phases"] == [{"phase": "evaluate/load", "seconds": 0.5}]
     with pytest.raises(SystemExit, match="no benchmark files"):
         profile.read_jobs(tmp_path / "empty")

@@ -158,6 +158,36 @@ def test_results_do_not_depend_on_batch_composition(gen, toy_dir):
     assert reordered == together
 
 
+@pytest.mark.parametrize("temperature,n", [(1.0, 4), (0.0, 3)])
+def test_shared_prompts_and_dropped_rows_generate_what_transformers_generate_does(gen, temperature, n):
+    """HFGenerator runs each distinct prompt once and drops stopped rows; transformers' generate, over the same
+    padded rows with the same processor, is the reference: the same tokens, row by row."""
+    import torch
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from giftlab.evaluation.generation import _PerRowSampler, sample_seed
+
+    prompts = PROMPTS * 2
+    ours = gen.generate(prompts, n=n, seed=7, temperature=temperature, top_p=0.9, max_new_tokens=24)
+    copies = 1 if temperature == 0 else n
+    rows = [(p, i) for p in range(len(prompts)) for i in range(copies)]
+    texts, seeds = [prompts[p] for p, _ in rows], [sample_seed(7, prompts[p], i) for p, i in rows]
+    enc = gen.tokenizer(texts, return_tensors="pt", padding=True)
+    processors = LogitsProcessorList([] if temperature == 0 else [_PerRowSampler(seeds, temperature, 0.9)])
+    config = GenerationConfig(do_sample=False, max_new_tokens=24, eos_token_id=gen.stop_ids,
+                              pad_token_id=gen.tokenizer.pad_token_id, use_cache=True, num_beams=1)
+    with torch.inference_mode():
+        out = gen.model.generate(**enc, generation_config=config, logits_processor=processors)
+    stopped = 0
+    for (p, i), ids in zip(rows, out[:, enc["input_ids"].shape[1]:].tolist()):
+        end = next((j for j, t in enumerate(ids) if t in gen.stop_ids), None)
+        kept = ids if end is None else ids[:end + 1]
+        stopped += end is not None
+        assert ours[p][i].num_tokens == len(kept)
+        assert ours[p][i].text == gen.tokenizer.decode(kept, skip_special_tokens=True)
+    assert 0 < stopped < len(rows) or temperature == 0  # rows were dropped while others went on
+
+
 def test_stop_and_length_bookkeeping(gen):
     out = gen.generate(PROMPTS * 4, n=4, seed=0, temperature=1.0, top_p=1.0, max_new_tokens=24)
     flat = [s for per in out for s in per]
@@ -415,8 +445,10 @@ def load_script():
     return mod
 
 
-def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
+def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch, capsys):
     from contextlib import contextmanager
+
+    from giftlab.profiling import read_phases
 
     script = load_script()
     seen = {}
@@ -443,6 +475,12 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch):
     assert summary["provenance"]["seed"] == 3 and summary["benchmark_sha256"]
     assert summary["benchmark_checks"] == {"rows_read": 2, "duplicates_dropped": 0, "problems": 2,
                                            "official_size": None, "size_matches_official": None}
+    # the job log's phases (benchmarks/profile.py): generation counts each prompt copy's prefill and each token
+    phases = {p["phase"]: p for p in read_phases(capsys.readouterr().err)}
+    assert set(phases) == {"evaluate/load", "evaluate/generate", "evaluate/grade"}
+    generated = sum(r["num_tokens"] for r in rows)
+    assert generated < phases["evaluate/generate"]["tokens"] <= generated + 2 * 2 * 64
+    assert phases["evaluate/generate"]["flops"] > 0 and phases["evaluate/grade"]["benchmark"] == "tiny_id"
     script.main(argv)  # same config -> same samples (all but the timing)
     again = [json.loads(line) for line in (out / "s.jsonl").read_text().splitlines()]
     strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]

@@ -24,7 +24,7 @@ from transformers import TrainerCallback, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
 from giftlab.io import write_json_atomic
-from giftlab.profiling import matmul_flops, phase, trl_phases
+from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
@@ -294,6 +294,7 @@ class DynamicsCallback(TrainerCallback):
                "mean_response_tokens": summary["mean_response_tokens"],
                "truncated": summary["truncated"], "timeouts": summary["timeouts"],
                "seconds": round(time.perf_counter() - t0, 3), "eval_tag": self.tag, "grading": grading}
+        emit("grpo/train/dynamics", row["seconds"])
         self.rows = [r for r in self.rows if r["step"] != row["step"]] + [row]
         self.rows.sort(key=lambda r: r["step"])
         if write:
