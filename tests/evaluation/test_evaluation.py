@@ -161,31 +161,21 @@ def test_results_do_not_depend_on_batch_composition(gen, toy_dir):
 @pytest.mark.parametrize("temperature,n", [(1.0, 4), (0.0, 3)])
 def test_shared_prompts_and_dropped_rows_generate_what_transformers_generate_does(gen, temperature, n):
     """HFGenerator runs each distinct prompt once and drops stopped rows; transformers' generate, over the same
-    padded rows with the same processor, is the reference: the same tokens, row by row."""
-    import torch
-    from transformers import GenerationConfig, LogitsProcessorList
+    padded rows with the same processor (benchmarks/generation_paths.py), is the reference: the same texts."""
+    import importlib.util
 
-    from giftlab.evaluation.generation import _PerRowSampler, sample_seed
+    from helpers import REPO
 
+    spec = importlib.util.spec_from_file_location("generation_paths", REPO / "benchmarks" / "generation_paths.py")
+    paths = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paths)
     prompts = PROMPTS * 2
-    ours = gen.generate(prompts, n=n, seed=7, temperature=temperature, top_p=0.9, max_new_tokens=24)
-    copies = 1 if temperature == 0 else n
-    rows = [(p, i) for p in range(len(prompts)) for i in range(copies)]
-    texts, seeds = [prompts[p] for p, _ in rows], [sample_seed(7, prompts[p], i) for p, i in rows]
-    enc = gen.tokenizer(texts, return_tensors="pt", padding=True)
-    processors = LogitsProcessorList([] if temperature == 0 else [_PerRowSampler(seeds, temperature, 0.9)])
-    config = GenerationConfig(do_sample=False, max_new_tokens=24, eos_token_id=gen.stop_ids,
-                              pad_token_id=gen.tokenizer.pad_token_id, use_cache=True, num_beams=1)
-    with torch.inference_mode():
-        out = gen.model.generate(**enc, generation_config=config, logits_processor=processors)
-    stopped = 0
-    for (p, i), ids in zip(rows, out[:, enc["input_ids"].shape[1]:].tolist()):
-        end = next((j for j, t in enumerate(ids) if t in gen.stop_ids), None)
-        kept = ids if end is None else ids[:end + 1]
-        stopped += end is not None
-        assert ours[p][i].num_tokens == len(kept)
-        assert ours[p][i].text == gen.tokenizer.decode(kept, skip_special_tokens=True)
-    assert 0 < stopped < len(rows) or temperature == 0  # rows were dropped while others went on
+    kw = dict(n=n, seed=7, temperature=temperature, top_p=0.9, max_new_tokens=24)
+    ours = gen.generate(prompts, **kw)
+    assert [[s.text for s in per] for per in ours] == paths.reference_generate(gen, prompts, **kw)
+    lengths = {s.num_tokens for per in ours for s in per}
+    if temperature:  # rows stopped at different steps: some left the batch while others went on
+        assert len(lengths) > 1
 
 
 def test_stop_and_length_bookkeeping(gen):
