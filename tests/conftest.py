@@ -31,3 +31,9 @@ def base_dir(tmp_path_factory):
                              num_attention_heads=2, intermediate_size=32, tokenizer=tok, seed=0)
     model.save_pretrained(out)
     return out
+
+
+def pytest_collection_modifyitems(items):
+    """The whole-DAG smoke run first: under `-n 2 --dist loadfile` (the README's command) its file, the longest,
+    starts at once on one worker while the other takes the rest."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/workflow/test_pipeline_smoke.py")

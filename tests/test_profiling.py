@@ -1,4 +1,4 @@
-"""Phase timings (giftlab.profiling) and the profile they feed (benchmarks/profile.py)."""
+"""Phase timings (giftlab.profiling) and the profile they feed (benchmarks/profile_run.py)."""
 
 import importlib.util
 import json
@@ -10,7 +10,7 @@ import torch
 from giftlab.profiling import PREFIX, matmul_flops, phase, read_phases, trl_phases
 from helpers import REPO
 
-spec = importlib.util.spec_from_file_location("profile_script", REPO / "benchmarks" / "profile.py")
+spec = importlib.util.spec_from_file_location("profile_script", REPO / "benchmarks" / "profile_run.py")
 profile = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(profile)
 

@@ -1,7 +1,7 @@
 """Where a job's time goes: phases timed inside a job, one JSON line each in the job's log.
 
 ``with phase("generate", flops=...)`` prints ``giftlab-phase {"phase": "generate", "seconds": 1.2, "flops": ...}``
-to stderr, which every rule sends to its ``log:``. ``benchmarks/profile.py`` reads these lines beside Snakemake's
+to stderr, which every rule sends to its ``log:``. ``benchmarks/profile_run.py`` reads these lines beside Snakemake's
 ``benchmark:`` files (each job's wall time) and sets each phase's time against its floor: its FLOPs at the
 machine's measured matmul rate. FLOPs count the matmuls of the linear layers only (2 per weight per token for a
 forward, 6 with the backward; attention scores and the embedding lookup excluded), so a floor is a lower bound.

@@ -1,6 +1,6 @@
 """Where a finished workspace's time went: per rule, per phase inside its jobs, and each phase next to its floor.
 
-    .venv/bin/python benchmarks/profile.py [WORKSPACE] [--threads 1] [--json profile.json]
+    .venv/bin/python benchmarks/profile_run.py [WORKSPACE] [--threads 1] [--json profile.json]
 
 Reads what a `snakemake` run leaves in WORKSPACE (default: the current directory): each job's wall time and peak
 memory from Snakemake's ``benchmark:`` files (``logs/benchmark/**.tsv``), the phases timed inside each job
