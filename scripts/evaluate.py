@@ -30,7 +30,7 @@ from pathlib import Path
 import giftlab.cli
 from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
-from giftlab.profiling import emit, phase
+from giftlab.profiling import emit, matmul_flops, phase
 from giftlab.provenance import file_sha256, write_result
 
 log = logging.getLogger("evaluate")
@@ -113,6 +113,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
             generators[key] = make_generator(model, **engine)
     generator = generators[key]
     tokenizer = generator.tokenizer
+    prompt_fn = lambda r: render_prompt(tokenizer, r["prompt"], job.chat_template)  # noqa: E731
     with make_grader(kind, math_workers=job.grading_workers, math_timeout=float(job.grading_timeout),
                      math_pool=math_pool, code_timeout=code["code_timeout"],
                      code_memory_mb=code["code_memory_mb"],
@@ -120,9 +121,8 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
         samples, summary = evaluate(
             generator, records, n_samples=job.n_samples, temperature=float(job.temperature), top_p=float(job.top_p),
             max_new_tokens=job.max_new_tokens, seed=job.seed, grade_fn=grade_fn, ks=[int(k) for k in job.ks],
-            prompt_fn=lambda r: render_prompt(tokenizer, r["prompt"], job.chat_template),
-            ci_resamples=job.ci_resamples)
-    log_phases(job.benchmark, generator, records, summary, lambda r: render_prompt(tokenizer, r["prompt"], job.chat_template))
+            prompt_fn=prompt_fn, ci_resamples=job.ci_resamples)
+    log_phases(job.benchmark, generator, records, summary, prompt_fn)
 
     summary = {"benchmark": job.benchmark, "model": str(model),
                "benchmark_file": str(bench_file) if bench_file else None,
@@ -146,8 +146,6 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
 def log_phases(benchmark: str, generator, records, summary: dict, prompt_fn) -> None:
     """The job log's phase lines (giftlab.profiling): generation with its FLOPs (each prompt copy's prefill and
     each generated token, one forward each; HF models only), and grading."""
-    from giftlab.profiling import matmul_flops
-
     fields = {"benchmark": benchmark}
     module = getattr(generator, "model", None)
     if hasattr(module, "modules"):
