@@ -103,8 +103,17 @@ def test_resume_from_a_checkpoint_at_an_epoch_boundary_trains_the_next_epochs(ba
     assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
 
 
-def test_gift_run_records_validation_ce_and_diagnostics(base_dir, tmp_path):
+def test_gift_run_records_validation_ce_and_diagnostics(base_dir, tmp_path, capsys):
+    from giftlab.profiling import linear_weights, read_phases
+
     metrics = run(base_dir, tmp_path, method="gift", beta=3.0)
+    # the job log's phases (benchmarks/profile_run.py): every token of every epoch through the policy's forward and
+    # backward (6 FLOPs per weight) and the frozen base's forward (2)
+    phases = read_phases(capsys.readouterr().err)
+    assert [p["phase"] for p in phases].count("sft/train/validate") == 3
+    (train,) = [p for p in phases if p["phase"] == "sft/train"]
+    tokens = 3 * sum(len(ex["input_ids"]) for ex in SFTDataset(ROWS[:16], build_tokenizer(), "r1_solution_1", 96))
+    assert train["tokens"] == tokens and train["flops"] == 8 * linear_weights(load_model(base_dir)) * tokens
     epochs = metrics["epochs"]
     assert len(epochs) == 3 and all(e["val_loss"] > 0 for e in epochs)
     assert epochs[-1]["val_loss"] < epochs[0]["val_loss"] + 1.0
