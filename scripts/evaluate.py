@@ -73,12 +73,12 @@ def main(argv=None) -> None:
         if not sep:
             raise ConfigError(f"evaluate: --benchmark-file {item!r}: expected NAME=FILE with a `benchmarks` config")
         files[name] = Path(path)
-    common = {k: v for k, v in config.items() if k != "benchmarks"}
+    from giftlab.jobs import EvalSettings
+
     out = Path(args.out_dir)
-    for name, settings in config["benchmarks"].items():
-        job = {**common, **settings, "benchmark": name}
-        evaluate_benchmark(job, model, files.get(name), out / f"{name}.samples.jsonl", out / f"{name}.summary.json",
-                           generators)
+    for name in config["benchmarks"]:
+        evaluate_benchmark(EvalSettings.of_benchmark(config, name), model, files.get(name),
+                           out / f"{name}.samples.jsonl", out / f"{name}.summary.json", generators)
 
 
 def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, samples_path: Path, summary_path: Path,
@@ -105,8 +105,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     log.info("%s: %d problems x %d samples, T=%s, backend=%s", job.benchmark, len(records),
              job.n_samples, job.temperature, job.backend)
 
-    engine = {"backend": job.backend, "batch_size": job.batch_size, "stop_token_ids": tuple(job.stop_token_ids),
-              "seed_scheme": job.seed_scheme, **(job.vllm or {})}
+    engine = job.generator_kwargs()
     key = json.dumps(engine, sort_keys=True)
     if key not in generators:
         with phase("evaluate/load"):

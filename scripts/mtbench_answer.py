@@ -41,9 +41,7 @@ def main(argv=None):
 
     questions = load_questions(*args.questions)
     with phase("mtbench_answer/load"):
-        generator = make_generator(local_checkpoint(args.model), backend=job.backend, batch_size=job.batch_size,
-                                   stop_token_ids=tuple(job.stop_token_ids), seed_scheme=job.seed_scheme,
-                                   **(job.vllm or {}))
+        generator = make_generator(local_checkpoint(args.model), **job.generator_kwargs())
     start = time.perf_counter()
     answered = answer_dialogues(generator, generator.tokenizer, questions, temperature=job.temperature,
                                 temperatures=job.temperatures, max_new_tokens=job.max_new_tokens, seed=job.seed,

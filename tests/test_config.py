@@ -92,6 +92,7 @@ BAD = [
     ({"mtbench": {"temperatures": {"math": -1}}}, "mtbench.temperatures.math"),
     ({"mtbench": {"n_dialogue": 5}}, "mtbench.n_dialogue"),
     ({"mtbench": {"categories": ["writing"]}}, "mtbench.categories[0]"),
+    ({"mtbench": {"methods": ["sft", "gfit"]}}, "mtbench.methods: 'gfit' is not one of sft.methods"),
     ({"data": {"source": "deepmath", "path": "x"}, "backbones": {"qwen": {"source": "pretrained", "path": "q"},
                                                                  "llama": {"source": "pretrained", "path": "l"}}},
      "mtbench.questions"),

@@ -152,6 +152,10 @@ def test_table5_is_planned_only_where_the_config_asks():
     off = Plan(deep_merge(load_config(PARAMS), {"mtbench": {"enabled": False}}))
     assert off.tables() == (1, 2, 3, 4) and not off.mtbench_models() and off.phase_outputs("mtbench") == []
     assert not any("table5" in t for t in off.all_targets())
+    # mtbench.methods: the rows of those objectives only (every β of GIFT), and only their answers are planned
+    some = Plan(deep_merge(load_config(PARAMS), {"mtbench": {"methods": ["sft", "gift"]}}))
+    assert some.mtbench_models() == [(bb, r) for bb in some.backbones for r in ["sft", "gift-b1", "gift-b3", "gift-b10"]]
+    assert not any("/dft." in p for p in some.phase_outputs("mtbench"))
     paper = Plan(load_config(PARAMS, REPO / "config" / "paper.yaml"))
     # the paper reads local copies of FastChat's files: DAG inputs, so a missing one stops the plan naming it
     assert paper.mtbench_questions() == ["data/mt_bench/question.jsonl", "data/mt_bench/reference_answer/gpt-4.jsonl"]

@@ -187,6 +187,10 @@ def _check_mtbench(config: Mapping[str, Any]) -> None:
     for key in ("questions", "max_new_tokens", "judge"):
         if key not in section:
             raise ConfigError(f"config error: missing required key 'mtbench.{key}'")
+    for method in section.get("methods") or []:
+        if method not in config["sft"]["methods"]:
+            raise ConfigError(f"config error: mtbench.methods: {method!r} is not one of sft.methods "
+                              f"({', '.join(config['sft']['methods'])}): Table 5 rates SFT-then-RL policies")
     tiny = section["questions"] == "tiny"
     if tiny and config["data"]["source"] != "tiny":
         raise ConfigError("config error: mtbench.questions: 'tiny' needs data.source 'tiny' (give a local copy of "

@@ -132,8 +132,31 @@ class GRPOJob(JobConfig):
     solution_key: str | None = None                     # the demonstration column (LUFFY's expert traces, ReLIFT's SFT)
 
 
+@dataclass(kw_only=True)
+class EngineSettings:
+    """The sampling engine of a job that generates (evaluations, MT-Bench answers): ``eval.*`` keys, shared so both
+    jobs build their generator alike (:meth:`generator_kwargs`)."""
+
+    top_p: float = 1.0
+    backend: str = "auto"
+    batch_size: int = 32
+    vllm: dict | None = None
+    stop_token_ids: list = field(default_factory=list)
+    seed_scheme: str = "hash"
+    chat_template: str | bool = "auto"
+
+    #: the keys the plan copies from ``eval`` into a job that samples with the evaluation's engine
+    KEYS: ClassVar[tuple[str, ...]] = ("top_p", "backend", "batch_size", "vllm", "stop_token_ids", "seed_scheme",
+                                       "chat_template")
+
+    def generator_kwargs(self) -> dict:
+        """``giftlab.evaluation.generation.make_generator``'s keywords (after the model)."""
+        return {"backend": self.backend, "batch_size": self.batch_size, "stop_token_ids": tuple(self.stop_token_ids),
+                "seed_scheme": self.seed_scheme, **(self.vllm or {})}
+
+
 @dataclass
-class EvalSettings(JobConfig):
+class EvalSettings(EngineSettings, JobConfig):
     """How one benchmark is sampled and graded (``eval.*`` with ``eval.pre_rl`` / ``eval.per_benchmark``)."""
 
     RULE: ClassVar[str] = "evaluate"
@@ -142,14 +165,7 @@ class EvalSettings(JobConfig):
     seed: int = 0
     n_samples: int = 8
     temperature: float = 0.6
-    top_p: float = 1.0
     ks: list = field(default_factory=lambda: list(DEFAULT_PASS_KS))
-    backend: str = "auto"
-    batch_size: int = 32
-    vllm: dict | None = None
-    stop_token_ids: list = field(default_factory=list)
-    seed_scheme: str = "hash"
-    chat_template: str | bool = "auto"
     limit: int | None = None
     ci_resamples: int = 1000
     grading_timeout: float = 10.0
@@ -171,6 +187,12 @@ class EvalSettings(JobConfig):
             raise ConfigError(f"config: n_samples must be >= 1, got {self.n_samples}")
         if any(int(k) < 1 or int(k) > self.n_samples for k in self.ks):
             raise ConfigError(f"config: ks {list(self.ks)}: every k must be in [1, n_samples = {self.n_samples}]")
+
+    @staticmethod
+    def of_benchmark(job: Mapping[str, Any], name: str) -> dict:
+        """One benchmark's config within an evaluation job's (``{common keys..., "benchmarks": {name: settings}}``):
+        what scripts/evaluate.py runs it with and records, and what giftlab.stale expects to find recorded."""
+        return {**{k: v for k, v in job.items() if k != "benchmarks"}, **job["benchmarks"][name], "benchmark": name}
 
     @staticmethod
     def overrides(config: Mapping[str, Any]) -> dict:
@@ -259,8 +281,8 @@ class MTBenchQuestionsJob(JobConfig):
 
 
 @dataclass
-class MTBenchAnswerJob(JobConfig):
-    """One model's answers to both turns of every dialogue; sampling and engine keys as in :class:`EvalSettings`."""
+class MTBenchAnswerJob(EngineSettings, JobConfig):
+    """One model's answers to both turns of every dialogue, on the evaluation's engine (:class:`EngineSettings`)."""
 
     RULE: ClassVar[str] = "mtbench_answer"
     seed: int
@@ -270,13 +292,6 @@ class MTBenchAnswerJob(JobConfig):
     max_new_tokens: int
     temperature: float = 0.7
     temperatures: dict = field(default_factory=dict)   # per category (FastChat's temperature_config)
-    top_p: float = 1.0
-    backend: str = "auto"
-    batch_size: int = 32
-    vllm: dict | None = None
-    stop_token_ids: list = field(default_factory=list)
-    seed_scheme: str = "hash"
-    chat_template: str | bool = "auto"
 
 
 @dataclass

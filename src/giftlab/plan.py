@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models,
                             mtbench_enabled)
 from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
+from giftlab.jobs import EngineSettings, EvalSettings
 from giftlab.rowfiles import find_data
 
 STAGE_PAIRS = ("base_sft", "sft_rl")
@@ -33,8 +34,6 @@ MTBENCH_TINY_QUESTIONS = "data/mtbench/tiny_questions.jsonl"
 # one model's MT-Bench files under results/mtbench: its answers (+ summary), the judge's verdicts, its scores
 MTBENCH_FILES = {"answers": "answers/{backbone}/{run}.jsonl", "answer_summary": "answers/{backbone}/{run}.json",
                  "judgements": "judgements/{backbone}/{run}.jsonl", "scores": "scores/{backbone}/{run}.json"}
-# eval.* keys an MT-Bench answer job shares with the evaluation jobs: the engine and how prompts are rendered
-MTBENCH_ENGINE_KEYS = ("top_p", "backend", "batch_size", "vllm", "stop_token_ids", "seed_scheme", "chat_template")
 SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
            "pass1": "results/summary/rl_pass1.json"}
 # The rules of each phase: what a phase's DVC stage lets Snakemake run (--allowed-rules). Every rule of the
@@ -236,9 +235,17 @@ class Plan:
     def pre_rl_evals(self, backbones=None) -> list[str]:
         return [self.eval_summary(*key) for key in self.pre_rl_eval_keys(backbones)]
 
+    def consistency_keys(self, backbones=None) -> list[tuple[str, str, str]]:
+        """(backbone, run, stage pair) of every consistency result: Base -> SFT and SFT -> RL of each compared run."""
+        return [(bb, run, pair) for bb in backbones or self.backbones for run in self.compared_runs()
+                for pair in STAGE_PAIRS]
+
+    @staticmethod
+    def consistency_result(backbone: str, run: str, pair: str) -> str:
+        return f"results/consistency/{backbone}/{run}/{pair}.json"
+
     def consistency_results(self, backbones=None) -> list[str]:
-        return [f"results/consistency/{bb}/{run}/{pair}.json" for bb in backbones or self.backbones
-                for run in self.compared_runs() for pair in STAGE_PAIRS]
+        return [self.consistency_result(*key) for key in self.consistency_keys(backbones)]
 
     def sft_metrics(self, runs, backbones=None) -> list[str]:
         return [f"results/sft/{bb}/{run}/metrics.json" for bb in backbones or self.backbones for run in runs]
@@ -263,10 +270,12 @@ class Plan:
     # -------------------------------------------------------------- Table 5 (MT-Bench)
     def mtbench_models(self) -> list[tuple[str, str]]:
         """(backbone, run) of every model Table 5 judges: the final policies of the SFT-then-RL runs (the paper's
-        rows); none when the config plans no Table 5."""
+        rows), of the objectives in ``mtbench.methods`` when it names some; none when the config plans no Table 5."""
         if not self.mtbench:
             return []
-        return [(bb, run) for bb in self.backbones for run, spec in self.runs.items() if spec.sft and spec.rl]
+        methods = self.config["mtbench"].get("methods") or None
+        return [(bb, run) for bb in self.backbones for run, spec in self.runs.items()
+                if spec.sft and spec.rl and (methods is None or spec.method in methods)]
 
     def mtbench_questions(self) -> list[str]:
         """The questions file (the tiny rule's output, or the config's local copy) and FastChat's reference answers
@@ -377,13 +386,9 @@ class Plan:
         for stage, bb, run, bench in dict.fromkeys(self.final_eval_keys() + self.pre_rl_eval_keys()):
             rule = self.eval_rule(stage, run)
             job = self.job(rule, {"stage": stage, "backbone": bb, "run": run})
-            # an evaluation job records, per benchmark, its common keys and that benchmark's settings
-            recorded = {**{k: v for k, v in job.items() if k != "benchmarks"}, **job["benchmarks"][bench],
-                        "benchmark": bench}
-            out.append((self.eval_summary(stage, bb, run, bench), rule, recorded))
-        for path in self.consistency_results():
-            bb, run, pair = path[len("results/consistency/"):-len(".json")].split("/")
-            add(path, "consistency", {"backbone": bb, "run": run, "pair": pair})
+            out.append((self.eval_summary(stage, bb, run, bench), rule, EvalSettings.of_benchmark(job, bench)))
+        for bb, run, pair in self.consistency_keys():
+            add(self.consistency_result(bb, run, pair), "consistency", {"backbone": bb, "run": run, "pair": pair})
         if self.mtbench and self.config["mtbench"]["questions"] == "tiny":
             add(MTBENCH_TINY_QUESTIONS.replace(".jsonl", ".provenance.json"), "mtbench_questions")
         for bb, run in self.mtbench_models():
@@ -560,7 +565,7 @@ class Plan:
         return {"seed": self.config["seed"], "backbone": backbone, "run": run, "stage": "rl",
                 "max_new_tokens": section["max_new_tokens"], "temperatures": dict(section.get("temperatures") or {}),
                 **({"temperature": section["temperature"]} if "temperature" in section else {}),
-                **{k: ev[k] for k in MTBENCH_ENGINE_KEYS if k in ev}}
+                **{k: ev[k] for k in EngineSettings.KEYS if k in ev}}
 
     def _mtbench_judge_job(self, backbone, run) -> dict:
         return {"seed": self.config["seed"], "backbone": backbone, "run": run,
