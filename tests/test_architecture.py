@@ -82,3 +82,27 @@ def test_no_import_cycle_in_the_library():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_planning_imports_no_torch():
+    """What Snakemake's own process runs on every call (the config checks, the plan with its labels from both
+    registries, the stale-output check) never imports torch (1.5 s a call): giftlab.lazy defers it to the jobs."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from giftlab.config import load_config, validate_config\n"
+        "from giftlab.plan import Plan\n"
+        "from giftlab.stale import foreign_outputs\n"
+        f"config = load_config({str(REPO / 'params.yaml')!r})\n"
+        f"validate_config(config, {str(REPO / 'workflow' / 'schemas' / 'params.schema.yaml')!r})\n"
+        "plan = Plan(config)\n"
+        "plan.run_table(); plan.all_targets(); plan.recorded_configs()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from giftlab.objectives import chunked_loss, get_objective\n"  # the heads and losses still load on use
+        "import torch\n"
+        "loss = get_objective('gift', beta=3.0)\n"
+        "assert chunked_loss and loss.name == 'gift'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

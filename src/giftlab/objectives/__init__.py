@@ -25,8 +25,20 @@ from . import sft as _sft  # noqa: F401  (registers sft, sft_entropy, sft_ls, sf
 from . import dft as _dft  # noqa: F401  (registers dft, asft)
 from . import psft as _psft  # noqa: F401  (registers psft)
 from . import gift as _gift  # noqa: F401  (registers gift)
-from .heads import BACKENDS, chunked_loss, default_chunk_size, loss_head, plain_loss
 from .gift import gift_target
+
+# The loss heads subclass torch's autograd Function: imported on first use, so reading the registry (Snakemake's own
+# process: the config checks and the plan) does not import torch (giftlab.lazy).
+_HEADS = ("BACKENDS", "chunked_loss", "default_chunk_size", "loss_head", "plain_loss")
+
+
+def __getattr__(name):
+    if name in _HEADS:
+        from . import heads
+
+        return getattr(heads, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "OBJECTIVES",

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import torch
-from torch import Tensor
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "TokenBatch",

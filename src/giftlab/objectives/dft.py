@@ -5,8 +5,12 @@ Notation: log q = log_softmax(student logits), y = y*, p = softmax(ref_logits).
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .base import TokenBatch, all_of, check_choice, check_range, register, upcast
 from .sft import _ref_logp, ce_grad_, forward_kl, gather_label

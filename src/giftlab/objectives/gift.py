@@ -22,9 +22,12 @@ b = 1, i.e. the one-hot target of plain SFT (same value and gradient as ``sft``)
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .base import TokenBatch, all_of, check_choice, check_range, register, upcast
 from .sft import ce_grad_, gather_label

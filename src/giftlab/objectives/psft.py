@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .base import TokenBatch, all_of, check_range, register, upcast
 from .sft import ce_grad_, gather_label

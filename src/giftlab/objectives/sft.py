@@ -6,11 +6,16 @@ All per-token; the trainer takes the token mean.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING
+
+from giftlab.lazy import LazyModule, torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .base import TokenBatch, check_range, register, upcast
+
+F = LazyModule("torch.nn.functional")
 
 
 def gather_label(x: Tensor, labels: Tensor) -> Tensor:

@@ -20,10 +20,12 @@ by L alone (a factor of the micro-batch's sequence count; docs/scale.md lists th
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
-from torch import Tensor
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .base import RLMethod, positive, register
 

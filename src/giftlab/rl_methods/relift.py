@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
-from torch import Tensor
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from .base import RLMethod, positive, register
 
