@@ -34,6 +34,17 @@ def base_dir(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-    """The whole-DAG smoke run first: under `-n 2 --dist loadfile` (the README's command) its file, the longest,
-    starts at once on one worker while the other takes the rest."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/workflow/test_pipeline_smoke.py")
+    """Longest first, for the README's `-n 2 --dist loadfile` (pyproject's addopts keep this order: xdist would
+    otherwise order files by their number of tests). The whole-DAG smoke run (tests/workflow/conftest.py), the
+    suite's critical path, starts at once on one worker with the tests that read it; the other worker takes the
+    files marked slow (real Snakemake runs, several processes), then the quick ones; the Snakemake reruns on a copy
+    of the smoke run come last, once it has finished."""
+    first, last = "tests/workflow/test_pipeline_smoke.py", "tests/workflow/test_smoke_reruns.py"
+
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        if path in (first, last):
+            return 0 if path == first else 3
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)

@@ -14,6 +14,8 @@ import pytest
 from giftlab.lock import LOCK_FILE, WorkspaceBusy, hold_workspace_lock
 from helpers import REPO, snakemake, write_override
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 HOLD = """
 import sys, time
 from giftlab.lock import hold_workspace_lock

@@ -25,6 +25,8 @@ from giftlab.training.checkpoints import MARKER
 from giftlab.training.preemption import EXIT_CODE, Preempted, PreemptionCheckpoint
 from helpers import REPO, venv_env
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 ROWS = [{"question": f"Start with {i}. Add {i % 7 + 1}. What is the result?",
          "final_answer": str(i + i % 7 + 1),
          "r1_solution_1": f"{i}+{i % 7 + 1}={i + i % 7 + 1}\n" * (1 + i % 3) + f"\\boxed{{{i + i % 7 + 1}}}"}

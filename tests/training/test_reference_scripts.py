@@ -14,6 +14,8 @@ import pytest
 from helpers import REPO
 from test_preemption import ROWS, env, sft_args
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 CACHE_JOB = {"seed": 0, "backbone": "tiny", "split": "sft", "solution_key": "r1_solution_1", "max_length": 96,
              "top_k": 1000, "batch_size": 4}
 SETTINGS = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "max_length": 96, "logging_steps": 1}

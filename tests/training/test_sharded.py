@@ -15,6 +15,8 @@ from giftlab.models import build_tiny_model
 from giftlab.training.checkpoints import verify_export
 from helpers import REPO, venv_env
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def fsdp2_results(tmp_path_factory):

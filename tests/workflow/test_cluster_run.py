@@ -16,6 +16,8 @@ import yaml
 
 from helpers import REPO, venv_env
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 DOC = REPO / "docs" / "scale.md"
 PAPER_BENCHMARKS = ("gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus", "gpqa", "mmlu_pro",
                     "mmlu_redux", "arc_challenge")

@@ -27,6 +27,8 @@ import yaml
 from giftlab.config import EVAL_RULES, deep_merge, load_config
 from helpers import REPO, venv_env
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 BIN = Path(sys.executable).parent
 INCLUDE = 'include: "workflow/rules/phases.smk"'
 PHASE_PREFIX = "phase_"

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from helpers import REPO, snakemake, write_override
+
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
 
 
 def dry_run(tmp_path, *configfiles) -> str:

@@ -10,6 +10,8 @@ import pytest
 
 from helpers import REPO, snakemake, write_override
 
+pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
+
 
 def planned_jobs(tmp_path, *configfiles) -> dict[str, int]:
     result = snakemake(tmp_path, "-n", "--quiet", "rules", "--", "all", configfiles=configfiles, timeout=300)
