@@ -20,7 +20,7 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     job = FigureJob.from_config(config)
     rl = [read_json(f) for f in args.rl]
     if args.rl_samples and len(args.rl_samples) != len(rl):

@@ -15,7 +15,7 @@ def main(argv=None):
     p.add_argument("--png", required=True)
     p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     job = Fig1Job.from_config(config)
     figure1([read_json(f) for f in args.sft_metrics], [read_json(f) for f in args.rl_evals],
             backbones=job.backbones, pdf=args.pdf, png=args.png, benchmarks=job.benchmarks)

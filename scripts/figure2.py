@@ -19,7 +19,7 @@ def main(argv=None):
     p.add_argument("--png", required=True)
     p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     records = [read_json(f) for f in args.consistency]
     job = FigureJob.from_config(config)
     backbones = job.backbones or backbones_in(records)

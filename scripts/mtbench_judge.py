@@ -29,7 +29,7 @@ def main(argv=None):
     p.add_argument("--judgements", required=True)
     p.add_argument("--scores", required=True)
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     job = MTBenchJudgeJob.from_config(config)
 
     from giftlab.evaluation.mtbench import judge_requests, make_judge, score_table

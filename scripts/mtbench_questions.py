@@ -22,7 +22,7 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--provenance", required=True)
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     job = MTBenchQuestionsJob.from_config(config)
 
     from giftlab.tinyworld import WorldConfig

@@ -14,7 +14,7 @@ def main(argv=None):
     p.add_argument("--post", nargs="+", required=True, help="post-RL samples.jsonl files, same order")
     p.add_argument("--stem", required=True)
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     job = RLGainJob.from_config(config)
     if len(args.pre) != len(args.post) or len(args.pre) != len(job.pairs):
         raise cli.ConfigError("rl_gain: --pre, --post and config pairs must have the same length")

@@ -14,7 +14,7 @@ def main(argv=None):
     p.add_argument("--val-loss", required=True)
     p.add_argument("--pass1", required=True)
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     job = FigureJob.from_config(config)
     write_summary([read_json(f) for f in args.sft], [read_json(f) for f in args.rl], job.benchmark,
                   metrics=args.metrics, val_loss=args.val_loss, pass1=args.pass1, config=config)

@@ -14,7 +14,7 @@ def main(argv=None):
                    help="eval summaries (tables 1-3), consistency JSONs (table 4) or MT-Bench scores (table 5)")
     p.add_argument("--stem", required=True, help="output path without extension")
     args = p.parse_args(argv)
-    config = cli.setup(args)
+    config = cli.setup(args, torch_threads=False)
     records = [read_json(path) for path in args.results]
     job = TableJob.from_config(config)
     n, backbones, specs = job.table, job.backbones, job.run_specs  # run_specs: the plan's run table

@@ -213,3 +213,22 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
     with pytest.raises(ConfigError, match=r"^config file not found: .*absent\.yaml$"):
         load_config(PARAMS, tmp_path / "absent.yaml")
     assert read_yaml(PARAMS)["profile"] == "tiny"
+
+
+def test_job_setup_imports_torch_only_for_jobs_that_compute_with_it():
+    """giftlab.cli.setup: GIFTLAB_THREADS for torch's threads; the report and judge scripts skip torch altogether."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import argparse, sys\n"
+            "from giftlab import cli\n"
+            "cli.setup(argparse.Namespace(config='{\"seed\": 0}'), torch_threads=False)\n"
+            "assert 'torch' not in sys.modules\n"
+            "cli.setup(argparse.Namespace(config='{\"seed\": 0}'))\n"
+            "print(sys.modules['torch'].get_num_threads())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "GIFTLAB_THREADS": "3"})
+    assert result.returncode == 0 and result.stdout.strip() == "3", result.stderr[-2000:]
+    for name in ("table", "figure1", "figure2", "figure3", "claims", "rl_gain", "summary", "mtbench_judge"):
+        assert "cli.setup(args, torch_threads=False)" in (REPO / "scripts" / f"{name}.py").read_text(), name

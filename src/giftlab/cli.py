@@ -56,18 +56,20 @@ def load_job_config(value: str) -> dict[str, Any]:
     return config
 
 
-def setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Parse the job config, configure logging and thread count; return the config."""
+def setup(args: argparse.Namespace, torch_threads: bool = True) -> dict[str, Any]:
+    """Parse the job config, configure logging and torch's thread count; return the config.
+
+    ``torch_threads=False``: a job that never computes with torch (tables, figures, the judge) does not import it
+    to set its threads (1.5-2 s of such a job).
+    """
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_job_config(args.config)
     threads = int(os.environ.get("GIFTLAB_THREADS", config.get("threads", 1) or 1))
-    try:
+    if torch_threads:
         import torch
 
         torch.set_num_threads(threads)
-    except ImportError:  # plotting/table scripts do not need torch
-        pass
     return config
 
 
