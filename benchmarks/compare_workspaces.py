@@ -4,7 +4,8 @@
 
 Byte for byte: tables (csv, md, tex), figure PNGs (PDFs carry their creation time), MT-Bench answers and judgements,
 training step logs, data files. Sample files: row by row without their per-sample ``seconds``. Result JSONs: equal
-once provenance and wall-clock keys are left out. Prints each difference and a count; exits 1 if any.
+once provenance and wall-clock keys are left out. A file of these kinds that only AFTER_WS has is a
+difference too. Prints each difference and a count; exits 1 if any.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def compare(before: Path, after: Path) -> list[str]:
         if not other.exists() or without_timings(json.loads(path.read_text())) != without_timings(
                 json.loads(other.read_text())):
             diffs.append(f"json differs: {rel}")
+    patterns = [*BYTES, "results/eval/**/*.samples.jsonl", "results/**/*.json"]
+    extra = {p.relative_to(after) for g in patterns for p in after.glob(g)} - {
+        p.relative_to(before) for g in patterns for p in before.glob(g)}
+    diffs += [f"only in {after}: {rel}" for rel in sorted(extra)]
     print(f"{counts['bytes']} files by bytes, {counts['samples']} sample files by rows, {counts['json']} result JSONs "
           f"without provenance and timings: {len(diffs)} differ")
     return diffs

@@ -39,12 +39,9 @@ def pytest_collection_modifyitems(items):
     suite's critical path, starts at once on one worker with the tests that read it; the other worker takes the
     files marked slow (real Snakemake runs, several processes), then the quick ones; the Snakemake reruns on a copy
     of the smoke run come last, once it has finished."""
-    first, last = "tests/workflow/test_pipeline_smoke.py", "tests/workflow/test_smoke_reruns.py"
+    placed = {"tests/workflow/test_pipeline_smoke.py": 0, "tests/workflow/test_smoke_reruns.py": 3}
 
     def rank(item):
-        path = item.nodeid.split("::")[0]
-        if path in (first, last):
-            return 0 if path == first else 3
-        return 1 if item.get_closest_marker("slow") else 2
+        return placed.get(item.nodeid.split("::")[0], 1 if item.get_closest_marker("slow") else 2)
 
     items.sort(key=rank)

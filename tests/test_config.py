@@ -93,6 +93,7 @@ BAD = [
     ({"mtbench": {"n_dialogue": 5}}, "mtbench.n_dialogue"),
     ({"mtbench": {"categories": ["writing"]}}, "mtbench.categories[0]"),
     ({"mtbench": {"methods": ["sft", "gfit"]}}, "mtbench.methods: 'gfit' is not one of sft.methods"),
+    ({"mtbench": {"methods": []}}, "mtbench.methods"),  # empty: not "every one" by accident
     ({"data": {"source": "deepmath", "path": "x"}, "backbones": {"qwen": {"source": "pretrained", "path": "q"},
                                                                  "llama": {"source": "pretrained", "path": "l"}}},
      "mtbench.questions"),
