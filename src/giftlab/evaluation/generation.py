@@ -151,6 +151,73 @@ def _left_padded_positions(mask):
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
+def shared_prefix_cache(model, ids, mask):
+    """The KV cache of every row's prompt but its last token, computed once per distinct prompt.
+
+    A batch holds ``n`` copies of each prompt (one per sample); running the prompt once and gathering its cache for
+    every copy saves (n - 1) / n of the prefill (at tiny scale nearly half of what transformers' ``generate`` spent
+    on a batch). The distinct rows keep the batch's padding and get the positions ``generate`` gives left-padded
+    rows, so each row's cache holds the same values; decoding then feeds only the last prompt token. None when
+    every row is distinct or the prompts are one token long.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    keys = [tuple(row) for row in torch.cat([ids, mask], dim=-1).tolist()]
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}  # each distinct row's first occurrence
+    if len(first) == len(keys) or ids.shape[1] < 2:
+        return None
+    distinct = sorted(first.values())
+    slot = {keys[i]: n for n, i in enumerate(distinct)}
+    prefix_ids, prefix_mask = ids[distinct, :-1], mask[distinct, :-1]
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=_left_padded_positions(prefix_mask),
+              cache=cache, use_cache=True)
+    cache.batch_select_indices(torch.tensor([slot[key] for key in keys], device=ids.device))
+    return cache
+
+
+def decode_rows(model, ids, mask, cache, sampler, max_new_tokens: int, stop: set[int]) -> list[list[int]]:
+    """Each row's new tokens (up to its stop token), dropping a row from the batch once it has stopped.
+
+    The steps ``generate`` takes with greedy search and ``sampler`` as its logits processor, without its cost at the
+    tail: ``generate`` keeps computing every finished row until the batch's longest answer ends. Each row's inputs,
+    positions and cache are its own, so dropping others does not change what it computes; ``sampler.keep_rows``
+    is told which rows remain. ``cache``: None, or :func:`shared_prefix_cache`'s (all but the last prompt token).
+    """
+    import torch
+    from transformers import DynamicCache
+
+    step_ids = ids if cache is None else ids[:, -1:]
+    cache = cache if cache is not None else DynamicCache()
+    positions = _left_padded_positions(mask)[:, -step_ids.shape[1]:]
+    rows = torch.arange(ids.shape[0], device=ids.device)  # the original row of each live row
+    new: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    stop_ids = torch.tensor(sorted(stop), dtype=torch.long, device=ids.device)
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+            scores = sampler(None, logits) if sampler is not None else logits
+            tokens = scores.argmax(dim=-1)
+            for row, token in zip(rows.tolist(), tokens.tolist()):
+                new[row].append(token)
+            live = ~torch.isin(tokens, stop_ids)
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+            step_ids = tokens[:, None]
+            if not bool(live.all()):
+                if not bool(live.any()):
+                    break
+                keep = live.nonzero().squeeze(-1)
+                rows, mask, positions, step_ids = rows[keep], mask[keep], positions[keep], step_ids[keep]
+                cache.batch_select_indices(keep)
+                if sampler is not None:
+                    sampler.keep_rows(keep)
+    return new
+
+
 class HFGenerator:
     """transformers ``generate`` with left padding and the KV cache, batched over (prompt, sample) rows.
 
@@ -266,82 +333,13 @@ class HFGenerator:
                 out.append([results[(p, i)] for i in range(n)])
         return out
 
-    def _shared_prompt_cache(self, texts, enc):
-        """The KV cache of every row's prompt but its last token, computed once per distinct prompt.
-
-        A batch holds ``n`` copies of each prompt (one per sample); running the prompt once and gathering its
-        cache for every copy saves (n - 1) / n of the prefill (at tiny scale nearly half of what transformers'
-        ``generate`` spent on a batch). The distinct prompts are padded to the batch's length like the rows
-        themselves, and get the positions ``generate`` gives left-padded rows, so each row's cache holds the same
-        values; decoding then feeds only the last prompt token. None when every prompt is distinct or a prompt is
-        one token long.
-        """
-        import torch
-        from transformers import DynamicCache
-
-        distinct = list(dict.fromkeys(texts))
-        if len(distinct) == len(texts) or enc["input_ids"].shape[1] < 2:
-            return None
-        ids = self.tokenizer(distinct, return_tensors="pt", padding=True,
-                             add_special_tokens=self.add_special_tokens).to(self.device)
-        if ids["input_ids"].shape[1] != enc["input_ids"].shape[1]:  # the longest prompt sets both widths
-            raise RuntimeError("shared prompt cache: distinct prompts padded to a different length")
-        mask = ids["attention_mask"][:, :-1]
-        positions = _left_padded_positions(mask)
-        cache = DynamicCache()
-        with torch.inference_mode():
-            self.model(input_ids=ids["input_ids"][:, :-1], attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True)
-        where = {text: i for i, text in enumerate(distinct)}
-        cache.batch_select_indices(torch.tensor([where[t] for t in texts], device=self.device))
-        return cache
-
-    def _decode(self, enc, cache, sampler, max_new_tokens: int, stop: set[int]) -> list[list[int]]:
-        """Each row's new tokens (up to its stop token), dropping a row from the batch once it has stopped.
-
-        The steps ``generate`` takes with greedy search and our logits processor, without its cost at the tail:
-        ``generate`` keeps computing every finished row until the batch's longest answer ends. Each row's inputs,
-        positions, cache and noise are its own, so dropping others does not change what it generates.
-        """
-        import torch
-        from transformers import DynamicCache
-
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        step_ids = ids if cache is None else ids[:, -1:]  # the shared cache holds all but the last prompt token
-        cache = cache if cache is not None else DynamicCache()
-        positions = _left_padded_positions(mask)[:, -step_ids.shape[1]:]
-        rows = torch.arange(ids.shape[0], device=ids.device)  # the original row of each live row
-        new: list[list[int]] = [[] for _ in range(ids.shape[0])]
-        stop_ids = torch.tensor(sorted(stop), dtype=torch.long, device=ids.device)
-        with torch.inference_mode():
-            for _ in range(max_new_tokens):
-                logits = self.model(input_ids=step_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                                    use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
-                scores = sampler(None, logits) if sampler is not None else logits
-                tokens = scores.argmax(dim=-1)
-                for row, token in zip(rows.tolist(), tokens.tolist()):
-                    new[row].append(token)
-                live = ~torch.isin(tokens, stop_ids)
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-                positions = positions[:, -1:] + 1
-                step_ids = tokens[:, None]
-                if not bool(live.all()):
-                    if not bool(live.any()):
-                        break
-                    keep = live.nonzero().squeeze(-1)
-                    rows, mask, positions, step_ids = rows[keep], mask[keep], positions[keep], step_ids[keep]
-                    cache.batch_select_indices(keep)
-                    if sampler is not None:
-                        sampler.keep_rows(keep)
-        return new
-
     def _generate_rows(self, texts, seeds, greedy, temperature, top_p, max_new_tokens):
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         enc = self.tokenizer(texts, return_tensors="pt", padding=True,
                              add_special_tokens=self.add_special_tokens).to(self.device)
-        cache = self._shared_prompt_cache(texts, enc)
+        cache = shared_prefix_cache(self.model, enc["input_ids"], enc["attention_mask"])
         sampler = None if greedy else _PerRowSampler(seeds, temperature, top_p)
         stop = set() if self.ignore_eos else set(self.stop_ids)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -361,7 +359,8 @@ class HFGenerator:
                 self.model.generation_config = saved
             new = out[:, enc["input_ids"].shape[1]:].tolist()
         else:
-            new = self._decode(enc, cache, sampler, max_new_tokens, stop)
+            new = decode_rows(self.model, enc["input_ids"], enc["attention_mask"], cache, sampler, max_new_tokens,
+                              stop)
         samples = []
         for ids, s in zip(new, seeds):
             end = next((j for j, t in enumerate(ids) if t in stop), None)

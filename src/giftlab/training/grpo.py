@@ -403,6 +403,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     from trl import GRPOConfig, GRPOTrainer
 
     from giftlab.rewards import GradingPool
+    from giftlab.training.rollouts import use_fast_rollouts
 
     from giftlab.rl_methods import get_method
 
@@ -436,6 +437,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         records = dynamics_records(dynamics_benchmark)[:dyn["eval_problems"]]
     with phase("grpo/load"):
         model = load_model(init_path)
+    if not args.use_vllm:  # TRL samples through model.generate: the same tokens without its idle work
+        use_fast_rollouts(model)
     t0 = time.time()
     dynamics = None
     # grpo.percent_rule (schema-validated): OMI's 0.5 == 50 rule, on as in GIFT's reward
