@@ -14,7 +14,9 @@ prompt, finished rows dropped: :func:`giftlab.evaluation.generation.decode_rows`
 * the loop stops at the same step: when every row has ended or after ``max_new_tokens``.
 
 Only the settings TRL gives plain GRPO here take this path (sampling, a temperature, no top-k / top-p / min-p /
-repetition penalty or other logits processor, one process); anything else goes to ``generate`` unchanged.
+repetition penalty or other logits processor, one process, on CPU: a GPU run samples with vLLM, and whether its
+kernels give a row the same logits whatever the batch's shape is not checked); anything else goes to ``generate``
+unchanged.
 ``tests/training/test_rollouts.py`` checks the returned tensor and the random state after it against ``generate``.
 """
 
@@ -86,6 +88,8 @@ def fast_path_refusal(model, generation_config, kwargs) -> str | None:
                 return f"{field}={getattr(config, field)!r}"
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return "several processes"
+    if next(model.parameters()).device.type != "cpu":  # identical logits across batch shapes are checked on CPU only
+        return "not on CPU"
     return None
 
 
