@@ -121,3 +121,21 @@ def test_a_grpo_run_trains_the_same_policy_either_way(base_dir, tmp_path, monkey
     assert len(fast_calls) == 3  # one batch of rollouts per step went the fast way
     assert runs["fast"][0] == runs["generate"][0]
     assert runs["fast"][1] == runs["generate"][1]
+
+
+def test_the_benchmark_finds_every_batch_identical(base_dir, tmp_path, capsys):
+    """benchmarks/rollout_paths.py (docs/speed.md's table) on a small saved model: its check holds."""
+    import importlib.util
+    import json
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("rollout_paths", REPO / "benchmarks" / "rollout_paths.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rl = tmp_path / "rl.jsonl"
+    rl.write_text("".join(json.dumps({"question": f"Start with {i}. Add 3. What is the result?",
+                                      "final_answer": str(i + 3)}) + "\n" for i in range(8)))
+    bench.main(["--model", str(base_dir), "--rl", str(rl), "--steps", "2", "--prompts", "2", "--generations", "4",
+                "--max-new-tokens", "16", "--repeats", "1"])
+    assert capsys.readouterr().out.rstrip().endswith("| 2/2 |")
