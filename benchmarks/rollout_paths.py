@@ -38,7 +38,7 @@ def main(argv=None) -> None:
 
     from giftlab.models import load_model, load_tokenizer
     from giftlab.training.grpo import rl_dataset_rows
-    from giftlab.training.rollouts import fast_path_refusal, sample_like_generate
+    from giftlab.training.rollouts import effective_config, fast_path_refusal, sample_like_generate
 
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(args.model)
@@ -56,7 +56,8 @@ def main(argv=None) -> None:
                               bos_token_id=tokenizer.bos_token_id, eos_token_id=[tokenizer.eos_token_id],
                               temperature=args.temperature, top_p=1.0, top_k=0, repetition_penalty=1.0,
                               disable_compile=True)
-    refusal = fast_path_refusal(model, config, {"input_ids": None, "attention_mask": None})
+    effective = effective_config(model, config)
+    refusal = fast_path_refusal(model, effective, {"input_ids": None, "attention_mask": None})
     if refusal:
         raise SystemExit(f"error: the fast path refuses these settings ({refusal})")
 
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
         return outs
 
     paths = {"generate": lambda ids, mask: model.generate(input_ids=ids, attention_mask=mask, generation_config=config),
-             "fast": lambda ids, mask: sample_like_generate(model, ids, mask, config)}
+             "fast": lambda ids, mask: sample_like_generate(model, ids, mask, effective)}
     best, out = {}, {}
     for _ in range(args.repeats):  # in rotation: a busy machine slows both alike
         for name, fn in paths.items():

@@ -9,7 +9,7 @@ import torch
 from transformers import GenerationConfig
 
 from giftlab.models import build_tiny_model, load_model
-from giftlab.training.rollouts import fast_path_refusal, use_fast_rollouts
+from giftlab.training.rollouts import NEUTRAL, READ, effective_config, fast_path_refusal, use_fast_rollouts
 
 EOS, PAD = 2, 0
 
@@ -37,6 +37,11 @@ def config(**overrides):
     return GenerationConfig(**{**fields, **overrides})
 
 
+def refusal(model, generation_config):
+    ids, mask = batch(copies=2)
+    return fast_path_refusal(model, effective_config(model, generation_config), {"input_ids": ids, "attention_mask": mask})
+
+
 def both_ways(model, ids, mask, generation_config, seed=7):
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -56,7 +61,7 @@ def both_ways(model, ids, mask, generation_config, seed=7):
 def test_the_same_tokens_and_random_state_as_generate(model, temperature, training):
     model.train(training)  # TRL generates with the policy in train mode
     ids, mask = batch(copies=8)
-    assert fast_path_refusal(model, config(temperature=temperature), {"input_ids": ids, "attention_mask": mask}) is None
+    assert refusal(model, config(temperature=temperature)) is None
     expected, got, expected_state, state = both_ways(model, ids, mask, config(temperature=temperature))
     completions = expected[:, ids.shape[1]:]
     ended = (completions == EOS).any(dim=1)
@@ -72,26 +77,43 @@ def test_rows_that_all_run_to_the_length_limit(model):
     assert torch.equal(got, expected) and torch.equal(state, expected_state)
 
 
-@pytest.mark.parametrize("overrides,reason", [({"top_k": 5}, "top_k=5"), ({"top_p": 0.9}, "top_p=0.9"),
-                                              ({"repetition_penalty": 1.1}, "repetition_penalty=1.1"),
-                                              ({"do_sample": False}, "not sampling")])
+@pytest.mark.parametrize("overrides,reason", [
+    ({"top_k": 5}, "top_k=5"), ({"top_k": None}, "top_k=50"),  # generate's own default is 50
+    ({"top_p": 0.9}, "top_p=0.9"), ({"repetition_penalty": 1.1}, "repetition_penalty=1.1"),
+    ({"max_time": 5.0}, "max_time=5.0"), ({"use_cache": False}, "use_cache=False"),
+    ({"do_sample": False}, "not sampling")])
 def test_other_settings_go_to_generate_itself(model, caplog, overrides, reason):
     ids, mask = batch(copies=2)
-    assert fast_path_refusal(model, config(**overrides), {"input_ids": ids, "attention_mask": mask}) == reason
+    assert refusal(model, config(**overrides)) == reason
     with caplog.at_level(logging.INFO, logger="giftlab.training.rollouts"):
         expected, got, _, _ = both_ways(model, ids, mask, config(**overrides))
     assert torch.equal(got, expected)
     assert f"rollouts through transformers' generate ({reason})" in caplog.text
 
 
-def test_a_model_default_that_adds_a_processor_is_refused(model):
-    ids, mask = batch(copies=2)
+def test_every_generation_setting_is_judged():
+    """A field transformers adds (or renames) must be placed in the table before the fast path can take it."""
+    assert set(GenerationConfig().to_dict()) == READ | set(NEUTRAL)
+
+
+def test_the_models_own_defaults_count_unless_the_call_sets_them(model):
     saved = model.generation_config
-    model.generation_config = GenerationConfig(top_k=20)  # e.g. Qwen2.5's generation_config.json
+    model.generation_config = GenerationConfig(top_k=20, repetition_penalty=1.05)  # e.g. Qwen2.5's
     try:
-        assert fast_path_refusal(model, config(top_k=None), {"input_ids": ids, "attention_mask": mask}) == "top_k=20"
+        assert refusal(model, config(top_k=None)) == "top_k=20"
+        assert refusal(model, config(repetition_penalty=None)) == "repetition_penalty=1.05"
+        assert refusal(model, config()) is None  # TRL sets both: its values win
     finally:
         model.generation_config = saved
+
+
+def test_dropout_in_train_mode_is_refused():
+    noisy = build_tiny_model("qwen2", vocab_size=48, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=32, seed=0, attention_dropout=0.1)
+    noisy.train()
+    assert refusal(noisy, config()) == "dropout in train mode"
+    noisy.eval()
+    assert refusal(noisy, config()) is None
 
 
 def test_a_grpo_run_trains_the_same_policy_either_way(base_dir, tmp_path, monkeypatch):

@@ -173,7 +173,7 @@ def shared_prefix_cache(model, ids, mask):
     cache = DynamicCache()
     with torch.inference_mode():
         model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=_left_padded_positions(prefix_mask),
-              cache=cache, use_cache=True)
+              cache=cache, use_cache=True, logits_to_keep=1)  # only the cache is kept: no [rows, length, vocab] logits
     cache.batch_select_indices(torch.tensor([slot[key] for key in keys], device=ids.device))
     return cache
 

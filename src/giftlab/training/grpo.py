@@ -437,8 +437,6 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         records = dynamics_records(dynamics_benchmark)[:dyn["eval_problems"]]
     with phase("grpo/load"):
         model = load_model(init_path)
-    if not args.use_vllm:  # TRL samples through model.generate: the same tokens without its idle work
-        use_fast_rollouts(model)
     t0 = time.time()
     dynamics = None
     # grpo.percent_rule (schema-validated): OMI's 0.5 == 50 rule, on as in GIFT's reward
@@ -453,6 +451,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         callbacks = [tally, CompleteMarker(), JsonlLog(step_log), *([dynamics] if dynamics is not None else [])]
         # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
         preemption = PreemptionCheckpoint()
+        if not args.use_vllm:  # TRL samples through model.generate: its random stream without its idle work
+            use_fast_rollouts(model)
         trainer = trainer_class(model=model, reward_funcs=[MathReward(pool)], args=args,
                               train_dataset=dataset, processing_class=tokenizer,
                               callbacks=callbacks + list(extra_callbacks) + [preemption])
