@@ -161,3 +161,19 @@ def test_the_benchmark_finds_every_batch_identical(base_dir, tmp_path, capsys):
     bench.main(["--model", str(base_dir), "--rl", str(rl), "--steps", "2", "--prompts", "2", "--generations", "4",
                 "--max-new-tokens", "16", "--repeats", "1"])
     assert capsys.readouterr().out.rstrip().endswith("| 2/2 |")
+
+
+def test_calls_the_fast_path_does_not_know_go_to_generate_itself(model, monkeypatch, caplog):
+    ids, mask = batch(copies=2)
+    assert refusal(model, config()) is None
+    assert fast_path_refusal(model, effective_config(model, config()), {"input_ids": ids}) == "arguments ['input_ids']"
+    import giftlab.training.rollouts as rollouts
+
+    def gone(*_):
+        raise AttributeError("_prepare_generation_config")
+
+    monkeypatch.setattr(rollouts, "effective_config", gone)  # e.g. a transformers release without the method
+    with caplog.at_level(logging.INFO, logger="giftlab.training.rollouts"):
+        expected, got, _, _ = both_ways(model, ids, mask, config())
+    assert torch.equal(got, expected)
+    assert "rollouts through transformers' generate (effective config: AttributeError)" in caplog.text

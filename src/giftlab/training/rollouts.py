@@ -108,8 +108,8 @@ def fast_path_refusal(model, config, kwargs) -> str | None:
     """Why ``generate`` must run itself for this call, or None when :func:`sample_like_generate` returns the same.
 
     ``config``: the effective config (:func:`effective_config`)."""
-    if set(kwargs) - {"input_ids", "attention_mask"}:
-        return f"arguments {sorted(set(kwargs) - {'input_ids', 'attention_mask'})}"
+    if set(kwargs) != {"input_ids", "attention_mask"}:
+        return f"arguments {sorted(kwargs)}"
     if not config.do_sample:
         return "not sampling"
     if not config.max_new_tokens or config.eos_token_id is None or config.pad_token_id is None:
@@ -156,8 +156,12 @@ def use_fast_rollouts(model) -> None:
     told = set()
 
     def generate(*args, generation_config=None, **kwargs):
-        config = effective_config(model, generation_config)
-        refusal = "positional arguments" if args else fast_path_refusal(model, config, kwargs)
+        try:  # a private transformers method: if it changes, generate runs itself
+            config = effective_config(model, generation_config)
+        except Exception as exc:  # noqa: BLE001 - generate reports a bad config itself
+            config, refusal = None, f"effective config: {type(exc).__name__}"
+        else:
+            refusal = "positional arguments" if args else fast_path_refusal(model, config, kwargs)
         if refusal is not None:
             if refusal not in told:
                 told.add(refusal)
