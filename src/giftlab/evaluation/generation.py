@@ -163,12 +163,16 @@ def shared_prefix_cache(model, ids, mask):
     import torch
     from transformers import DynamicCache
 
-    keys = [tuple(row) for row in torch.cat([ids, mask], dim=-1).tolist()]
-    first = {key: i for i, key in reversed(list(enumerate(keys)))}  # each distinct row's first occurrence
-    if len(first) == len(keys) or ids.shape[1] < 2:
+    if ids.shape[1] < 2:
         return None
-    distinct = sorted(first.values())
-    slot = {keys[i]: n for n, i in enumerate(distinct)}
+    keys = [tuple(row) for row in torch.cat([ids, mask], dim=-1).tolist()]
+    first: dict[tuple, int] = {}  # each distinct row -> its first occurrence, in batch order
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    if len(first) == len(keys):
+        return None
+    slot = {key: n for n, key in enumerate(first)}
+    distinct = list(first.values())
     prefix_ids, prefix_mask = ids[distinct, :-1], mask[distinct, :-1]
     cache = DynamicCache()
     with torch.inference_mode():
