@@ -18,10 +18,6 @@ from giftlab.data import REQUIRED_COLUMNS, read_problems
 from giftlab.jobs import GRPOJob
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
-from giftlab.training.checkpoints import input_fingerprint
-from giftlab.training.grpo import train_grpo
-from giftlab.training.preemption import Preempted, preempted_exit
-from giftlab.training.tracking import GRPO_FIELDS, plot_rows, publish, resolve_report_to, without_tracking
 
 
 def main(argv=None):
@@ -37,6 +33,13 @@ def main(argv=None):
     p.add_argument("--steps", default=None, help="output CSV: loss, reward, KL, ... per optimiser step (dvc plots)")
     args = p.parse_args(argv)
     config = cli.setup(args)
+    # the training stack is imported here, not at module level: the grading pool's workers (forkserver children) run
+    # this module again as __mp_main__, and would each import torch and transformers for nothing
+    from giftlab.training.checkpoints import input_fingerprint
+    from giftlab.training.grpo import train_grpo
+    from giftlab.training.preemption import Preempted, preempted_exit
+    from giftlab.training.tracking import GRPO_FIELDS, plot_rows, publish, resolve_report_to, without_tracking
+
     # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
     job = GRPOJob.from_config(config)
     resolve_report_to(job.grpo.get("report_to"), "grpo.report_to")

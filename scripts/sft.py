@@ -12,10 +12,6 @@ from giftlab.data import read_problems
 from giftlab.jobs import SFTJob
 from giftlab.models import load_model, load_tokenizer
 from giftlab.provenance import write_result
-from giftlab.training.checkpoints import input_fingerprint
-from giftlab.training.preemption import Preempted, preempted_exit
-from giftlab.training.sft import SFTSettings, train_sft
-from giftlab.training.tracking import SFT_FIELDS, plot_rows, publish, read_step_rows, without_tracking
 
 
 def main(argv=None):
@@ -34,6 +30,12 @@ def main(argv=None):
     config = cli.setup(args)
     # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
     job = SFTJob.from_config(config)
+    # the training stack after the config checks: a bad key is reported before seconds of torch and transformers
+    from giftlab.training.checkpoints import input_fingerprint
+    from giftlab.training.preemption import Preempted, preempted_exit
+    from giftlab.training.sft import SFTSettings, train_sft
+    from giftlab.training.tracking import SFT_FIELDS, plot_rows, publish, read_step_rows, without_tracking
+
     settings = SFTSettings.from_config(job.settings, seed=job.seed)
     columns = ("question", job.solution_key)
     objective_params = dict(job.objective_params)

@@ -106,3 +106,29 @@ def test_planning_imports_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_programs_keep_torch_out_of_their_module_level():
+    """Every job script (scripts/) and the test programs that run GRPO (tests/dist/) import torch only inside main():
+    the grading pool's workers are forkserver children, and such a child runs its parent's main module again (as
+    ``__mp_main__``) before it grades. With torch and transformers at module level each worker of a GRPO job spent
+    ~2 s of CPU and held them in memory for nothing."""
+    import subprocess
+
+    code = (
+        "import runpy, sys\n"
+        "checked = 0\n"
+        "for path in sys.argv[1:]:\n"
+        "    runpy.run_path(path, run_name='__mp_main__')\n"
+        "    heavy = sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules)\n"
+        "    if heavy:\n"
+        "        sys.exit(f'{path} imports {heavy} at module level')\n"
+        "    checked += 1\n"
+        "print(checked)\n"
+    )
+    programs = sorted(map(str, [*(REPO / "scripts").glob("*.py"),
+                                *(REPO / "tests" / "dist" / name for name in ("preempt.py", "processes.py"))]))
+    result = subprocess.run([sys.executable, "-c", code, *programs], capture_output=True, text=True, timeout=120,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout) == len(programs) > 20  # every program was run

@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from transformers import TrainerCallback
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,27 +24,34 @@ def _requested() -> bool:
     return getattr(getattr(handler, "__self__", None), "requested", None) is not None
 
 
-class HoldAtStep(TrainerCallback):
-    def __init__(self, step: int, ready: str, self_rank: int | None):
-        self.step, self.ready, self.self_rank = step, ready, self_rank
+def hold_at_step(step: int, ready: str, self_rank: int | None):
+    """A callback that pauses at optimiser step ``step`` until signalled. Its imports stay out of the module level:
+    the grading pool's workers run this module again as __mp_main__ (scripts/grpo.py)."""
+    from transformers import TrainerCallback
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step != self.step:
+    class HoldAtStep(TrainerCallback):
+        def __init__(self, step: int, ready: str, self_rank: int | None):
+            self.step, self.ready, self.self_rank = step, ready, self_rank
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step != self.step:
+                return control
+            rank = int(os.environ.get("RANK", 0))
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no preemption handler installed"
+            if self.self_rank is not None:
+                if rank == self.self_rank:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    deadline = time.time() + 10
+                    while not _requested() and time.time() < deadline:
+                        time.sleep(0.01)
+                return control
+            Path(f"{self.ready}.{rank}").write_text(str(state.global_step))
+            deadline = time.time() + 120
+            while not _requested() and time.time() < deadline:
+                time.sleep(0.05)
             return control
-        rank = int(os.environ.get("RANK", 0))
-        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no preemption handler installed"
-        if self.self_rank is not None:
-            if rank == self.self_rank:
-                os.kill(os.getpid(), signal.SIGTERM)
-                deadline = time.time() + 10
-                while not _requested() and time.time() < deadline:
-                    time.sleep(0.01)
-            return control
-        Path(f"{self.ready}.{rank}").write_text(str(state.global_step))
-        deadline = time.time() + 120
-        while not _requested() and time.time() < deadline:
-            time.sleep(0.05)
-        return control
+
+    return HoldAtStep(step, ready, self_rank)
 
 
 def main() -> None:
@@ -54,14 +59,17 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "scripts"))
     script = __import__(which)
     self_rank = os.environ.get("PREEMPT_SELF_RANK")
-    hold = HoldAtStep(int(os.environ["PREEMPT_HOLD_STEP"]), os.environ.get("PREEMPT_READY", "/dev/null"),
-                      int(self_rank) if self_rank else None)
+    hold = hold_at_step(int(os.environ["PREEMPT_HOLD_STEP"]), os.environ.get("PREEMPT_READY", "/dev/null"),
+                        int(self_rank) if self_rank else None)
+    # the scripts import their trainer inside main(), so the library's function is the one to wrap
     if which == "sft":
-        train = script.train_sft
-        script.train_sft = lambda **kw: train(**kw, callbacks=[hold])
+        import giftlab.training.sft as library
+        train = library.train_sft
+        library.train_sft = lambda **kw: train(**kw, callbacks=[hold])
     else:
-        train = script.train_grpo
-        script.train_grpo = lambda **kw: train(**kw, extra_callbacks=[hold])
+        import giftlab.training.grpo as library
+        train = library.train_grpo
+        library.train_grpo = lambda **kw: train(**kw, extra_callbacks=[hold])
     from giftlab import cli
 
     cli.run(script.main, argv)

@@ -14,13 +14,6 @@ import os
 import sys
 from pathlib import Path
 
-from transformers import TrainerCallback
-
-from giftlab.models import load_model
-from giftlab.tinyworld.tokenizer import build_tokenizer
-from giftlab.training.grpo import train_grpo
-from giftlab.training.sft import SFTSettings, train_sft
-
 GLOBAL_BATCH = 8       # examples per optimiser step, whatever the number of processes
 PER_DEVICE = 2
 ROWS = [{"question": f"Start with {i}. Add {i % 7 + 1}. What is the result?", "final_answer": str(i + i % 7 + 1),
@@ -32,16 +25,23 @@ GRPO = dict(max_steps=2, lr=1e-3, lr_scheduler="constant", num_generations=2, pr
             prompts_per_update=4, temperature=1.0, max_completion_length=6, save_steps=1, grading_timeout=10)
 
 
-class StepLosses(TrainerCallback):
-    def __init__(self):
-        self.losses = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            self.losses.append([state.global_step, float(logs["loss"])])
-
-
 def main(base_dir: str, out_dir: str) -> None:
+    # imported here, not at module level: the grading pool's workers run this file again as __mp_main__
+    from transformers import TrainerCallback
+
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.grpo import train_grpo
+    from giftlab.training.sft import SFTSettings, train_sft
+
+    class StepLosses(TrainerCallback):
+        def __init__(self):
+            self.losses = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append([state.global_step, float(logs["loss"])])
+
     out = Path(out_dir)
     world = int(os.environ.get("WORLD_SIZE", 1))  # set by torchrun / accelerate launch
     tok = build_tokenizer()

@@ -18,7 +18,9 @@ Design (throughput + hard bounds):
 * a worker that dies (crash, OOM, external kill) is replaced; its item scores 0 with an error.
 
 Like any ``spawn``/``forkserver`` user, scripts that create a pool at import time need an
-``if __name__ == "__main__":`` guard.
+``if __name__ == "__main__":`` guard, and every worker runs the parent's main module again (as
+``__mp_main__``) before it grades: a script that imports torch at module level gives each worker
+torch's import time and memory (scripts/ import it inside ``main()``; tests/test_architecture.py).
 """
 
 from __future__ import annotations
