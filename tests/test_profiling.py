@@ -99,3 +99,19 @@ def test_every_rule_with_a_log_writes_a_benchmark_file_beside_it():
         logs = re.findall(r'log:\n\s+"logs/([^"]+)\.log",', text)
         benches = re.findall(r'benchmark:\n\s+"logs/benchmark/([^"]+)\.tsv",', text)
         assert logs == benches, smk.name
+
+
+def test_the_process_tree_cpu_counts_a_helper_that_outlives_its_parent():
+    """The command exits at once; the process it started burns 0.4 s of CPU as an orphan (like a grading pool's
+    forkserver after its job): counted, because benchmarks/process_tree_cpu.py reaps it."""
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass"
+    parent = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {burn!r}])"
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "process_tree_cpu.py"), "--repeat", "2", "--",
+                          sys.executable, "-c", parent], capture_output=True, text=True, timeout=60, check=True).stdout
+    runs = re.findall(r"exit (\d+)  wall ([\d.]+) s  cpu ([\d.]+) s", out)
+    assert len(runs) == 2, out
+    for code, wall, cpu in runs:
+        assert code == "0" and float(cpu) >= 0.4 and float(wall) >= 0.4, out

@@ -1,6 +1,6 @@
 """The cached reference through its scripts, as the `reference_cache` and `sft` rules call them: the cache is built
-once, a GIFT run reads it (and trains like the live reference when the cache keeps every token), and a cache of
-other data is refused in one line."""
+once, a GIFT run reads it (and trains like the live reference when the cache keeps every token), and a run on
+other data than the cache's is refused in one line."""
 
 from __future__ import annotations
 
@@ -49,23 +49,33 @@ def build(base_dir, split, out):
     return json.loads(out.with_suffix(".json").read_text())
 
 
-def test_a_gift_run_reads_the_cache_and_matches_the_live_reference(base_dir, data, tmp_path):
-    summary = build(base_dir, data / "train.jsonl", tmp_path / "sft.safetensors")
+@pytest.fixture(scope="module")
+def train_cache(base_dir, data, tmp_path_factory):
+    """The base's log-probs over train.jsonl, built once by the script: (cache file, its summary)."""
+    out = tmp_path_factory.mktemp("cache") / "sft.safetensors"
+    return out, build(base_dir, data / "train.jsonl", out)
+
+
+def test_a_gift_run_reads_the_cache_and_matches_the_live_reference(base_dir, data, train_cache, tmp_path):
+    cache, summary = train_cache
     assert summary["rows"] == 16 and summary["tokens"] > 0 and summary["tail_mass_max"] < 1e-6  # k >= V: exact
     assert summary["provenance"]["config"]["top_k"] == 1000
     live = script("sft", *gift_args(base_dir, data, tmp_path / "live", "exact"))
-    cached = script("sft", *gift_args(base_dir, data, tmp_path / "cached", "cached", [tmp_path / "sft.safetensors"]))
+    cached = script("sft", *gift_args(base_dir, data, tmp_path / "cached", "cached", [cache]))
     assert live.returncode == 0 and cached.returncode == 0, (live.stderr + cached.stderr)[-3000:]
     epochs = [json.loads((tmp_path / run / "out" / "metrics.json").read_text())["epochs"][0] for run in ("live", "cached")]
     assert epochs[1]["val_loss"] == pytest.approx(epochs[0]["val_loss"], rel=1e-4)
     assert epochs[1]["target_mass_y"] == pytest.approx(epochs[0]["target_mass_y"], rel=1e-4)
 
 
-def test_a_cache_of_other_data_stops_the_run_in_one_line(base_dir, data, tmp_path):
-    build(base_dir, data / "other.jsonl", tmp_path / "other.safetensors")
-    proc = script("sft", *gift_args(base_dir, data, tmp_path / "run", "cached", [tmp_path / "other.safetensors"]))
+def test_a_cache_of_other_data_stops_the_run_in_one_line(base_dir, data, train_cache, tmp_path):
+    cache, _ = train_cache  # train.jsonl's, given to a run that trains on other.jsonl
+    args = gift_args(base_dir, data, tmp_path / "run", "cached", [cache])
+    args[args.index("--train") + 1] = str(data / "other.jsonl")
+    proc = script("sft", *args)
     assert proc.returncode == 1
     errors = re.findall(r"error: [^\r\n]*", proc.stderr)  # (after a progress bar on the same line)
-    assert len(errors) == 1 and "other.safetensors" in errors[0] and "rebuild it" in errors[0], proc.stderr[-2000:]
+    assert len(errors) == 1 and str(cache) in errors[0] and "other data" in errors[0] and "rebuild it" in errors[0], \
+        proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "out" / "metrics.json").exists()
