@@ -30,7 +30,7 @@ def main(argv=None):
     config = cli.setup(args)
     # checked before any data or model loads (an unknown tracker or a missing package: one line naming the key)
     job = SFTJob.from_config(config)
-    # the training stack after the config checks: a bad key is reported before seconds of torch and transformers
+    # imported here, not at module level, as in every script: a spawn/forkserver child runs the main module again
     from giftlab.training.checkpoints import input_fingerprint
     from giftlab.training.preemption import Preempted, preempted_exit
     from giftlab.training.sft import SFTSettings, train_sft
