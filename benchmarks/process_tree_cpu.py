@@ -49,7 +49,10 @@ def main(argv=None) -> None:
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit("process_tree_cpu: cannot become a child subreaper (Linux only)")
     for _ in range(args.repeat):
-        code, wall, cpu = run_tree(command)
+        try:
+            code, wall, cpu = run_tree(command)
+        except OSError as exc:  # not found, not executable
+            sys.exit(f"process_tree_cpu: cannot run {command[0]!r}: {exc.strerror}")
         print(f"exit {code}  wall {wall:.2f} s  cpu {cpu:.2f} s", flush=True)
 
 

@@ -115,3 +115,13 @@ def test_the_process_tree_cpu_counts_a_helper_that_outlives_its_parent():
     assert len(runs) == 2, out
     for code, wall, cpu in runs:
         assert code == "0" and float(cpu) >= 0.4 and float(wall) >= 0.4, out
+
+
+def test_the_process_tree_cpu_names_a_command_it_cannot_run():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "process_tree_cpu.py"), "--", "/nonexistent/cmd"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        "process_tree_cpu: cannot run '/nonexistent/cmd': No such file or directory")
