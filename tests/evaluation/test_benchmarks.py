@@ -198,6 +198,8 @@ def test_parquet_and_prebuilt_records(tmp_path):
     ("so the answer is \\boxed{B}", 4, "B"),
     ("\\boxed{(C)}", 4, "C"),
     ("$\\boxed{\\text{D}}$", 4, "D"),
+    ("The answer is $\\boxed{\\mathrm{C}}$", 4, "C"),
+    ("\\boxed{\\mathbf{(B)}}", 4, "B"),
     ("\\boxed{A) Photon}", 4, "A"),
     ("Answer: C", 4, "C"),
     ("**Answer:** (B)", 4, "B"),

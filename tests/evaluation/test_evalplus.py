@@ -242,8 +242,34 @@ def test_code_grader_scores_release_records_with_plus_and_records_base():
     with make_grader("code", code_workers=2) as grade:
         res = grade(responses, recs)
     assert [r.correct for r in res] == [True, False, True, False]
-    assert [r.base for r in res] == [True, True, True, None]
+    assert [r.base for r in res] == [True, True, True, False]  # no code fails the base tests too
     assert [r.detail for r in res] == ["passed", "failed", "passed", "no_code"]
+
+
+@linux_only
+def test_base_pass_at_1_counts_samples_that_never_reach_the_tests():
+    # base_pass@1 once averaged only the samples that were run, so a response without code left its denominator
+    from giftlab.evaluation.generation import Sample
+    from giftlab.evaluation.runner import evaluate
+
+    he0 = HE_ROWS["HumanEval/0"]
+    canned = {"HumanEval/0": [f"```python\n{he0['prompt']}{he0['canonical_solution']}```", "no code"],
+              "Mbpp/3": ["no code", "I cannot solve this."]}
+
+    class CannedGenerator:
+        backend = "canned"
+
+        def generate(self, prompts, n, temperature, top_p, max_new_tokens, seed):
+            return [[Sample(text=t, num_tokens=1, finish_reason="stop", seed=seed + i)
+                     for i, t in enumerate(canned[p])] for p in prompts]
+
+    records = [_record("HumanEval/0"), _record("Mbpp/3")]
+    with make_grader("code", code_workers=1) as grade:
+        rows, summary = evaluate(CannedGenerator(), records, n_samples=2, temperature=0.0, max_new_tokens=8,
+                                 seed=0, grade_fn=grade, ks=(1,), progress=False,
+                                 prompt_fn=lambda r: r["id"])
+    assert [r["base_correct"] for r in rows] == [True, False, False, False]
+    assert summary["pass@1"] == summary["base_pass@1"] == 0.25
 
 
 @linux_only

@@ -13,8 +13,8 @@ Prompt (DeepMath ``uni_eval.py`` format, GIFT's evaluation lineage)::
 Extraction (:func:`extract_letter`), on the text after the last ``</think>`` (last 4,000
 characters), first rule that yields a letter wins:
 
-1. ``\\boxed{X}`` (also ``\\boxed{(X)}``, ``\\boxed{\\text{X}}``, ``\\boxed{X) text}``): the last
-   box; if the boxes name two different letters the answer is ambiguous -> None;
+1. ``\\boxed{X}`` (also ``\\boxed{(X)}``, ``\\boxed{\\text{X}}``, ``\\boxed{\\mathrm{X}}``,
+   ``\\boxed{X) text}``): the last box; if the boxes name two different letters the answer is ambiguous -> None;
 2. ``answer is (X)`` / ``answer is X`` (the last one; lm-eval/TIGER MMLU-Pro regex);
 3. ``Answer: X`` / ``ANSWER: $X`` / ``**Answer:** (X)`` (the last one; simple-evals);
 
@@ -79,7 +79,7 @@ def _box_contents(text: str) -> list[str]:
 
 
 def _box_letter(content: str, valid: str) -> str | None:
-    c = re.sub(r"\\text(?:bf|rm)?\s*\{([^{}]*)\}", r"\1", content).strip()
+    c = re.sub(r"\\(?:text(?:bf|rm)?|math(?:rm|bf))\s*\{([^{}]*)\}", r"\1", content).strip()
     c = c.strip("$ *")
     m = re.fullmatch(r"[\(\[]?([A-J])[\)\]]?(?:[\s.:)\]].*)?", c, re.S)
     if m and m.group(1) in valid:

@@ -114,11 +114,13 @@ class CodeGrader:
         self.evalplus = EvalPlusRunner(memory_mb=self.memory_mb, **sandbox_kwargs)
 
     def _one(self, response, record) -> ItemResult:
+        # an EvalPlus sample that never reaches the tests fails the base tests too (base_pass@1's denominator)
+        failed_base = False if is_evalplus_record(record) else None
         try:
             code = extract_code(response, record.get("entry_point"))
             if code is None:
-                return ItemResult(False, None, detail="no_code")
-            if is_evalplus_record(record):
+                return ItemResult(False, None, detail="no_code", base=failed_base)
+            if failed_base is not None:
                 return self._one_evalplus(code, record)
             res = run_program(build_program(code, record), timeout=self.timeout,
                               memory_mb=self.memory_mb, **self.sandbox_kwargs)
@@ -128,7 +130,8 @@ class CodeGrader:
             return ItemResult(res.passed, code[:4000], timed_out=res.timed_out, error=err,
                               detail=res.status, seconds=res.seconds)
         except Exception as exc:  # noqa: BLE001
-            return ItemResult(False, None, error=f"{type(exc).__name__}: {exc}", detail="error")
+            return ItemResult(False, None, error=f"{type(exc).__name__}: {exc}", detail="error",
+                              base=failed_base)
 
     def _one_evalplus(self, code: str, record: dict) -> ItemResult:
         res = self.evalplus.check(record, build_program(code, record))
