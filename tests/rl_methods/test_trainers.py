@@ -133,6 +133,25 @@ def test_relift_trains_through_train_grpo_and_keeps_its_buffer_across_a_resume(b
     assert json.loads((tmp_path / "out" / "config.json").read_text())
 
 
+def test_relift_resumed_inside_a_rollout_batch_ends_where_an_uninterrupted_run_ends(base_dir, tmp_path):
+    # two updates per generation batch: checkpoint-1 falls between them. Before the rollout state was saved, the
+    # rerun generated that batch again (adding its failed questions to the buffer twice) and its SFT step fired
+    # after the first update of each batch instead of the second.
+    from safetensors.torch import load_file
+
+    params = {"sft_batch": 2, "sft_micro_batch": 2, "entropy_coef": 0.0}
+    cfg = dict(max_steps=4, prompts_per_generation=4)
+    straight = _run(base_dir, tmp_path / "straight", "relift", params, **cfg)
+    with pytest.raises(KeyboardInterrupt):
+        _run(base_dir, tmp_path / "resumed", "relift", params, callbacks=[InterruptAfterSave(1)], **cfg)
+    resumed = _run(base_dir, tmp_path / "resumed", "relift", params, **cfg)
+    assert resumed["resumed_from"].endswith("checkpoint-1")
+    for key in ("loss", "relift/sft_steps", "relift/buffer"):
+        assert [r.get(key) for r in resumed["log"]] == [r.get(key) for r in straight["log"]], key
+    weights = [load_file(tmp_path / name / "out" / "model.safetensors") for name in ("straight", "resumed")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_luffy_trains_through_train_grpo(base_dir, tmp_path):
     # two updates per generation batch (as the paper's 128 / 64): π_old is the sampling policy, the batch is
     # shuffled and split with the expert flags

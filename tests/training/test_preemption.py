@@ -201,6 +201,56 @@ def test_grpo_sigterm_checkpoints_raises_and_the_rerun_resumes(base_dir, tmp_pat
     assert (tmp_path / "model" / "config.json").exists()
 
 
+def train_prompts(spy_log):
+    """A spy on TRL's loss: (optimiser step, sorted prompt ids) of every micro-batch it trains."""
+    from trl import GRPOTrainer
+
+    original = GRPOTrainer._compute_loss
+
+    def spy(self, model, inputs):
+        prompts = self.processing_class.batch_decode(inputs["prompt_ids"], skip_special_tokens=True)
+        spy_log.append((self.state.global_step + 1, sorted(p.split(".")[0] for p in prompts)))
+        return original(self, model, inputs)
+
+    return spy
+
+
+def test_grpo_resumed_between_the_updates_of_a_rollout_batch_trains_what_an_uninterrupted_run_trains(
+        base_dir, tmp_path, monkeypatch):
+    # 4 prompts per rollout batch, 2 per update: checkpoint-1 falls inside a batch. TRL kept its place in the batch
+    # and the batch itself in memory only: the rerun generated that batch again and trained it from its first half,
+    # every later update straddling two batches (some prompts twice, others never).
+    import torch
+    from safetensors.torch import load_file
+    from trl import GRPOTrainer
+
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.grpo import train_grpo
+
+    cfg = dict(GRPO, max_steps=4, prompts_per_generation=4, save_steps=100)
+    trained: list = []
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", train_prompts(trained))
+
+    def run(name, callbacks=()):
+        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / name / "model",
+                          work_dir=tmp_path / name / "work", job_config={"grpo": cfg}, extra_callbacks=callbacks)
+
+    straight = run("straight")
+    uninterrupted, trained[:] = list(trained), []
+    with pytest.raises(Preempted, match=LINE.format(1)):
+        run("resumed", [SignalSelf(1)])
+    assert (tmp_path / "resumed" / "work" / "checkpoint-1" / "rollouts-rank0.pt").is_file()
+    resumed = run("resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-1") and resumed["steps"] == straight["steps"] == 4
+    assert trained == uninterrupted
+    assert [r["loss"] for r in resumed["log"] if "loss" in r] == [r["loss"] for r in straight["log"] if "loss" in r]
+    weights = [load_file(tmp_path / name / "model" / "model.safetensors") for name in ("straight", "resumed")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 # ------------------------------------------------------------------ the callback alone
 
 

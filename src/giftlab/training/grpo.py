@@ -29,6 +29,7 @@ from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
+from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import gathered_for_generation
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
 
@@ -418,7 +419,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if method:
         kwargs.update(method.grpo_overrides(params))
     args = GRPOConfig(**kwargs)
-    trainer_class = method.trainer_class(GRPOTrainer, params) if method else GRPOTrainer
+    trainer_class = resumable(method.trainer_class(GRPOTrainer, params) if method else GRPOTrainer)
     args.run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or args.run_name
     step_log = work_dir / "steps.jsonl"
     resume = last_complete_checkpoint(work_dir)
