@@ -183,6 +183,10 @@ def test_grpo_maps_to_the_papers_trl_arguments(paper, tmp_path):
     assert kwargs["vllm_max_model_length"] >= 8192 + 1024 and kwargs["vllm_enable_sleep_mode"] is True
     assert 0 < kwargs["vllm_gpu_memory_utilization"] <= 0.5 and kwargs["vllm_tensor_parallel_size"] == 1
     assert kwargs["vllm_mode"] == "colocate"  # stated: older TRL releases default to a separate server
+    # E.2 has no importance-sampling term; TRL's default (on) would reweight every sequence's loss
+    from trl import GRPOConfig
+
+    assert GRPOConfig(**{**kwargs, "use_vllm": False, "bf16": False}).vllm_importance_sampling_correction is False
     assert kwargs["loss_type"] == "dapo"  # VeRL's token-mean aggregation (the paper trains with VeRL)
     assert kwargs["steps_per_generation"] // kwargs["gradient_accumulation_steps"] == 2
     # E.2: one epoch over the RL split (78 full rollouts of 128 prompts, drop_last) = 156 updates.

@@ -86,6 +86,9 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         use_vllm=bool(cfg.get("use_vllm", False)),
         # stated, not inherited: older TRL releases default to "server" (a separate vLLM server process)
         vllm_mode="colocate",
+        # TRL reweights each sequence's loss by exp(Σ trainer − vLLM log-prob) and drops those above 3 by default;
+        # E.2's GRPO (VeRL) has no such term. grpo.vllm.importance_sampling_correction turns it on.
+        vllm_importance_sampling_correction=False,
         bf16=bool(cfg.get("bf16", False)) and not use_cpu,
         use_cpu=use_cpu,
         # TRL turns this on by default; transformers refuses it beside FSDP's own activation checkpointing
@@ -110,7 +113,8 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
 
 # grpo.vllm keys -> GRPOConfig fields (colocated vLLM shares each GPU with training)
 VLLM_FIELDS = {"max_model_len": "vllm_max_model_length", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
-               "sleep_mode": "vllm_enable_sleep_mode", "tensor_parallel_size": "vllm_tensor_parallel_size"}
+               "sleep_mode": "vllm_enable_sleep_mode", "tensor_parallel_size": "vllm_tensor_parallel_size",
+               "importance_sampling_correction": "vllm_importance_sampling_correction"}
 
 
 def vllm_arguments(vllm: Mapping[str, Any]) -> dict[str, Any]:
