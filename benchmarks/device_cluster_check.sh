@@ -4,7 +4,8 @@
 #       accelerate's FSDP plugin (which refuses a CPU-only machine), the chunked head inside the root unit's forward,
 #       the full-state-dict export in bf16 checked against the model class;
 #   3b. GRPO from that export under the same launch with colocated vLLM (sleep mode, max_model_len);
-#   3c. vLLM generation of the bf16 export.
+#   3c. vLLM generation of the bf16 export;
+#   3d. the cached reference (sft.reference: cached) computed with the base on the GPU (runs after 3a; no vLLM).
 # 3b/3c need vLLM (requirements-gpu.txt). Each step writes its log to OUT_DIR; a failed step does not stop the next.
 #   bash benchmarks/device_cluster_check.sh [OUT_DIR]
 set -uo pipefail
@@ -25,6 +26,15 @@ accelerate launch --config_file workflow/accelerate/fsdp.yaml --num_processes 1 
   --base "$reh/models/Qwen2.5-rehearsal" --train "$reh/train.jsonl" --val "$reh/val.jsonl" --out "$reh/sft" \
   --work "$reh/work-sft" --metrics "$reh/sft.json" > "$out/fsdp_sft.txt" 2>&1
 echo "3a. FSDP2 bf16 GIFT SFT + export: rc=$?" | tee -a "$out/summary.txt"
+
+cache_job='{"seed": 0, "backbone": "qwen", "split": "sft", "solution_key": "r1_solution_1", "max_length": 512,
+  "top_k": 64, "batch_size": 4}'
+python scripts/reference_cache.py --config "$cache_job" --base "$reh/models/Qwen2.5-rehearsal" \
+  --split "$reh/train.jsonl" --out "$reh/reference.safetensors" --summary "$reh/reference.json" \
+  > "$out/reference_cache.txt" 2>&1 \
+  && python -c "import json, sys; d = json.load(open(sys.argv[1]))['device']; print(d); sys.exit(d != 'cuda')" \
+       "$reh/reference.json" >> "$out/reference_cache.txt" 2>&1
+echo "3d. the cached reference's base forward on the GPU: rc=$?" | tee -a "$out/summary.txt"
 
 if ! python -c "import vllm" 2>/dev/null; then
   echo "3b/3c. skipped: vllm is not installed (pip install -r requirements-gpu.txt)" | tee -a "$out/summary.txt"

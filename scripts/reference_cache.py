@@ -7,8 +7,8 @@
 
 Per response token: the exact log p_base(y*), the top_k log-probs and their ids (giftlab.training.reference, which
 also states the error bound of the target built from them). SFT runs with ``sft.reference: cached`` read this file
-instead of running the base at every step of every epoch. The summary records the tokens, the bytes, the tail mass
-(mean, max) and the seconds it took.
+instead of running the base at every step of every epoch. The base runs on the job's GPU where there is one. The
+summary records the tokens, the bytes, the tail mass (mean, max), the device and the seconds it took.
 """
 
 import time
@@ -30,12 +30,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     job = ReferenceCacheJob.from_config(config)
+    import torch
+
     from giftlab.training.reference import build_reference_cache, tail_mass, weights_fingerprint
 
     rows = read_problems(args.split, ("question", job.solution_key))
     base = local_checkpoint(args.base)
+    # the job's GPU (paper profile: a 7-8B base over the whole split), else the CPU
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
-    cache = build_reference_cache(load_model(base), load_tokenizer(base), rows, solution_key=job.solution_key,
+    cache = build_reference_cache(load_model(base).to(device), load_tokenizer(base), rows,
+                                  solution_key=job.solution_key,
                                   max_length=job.max_length, top_k=job.top_k, batch_size=job.batch_size,
                                   meta={"base": weights_fingerprint(base), "split_sha256": file_sha256(args.split)})
     seconds = time.time() - t0
@@ -46,7 +51,7 @@ def main(argv=None):
         "top_k": cache.meta["top_k"], "vocab_size": cache.meta["vocab_size"], "bytes": Path(args.out).stat().st_size,
         "tail_mass_mean": float(tail.mean()) if len(tail) else 0.0,
         "tail_mass_max": float(tail.max()) if len(tail) else 0.0,
-        "seconds": round(seconds, 2), "cache_sha256": file_sha256(args.out)}, config)
+        "seconds": round(seconds, 2), "device": device, "cache_sha256": file_sha256(args.out)}, config)
 
 
 if __name__ == "__main__":

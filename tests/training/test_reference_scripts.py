@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import REPO
 from test_preemption import ROWS, env, sft_args
@@ -60,6 +61,8 @@ def test_a_gift_run_reads_the_cache_and_matches_the_live_reference(base_dir, dat
     cache, summary = train_cache
     assert summary["rows"] == 16 and summary["tokens"] > 0 and summary["tail_mass_max"] < 1e-6  # k >= V: exact
     assert summary["provenance"]["config"]["top_k"] == 1000
+    # the base runs on the job's GPU where there is one (benchmarks/device_cluster_check.sh checks "cuda")
+    assert summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     live = script("sft", *gift_args(base_dir, data, tmp_path / "live", "exact"))
     cached = script("sft", *gift_args(base_dir, data, tmp_path / "cached", "cached", [cache]))
     assert live.returncode == 0 and cached.returncode == 0, (live.stderr + cached.stderr)[-3000:]
