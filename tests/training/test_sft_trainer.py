@@ -180,3 +180,22 @@ def test_logging_falls_on_every_epoch_end_so_a_resumed_run_logs_the_same_losses(
 
     assert [logging_interval(10, n) for n in (7, 12, 25, 20, 3, 1)] == [7, 6, 5, 10, 3, 1]
     assert all(n % logging_interval(w, n) == 0 for w in range(1, 12) for n in range(1, 40))
+
+
+def test_steps_per_epoch_count_each_process_share_of_the_batches():
+    # Logging falls on epoch ends only if the epoch's step count is right; it once ignored the processes (the paper's
+    # 8 GPUs: 625 steps computed, 79 trained). The reference: accelerate's own sharding of the batches.
+    import math
+
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from giftlab.training.sft import optimiser_steps_per_epoch
+
+    assert optimiser_steps_per_epoch(10_000, 2, 8, world_size=8) == 79
+    for n in (1, 7, 16, 33, 100):
+        for batch_size, grad_accum, world in [(1, 1, 1), (2, 3, 1), (4, 2, 2), (3, 1, 4), (2, 8, 8)]:
+            sampler = BatchSampler(SequentialSampler(range(n)), batch_size, drop_last=False)
+            shard = BatchSamplerShard(sampler, num_processes=world, process_index=0, even_batches=True)
+            expected = max(1, math.ceil(len(shard) / grad_accum))
+            assert optimiser_steps_per_epoch(n, batch_size, grad_accum, world) == expected, (n, batch_size, world)

@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import MISSING, dataclass, field, fields
@@ -287,6 +288,13 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
     )
 
 
+def optimiser_steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
+    """An epoch's optimiser steps as the Trainer counts them: ⌈n / batch_size⌉ batches dealt out evenly to
+    ``world_size`` processes (accelerate's even batches), ``grad_accum`` per step, the last one possibly short."""
+    batches_per_process = math.ceil(math.ceil(n_examples / batch_size) / world_size)
+    return max(1, math.ceil(batches_per_process / grad_accum))
+
+
 def logging_interval(wanted: int, steps_per_epoch: int) -> int:
     """The largest interval ≤ ``wanted`` that divides an epoch: checkpoints (one per epoch) then fall on logging
     steps, so a run resumed after a kill logs the same mean losses as one never interrupted (the Trainer averages
@@ -321,7 +329,9 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
 
         train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
         val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
-    steps_per_epoch = math.ceil(len(train_ds) / (settings.batch_size * settings.grad_accum))
+    # accelerate launch sets WORLD_SIZE: each process takes an equal share of the batches
+    steps_per_epoch = optimiser_steps_per_epoch(len(train_ds), settings.batch_size, settings.grad_accum,
+                                                int(os.environ.get("WORLD_SIZE", 1)))
     run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or None
     args = training_arguments(settings, work_dir, steps_per_epoch, run_name=run_name)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
