@@ -8,6 +8,7 @@ names the offending key, raised as :class:`giftlab.cli.ConfigError`.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -97,13 +98,19 @@ def coerce_yaml12_numbers(config: Any, schema: Mapping[str, Any]) -> Any:
     return fix(config, schema)
 
 
-def validate_config(config: Mapping[str, Any], schema: str | Path = DEFAULT_SCHEMA) -> None:
-    """Validate against the JSON schema plus cross-key rules; raise ConfigError (one line)."""
+@functools.lru_cache(maxsize=4)
+def _validator(schema: str, mtime_ns: int):
+    """The schema document and its validator, read once per file version (the tests validate many configs)."""
     import jsonschema
 
     schema_doc = yaml.safe_load(Path(schema).read_text())
+    return schema_doc, jsonschema.Draft202012Validator(schema_doc)
+
+
+def validate_config(config: Mapping[str, Any], schema: str | Path = DEFAULT_SCHEMA) -> None:
+    """Validate against the JSON schema plus cross-key rules; raise ConfigError (one line)."""
+    schema_doc, validator = _validator(str(schema), Path(schema).stat().st_mtime_ns)
     coerce_yaml12_numbers(config, schema_doc)
-    validator = jsonschema.Draft202012Validator(schema_doc)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
         err = errors[0]

@@ -322,7 +322,91 @@ def test_params_are_phase_keys_of_params_yaml():
                 assert part in node, f"{name}: params key {key} is not in params.yaml"
                 node = node[part]
         assert main_section[name] in keys, name
-        assert len(keys) <= 7, f"{name}: a stage lists only its phase's keys"  # grpo: + unified, its demonstrations, seeds
+        assert len(keys) <= 8, f"{name}: a stage lists only its phase's keys"  # grpo: + unified, its demonstrations, seeds
+
+
+def _leaves(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, node
+
+
+def _other_values(value, config) -> list:
+    """Other values of the same kind; the first the config accepts is tried. The keys the profiles leave null are
+    optional dtypes, URLs and backbone lists."""
+    if value is None:
+        return ["bfloat16", sorted(config["backbones"])[:1]]
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1]
+    if isinstance(value, float):
+        return [value * 1.5 + 0.01]
+    if isinstance(value, list) and len(value) > 1:
+        return [value[:-1]]
+    if isinstance(value, str):
+        return [value + "x"]
+    return []
+
+
+def _phase_signatures(config) -> dict[str, list]:
+    """Per phase: its outputs and the job config recorded with each of them (what a rerun would change)."""
+    from giftlab.plan import PHASE_RULES, Plan
+
+    plan = Plan(config)
+    phase_of = {rule: phase for phase, rules in PHASE_RULES.items() for rule in rules}
+    sig = {phase: [plan.phase_outputs(phase)] for phase in PHASE_RULES}
+    for path, rule, job in plan.recorded_configs():
+        sig[phase_of[rule]].append((path, job))
+    return sig
+
+
+@pytest.mark.parametrize("profile", [[], ["config/paper.yaml"]], ids=["tiny", "paper"])
+def test_every_key_that_changes_a_phase_makes_dvc_rerun_it(profile):
+    # Change each key of the config in turn; every phase whose outputs or job configs change must rerun under DVC:
+    # its stage lists the key, or an upstream stage it depends on does (and reruns, changing the outs it reads).
+    # Before: figures.backbones (which backbones the grid builds) was listed by the figures stage only, and
+    # eval.consistency_dtype by none, so `dvc repro` kept stale results and called the pipeline up to date.
+    from giftlab.config import validate_config
+
+    stages = dvc_stages()
+    phase_params = {name: [p if isinstance(p, str) else next(iter(p)) for p in stage.get("params", [])]
+                    for name, stage in stages.items()}
+    upstream = {name: {other for other, o in stages.items() if other != name
+                       and any(under(d, out_path(out)) for d in stage["deps"] for out in o.get("outs", []))}
+                for name, stage in stages.items()}
+    schema = REPO / "workflow" / "schemas" / "params.schema.yaml"
+    base = load_config(REPO / "params.yaml", *(REPO / f for f in profile))
+    before = _phase_signatures(base)
+    checked = 0
+    for key, value in _leaves(base):
+        for new in _other_values(value, base):
+            config = deep_merge(base, {})
+            node = config
+            for part in key[:-1]:
+                node = node[part]
+            node[key[-1]] = new
+            try:
+                validate_config(config, schema)
+                after = _phase_signatures(config)
+                break
+            except Exception:  # noqa: BLE001  (a value the config refuses: try the next)
+                continue
+        else:
+            continue
+        checked += 1
+        dotted = ".".join(key)
+        lists = {name for name, params in phase_params.items()
+                 if any(dotted == p or dotted.startswith(p + ".") for p in params)}
+        changed = {phase for phase in before if after[phase] != before[phase]}
+        reruns = changed & lists  # ...and, through the outs they change, every changed phase downstream of them
+        while grown := {p for p in changed - reruns if upstream[p] & reruns}:
+            reruns |= grown
+        assert changed <= reruns, (f"{dotted} changes phase(s) {sorted(changed - reruns)}, but neither their stage "
+                                   f"nor an upstream one lists it")
+    assert checked > 50
 
 
 def test_metrics_and_plots_come_from_outs():
