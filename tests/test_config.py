@@ -1,9 +1,11 @@
 import math
+import re
 
 import pytest
 
 from giftlab.cli import ConfigError
-from giftlab.config import benchmarks, deep_merge, eval_settings, load_config, run_name, validate_config
+from giftlab.config import (RUN_PATTERN, benchmarks, deep_merge, eval_settings, load_config, run_name,
+                            validate_config)
 from giftlab.plan import Plan
 from helpers import REPO, snakemake, write_override
 
@@ -23,6 +25,11 @@ def test_run_names_are_made_in_one_place():
     assert run_name("gift", 10) == "gift-b10"
     assert run_name("gift", 0.5) == "gift-b0.5"
     assert run_name("gift", math.inf) == "gift-binf"
+    # every β gets its own id, and every id is one the Snakefile's `run` wildcard matches (1e6 was "gift-b1e+06":
+    # a run the plan asked for and no rule could make)
+    ids = [run_name("gift", b) for b in (1e6, 1e-5, 1.2345671, 1.2345674, 3.0, 0.1 + 0.2)]
+    assert ids[:3] == ["gift-b1000000", "gift-b0.00001", "gift-b1.2345671"] and len(set(ids)) == len(ids)
+    assert all(re.fullmatch(RUN_PATTERN, i) for i in ids)
 
 
 def test_grid_expands_betas_and_filters_rl_runs():

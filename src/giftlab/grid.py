@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Mapping
 
 # The paper's two "Direct" baselines: plain SFT on the SFT + RL data with no RL afterwards, and GRPO straight from
@@ -37,7 +38,13 @@ DIRECT_LABELS = {DIRECT_SFT: "Direct SFT", DIRECT_RL: "Direct RL"}
 
 
 def format_beta(beta: float) -> str:
-    return "inf" if math.isinf(beta) else f"{beta:g}"
+    """β as run ids and labels write it: plain decimal digits, every one of them (``3``, ``0.5``, ``1000000``,
+    ``0.00001``), so each β has its own id and every id matches :data:`RUN_PATTERN` (``:g`` wrote ``1e+06``, which
+    the `run` wildcard never matched, and rounded to 6 digits)."""
+    if math.isinf(beta):
+        return "inf"
+    text = format(Decimal(repr(float(beta))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def run_name(method: str, beta: float | None = None, seed: int | None = None) -> str:
