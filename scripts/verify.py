@@ -23,7 +23,9 @@ def main(argv=None) -> int:
     p.add_argument("root", nargs="?", default=".", help="the workspace (default: here)")
     p.add_argument("--configfile", nargs="*", default=[], help="profiles over params.yaml, as given to snakemake")
     args = p.parse_args(argv)
-    checked, problems = verify_workspace(args.root)
+    # the rebuild commands carry the profile the outputs are checked against
+    profile = f"--configfile {' '.join(args.configfile)}" if args.configfile else ""
+    checked, problems = verify_workspace(args.root, profile)
     for line in problems:
         print(line)
     root = Path(args.root)
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
         except ValueError as exc:  # giftlab.cli.ConfigError: a missing or bad config file, one line
             print(f"verify: {exc}", file=sys.stderr)
             return 2
+    damaged = {line.split(": ", 1)[0] for line in problems}
+    foreign = [line for line in foreign if str(root / line.split(": ", 1)[0]) not in damaged]  # said once, above
     for line in foreign:
         print(line)
     print(f"verify: {checked} artifacts checked, {len(problems)} damaged; {len(foreign)} made by another config",

@@ -93,3 +93,22 @@ def test_outputs_another_config_made_are_refused_before_they_are_recorded(tmp_pa
     assert bad.returncode == 1 and bad.stdout.startswith("results/split.json: made by another config")
     assert "split.rl: 64 → 1000" in bad.stdout and "1 made by another config" in bad.stderr
     assert run("--configfile", str(REPO / "config" / "smoke.yaml")).returncode == 0
+
+
+def test_a_damaged_output_is_one_line_whose_rebuild_command_carries_the_profile(tmp_path):
+    # Checked against a profile, the command must rebuild under that profile (without it, `snakemake --force`
+    # planned the file's whole chain under the tiny default); and a damaged file is not also called foreign.
+    root = _workspace(tmp_path)
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (root / "results" / "split.json").write_text('{"provenance": {"conf')
+    smoke = str(REPO / "config" / "smoke.yaml")
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "verify.py"), str(root), "--configfile", smoke],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stdout.count("\n") == 1, bad.stdout
+    assert "split.json: not JSON" in bad.stdout
+    assert bad.stdout.rstrip().endswith(f"split.json --configfile {smoke}`")
+    weights = root / "models" / "rl" / "qwen" / "sft" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    _, problems = verify_workspace(root, f"--configfile {smoke}")
+    assert any(p.startswith("corrupt checkpoint") and p.endswith(f"models/rl/qwen/sft --configfile {smoke}`")
+               for p in problems), problems

@@ -99,13 +99,21 @@ _OUTPUT = re.compile(r"(?:^|.*/)(models/(?:base/[^/]+|(?:sft|rl)/[^/]+/[^/]+)|re
 class CorruptCheckpoint(RuntimeError):
     """A checkpoint file that is torn or truncated; the message is one line naming it and how to rebuild it."""
 
+    def __init__(self, file: str | os.PathLike, what: str):
+        self.file, self.what = Path(file), what
+        super().__init__(f"corrupt checkpoint {file}: {what}; {rebuild_hint(file)}")
 
-def rebuild_hint(file: str | os.PathLike) -> str:
-    """How to rebuild the checkpoint holding ``file``: force the Snakemake output it belongs to, if it is one."""
+
+def rebuild_hint(file: str | os.PathLike, snakemake_args: str | None = None) -> str:
+    """How to rebuild the checkpoint holding ``file``: force the Snakemake output it belongs to, if it is one.
+    ``snakemake_args``: the profile arguments of the run (e.g. ``--configfile config/smoke.yaml``), where known."""
     match = _OUTPUT.match(Path(file).as_posix())
-    if match:
-        return f"rebuild it with `snakemake --force {match.group(1)}` (then rerun what you ran)"
-    return "replace it with a whole copy (download or export it again)"
+    if not match:
+        return "replace it with a whole copy (download or export it again)"
+    if snakemake_args is None:  # a job does not know the command it runs under
+        return (f"rebuild it with `snakemake --force {match.group(1)}` and the --configfile of your run "
+                f"(then rerun what you ran)")
+    return f"rebuild it with `snakemake --force {match.group(1)}{' ' + snakemake_args if snakemake_args else ''}`"
 
 
 def check_weights(folder: str | os.PathLike) -> None:
@@ -115,7 +123,7 @@ def check_weights(folder: str | os.PathLike) -> None:
     folder = Path(folder)
 
     def bad(file: Path, what: str) -> CorruptCheckpoint:
-        return CorruptCheckpoint(f"corrupt checkpoint {file}: {what}; {rebuild_hint(file)}")
+        return CorruptCheckpoint(file, what)
 
     for index in folder.glob("*.safetensors.index.json"):
         try:
@@ -135,7 +143,7 @@ def check_safetensors(file: str | os.PathLike) -> tuple[int, dict]:
     file = Path(file)
 
     def bad(what: str) -> CorruptCheckpoint:
-        return CorruptCheckpoint(f"corrupt checkpoint {file}: {what}; {rebuild_hint(file)}")
+        return CorruptCheckpoint(file, what)
 
     size = file.stat().st_size
     with open(file, "rb") as fh:

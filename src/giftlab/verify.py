@@ -20,15 +20,16 @@ from giftlab.models import CorruptCheckpoint, check_weights, rebuild_hint
 SIGNATURES = {".pdf": b"%PDF-", ".png": b"\x89PNG\r\n\x1a\n"}
 
 
-def _problem(file: Path, what: str) -> str:
-    return f"{file}: {what}; rebuild it with `snakemake --force {file}`"
+def _problem(file: Path, what: str, snakemake_args: str = "") -> str:
+    return f"{file}: {what}; rebuild it with `snakemake --force {file}{' ' + snakemake_args if snakemake_args else ''}`"
 
 
 def _check_json(file: Path) -> str | None:
+    """What is wrong with a JSON file, or None."""
     try:
         json.loads(file.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
-        return _problem(file, f"not JSON ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})")
+        return f"not JSON ({type(exc).__name__}: {str(exc).splitlines()[0][:80]})"
     return None
 
 
@@ -36,17 +37,17 @@ def _check_jsonl(file: Path) -> str | None:
     try:
         lines = file.read_text().splitlines()
     except UnicodeDecodeError:
-        return _problem(file, "not text (UTF-8)")
+        return "not text (UTF-8)"
     for number, line in enumerate(lines, 1):
         try:
             if line.strip():
                 json.loads(line)
         except ValueError:
-            return _problem(file, f"line {number} is not JSON (torn or truncated)")
+            return f"line {number} is not JSON (torn or truncated)"
     return None
 
 
-def _check_recorded_outputs(root: Path, sidecar: Path) -> list[str]:
+def _check_recorded_outputs(root: Path, sidecar: Path) -> list[tuple[Path, str]]:
     """The outputs a provenance sidecar lists, against the sha256 recorded when they were written (its inputs may
     legitimately have changed since: Snakemake then rebuilds the sidecar's outputs)."""
     from giftlab.provenance import file_sha256
@@ -59,12 +60,13 @@ def _check_recorded_outputs(root: Path, sidecar: Path) -> list[str]:
     for name, digest in outputs.items():
         file = root / name
         if file.is_file() and file_sha256(file) != digest:
-            problems.append(_problem(file, f"changed since it was written (sha256 recorded in {sidecar.name})"))
+            problems.append((file, f"changed since it was written (sha256 recorded in {sidecar.name})"))
     return problems
 
 
-def verify_workspace(root: str | Path = ".") -> tuple[int, list[str]]:
-    """(files checked, problems): one line per damaged artifact under ``root``'s models/, results/, figures/."""
+def verify_workspace(root: str | Path = ".", snakemake_args: str = "") -> tuple[int, list[str]]:
+    """(files checked, problems): one line per damaged artifact under ``root``'s models/, results/, figures/, with
+    the command that rebuilds it (``snakemake_args``: the run's profile arguments, e.g. its ``--configfile``)."""
     root = Path(root)
     checked, problems = 0, []
     for config in sorted((root / "models").rglob("config.json")):
@@ -72,26 +74,26 @@ def verify_workspace(root: str | Path = ".") -> tuple[int, list[str]]:
         try:
             check_weights(config.parent)
         except CorruptCheckpoint as exc:
-            problems.append(str(exc))
+            problems.append(f"corrupt checkpoint {exc.file}: {exc.what}; {rebuild_hint(exc.file, snakemake_args)}")
         if not any(config.parent.glob("*.safetensors")):
-            problems.append(f"{config.parent}: a checkpoint without weights; {rebuild_hint(config)}")
+            problems.append(f"{config.parent}: a checkpoint without weights; {rebuild_hint(config, snakemake_args)}")
     for file in sorted((root / "results").rglob("*")):
         if not file.is_file() or file.name.startswith("."):
             continue
         check = {".json": _check_json, ".jsonl": _check_jsonl}.get(file.suffix)
         if check is not None:
             checked += 1
-            problem = check(file)
-            if problem:
-                problems.append(problem)
+            what = check(file)
+            if what:
+                problems.append(_problem(file, what, snakemake_args))
     for sidecar in sorted([*(root / "results").rglob("*.provenance.json"), *(root / "figures").glob("*.provenance.json"),
                            *(root / "data").rglob("*.provenance.json")]):
-        problems += _check_recorded_outputs(root, sidecar)
+        problems += [_problem(file, what, snakemake_args) for file, what in _check_recorded_outputs(root, sidecar)]
     for file in sorted((root / "figures").glob("*")):
         signature = SIGNATURES.get(file.suffix)
         if signature is not None and file.is_file():
             checked += 1
             with open(file, "rb") as fh:
                 if fh.read(len(signature)) != signature:
-                    problems.append(_problem(file, f"not a {file.suffix[1:].upper()} file"))
+                    problems.append(_problem(file, f"not a {file.suffix[1:].upper()} file", snakemake_args))
     return checked, problems
