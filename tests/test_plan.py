@@ -162,3 +162,34 @@ def test_table5_is_planned_only_where_the_config_asks():
     assert not any(p.startswith("data/mtbench/") for p in paper.phase_outputs("mtbench"))
     judge = paper.job("mtbench_judge", {"backbone": "qwen", "run": "gift-b3"})["judge"]
     assert (judge["kind"], judge["model"], judge["api_key_env"]) == ("openai", "gpt-4", "OPENAI_API_KEY")
+
+
+def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jobs_beside_them(tmp_path):
+    # Trackers, GRPO's checkpoint interval and the grading processes were part of the job configs, so changing one
+    # (turning W&B on mid-grid, checkpointing more often on a preemptible queue) retrained every run.
+    import argparse
+    import json
+
+    from giftlab.cli import setup
+    from giftlab.plan import RUNTIME_RULES, without_runtime
+
+    runtime = {"sft": {"report_to": ["tensorboard", "wandb"]}, "grpo": {"report_to": [], "save_steps": 5},
+               "eval": {"grading_workers": 3, "code_workers": 4}}
+    for profile in ([], [REPO / "config" / "paper.yaml"]):
+        config = load_config(REPO / "params.yaml", *profile)
+        plain, changed = Plan(config), Plan(deep_merge(config, runtime))
+        assert plain.recorded_configs() == changed.recorded_configs()  # no job config, so no rerun
+        assert changed.runtime("sft") == {"settings": runtime["sft"]}
+        assert changed.runtime("grpo") == {"grpo": runtime["grpo"]}
+        for rule in ("evaluate", "evaluate_pre_rl"):
+            settings = changed.runtime(rule)["benchmarks"]
+            assert settings and all(s == runtime["eval"] for s in settings.values())
+        assert set(RUNTIME_RULES) >= {"sft", "grpo", "evaluate", "evaluate_extra"}
+    # the job reads them merged into its config, and records what it ran with; the comparison leaves them out
+    changed = Plan(deep_merge(load_config(REPO / "params.yaml"), runtime))
+    job = changed.job("sft", {"backbone": "qwen", "run": "gift-b3"})
+    (tmp_path / "sft.json").write_text(json.dumps(changed.runtime("sft")))
+    merged = setup(argparse.Namespace(config=json.dumps(job), runtime=str(tmp_path / "sft.json")), torch_threads=False)
+    assert merged["settings"]["report_to"] == ["tensorboard", "wandb"] and without_runtime(merged) == job
+    grpo = changed.job("grpo", {"backbone": "qwen", "run": "gift-b3"})
+    assert without_runtime({**grpo, "grpo": {**grpo["grpo"], "save_steps": 5}}) == grpo

@@ -28,7 +28,19 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", required=True,
                    help="the job's config as a JSON string, or a path to a .json/.yaml file")
+    p.add_argument("--runtime", default=None,
+                   help="settings that change no result (trackers, checkpoint interval, grading processes: "
+                        "giftlab.plan.RUNTIME_KEYS), as --config takes them (JSON or a file), merged into it")
     return p
+
+
+def _merged(config: dict[str, Any], extra: Any, where: str = "--runtime") -> dict[str, Any]:
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(extra).__name__}")
+    out = dict(config)
+    for key, value in extra.items():
+        out[key] = _merged(out.get(key) or {}, value, f"{where}.{key}") if isinstance(value, dict) else value
+    return out
 
 
 def load_job_config(value: str) -> dict[str, Any]:
@@ -65,6 +77,11 @@ def setup(args: argparse.Namespace, torch_threads: bool = True) -> dict[str, Any
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_job_config(args.config)
+    if getattr(args, "runtime", None):
+        try:
+            config = _merged(config, load_job_config(args.runtime))
+        except ConfigError as exc:  # the same reader as --config: say which option
+            raise ConfigError(str(exc).replace("--config", "--runtime", 1)) from None
     threads = int(os.environ.get("GIFTLAB_THREADS", config.get("threads", 1) or 1))
     if torch_threads:
         import torch

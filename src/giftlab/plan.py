@@ -27,7 +27,12 @@ from giftlab.rowfiles import find_data
 STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
                     "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
-                    "export_dtype", "report_to")
+                    "export_dtype")
+# Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes. They stay out of job
+# configs, so changing one reruns nothing (Snakemake's params trigger), and reach the scripts beside them
+# (`--runtime`, Plan.runtime); results record them with the config they ran with, and giftlab.stale ignores them.
+RUNTIME_KEYS = {"sft": ("report_to",), "grpo": ("report_to", "save_steps"), "eval": ("grading_workers", "code_workers")}
+RUNTIME_RULES = ("sft", "grpo", *EVAL_RULES, "evaluate_extra")  # the rules whose jobs take them
 TABLES = (1, 2, 3, 4)   # always; Table 5 (MT-Bench) where the config plans it (Plan.tables)
 FIGURES = (1, 2, 3)
 MTBENCH_TINY_QUESTIONS = "data/mtbench/tiny_questions.jsonl"
@@ -428,7 +433,8 @@ class Plan:
         return evals + [f"results/extra/consistency/{n}.json" for n, spec in self.extra.items() if spec.get("backbone")]
 
     def _evaluate_extra_job(self, name) -> dict:
-        settings = {bench: eval_settings(self.config["eval"], bench) for bench in self.benchmarks("all")}
+        settings = {bench: _drop(eval_settings(self.config["eval"], bench), RUNTIME_KEYS["eval"])
+                    for bench in self.benchmarks("all")}
         return {"seed": self.config["seed"], "stage": "extra", "run": name,
                 "backbone": self.extra[name].get("backbone"), "benchmarks": settings}
 
@@ -456,6 +462,19 @@ class Plan:
         if builder is None:
             raise KeyError(f"no job config for rule {rule!r}")
         return builder(**wildcards)
+
+    def runtime(self, rule: str) -> dict[str, Any]:
+        """The runtime settings (:data:`RUNTIME_KEYS`) of ``rule``'s jobs, nested as in their job configs (the same
+        for every job of the rule); {} for rules that have none."""
+        if rule == "sft":
+            return {"settings": _pick(self.config["sft"], RUNTIME_KEYS["sft"])}
+        if rule == "grpo":
+            return {"grpo": _pick(self.config["grpo"], RUNTIME_KEYS["grpo"])}
+        if rule in EVAL_RULES or rule == "evaluate_extra":
+            spec = EVAL_RULES.get(rule, {"group": "all", "pre_rl": False})
+            return {"benchmarks": {name: _pick(eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"]),
+                                               RUNTIME_KEYS["eval"]) for name in self.benchmarks(spec["group"])}}
+        return {}
 
     def _world_job(self) -> dict:
         return {"seed": self.config["seed"], **self.config.get("world", {})}
@@ -498,7 +517,7 @@ class Plan:
     def _grpo_job(self, backbone, run) -> dict:
         # Only what shapes this job: not the grid selection (runs, direct_rl), and no dynamics settings for runs
         # that do not track them, so changing those reruns nothing else.
-        grpo = {k: v for k, v in self.config["grpo"].items() if k not in ("runs", "direct_rl")}
+        grpo = {k: v for k, v in self.config["grpo"].items() if k not in ("runs", "direct_rl", *RUNTIME_KEYS["grpo"])}
         if not self.tracks_dynamics(run):
             grpo = {k: v for k, v in grpo.items() if not k.startswith("eval_")}
         job = {"seed": self.train_seed(run), "backbone": backbone, "run": run,
@@ -516,7 +535,7 @@ class Plan:
         """An evaluation rule's job (EVAL_RULES): each benchmark's sampling settings (before RL with
         eval.pre_rl merged in, for Table 3's pass@k)."""
         spec = EVAL_RULES[rule]
-        settings = {name: eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"])
+        settings = {name: _drop(eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"]), RUNTIME_KEYS["eval"])
                     for name in self.benchmarks(spec["group"])}
         return {"seed": self.config["seed"], "stage": stage, "backbone": backbone, "run": run,
                 "benchmarks": settings}
@@ -573,3 +592,26 @@ class Plan:
 
     def _table_extra_job(self) -> dict:
         return {"seed": self.config["seed"], "table": "extra", "benchmarks": self.benchmarks("all")}
+
+
+def _pick(section: Mapping[str, Any], keys) -> dict[str, Any]:
+    return {k: section[k] for k in keys if k in section}
+
+
+def _drop(section: Mapping[str, Any], keys) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if k not in keys}
+
+
+def without_runtime(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A job config as an output recorded it, less the runtime settings (:data:`RUNTIME_KEYS`) it ran with: what is
+    compared with :meth:`Plan.job` (an SFT job's ``settings``, a GRPO job's ``grpo``, an evaluation's own keys)."""
+    out = dict(recorded)
+    for section, kind in (("settings", "sft"), ("grpo", "grpo")):
+        if isinstance(out.get(section), Mapping):
+            out[section] = _drop(out[section], RUNTIME_KEYS[kind])
+    if isinstance(out.get("benchmarks"), Mapping):
+        out["benchmarks"] = {b: _drop(v, RUNTIME_KEYS["eval"]) if isinstance(v, Mapping) else v
+                             for b, v in out["benchmarks"].items()}
+    if "benchmark" in out:  # one benchmark's record of an evaluation (EvalSettings.of_benchmark)
+        out = _drop(out, RUNTIME_KEYS["eval"])
+    return out

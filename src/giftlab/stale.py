@@ -73,6 +73,14 @@ def snakemake_job_config(root: Path, path: str) -> Any:
         return _MISSING
 
 
+def _comparable(recorded: Any) -> Any:
+    """A recorded job config less the runtime settings it ran with (trackers, checkpoint interval, grading
+    processes: giftlab.plan.RUNTIME_KEYS), which no job config asks for."""
+    from giftlab.plan import without_runtime
+
+    return without_runtime(recorded) if isinstance(recorded, Mapping) else recorded
+
+
 def foreign_outputs(recorded: Iterable[tuple[str, str, Mapping[str, Any]]], root: str | Path = ".", *,
                     strict: bool = False) -> list[str]:
     """One line per output that another config made and Snakemake would keep (``recorded``: the plan's
@@ -91,12 +99,12 @@ def foreign_outputs(recorded: Iterable[tuple[str, str, Mapping[str, Any]]], root
         if made_with is _DAMAGED:
             problems.append(f"{path}: damaged (not JSON: cut short or overwritten after rule {rule} wrote it)")
             continue
-        difference = first_difference(made_with, dict(wanted))
+        difference = first_difference(_comparable(made_with), dict(wanted))
         if difference is None:
             continue
         if not strict:
             snakemake_saw = snakemake_job_config(root, path)
-            if snakemake_saw is not _MISSING and first_difference(snakemake_saw, dict(wanted)) is not None:
+            if snakemake_saw is not _MISSING and first_difference(_comparable(snakemake_saw), dict(wanted)) is not None:
                 continue  # Snakemake recorded another job for it: its params trigger reruns the job
         problems.append(f"{path}: made by another config than this one asks for (rule {rule}, {difference})"
                         + ("" if strict else ", and Snakemake would keep it"))

@@ -47,6 +47,15 @@ def test_changing_one_beta_reruns_only_its_jobs(smoke_copy, tmp_path):
                       "mtbench_answer": 1, "mtbench_judge": 1, "all": 1, "total": 20}, text
 
 
+def test_trackers_checkpoint_interval_and_grading_processes_rerun_nothing(smoke_copy, tmp_path):
+    # settings that change no result (giftlab.plan.RUNTIME_KEYS): before, each retrained or re-evaluated every run
+    override = write_override(tmp_path / "runtime.yaml", {"sft": {"report_to": []}, "grpo": {"save_steps": 7,
+                              "report_to": []}, "eval": {"grading_workers": 1, "code_workers": 1}})
+    result = snakemake(smoke_copy, "-n", configfiles=[SMOKE, override], timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
 def test_a_second_run_schedules_nothing_and_a_killed_jobs_leftovers_do_not_change_that(smoke_copy):
     # A torn temporary output and an unmarked checkpoint (what kill -9 leaves) are ignored.
     (smoke_copy / "models" / "rl" / "qwen" / ".sft.tmp").mkdir(parents=True, exist_ok=True)

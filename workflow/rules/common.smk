@@ -10,7 +10,8 @@ from snakemake.exceptions import WorkflowError
 from giftlab.cli import ConfigError
 from giftlab.config import EVAL_RULES, RUN_PATTERN, rule_resources, rule_threads, validate_config
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
-from giftlab.plan import MTBENCH_TINY_QUESTIONS, SUMMARY, Plan
+from giftlab.io import write_json_atomic
+from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
 from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
@@ -42,7 +43,13 @@ onstart:
         hold_workspace_lock(Path.cwd(), shlex.join(sys.argv))
     except WorkspaceBusy as exc:
         sys.exit(str(exc))
+    # this run's runtime settings, read by its jobs (a rerun trigger they are not: see runtime() below)
+    for rule_name in RUNTIME_RULES:
+        write_json_atomic(RUNTIME_DIR / f"{rule_name}.json", PLAN.runtime(rule_name))
+
+
 SCRIPTS = REPO / "scripts"
+RUNTIME_DIR = Path("work") / "runtime"
 REPORTING_CODE = Plan.reporting_code(REPO / "src" / "giftlab")
 
 
@@ -58,6 +65,13 @@ def as_arg(payload):
 def job(rule_name):
     """params.job of a rule: its job config from the plan, for the job's wildcards."""
     return lambda wildcards: as_arg(PLAN.job(rule_name, dict(wildcards.items())))
+
+
+def runtime(rule_name):
+    """params.runtime: the file of the rule's runtime settings (giftlab.plan.RUNTIME_KEYS: trackers, GRPO's checkpoint
+    interval, grading processes), written at the start of each run. The param is the path, not the settings, so
+    changing them reruns no finished job; the jobs that run use them."""
+    return str(RUNTIME_DIR / f"{rule_name}.json")
 
 
 def launcher(rule_name):

@@ -17,6 +17,7 @@ for eval_rule, eval_spec in EVAL_RULES.items():
             samples=eval_outputs(eval_spec["group"], "samples.jsonl"),
         params:
             job=job(eval_rule),
+            runtime=runtime(eval_rule),
             script=script("evaluate"),
             model=lambda wildcards: stage_model(wildcards)[1],
             benchmarks=PLAN.benchmark_args(eval_spec["group"]),
@@ -34,8 +35,8 @@ for eval_rule, eval_spec in EVAL_RULES.items():
         benchmark:
             "logs/benchmark/eval/{stage}/{backbone}/{run}.tsv",
         shell:
-            "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
-            " {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
+            "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --runtime {params.runtime}"
+            " --model {params.model} {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule consistency:

@@ -13,6 +13,7 @@ rule evaluate_extra:
         samples=expand("results/extra/eval/{{name}}/{benchmark}.samples.jsonl", benchmark=PLAN.benchmarks()),
     params:
         job=job("evaluate_extra"),
+        runtime=runtime("evaluate_extra"),
         script=script("evaluate"),
         model=lambda wildcards: extra_model(wildcards)[1],
         benchmarks=PLAN.benchmark_args("all"),
@@ -27,8 +28,8 @@ rule evaluate_extra:
     benchmark:
         "logs/benchmark/extra/eval/{name}.tsv",
     shell:
-        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --model {params.model}"
-        " {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
+        "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --runtime {params.runtime}"
+        " --model {params.model} {params.benchmarks} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule consistency_extra:

@@ -14,6 +14,7 @@ rule grpo:
         steps="results/steps/rl/{backbone}/{run}.csv",
     params:
         job=job("grpo"),
+        runtime=runtime("grpo"),
         launch=launcher("grpo"),
         script=script("grpo"),
         init=lambda wildcards: grpo_init(wildcards)[1],
@@ -29,6 +30,6 @@ rule grpo:
     benchmark:
         "logs/benchmark/grpo/{backbone}/{run}.tsv",
     shell:
-        "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --init {params.init}"
-        " --rl {input.rl} {params.dynamics} --out {output.model} --work {params.work}"
+        "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --runtime {params.runtime}"
+        " --init {params.init} --rl {input.rl} {params.dynamics} --out {output.model} --work {params.work}"
         " --metrics {output.metrics} --tensorboard {output.tensorboard} --steps {output.steps} > {log} 2>&1"

@@ -16,6 +16,7 @@ rule sft:
         steps="results/steps/sft/{backbone}/{run}.csv",
     params:
         job=job("sft"),
+        runtime=runtime("sft"),
         launch=launcher("sft"),
         script=script("sft"),
         base=base_dir,
@@ -30,8 +31,8 @@ rule sft:
     benchmark:
         "logs/benchmark/sft/{backbone}/{run}.tsv",
     shell:
-        "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --base {params.base}"
-        " --train {input.train} --val {input.val} --out {output.model} --work {params.work}"
+        "GIFTLAB_THREADS={threads} {params.launch} {params.script} --config {params.job} --runtime {params.runtime}"
+        " --base {params.base} --train {input.train} --val {input.val} --out {output.model} --work {params.work}"
         " --metrics {output.metrics} --tensorboard {output.tensorboard} --steps {output.steps}"
         " --reference-cache {input.reference} > {log} 2>&1"
 
