@@ -13,11 +13,13 @@ def main(argv=None):
     p.add_argument("--metrics", required=True)
     p.add_argument("--val-loss", required=True)
     p.add_argument("--pass1", required=True)
+    p.add_argument("--provenance", required=True, help="the three files' provenance sidecar")
     args = p.parse_args(argv)
     config = cli.setup(args, torch_threads=False)
     job = FigureJob.from_config(config)
     write_summary([read_json(f) for f in args.sft], [read_json(f) for f in args.rl], job.benchmark,
-                  metrics=args.metrics, val_loss=args.val_loss, pass1=args.pass1, config=config)
+                  metrics=args.metrics, val_loss=args.val_loss, pass1=args.pass1, provenance=args.provenance,
+                  inputs=[*args.sft, *args.rl], config=config)
 
 
 if __name__ == "__main__":

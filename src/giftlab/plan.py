@@ -40,7 +40,7 @@ MTBENCH_TINY_QUESTIONS = "data/mtbench/tiny_questions.jsonl"
 MTBENCH_FILES = {"answers": "answers/{backbone}/{run}.jsonl", "answer_summary": "answers/{backbone}/{run}.json",
                  "judgements": "judgements/{backbone}/{run}.jsonl", "scores": "scores/{backbone}/{run}.json"}
 SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
-           "pass1": "results/summary/rl_pass1.json"}
+           "pass1": "results/summary/rl_pass1.json", "provenance": "results/summary/summary.provenance.json"}
 # The rules of each phase: what a phase's DVC stage lets Snakemake run (--allowed-rules). Every rule of the
 # workflow belongs to exactly one phase (checked by the tests).
 PHASE_RULES = {
@@ -405,6 +405,7 @@ class Plan:
             add(f"figures/fig{n}.provenance.json", f"figure{n}")
         add("results/tables/rl_gain.provenance.json", "rl_gain")
         add("results/tables/claims.provenance.json", "claims")
+        add(SUMMARY["provenance"], "summary")
         return out
 
     def checkpoint_outputs(self) -> list[tuple[str, str]]:

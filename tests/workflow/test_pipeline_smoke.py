@@ -130,9 +130,9 @@ def test_every_result_json_carries_provenance(smoke_run):
     assert len(results) >= 10
     for path in results:
         record = json.loads(path.read_text())
-        if isinstance(record, list):  # the flat `dvc plots` views in results/summary/
-            assert path.parent.name == "summary", path
-            continue
+        if path.parent.name == "summary" and path.name != "summary.provenance.json":
+            continue  # the flat `dvc metrics` / `dvc plots` views: their record is summary.provenance.json
+        assert isinstance(record, dict) and "provenance" in record, path
         prov = record["provenance"]
         assert len(prov["config_hash"]) == 16 and prov["git_commit"] and "torch" in prov["packages"], path
         assert prov["seed"] is not None, path
@@ -144,6 +144,10 @@ def test_every_table_and_figure_has_a_provenance_sidecar(smoke_run):
 
     drawn = [*(smoke_run / "results" / "tables").glob("*.csv"), *(smoke_run / "figures").glob("*.pdf"),
              smoke_run / "results" / "tables" / "claims.md"]
+    summary = json.loads((smoke_run / "results" / "summary" / "summary.provenance.json").read_text())
+    metrics = smoke_run / "results" / "summary" / "metrics.json"
+    assert "provenance" not in json.loads(metrics.read_text())  # `dvc metrics show`: the numbers only
+    assert summary["outputs"]["results/summary/metrics.json"] == hashlib.sha256(metrics.read_bytes()).hexdigest()
     assert len(drawn) >= 8
     for path in drawn:
         sidecar = json.loads(path.with_name(f"{path.stem}.provenance.json").read_text())

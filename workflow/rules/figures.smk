@@ -173,4 +173,5 @@ rule summary:
         "logs/benchmark/figures/summary.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --sft {input.sft} --rl {input.rl}"
-        " --metrics {output.metrics} --val-loss {output.val_loss} --pass1 {output.pass1} > {log} 2>&1"
+        " --metrics {output.metrics} --val-loss {output.val_loss} --pass1 {output.pass1}"
+        " --provenance {output.provenance} > {log} 2>&1"
