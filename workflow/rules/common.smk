@@ -43,9 +43,11 @@ onstart:
         hold_workspace_lock(Path.cwd(), shlex.join(sys.argv))
     except WorkspaceBusy as exc:
         sys.exit(str(exc))
-    # this run's runtime settings, read by its jobs (a rerun trigger they are not: see runtime() below)
-    for rule_name in RUNTIME_RULES:
-        write_json_atomic(RUNTIME_DIR / f"{rule_name}.json", PLAN.runtime(rule_name))
+    # this run's runtime settings, read by its jobs (a rerun trigger they are not: see runtime() below); --touch
+    # runs no job
+    if not workflow.touch:
+        for rule_name in RUNTIME_RULES:
+            write_json_atomic(RUNTIME_DIR / f"{rule_name}.json", PLAN.runtime(rule_name))
 
 
 SCRIPTS = REPO / "scripts"
