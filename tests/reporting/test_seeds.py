@@ -183,3 +183,23 @@ def test_seeds_the_two_cells_do_not_share_are_left_out():
     (check,) = CL.claim_gift_beats_sft(recs, run_specs=SPECS)["checks"]
     assert check["seeds"] == 3 and check["test"].startswith("paired t over 3 seeds")
     assert math.isclose(float(check["delta"]), 10.0, abs_tol=1e-6)
+
+
+def test_figure1_says_mean_of_seeds_once_and_only_on_panels_whose_points_are(tmp_path, monkeypatch):
+    # the suffix was added to a title shared by the panels: the second panel said it twice, or wrongly
+    from giftlab.reporting import figures as F
+
+    titles = []
+    monkeypatch.setattr(F, "_save", lambda fig, pdf, png: titles.extend(ax.get_title() for ax in fig.axes))
+    sft, evals = [], []
+    for bb, seeds in (("llama", (None, 1, 2)), ("qwen", (None, 1, 2)), ("tiny", (None,))):
+        for cell, method, beta in (("sft", "sft", None), ("gift-b3", "gift", 3.0)):
+            for s in seeds:
+                run = cell if s is None else f"{cell}-s{s}"
+                sft.append({"epochs": [{"epoch": 1, "val_loss": 1.0}],
+                            "provenance": {"config": {"backbone": bb, "run": run, "method": method, "beta": beta}}})
+                evals.append({"pass@1": 0.3, "pass@1_ci95": [0.2, 0.4], "provenance": {"config": {
+                    "backbone": bb, "run": run, "benchmark": "math500", "stage": "rl"}}})
+    F.figure1(sft, evals, ["llama", "qwen", "tiny"], tmp_path / "f.pdf", tmp_path / "f.png", benchmarks=["math500"])
+    after_rl = [t for t in titles if "after RL" in t]
+    assert [t.count("mean of 3 seeds") for t in after_rl] == [1, 1, 0], after_rl

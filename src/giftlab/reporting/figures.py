@@ -152,9 +152,8 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
                 if not any(math.isnan(c) for c in p["ci"]):
                     ax.axhspan(p["ci"][0], p["ci"][1], color="black", alpha=0.08)
         seeds = max((p.get("n_seeds", 1) for p in points), default=1)
-        if seeds > 1:
-            on += f"; mean of {seeds} seeds, 95% t-interval"
-        ax.set(title=f"({chr(97 + len(backbones) + col)}) {bb}: pass@1 after RL ({on})",
+        this_panel = on + (f"; mean of {seeds} seeds, 95% t-interval" if seeds > 1 else "")  # its own points' seeds
+        ax.set(title=f"({chr(97 + len(backbones) + col)}) {bb}: pass@1 after RL ({this_panel})",
                xlabel="β (inverse temperature)", ylabel="pass@1")
         ax.legend(fontsize=7)
     fig.tight_layout()
