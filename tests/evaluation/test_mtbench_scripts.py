@@ -38,9 +38,11 @@ def world(tmp_path_factory):
     from giftlab.tinyworld import build_world
 
     out = tmp_path_factory.mktemp("world")
-    world = build_world({"seed": 3, "n_problems": 60, "pretrain_docs": 10, "n_tiny_id": 10, "n_tiny_ood": 5,
+    # a corpus large enough to hold some of the dialogues' chains (as the tiny default's 40k documents do)
+    world = build_world({"seed": 3, "n_problems": 60, "pretrain_docs": 3000, "n_tiny_id": 10, "n_tiny_ood": 5,
                          "n_tiny_family": 5, "n_tiny_mc": 5})
     write_jsonl(out / "problems.jsonl", world.problems)
+    write_jsonl(out / "pretrain.jsonl", [{"text": doc} for doc in world.corpus])
     for name, records in world.benchmarks.items():
         write_jsonl(out / f"{name}.jsonl", records)
     return out
@@ -52,14 +54,18 @@ def questions(world):
     config = json.dumps({"seed": 3, "n_dialogues": 9, "world": {"n_problems": 60}})
     benches = sorted(str(p) for p in world.glob("tiny_*.jsonl"))
     assert run("mtbench_questions", "--config", config, "--problems", world / "problems.jsonl",
-               "--benchmarks", *benches, "--out", out, "--provenance", world / "q.provenance.json") == 0
+               "--corpus", world / "pretrain.jsonl", "--benchmarks", *benches, "--out", out,
+               "--provenance", world / "q.provenance.json") == 0
     return out
 
 
-def test_tiny_questions_are_fastchat_records_held_out_of_training_and_benchmarks(world, questions):
+def test_tiny_questions_are_fastchat_records_held_out_of_training_pretraining_and_benchmarks(world, questions):
+    # the pretraining corpus too: before, about a third of the tiny default's turn-1 questions were documents the
+    # bases had pretrained on, worked answer included
     rows = read_jsonl(questions)
     assert len(rows) == 9 and {r["category"] for r in rows} == {"math", "reasoning", "extraction"}
     held = {r["question"] for r in read_jsonl(world / "problems.jsonl")}
+    held |= {r["text"].split("\n", 1)[0] for r in read_jsonl(world / "pretrain.jsonl")}
     held |= {r.get("question", r["prompt"]) for p in world.glob("tiny_*.jsonl") for r in read_jsonl(p)}
     assert not {r["turns"][0] for r in rows} & held
     provenance = json.loads((world / "q.provenance.json").read_text())

@@ -12,6 +12,7 @@ rule mtbench_questions:
     # the tiny world's two-turn analogue (tiny profiles; the paper reads a local copy of MT-Bench's questions)
     input:
         problems="data/tiny/problems.jsonl",
+        corpus="data/tiny/pretrain.jsonl",
         benchmarks=expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS),
     output:
         questions=MTBENCH_TINY_QUESTIONS,
@@ -29,8 +30,8 @@ rule mtbench_questions:
     benchmark:
         "logs/benchmark/mtbench/questions.tsv",
     shell:
-        "python {params.script} --config {params.job} --problems {input.problems} --benchmarks {input.benchmarks}"
-        " --out {output.questions} --provenance {output.provenance} > {log} 2>&1"
+        "python {params.script} --config {params.job} --problems {input.problems} --corpus {input.corpus}"
+        " --benchmarks {input.benchmarks} --out {output.questions} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule mtbench_answer:
