@@ -97,3 +97,13 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def workspace_path(path: str | os.PathLike) -> Path:
+    """``path`` relative to the working directory when it lies inside it (the code of the README's clone, which is
+    the workspace), else absolute (``snakemake -s <repo>/Snakefile -d <elsewhere>``). Rule params built from it stay
+    the same when a workspace is moved or copied whole, so Snakemake reruns nothing; absolute ones all changed."""
+    try:
+        return Path(path).relative_to(Path.cwd())
+    except ValueError:
+        return Path(path)

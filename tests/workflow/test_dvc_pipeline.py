@@ -503,3 +503,16 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     # the local questions and references are the answer jobs' inputs (a missing input stops the plan: math500 above)
     answer = next(line for line in planned.splitlines() if "scripts/mtbench_answer.py" in line)
     assert "--questions data/mt_bench/question.jsonl data/mt_bench/reference_answer/gpt-4.jsonl" in answer
+
+
+def test_a_workspace_moved_whole_reruns_nothing(tmp_path):
+    # The README's clone is the workspace; its jobs' params named the scripts by absolute path, so moving or
+    # renaming the folder made Snakemake rerun every job (days of GPU at paper scale).
+    first = copy_worktree(tmp_path / "here" / "repo")
+    smoke = ["--configfile", "config/smoke.yaml"]
+    run(["snakemake", "-c1", "results/split.json", *smoke], first, timeout=600)
+    moved = tmp_path / "elsewhere" / "deeper" / "repo"
+    moved.parent.mkdir(parents=True)
+    shutil.move(str(first), str(moved))
+    dry = run(["snakemake", "-n", "results/split.json", *smoke], moved, timeout=300)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, (dry.stdout + dry.stderr)[-2000:]

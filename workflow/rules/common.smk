@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from giftlab.cli import ConfigError
 from giftlab.config import EVAL_RULES, RUN_PATTERN, rule_resources, rule_threads, validate_config
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
-from giftlab.io import write_json_atomic
+from giftlab.io import workspace_path, write_json_atomic
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
 from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
@@ -50,9 +50,10 @@ onstart:
             write_json_atomic(RUNTIME_DIR / f"{rule_name}.json", PLAN.runtime(rule_name))
 
 
-SCRIPTS = REPO / "scripts"
+# relative where the code is in the workspace: a workspace moved whole keeps its jobs' params (giftlab.io)
+SCRIPTS = workspace_path(REPO / "scripts")
 RUNTIME_DIR = Path("work") / "runtime"
-REPORTING_CODE = Plan.reporting_code(REPO / "src" / "giftlab")
+REPORTING_CODE = Plan.reporting_code(workspace_path(REPO / "src" / "giftlab"))
 
 
 def script(name):
