@@ -170,7 +170,7 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
     import argparse
     import json
 
-    from giftlab.cli import setup
+    from giftlab.cli import ConfigError, setup
     from giftlab.plan import RUNTIME_RULES, without_runtime
 
     runtime = {"sft": {"report_to": ["tensorboard", "wandb"]}, "grpo": {"report_to": [], "save_steps": 5},
@@ -191,5 +191,7 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
     (tmp_path / "sft.json").write_text(json.dumps(changed.runtime("sft")))
     merged = setup(argparse.Namespace(config=json.dumps(job), runtime=str(tmp_path / "sft.json")), torch_threads=False)
     assert merged["settings"]["report_to"] == ["tensorboard", "wandb"] and without_runtime(merged) == job
+    with pytest.raises(ConfigError, match=r"^--runtime: no such file .*missing\.json$"):  # run without its file
+        setup(argparse.Namespace(config=json.dumps(job), runtime=str(tmp_path / "missing.json")), torch_threads=False)
     grpo = changed.job("grpo", {"backbone": "qwen", "run": "gift-b3"})
     assert without_runtime({**grpo, "grpo": {**grpo["grpo"], "save_steps": 5}}) == grpo

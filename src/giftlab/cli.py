@@ -34,25 +34,17 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def _merged(config: dict[str, Any], extra: Any, where: str = "--runtime") -> dict[str, Any]:
-    if not isinstance(extra, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {type(extra).__name__}")
-    out = dict(config)
-    for key, value in extra.items():
-        out[key] = _merged(out.get(key) or {}, value, f"{where}.{key}") if isinstance(value, dict) else value
-    return out
-
-
-def load_job_config(value: str) -> dict[str, Any]:
+def load_job_config(value: str, option: str = "--config") -> dict[str, Any]:
+    """``option``'s mapping: inline JSON or a .json/.yaml file; anything else is one line naming the option."""
     text = value.strip()
     if text.startswith("{"):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"--config: not valid JSON ({exc.msg})") from None
+            raise ConfigError(f"{option}: not valid JSON ({exc.msg})") from None
     path = Path(value)
     if not path.exists():
-        raise ConfigError(f"--config: no such file {path}")
+        raise ConfigError(f"{option}: no such file {path}")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -61,10 +53,10 @@ def load_job_config(value: str) -> dict[str, Any]:
         else:
             config = json.loads(path.read_text())
     except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError: one line naming the file
-        raise ConfigError(f"--config: {path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
+        raise ConfigError(f"{option}: {path}: not valid {path.suffix.lstrip('.') or 'JSON'} "
                           f"({str(exc).splitlines()[0]})") from None
     if not isinstance(config, dict):
-        raise ConfigError(f"--config: {path}: expected a mapping of keys, got {type(config).__name__}")
+        raise ConfigError(f"{option}: {path}: expected a mapping of keys, got {type(config).__name__}")
     return config
 
 
@@ -78,10 +70,9 @@ def setup(args: argparse.Namespace, torch_threads: bool = True) -> dict[str, Any
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_job_config(args.config)
     if getattr(args, "runtime", None):
-        try:
-            config = _merged(config, load_job_config(args.runtime))
-        except ConfigError as exc:  # the same reader as --config: say which option
-            raise ConfigError(str(exc).replace("--config", "--runtime", 1)) from None
+        from giftlab.config import deep_merge  # not at module level: giftlab.config imports this module
+
+        config = deep_merge(config, load_job_config(args.runtime, "--runtime"))
     threads = int(os.environ.get("GIFTLAB_THREADS", config.get("threads", 1) or 1))
     if torch_threads:
         import torch
