@@ -34,6 +34,15 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def _merged(config: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into ``config``, section by section. (giftlab.config.deep_merge does this too, but that
+    module imports this one: the library has no import cycle, tests/test_architecture.py.)"""
+    out = dict(config)
+    for key, value in extra.items():
+        out[key] = _merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 def load_job_config(value: str, option: str = "--config") -> dict[str, Any]:
     """``option``'s mapping: inline JSON or a .json/.yaml file; anything else is one line naming the option."""
     text = value.strip()
@@ -70,9 +79,7 @@ def setup(args: argparse.Namespace, torch_threads: bool = True) -> dict[str, Any
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_job_config(args.config)
     if getattr(args, "runtime", None):
-        from giftlab.config import deep_merge  # not at module level: giftlab.config imports this module
-
-        config = deep_merge(config, load_job_config(args.runtime, "--runtime"))
+        config = _merged(config, load_job_config(args.runtime, "--runtime"))
     threads = int(os.environ.get("GIFTLAB_THREADS", config.get("threads", 1) or 1))
     if torch_threads:
         import torch
