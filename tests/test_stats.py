@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,35 @@ def test_t_quantile_matches_the_tables(q, df, table):
     from giftlab.stats import t_quantile
 
     assert t_quantile(q, df) == pytest.approx(table, abs=1e-4)
+
+
+@pytest.mark.parametrize("df", [1, 2])
+@pytest.mark.parametrize("q", [0.975, 0.9995, 1 - 0.05 / 192, 0.99999, 1 - 1e-9, 1e-6])
+def test_t_quantile_far_in_the_tail_matches_the_closed_forms(q, df):
+    """Bonferroni's levels reach far into the tail (96 checks over 2 seeds: df = 1, q = 0.99974); df = 1 and 2 have
+    closed forms: tan(π(q − ½)) and (2q − 1) / sqrt(2q(1 − q))."""
+    from giftlab.stats import t_quantile
+
+    p = min(q, 1 - q)  # the tail, as both forms need it without cancellation
+    exact = 1 / math.tan(math.pi * p) if df == 1 else (1 - 2 * p) / math.sqrt(2 * p * (1 - p))
+    assert t_quantile(q, df) == pytest.approx(math.copysign(exact, q - 0.5), rel=1e-9)
+
+
+@pytest.mark.parametrize("df", [3, 4, 7, 30, 500])
+def test_t_quantile_inverts_the_t_cdf(df):
+    """At every level the claims use, the quantile's CDF (mpmath's, at 30 digits: an independent implementation)
+    is q."""
+    import mpmath
+
+    from giftlab.stats import t_quantile
+
+    mpmath.mp.dps = 30
+
+    def cdf(x):  # P(T <= x) = 1 - I_{df/(df+x^2)}(df/2, 1/2) / 2 for x >= 0
+        return 1 - mpmath.betainc(df / 2, 0.5, 0, df / (df + x * x), regularized=True) / 2
+
+    for q in (0.6, 0.975, 0.999, 1 - 0.05 / 192, 1 - 1e-8):
+        assert float(cdf(mpmath.mpf(t_quantile(q, df)))) == pytest.approx(q, abs=1e-13)
 
 
 def test_seed_interval_and_bonferroni():
