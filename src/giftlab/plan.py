@@ -240,6 +240,10 @@ class Plan:
     def pre_rl_evals(self, backbones=None) -> list[str]:
         return [self.eval_summary(*key) for key in self.pre_rl_eval_keys(backbones)]
 
+    def pre_rl_eval_samples(self) -> list[str]:
+        """The samples of the pre-RL evaluations, in :meth:`pre_rl_evals` order (claim 2's paired test)."""
+        return [self.eval_samples(*key) for key in self.pre_rl_eval_keys()]
+
     def consistency_keys(self, backbones=None) -> list[tuple[str, str, str]]:
         """(backbone, run, stage pair) of every consistency result: Base -> SFT and SFT -> RL of each compared run."""
         return [(bb, run, pair) for bb in backbones or self.backbones for run in self.compared_runs()

@@ -5,6 +5,7 @@ replacement by ``numpy.random.default_rng(seed)``, ``n_resamples`` times, and th
 ``numpy.quantile`` (its default linear interpolation) of the resampled statistic at α/2 and 1 − α/2.
 
 * :func:`bootstrap_ci`: the mean of per-unit values (pass@1 over problems: :func:`pass_at_1_ci`);
+* :func:`stratified_bootstrap_ci`: the mean over groups (benchmarks) of their means, resampled within each group;
 * :func:`ratio_bootstrap_ci`: a pooled ratio sum(sums) / sum(counts) (token means over examples: Table 4's KL);
 * :func:`paired_difference`: the mean of post − pre over the units both share (what GRPO adds: ``rl_gain``).
 
@@ -90,6 +91,18 @@ def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, alpha: float 
     if x.ndim != 1 or x.size == 0:
         raise ValueError("bootstrap_ci needs a non-empty 1-D sequence of per-problem values")
     return _interval(x[_resample(x.size, n_resamples, seed)].mean(axis=1), alpha)
+
+
+def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], n_resamples: int = 1000, alpha: float = 0.05,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of the groups' means (e.g. a pass@k averaged over benchmarks), units
+    resampled within each group; one group is :func:`bootstrap_ci`, draw for draw."""
+    xs = [np.asarray(g, dtype=np.float64) for g in groups]
+    if not xs or any(x.ndim != 1 or x.size == 0 for x in xs):
+        raise ValueError("stratified_bootstrap_ci needs non-empty 1-D groups of per-problem values")
+    rng = np.random.default_rng(seed)
+    means = sum(x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1) for x in xs) / len(xs)
+    return _interval(means, alpha)
 
 
 def ratio_bootstrap_ci(sums: Sequence[float], counts: Sequence[float], n_resamples: int = 1000, seed: int = 0,

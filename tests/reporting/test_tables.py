@@ -268,18 +268,73 @@ def test_claims_verdicts(tmp_path):
           cons("qwen", "gift-b3", "base_sft", 0.95, 8.0, 0.49, (0.44, 0.54), {1: (0.8, (0.78, 0.82))})]
     c3 = claim_gift_more_consistent(cs)
     verdicts = {c["what"]: c["verdict"] for c in c3["checks"]}
-    assert verdicts == {"Base→SFT cos (↑)": "agree", "Base→SFT l2 (↓)": "agree",
+    # cos and L2 of one seed have no interval: shown, untested, out of the verdict and of Bonferroni's m (2, not 4)
+    assert verdicts == {"Base→SFT cos (↑)": "untested", "Base→SFT l2 (↓)": "untested",
                         "Base→SFT kl (↓)": "inconclusive", "Base→SFT top-1 overlap (↑)": "agree"}
     assert c3["verdict"] == "mixed"
+    assert {c["interval"].split("(")[-1] for c in c3["checks"] if c["verdict"] != "untested"} == {"97.50%)"}
+    assert claim_gift_more_consistent([{**r, "kl": None, "topk_overlap": {}} for r in cs])["verdict"] == "untested"
 
     out = tmp_path / "claims.md"
     claims = write_claims(out, rl_summaries=rl[:2], pre_rl_summaries=pre, consistency=cs)
     text = out.read_text()
     assert [c["verdict"] for c in claims] == ["agree", "agree", "mixed", "no data"]  # no LUFFY/ReLIFT run here
+    assert "**untested** = a point estimate with no interval" in text
     assert "## GIFT beats SFT after RL: **agree**" in text
     assert "| qwen | GIFT (β=3) | 1 | tiny_id pass@1 | 50.00 | 40.00 | +10.00 |" in text
     assert CL.verdict(-1.0, None, higher_is_better=False) == "agree"
     assert CL.verdict(float("nan"), 0.1) == "inconclusive"
+
+
+def _pre_rl_samples(correct_by_problem):
+    """{prompt_id: (n, c)} with 8 samples per problem."""
+    return {f"p{i}": (8, c) for i, c in enumerate(correct_by_problem)}
+
+
+def test_claim2_with_one_seed_is_paired_over_problems_from_the_samples():
+    """One seed: the growth of GIFT − SFT from pass@1 to pass@8 per problem, bootstrapped over problems (the same
+    problems and sampling seeds in both runs), not the pass@1 intervals as a scale. Here GIFT solves once in 8 samples
+    40 problems SFT never solves: per problem +1/8 at pass@1, +1 at pass@8, a growth of 0.875 on 40 of 100 problems.
+    Wide pass@1 intervals (the heuristic's scale) leave that inconclusive; the paired test decides."""
+    from giftlab.stats import pass_at_k
+
+    sft = [0] * 20 + [0] * 40 + [8] * 40
+    gift = [0] * 20 + [1] * 40 + [8] * 40
+    counts = {("qwen", "sft", "tiny_id"): _pre_rl_samples(sft), ("qwen", "gift-b3", "tiny_id"): _pre_rl_samples(gift)}
+
+    def summary(run, correct):
+        values = pass_at_k([(8, c) for c in correct], (1, 2, 4, 8))
+        return summ("sft", "qwen", run, "tiny_id", values["pass@1"], (values["pass@1"] - 0.4, values["pass@1"] + 0.4),
+                    pass2=values["pass@2"], pass4=values["pass@4"], pass8=values["pass@8"])
+
+    pre = [summary("sft", sft), summary("gift-b3", gift)]
+    heuristic = claim_passk_advantage_grows(pre)["checks"][0]
+    paired = claim_passk_advantage_grows(pre, samples=counts)["checks"][0]
+    assert heuristic["verdict"] == "inconclusive" and "heuristic" in heuristic["test"]
+    assert paired["delta"] == heuristic["delta"]  # the same Δ, from the samples
+    assert paired["delta"] == "+35.00"  # 0.875 × 40 / 100
+    assert paired["test"] == "paired bootstrap over 100 problems" and paired["verdict"] == "agree"
+
+
+def test_claim2_averages_benchmarks_and_resamples_within_each():
+    """Two benchmarks: Δ is the mean of the benchmarks' mean growths (as Table 3's average); the interval is
+    stratified, so a benchmark with few problems keeps its weight in every resample."""
+    sft_a, gift_a = [1] * 30, [3] * 30
+    sft_b, gift_b = [0] * 10, [0] * 10
+    counts = {("qwen", "sft", "a"): _pre_rl_samples(sft_a), ("qwen", "gift-b3", "a"): _pre_rl_samples(gift_a),
+              ("qwen", "sft", "b"): _pre_rl_samples(sft_b), ("qwen", "gift-b3", "b"): _pre_rl_samples(gift_b)}
+    from giftlab.stats import pass_at_k
+
+    pre = []
+    for bench, data in (("a", (sft_a, gift_a)), ("b", (sft_b, gift_b))):
+        for run, correct in zip(("sft", "gift-b3"), data):
+            v = pass_at_k([(8, c) for c in correct], (1, 8))
+            pre.append(summ("sft", "qwen", run, bench, v["pass@1"], (0.0, 1.0), pass8=v["pass@8"]))
+    check = claim_passk_advantage_grows(pre, ks=(1, 8), samples=counts)["checks"][0]
+    # benchmark a: pass@1 1/8 → 3/8 (+0.25), pass@8 1 → 1 (0): growth −0.25 per problem; b: 0. Mean −0.125.
+    assert check["delta"] == "-12.50"
+    assert check["test"] == "paired bootstrap over 40 problems (2 benchmarks, each resampled)"
+    assert check["interval"].startswith("[-12.50, -12.50]") and check["verdict"] == "disagree"
 
 
 def test_extra_models_table_reads_their_evaluations_and_consistency():

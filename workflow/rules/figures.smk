@@ -131,6 +131,7 @@ rule claims:
         rl=PLAN.final_evals(),  # Tables 1 and 2: reasoning and out-of-distribution
         rl_samples=PLAN.final_eval_samples(),  # the same evaluations' samples: paired tests over problems
         pre_rl=PLAN.pre_rl_evals(),
+        pre_rl_samples=PLAN.pre_rl_eval_samples(),  # claim 2: the pass@k advantage's growth paired over problems
         consistency=PLAN.consistency_results(),
         code=plotting_code("claims"),
     output:
@@ -149,7 +150,7 @@ rule claims:
         "logs/benchmark/tables/claims.tsv",
     shell:
         "python {input.code[0]} --config {params.job} --rl {input.rl} --rl-samples {input.rl_samples}"
-        " --pre-rl {input.pre_rl} --consistency {input.consistency} --out {output.claims} --provenance {output.provenance} > {log} 2>&1"
+        " --pre-rl {input.pre_rl} --pre-rl-samples {input.pre_rl_samples} --consistency {input.consistency} --out {output.claims} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule summary:

@@ -18,18 +18,21 @@ from the strongest evidence the inputs hold:
 * seeds (config ``seeds``, ≥ 2 seeds both runs share): Student's t over the per-seed differences (the seed-level
   test the verdict uses), with the effect size d_z = mean / sd of those differences and, for pass@1 when the
   samples are given, the pooled problem × seed bootstrap beside it (:func:`giftlab.stats.nested_bootstrap_ci`);
-* one seed, pass@1 with the samples given: a percentile bootstrap of the per-problem differences;
+* one seed, pass@k with the samples given: a percentile bootstrap of the per-problem differences (claims 1, 4:
+  pass@1; claim 2: the per-problem growth of the pass@k advantage, resampled within each benchmark);
 * one seed otherwise: the two runs' own 95% intervals combined as sqrt(h₁² + h₂²) (Table 4's KL and top-K overlap;
-  Claim 2 uses the pass@1 intervals as the scale of the change in advantage, a heuristic said so in the report);
-  cos and L2 of one seed are exact functions of two checkpoints, so their verdict is the sign of Δ ("point
-  estimate").
+  claim 2 without samples uses the pass@1 intervals as the scale of the change in advantage, a heuristic said so in
+  the report);
+* none (cos and L2 of one seed, exact functions of two checkpoints, whose seed-to-seed variation one seed cannot
+  measure): the check is ``untested``, shown with its point estimate but counted neither in the claim's verdict
+  nor in its number of checks m.
 
 Multiplicity: a claim is judged from all its checks at once (claim 1: every β × benchmark × backbone), so each
 interval is Bonferroni's at level 1 − α/m for a claim of m checks (α = 0.05; for the combined 95% intervals, the
 half-width scaled by z(1 − α/2m) / z(0.975)), keeping the chance that any check of a claim errs below 5%. A claim's
-overall verdict: ``agree`` / ``disagree`` / ``inconclusive`` when all its checks say so, ``mixed`` otherwise,
-``no data`` when the inputs hold no GIFT–SFT pair (claim 4: no GIFT and unified-paradigm run of the same backbone,
-e.g. ``unified.methods`` is empty).
+overall verdict, from its tested checks: ``agree`` / ``disagree`` / ``inconclusive`` when all say so, ``mixed``
+otherwise, ``untested`` when none has an interval, ``no data`` when the inputs hold no GIFT–SFT pair (claim 4: no
+GIFT and unified-paradigm run of the same backbone, e.g. ``unified.methods`` is empty).
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.tables import STAGE_PAIRS, job_field
-from giftlab.stats import bootstrap_ci, nested_bootstrap_ci, seed_interval, simultaneous_alpha
+from giftlab.stats import (nested_bootstrap_ci, per_problem_pass_at_k, seed_interval, simultaneous_alpha,
+                           stratified_bootstrap_ci)
 
 AGREE, DISAGREE, INCONCLUSIVE, MIXED, NO_DATA = "agree", "disagree", "inconclusive", "mixed", "no data"
+UNTESTED = "untested"  # a point estimate without an interval: shown, never counted
 
 PAPER = {
     "gift_beats_sft": ("GIFT beats SFT after RL (Table 1: average pass@1 59.55 vs 55.06 on Qwen2.5-7B, "
@@ -116,9 +121,12 @@ def interval_verdict(lo: float, hi: float, higher_is_better: bool = True) -> str
 
 
 def overall(checks: Sequence[Mapping[str, Any]]) -> str:
+    """The claim's verdict from its tested checks (``untested`` ones have no interval to decide from)."""
     if not checks:
         return NO_DATA
-    kinds = {c["verdict"] for c in checks}
+    kinds = {c["verdict"] for c in checks} - {UNTESTED}
+    if not kinds:
+        return UNTESTED
     return kinds.pop() if len(kinds) == 1 else MIXED
 
 
@@ -126,16 +134,21 @@ def overall(checks: Sequence[Mapping[str, Any]]) -> str:
 class Evidence:
     """What one check's difference Δ (GIFT − the other run, in the metric's units) rests on; see the module
     docstring for the order of preference. ``seed_deltas``: Δ per shared seed; ``problem_deltas``: per-problem Δ of
-    one seed; ``pooled``: per-problem Δ, one row per seed (the nested bootstrap); ``noise95``: the combined half-width
-    of the two runs' 95% intervals."""
+    one seed, one list per benchmark (resampled within each; Δ is the mean of their means); ``pooled``: per-problem
+    Δ, one row per seed (the nested bootstrap); ``noise95``: the combined half-width of the two runs' 95% intervals."""
 
     delta: float
     higher_is_better: bool = True
     seed_deltas: list[float] | None = None
-    problem_deltas: list[float] | None = None
+    problem_deltas: list[list[float]] | None = None
     pooled: list[list[float]] | None = None
     noise95: float | None = None
     note: str = ""
+
+    @property
+    def has_interval(self) -> bool:
+        return ((self.seed_deltas is not None and len(self.seed_deltas) >= 2) or self.problem_deltas is not None
+                or self.noise95 is not None)
 
     def decide(self, alpha: float, scale: float, digits: int) -> dict[str, str]:
         """The check's interval at level 1 − ``alpha`` (already Bonferroni's), its test and verdict; numbers times
@@ -153,15 +166,15 @@ class Evidence:
             if self.pooled is not None:
                 test += f"; pooled problems × seeds {fmt(*nested_bootstrap_ci(self.pooled, 2000, alpha))}"
         elif self.problem_deltas is not None:
-            lo, hi = bootstrap_ci(self.problem_deltas, BOOTSTRAP_RESAMPLES, alpha)
-            test = f"paired bootstrap over {len(self.problem_deltas)} problems"
+            lo, hi = stratified_bootstrap_ci(self.problem_deltas, BOOTSTRAP_RESAMPLES, alpha)
+            groups = f" ({len(self.problem_deltas)} benchmarks, each resampled)" if len(self.problem_deltas) > 1 else ""
+            test = f"paired bootstrap over {sum(map(len, self.problem_deltas))} problems{groups}"
         elif self.noise95 is not None:
             half = self.noise95 * NormalDist().inv_cdf(1 - alpha / 2) / NormalDist().inv_cdf(0.975)
             lo, hi = self.delta - half, self.delta + half
             test = "two 95% intervals combined, sqrt(h₁² + h₂²)"
         else:
-            return {"interval": "—", "test": "point estimate", "verdict": verdict(self.delta, None,
-                                                                                   self.higher_is_better)}
+            return {"interval": "—", "test": "point estimate, no interval", "verdict": UNTESTED}
         return {"interval": f"{fmt(lo, hi)} ({level})", "test": test + self.note,
                 "verdict": interval_verdict(lo, hi, self.higher_is_better)}
 
@@ -210,8 +223,8 @@ def _pct(x: float) -> str:
 
 
 def _finish(cid: str, pending: list[tuple[dict[str, Any], Evidence]], scale: float | None = 100.0) -> dict[str, Any]:
-    """Decide every check of a claim at Bonferroni's level α / m (m = the claim's checks)."""
-    alpha = simultaneous_alpha(ALPHA, len(pending))
+    """Decide every check of a claim at Bonferroni's level α / m (m = the claim's checks that have an interval)."""
+    alpha = simultaneous_alpha(ALPHA, sum(evidence.has_interval for _, evidence in pending))
     checks = []
     for row, evidence in pending:
         digits = row.pop("_digits", 2)
@@ -249,7 +262,7 @@ def _pass1_checks(rl_summaries, metric, benchmarks, specs, against, samples, des
             evidence.seed_deltas = [float(g[metric]) - float(o[metric]) for g, o, _ in pairs]
             evidence.pooled = problem_rows
         elif problem_rows is not None:
-            evidence.problem_deltas = problem_rows[0]
+            evidence.problem_deltas = [problem_rows[0]]
         else:
             g, o, _ = pairs[0]
             evidence.noise95 = _noise(_half_width(g.get(f"{metric}_ci95")), _half_width(o.get(f"{metric}_ci95")))
@@ -295,11 +308,26 @@ def claim_gift_beats_unified(rl_summaries: Iterable[Mapping[str, Any]], metric: 
     return _finish("gift_beats_unified", pending)
 
 
+def _growth_per_problem(g: Mapping[str, tuple[int, int]], s: Mapping[str, tuple[int, int]], k_lo: int,
+                        k_hi: int) -> list[float]:
+    """Per problem both evaluations share: (GIFT − SFT) in unbiased pass@k_hi minus the same at k_lo."""
+    ids = sorted(set(g) & set(s))
+
+    def pk(counts, k):
+        return per_problem_pass_at_k([counts[i] for i in ids], k)
+
+    return list((pk(g, k_hi) - pk(s, k_hi)) - (pk(g, k_lo) - pk(s, k_lo))) if ids else []
+
+
 def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
-                                ks: Sequence[int] = (1, 2, 4, 8), run_specs=None) -> dict[str, Any]:
+                                ks: Sequence[int] = (1, 2, 4, 8), run_specs=None,
+                                samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None) -> dict[str, Any]:
     """Claim 2 from pre-RL summaries (stage ``sft``): per backbone × GIFT β, the advantage Δ_k = GIFT − SFT (mean
     over the shared benchmarks) at the largest available k minus at the smallest: per seed, paired over seeds;
-    with one seed, the pass@1 difference noise as its scale (heuristic, see the module docstring)."""
+    with one seed, paired over problems from ``samples`` (per-problem (n, correct) by (backbone, run, benchmark):
+    :func:`giftlab.reporting.rl_gain.per_problem_counts`), else the pass@1 difference noise as its scale
+    (heuristic, see the module docstring)."""
+    samples = samples or {}
     specs = RunSpecs(run_specs)
     recs = [r for r in pre_rl_summaries if job_field(r, "stage") == "sft"]
     cells = _cells(_index(recs, ("backbone", "run", "benchmark")), specs)
@@ -322,10 +350,15 @@ def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
         growths = [advantage(p, avail[-1]) - advantage(p, avail[0]) for p in per_seed.values()]
         evidence = Evidence(sum(growths) / len(growths))
         note = ""
+        pairs = next(iter(per_seed.values()))
+        counts = [(samples.get(_key(g)), samples.get(_key(s))) for g, s in pairs]
         if len(per_seed) >= 2:
             evidence.seed_deltas = growths
-        else:
-            pairs = next(iter(per_seed.values()))
+        elif all(a is not None and b is not None for a, b in counts):
+            groups = [_growth_per_problem(a, b, avail[0], avail[-1]) for a, b in counts]
+            if all(groups):  # the mean of the benchmarks' means, as the summaries' advantage
+                evidence = Evidence(sum(sum(g) / len(g) for g in groups) / len(groups), problem_deltas=groups)
+        if not evidence.has_interval:
             hws = [_noise(_half_width(g.get("pass@1_ci95")), _half_width(s.get("pass@1_ci95"))) for g, s in pairs]
             evidence.noise95 = None if any(h is None for h in hws) else sum(hws) / len(hws) / math.sqrt(len(pairs))
             note = " (pass@1 intervals as the scale: heuristic)"
@@ -380,14 +413,17 @@ def evaluate_claims(rl_summaries: Iterable[Mapping[str, Any]] = (),
                     pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
                     consistency: Iterable[Mapping[str, Any]] = (), run_specs=None,
                     reasoning_benchmarks: Sequence[str] | None = None,
-                    samples: Mapping[tuple, Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
+                    samples: Mapping[tuple, Mapping[str, float]] | None = None,
+                    pre_rl_samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
+                    ) -> list[dict[str, Any]]:
     """All four claims as ``[{"id", "title", "paper", "verdict", "checks": [...]}, ...]``; ``run_specs``: the
     plan's run table (which runs are GIFT, plain SFT or a unified paradigm, and their seeds); ``reasoning_benchmarks``:
     Table 1's benchmarks, the ones claim 4 checks (None: all); ``samples``: per-problem pass@1 of the post-RL
-    evaluations by (backbone, run, benchmark), for the paired tests of claims 1 and 4."""
+    evaluations by (backbone, run, benchmark), for the paired tests of claims 1 and 4; ``pre_rl_samples``:
+    per-problem (n, correct) of the pre-RL evaluations, for claim 2's."""
     rl_summaries = list(rl_summaries)
     return [claim_gift_beats_sft(rl_summaries, run_specs=run_specs, samples=samples),
-            claim_passk_advantage_grows(pre_rl_summaries, run_specs=run_specs),
+            claim_passk_advantage_grows(pre_rl_summaries, run_specs=run_specs, samples=pre_rl_samples),
             claim_gift_more_consistent(consistency, run_specs=run_specs),
             claim_gift_beats_unified(rl_summaries, benchmarks=reasoning_benchmarks, run_specs=run_specs,
                                      samples=samples)]
@@ -395,12 +431,15 @@ def evaluate_claims(rl_summaries: Iterable[Mapping[str, Any]] = (),
 
 LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decided from its interval: **agree** / "
           "**disagree** = the whole interval lies on the paper's side of 0 / on the other side; **inconclusive** = "
-          "it straddles 0; **mixed** = a claim's checks differ. The test: over training seeds when there are "
-          "several (Student's t of the per-seed differences, effect size d_z = mean / sd; for pass@1 the pooled "
+          "it straddles 0; **mixed** = a claim's checks differ; **untested** = a point estimate with no interval "
+          "(cos and L2 of one seed: exact for these two checkpoints, but one seed cannot measure how they vary with "
+          "training), counted neither in the claim's verdict nor in its m. The test: over training seeds when there "
+          "are several (Student's t of the per-seed differences, effect size d_z = mean / sd; for pass@1 the pooled "
           "problems × seeds bootstrap beside it), else paired over problems (bootstrap of the per-problem "
-          "differences); without per-problem data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²); cos "
-          "and L2 of one seed are exact (point estimates). Multiplicity: each claim's intervals are Bonferroni's, "
-          "at level 1 − 0.05/m for its m checks (the level is printed with each interval). Pass rates in %.")
+          "differences; claim 2: the per-problem growth of the pass@k advantage, resampled within each benchmark); "
+          "without per-problem data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²). Multiplicity: each "
+          "claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m checks (the level is printed with each "
+          "interval). Pass rates in %.")
 
 
 def claims_markdown(claims: Sequence[Mapping[str, Any]], run_specs=None) -> str:
@@ -426,8 +465,11 @@ def write_claims(path: str | Path, rl_summaries: Iterable[Mapping[str, Any]] = (
                  pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
                  consistency: Iterable[Mapping[str, Any]] = (), run_specs=None,
                  reasoning_benchmarks: Sequence[str] | None = None,
-                 samples: Mapping[tuple, Mapping[str, float]] | None = None) -> list[dict[str, Any]]:
+                 samples: Mapping[tuple, Mapping[str, float]] | None = None,
+                 pre_rl_samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
+                 ) -> list[dict[str, Any]]:
     """Evaluate the claims and write them as markdown (atomically); return the claim dicts."""
-    claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency, run_specs, reasoning_benchmarks, samples)
+    claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency, run_specs, reasoning_benchmarks, samples,
+                             pre_rl_samples)
     write_text_atomic(path, claims_markdown(claims, run_specs))
     return claims

@@ -17,12 +17,19 @@ from giftlab.reporting.seeds import collapse_seeds
 from giftlab.stats import paired_difference
 
 
+def per_problem_counts(samples: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(samples, correct samples) of each problem, by its ``prompt_id``."""
+    hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in samples:
+        tally = hits[row["prompt_id"]]
+        tally[0] += 1
+        tally[1] += bool(row["correct"])
+    return {pid: (n, c) for pid, (n, c) in hits.items()}
+
+
 def per_problem_accuracy(samples: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Mean correctness over the samples of each problem (pass@1 per problem)."""
-    hits: dict[str, list[float]] = defaultdict(list)
-    for row in samples:
-        hits[row["prompt_id"]].append(1.0 if row["correct"] else 0.0)
-    return {pid: sum(v) / len(v) for pid, v in hits.items()}
+    return {pid: c / n for pid, (n, c) in per_problem_counts(samples).items()}
 
 
 def rl_gain_table(pairs: Sequence[tuple[str, str, str, Sequence[Mapping], Sequence[Mapping]]],
