@@ -29,7 +29,7 @@ STAGE_PAIRS = ("base_sft", "sft_rl", "base_extra")
 def main(argv=None) -> None:
     import torch
 
-    from giftlab.analysis.consistency import consistency_metrics, make_batches, tokenize_examples
+    from giftlab.analysis.consistency import GEOMETRIES, consistency_metrics, make_batches, tokenize_examples
     from giftlab.data import read_problems
     from giftlab.jobs import ConsistencyJob
     from giftlab.models import load_model, load_tokenizer
@@ -46,6 +46,8 @@ def main(argv=None) -> None:
     job = ConsistencyJob.from_config(config)
     if job.stage_pair not in STAGE_PAIRS:
         raise ConfigError(f"config: stage_pair must be one of {', '.join(STAGE_PAIRS)}, got {job.stage_pair!r}")
+    if job.geometry not in GEOMETRIES:
+        raise ConfigError(f"config: geometry must be one of {', '.join(GEOMETRIES)}, got {job.geometry!r}")
     ks = [int(k) for k in job.topk]
     device = job.device
     if device == "auto":
@@ -63,7 +65,7 @@ def main(argv=None) -> None:
 
     t0 = time.perf_counter()
     metrics = consistency_metrics(model_a, model_b, batches, ks=ks, layer=job.layer, chunk_size=job.chunk_size,
-                                  ci_resamples=job.ci_resamples, seed=job.seed)
+                                  ci_resamples=job.ci_resamples, seed=job.seed, geometry=job.geometry)
     tokens = sum(len(e["input_ids"]) for e in examples)
     emit("consistency/forward", time.perf_counter() - t0, tokens=tokens,
          flops=matmul_flops(model_a, tokens) + matmul_flops(model_b, tokens))
@@ -71,7 +73,8 @@ def main(argv=None) -> None:
                "model_a": args.model_a, "model_b": args.model_b, **metrics,
                "seconds": time.perf_counter() - t0}
     write_result(args.out, payload, config, seed=job.seed)
-    log.info("cos=%.4f l2=%.3f kl=%.4f -> %s", metrics["cos"], metrics["l2"], metrics["kl"], args.out)
+    log.info("cos=%.4f l2=%.3f (%s) kl=%.4f -> %s", metrics["cos"], metrics["l2"], job.geometry, metrics["kl"],
+             args.out)
 
 
 if __name__ == "__main__":

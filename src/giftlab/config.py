@@ -377,7 +377,7 @@ def benchmarks(config: Mapping[str, Any], group: str = "all") -> list[str]:
 
 # eval.* keys that shape the experiment grid or the reports, not how one evaluation job samples
 EVAL_GRID_KEYS = ("pre_rl", "per_benchmark", "report_metric", "benchmarks", "ood", "math", "main_benchmark",
-                  "benchmark_dir", "consistency_examples", "consistency_dtype")
+                  "benchmark_dir", "consistency_examples", "consistency_dtype", "consistency_geometry")
 
 
 def eval_settings(eval_cfg: Mapping[str, Any], benchmark: str, pre_rl: bool = False) -> dict[str, Any]:

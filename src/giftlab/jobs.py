@@ -225,6 +225,7 @@ class ConsistencyJob(JobConfig):
     dtype: str | None = None
     device: str = "auto"
     ci_resamples: int = 1000
+    geometry: str = "hidden"  # Table 4's Cos / L2: "hidden" (the last layer's output) | "parameters"
 
 
 @dataclass

@@ -550,6 +550,7 @@ class Plan:
         return {"seed": self.config["seed"], "backbone": backbone, "run": run, "stage_pair": pair,
                 "solution_key": self.config["data"]["solution_key"],
                 "max_examples": ev.get("consistency_examples", 200), "max_length": self.config["sft"]["max_length"],
+                "geometry": ev.get("consistency_geometry", "hidden"),
                 **({"dtype": ev["consistency_dtype"]} if ev.get("consistency_dtype") else {})}
 
     def _figure_job(self) -> dict:

@@ -44,8 +44,8 @@ def batches(tok):
 
 
 def _assert_identity(out):
-    assert out["cos"] == pytest.approx(1.0, abs=1e-12)
-    assert out["l2"] == 0.0
+    assert out["cos"] == pytest.approx(1.0, abs=1e-5) and out["param_cos"] == pytest.approx(1.0, abs=1e-12)
+    assert out["l2"] == 0.0 and out["param_l2"] == 0.0 and out["hidden_l2"] == 0.0
     assert out["kl"] == pytest.approx(0.0, abs=1e-6)
     assert out["kl_reverse"] == pytest.approx(0.0, abs=1e-6)
     assert out["hidden_cos"] == pytest.approx(1.0, abs=1e-5)
@@ -141,7 +141,7 @@ def test_topk_overlap_constructed():
 def test_matches_brute_force_and_is_batching_invariant(tok, batches):
     a, b = tiny(tok, seed=0), tiny(tok, seed=1)
     out = C.response_consistency(a, b, batches, ks=(1, 5), chunk_size=4, ci_resamples=200)
-    kl, kl_rev, top5, hcos, n = 0.0, 0.0, 0.0, 0.0, 0
+    kl, kl_rev, top5, hcos, hl2, n = 0.0, 0.0, 0.0, 0.0, 0.0, 0
     with torch.no_grad():
         for batch in batches:
             mask, _ = C.response_positions(batch["labels"])
@@ -155,6 +155,7 @@ def test_matches_brute_force_and_is_batching_invariant(tok, batches):
             top5 += sum(len(set(x.tolist()) & set(y.tolist())) / 5 for x, y in zip(ta, tb))
             ha, hb = oa.hidden_states[-1][:, :-1][mask], ob.hidden_states[-1][:, :-1][mask]
             hcos += float(torch.nn.functional.cosine_similarity(ha, hb, dim=-1).sum())
+            hl2 += sum(math.sqrt(sum((y - x) ** 2 for x, y in zip(u.tolist(), v.tolist()))) for u, v in zip(ha, hb))
             n += int(mask.sum())
     assert out["n_tokens"] == n
     assert out["kl"] == pytest.approx(kl / n, rel=1e-4)
@@ -162,6 +163,8 @@ def test_matches_brute_force_and_is_batching_invariant(tok, batches):
     assert out["kl"] != pytest.approx(out["kl_reverse"], rel=1e-3)  # the direction matters
     assert out["topk_overlap"]["5"] == pytest.approx(top5 / n, abs=1e-6)
     assert out["hidden_cos"] == pytest.approx(hcos / n, rel=1e-4)
+    assert out["hidden_l2"] == pytest.approx(hl2 / n, rel=1e-4)
+    assert out["hidden_l2_ci95"][0] <= out["hidden_l2"] <= out["hidden_l2_ci95"][1]
     lo, hi = out["kl_ci95"]
     assert lo <= out["kl"] <= hi
     assert "A||B" in out["kl_direction"]
@@ -181,6 +184,24 @@ def test_matches_brute_force_and_is_batching_invariant(tok, batches):
     assert full["hidden_cos"] == pytest.approx(out["hidden_cos"], rel=1e-4)
     hidden_only = C.hidden_state_consistency(a, b, batches, ci_resamples=0)
     assert hidden_only["hidden_cos"] == pytest.approx(out["hidden_cos"], rel=1e-6)
+    assert hidden_only["hidden_l2"] == pytest.approx(out["hidden_l2"], rel=1e-6)
+
+
+def test_table4_geometry_is_the_last_layers_output_unless_parameters_are_asked_for(tok, batches):
+    """``cos`` / ``l2`` (Table 4, claim 3) are the hidden-state metrics, with intervals, by default; with
+    ``geometry="parameters"`` the last layer's weights, without. Both sets are always written."""
+    a, b = tiny(tok, seed=0), tiny(tok, seed=1)
+    hidden = C.consistency_metrics(a, b, batches, ks=(1,), ci_resamples=50)
+    params = C.consistency_metrics(a, b, batches, ks=(1,), ci_resamples=50, geometry="parameters")
+    assert hidden["geometry"] == "hidden" and params["geometry"] == "parameters"
+    assert (hidden["cos"], hidden["l2"]) == (hidden["hidden_cos"], hidden["hidden_l2"])
+    assert hidden["cos_ci95"] == hidden["hidden_cos_ci95"] and hidden["l2_ci95"] == hidden["hidden_l2_ci95"]
+    assert (params["cos"], params["l2"]) == (params["param_cos"], params["param_l2"])
+    assert "cos_ci95" not in params and "l2_ci95" not in params
+    assert params["param_l2"] == hidden["param_l2"] and params["hidden_l2"] == hidden["hidden_l2"]
+    assert hidden["param_l2"] != pytest.approx(hidden["hidden_l2"])
+    with pytest.raises(ValueError, match="geometry"):
+        C.consistency_metrics(a, b, batches, geometry="weights")
 
 
 def test_tokenize_examples(tok):
@@ -221,6 +242,10 @@ def test_script_end_to_end(tok, tmp_path):
     assert res["provenance"]["config"]["stage_pair"] == "base_sft"
     assert res["provenance"]["config"]["run"] == "gift-b3"
     assert not [p for p in out.parent.iterdir() if p.name != out.name]  # no temp files left
+    assert res["geometry"] == "hidden" and res["l2"] == res["hidden_l2"]
+    with pytest.raises(Exception, match="geometry"):
+        script.main(["--config", json.dumps({**job, "geometry": "weights"}), "--model-a", str(dirs["a"]),
+                     "--model-b", str(dirs["b"]), "--val", str(val), "--out", str(out)])
     with pytest.raises(Exception, match="stage_pair"):
         script.main(["--config", json.dumps({**job, "stage_pair": "rl_rl"}), "--model-a", str(dirs["a"]),
                      "--model-b", str(dirs["b"]), "--val", str(val), "--out", str(out)])

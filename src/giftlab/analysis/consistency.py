@@ -2,11 +2,20 @@
 
 A is the earlier model of a stage pair (Base for Base → SFT, SFT for SFT → RL), B the later one.
 
-Geometric (Table 4, "Cos" and "L2"): the parameters of the LAST decoder layer
-(``model.get_decoder().layers[-1]``: attention, MLP and the layer's two RMSNorms; not the final
-model norm, not the embeddings or LM head) of each model, flattened into one vector θ in
-``named_parameters`` order; ``cos = <θ_A, θ_B> / (‖θ_A‖ ‖θ_B‖)`` and ``l2 = ‖θ_B − θ_A‖₂``.
-Sums are accumulated tensor by tensor in float64, which equals flattening without the copy.
+Geometric (Table 4, "Cos" and "L2": "cosine similarity and L2 distance of the last transformer layer"), read
+two ways, ``geometry`` choosing which one ``cos`` / ``l2`` (and Table 4, claim 3) report; both are always written:
+
+* ``hidden`` (default): the last layer's output, the final hidden states (the decoder's ``last_hidden_state``,
+  the input of the LM head) at the response positions below: ``hidden_cos`` = token mean of cos(h_A, h_B),
+  ``hidden_l2`` = token mean of ‖h_B − h_A‖₂, with bootstrap intervals over examples like KL's. The paper's
+  magnitudes imply this reading: Adam moves a weight by at most about lr per step, so the last layer's
+  parameters (233M in Qwen2.5-7B, ‖θ‖ ≈ 305) move by at most lr · steps · √N, 2.4 over 156 GRPO steps at
+  lr 1e-6 and 72 over 6 SFT epochs at 1e-5, where Table 4 reports L2 47-63 and 114-117 (docs/scale.md).
+* ``parameters``: the parameters of the LAST decoder layer (``model.get_decoder().layers[-1]``: attention,
+  MLP and the layer's two RMSNorms; not the final model norm, not the embeddings or LM head), flattened into
+  one vector θ in ``named_parameters`` order: ``param_cos = <θ_A, θ_B> / (‖θ_A‖ ‖θ_B‖)``, ``param_l2 =
+  ‖θ_B − θ_A‖₂``. Sums are accumulated tensor by tensor in float64, which equals flattening without the copy.
+  Exact functions of two checkpoints: no interval.
 
 Distributional (Table 4 "KL", Figure 2): teacher-forced on held-out validation examples (the
 SFT format: chat-template prompt + demonstration + EOS, ``giftlab.data.tokenize_sft_example``),
@@ -19,8 +28,7 @@ at the response positions — the positions whose next token is a response token
   from what it was"). ``kl_reverse`` = token mean of KL(B‖A) is reported beside it.
 * ``topk_overlap[K]``: the token mean of ``|topK(A) ∩ topK(B)| / K`` (index sets of the K largest
   logits at each position).
-* ``hidden_cos``: the token mean of the cosine similarity of the final hidden states (the decoder's
-  ``last_hidden_state``, i.e. after the final norm: the input of the LM head) at those positions.
+* ``hidden_cos`` / ``hidden_l2``: the geometric metrics above, at those positions.
 
 Token means pool all response tokens of all examples (like the SFT validation loss); the
 ``*_ci95`` intervals are percentile bootstraps over examples of that pooled ratio.
@@ -43,6 +51,7 @@ from giftlab.stats import ratio_bootstrap_ci
 from giftlab.training.batches import PadCollator, response_positions
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
+GEOMETRIES = ("hidden", "parameters")
 KL_DIRECTION = ("KL(A||B) = sum_v p_A(v) * (log p_A(v) - log p_B(v)), token mean over response "
                 "positions; A = the earlier model (Base for base_sft, SFT for sft_rl)")
 
@@ -148,6 +157,11 @@ def cosine_per_position(h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(h_a.float(), h_b.float(), dim=-1, eps=1e-12)
 
 
+def distance_per_position(h_a: torch.Tensor, h_b: torch.Tensor) -> torch.Tensor:
+    """‖h_B − h_A‖₂ per row of two ``(N, H)`` tensors, in float32."""
+    return torch.linalg.vector_norm(h_b.float() - h_a.float(), dim=-1)
+
+
 # ---------------------------------------------------------------- data
 
 def tokenize_examples(tokenizer, rows: Iterable[Mapping[str, Any]], solution_key: str,
@@ -222,7 +236,7 @@ def _response_states(model, batch: Mapping[str, torch.Tensor], mask: torch.Tenso
 def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
                          ks: Sequence[int] = DEFAULT_KS, chunk_size: int = 1024,
                          hidden: bool = True, ci_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """KL(A‖B), KL(B‖A), top-K overlap and hidden-state cosine at response positions (token means).
+    """KL(A‖B), KL(B‖A), top-K overlap and hidden-state cosine and L2 at response positions (token means).
 
     ``batches``: dicts with ``input_ids``, ``attention_mask`` and ``labels`` (-100 = not a response
     token), e.g. from :func:`make_batches`. Both models see identical inputs; each runs on its own
@@ -230,11 +244,11 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
 
         {"n_examples", "n_tokens", "kl", "kl_ci95", "kl_reverse", "kl_reverse_ci95",
          "kl_direction", "topk_overlap": {"1": ..}, "topk_overlap_ci95": {"1": [lo, hi]},
-         "hidden_cos", "hidden_cos_ci95"}     (hidden_* only when ``hidden``)
+         "hidden_cos", "hidden_cos_ci95", "hidden_l2", "hidden_l2_ci95"}     (hidden_* only when ``hidden``)
     """
     ks = sorted({int(k) for k in ks})
     full_a, full_b = _needs_full_forward(model_a), _needs_full_forward(model_b)
-    metric_names = ["kl", "kl_reverse", *(f"top{k}" for k in ks)] + (["hidden_cos"] if hidden else [])
+    metric_names = ["kl", "kl_reverse", *(f"top{k}" for k in ks)] + (["hidden_cos", "hidden_l2"] if hidden else [])
     sums: dict[str, list[float]] = {name: [] for name in metric_names}
     counts: list[int] = []
     with _eval_mode(model_a, model_b):
@@ -261,8 +275,9 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
                 for k, v in topk_overlap_per_position(la, lb, ks).items():
                     batch_sums[f"top{k}"].index_add_(0, r, v.double())
                 if hidden:
-                    cos = cosine_per_position(ha[sl], hb[sl].to(dev))
-                    batch_sums["hidden_cos"].index_add_(0, r, cos.double())
+                    h_a, h_b = ha[sl], hb[sl].to(dev)
+                    batch_sums["hidden_cos"].index_add_(0, r, cosine_per_position(h_a, h_b).double())
+                    batch_sums["hidden_l2"].index_add_(0, r, distance_per_position(h_a, h_b).double())
             for name in metric_names:
                 sums[name].extend(batch_sums[name].cpu().tolist())
             counts.extend(mask.sum(1).tolist())
@@ -285,24 +300,37 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
         out["topk_overlap"][str(k)], out["topk_overlap_ci95"][str(k)] = mean_ci(f"top{k}")
     if hidden:
         out["hidden_cos"], out["hidden_cos_ci95"] = mean_ci("hidden_cos")
+        out["hidden_l2"], out["hidden_l2_ci95"] = mean_ci("hidden_l2")
     return out
 
 
 def hidden_state_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
                              chunk_size: int = 1024, ci_resamples: int = 1000, seed: int = 0
                              ) -> dict[str, Any]:
-    """Only the hidden-state variant: ``{"hidden_cos", "hidden_cos_ci95", "n_examples", "n_tokens"}``."""
+    """Only the hidden-state metrics: ``{"hidden_cos", "hidden_l2"`` with their ``_ci95``, ``"n_examples",
+    "n_tokens"}``."""
     full = response_consistency(model_a, model_b, batches, ks=(), chunk_size=chunk_size, hidden=True,
                                 ci_resamples=ci_resamples, seed=seed)
-    return {k: full[k] for k in ("hidden_cos", "hidden_cos_ci95", "n_examples", "n_tokens")}
+    return {k: full[k] for k in ("hidden_cos", "hidden_cos_ci95", "hidden_l2", "hidden_l2_ci95", "n_examples",
+                                 "n_tokens")}
 
 
 def consistency_metrics(model_a, model_b, batches: Iterable[Mapping[str, torch.Tensor]],
                         ks: Sequence[int] = DEFAULT_KS, layer: int = -1, chunk_size: int = 1024,
-                        ci_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Everything Table 4 and Figure 2 need for one pair A → B, as one flat dict:
-    :func:`parameter_consistency` (``cos``, ``l2``, …) merged with :func:`response_consistency`."""
-    out = parameter_consistency(model_a, model_b, layer=layer)
+                        ci_resamples: int = 1000, seed: int = 0, geometry: str = "hidden") -> dict[str, Any]:
+    """Everything Table 4 and Figure 2 need for one pair A → B, as one flat dict: :func:`parameter_consistency`
+    (as ``param_cos``, ``param_l2``, ``param_norm_a``, …) merged with :func:`response_consistency`, and ``cos`` /
+    ``l2`` (with ``cos_ci95`` / ``l2_ci95`` where there is an interval) of the chosen ``geometry``."""
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {', '.join(GEOMETRIES)}, got {geometry!r}")
+    params = parameter_consistency(model_a, model_b, layer=layer)
+    out = {"geometry": geometry, "layer_index": params.pop("layer_index"),
+           "n_layer_params": params.pop("n_layer_params"), **{f"param_{k}": v for k, v in params.items()}}
     out.update(response_consistency(model_a, model_b, batches, ks=ks, chunk_size=chunk_size,
                                     hidden=True, ci_resamples=ci_resamples, seed=seed))
+    prefix = "hidden_" if geometry == "hidden" else "param_"
+    for metric in ("cos", "l2"):
+        out[metric] = out[prefix + metric]
+        if prefix + metric + "_ci95" in out:
+            out[metric + "_ci95"] = out[prefix + metric + "_ci95"]
     return out

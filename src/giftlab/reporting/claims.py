@@ -23,9 +23,9 @@ from the strongest evidence the inputs hold:
 * one seed otherwise: the two runs' own 95% intervals combined as sqrt(h₁² + h₂²) (Table 4's KL and top-K overlap;
   claim 2 without samples uses the pass@1 intervals as the scale of the change in advantage, a heuristic said so in
   the report);
-* none (cos and L2 of one seed, exact functions of two checkpoints, whose seed-to-seed variation one seed cannot
-  measure): the check is ``untested``, shown with its point estimate but counted neither in the claim's verdict
-  nor in its number of checks m.
+* none (cos and L2 of the last layer's parameters, ``eval.consistency_geometry: parameters``, of one seed: exact
+  functions of two checkpoints, whose seed-to-seed variation one seed cannot measure): the check is ``untested``,
+  shown with its point estimate but counted neither in the claim's verdict nor in its number of checks m.
 
 Multiplicity: a claim is judged from all its checks at once (claim 1: every β × benchmark × backbone), so each
 interval is Bonferroni's at level 1 − α/m for a claim of m checks (α = 0.05; for the combined 95% intervals, the
@@ -371,8 +371,9 @@ def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
 
 
 def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=None) -> dict[str, Any]:
-    """Claim 3 from consistency results: per backbone × stage pair × GIFT β, cos (↑), L2 (↓), KL (↓, with
-    ``kl_ci95``) and top-K overlap (↑, with ``topk_overlap_ci95``); paired over seeds when there are several."""
+    """Claim 3 from consistency results: per backbone × stage pair × GIFT β, cos (↑) and L2 (↓) (with ``cos_ci95`` /
+    ``l2_ci95`` for the last layer's output, none for its parameters), KL (↓, with ``kl_ci95``) and top-K overlap
+    (↑, with ``topk_overlap_ci95``); paired over seeds when there are several."""
     specs = RunSpecs(run_specs)
     cells = _cells(_index(records, ("backbone", "run", "stage_pair")), specs)
     pending = []
@@ -380,7 +381,7 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
         pairs = _shared(cells[gkey], cells[skey])
         pair = STAGE_PAIRS.get(gkey[2], gkey[2])
         metrics = [(m, higher, ci, lambda r, m=m: r.get(m), lambda r, c=ci: r.get(c) if c else None)
-                   for m, higher, ci in (("cos", True, None), ("l2", False, None), ("kl", False, "kl_ci95"))]
+                   for m, higher, ci in (("cos", True, "cos_ci95"), ("l2", False, "l2_ci95"), ("kl", False, "kl_ci95"))]
         common_k = set.intersection(*[set(g.get("topk_overlap") or {}) & set(s.get("topk_overlap") or {})
                                       for g, s, _ in pairs])
         metrics += [(f"top-{k} overlap", True, "ci", lambda r, k=k: (r.get("topk_overlap") or {}).get(k),
@@ -432,14 +433,14 @@ def evaluate_claims(rl_summaries: Iterable[Mapping[str, Any]] = (),
 LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decided from its interval: **agree** / "
           "**disagree** = the whole interval lies on the paper's side of 0 / on the other side; **inconclusive** = "
           "it straddles 0; **mixed** = a claim's checks differ; **untested** = a point estimate with no interval "
-          "(cos and L2 of one seed: exact for these two checkpoints, but one seed cannot measure how they vary with "
-          "training), counted neither in the claim's verdict nor in its m. The test: over training seeds when there "
-          "are several (Student's t of the per-seed differences, effect size d_z = mean / sd; for pass@1 the pooled "
-          "problems × seeds bootstrap beside it), else paired over problems (bootstrap of the per-problem "
-          "differences; claim 2: the per-problem growth of the pass@k advantage, resampled within each benchmark); "
-          "without per-problem data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²). Multiplicity: each "
-          "claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m checks (the level is printed with each "
-          "interval). Pass rates in %.")
+          "(the last layer's parameters' cos and L2, one seed: exact for these two checkpoints, but one seed "
+          "cannot measure how they vary with training), counted neither in the claim's verdict nor in its m. The "
+          "test: over training seeds when there are several (Student's t of the per-seed differences, effect size "
+          "d_z = mean / sd; for pass@1 the pooled problems × seeds bootstrap beside it), else paired over problems "
+          "(bootstrap of the per-problem differences; claim 2: the per-problem growth of the pass@k advantage, "
+          "resampled within each benchmark); without per-problem data, the two runs' 95% intervals combined as "
+          "sqrt(h₁² + h₂²). Multiplicity: each claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m "
+          "checks (the level is printed with each interval). Pass rates in %.")
 
 
 def claims_markdown(claims: Sequence[Mapping[str, Any]], run_specs=None) -> str:
