@@ -356,6 +356,32 @@ def test_runner_summary_on_fake_generator():
     assert summary2["pass@1_ci95"] == summary["pass@1_ci95"]
 
 
+def test_each_generator_gets_the_prompts_per_call_it_asks_for():
+    """Without ``chunk_size`` the generator decides: vLLM (``prompts_per_call = None``) gets every prompt in one
+    call, so its scheduler batches them all instead of each chunk of 64 waiting for its longest sample."""
+    from giftlab.evaluation.generation import HFGenerator, VLLMGenerator
+
+    records = [{"id": f"p{j}", "prompt": f"problem {j % 4}", "gold": str(j % 4), "kind": "math"} for j in range(130)]
+    calls = {}
+    for per_call in (None, 64, 50):
+        gen = FakeGenerator([1, 2, 3, 4])
+        gen.prompts_per_call = per_call
+        sizes = []
+        original = gen.generate
+        gen.generate = lambda prompts, _o=original, _s=sizes, **kw: (_s.append(len(prompts)), _o(prompts, **kw))[1]
+        evaluate(gen, records, n_samples=2, temperature=0.6, max_new_tokens=8, seed=1, grade_fn=fake_grade,
+                 progress=False)
+        calls[per_call] = sizes
+    assert calls == {None: [130], 64: [64, 64, 2], 50: [50, 50, 30]}
+    assert VLLMGenerator.prompts_per_call is None and HFGenerator.prompts_per_call == 64
+    bare = FakeGenerator([1, 2, 3, 4])  # no prompts_per_call: 64
+    bare.generate = lambda prompts, _o=bare.generate, **kw: (calls.setdefault("bare", []).append(len(prompts)),
+                                                             _o(prompts, **kw))[1]
+    evaluate(bare, records, n_samples=2, temperature=0.6, max_new_tokens=8, seed=1, grade_fn=fake_grade,
+             progress=False)
+    assert calls["bare"] == [64, 64, 2]
+
+
 def test_timed_out_grade_counts_as_wrong():
     records = [{"id": "a", "prompt": "problem 0", "gold": "0", "kind": "math"}]
 

@@ -37,6 +37,8 @@ class Sample:
 
 class Generator(Protocol):
     backend: str
+    # prompts per generate() call in an evaluation (giftlab.evaluation.runner): None = all at once
+    prompts_per_call: int | None
 
     def generate(self, prompts: list[str], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, seed: int) -> list[list[Sample]]:
@@ -231,6 +233,7 @@ class HFGenerator:
     """
 
     backend = "hf"
+    prompts_per_call = 64  # its own batches hold eval.batch_size rows; chunks give progress and per-sample timings
 
     def __init__(self, model_path, batch_size: int = 32, device: str | None = None,
                  dtype: str = "auto", stop_token_ids: Sequence[int] = (),
@@ -388,6 +391,7 @@ class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU de
     """
 
     backend = "vllm"
+    prompts_per_call = None  # one call: vLLM schedules every request itself; chunks would each wait for their longest
 
     def __init__(self, model_path, stop_token_ids: Sequence[int] = (), seed_scheme: str = "hash",
                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,

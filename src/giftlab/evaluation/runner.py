@@ -17,19 +17,22 @@ from giftlab.stats import pass_at_1_ci, pass_at_k
 # ``wants_records`` attribute receives the records themselves instead of the gold strings
 # (multiple-choice and code graders, see giftlab.evaluation.grading.make_grader).
 GradeFn = Callable[[list[str], list[str]], list[Any]]
+DEFAULT_PROMPTS_PER_CALL = 64  # a generator without ``prompts_per_call``: progress and timings every 64 prompts
 
 
 def evaluate(generator: Generator, records: Sequence[dict], n_samples: int, temperature: float,
              max_new_tokens: int, seed: int, grade_fn: GradeFn, ks: Sequence[int] = (1, 2, 4, 8),
              top_p: float = 1.0, prompt_fn: Callable[[dict], str] | None = None,
-             chunk_size: int = 64, ci_resamples: int = 1000, progress: bool = True,
+             chunk_size: int | None = None, ci_resamples: int = 1000, progress: bool = True,
              ) -> tuple[list[dict], dict]:
     """Generate ``n_samples`` per record, grade them, and return ``(samples, summary)``.
 
     ``prompt_fn(record)`` gives the model input (default: ``record["prompt"]``; chat templating
     is the caller's job, e.g. ``lambda r: render_prompt(tok, r["prompt"])``). Records are
-    generated ``chunk_size`` prompts at a time (progress bar on stderr); results do not depend on
-    the chunking because every sample has its own seed. A sample row's ``seconds`` is its chunk's
+    generated ``chunk_size`` prompts at a time (default: the generator's ``prompts_per_call``, 64 for
+    HF, all of them for vLLM, whose scheduler batches continuously: a chunk would wait for its
+    longest sample; progress bar on stderr); results do not depend on the chunking because every
+    sample has its own seed. A sample row's ``seconds`` is its chunk's
     generation wall time divided by the chunk's sample count (batched generation has no
     per-sample time). Grading runs once over all samples at the end.
     """
@@ -38,6 +41,7 @@ def evaluate(generator: Generator, records: Sequence[dict], n_samples: int, temp
     if not records:
         raise ValueError("evaluate: no records")
     prompt_fn = prompt_fn or (lambda r: r["prompt"])
+    chunk_size = chunk_size or getattr(generator, "prompts_per_call", DEFAULT_PROMPTS_PER_CALL) or len(records)
     generated: list[list] = []
     seconds: list[float] = []
     t_gen = time.perf_counter()
