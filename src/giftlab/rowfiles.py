@@ -10,7 +10,10 @@ One reader per file format, chosen by the file's content (its first bytes), not 
 A folder is a dataset: either ``datasets``' ``save_to_disk`` output (``state.json`` / ``dataset_dict.json``,
 read with ``datasets.load_from_disk``) or a downloaded dataset repository (``hf download --repo-type dataset
 ... --local-dir``; ``README.md`` + data files such as ``main/test-00000-of-00001.parquet``), whose data files are
-picked by the requested config and split (:func:`dataset_folder_files`).
+picked by the requested config and split (:func:`dataset_folder_files`). A repository may hold ``save_to_disk``
+folders itself, one per config (``edinburgh-dawg/mmlu-redux-2.0``: ``anatomy/data-00000-of-00001.arrow`` beside
+its ``state.json`` and ``dataset_info.json``): each is read with ``load_from_disk``, and the JSON files
+``save_to_disk`` writes are never read as rows.
 
 Errors are one line naming the file (and the 1-based row where there is one).
 """
@@ -27,6 +30,10 @@ from typing import Any
 
 #: File names a data file may have (a folder's data files are found by these; files themselves are sniffed).
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".jsonl.gz", ".json.gz", ".csv.gz")
+#: A folder holding one of these is ``save_to_disk`` output (a ``Dataset`` / a ``DatasetDict``).
+SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
+#: Metadata that ``save_to_disk`` and the hub write beside the data: never rows.
+METADATA_FILES = (*SAVED_DATASET_MARKERS, "dataset_info.json", "dataset_infos.json")
 _SPLIT_NAMES = ("train", "test", "validation", "valid", "val", "dev")
 
 
@@ -149,16 +156,21 @@ def find_data(directory: str | Path, name: str) -> Path | None:
 # ------------------------------------------------------------------------------------------- folders
 
 def _read_folder(path: Path, config, split, tag_config) -> list[dict[str, Any]]:
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+    if _is_saved_dataset(path):
         return _load_from_disk(path, split)
     rows = []
-    for file in dataset_folder_files(path, config, split):
-        part = read_file_rows(file)
+    for entry in dataset_folder_files(path, config, split):
+        part = _load_from_disk(entry, split) if entry.is_dir() else read_file_rows(entry)
         if tag_config and config is None:
-            group = file.relative_to(path).parts[0] if len(file.relative_to(path).parts) > 1 else None
+            rel = entry.relative_to(path).parts
+            group = rel[0] if entry.is_dir() or len(rel) > 1 else None
             part = [{**r, tag_config: r.get(tag_config) or group} for r in part]
         rows.extend(part)
     return rows
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return any((path / marker).is_file() for marker in SAVED_DATASET_MARKERS)
 
 
 def _load_from_disk(path: Path, split) -> list[dict[str, Any]]:
@@ -166,31 +178,66 @@ def _load_from_disk(path: Path, split) -> list[dict[str, Any]]:
 
     try:
         ds = datasets.load_from_disk(str(path))
-    except Exception as exc:  # noqa: BLE001 - a broken save_to_disk folder: one line
-        raise RowFileError(f"{path}: not a readable save_to_disk dataset ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:200]})") from None
-    if isinstance(ds, datasets.DatasetDict):
-        if split is None and len(ds) == 1:
-            split = next(iter(ds))
-        if split not in ds:
-            raise RowFileError(f"{path}: a DatasetDict without split {split!r} (it has {', '.join(ds)})")
-        ds = ds[split]
-    return list(ds)
+        if isinstance(ds, datasets.DatasetDict):
+            if split is None and len(ds) == 1:
+                split = next(iter(ds))
+            if split not in ds:
+                raise RowFileError(f"{path}: a DatasetDict without split {split!r} (it has {', '.join(ds)})")
+            ds = ds[split]
+        return list(ds)
+    except RowFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken save_to_disk folder: one line naming its broken file
+        raise RowFileError(f"{_broken_file(path)}: not a readable save_to_disk dataset ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def _broken_file(path: Path) -> Path:
+    """The file of a ``save_to_disk`` folder that ``load_from_disk`` failed on: the first JSON that does not
+    parse, else the first ``.arrow`` shard that pyarrow cannot read, else the folder itself."""
+    import pyarrow as pa
+
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if file.name in METADATA_FILES:
+            try:
+                json.loads(file.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                return file
+    for file in files:
+        if file.suffix == ".arrow":
+            try:
+                with pa.memory_map(str(file)) as source:
+                    pa.ipc.open_stream(source).read_all()
+            except (pa.ArrowException, OSError):
+                return file
+    return path
 
 
 def dataset_folder_files(path: Path, config: str | None = None, split: str | None = None) -> list[Path]:
-    """The data files of a downloaded dataset folder for ``config`` and ``split``, in name order.
+    """The data of a downloaded dataset folder for ``config`` and ``split``, in name order: its data files and
+    the ``save_to_disk`` folders in it (a folder holding ``state.json`` or ``dataset_dict.json``, one entry read
+    with ``load_from_disk``; its ``.arrow`` shards and JSON metadata are never data files themselves).
 
-    Hidden folders (``.cache``, ``.git``) are skipped. A file belongs to a config when a folder on its path,
-    or its name up to the first ``-``/``.``/``_``, is the config (``main/test-0.parquet``,
-    ``gpqa_diamond.csv``); to a split when a folder or its name starts with the split
-    (``test-00000-of-00001.parquet``, ``test.jsonl``, ``data/test/...``). When no file names a split, all
-    files are read; when files name other splits only, that is an error.
+    Hidden folders (``.cache``, ``.git``) are skipped, and so are the metadata files of :data:`METADATA_FILES`. A
+    file belongs to a config when a folder on its path, or its name up to the first ``-``/``.``/``_``, is the
+    config (``main/test-0.parquet``, ``gpqa_diamond.csv``, a ``save_to_disk`` folder ``anatomy/``); to a split
+    when a folder or its name starts with the split (``test-00000-of-00001.parquet``, ``test.jsonl``,
+    ``data/test/...``). When no file names a split, all files are read; when files name other splits only, that
+    is an error. An ``.arrow`` shard outside a ``save_to_disk`` folder (its ``state.json`` lost) is an error
+    naming it.
     """
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES)
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    visible = [p for p in path.rglob("*") if not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    saved = [p for p in visible if p.is_dir() and _is_saved_dataset(p)]
+    candidates = sorted([*saved, *(p for p in visible if p.is_file() and p.name not in METADATA_FILES
+                                   and p.name.lower().endswith((*DATA_SUFFIXES, ".arrow")))])
+    files = [p for p in candidates if not any(s in p.parents for s in saved)]  # a saved folder is read whole
     if not files:
-        raise RowFileError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) in this folder")
+        raise RowFileError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) or save_to_disk folders "
+                           "in this folder")
+    stray = [f for f in files if f.suffix == ".arrow"]
+    if stray:
+        raise RowFileError(f"{stray[0]}: an .arrow shard outside a save_to_disk folder (no state.json beside it)")
     if config:
         matching = [f for f in files if _names_config(f.relative_to(path), config)]
         if matching:

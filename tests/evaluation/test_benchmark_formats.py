@@ -116,6 +116,42 @@ def test_mmlu_redux_folder_tags_each_row_with_its_subject_folder(tmp_path):
     assert {r["subject"] for r in recs} == {"anatomy", "virology"}
 
 
+def test_the_mmlu_redux_download_of_one_save_to_disk_folder_per_subject_loads(tmp_path):
+    """edinburgh-dawg/mmlu-redux-2.0 as downloaded: <subject>/{data-00000-of-00001.arrow, dataset_info.json,
+    state.json}; each subject folder is read with load_from_disk and its JSON metadata never as rows."""
+    datasets = pytest.importorskip("datasets")
+    rows = [{k: v for k, v in r.items() if k != "subject"} for r in hf_rows("mmlu_redux")]  # upstream columns
+    (tmp_path / "README.md").write_text("---\nconfigs: ...\n---\n")
+    (tmp_path / ".gitattributes").write_text("*.arrow filter=lfs\n")
+    for subject in ("anatomy", "virology"):
+        datasets.Dataset.from_list([{**r, "question": f"{subject}: {r['question']}"} for r in rows]) \
+            .save_to_disk(str(tmp_path / subject))
+    assert sorted(p.name for p in (tmp_path / "anatomy").iterdir()) == \
+        ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]
+    assert dataset_folder_files(tmp_path) == [tmp_path / "anatomy", tmp_path / "virology"]
+    recs, report = bm.load_benchmark_checked("mmlu_redux", path=tmp_path)
+    flat = bm.load_benchmark("mmlu_redux", path=HF / "mmlu_redux.jsonl")  # the error-free rows: 1 and 4
+    assert [(r["subject"], r["gold"], r["prompt"]) for r in recs] == \
+        [(s, f["gold"], f"{s}: {f['prompt']}") for s in ("anatomy", "virology") for f in flat]
+    assert report["rows_read"] == 2 * len(rows)
+
+    shard = tmp_path / "virology" / "data-00000-of-00001.arrow"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:300])  # a torn download
+    with pytest.raises(RowFileError) as err:
+        bm.load_benchmark("mmlu_redux", path=tmp_path)
+    assert str(err.value).startswith(f"{shard}: not a readable save_to_disk dataset (ArrowInvalid") and \
+        "\n" not in str(err.value)
+    shard.write_bytes(whole)
+    (tmp_path / "anatomy" / "state.json").write_text("{oops")
+    with pytest.raises(RowFileError, match=r"anatomy/state.json: not a readable save_to_disk dataset"):
+        bm.load_benchmark("mmlu_redux", path=tmp_path)
+    (tmp_path / "anatomy" / "state.json").unlink()
+    with pytest.raises(RowFileError, match=r"anatomy/data-00000-of-00001.arrow: an .arrow shard outside a "
+                                           r"save_to_disk folder \(no state.json beside it\)"):
+        bm.load_benchmark("mmlu_redux", path=tmp_path)
+
+
 def test_save_to_disk_folders_load(tmp_path):
     datasets = pytest.importorskip("datasets")
     rows = hf_rows("math500")
