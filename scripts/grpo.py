@@ -4,7 +4,8 @@ A unified-paradigm run (``rl_method``: LUFFY or ReLIFT, giftlab.rl_methods) star
 trains on the RL rows' demonstrations (``solution_key``).
 
 With ``--dynamics-benchmark FILE`` and ``grpo.eval_every`` > 0 the metrics also hold the RL
-dynamics (pass@1 on the file's first ``grpo.eval_problems`` problems during training; Figure 3).
+dynamics (pass@1 on ``grpo.eval_problems`` problems of it during training, a fixed random subset under
+``grpo.eval_subset: random``; Figure 3).
 
 On SIGTERM / SIGUSR1 (SLURM preemption or time limit) the run saves a complete checkpoint at the next optimiser
 step and exits with code 75 without writing any output; its rerun resumes there (giftlab.training.preemption).
@@ -28,7 +29,8 @@ def main(argv=None):
     p.add_argument("--work", required=True, help="resumable trainer state (not an output)")
     p.add_argument("--metrics", required=True)
     p.add_argument("--dynamics-benchmark", default=None,
-                   help="benchmark jsonl (id, prompt, gold, kind) for pass@1 during RL (grpo.eval_every)")
+                   help="the main benchmark's file or folder, read as the evaluation reads it, for pass@1 during RL "
+                        "(grpo.eval_every)")
     p.add_argument("--tensorboard", default=None, help="output directory: the run's TensorBoard events")
     p.add_argument("--steps", default=None, help="output CSV: loss, reward, KL, ... per optimiser step (dvc plots)")
     args = p.parse_args(argv)

@@ -44,6 +44,9 @@ def test_models_and_jobs_come_from_the_run_records(plan):
     assert plan.job("sft", {"backbone": "qwen", "run": "direct_sft"})["method"] == "sft"
     assert plan.job("grpo", {"backbone": "qwen", "run": "direct_rl"})["sft_epoch"] is None
     assert "eval_every" not in plan.job("grpo", {"backbone": "qwen", "run": "dft"})["grpo"]  # no Figure 3 dynamics
+    # which problems the dynamics evaluate is in the tracking runs' jobs only: changing it reruns exactly those
+    assert plan.job("grpo", {"backbone": "qwen", "run": "gift-b1"})["grpo"]["eval_subset"] == "random"
+    assert "eval_subset" not in plan.job("grpo", {"backbone": "qwen", "run": "dft"})["grpo"]
     pre = plan.job("evaluate_pre_rl", {"stage": "sft", "backbone": "qwen", "run": "sft"})
     assert set(pre["benchmarks"]) == set(plan.benchmarks("reasoning"))
     with pytest.raises(KeyError, match="no job config for rule 'nope'"):

@@ -98,6 +98,22 @@ def test_figure3_single_run_missing_backbone_no_ci_and_no_dynamics(tmp_path):
     assert_figure(tmp_path, "b")
 
 
+def test_figure3_titles_say_the_curves_are_a_random_subset_of_the_benchmark(tmp_path, monkeypatch):
+    """Figure 3's curves are measured on grpo.eval_problems problems, not the whole benchmark: each panel's title
+    says which (metrics from before the subset was recorded evaluated the first N)."""
+    titles = []
+    monkeypatch.setattr(F, "_save", lambda fig, pdf, png: titles.extend(ax.get_title() for ax in fig.axes))
+    subset = {"subset": "random", "seed": 0, "problems": 64, "of": 200, "ids": []}
+    recs = [{**rl_rec("qwen", run), "dynamics_subset": subset} for run in ("sft", "gift-b3")] + \
+        [rl_rec("llama", "sft")]
+    figure3(recs, ["qwen", "llama"], tmp_path / "fig3.pdf", tmp_path / "fig3.png", benchmark="tiny_id")
+    assert titles == ["(a) qwen: pass@1 during RL (tiny_id)\nrandom 64-problem subset of 200 (seed 0)",
+                      "(b) llama: pass@1 during RL (tiny_id)\nfirst 8 problems"]
+    first = {**subset, "subset": "first", "seed": None}
+    assert F.dynamics_subset_label([{**recs[0], "dynamics_subset": first}, recs[1]], "qwen", run_specs=SPECS) == \
+        "first 64-problem subset of 200; random 64-problem subset of 200 (seed 0)"
+
+
 def _script(name):
     spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -1,6 +1,9 @@
 """RL dynamics (Figure 3): pass@1 of the live policy during GRPO, kept across a resume."""
 
+import gzip
 import json
+import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -9,7 +12,10 @@ from transformers import TrainerCallback
 
 from giftlab.models import load_model
 from giftlab.tinyworld.tokenizer import build_tokenizer
-from giftlab.training.grpo import DynamicsCallback, dynamics_settings, read_dynamics, train_grpo
+from giftlab.cli import ConfigError
+from giftlab.evaluation.benchmarks import load_benchmark
+from giftlab.training.grpo import (DynamicsCallback, dynamics_problems, dynamics_records, dynamics_settings,
+                                   read_dynamics, train_grpo)
 
 RL_ROWS = [{"question": f"Start with {i}. Add {i % 5 + 1}. What is the result?",
             "final_answer": str(i + i % 5 + 1)} for i in range(1, 9)]
@@ -34,6 +40,45 @@ def test_settings_are_off_by_default_and_fill_defaults():
     s = dynamics_settings({"max_completion_length": 7, "eval_every": 5})
     assert s["eval_every"] == 5 and s["eval_max_new_tokens"] == 7 and s["eval_temperature"] == 0.6
     assert s["eval_problems"] >= 1 and s["eval_samples"] >= 1
+    assert s["eval_subset"] == "random"
+    assert dynamics_settings({"max_completion_length": 7, "eval_every": 5, "eval_subset": "first"})["eval_subset"] \
+        == "first"
+    with pytest.raises(ConfigError, match="grpo.eval_subset must be one of random, first, got 'easiest'"):
+        dynamics_settings({"max_completion_length": 7, "eval_every": 5, "eval_subset": "easiest"})
+
+
+def test_the_problems_are_a_fixed_seeded_sample_not_the_first_ones():
+    """tiny_id.jsonl is sorted by difficulty: its first 64 problems are its easiest (Figure 3 sat 1.5-1.8x above
+    Table 1). The subset is random.Random(0)'s sample, in benchmark order, the same on every call, and moves no
+    global random state (training must not depend on which problems the dynamics evaluate)."""
+    records = [{"id": f"p{i}", "prompt": f"q{i}", "gold": str(i), "kind": "math", "difficulty": 1 + i // 64}
+               for i in range(200)]
+    state, torch_state = random.getstate(), torch.get_rng_state()
+    chosen = dynamics_problems(records, 64, "random")
+    assert random.getstate() == state and torch.equal(torch.get_rng_state(), torch_state)
+    assert [r["id"] for r in chosen] == [f"p{i}" for i in sorted(random.Random(0).sample(range(200), 64))]
+    assert chosen != records[:64] and {r["difficulty"] for r in chosen} == {1, 2, 3, 4}
+    assert [int(r["id"][1:]) for r in chosen] == sorted(int(r["id"][1:]) for r in chosen)  # benchmark order
+    assert dynamics_problems(records, 64, "random") == chosen == dynamics_problems(list(records), 64)
+    assert dynamics_problems(records, 64, "first") == records[:64]  # the old behaviour
+    assert dynamics_problems(records[:10], 64, "random") == records[:10]  # a smaller benchmark: all of it
+
+
+def test_a_gzipped_or_parquet_benchmark_loads_as_the_evaluation_reads_it(tmp_path):
+    """eval.benchmark_dir may hold math500.jsonl.gz (or .parquet, or a folder): the dynamics read it through the
+    benchmark's own loader; Path.stem ('math500.jsonl') sent it to the plain JSON Lines reader (UnicodeDecodeError)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = Path(__file__).resolve().parents[1] / "fixtures" / "benchmarks" / "math500.jsonl"
+    expected = load_benchmark("math500", path=source)
+    gz = tmp_path / "math500.jsonl.gz"
+    gz.write_bytes(gzip.compress(source.read_bytes()))
+    assert dynamics_records(gz) == expected
+    pq.write_table(pa.Table.from_pylist([json.loads(line) for line in source.read_text().splitlines() if line]),
+                   tmp_path / "math500.parquet")
+    assert [(r["id"], r["prompt"], r["gold"]) for r in dynamics_records(tmp_path / "math500.parquet")] == \
+        [(r["id"], r["prompt"], r["gold"]) for r in expected]
 
 
 def test_from_model_generates_like_a_path_loaded_model_and_leaves_the_model_alone(base_dir):
@@ -132,6 +177,9 @@ def test_grpo_records_dynamics_and_keeps_them_across_a_resume(base_dir, tmp_path
     assert saved["grading"] == metrics["grading"]
     assert [r["grading"]["graded"] for r in dyn] == [3 * 2] * 3  # each evaluation's count, kept in its row
     assert metrics["dynamics_benchmark"] == str(bench_file)
+    chosen = dynamics_problems(BENCH, 3, "random")
+    assert metrics["dynamics_subset"] == {"subset": "random", "seed": 0, "problems": 3, "of": 6,
+                                          "ids": [r["id"] for r in chosen]}
     assert read_dynamics(log) == dyn
     assert (tmp_path / "out" / "config.json").exists()
 
@@ -154,7 +202,7 @@ def test_dynamics_are_off_without_eval_every_and_do_not_change_training(base_dir
     off = {k: v for k, v in GRPO.items() if not k.startswith("eval_")} | {"max_steps": 2}
     on = GRPO | {"max_steps": 2, "eval_every": 1}
     weights = {}
-    for name, cfg in (("off", off), ("on", on)):
+    for name, cfg in (("off", off), ("on", on), ("first", on | {"eval_subset": "first"})):
         metrics = train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=tok, rl_rows=RL_ROWS,
                              cfg=cfg, seed=0, out_dir=tmp_path / name, work_dir=tmp_path / f"work_{name}",
                              job_config={"grpo": cfg}, dynamics_benchmark=bench_file)
@@ -165,9 +213,12 @@ def test_dynamics_are_off_without_eval_every_and_do_not_change_training(base_dir
         else:
             assert [r["step"] for r in metrics["dynamics"]] == [0, 1, 2]
             assert metrics["grading"]["graded"] == 2 * 2 * 2  # reward gradings only: 2 steps x 2 prompts x G
-    # Evaluating in between touches no RNG and leaves the weights alone: training is identical.
+            assert metrics["dynamics_subset"]["subset"] == cfg.get("eval_subset", "random")
+    # Evaluating in between touches no RNG and leaves the weights alone: training is identical, whichever problems
+    # the dynamics evaluate.
     for key, value in weights["off"].items():
         torch.testing.assert_close(weights["on"][key], value, rtol=0, atol=0)
+        torch.testing.assert_close(weights["first"][key], value, rtol=0, atol=0)
 
 
 def test_step_log_drops_torn_lines_and_steps_after_the_resume(tmp_path):

@@ -357,13 +357,37 @@ def _mean_over_seeds(curves: Sequence[Mapping[str, list]], x: str, y: str) -> di
     return out
 
 
+def dynamics_subset_label(rl_metrics: Sequence[Mapping[str, Any]], backbone: str, runs: Sequence[str] | None = None,
+                          run_specs=None) -> str:
+    """Which problems a backbone's RL dynamics were measured on, for Figure 3's panel title: ``random 64-problem
+    subset of 200 (seed 0)`` from each run's ``dynamics_subset`` (``giftlab.training.grpo``); metrics written
+    before it existed evaluated the benchmark's first ``n_problems``. Runs that differ are each named, joined by
+    ``;``."""
+    specs = RunSpecs(run_specs)
+    labels = []
+    for rec in rl_metrics:
+        if job_field(rec, "backbone") != backbone or not _keep(job_field(rec, "run"), runs, specs) \
+                or not rec.get("dynamics"):
+            continue
+        sub = rec.get("dynamics_subset")
+        if sub:
+            seed = f" (seed {sub['seed']})" if sub.get("seed") is not None else ""
+            label = f"{sub['subset']} {sub['problems']}-problem subset of {sub['of']}{seed}"
+        else:
+            label = f"first {rec['dynamics'][0].get('n_problems', '?')} problems"
+        if label not in labels:
+            labels.append(label)
+    return "; ".join(labels)
+
+
 def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
             ci: bool = True, benchmark: str | None = None, run_specs=None) -> dict:
     """Figure 3 / Appendix C: pass@1 across RL training progress, SFT vs GIFT initialisation.
 
     One panel per backbone; x = fraction of the RL steps done, y = pass@1 of the policy at that
     point; one line per run (plain SFT black, GIFT coloured, β in the legend), with optional
-    bootstrap bands. A backbone without dynamics gets an empty panel.
+    bootstrap bands. A backbone without dynamics gets an empty panel. Each title says which problems the
+    curves are measured on (:func:`dynamics_subset_label`: a random subset of the benchmark, not all of it).
     """
     specs = RunSpecs(run_specs)
     data = fig3_data(rl_metrics, runs, specs)
@@ -373,6 +397,9 @@ def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] 
     for col, bb in enumerate(backbones):
         ax = axes[col]
         title = f"({chr(97 + col)}) {bb}: pass@1 during RL{on}"
+        subset = dynamics_subset_label(rl_metrics, bb, runs, specs)
+        if subset:
+            title += f"\n{subset}"
         per_run = data.get(bb, {})
         if not per_run:
             _empty_panel(ax, title)

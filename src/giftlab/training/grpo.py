@@ -4,9 +4,10 @@ The config speaks in the paper's units (prompts per generation batch, prompts pe
 update, G samples per prompt); :func:`grpo_arguments` translates them into TRL's batch fields.
 
 RL dynamics (paper Figure 3 / Appendix C): with ``grpo.eval_every`` > 0 and a benchmark file,
-:class:`DynamicsCallback` measures the live policy's pass@1 on the benchmark's first
-``grpo.eval_problems`` problems at step 0, every ``eval_every`` optimiser steps and at the end,
-and the metrics dict gains ``"dynamics"`` (one row per evaluated step).
+:class:`DynamicsCallback` measures the live policy's pass@1 on ``grpo.eval_problems`` problems of the benchmark
+(``grpo.eval_subset: random``: a fixed seeded sample, the same for every run; :func:`dynamics_problems`) at step 0,
+every ``eval_every`` optimiser steps and at the end, and the metrics dict gains ``"dynamics"`` (one row per
+evaluated step).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -155,18 +157,23 @@ class JsonlLog(TrainerCallback):
         return control
 
 
-DYNAMICS_DEFAULTS = {"eval_every": 0, "eval_problems": 64, "eval_samples": 4, "eval_temperature": 0.6,
-                     "eval_batch_size": 64}
+DYNAMICS_DEFAULTS = {"eval_every": 0, "eval_problems": 64, "eval_subset": "random", "eval_samples": 4,
+                     "eval_temperature": 0.6, "eval_batch_size": 64}
+#: ``grpo.eval_subset``: which ``eval_problems`` problems of the benchmark the RL dynamics evaluate.
+DYNAMICS_SUBSETS = ("random", "first")
+#: The seed of the ``random`` subset: one sample for every run, seed and resume, so the curves compare.
+DYNAMICS_SUBSET_SEED = 0
 
 
 def dynamics_settings(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """The RL-dynamics settings from the ``grpo`` section, or ``None`` when switched off.
 
     Keys (all optional): ``eval_every`` (optimiser steps between evaluations; 0 or missing =
-    off), ``eval_problems`` (first N benchmark problems, default 64), ``eval_samples`` (samples
-    per problem, default 4), ``eval_temperature`` (default 0.6, the evaluation temperature),
-    ``eval_max_new_tokens`` (default ``max_completion_length``), ``eval_batch_size``
-    (generation rows per batch, default 64).
+    off), ``eval_problems`` (N benchmark problems, default 64), ``eval_subset`` (which N:
+    ``random``, a fixed seeded sample, the default; ``first``, the first N: :func:`dynamics_problems`),
+    ``eval_samples`` (samples per problem, default 4), ``eval_temperature`` (default 0.6, the
+    evaluation temperature), ``eval_max_new_tokens`` (default ``max_completion_length``),
+    ``eval_batch_size`` (generation rows per batch, default 64).
     """
     every = int(cfg.get("eval_every") or 0)
     if every <= 0:
@@ -178,6 +185,9 @@ def dynamics_settings(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
         if int(out[key]) < 1:
             raise ConfigError(f"config error: grpo.{key} must be >= 1, got {out[key]}")
         out[key] = int(out[key])
+    if out["eval_subset"] not in DYNAMICS_SUBSETS:
+        raise ConfigError(f"config error: grpo.eval_subset must be one of {', '.join(DYNAMICS_SUBSETS)}, "
+                          f"got {out['eval_subset']!r}")
     out["eval_temperature"] = float(out["eval_temperature"])
     if out["eval_temperature"] < 0:
         raise ConfigError(f"config error: grpo.eval_temperature must be >= 0, got {out['eval_temperature']}")
@@ -331,14 +341,31 @@ class DynamicsCallback(TrainerCallback):
 
 
 def dynamics_records(path: str | Path) -> list[dict]:
-    """The RL-dynamics benchmark: ``<dir>/<name>.jsonl`` of a registered benchmark may use its upstream field
-    names (like the evaluation reads it); any other file must be math records ``{id, prompt, gold, kind}``."""
+    """The RL-dynamics benchmark, read as the evaluation reads it: a registered math benchmark's copy, named as
+    ``eval.benchmark_dir`` names it (``<name>`` + any suffixes: ``math500.jsonl.gz``, ``math500.parquet``, a
+    folder ``math500/``), through that benchmark's loader and checks (any format :mod:`giftlab.rowfiles` reads,
+    upstream field names included); any other file must be JSON Lines math records ``{id, prompt, gold, kind}``."""
     from giftlab.evaluation.benchmarks import BENCHMARKS, load_benchmark, load_jsonl_records
 
-    name = Path(path).stem
+    name = Path(path).name.split(".")[0]
     if name in BENCHMARKS and BENCHMARKS[name].kind == "math":
         return load_benchmark(name, path=path)
     return load_jsonl_records(path)
+
+
+def dynamics_problems(records: list[dict], n: int, subset: str = "random") -> list[dict]:
+    """The ``n`` problems of a benchmark's records that the RL dynamics evaluate, in benchmark order.
+
+    ``random``: a sample drawn by a generator of its own seeded :data:`DYNAMICS_SUBSET_SEED`, so every run, seed
+    and resume evaluates the same problems and no global random state moves (training is unaffected); ``first``:
+    the first ``n`` (a file sorted by difficulty, like the tiny world's ``tiny_id.jsonl``, gives its easiest).
+    A benchmark of ``n`` problems or fewer is evaluated whole.
+    """
+    if subset not in DYNAMICS_SUBSETS:
+        raise ValueError(f"dynamics subset {subset!r}: expected one of {', '.join(DYNAMICS_SUBSETS)}")
+    if subset == "first" or n >= len(records):
+        return list(records[:n])
+    return [records[i] for i in sorted(random.Random(DYNAMICS_SUBSET_SEED).sample(range(len(records)), n))]
 
 
 def rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations: bool = False, solution_key: str | None = None
@@ -393,10 +420,11 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                method_params: Mapping[str, Any] | None = None, solution_key: str | None = None) -> dict[str, Any]:
     """Run GRPO from ``init_path``; save the final policy to ``out_dir``; return a metrics dict.
 
-    ``dynamics_benchmark``: a benchmark jsonl in the record schema (``id, prompt, gold, kind``,
-    math only); with ``grpo.eval_every`` > 0 the metrics gain ``"dynamics"``: rows ``{step,
-    progress (step / max_steps), pass@1, pass@1_ci95, n_problems, n_samples, ...}`` (see
-    :class:`DynamicsCallback`), persisted in ``work_dir/dynamics.jsonl`` across resumes.
+    ``dynamics_benchmark``: a math benchmark's file or folder (:func:`dynamics_records`); with
+    ``grpo.eval_every`` > 0 the metrics gain ``"dynamics"``: rows ``{step, progress (step / max_steps),
+    pass@1, pass@1_ci95, n_problems, n_samples, ...}`` (see :class:`DynamicsCallback`), persisted in
+    ``work_dir/dynamics.jsonl`` across resumes, measured on the problems of ``"dynamics_subset"``
+    (:func:`dynamics_problems`: ``subset``, ``seed``, ``problems``, ``of`` the benchmark's, their ``ids``).
     ``"grading"`` counts the reward's gradings only (the dynamics' own are in
     ``"dynamics_grading"``). ``extra_callbacks``: more ``TrainerCallback`` objects (tests).
 
@@ -433,13 +461,17 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     else:  # steps after the checkpoint are trained (and logged) again
         _write_rows(step_log, read_step_log(step_log, up_to_step=resume_step))
     dyn = dynamics_settings(cfg)
-    records = None
+    records, subset = None, None
     if dyn is not None and dynamics_benchmark is None:
         log.warning("grpo.eval_every = %d but no dynamics benchmark was given: RL dynamics are off",
                     dyn["eval_every"])
         dyn = None
     if dyn is not None:
-        records = dynamics_records(dynamics_benchmark)[:dyn["eval_problems"]]
+        whole = dynamics_records(dynamics_benchmark)
+        records = dynamics_problems(whole, dyn["eval_problems"], dyn["eval_subset"])
+        subset = {"subset": dyn["eval_subset"],
+                  "seed": DYNAMICS_SUBSET_SEED if dyn["eval_subset"] == "random" else None,
+                  "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
     with phase("grpo/load"):
         model = load_model(init_path)
     t0 = time.time()
@@ -487,5 +519,6 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if dynamics is not None:
         metrics["dynamics_benchmark"] = str(dynamics_benchmark)
         metrics["dynamics_settings"] = dyn
+        metrics["dynamics_subset"] = subset
         metrics["dynamics_grading"] = totals["dynamics_grading"]
     return metrics
