@@ -23,6 +23,9 @@ OBJECTIVES = {"sft": {}, "gift": {"beta": 3.0}, "psft": {"snapshot_every": 2}}
 UNIFIED = {"luffy": {}, "relift": {"sft_batch": 2, "sft_micro_batch": 1}}
 GRPO = dict(max_steps=2, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=4,
             prompts_per_update=4, temperature=1.0, max_completion_length=6, save_steps=1, grading_timeout=10)
+# LUFFY and ReLIFT train on whole demonstrations (train_grpo drops rows whose demonstration + EOS is longer than
+# max_completion_length): these are 16 to 32 tokens
+UNIFIED_GRPO = dict(GRPO, max_completion_length=32)
 
 
 def main(base_dir: str, out_dir: str) -> None:
@@ -63,10 +66,11 @@ def main(base_dir: str, out_dir: str) -> None:
     # the unified paradigms: LUFFY's expert slot is decided on the global index (a group may span processes),
     # ReLIFT's buffer is the whole batch's on every process and each process trains a share of the SFT batch
     for method, params in UNIFIED.items():
-        run = train_grpo(init_path=base_dir, load_model=load_model, tokenizer=tok, rl_rows=ROWS[:8], cfg=GRPO, seed=0,
+        run = train_grpo(init_path=base_dir, load_model=load_model, tokenizer=tok, rl_rows=ROWS[:8], cfg=UNIFIED_GRPO,
+                         seed=0,
                          out_dir=out / method / "model", work_dir=out / method / "work", job_config={"run": method},
                          rl_method=method, method_params=params, solution_key="r1_solution_1")
-        result[method] = {"steps": run["steps"], "log": run["log"]}
+        result[method] = {"steps": run["steps"], "log": run["log"], "demonstrations": run["demonstrations"]}
     if int(os.environ.get("RANK", 0)) == 0:
         (out / "result.json").write_text(json.dumps(result))
 

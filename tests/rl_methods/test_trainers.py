@@ -161,3 +161,57 @@ def test_luffy_trains_through_train_grpo(base_dir, tmp_path):
     # measured where the batch is generated (step 1 of each pair)
     assert [row.get("luffy/expert_fraction") for row in steps] == [pytest.approx(1 / G), None]
     assert all(0 < row["luffy/expert_token_prob"] < 1 for row in steps)
+
+
+# ------------------------------------------------------------------ demonstrations longer than the completion length
+LONG = {"question": "Start with 20. Add 1. What is the result?", "final_answer": "21",
+        "solution": "Let me think. " * 4 + "20 + 1 = 21. The answer is \\boxed{21}."}  # 95 tokens with EOS > 40
+
+
+def test_demonstrations_that_fit_keeps_whole_demonstrations_only():
+    from giftlab.training.grpo import demonstrations_that_fit
+
+    tok = build_tokenizer()
+    rows = rl_dataset_rows(tok, [LONG, *RL_ROWS[:3]], True, "solution")
+    n = len(tok(RL_ROWS[0]["solution"], add_special_tokens=False)["input_ids"]) + 1  # 36 with EOS
+    kept, dropped = demonstrations_that_fit(tok, rows, n, chunk=2)
+    assert dropped == 1 and [r["row"] for r in kept] == [1, 2, 3]  # the question keeps its index
+    assert demonstrations_that_fit(tok, rows, n - 1) == ([], 4)   # one token short: EOS would not fit
+
+
+@pytest.mark.parametrize("method", ["luffy", "relift"])
+def test_a_demonstration_longer_than_the_completion_length_is_dropped_and_counted(base_dir, tmp_path, method):
+    # cut at max_completion_length it lost its boxed answer: LUFFY scored the expert trace 0 and pushed it down
+    # whenever a rollout of its group succeeded, ReLIFT imitated a trace with no answer and no EOS
+    metrics = train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                         rl_rows=[LONG, *RL_ROWS], cfg={**CFG, "max_steps": 1}, seed=0, out_dir=tmp_path / "out",
+                         work_dir=tmp_path / "work", job_config={"run": method}, rl_method=method,
+                         method_params={"sft_batch": 2} if method == "relift" else {}, solution_key="solution")
+    assert metrics["steps"] == 1
+    assert metrics["demonstrations"] == {"max_tokens": CFG["max_completion_length"], "kept": 8, "dropped": 1}
+
+
+def test_no_demonstration_short_enough_is_one_line(base_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"^no RL row left for luffy: all 1 demonstrations \('solution'\) are longer "
+                                         r"than grpo.max_completion_length = 40 tokens with EOS$"):
+        train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(), rl_rows=[LONG],
+                   cfg=CFG, seed=0, out_dir=tmp_path / "out", work_dir=tmp_path / "work", job_config={"run": "luffy"},
+                   rl_method="luffy", method_params={}, solution_key="solution")
+
+
+def test_plain_grpo_keeps_every_row(base_dir, tmp_path):
+    # plain GRPO trains on no demonstration: its rows are not filtered, and its metrics carry no count
+    metrics = train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                         rl_rows=[LONG], cfg={**CFG, "max_steps": 1, "prompts_per_generation": 1,
+                                              "prompts_per_update": 1}, seed=0, out_dir=tmp_path / "out",
+                         work_dir=tmp_path / "work", job_config={"run": "grpo"}, solution_key="solution")
+    assert metrics["steps"] == 1 and "demonstrations" not in metrics
+
+
+def test_a_trainer_given_a_too_long_demonstration_refuses_it_instead_of_cutting_it(base_dir, tmp_path):
+    # a trainer built on unfiltered rows (train_grpo filters them): the expert trace is never a cut one
+    trainer = _trainer(base_dir, tmp_path, "luffy", rows=[LONG, *RL_ROWS])
+    trainer.model.train()
+    with pytest.raises(ValueError, match=r"^a demonstration of 95 tokens with EOS is longer than "
+                                         r"max_completion_length \(40\)"):
+        trainer._generate_and_score_completions(_group_inputs(trainer, [0, 1]))

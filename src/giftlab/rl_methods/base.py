@@ -71,6 +71,18 @@ class RLMethod:
         return type(f"{mixin.__name__}GRPOTrainer", (mixin, base), {"method_params": dict(params)})
 
 
+def demonstration_ids(tokenizer, text: str, max_completion_length: int) -> list[int]:
+    """A demonstration's token ids + EOS, as LUFFY's expert trace and ReLIFT's SFT target; refused when longer than
+    ``max_completion_length``: cut, it would lose its answer and its EOS (``train_grpo`` drops such rows before
+    training: ``giftlab.training.grpo.demonstrations_that_fit``)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    if len(ids) > max_completion_length:
+        raise ValueError(f"a demonstration of {len(ids)} tokens with EOS is longer than max_completion_length "
+                         f"({max_completion_length}); train on rows filtered by "
+                         f"giftlab.training.grpo.demonstrations_that_fit, as train_grpo does")
+    return ids
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):

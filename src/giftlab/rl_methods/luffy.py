@@ -27,7 +27,7 @@ from giftlab.lazy import torch  # imported on first use: giftlab.lazy
 if TYPE_CHECKING:
     from torch import Tensor
 
-from .base import RLMethod, positive, register
+from .base import RLMethod, demonstration_ids, positive, register
 
 
 def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
@@ -70,7 +70,8 @@ def aggregate(losses: Tensor, mask: Tensor, entropies: Tensor, max_length: int, 
 
 class LuffyMixin:
     """In front of ``trl.GRPOTrainer``: the last ``expert_samples`` completions of every training group are replaced
-    by the prompt's demonstration (its token ids + EOS, cut at ``max_completion_length``), scored by the same reward,
+    by the prompt's demonstration (its token ids + EOS, whole: ``train_grpo`` keeps only the rows whose demonstration
+    fits in ``max_completion_length``, and a longer one is refused, never cut), scored by the same reward,
     and trained with :func:`token_losses` / :func:`aggregate`. The dataset needs a ``demonstration`` column.
     Advantages are TRL's own with ``scale_rewards="none"``: exactly :func:`group_advantages` over the mixed group.
     """
@@ -82,9 +83,7 @@ class LuffyMixin:
         LUFFY.check(self.method_params, {"num_generations": self.num_generations})  # also when used without a plan
 
     def _demonstration_ids(self, text: str) -> list[int]:
-        ids = self.processing_class(text, add_special_tokens=False)["input_ids"]
-        ids = ids + [self.processing_class.eos_token_id]
-        return ids[: self.max_completion_length]
+        return demonstration_ids(self.processing_class, text, self.max_completion_length)
 
     def _generate_and_score_completions(self, inputs):
         self._luffy_demonstrations = [row["demonstration"] for row in inputs]

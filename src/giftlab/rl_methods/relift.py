@@ -28,7 +28,7 @@ from giftlab.lazy import torch  # imported on first use: giftlab.lazy
 if TYPE_CHECKING:
     from torch import Tensor
 
-from .base import RLMethod, positive, register
+from .base import RLMethod, demonstration_ids, positive, register
 
 FAIL_REWARD = 0.0  # the verifier's "wrong" (our reward has no format penalty, so a group of fails is all zeros)
 
@@ -193,8 +193,8 @@ class ReliftMixin:
         for q in questions:
             prompt, demonstration = self._relift_rows[q]
             p_ids = tok(prompt, add_special_tokens=True)["input_ids"]  # as TRL encodes the prompt
-            d_ids = tok(demonstration, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-            d_ids = d_ids[: self.max_completion_length]  # ReLIFT's response length, as the rollouts
+            # whole, within ReLIFT's response length (the rollouts'): train_grpo drops longer ones, never cut
+            d_ids = demonstration_ids(tok, demonstration, self.max_completion_length)
             seqs.append(p_ids + d_ids)
             labels.append([-100] * len(p_ids) + d_ids)
         width = max(len(s) for s in seqs)

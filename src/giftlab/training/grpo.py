@@ -385,6 +385,27 @@ def rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations: bool = False, solu
     return rows
 
 
+def demonstrations_that_fit(tokenizer, rows: list[dict[str, Any]], max_completion_length: int,
+                            chunk: int = 1024) -> tuple[list[dict[str, Any]], int]:
+    """(the rows whose demonstration + EOS is at most ``max_completion_length`` tokens, how many were dropped).
+
+    LUFFY's expert trace and ReLIFT's SFT target are the whole demonstration + EOS, within the completion length
+    (the released code trains on OpenR1-Math-46k-8192: traces pre-filtered to 8,192 tokens). A longer one cut to
+    fit loses its boxed answer and its EOS: LUFFY scores it 0 and, when a rollout of its group succeeds, pushes the
+    expert tokens down; ReLIFT imitates a trace that never answers. Such rows are dropped here, once, before
+    training. Tokenised as the trainers tokenise them (no special tokens), ``chunk`` rows at a time."""
+    kept, dropped = [], 0
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        ids = tokenizer([r["demonstration"] for r in part], add_special_tokens=False)["input_ids"]
+        for row, tokens in zip(part, ids):
+            if len(tokens) + 1 <= max_completion_length:  # + EOS
+                kept.append(row)
+            else:
+                dropped += 1
+    return kept, dropped
+
+
 
 class GradingTally(TrainerCallback):
     """The reward's grading counters of the whole run, not of this process: every checkpoint stores them
@@ -430,7 +451,9 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
 
     ``rl_method``: plain ``grpo`` or a method of :mod:`giftlab.rl_methods` (LUFFY, ReLIFT), trained by TRL's
     GRPOTrainer with the method's mixin, the GRPOConfig fields its algorithm fixes, and ``method_params`` over its
-    released defaults; methods that learn from demonstrations read them from ``solution_key`` of the RL rows.
+    released defaults; methods that learn from demonstrations read them from ``solution_key`` of the RL rows, and
+    train only on the rows whose demonstration + EOS fits in ``grpo.max_completion_length``
+    (:func:`demonstrations_that_fit`; the metrics' ``"demonstrations"`` counts those kept and dropped).
     """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
@@ -444,8 +467,20 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     params = method.check(method_params) if method else {}
     set_seed(seed)
     work_dir = prepare_work_dir(work_dir, job_config)
-    dataset = Dataset.from_list(rl_dataset_rows(tokenizer, rl_rows, bool(method and method.needs_demonstrations),
-                                                solution_key))
+    needs_demonstrations = bool(method and method.needs_demonstrations)
+    rows = rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations, solution_key)
+    demonstrations = None
+    if needs_demonstrations:  # whole demonstrations only (demonstrations_that_fit); plain GRPO's rows stay as they are
+        limit = int(cfg["max_completion_length"])
+        rows, dropped = demonstrations_that_fit(tokenizer, rows, limit)
+        demonstrations = {"max_tokens": limit, "kept": len(rows), "dropped": dropped}
+        if not rows:
+            raise ValueError(f"no RL row left for {rl_method}: all {dropped} demonstrations ('{solution_key}') are "
+                             f"longer than grpo.max_completion_length = {limit} tokens with EOS")
+        if dropped:
+            log.warning("%s: dropped %d of %d RL rows whose demonstration + EOS is longer than "
+                        "grpo.max_completion_length = %d tokens", rl_method, dropped, dropped + len(rows), limit)
+    dataset = Dataset.from_list(rows)
     # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
     kwargs = grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1)))
     if method:
@@ -516,6 +551,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                "resumed_from": str(resume) if resume else None,
                "train_seconds_this_session": round(seconds, 2),
                "dynamics": list(dynamics.rows) if dynamics is not None else []}
+    if demonstrations is not None:  # LUFFY, ReLIFT: the rows left out for a demonstration too long to train on
+        metrics["demonstrations"] = demonstrations
     if dynamics is not None:
         metrics["dynamics_benchmark"] = str(dynamics_benchmark)
         metrics["dynamics_settings"] = dyn
