@@ -123,7 +123,7 @@ def test_relift_trains_through_train_grpo_and_keeps_its_buffer_across_a_resume(b
     params = {"sft_batch": 2, "sft_micro_batch": 2, "entropy_coef": 0.0}
     with pytest.raises(KeyboardInterrupt):
         _run(base_dir, tmp_path, "relift", params, callbacks=[InterruptAfterSave(1)], max_steps=3)
-    state = torch.load(tmp_path / "work" / "checkpoint-1" / "relift_state.pt", weights_only=False)
+    state = torch.load(tmp_path / "work" / "checkpoint-1" / "relift_state-rank0.pt", weights_only=False)
     assert state["sft_steps"] == 1 and state["buffer"]["batch_size"] == 2
     metrics = _run(base_dir, tmp_path, "relift", params, max_steps=3)
     assert metrics["resumed_from"].endswith("checkpoint-1") and metrics["steps"] == 3
@@ -215,3 +215,16 @@ def test_a_trainer_given_a_too_long_demonstration_refuses_it_instead_of_cutting_
     with pytest.raises(ValueError, match=r"^a demonstration of 95 tokens with EOS is longer than "
                                          r"max_completion_length \(40\)"):
         trainer._generate_and_score_completions(_group_inputs(trainer, [0, 1]))
+
+
+def test_relift_resumes_one_process_from_the_older_single_state_file(base_dir, tmp_path):
+    # older checkpoints hold one relift_state.pt (process 0's); one process reads it as its own, several refuse it
+    # (tests/training/test_sharded.py: under FSDP the other processes' optimiser shards are not in it)
+    trainer = _trainer(base_dir, tmp_path, "relift", {"sft_batch": 2})
+    trainer._relift_init()
+    folder = tmp_path / "checkpoint-1"
+    folder.mkdir()
+    torch.save({"buffer": {"batch_size": 2, "items": [4, 1]}, "sft_steps": 3,
+                "optimizer": trainer._relift_optimizer.state_dict()}, folder / "relift_state.pt")
+    trainer._load_optimizer_and_scheduler(str(folder))
+    assert trainer._relift_buffer.items == [4, 1] and trainer._relift_steps == 3

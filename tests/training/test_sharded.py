@@ -52,6 +52,22 @@ def test_generate_on_the_sharded_model(fsdp2_results):
     assert all(rank["generate_equal"] for rank in fsdp2_results)
 
 
+def test_relift_each_process_saves_and_restores_its_own_sft_optimiser_shard(tmp_path):
+    """FSDP2 over 2 gloo processes (tests/dist/relift_fsdp2.py): ReLIFT's SFT AdamW holds each process's own shard
+    of the moments. Process 0 alone saved it and every process loaded that file, so process 1 resumed with
+    process 0's moments; now each process writes and reads its own file, both written before the save returns."""
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "dist" / "relift_fsdp2.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for rank in (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)):
+        assert rank["files_when_save_returned"] == ["relift_state-rank0.pt", "relift_state-rank1.pt"], rank
+        assert rank["shards_differ"] and rank["restored_own_shard"], rank
+        assert rank["buffer"] == [3, 1, 2] and rank["sft_steps"] == 5
+        assert rank["legacy"].startswith(f"{tmp_path}/legacy/checkpoint-3/relift_state.pt: one ReLIFT state for all "
+                                         f"2 processes") and "\n" not in rank["legacy"], rank
+
+
 @pytest.fixture
 def saved(tmp_path):
     model = build_tiny_model("llama", vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 from .base import RLMethod, demonstration_ids, positive, register
 
+STATE_FILE = "relift_state-rank{rank}.pt"  # one per process: the SFT optimiser's state is sharded under FSDP
+LEGACY_STATE_FILE = "relift_state.pt"      # older code: process 0's state only
 FAIL_REWARD = 0.0  # the verifier's "wrong" (our reward has no format penalty, so a group of fails is all zeros)
 
 
@@ -86,7 +88,8 @@ class ReliftMixin:
     """In front of ``trl.GRPOTrainer``: fills a :class:`HardQuestionBuffer` from each scored generation batch and,
     after the batch's last optimiser step, takes ReLIFT's SFT step when the buffer is full. The dataset needs the
     columns ``row`` (the question's index) and ``demonstration``; the buffer and the SFT optimiser are saved in
-    each checkpoint (``relift_state.pt``) and restored on resume."""
+    each checkpoint, one file per process (``relift_state-rank<r>.pt``: the optimiser's state is sharded under
+    FSDP), and each process restores its own on resume."""
 
     method_params: Mapping[str, Any]  # the checked hyperparameters (RLMethod.trainer_class sets them)
 
@@ -106,24 +109,37 @@ class ReliftMixin:
             self._relift_rows = {int(r["row"]): (r["prompt"], r["demonstration"]) for r in rows}
 
     def _save_checkpoint(self, model, trial):
+        """Every process writes its own ``relift_state-rank<r>.pt``: under FSDP its SFT optimiser holds the AdamW
+        moments of its own parameter shard only (the buffer and the step count, the same on every process, go in
+        each file). The checkpoint is stamped complete (``CompleteMarker.on_save``, after this returns) only once
+        every process has written its file."""
         super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            self._relift_init()
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            torch.save({"buffer": self._relift_buffer.state_dict(), "sft_steps": self._relift_steps,
-                        "optimizer": self._relift_optimizer.state_dict()}, os.path.join(folder, "relift_state.pt"))
+        self._relift_init()
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        torch.save({"buffer": self._relift_buffer.state_dict(), "sft_steps": self._relift_steps,
+                    "optimizer": self._relift_optimizer.state_dict()},
+                   os.path.join(folder, STATE_FILE.format(rank=self.accelerator.process_index)))
+        self.accelerator.wait_for_everyone()
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         self._relift_init()
-        if checkpoint is not None:
-            path = os.path.join(checkpoint, "relift_state.pt")
-            if not os.path.exists(path):
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, STATE_FILE.format(rank=self.accelerator.process_index))
+        if not os.path.exists(path):
+            legacy = os.path.join(checkpoint, LEGACY_STATE_FILE)
+            if not os.path.exists(legacy):
                 raise FileNotFoundError(f"{path}: missing; this checkpoint was not written by ReLIFT")
-            state = torch.load(path, weights_only=False)
-            self._relift_buffer = HardQuestionBuffer(state["buffer"]["batch_size"], state["buffer"]["items"])
-            self._relift_steps = int(state["sft_steps"])
-            self._relift_optimizer.load_state_dict(state["optimizer"])
+            if self.accelerator.num_processes > 1:
+                raise ValueError(f"{legacy}: one ReLIFT state for all {self.accelerator.num_processes} processes "
+                                 f"(older code; under FSDP it holds process 0's optimiser shard only); delete "
+                                 f"{os.path.dirname(checkpoint)} to start this run again")
+            path = legacy  # one process: the older single file is this process's own state
+        state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
+        self._relift_buffer = HardQuestionBuffer(state["buffer"]["batch_size"], state["buffer"]["items"])
+        self._relift_steps = int(state["sft_steps"])
+        self._relift_optimizer.load_state_dict(state["optimizer"])
 
     # ------------------------------------------------------------------ buffer
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
