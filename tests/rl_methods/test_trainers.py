@@ -228,3 +228,37 @@ def test_relift_resumes_one_process_from_the_older_single_state_file(base_dir, t
                 "optimizer": trainer._relift_optimizer.state_dict()}, folder / "relift_state.pt")
     trainer._load_optimizer_and_scheduler(str(folder))
     assert trainer._relift_buffer.items == [4, 1] and trainer._relift_steps == 3
+
+
+class _OneOfTwoProcesses:
+    """The trainer's accelerator as process 0 of 2 sees it (one process here: DDP's average is not applied)."""
+
+    def __init__(self, accelerator):
+        self._accelerator = accelerator
+        self.process_index, self.num_processes = 0, 2
+
+    def __getattr__(self, name):
+        return getattr(self._accelerator, name)
+
+
+def test_relift_sft_step_scales_and_decays_as_released(base_dir, tmp_path):
+    # released sft_update_policy: each micro-batch's loss / (sft_batch / sft_micro_batch) however many micro-batches
+    # this process holds (with W processes: the batch mean / W after the average), AdamW weight decay 0.01
+    from giftlab.rl_methods.relift import sft_loss
+
+    trainer = _trainer(base_dir, tmp_path, "relift", {"sft_batch": 4, "sft_micro_batch": 1, "sft_max_grad_norm": 1e9})
+    trainer._relift_init()
+    assert [g["weight_decay"] for g in trainer._relift_optimizer.param_groups] == [0.01]
+    trainer.accelerator = _OneOfTwoProcesses(trainer.accelerator)
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    grads = []
+    trainer._relift_optimizer.step = lambda: grads.append([p.grad.clone() for p in params])
+    trainer._relift_sft_step([0, 1, 2, 3])  # this process: questions 0 and 2, one micro-batch each
+
+    trainer.model.zero_grad()
+    for q in (0, 2):  # their mean loss, by hand
+        ids, mask, labels = trainer._relift_batch(trainer.processing_class, [q])
+        logits = trainer.model(input_ids=ids, attention_mask=mask).logits
+        (sft_loss(logits[:, :-1], labels[:, 1:], 0.001)[0] / 2).backward()
+    for got, mean in zip(grads[0], (p.grad for p in params)):
+        torch.testing.assert_close(got, mean / 2)  # 2 of the 4 micro-batches: / 4 each, the mean / 2

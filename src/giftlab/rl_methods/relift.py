@@ -9,12 +9,15 @@ As released (github.com/TheRoadQaQ/ReLIFT @ eb95454, ``examples/math-7b/train.sh
 * after the RL update, when the buffer holds ≥ ``sft_batch`` (128) items, the first ``sft_batch`` are popped
   (the rest stay) and one SFT step is taken on them, with a separate AdamW (lr 1e-6, the RL lr: here
   ``sft_lr_ratio`` × ``grpo.lr``, so a profile that scales the RL lr scales this one with it; clip 1.0), in
-  micro-batches of ``sft_micro_batch`` (4):
+  micro-batches of ``sft_micro_batch`` (4), with weight decay 0.01 (verl's default: ``sft_weight_decay``):
 
       L_SFT = token-mean over the demonstration (+ EOS) of −log π_θ(y_t)  −  0.001 · token-mean H(π_θ(·|s_t))
 
   with H = logsumexp(z) − Σ_v softmax(z)_v z_v (verl's ``entropy_from_logits``), each micro-batch's loss divided by
-  the number of micro-batches.
+  ``sft_batch / sft_micro_batch`` (verl's ``gradient_accumulation``, 32). Each of W processes holds only
+  ``sft_batch / W`` demonstrations (verl does not divide the SFT mini-batch by the world size, as it does PPO's),
+  so after the data-parallel average the step's gradient is the batch mean / W: 1/8 at the released 8 GPUs, the
+  mean on one process. Adam cancels a constant scale; it changes how often the clip (1.0) binds.
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ class ReliftMixin:
             self._relift_buffer = HardQuestionBuffer(self.method_params["sft_batch"])
             params = [p for p in self.model.parameters() if p.requires_grad]
             lr = self.method_params["sft_lr_ratio"] * self.args.learning_rate  # released: 1e-6 / 1e-6
-            self._relift_optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+            # released: AdamW with verl's default weight decay 0.01 (actor.optim.weight_decay is not set)
+            self._relift_optimizer = torch.optim.AdamW(params, lr=lr,
+                                                       weight_decay=self.method_params["sft_weight_decay"])
             self._relift_steps = 0
             rows = self.train_dataset
             self._relift_rows = {int(r["row"]): (r["prompt"], r["demonstration"]) for r in rows}
@@ -179,6 +184,9 @@ class ReliftMixin:
         mine = list(questions)[rank::world]
         micro = self.method_params["sft_micro_batch"]
         chunks = [mine[i:i + micro] for i in range(0, len(mine), micro)]
+        # released (sft_update_policy): each micro-batch's loss / (sft_batch / sft_micro_batch), whatever share of
+        # the batch this process holds, so with W processes the averaged gradient is the batch mean / W
+        accumulation = self.method_params["sft_batch"] / micro
         model = self.model_wrapped
         was_training = model.training
         model.train()
@@ -189,7 +197,7 @@ class ReliftMixin:
             with self.accelerator.autocast():
                 logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
             loss, nll, ent = sft_loss(logits[:, :-1], labels[:, 1:], self.method_params["sft_entropy_coef"])
-            self.accelerator.backward(loss / len(chunks))
+            self.accelerator.backward(loss / accumulation)
             nll_sum, ent_sum = nll_sum + nll.item(), ent_sum + ent.item()
         params = [p for g in self._relift_optimizer.param_groups for p in g["params"]]
         grad_norm = self.accelerator.clip_grad_norm_(params, self.method_params["sft_max_grad_norm"])
@@ -237,7 +245,8 @@ def _step_end_callback(trainer):
 
 def _validate(params: Mapping[str, Any]) -> None:
     positive("sft_batch", "sft_micro_batch", "sft_lr_ratio", "sft_max_grad_norm", "max_grad_norm")(params)
-    positive("sft_entropy_coef", "entropy_coef", allow_zero=("sft_entropy_coef", "entropy_coef"))(params)
+    positive("sft_entropy_coef", "entropy_coef", "sft_weight_decay",
+             allow_zero=("sft_entropy_coef", "entropy_coef", "sft_weight_decay"))(params)
 
 
 def _grpo_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,7 +260,7 @@ RELIFT = register(RLMethod(
     label="ReLIFT",
     method_class="Unified Paradigms",
     defaults={"sft_batch": 128, "sft_micro_batch": 4, "sft_lr_ratio": 1.0, "sft_max_grad_norm": 1.0,
-              "sft_entropy_coef": 0.001, "entropy_coef": 0.001, "max_grad_norm": 0.7},
+              "sft_entropy_coef": 0.001, "sft_weight_decay": 0.01, "entropy_coef": 0.001, "max_grad_norm": 0.7},
     grpo_overrides=_grpo_overrides,
     mixin="giftlab.rl_methods.relift:ReliftMixin",
     needs_demonstrations=True,
