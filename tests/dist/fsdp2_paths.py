@@ -7,7 +7,9 @@ Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then 
 2. The pre-fix path (``get_decoder()`` + ``get_output_embeddings().weight`` outside the forward) fails or differs.
 3. The export: :func:`full_state_dict` gathers every weight on rank 0, equal to the unsharded model's, and the
    written checkpoint passes :func:`verify_export`; the sharded ``state_dict()`` alone does not. PSFT's snapshot
-   (:func:`load_gathered`) gets the whole weights on every process.
+   (:func:`load_gathered`) gets the whole weights on every process; of a policy sharded with bf16 mixed precision
+   (accelerate's ``mixed_precision: bf16``: fp32 master shards, bf16 compute) it computes what the policy computes
+   (:func:`match_forward_dtype`), where an fp32 copy does not.
 4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens.
 """
 
@@ -20,13 +22,14 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import fully_shard
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from giftlab.models import build_tiny_model
 from giftlab.objectives import chunked_loss, get_objective
 from giftlab.training.checkpoints import verify_export
-from giftlab.training.sharded import call_with_head, full_state_dict, gathered_for_generation, load_gathered
+from giftlab.training.sharded import (call_with_head, forward_param_dtype, full_state_dict, gathered_for_generation,
+                                      load_gathered, match_forward_dtype)
 
 
 def batch(seed: int, rows: int = 4, width: int = 12, vocab: int = 64):
@@ -128,6 +131,24 @@ def main(out_dir: str) -> None:
     load_gathered(snapshot, model)
     result["snapshot_max_diff"] = max((a - b).abs().max().item() for a, b in
                                       zip(snapshot.state_dict().values(), plain.state_dict().values()))
+
+    # 3c. the snapshot of a policy sharded with bf16 mixed precision computes in bf16 as the policy does
+    mixed = copy.deepcopy(plain)
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16)
+    for layer in mixed.model.layers:
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(mixed, mp_policy=policy)
+    result["mixed_forward_dtype"] = str(forward_param_dtype(mixed))
+    fp32_snapshot, snapshot = copy.deepcopy(ref), copy.deepcopy(ref)
+    match_forward_dtype(snapshot, mixed)
+    load_gathered(snapshot, mixed)
+    load_gathered(fp32_snapshot, mixed)
+    with torch.no_grad():
+        want = mixed(input_ids=ids, attention_mask=mask).logits.float()
+        result["mixed_snapshot_logit_diff"] = (snapshot(input_ids=ids, attention_mask=mask).logits.float()
+                                               - want).abs().max().item()
+        result["mixed_fp32_snapshot_logit_diff"] = (fp32_snapshot(input_ids=ids, attention_mask=mask).logits.float()
+                                                    - want).abs().max().item()
 
     # 4. generate (greedy) on the sharded model
     prompt = ids[:2, :6]

@@ -199,3 +199,29 @@ def test_steps_per_epoch_count_each_process_share_of_the_batches():
             shard = BatchSamplerShard(sampler, num_processes=world, process_index=0, even_batches=True)
             expected = max(1, math.ceil(len(shard) / grad_accum))
             assert optimiser_steps_per_epoch(n, batch_size, grad_accum, world) == expected, (n, batch_size, world)
+
+
+@pytest.mark.parametrize("loss_head", ["plain"])
+def test_psft_snapshot_runs_under_the_policy_autocast(base_dir, tmp_path, loss_head):
+    """sft.bf16: the policy's forward runs under accelerate's bf16 autocast; π_old, an exact copy at the first step,
+    must run under the same autocast, so r = π_θ/π_old is exactly 1 there and nothing clips (an fp32 snapshot put
+    |log r| up to 0.3 and clipped on noise). CPU bf16 autocast stands in for the GPU's."""
+    import copy
+
+    from transformers import TrainingArguments
+
+    tok = build_tokenizer()
+    model = load_model(base_dir)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(40.0)  # LLM-sized logits (|z| ~ 10-100), where bf16 rounding shows
+    old = copy.deepcopy(model).eval().requires_grad_(False)  # as train_sft builds it
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=1, learning_rate=0.0,
+                             use_cpu=True, bf16=True, report_to=[], remove_unused_columns=False, save_strategy="no",
+                             disable_tqdm=True)
+    trainer = ObjectiveTrainer(model=model, args=args, train_dataset=SFTDataset(ROWS[:8], tok, "r1_solution_1", 96),
+                               data_collator=PadCollator(tok.pad_token_id), objective=get_objective("psft"),
+                               old_model=old, loss_head=loss_head)
+    trainer.train()
+    assert trainer.accelerator.mixed_precision == "bf16"
+    diag = trainer.pop_diagnostics()
+    assert diag["ratio"] == 1.0 and diag["clip_frac"] == 0.0, diag

@@ -32,7 +32,7 @@ from giftlab.profiling import matmul_flops, phase
 from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 from giftlab.training.preemption import PreemptionCheckpoint
-from giftlab.training.sharded import call_with_head, load_gathered, unwrap, vocab_size
+from giftlab.training.sharded import call_with_head, load_gathered, match_forward_dtype, unwrap, vocab_size
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,9 @@ class ObjectiveTrainer(Trainer):
         mask, targets = response_positions(inputs["labels"])
         old_logprobs = None
         if self.objective.needs_old:
-            with torch.no_grad():
+            # under the policy's autocast (sft.bf16: accelerate wraps only the prepared policy's forward): an fp32
+            # snapshot of the same weights would give r = π_θ/π_old ≠ 1 right after a snapshot, clipping on noise
+            with torch.no_grad(), self.accelerator.autocast():
                 old = self._masked_logits(self.old_model, inputs, mask).float().log_softmax(-1)
                 old_logprobs = old.gather(-1, targets[:, None]).squeeze(-1)
         chunk = self._chunk_size(model, targets.numel()) if model.training else None
@@ -398,13 +400,17 @@ def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, sol
 class SnapshotRefresh(TrainerCallback):
     """PSFT's π_old: a lagged copy of the policy refreshed every ``every`` optimiser steps.
 
-    Refreshing every step would make the ratio ≡ 1 and PSFT collapse to SFT.
+    Refreshing every step would make the ratio ≡ 1 and PSFT collapse to SFT. The snapshot computes as the policy
+    does: in the dtype the policy's forward holds its parameters in (FSDP2's bf16 over fp32 master weights;
+    :func:`giftlab.training.sharded.match_forward_dtype`, once the Trainer has prepared the policy) and under the
+    policy's autocast (``ObjectiveTrainer.compute_loss``), so r = π_θ/π_old is exactly 1 right after a refresh.
     """
 
     def __init__(self, old_model, every: int):
         self.old_model, self.every = old_model, max(1, every)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        match_forward_dtype(self.old_model, model)
         # A resumed run has no saved snapshot: restart the lag from the resumed policy, not the base.
         if state.global_step > 0:
             load_gathered(self.old_model, model)

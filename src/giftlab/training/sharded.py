@@ -7,7 +7,8 @@
   ``lm_head`` standing in as ``fn(hidden, weight)`` for that one call (the approach of Liger's fused heads).
 * :func:`full_state_dict`: the whole model's weights on the main process, whatever the sharding: FSDP's
   ``SHARDED_STATE_DICT`` setting makes ``Trainer.save_model`` write no weights at all.
-* :func:`load_gathered`: PSFT's snapshot of the policy, whole, on every process.
+* :func:`load_gathered`: PSFT's snapshot of the policy, whole, on every process; :func:`match_forward_dtype` keeps
+  it in the dtype the policy's forward computes its parameters in (FSDP2's mixed-precision ``param_dtype``).
 * :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 and
   plain modules gather per forward call.
 """
@@ -108,6 +109,30 @@ def load_gathered(target: nn.Module, model: nn.Module) -> None:
     else:
         state = unwrap(model).state_dict()
     target.load_state_dict(state)
+
+
+def forward_param_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype ``model``'s forward computes with its parameters in: under FSDP2 its mixed-precision policy's
+    ``param_dtype`` (accelerate's ``mixed_precision: bf16`` keeps fp32 master shards and gathers them as bf16),
+    else the parameters' own dtype."""
+    inner = unwrap(model)
+    get_state = getattr(inner, "_get_fsdp_state", None)  # torch's FSDPModule (fully_shard), sharded in place
+    if get_state is not None:
+        policy = getattr(get_state(), "_mp_policy", None)
+        if getattr(policy, "param_dtype", None) is not None:
+            return policy.param_dtype
+    return next(p.dtype for p in inner.parameters() if p.is_floating_point())
+
+
+def match_forward_dtype(target: nn.Module, model: nn.Module) -> None:
+    """Cast ``target``'s floating parameters to :func:`forward_param_dtype` of ``model`` (PSFT's snapshot of a
+    policy that computes in bf16 over fp32 master weights): the snapshot's forward then is the policy's, so the
+    ratio π_θ/π_old is exactly 1 right after a snapshot. Buffers (rotary frequencies) are left alone, as FSDP2
+    leaves them; :func:`load_gathered` keeps the dtype (``load_state_dict`` copies into the parameters)."""
+    dtype = forward_param_dtype(model)
+    for p in target.parameters():
+        if p.is_floating_point() and p.dtype != dtype:
+            p.data = p.data.to(dtype)
 
 
 @contextlib.contextmanager
