@@ -122,6 +122,37 @@ def test_bfloat16_close_to_plain():
     torch.testing.assert_close(gwc.float(), gwp.float(), atol=2e-2, rtol=2e-2)
 
 
+def _run_autocast(fn, obj, hidden, weight, *args, **kw):
+    """As the trainer under sft.bf16: fp32 leaves, the forward under bf16 autocast, the backward outside it."""
+    x = hidden.clone().requires_grad_(True)
+    w = weight.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, n = fn(obj, x, w, *args, **kw)
+    loss.backward()
+    return loss.detach(), n, x.grad, w.grad
+
+
+NO_REF = [(n, hp) for n, hp in CONFIGS if not get_objective(n, **hp).needs_ref]
+
+
+@pytest.mark.parametrize("name,hp", NO_REF, ids=[f"{n}-{hp}" for n, hp in NO_REF])
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_chunked_equals_plain_under_bf16_autocast(name, hp, closed_form):
+    """sft.bf16 over fp32 weights (single process, DDP): the chunked head runs (its dX = dz W into the fp32 buffer
+    raised 'Expected out tensor to have dtype BFloat16') and computes in the dtypes autograd uses for the plain
+    head: bf16 logits and products, gradients cast back to the fp32 leaves."""
+    obj = get_objective(name, **hp)
+    hidden, weight, rh, rw, labels, old = make(n=40, h=16, v=64, seed=5, dtype=torch.float32)
+    args = (labels, rh, rw, old)
+    lp, _, gxp, gwp = _run_autocast(plain_loss, obj, hidden, weight, *args)
+    lc, _, gxc, gwc = _run_autocast(chunked_loss, obj, hidden, weight, *args, chunk_size=7, closed_form=closed_form)
+    assert gxc.dtype == gwc.dtype == torch.float32
+    torch.testing.assert_close(lc, lp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gxc, gxp, atol=1e-5, rtol=1e-5)  # the same bf16 products, row by row
+    # dW: the chunks' bf16 products summed in fp32 instead of one bf16 product: within bf16 rounding of it
+    torch.testing.assert_close(gwc, gwp, atol=2e-2, rtol=1e-2)
+
+
 def test_loss_head_auto_and_errors():
     obj = get_objective("sft")
     hidden, weight, _, _, labels, _ = make(seed=4)

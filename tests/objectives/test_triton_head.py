@@ -104,6 +104,30 @@ def test_bf16_logits_stay_bf16_and_close():
     assert float(got.detach()) == pytest.approx(float(want), rel=2e-2)
 
 
+@pytest.mark.parametrize("name, hp", [("sft", {})])
+def test_triton_backend_equals_plain_head_under_bf16_autocast(name, hp):
+    """sft.bf16 over fp32 weights: the kernel's bf16 dz contracts with the fp32 lm_head weight in autocast's dtype,
+    as the plain head's backward does (it raised 'Expected out tensor to have dtype BFloat16')."""
+    obj = get_objective(name, **hp)
+    g = torch.Generator().manual_seed(3)
+    n, h, v = 37, 16, 300
+    x, w = torch.randn(n, h, generator=g).to(DEVICE), (0.5 * torch.randn(v, h, generator=g)).to(DEVICE)
+    rx, rw = torch.randn(n, h, generator=g).to(DEVICE), (0.5 * torch.randn(v, h, generator=g)).to(DEVICE)
+    y = torch.randint(0, v, (n,), generator=g).to(DEVICE)
+    grads = []
+    for fn, kw in ((plain_loss, {}), (chunked_loss, {"chunk_size": 10, "backend": "triton"})):
+        xl, wl = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            loss, _ = fn(obj, xl, wl, y, rx, rw, **kw)
+        loss.backward()
+        grads.append((loss.detach(), xl.grad, wl.grad))
+    (lp, gxp, gwp), (lc, gxc, gwc) = grads
+    assert gxc.dtype == gwc.dtype == torch.float32
+    torch.testing.assert_close(lc, lp, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(gxc, gxp, rtol=1e-2, atol=1e-2)  # dz rounded to bf16 from the kernel's fp32 vs torch's
+    torch.testing.assert_close(gwc, gwp, rtol=1e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("name, hp", [("gift", {"variant": "released"}), ("gift", {"smooth_lambda": 0.1}),
                                       ("sft_kd", {}), ("dft", {})])
 def test_unsupported_objectives_fail_in_one_line(name, hp):

@@ -24,11 +24,20 @@ def grad_buffers(hidden: Tensor, weight: Tensor, need_dx: bool, need_dw: bool, a
 
 
 def contract_chunk(g: Tensor, x: Tensor, weight: Tensor, dx_rows: Tensor | None, dw: Tensor | None) -> None:
-    """dX_c = dz W (into ``dx_rows``) and dW += dz^T X_c, for one chunk's logit gradient ``g``."""
+    """dX_c = dz W (into ``dx_rows``) and dW += dz^T X_c, for one chunk's logit gradient ``g``.
+
+    Under autocast (``sft.bf16`` over fp32 weights: ``g`` is in the logits' bf16) both products run in autocast's
+    dtype, on autocast's copies of W and X, as the plain head's backward runs them, and are cast into the buffers'
+    dtype (dX: the hidden states'; dW: the fp32 accumulator), as autograd casts them back to the leaves' dtype.
+    """
+    same = not torch.is_autocast_enabled(g.device.type) and g.dtype == x.dtype == weight.dtype
     if dx_rows is not None:
-        torch.mm(g, weight, out=dx_rows)
+        if same and dx_rows.dtype == g.dtype:
+            torch.mm(g, weight, out=dx_rows)
+        else:
+            dx_rows.copy_(g @ weight)
     if dw is not None:
-        if dw.dtype == g.dtype:
+        if same and dw.dtype == g.dtype:
             dw.addmm_(g.T, x)
         else:
             dw.add_(g.T @ x)
