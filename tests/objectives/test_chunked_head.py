@@ -132,15 +132,13 @@ def _run_autocast(fn, obj, hidden, weight, *args, **kw):
     return loss.detach(), n, x.grad, w.grad
 
 
-NO_REF = [(n, hp) for n, hp in CONFIGS if not get_objective(n, **hp).needs_ref]
-
-
-@pytest.mark.parametrize("name,hp", NO_REF, ids=[f"{n}-{hp}" for n, hp in NO_REF])
+@pytest.mark.parametrize("name,hp", CONFIGS, ids=IDS)
 @pytest.mark.parametrize("closed_form", [True, False])
 def test_chunked_equals_plain_under_bf16_autocast(name, hp, closed_form):
     """sft.bf16 over fp32 weights (single process, DDP): the chunked head runs (its dX = dz W into the fp32 buffer
     raised 'Expected out tensor to have dtype BFloat16') and computes in the dtypes autograd uses for the plain
-    head: bf16 logits and products, gradients cast back to the fp32 leaves."""
+    head: bf16 logits and products, gradients cast back to the fp32 leaves; the reference logits and the objective
+    in fp32, as the trainer's plain head has them."""
     obj = get_objective(name, **hp)
     hidden, weight, rh, rw, labels, old = make(n=40, h=16, v=64, seed=5, dtype=torch.float32)
     args = (labels, rh, rw, old)
@@ -151,6 +149,28 @@ def test_chunked_equals_plain_under_bf16_autocast(name, hp, closed_form):
     torch.testing.assert_close(gxc, gxp, atol=1e-5, rtol=1e-5)  # the same bf16 products, row by row
     # dW: the chunks' bf16 products summed in fp32 instead of one bf16 product: within bf16 rounding of it
     torch.testing.assert_close(gwc, gwp, atol=2e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("given", ["hidden", "logits"])
+def test_gift_targets_from_fp32_reference_logits_under_bf16_autocast(given):
+    """The chunked head runs inside the policy's autocast forward; the plain head gets the base's logits from a
+    forward outside it (fp32). With sft.loss_head: auto choosing per micro-batch, the chunked head built them in
+    bf16 (|Δ log p_ref| ~ 0.04 at LLM-sized logits), so GIFT's targets changed precision between micro-batches. Now
+    its per-token loss is the plain head's, computed as the trainer computes it, to fp32 rounding."""
+    obj = get_objective("gift", beta=10.0)
+    g = torch.Generator().manual_seed(6)
+    n, h, v = 96, 64, 500
+    x, w = torch.randn(n, h, generator=g), 0.4 * torch.randn(v, h, generator=g)  # |logits| up to ~10
+    rh, rw = torch.randn(n, h, generator=g), 0.4 * torch.randn(v, h, generator=g)
+    y = torch.randint(0, v, (n,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = x @ w.T  # the policy's lm_head under autocast
+    want = obj(TokenBatch(z.float(), y, rh @ rw.T))  # the trainer's plain head: logits leave the forward as fp32
+    ref = {"ref_hidden": rh, "ref_weight": rw} if given == "hidden" else {"ref_logits": rh @ rw.T}
+    stats = {}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chunked_loss(obj, x, w, y, chunk_size=40, stats=stats, **ref)
+    torch.testing.assert_close(stats["per_token"], want, rtol=1e-5, atol=1e-5)
 
 
 def test_loss_head_auto_and_errors():

@@ -104,10 +104,11 @@ def test_bf16_logits_stay_bf16_and_close():
     assert float(got.detach()) == pytest.approx(float(want), rel=2e-2)
 
 
-@pytest.mark.parametrize("name, hp", [("sft", {})])
+@pytest.mark.parametrize("name, hp", [("sft", {}), ("gift", {"beta": 3.0}), ("gift", {"beta": 10.0})])
 def test_triton_backend_equals_plain_head_under_bf16_autocast(name, hp):
     """sft.bf16 over fp32 weights: the kernel's bf16 dz contracts with the fp32 lm_head weight in autocast's dtype,
-    as the plain head's backward does (it raised 'Expected out tensor to have dtype BFloat16')."""
+    as the plain head's backward does (it raised 'Expected out tensor to have dtype BFloat16'), and the base's
+    logits stay fp32 as the plain head has them (they were bf16 inside the policy's autocast forward)."""
     obj = get_objective(name, **hp)
     g = torch.Generator().manual_seed(3)
     n, h, v = 37, 16, 300

@@ -6,7 +6,8 @@ chunked one (never more than a chunk of [N, V] logits alive), and the chunked pa
 
 Modules, each importing only the ones below it:
 
-    common      the chunk-size rule; gradient buffers and the per-chunk contraction dX = dz W, dW += dz^T X
+    common      the chunk-size rule; gradient buffers and the per-chunk contraction dX = dz W, dW += dz^T X;
+                what runs outside autocast (the reference logits, the objective: fp32 as in the plain head)
     torch_loop  the plain-torch backend (per chunk: logits, loss, closed-form or autograd logit gradient)
     triton      the fused Triton backend (SFT and exact GIFT), imported only when asked for
     head        the autograd Function over a backend, chunked_loss / plain_loss / loss_head, BACKENDS

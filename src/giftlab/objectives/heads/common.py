@@ -1,4 +1,5 @@
-"""What every loss-head backend shares: the chunk-size rule and the per-chunk gradient contraction."""
+"""What every loss-head backend shares: the chunk-size rule, the per-chunk gradient contraction and where autocast
+applies (the projection and the contraction, as for the plain head; not the reference logits or the objective)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ def grad_buffers(hidden: Tensor, weight: Tensor, need_dx: bool, need_dw: bool, a
     dx = torch.empty_like(hidden) if need_dx else None
     dw = torch.zeros(weight.shape, dtype=accum_dtype, device=weight.device) if need_dw else None
     return per_token, dx, dw
+
+
+def outside_autocast(t: Tensor):
+    """Autocast off on ``t``'s device: the reference logits and the objective, which the trainer's plain head computes
+    outside the policy's autocast forward (in fp32: the frozen base is not prepared by accelerate; the policy's
+    logits leave the forward as fp32), while the chunked head runs inside it (``call_with_head``)."""
+    return torch.autocast(t.device.type, enabled=False)
 
 
 def contract_chunk(g: Tensor, x: Tensor, weight: Tensor, dx_rows: Tensor | None, dw: Tensor | None) -> None:

@@ -8,7 +8,10 @@ O(chunk x V) instead of O(N x V). The reference model's logits, when the objecti
 the same way from ``ref_hidden`` and ``ref_weight`` (no grad).
 
 Exact against the plain path ``obj(TokenBatch(hidden @ weight.T, ...)).sum()`` (tests: float64, values and
-gradients of hidden and weight, chunk sizes that do not divide N).
+gradients of hidden and weight, chunk sizes that do not divide N). Under autocast (``sft.bf16``) both compute as
+the trainer's plain head does: the projection and the gradient contractions in autocast's dtype, the reference
+logits and the objective outside it, in fp32 (tests: bf16 CPU autocast over fp32 leaves: loss and dX equal to fp32
+rounding, dW, whose chunks' bf16 products are summed in fp32, within bf16 rounding).
 
 Backends: ``BACKENDS["torch"]`` is the plain-torch loop (:mod:`.torch_loop`); ``BACKENDS["triton"]`` replaces the
 per-chunk elementwise work with one fused Triton kernel (:mod:`.triton`; SFT and exact GIFT only). Another backend is
@@ -27,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..base import Objective, TokenBatch
-from .common import default_chunk_size, head_chunk_size
+from .common import default_chunk_size, head_chunk_size, outside_autocast
 from .torch_loop import torch_chunked_forward
 
 __all__ = ["chunked_loss", "loss_head", "plain_loss", "default_chunk_size", "BACKENDS"]
@@ -149,12 +152,17 @@ def plain_loss(
     *,
     ref_logits: Tensor | None = None,
 ) -> tuple[Tensor, int]:
-    """Reference path: materialise the logits and call the objective. Returns (loss_sum, n)."""
+    """Reference path: materialise the logits and call the objective. Returns (loss_sum, n).
+
+    Under autocast as the trainer's plain head: the logits in autocast's dtype (the model's lm_head), the reference
+    logits and the objective outside autocast (the trainer computes them outside the policy's forward).
+    """
     logits = hidden @ weight.T
-    if obj.needs_ref and ref_logits is None:
-        with torch.no_grad():
-            ref_logits = ref_hidden @ ref_weight.T
-    per_token = obj(TokenBatch(logits, labels, ref_logits if obj.needs_ref else None, old_logprobs))
+    with outside_autocast(hidden):
+        if obj.needs_ref and ref_logits is None:
+            with torch.no_grad():
+                ref_logits = ref_hidden @ ref_weight.T
+        per_token = obj(TokenBatch(logits, labels, ref_logits if obj.needs_ref else None, old_logprobs))
     return per_token.sum(), hidden.shape[0]
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..base import Objective, TokenBatch
-from .common import contract_chunk, grad_buffers
+from .common import contract_chunk, grad_buffers, outside_autocast
 
 
 def torch_chunked_forward(
@@ -31,24 +31,25 @@ def torch_chunked_forward(
     for s in range(0, n, chunk_size):
         e = min(n, s + chunk_size)
         x = hidden[s:e]
-        z = x @ weight.T
-        if ref_logits is not None:
-            rz = ref_logits[s:e]
-        elif ref_hidden is not None:
-            rz = ref_hidden[s:e] @ ref_weight.T
-        else:
-            rz = None
-        batch = TokenBatch(z, labels[s:e], rz, None if old_logprobs is None else old_logprobs[s:e])
-        if diag_sums is not None:
-            for k, v in obj.diag_terms(batch).items():
-                diag_sums[k] = diag_sums.get(k, 0.0) + v.sum()
-        if not need_grad:
-            per_token[s:e] = obj(batch).detach()
-            continue
-        if closed_form and obj.has_value_and_grad:
-            lt, g = obj.value_and_grad(batch)
-        else:
-            lt, g = _autograd_vg(obj, batch)
+        z = x @ weight.T  # under autocast (sft.bf16) in its dtype, as the model's own lm_head
+        with outside_autocast(x):  # the reference logits and the objective as the plain head has them: fp32
+            if ref_logits is not None:
+                rz = ref_logits[s:e]
+            elif ref_hidden is not None:
+                rz = ref_hidden[s:e] @ ref_weight.T
+            else:
+                rz = None
+            batch = TokenBatch(z, labels[s:e], rz, None if old_logprobs is None else old_logprobs[s:e])
+            if diag_sums is not None:
+                for k, v in obj.diag_terms(batch).items():
+                    diag_sums[k] = diag_sums.get(k, 0.0) + v.sum()
+            if not need_grad:
+                per_token[s:e] = obj(batch).detach()
+                continue
+            if closed_form and obj.has_value_and_grad:
+                lt, g = obj.value_and_grad(batch)
+            else:
+                lt, g = _autograd_vg(obj, batch)
         per_token[s:e] = lt
         del batch, lt
         g = g.to(z.dtype)  # as autograd would cast d loss / d logits back to the logits' dtype

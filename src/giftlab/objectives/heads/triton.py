@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..gift import target_mass_terms
-from .common import contract_chunk, grad_buffers
+from .common import contract_chunk, grad_buffers, outside_autocast
 
 __all__ = ["SUPPORTED", "supports", "check_supported", "check_runnable", "triton_chunked_forward", "gift_rows_"]
 
@@ -173,10 +173,11 @@ def triton_chunked_forward(obj, hidden, weight, labels, ref_hidden, ref_weight, 
     for s in range(0, n, chunk_size):
         e = min(n, s + chunk_size)
         x = hidden[s:e]
-        z = x @ weight.T
+        z = x @ weight.T  # under autocast (sft.bf16) in its dtype, as the model's own lm_head
         r = None
         if obj.name == "gift":
-            r = ref_logits[s:e].contiguous() if ref_logits is not None else ref_hidden[s:e] @ ref_weight.T
+            with outside_autocast(x):  # the base's logits in fp32, as the plain head has them
+                r = ref_logits[s:e].contiguous() if ref_logits is not None else ref_hidden[s:e] @ ref_weight.T
         loss, stats = gift_rows_(z, r, labels[s:e], beta)
         per_token[s:e] = loss
         if diag_sums is not None:
