@@ -51,7 +51,7 @@ def main(argv=None):
             out_dir=args.out, work_dir=args.work,
             job_config={**without_tracking(config),
                         "inputs": input_fingerprint([args.base, *args.train, args.val, *args.reference_cache])},
-            reference_cache=args.reference_cache)
+            reference_cache=args.reference_cache, train_files=args.train)
     except Preempted as exc:
         preempted_exit(exc)
     if int(os.environ.get("RANK", 0)) == 0:

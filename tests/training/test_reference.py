@@ -178,3 +178,46 @@ def test_weights_fingerprint_sees_other_weights_of_one_architecture(base_dir, tm
     model.save_pretrained(tmp_path)
     assert weights_fingerprint(tmp_path) != weights_fingerprint(base_dir)
     assert weights_fingerprint(base_dir) == weights_fingerprint(base_dir)
+
+
+def test_a_cache_of_the_same_responses_under_other_prompts_is_refused(base_dir, tmp_path):
+    """The cache records its split's sha256; a run whose training file differs from it (here: every prompt changed,
+    as data.instruction changes them, the responses the same, so each row's token count and labels still match)
+    is refused in one line naming the cache and its rebuild, instead of training on the base's log-probs under
+    other prompts."""
+    import json
+
+    from giftlab.provenance import file_sha256
+
+    def split(name, rows):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    old = split("old", ROWS[:16])
+    new = split("new", [{**r, "question": r["question"].replace("Start", "Begin")} for r in ROWS[:16]])
+    model = load_model(base_dir).eval()
+    built = build_reference_cache(model, build_tokenizer(), ROWS[:16], solution_key="r1_solution_1", max_length=96,
+                                  top_k=8, meta={"base": weights_fingerprint(base_dir), "split_sha256": file_sha256(old)})
+    path = built.save(tmp_path / "results" / "sft" / "reference" / "tiny" / "sft.safetensors")
+
+    def run(train_file, out):
+        rows = [json.loads(line) for line in train_file.read_text().splitlines()]
+        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                         train_rows=rows, val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift",
+                         objective_params={"beta": 3.0}, settings=settings(epochs=1, reference="cached"),
+                         out_dir=out / "out", work_dir=out / "work", job_config={"out": str(out)},
+                         reference_cache=[path], train_files=[train_file])
+
+    with pytest.raises(ReferenceMismatch) as refused:
+        run(new, tmp_path / "new")
+    message = str(refused.value)
+    assert "\n" not in message and str(path) in message and str(new) in message and "other data" in message
+    assert f"snakemake --force {path}" in message
+    assert run(old, tmp_path / "old")["epochs"][0]["val_loss"] > 0  # its own split: accepted
+    with pytest.raises(ConfigError, match="2 training files but 1 reference cache"):
+        train_sft(
+            base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model, train_rows=ROWS[:16],
+            val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift", objective_params={"beta": 3.0},
+            settings=settings(epochs=1, reference="cached"), out_dir=tmp_path / "x" / "out",
+            work_dir=tmp_path / "x" / "work", job_config={"out": "x"}, reference_cache=[path], train_files=[old, new])

@@ -39,6 +39,8 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[:16]))
     (root / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[4:20]))
+    prompted = [{**r, "question": r["question"].replace("Start", "Begin")} for r in ROWS[:16]]  # as long: no truncation
+    (root / "prompted.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prompted))  # same responses
     (root / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS[16:]))
     return root
 
@@ -71,10 +73,13 @@ def test_a_gift_run_reads_the_cache_and_matches_the_live_reference(base_dir, dat
     assert epochs[1]["target_mass_y"] == pytest.approx(epochs[0]["target_mass_y"], rel=1e-4)
 
 
-def test_a_cache_of_other_data_stops_the_run_in_one_line(base_dir, data, train_cache, tmp_path):
-    cache, _ = train_cache  # train.jsonl's, given to a run that trains on other.jsonl
+@pytest.mark.parametrize("train", ["other.jsonl", "prompted.jsonl"])
+def test_a_cache_of_other_data_stops_the_run_in_one_line(base_dir, data, train_cache, tmp_path, train):
+    """other.jsonl: other rows; prompted.jsonl: the same responses under other prompts (data.instruction changed),
+    which every row's token count and labels let through: the split's sha256 the cache records refuses it."""
+    cache, _ = train_cache  # train.jsonl's, given to a run that trains on another file
     args = gift_args(base_dir, data, tmp_path / "run", "cached", [cache])
-    args[args.index("--train") + 1] = str(data / "other.jsonl")
+    args[args.index("--train") + 1] = str(data / train)
     proc = script("sft", *args)
     assert proc.returncode == 1
     errors = re.findall(r"error: [^\r\n]*", proc.stderr)  # (after a progress bar on the same line)

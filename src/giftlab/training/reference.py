@@ -7,6 +7,7 @@ per response token in the split's row order (a safetensors file):
     label_logp [T]      log r(y*), exact
     top_ids    [T, k]   the k most likely tokens under r;   top_logp [T, k] their log r
     labels     [T]      y* (checked against each training batch: a cache of other data is refused)
+    and in its metadata the base's weights fingerprint and the split file's sha256 (checked when a run loads it)
     offsets    [R + 1]  row i's tokens are offsets[i] : offsets[i + 1] (rows with no response token have none)
 
 Training then reads an approximate r~, exact on S = top-k ∪ {y*}, with the tail mass m = 1 - r(S) spread evenly
@@ -138,6 +139,19 @@ class ReferenceCache:
             if self.meta.get(key) != value:
                 raise ReferenceMismatch(f"{source}: made with {key} = {self.meta.get(key)!r}, this run uses "
                                         f"{value!r}; rebuild it (snakemake --force {source})")
+
+    def check_split(self, split: str | Path) -> None:
+        """Refuse (one line) a cache made from another split file than ``split``, the training file it stands for:
+        its recorded ``split_sha256`` differs. Row counts and labels alone pass a split with other prompts and the
+        same responses (``data.instruction`` changed), whose base log-probs differ."""
+        from giftlab.provenance import file_sha256
+
+        source = self.meta.get("source", "the reference cache")
+        made, this = self.meta.get("split_sha256"), file_sha256(split)
+        if made != this:
+            raise ReferenceMismatch(f"{source}: made from other data than {split} (split sha256 "
+                                    f"{str(made)[:12]}… where the file has {this[:12]}…: other rows or prompts); "
+                                    f"rebuild it (snakemake --force {source})")
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:

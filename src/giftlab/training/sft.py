@@ -308,12 +308,15 @@ def logging_interval(wanted: int, steps_per_epoch: int) -> int:
 def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, solution_key: str,
               method: str, objective_params: dict[str, Any], settings: SFTSettings,
               out_dir: str | Path, work_dir: str | Path, job_config: dict[str, Any],
-              callbacks: Sequence[TrainerCallback] = (), reference_cache: Sequence[str | Path] = ()) -> dict[str, Any]:
+              callbacks: Sequence[TrainerCallback] = (), reference_cache: Sequence[str | Path] = (),
+              train_files: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Train one SFT run; write ``out_dir/epoch_<k>/`` for every epoch; return metrics.
 
     Resumes from the newest complete checkpoint in ``work_dir`` (same job config only). With
     ``settings.reference == "cached"`` an objective that needs the base reads ``reference_cache`` (one file per
-    training file, in their order; giftlab.training.reference) instead of running the frozen base every step.
+    training file, in their order; giftlab.training.reference) instead of running the frozen base every step;
+    ``train_files``, the files ``train_rows`` were read from (scripts/sft.py), are checked against the split each
+    cache was made from (rows given without their files: only each batch's rows and labels are checked).
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
@@ -323,7 +326,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
         model = load_model(base_path)
         ref_model = old_model = ref_cache = None
         if objective.needs_ref and settings.reference == "cached":
-            ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path)
+            ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path,
+                                             train_files)
         elif objective.needs_ref:
             ref_model = load_model(base_path).eval().requires_grad_(False)
         if objective.needs_old:
@@ -383,15 +387,22 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
 
 
 def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, solution_key: str, vocab: int,
-                         base_path: str | Path):
+                         base_path: str | Path, train_files: Sequence[str | Path] = ()):
     """The reference caches of a run's training files, concatenated, checked against this run's base and how it
-    tokenises (each batch's rows and labels are checked as they are read)."""
+    tokenises, and each against the training file it stands for (``train_files``, in the same order: the split's
+    sha256); each batch's rows and labels are checked as they are read."""
     from giftlab.models import local_checkpoint
     from giftlab.training.reference import ReferenceCache, weights_fingerprint
 
     if not paths:
         raise ConfigError("sft.reference: cached, but no reference cache was given (--reference-cache)")
-    cache = ReferenceCache.concat([ReferenceCache.load(p) for p in paths])
+    if train_files and len(train_files) != len(paths):
+        raise ConfigError(f"sft.reference: cached: {len(train_files)} training files but {len(paths)} reference "
+                          f"cache(s) (--reference-cache: one per training file, in their order)")
+    caches = [ReferenceCache.load(p) for p in paths]
+    for one, split in zip(caches, train_files):
+        one.check_split(split)
+    cache = ReferenceCache.concat(caches)
     cache.check(max_length=settings.max_length, solution_key=solution_key, vocab_size=vocab,
                 base=weights_fingerprint(local_checkpoint(base_path)))
     return cache
