@@ -406,7 +406,6 @@ def demonstrations_that_fit(tokenizer, rows: list[dict[str, Any]], max_completio
     return kept, dropped
 
 
-
 class GradingTally(TrainerCallback):
     """The reward's grading counters of the whole run, not of this process: every checkpoint stores them
     (``grading_stats.json``, written before the checkpoint is stamped complete) and a resumed run starts from its
