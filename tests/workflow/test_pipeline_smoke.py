@@ -80,12 +80,21 @@ def read_results(workdir, paths):
 def test_claims_report_states_the_verdicts_the_results_give(smoke_run):
     """claims.md says, claim by claim, what giftlab.reporting.claims decides from the run's own result files (not
     just some verdict words: the legend holds them all)."""
+    from giftlab.data import read_jsonl
     from giftlab.reporting.claims import evaluate_claims
+    from giftlab.reporting.rl_gain import per_problem_accuracy, per_problem_counts
 
     plan = smoke_plan()
+
+    def per_problem(keys, summarise):  # the paired tests' inputs, as the rule passes them (--rl/--pre-rl-samples)
+        return {key[1:]: summarise(read_jsonl(smoke_run / plan.eval_samples(*key))) for key in keys}
+
     claims = evaluate_claims(read_results(smoke_run, plan.final_evals()), read_results(smoke_run, plan.pre_rl_evals()),
                              read_results(smoke_run, plan.consistency_results()), run_specs=plan.run_table(),
-                             reasoning_benchmarks=plan.benchmarks("reasoning"))
+                             reasoning_benchmarks=plan.benchmarks("reasoning"),
+                             samples=per_problem(plan.final_eval_keys(), per_problem_accuracy),
+                             pre_rl_samples=per_problem(plan.pre_rl_eval_keys(), per_problem_counts))
+    assert any(c["test"].startswith("paired bootstrap") for claim in claims[:2] for c in claim["checks"])
     text = (smoke_run / "results" / "tables" / "claims.md").read_text()
     for claim in claims:
         assert f"## {claim['title']}: **{claim['verdict']}**" in text, claim["id"]
