@@ -37,6 +37,8 @@ def main(base_dir: str, out_dir: str) -> None:
     from giftlab.training.grpo import train_grpo
     from giftlab.training.sft import SFTSettings, train_sft
 
+    EPOCH_FIELDS = {"epoch", "step", "val_loss", "train_loss", "seconds"}
+
     class StepLosses(TrainerCallback):
         def __init__(self):
             self.losses = []
@@ -58,7 +60,10 @@ def main(base_dir: str, out_dir: str) -> None:
                             objective_params=params, settings=settings, out_dir=out / method / "model",
                             work_dir=out / method / "work", job_config={"method": method}, callbacks=[losses])
         result["sft"][method] = {"step_losses": losses.losses, "val_loss": [e["val_loss"] for e in metrics["epochs"]],
-                                 "steps": metrics["steps"]}
+                                 "steps": metrics["steps"],
+                                 # the objective's diagnostics: token means over every process's tokens
+                                 "diagnostics": [{k: v for k, v in e.items() if k not in EPOCH_FIELDS}
+                                                 for e in metrics["epochs"]]}
     grpo = train_grpo(init_path=base_dir, load_model=load_model, tokenizer=tok, rl_rows=ROWS[:8], cfg=GRPO, seed=0,
                       out_dir=out / "grpo" / "model", work_dir=out / "grpo" / "work", job_config={"grpo": GRPO})
     result["grpo"] = {"steps": grpo["steps"], "logged_steps": sorted({row["step"] for row in grpo["log"]}),

@@ -130,6 +130,10 @@ def test_one_and_two_processes_train_the_same_sft_run(by_processes, method):
     for (step_a, loss_a), (step_b, loss_b) in zip(a["step_losses"], b["step_losses"]):
         assert step_a == step_b and loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-6), method
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+    # epochs.json's diagnostics (GIFT's mass on y*, PSFT's clip fraction, ...) pool every process's tokens
+    assert [sorted(d) for d in b["diagnostics"]] == [sorted(d) for d in a["diagnostics"]]
+    for da, db in zip(a["diagnostics"], b["diagnostics"]):
+        assert db == pytest.approx(da, rel=1e-4, abs=1e-6), method
 
 
 def test_grpo_runs_its_steps_on_two_processes(by_processes):

@@ -194,11 +194,15 @@ class ObjectiveTrainer(Trainer):
             self._diag_sums[key] = self._diag_sums.get(key, 0.0) + float(value)
 
     def pop_diagnostics(self) -> dict[str, float]:
-        """Token means of the diagnostics since the last call (GIFT: mass on y*, share not one-hot)."""
-        n = self._diag_sums.pop("n", 0.0)
-        out = {k: v / n for k, v in self._diag_sums.items()} if n else {}
-        self._diag_sums = {}
-        return out
+        """Token means of the diagnostics since the last call (GIFT: mass on y*, share not one-hot), over the
+        tokens of every process (every process calls this at the epoch's end: the sums are all-reduced)."""
+        sums, self._diag_sums = self._diag_sums, {}
+        if self.accelerator.num_processes > 1 and sums:  # the same keys on every process: one objective
+            keys = sorted(sums)
+            total = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.accelerator.device)
+            sums = dict(zip(keys, self.accelerator.reduce(total, reduction="sum").tolist()))
+        n = sums.pop("n", 0.0)
+        return {k: v / n for k, v in sums.items()} if n else {}
 
 
 @torch.no_grad()
