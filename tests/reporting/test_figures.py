@@ -112,6 +112,9 @@ def test_figure3_titles_say_the_curves_are_a_random_subset_of_the_benchmark(tmp_
     first = {**subset, "subset": "first", "seed": None}
     assert F.dynamics_subset_label([{**recs[0], "dynamics_subset": first}, recs[1]], "qwen", run_specs=SPECS) == \
         "first 64-problem subset of 200; random 64-problem subset of 200 (seed 0)"
+    whole = {**subset, "problems": 30, "of": 30}  # eval_problems at least the benchmark: all of it, no subset
+    assert F.dynamics_subset_label([{**recs[0], "dynamics_subset": whole}], "qwen",
+                                   run_specs=SPECS) == "all 30 problems"
 
 
 def _script(name):

@@ -372,7 +372,8 @@ def dynamics_subset_label(rl_metrics: Sequence[Mapping[str, Any]], backbone: str
         sub = rec.get("dynamics_subset")
         if sub:
             seed = f" (seed {sub['seed']})" if sub.get("seed") is not None else ""
-            label = f"{sub['subset']} {sub['problems']}-problem subset of {sub['of']}{seed}"
+            label = f"{sub['subset']} {sub['problems']}-problem subset of {sub['of']}{seed}" \
+                if sub["problems"] < sub["of"] else f"all {sub['of']} problems"  # eval_problems ≥ the benchmark
         else:
             label = f"first {rec['dynamics'][0].get('n_problems', '?')} problems"
         if label not in labels:

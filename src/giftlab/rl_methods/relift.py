@@ -16,8 +16,10 @@ As released (github.com/TheRoadQaQ/ReLIFT @ eb95454, ``examples/math-7b/train.sh
   with H = logsumexp(z) − Σ_v softmax(z)_v z_v (verl's ``entropy_from_logits``), each micro-batch's loss divided by
   ``sft_batch / sft_micro_batch`` (verl's ``gradient_accumulation``, 32). Each of W processes holds only
   ``sft_batch / W`` demonstrations (verl does not divide the SFT mini-batch by the world size, as it does PPO's),
-  so after the data-parallel average the step's gradient is the batch mean / W: 1/8 at the released 8 GPUs, the
-  mean on one process. Adam cancels a constant scale; it changes how often the clip (1.0) binds.
+  so after the data-parallel average the step's gradient is the mean over processes of each one's sum of its
+  micro-batch means / (sft_batch / sft_micro_batch): the batch mean / W when sft_micro_batch divides sft_batch / W
+  (1/8 at the released 8 GPUs, the mean on one process). Adam cancels a constant scale; it changes how often the
+  clip (1.0) binds.
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ class ReliftMixin:
         micro = self.method_params["sft_micro_batch"]
         chunks = [mine[i:i + micro] for i in range(0, len(mine), micro)]
         # released (sft_update_policy): each micro-batch's loss / (sft_batch / sft_micro_batch), whatever share of
-        # the batch this process holds, so with W processes the averaged gradient is the batch mean / W
+        # the batch this process holds (with W processes: the batch mean / W when micro divides sft_batch / W)
         accumulation = self.method_params["sft_batch"] / micro
         model = self.model_wrapped
         was_training = model.training
