@@ -1,7 +1,8 @@
 """Evaluate one model on its benchmarks: sample, grade, write samples.jsonl + summary.json per benchmark.
 
 One job per model (rule `evaluate*`): the config's ``benchmarks`` maps each benchmark to its settings, the model is
-loaded once, and each benchmark's files go to ``--out-dir``. A config with a single ``benchmark`` and
+loaded once, and each benchmark's files go to ``--out-dir``; a retry of a failed or killed job takes back the
+benchmarks an earlier try finished (giftlab.evaluation.resume, ``work/evaluate/<out-dir>``). A config with a single ``benchmark`` and
 ``--samples/--summary`` evaluates just that one:
 
     python scripts/evaluate.py --config '{"seed": 0, "n_samples": 8, "temperature": 0.6,
@@ -73,12 +74,20 @@ def main(argv=None) -> None:
         if not sep:
             raise ConfigError(f"evaluate: --benchmark-file {item!r}: expected NAME=FILE with a `benchmarks` config")
         files[name] = Path(path)
+    from giftlab.evaluation.resume import FinishedBenchmarks, work_dir_for
     from giftlab.jobs import EvalSettings
 
     out = Path(args.out_dir)
+    finished = FinishedBenchmarks(work_dir_for(out), model)  # a retry skips the benchmarks an earlier try finished
     for name in config["benchmarks"]:
-        evaluate_benchmark(EvalSettings.of_benchmark(config, name), model, files.get(name),
-                           out / f"{name}.samples.jsonl", out / f"{name}.summary.json", generators)
+        settings, paths = EvalSettings.of_benchmark(config, name), (out / f"{name}.samples.jsonl",
+                                                                     out / f"{name}.summary.json")
+        if finished.restore(name, settings, files.get(name), *paths):
+            log.info("%s: finished by an earlier try of this job (%s), kept", name, finished.dir)
+            continue
+        evaluate_benchmark(settings, model, files.get(name), *paths, generators)
+        finished.keep(name, settings, files.get(name), *paths)
+    finished.clear()
 
 
 def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, samples_path: Path, summary_path: Path,

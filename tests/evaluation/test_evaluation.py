@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -452,6 +453,84 @@ def test_loader_missing_file_and_unknown_benchmark(tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(tmp_path, toy_dir, monkeypatch):
+    """A job killed after its first benchmark (Snakemake then removes its outputs): the retry copies the finished
+    benchmark back from work/evaluate/<out-dir> and evaluates only the other; the outputs equal an uninterrupted
+    run's. Other settings or a retrained model (new weight files) evaluate it again; a finished job leaves nothing."""
+    from contextlib import contextmanager
+
+    script = load_script()
+
+    @contextmanager
+    def fake_pool(workers, timeout):
+        yield fake_grade
+
+    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(toy_dir, model)
+    bench = {name: write_jsonl(tmp_path / f"{name}.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5.",
+                                                                     "gold": 5}]) for name in ("tiny_id", "tiny_ood")}
+    settings = {"n_samples": 2, "temperature": 1.0, "max_new_tokens": 6, "backend": "hf", "grading_timeout": 4,
+                "ks": [1, 2]}
+    config = {"seed": 3, "benchmarks": {"tiny_id": settings, "tiny_ood": settings}}
+
+    def run(out, cfg=config):
+        script.main(["--config", json.dumps(cfg), "--model", str(model), *sum(
+            (["--benchmark-file", f"{n}={f}"] for n, f in bench.items()), []), "--out-dir", str(out)])
+
+    def outputs(out):
+        strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+        return {n: (strip([json.loads(x) for x in (out / f"{n}.samples.jsonl").read_text().splitlines()]),
+                    {k: v for k, v in json.loads((out / f"{n}.summary.json").read_text()).items()
+                     if k not in ("provenance", "generation_seconds", "grading_seconds")}) for n in bench}
+
+    run(tmp_path / "results" / "whole")
+    expected = outputs(tmp_path / "results" / "whole")
+    assert not (tmp_path / "work" / "evaluate" / "results" / "whole").exists()  # a finished job keeps nothing
+
+    evaluated = []
+    real = script.evaluate_benchmark
+
+    def killed_at_the_second(cfg, *a):
+        evaluated.append(cfg["benchmark"])
+        if cfg["benchmark"] == "tiny_ood":
+            raise KeyboardInterrupt("killed")
+        return real(cfg, *a)
+
+    out = tmp_path / "results" / "eval"
+    monkeypatch.setattr(script, "evaluate_benchmark", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    shutil.rmtree(out)  # Snakemake removes a failed job's outputs
+    kept = tmp_path / "work" / "evaluate" / "results" / "eval"
+    assert sorted(p.name for p in kept.iterdir()) == ["tiny_id.samples.jsonl", "tiny_id.stamp.json",
+                                                     "tiny_id.summary.json"]
+
+    evaluated.clear()
+    monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a: (evaluated.append(cfg["benchmark"]),
+                                                                      real(cfg, *a))[1])
+    run(out)
+    assert evaluated == ["tiny_ood"] and outputs(out) == expected and not kept.exists()
+
+    # what made a kept benchmark must be this job's: other settings, or a retrained model, evaluate it again
+    for change in ("settings", "model"):
+        monkeypatch.setattr(script, "evaluate_benchmark", killed_at_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            run(out)
+        cfg = config
+        if change == "settings":
+            cfg = {**config, "benchmarks": {**config["benchmarks"], "tiny_id": {**settings, "max_new_tokens": 5}}}
+        else:
+            weights = next(model.glob("*.safetensors"))
+            weights.write_bytes(weights.read_bytes())  # the same bytes, a new file: retrained or pulled
+        evaluated.clear()
+        monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a: (evaluated.append(cfg["benchmark"]),
+                                                                          real(cfg, *a))[1])
+        run(out, cfg)
+        assert evaluated == ["tiny_id", "tiny_ood"], change
 
 
 def load_script():
