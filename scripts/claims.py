@@ -6,7 +6,7 @@ from giftlab.io import read_json
 from giftlab.jobs import FigureJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.claims import write_claims
-from giftlab.reporting.rl_gain import per_problem_accuracy, per_problem_counts
+from giftlab.reporting.rl_gain import per_problem_counts
 from giftlab.reporting.tables import job_field
 
 
@@ -25,10 +25,11 @@ def main(argv=None):
     config = cli.setup(args, torch_threads=False)
     job = FigureJob.from_config(config)
     rl, pre_rl = [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl]
-    samples = _by_evaluation(rl, args.rl_samples, "--rl", per_problem_accuracy)
+    samples = _by_evaluation(rl, args.rl_samples, "--rl", per_problem_counts)
     pre_rl_samples = _by_evaluation(pre_rl, args.pre_rl_samples, "--pre-rl", per_problem_counts)
     write_claims(args.out, rl, pre_rl, [read_json(f) for f in args.consistency], run_specs=job.run_specs,
-                 reasoning_benchmarks=job.reasoning_benchmarks, samples=samples, pre_rl_samples=pre_rl_samples)
+                 reasoning_benchmarks=job.reasoning_benchmarks, samples=samples, pre_rl_samples=pre_rl_samples,
+                 report_metric=job.report_metric)
     if args.provenance:
         write_sidecar(args.provenance, config, [*args.rl, *args.rl_samples, *args.pre_rl, *args.pre_rl_samples,
                                                 *args.consistency], [args.out])

@@ -252,6 +252,7 @@ class FigureJob(JobConfig):
     ci: bool = True
     run_specs: dict | None = None
     reasoning_benchmarks: list | None = None   # claims: Table 1's benchmarks (claim gift_beats_unified)
+    report_metric: dict | None = None          # claims: eval.report_metric, the cells judged at another pass@k
 
 
 @dataclass

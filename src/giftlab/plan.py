@@ -558,8 +558,11 @@ class Plan:
                 "benchmark": self.config["eval"]["main_benchmark"], "run_specs": self.run_table()}
 
     def _claims_job(self) -> dict:
-        """The figures' job and Table 1's benchmarks (what the claim GIFT vs the unified paradigms checks)."""
-        return {**self._figure_job(), "reasoning_benchmarks": self.benchmarks("reasoning")}
+        """The figures' job, Table 1's benchmarks (what the claim GIFT vs the unified paradigms checks) and the cells
+        Table 1 reports at another pass@k (eval.report_metric: claims 1 and 4 judge those at it)."""
+        report_metric = self.config["eval"].get("report_metric")
+        return {**self._figure_job(), "reasoning_benchmarks": self.benchmarks("reasoning"),
+                **({"report_metric": report_metric} if report_metric else {})}
 
     def _fig1_job(self) -> dict:
         return {"seed": self.config["seed"], "backbones": self.fig1_backbones(),

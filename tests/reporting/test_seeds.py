@@ -32,10 +32,14 @@ def summ(run, p1, bench="tiny_id", stage="rl", **extra):
             "provenance": {"config": {"stage": stage, "backbone": "qwen", "run": run, "benchmark": bench}}}
 
 
-def per_problem(p1: float, n: int = 200, seed: int = 0) -> dict[str, float]:
-    """Per-problem pass@1 of 8 samples whose mean is close to ``p1``."""
+def per_problem(p1: float, n: int = 200, seed: int = 0) -> dict[str, tuple[int, int]]:
+    """Per-problem (samples, correct) of 8 samples whose pass@1 is close to ``p1`` (what the claims read)."""
     rng = np.random.default_rng(seed)
-    return {f"p{i}": float(v) for i, v in enumerate(rng.binomial(8, p1, n) / 8)}
+    return {f"p{i}": (8, int(c)) for i, c in enumerate(rng.binomial(8, p1, n))}
+
+
+def mean_pass1(counts: dict[str, tuple[int, int]]) -> float:
+    return float(np.mean([c / n for n, c in counts.values()]))
 
 
 # ---------------------------------------------------------------- the grid
@@ -162,8 +166,8 @@ def test_bonferroni_widens_each_interval_with_the_number_of_checks():
 def test_single_seed_pass1_is_paired_over_problems_and_pooled_with_seeds():
     specs = run_specs(betas=(3,))
     sft, gift = per_problem(0.40, seed=1), per_problem(0.40, seed=1)
-    gift = {pid: min(1.0, v + 0.125) for pid, v in gift.items()}   # +1 of 8 samples on every problem
-    recs = [summ("sft", np.mean(list(sft.values()))), summ("gift-b3", np.mean(list(gift.values())))]
+    gift = {pid: (n, min(n, c + 1)) for pid, (n, c) in gift.items()}   # +1 of 8 samples on every problem
+    recs = [summ("sft", mean_pass1(sft)), summ("gift-b3", mean_pass1(gift))]
     samples = {("qwen", "sft", "tiny_id"): sft, ("qwen", "gift-b3", "tiny_id"): gift}
     (check,) = CL.claim_gift_beats_sft(recs, run_specs=specs, samples=samples)["checks"]
     assert check["test"] == "paired bootstrap over 200 problems" and check["verdict"] == "agree"
@@ -172,7 +176,7 @@ def test_single_seed_pass1_is_paired_over_problems_and_pooled_with_seeds():
     for i, seed in enumerate(SEEDS):
         for cell, shift in (("sft", 0.0), ("gift-b3", 0.1)):
             acc = per_problem(0.4 + shift, seed=10 * i + (cell == "sft"))
-            recs.append(summ(rid(cell, seed), float(np.mean(list(acc.values())))))
+            recs.append(summ(rid(cell, seed), mean_pass1(acc)))
             samples[("qwen", rid(cell, seed), "tiny_id")] = acc
     (check,) = CL.claim_gift_beats_sft(recs, run_specs=SPECS, samples=samples)["checks"]
     assert "pooled problems × seeds [+" in check["test"] and check["verdict"] == "agree"

@@ -316,6 +316,33 @@ def test_claim2_with_one_seed_is_paired_over_problems_from_the_samples():
     assert paired["test"] == "paired bootstrap over 100 problems" and paired["verdict"] == "agree"
 
 
+def test_claims_1_and_4_judge_a_cell_at_the_metric_table1_reports_it_in():
+    """eval.report_metric (Table 1: Llama's AIME at pass@32): claim 1 compares those cells at pass@32, paired over
+    problems from each problem's unbiased pass@32; every other cell stays at pass@1."""
+    from giftlab.stats import pass_at_k
+
+    sft = {f"p{i}": (32, c) for i, c in enumerate([0] * 20 + [1] * 10)}
+    gift = {f"p{i}": (32, c) for i, c in enumerate([0] * 10 + [1] * 20)}  # 10 more problems solved once in 32
+
+    def summary(run, counts, bench):
+        v = pass_at_k(list(counts.values()), (1, 32))
+        return summ("rl", "llama", run, bench, v["pass@1"], (v["pass@1"] - 0.01, v["pass@1"] + 0.01),
+                    pass32=v["pass@32"])
+
+    recs = [summary(run, c, bench) for bench in ("aime24", "gsm8k") for run, c in (("sft", sft), ("gift-b3", gift))]
+    samples = {("llama", run, bench): c for bench in ("aime24", "gsm8k")
+               for run, c in (("sft", sft), ("gift-b3", gift))}
+    checks = {c["what"]: c for c in claim_gift_beats_sft(recs, samples=samples,
+                                                         report_metric={"llama": {"aime24": "pass@32"}})["checks"]}
+    assert set(checks) == {"aime24 pass@32", "gsm8k pass@1"}
+    at32 = checks["aime24 pass@32"]
+    assert (at32["gift"], at32["sft"], at32["delta"]) == ("66.67", "33.33", "+33.33")
+    assert at32["test"] == "paired bootstrap over 30 problems" and at32["verdict"] == "agree"
+    assert checks["gsm8k pass@1"]["delta"] == "+1.04"  # (20 − 10) / 32 / 30
+    assert [c["what"] for c in claim_gift_beats_sft(recs, samples=samples)["checks"]] == ["aime24 pass@1",
+                                                                                        "gsm8k pass@1"]
+
+
 def test_claim2_averages_benchmarks_and_resamples_within_each():
     """Two benchmarks: Δ is the mean of the benchmarks' mean growths (as Table 3's average); the interval is
     stratified, so a benchmark with few problems keeps its weight in every resample."""

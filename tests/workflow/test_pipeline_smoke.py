@@ -82,7 +82,7 @@ def test_claims_report_states_the_verdicts_the_results_give(smoke_run):
     just some verdict words: the legend holds them all)."""
     from giftlab.data import read_jsonl
     from giftlab.reporting.claims import evaluate_claims
-    from giftlab.reporting.rl_gain import per_problem_accuracy, per_problem_counts
+    from giftlab.reporting.rl_gain import per_problem_counts
 
     plan = smoke_plan()
 
@@ -92,7 +92,7 @@ def test_claims_report_states_the_verdicts_the_results_give(smoke_run):
     claims = evaluate_claims(read_results(smoke_run, plan.final_evals()), read_results(smoke_run, plan.pre_rl_evals()),
                              read_results(smoke_run, plan.consistency_results()), run_specs=plan.run_table(),
                              reasoning_benchmarks=plan.benchmarks("reasoning"),
-                             samples=per_problem(plan.final_eval_keys(), per_problem_accuracy),
+                             samples=per_problem(plan.final_eval_keys(), per_problem_counts),
                              pre_rl_samples=per_problem(plan.pre_rl_eval_keys(), per_problem_counts))
     assert any(c["test"].startswith("paired bootstrap") for claim in claims[:2] for c in claim["checks"])
     text = (smoke_run / "results" / "tables" / "claims.md").read_text()

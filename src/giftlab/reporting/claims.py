@@ -3,7 +3,8 @@
 Claims checked (each per backbone and per GIFT β, against plain SFT of the same backbone; claim 4 against each
 unified-paradigm run of the same backbone):
 
-1. ``gift_beats_sft``: after RL, GIFT's pass@1 is higher than SFT's (Tables 1, 2).
+1. ``gift_beats_sft``: after RL, GIFT's pass@1 is higher than SFT's (Tables 1, 2; a cell Table 1 reports at another
+   pass@k, ``eval.report_metric``, e.g. Llama's AIME at pass@32, is judged at that one).
 2. ``passk_advantage_grows``: before RL, GIFT − SFT in pass@k grows with k (Table 3).
 3. ``gift_more_consistent``: GIFT's updates are more consistent — higher last-layer cos, lower L2,
    lower KL, higher top-K overlap — for Base→SFT and SFT→RL (Table 4, Figure 2).
@@ -46,8 +47,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.tables import STAGE_PAIRS, job_field
-from giftlab.stats import (nested_bootstrap_ci, per_problem_pass_at_k, seed_interval, simultaneous_alpha,
-                           stratified_bootstrap_ci)
+from giftlab.stats import (nested_bootstrap_ci, pass_at_k_single, per_problem_pass_at_k, seed_interval,
+                           simultaneous_alpha, stratified_bootstrap_ci)
 
 AGREE, DISAGREE, INCONCLUSIVE, MIXED, NO_DATA = "agree", "disagree", "inconclusive", "mixed", "no data"
 UNTESTED = "untested"  # a point estimate without an interval: shown, never counted
@@ -238,8 +239,17 @@ def _seed_mean(pairs, value) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- the claims
 
-def _pass1_checks(rl_summaries, metric, benchmarks, specs, against, samples, describe) -> list[tuple[dict, Evidence]]:
-    """Claims 1 and 4: GIFT's post-RL ``metric`` against each accepted cell, per backbone × benchmark × β."""
+def _per_problem(counts: Mapping[str, tuple[int, int]], metric: str) -> dict[str, float]:
+    """Each problem's unbiased ``pass@k`` from its (samples, correct) (``c / n`` for pass@1, as the summaries)."""
+    k = int(metric.split("@")[1])
+    return {pid: (c / n if k == 1 else pass_at_k_single(n, c, k)) for pid, (n, c) in counts.items()}
+
+
+def _pass1_checks(rl_summaries, metric, benchmarks, specs, against, samples, describe,
+                  report_metric=None) -> list[tuple[dict, Evidence]]:
+    """Claims 1 and 4: GIFT's post-RL ``metric`` against each accepted cell, per backbone × benchmark × β (or the
+    cell's ``report_metric[backbone][benchmark]``: Table 1's Llama AIME at pass@32); ``samples``: per-problem
+    (samples, correct) by (backbone, run, benchmark), for the paired test of any pass@k."""
     recs = [r for r in rl_summaries if job_field(r, "stage") == "rl"]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
@@ -247,27 +257,30 @@ def _pass1_checks(rl_summaries, metric, benchmarks, specs, against, samples, des
     samples = samples or {}
     pending = []
     for gkey, okey in _gift_pairs(cells, specs, against):
+        cell_metric = ((report_metric or {}).get(gkey[0]) or {}).get(gkey[2], metric)
         pairs = [(g, o, s) for g, o, s in _shared(cells[gkey], cells[okey])
-                 if g.get(metric) is not None and o.get(metric) is not None]
+                 if g.get(cell_metric) is not None and o.get(cell_metric) is not None]
         if not pairs:
             continue
-        gift, other = _seed_mean(pairs, lambda r: float(r[metric]))
+        gift, other = _seed_mean(pairs, lambda r: float(r[cell_metric]))
         per_problem = [(samples.get(_key(g)), samples.get(_key(o))) for g, o, _ in pairs]
         problem_rows = None
-        if metric == "pass@1" and all(a is not None and b is not None for a, b in per_problem):
+        if cell_metric.startswith("pass@") and all(a is not None and b is not None for a, b in per_problem):
+            per_problem = [(_per_problem(a, cell_metric), _per_problem(b, cell_metric)) for a, b in per_problem]
             ids = sorted(set.intersection(*[set(a) & set(b) for a, b in per_problem]))
             problem_rows = [[a[i] - b[i] for i in ids] for a, b in per_problem] if ids else None
         evidence = Evidence(gift - other)
         if len(pairs) >= 2:
-            evidence.seed_deltas = [float(g[metric]) - float(o[metric]) for g, o, _ in pairs]
+            evidence.seed_deltas = [float(g[cell_metric]) - float(o[cell_metric]) for g, o, _ in pairs]
             evidence.pooled = problem_rows
         elif problem_rows is not None:
             evidence.problem_deltas = [problem_rows[0]]
         else:
             g, o, _ = pairs[0]
-            evidence.noise95 = _noise(_half_width(g.get(f"{metric}_ci95")), _half_width(o.get(f"{metric}_ci95")))
+            evidence.noise95 = _noise(_half_width(g.get(f"{cell_metric}_ci95")),
+                                      _half_width(o.get(f"{cell_metric}_ci95")))
         pending.append(({"backbone": gkey[0], "run": gkey[1], "other_run": okey[1], "seeds": _n_seeds(pairs),
-                         "what": describe(gkey[2], okey[1]), "gift": _pct(gift), "other": _pct(other),
+                         "what": describe(gkey[2], okey[1], cell_metric), "gift": _pct(gift), "other": _pct(other),
                          "delta": f"{100 * (gift - other):+.2f}"}, evidence))
     return pending
 
@@ -281,13 +294,15 @@ def _n_seeds(pairs) -> int:
 
 
 def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
-                         run_specs=None, samples: Mapping[tuple, Mapping[str, float]] | None = None) -> dict[str, Any]:
-    """Claim 1 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β; ``samples``:
-    per-problem pass@1 by (backbone, run, benchmark) (:func:`giftlab.reporting.rl_gain.per_problem_accuracy`), for
-    the paired tests."""
+                         run_specs=None, samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
+                         report_metric: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """Claim 1 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β, at ``metric`` or
+    the cell's ``report_metric`` (eval.report_metric: what Table 1 shows); ``samples``: per-problem (samples,
+    correct) by (backbone, run, benchmark) (:func:`giftlab.reporting.rl_gain.per_problem_counts`), for the paired
+    tests."""
     specs = RunSpecs(run_specs)
     pending = _pass1_checks(rl_summaries, metric, None, specs, lambda cell: specs.strategy(cell) == "sft", samples,
-                            lambda bench, _: f"{bench} {metric}")
+                            lambda bench, _, m: f"{bench} {m}", report_metric)
     for row, _ in pending:
         row["sft"] = row.pop("other")
         row.pop("other_run")
@@ -296,13 +311,14 @@ def claim_gift_beats_sft(rl_summaries: Iterable[Mapping[str, Any]], metric: str 
 
 def claim_gift_beats_unified(rl_summaries: Iterable[Mapping[str, Any]], metric: str = "pass@1",
                              benchmarks: Sequence[str] | None = None, run_specs=None,
-                             samples: Mapping[tuple, Mapping[str, float]] | None = None) -> dict[str, Any]:
+                             samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
+                             report_metric: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """Claim 4 from post-RL evaluation summaries (stage ``rl``), per backbone × benchmark × GIFT β × unified run
     (LUFFY, ReLIFT: which runs are those comes from ``run_specs``), with claim 1's tests. ``benchmarks``:
     Table 1's (the reasoning group; None: every benchmark present); on Table 2's the paper claims only parity."""
     specs = RunSpecs(run_specs)
     pending = _pass1_checks(rl_summaries, metric, benchmarks, specs, specs.is_unified, samples,
-                            lambda bench, other: f"{bench} {metric} vs {specs.label(other)}")
+                            lambda bench, other, m: f"{bench} {m} vs {specs.label(other)}", report_metric)
     for row, _ in pending:
         row["against"] = row.pop("other_run")
     return _finish("gift_beats_unified", pending)
@@ -414,20 +430,21 @@ def evaluate_claims(rl_summaries: Iterable[Mapping[str, Any]] = (),
                     pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
                     consistency: Iterable[Mapping[str, Any]] = (), run_specs=None,
                     reasoning_benchmarks: Sequence[str] | None = None,
-                    samples: Mapping[tuple, Mapping[str, float]] | None = None,
+                    samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
                     pre_rl_samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
-                    ) -> list[dict[str, Any]]:
+                    report_metric: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
     """All four claims as ``[{"id", "title", "paper", "verdict", "checks": [...]}, ...]``; ``run_specs``: the
     plan's run table (which runs are GIFT, plain SFT or a unified paradigm, and their seeds); ``reasoning_benchmarks``:
-    Table 1's benchmarks, the ones claim 4 checks (None: all); ``samples``: per-problem pass@1 of the post-RL
-    evaluations by (backbone, run, benchmark), for the paired tests of claims 1 and 4; ``pre_rl_samples``:
-    per-problem (n, correct) of the pre-RL evaluations, for claim 2's."""
+    Table 1's benchmarks, the ones claim 4 checks (None: all); ``samples`` / ``pre_rl_samples``: per-problem
+    (samples, correct) of the post-RL / pre-RL evaluations by (backbone, run, benchmark), for the paired tests of
+    claims 1 and 4 / claim 2; ``report_metric``: eval.report_metric, the cells claims 1 and 4 judge at another
+    pass@k, as Table 1 shows them."""
     rl_summaries = list(rl_summaries)
-    return [claim_gift_beats_sft(rl_summaries, run_specs=run_specs, samples=samples),
+    return [claim_gift_beats_sft(rl_summaries, run_specs=run_specs, samples=samples, report_metric=report_metric),
             claim_passk_advantage_grows(pre_rl_summaries, run_specs=run_specs, samples=pre_rl_samples),
             claim_gift_more_consistent(consistency, run_specs=run_specs),
             claim_gift_beats_unified(rl_summaries, benchmarks=reasoning_benchmarks, run_specs=run_specs,
-                                     samples=samples)]
+                                     samples=samples, report_metric=report_metric)]
 
 
 LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decided from its interval: **agree** / "
@@ -466,11 +483,11 @@ def write_claims(path: str | Path, rl_summaries: Iterable[Mapping[str, Any]] = (
                  pre_rl_summaries: Iterable[Mapping[str, Any]] = (),
                  consistency: Iterable[Mapping[str, Any]] = (), run_specs=None,
                  reasoning_benchmarks: Sequence[str] | None = None,
-                 samples: Mapping[tuple, Mapping[str, float]] | None = None,
+                 samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
                  pre_rl_samples: Mapping[tuple, Mapping[str, tuple[int, int]]] | None = None,
-                 ) -> list[dict[str, Any]]:
+                 report_metric: Mapping[str, Mapping[str, str]] | None = None) -> list[dict[str, Any]]:
     """Evaluate the claims and write them as markdown (atomically); return the claim dicts."""
     claims = evaluate_claims(rl_summaries, pre_rl_summaries, consistency, run_specs, reasoning_benchmarks, samples,
-                             pre_rl_samples)
+                             pre_rl_samples, report_metric)
     write_text_atomic(path, claims_markdown(claims, run_specs))
     return claims
