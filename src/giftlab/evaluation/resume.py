@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from giftlab.io import write_json_atomic
+from giftlab.io import atomic_file, write_json_atomic
 from giftlab.provenance import file_sha256
 
 WORK_ROOT = Path("work") / "evaluate"
@@ -82,11 +82,9 @@ class FinishedBenchmarks:
             return False
         if recorded != self._stamp(settings, bench_file):
             return False
-        samples.parent.mkdir(parents=True, exist_ok=True)
         for source, target in ((kept_samples, samples), (kept_summary, summary)):
-            partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(source, partial)
-            partial.replace(target)
+            with atomic_file(target) as tmp:
+                shutil.copyfile(source, tmp)
         return True
 
     def clear(self) -> None:

@@ -240,7 +240,8 @@ def _seed_mean(pairs, value) -> tuple[float, float]:
 # ---------------------------------------------------------------- the claims
 
 def _per_problem(counts: Mapping[str, tuple[int, int]], metric: str) -> dict[str, float]:
-    """Each problem's unbiased ``pass@k`` from its (samples, correct) (``c / n`` for pass@1, as the summaries)."""
+    """Each problem's unbiased ``pass@k`` from its (samples, correct), pass@1 as ``c / n`` exactly (claims 1 and 4
+    read these; claim 2's growth uses the summaries' product form, :func:`giftlab.stats.per_problem_pass_at_k`)."""
     k = int(metric.split("@")[1])
     return {pid: (c / n if k == 1 else pass_at_k_single(n, c, k)) for pid, (n, c) in counts.items()}
 
