@@ -259,8 +259,26 @@ def test_extract_code(text, entry, expected):
 
 def test_build_program_adds_prefix_only_for_bodies():
     rec = {"entry_point": "f", "prefix": "def f(x):\n", "setup": "import math", "tests": "T"}
-    assert build_program("    return x\n", rec) == "import math\ndef f(x):\n\n    return x\n\n\nT"
+    assert build_program("    return x\n", rec) == ("import math\n__name__ = 'builtins'\ndef f(x):\n\n    return x\n\n\n"
+                                                    "__name__ = '__main__'\nT")
     assert "def f(x):\n\n" not in build_program("def f(x):\n    return x\n", rec)
+
+
+def test_a_solution_s_own_main_block_does_not_run():
+    """human-eval, EvalPlus and HF code_eval exec a solution in fresh globals (``__name__`` is not "__main__"), so a
+    correct solution whose ``if __name__ == "__main__":`` demo reads stdin or asserts a wrong example still passes;
+    the sandbox runs its program as __main__, so the grader must not let that demo run (the tests still do)."""
+    he = load("humaneval_plus")[2]  # add(x, y)
+    mb = load("mbpp_plus")[1]  # is_not_prime(n)
+    he_demo = ("```python\ndef add(x: int, y: int):\n    return x + y\n\nif __name__ == \"__main__\":\n"
+               "    x = int(input())\n    print(add(x, 1))\n```")
+    mb_demo = ("```python\nimport math\ndef is_not_prime(n):\n    return n < 2 or any(n % i == 0 for i in "
+               "range(2, math.isqrt(n) + 1))\n\nif __name__ == '__main__':\n    assert is_not_prime(7)\n```")
+    wrong = "```python\ndef add(x: int, y: int):\n    return x - y\n\nif __name__ == '__main__':\n    pass\n```"
+    future = "```python\nfrom __future__ import annotations\n\ndef add(x: int, y: int) -> int:\n    return x + y\n```"
+    with make_grader("code", code_timeout=10, code_memory_mb=1024, code_workers=1) as grade:
+        out = grade([he_demo, mb_demo, wrong, future], [he, mb, he, he])
+    assert [r.correct for r in out] == [True, True, False, True]  # a __future__ import goes before the setup
 
 
 # --------------------------------------------------------------------------- dispatch

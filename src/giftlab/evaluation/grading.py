@@ -25,6 +25,7 @@ records instead of gold strings).
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -80,13 +81,25 @@ grade_multiple_choice.wants_records = True
 # --------------------------------------------------------------------------- code
 
 
+#: ``__name__`` while the solution runs. The sandbox runs a program as ``__main__``, but human-eval, EvalPlus and HF
+#: ``code_eval`` exec the solution in fresh globals (``exec(program, {})``), where ``__name__`` resolves to the
+#: builtins module's, ``"builtins"``: a solution's own ``if __name__ == "__main__":`` demo (``input()``, its own
+#: asserts) never runs there, and must not fail it here. The tests then run with ``__name__`` back to ``__main__``.
+SOLUTION_NAME = "builtins"
+_FUTURE_IMPORT = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*(?:\n|$)", re.M)
+
+
 def build_program(code: str, record: dict) -> str:
-    """Solution + tests as one script: setup imports, (HumanEval prefix), solution, tests."""
+    """Solution + tests as one script: setup imports, (HumanEval prefix), solution, tests; the solution part runs
+    with ``__name__`` = :data:`SOLUTION_NAME` (see there), the tests with ``__name__`` restored. The solution's
+    ``from __future__`` imports go first (Python accepts them nowhere else)."""
     entry = record.get("entry_point")
-    parts = [record.get("setup") or ""]
+    future = [m.group(0).rstrip("\n") for m in _FUTURE_IMPORT.finditer(code)]
+    code = _FUTURE_IMPORT.sub("", code) if future else code
+    parts = [*future, record.get("setup") or "", f"__name__ = {SOLUTION_NAME!r}"]
     if entry and record.get("prefix") and f"def {entry}" not in code:
         parts.append(record["prefix"])  # completion-style answer: the body of the prompt's def
-    parts += [code, "", record.get("tests") or ""]
+    parts += [code, "", "__name__ = '__main__'", record.get("tests") or ""]
     return "\n".join(p for p in parts if p is not None)
 
 
