@@ -114,6 +114,20 @@ def test_mmlu_pro_ten_options_and_answer_consistency(tmp_path):
         bm.load_benchmark("mmlu_pro", path=bad)
 
 
+def test_mmlu_pro_n_a_padding_options_are_dropped(tmp_path):
+    """MMLU-Pro pads questions with fewer than ten options with "N/A" options; TIGER-Lab's own evaluation
+    (evaluate_from_local.py / evaluate_from_api.py, ``preprocess``) drops them before the prompt is built."""
+    row = json.loads((FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()[1])  # gold C (Paris)
+    padded = {**row, "options": row["options"][:4] + ["N/A"] * 6}
+    f = tmp_path / "mmlu_pro.jsonl"
+    f.write_text(json.dumps(padded) + "\n")
+    [rec] = bm.load_benchmark("mmlu_pro", path=f)
+    assert rec["choices"] == ["Berlin", "Madrid", "Paris", "Rome"] and rec["gold"] == "C"
+    assert "N/A" not in rec["prompt"] and "(E)" not in rec["prompt"] and "\\boxed{D}" in rec["prompt"]
+    f.write_text(json.dumps({**padded, "answer": "E", "answer_index": 4}) + "\n")
+    with pytest.raises(ValueError, match=r"row 1: mmlu_pro \(upstream layout\): .*N/A"):
+        bm.load_benchmark("mmlu_pro", path=f)
+
 def test_mmlu_redux_keeps_error_free_subset_only():
     recs = load("mmlu_redux")
     assert [r["error_type"] for r in recs] == ["ok", "ok"]

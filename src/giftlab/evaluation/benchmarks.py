@@ -231,16 +231,28 @@ def _gpqa(row, i, shuffle_seed: int = 0, **_):
                       permutation=perm, shuffle_seed=int(shuffle_seed))
 
 
+#: MMLU-Pro's placeholder for a missing option (questions with fewer than ten are padded with it); TIGER-Lab's own
+#: evaluation (``preprocess`` in evaluate_from_local.py / evaluate_from_api.py) drops these before building the prompt.
+MMLU_PRO_PAD = "N/A"
+
+
 def _mmlu_pro(row, i, **_):
     options = list(_get(row, "options"))
     if "answer_index" in row and row["answer_index"] is not None:
         idx = int(row["answer_index"])
     else:
-        idx = LETTERS.index(str(_get(row, "answer")).strip())
+        letter = str(_get(row, "answer")).strip()
+        if letter not in LETTERS:
+            raise ValueError(f"answer {letter!r} is not a letter A..J")
+        idx = LETTERS.index(letter)
     if "answer" in row and row["answer"] is not None and str(row["answer"]).strip() != LETTERS[idx]:
         raise ValueError(f"answer {row['answer']!r} disagrees with answer_index {idx}")
+    if 0 <= idx < len(options) and options[idx] == MMLU_PRO_PAD:
+        raise ValueError(f"the answer (option {LETTERS[idx]}) is the padding option {MMLU_PRO_PAD!r}")
+    kept = [j for j, opt in enumerate(options) if opt != MMLU_PRO_PAD]
     return _mc_record(_get(row, "question_id", default=f"mmlu_pro-{i}"), _get(row, "question"),
-                      options, idx, category=row.get("category"))
+                      [options[j] for j in kept], kept.index(idx) if idx in kept else idx,
+                      category=row.get("category"))
 
 
 def _redux_index(value) -> int | None:
