@@ -32,7 +32,7 @@ def main(argv=None):
     job = ReferenceCacheJob.from_config(config)
     import torch
 
-    from giftlab.training.reference import build_reference_cache, tail_mass, weights_fingerprint
+    from giftlab.training.reference import build_reference_cache, tail_mass_summary, weights_fingerprint
 
     rows = read_problems(args.split, ("question", job.solution_key))
     base = local_checkpoint(args.base)
@@ -45,12 +45,11 @@ def main(argv=None):
                                   meta={"base": weights_fingerprint(base), "split_sha256": file_sha256(args.split)})
     seconds = time.time() - t0
     cache.save(args.out)
-    tail = tail_mass(cache.top_ids, cache.top_logp, cache.labels, cache.label_logp)
+    tail_mean, tail_max = tail_mass_summary(cache)
     write_result(args.summary, {
         "backbone": job.backbone, "split": job.split, "rows": cache.n_rows, "tokens": cache.n_tokens,
         "top_k": cache.meta["top_k"], "vocab_size": cache.meta["vocab_size"], "bytes": Path(args.out).stat().st_size,
-        "tail_mass_mean": float(tail.mean()) if len(tail) else 0.0,
-        "tail_mass_max": float(tail.max()) if len(tail) else 0.0,
+        "tail_mass_mean": tail_mean, "tail_mass_max": tail_max,
         "seconds": round(seconds, 2), "device": device, "cache_sha256": file_sha256(args.out)}, config)
 
 

@@ -225,28 +225,55 @@ def weights_fingerprint(folder: str | Path, blocks: int = 64, block_bytes: int =
 def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *, solution_key: str,
                           max_length: int, top_k: int, batch_size: int = 32,
                           meta: Mapping[str, Any] | None = None) -> ReferenceCache:
-    """Run the frozen ``model`` over ``rows`` (tokenised as SFT tokenises them) and keep the log-probs above."""
+    """Run the frozen ``model`` over ``rows`` (tokenised as SFT tokenises them) and keep the log-probs above.
+
+    Host memory holds the cache once: a first pass counts each row's response tokens (tokenising only), the tensors
+    are allocated at their final size and each batch's tokens are written in place (at paper scale the cache is
+    tens of GB; appending per batch and concatenating held it twice)."""
     model.eval()
     device = next(model.parameters()).device
     vocab = int(model.get_output_embeddings().weight.shape[0])
     k = min(int(top_k), vocab)
     collate = PadCollator(tokenizer.pad_token_id)
-    counts, labels, label_logp, top_ids, top_logp = [], [], [], [], []
+
+    def tokenize(row):
+        return tokenize_sft_example(tokenizer, row["question"], row[solution_key], max_length)
+
+    # a row's response tokens: the positions response_positions keeps (a response label after the first token)
+    counts = torch.tensor([sum(label != -100 for label in tokenize(r)["labels"][1:]) for r in rows],
+                          dtype=torch.long)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    n = int(offsets[-1])
+    labels, label_logp = torch.empty(n, dtype=torch.int32), torch.empty(n, dtype=torch.float32)
+    top_ids, top_logp = torch.empty(n, k, dtype=torch.int32), torch.empty(n, k, dtype=torch.float32)
     for start in range(0, len(rows), batch_size):
-        examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length)
-                    for r in rows[start:start + batch_size]]
-        batch = {key: value.to(device) for key, value in collate(examples).items()}
+        end = min(start + batch_size, len(rows))
+        batch = {key: value.to(device) for key, value in collate([tokenize(r) for r in rows[start:end]]).items()}
         mask, targets = response_positions(batch["labels"])
+        if not torch.equal(mask.sum(1).cpu(), counts[start:end]):
+            raise RuntimeError(f"rows {start}-{end - 1}: tokenisation is not deterministic (response token counts "
+                               f"differ between two passes)")
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
         logp = torch.log_softmax(logits.float(), -1)
+        del logits
         values, ids = logp.topk(k, -1)
-        counts.append(mask.sum(1).cpu())
-        labels.append(targets.to(torch.int32).cpu())
-        label_logp.append(logp.gather(-1, targets[:, None]).squeeze(-1).cpu())
-        top_ids.append(ids.to(torch.int32).cpu())
-        top_logp.append(values.cpu())
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cat(counts).cumsum(0)])
-    return ReferenceCache(offsets=offsets, labels=torch.cat(labels), label_logp=torch.cat(label_logp),
-                          top_ids=torch.cat(top_ids), top_logp=torch.cat(top_logp),
+        span = slice(int(offsets[start]), int(offsets[end]))
+        labels[span] = targets.to(torch.int32).cpu()
+        label_logp[span] = logp.gather(-1, targets[:, None]).squeeze(-1).cpu()
+        top_ids[span] = ids.to(torch.int32).cpu()
+        top_logp[span] = values.cpu()
+    return ReferenceCache(offsets=offsets, labels=labels, label_logp=label_logp, top_ids=top_ids, top_logp=top_logp,
                           meta={**(meta or {}), "vocab_size": vocab, "top_k": k, "max_length": max_length,
                                 "solution_key": solution_key})
+
+
+def tail_mass_summary(cache: ReferenceCache, chunk: int = 1 << 18) -> tuple[float, float]:
+    """(mean, max) of :func:`tail_mass` over every cached token, a chunk of tokens at a time (over the whole cache at
+    once it would widen top_ids to int64 and copy top_logp: more host memory than the cache itself)."""
+    total, peak = 0.0, 0.0
+    for s in range(0, cache.n_tokens, chunk):
+        e = s + chunk
+        tail = tail_mass(cache.top_ids[s:e], cache.top_logp[s:e], cache.labels[s:e], cache.label_logp[s:e])
+        total += float(tail.double().sum())
+        peak = max(peak, float(tail.max()))
+    return (total / cache.n_tokens if cache.n_tokens else 0.0), peak
