@@ -201,6 +201,46 @@ def test_grpo_sigterm_checkpoints_raises_and_the_rerun_resumes(base_dir, tmp_pat
     assert (tmp_path / "model" / "config.json").exists()
 
 
+class Killed(Exception):
+    """A SIGKILL where it hurts: after the Trainer wrote the newest checkpoint, before it was stamped complete."""
+
+
+def test_grpo_killed_before_its_newest_checkpoint_is_stamped_resumes_from_the_one_before(base_dir, tmp_path,
+                                                                                          monkeypatch):
+    # GRPO kept one checkpoint (save_total_limit 1): the Trainer deleted the stamped checkpoint-1 inside
+    # _save_checkpoint, before CompleteMarker stamped checkpoint-2 (after the rollout files and a barrier). A kill in
+    # between (a preemption's save running into the grace period's SIGKILL) left no complete checkpoint: the rerun
+    # discarded the unstamped one and trained the whole run again from step 0.
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.checkpoints import CompleteMarker
+    from giftlab.training.grpo import train_grpo
+
+    cfg = dict(GRPO, save_steps=1)
+    stamp = CompleteMarker.on_save
+
+    def killed_before_stamping_2(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            raise Killed()
+        return stamp(self, args, state, control, **kwargs)
+
+    def run():
+        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / "model", work_dir=tmp_path / "work",
+                          job_config={"grpo": cfg})
+
+    monkeypatch.setattr(CompleteMarker, "on_save", killed_before_stamping_2)
+    with pytest.raises(Killed):
+        run()
+    monkeypatch.undo()
+    work = tmp_path / "work"
+    assert stamped(work, 1) and not stamped(work, 2)
+    metrics = run()
+    assert metrics["resumed_from"].endswith("checkpoint-1") and metrics["steps"] == 3
+    # still one complete checkpoint kept at a time: the older ones go once the newer is stamped
+    assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-3"]
+
+
 def train_prompts(spy_log):
     """A spy on TRL's loss: (optimiser step, sorted prompt ids) of every micro-batch it trains."""
     from trl import GRPOTrainer

@@ -27,12 +27,26 @@ _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 class CompleteMarker(TrainerCallback):
-    """Stamp each checkpoint directory once the Trainer has fully saved it."""
+    """Stamp each checkpoint directory once the Trainer has fully saved it.
+
+    ``keep``: how many stamped checkpoints to keep; the older ones are deleted (by the main process) only once the
+    new one is stamped. Use it instead of the Trainer's ``save_total_limit``, which deletes them inside
+    ``_save_checkpoint``, before ``on_save`` stamps the new one: at ``save_total_limit=1`` a kill in between leaves
+    no complete checkpoint, and the run starts again from step 0.
+    """
+
+    def __init__(self, keep: int | None = None):
+        self.keep = keep
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             (ckpt / MARKER).write_text(str(state.global_step))
+            if self.keep and getattr(state, "is_world_process_zero", True):
+                older = sorted((int(m.group(1)), p) for p in Path(args.output_dir).iterdir()
+                               if (m := _CKPT_RE.match(p.name)) and p.is_dir() and int(m.group(1)) < state.global_step)
+                for _, path in older[:max(0, len(older) - (self.keep - 1))]:
+                    shutil.rmtree(path, ignore_errors=True)
         return control
 
 

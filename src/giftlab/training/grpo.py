@@ -99,7 +99,9 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         ddp_find_unused_parameters=False,  # every parameter takes part in the loss: skip DDP's extra graph walk
         save_strategy="steps",
         save_steps=max(1, cfg.get("save_steps", 25)),
-        save_total_limit=1,
+        # one checkpoint kept, pruned by CompleteMarker(keep=1) once the next is stamped (not save_total_limit,
+        # which deletes the stamped one before the new one is stamped)
+        save_total_limit=None,
         logging_steps=1,
         # grpo.report_to (default tensorboard); the events' directory is set on the callback (tracking.use_tensorboard)
         report_to=resolve_report_to(cfg.get("report_to"), "grpo.report_to"),
@@ -519,7 +521,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                                         dyn, seed, resume_step=resume_step)
         tally = GradingTally(lambda: dict(pool.stats), dynamics, resume)
         # the tally before the stamp: a checkpoint stamped complete holds its counts
-        callbacks = [tally, CompleteMarker(), JsonlLog(step_log), *([dynamics] if dynamics is not None else [])]
+        callbacks = [tally, CompleteMarker(keep=1), JsonlLog(step_log), *([dynamics] if dynamics is not None else [])]
         # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
         preemption = PreemptionCheckpoint()
         if not args.use_vllm:  # TRL samples through model.generate: its random stream without its idle work
