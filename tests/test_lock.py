@@ -83,6 +83,27 @@ def test_dvc_running_here_is_respected_except_by_its_own_stages(tmp_path):
     assert _in_subprocess(tmp_path).returncode == 0  # DVC gone: no stale lock in the way
 
 
+@pytest.mark.parametrize("code", ["ENOSYS", "ENOLCK", "EOPNOTSUPP"])
+def test_a_shared_filesystem_without_flock_runs_without_the_lock_in_one_line(tmp_path, monkeypatch, capsys, code):
+    """The workspace lives on the cluster's shared filesystem, where flock() may not exist: Lustre mounted without
+    `flock` answers ENOSYS, NFS without a lock daemon ENOLCK. That raised an OSError from onstart, so no run could
+    start at all; the run goes ahead without the lock, saying so in one line (DVC's lock likewise unreadable)."""
+    import errno
+
+    from giftlab import lock
+
+    def no_flock(fh, op):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_flock)
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    (tmp_path / ".dvc" / "tmp" / "lock").write_text("")
+    path = hold_workspace_lock(tmp_path, "snakemake all")
+    assert path == tmp_path / LOCK_FILE and path.read_text().strip() == f"pid {os.getpid()}: snakemake all"
+    warning = capsys.readouterr().err.strip()
+    assert "\n" not in warning and "without the workspace lock" in warning and str(path) in warning
+
+
 def test_snakemake_stops_before_its_first_job_while_another_run_holds_the_workspace(tmp_path):
     smoke = write_override(tmp_path / "smoke.yaml", {})
     configs = [REPO / "config" / "smoke.yaml", smoke]

@@ -11,8 +11,10 @@ its stages); the ``snakemake`` a DVC stage runs (``DVC_STAGE`` set) is DVC's own
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -26,12 +28,22 @@ class WorkspaceBusy(RuntimeError):
     """Another run holds the workspace; the message is one line naming it."""
 
 
-def _try_flock(fh: IO[str]) -> bool:
+#: what flock() answers on a filesystem that has none (Lustre mounted without ``flock``: ENOSYS; NFS without a
+#: lock daemon: ENOLCK; others: EOPNOTSUPP / EINVAL)
+NO_FLOCK = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
+
+def _try_flock(fh: IO[str]) -> bool | None:
+    """True: locked; False: another process holds it; None: this filesystem cannot lock."""
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
+    except OSError as exc:
+        if exc.errno in NO_FLOCK:
+            return None
+        raise
 
 
 def _holder(path: Path) -> str:
@@ -48,7 +60,10 @@ def dvc_is_running(root: Path) -> str | None:
     if not path.exists():
         return None
     with open(path, "a+") as fh:
-        if _try_flock(fh):
+        locked = _try_flock(fh)
+        if locked is None:  # no flock here: DVC itself needs core.hardlink_lock on such a filesystem
+            return None
+        if locked:
             fcntl.flock(fh, fcntl.LOCK_UN)  # only looked: DVC takes it again whenever it needs it
             return None
     return f"DVC (pid {_holder(path)})"
@@ -67,7 +82,11 @@ def hold_workspace_lock(root: str | Path, command: str) -> Path:
                                 "before running Snakemake here")
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")
-    if not _try_flock(fh):
+    locked = _try_flock(fh)
+    if locked is None:
+        print(f"giftlab: this filesystem cannot flock() {path}: running without the workspace lock (start no "
+              f"second run in this workspace while this one runs)", file=sys.stderr)
+    elif not locked:
         holder = _holder(path)
         fh.close()
         raise WorkspaceBusy(f"giftlab: another run holds this workspace ({holder}): wait for it to finish or stop "
