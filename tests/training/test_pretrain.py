@@ -97,6 +97,54 @@ def test_resume_after_interruption(tmp_path, setup):
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+def test_a_finished_sharded_checkpoint_is_exported_without_another_step(tmp_path):
+    """Under FSDP (the paper's GRPO jobs) a finished checkpoint used to go back through trainer.train(): where
+    max_steps is not a whole number of epochs (LUFFY / ReLIFT drop the RL rows whose demonstration is too long, so
+    156 steps span two epochs) the Trainer skips into the epoch and trains one more step before it checks
+    max_steps: a job killed between its last checkpoint and the export came back with 157 updates. The finished
+    state is loaded as the Trainer loads it (sharded weights only after prepare()) and training stops there."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from giftlab.training.checkpoints import train_or_finish
+
+    ckpt = tmp_path / "checkpoint-6"
+    ckpt.mkdir()
+    TrainerState(global_step=6, max_steps=6).save_to_json(str(ckpt / "trainer_state.json"))
+
+    class ShardedTrainer:
+        """What transformers' Trainer does on train(resume) under FSDP: restore the state, load the sharded weights
+        after prepare(), call on_train_begin, then train the rest of the resumed epoch, checking max_steps only at
+        each step's end."""
+
+        is_fsdp_enabled = True
+        is_deepspeed_enabled = False
+
+        def __init__(self):
+            self.args = SimpleNamespace(max_steps=6)
+            self.callback_handler = SimpleNamespace(callbacks=[])
+            self.loaded, self.trained = None, 0
+
+        def _load_from_checkpoint(self, path, model=None):
+            raise AssertionError("a sharded checkpoint loads only into the prepared model, inside train()")
+
+        def train(self, resume_from_checkpoint=None):
+            self.state = TrainerState.load_from_json(str(Path(resume_from_checkpoint) / "trainer_state.json"))
+            self.state.max_steps = self.args.max_steps
+            self.loaded = resume_from_checkpoint
+            control = TrainerControl()
+            for callback in self.callback_handler.callbacks:
+                callback.on_train_begin(self.args, self.state, control)
+            self.state.global_step += 1  # the step an unfinished epoch still has
+            self.trained += 1
+
+    trainer = ShardedTrainer()
+    assert train_or_finish(trainer, ckpt) is False
+    assert trainer.loaded == str(ckpt) and trainer.trained == 0 and trainer.state.global_step == 6
+    assert trainer.callback_handler.callbacks == []  # the stop is not left behind
+
+
 def test_incomplete_checkpoint_is_ignored(tmp_path, setup):
     tok, docs = setup
     work = tmp_path / "work"

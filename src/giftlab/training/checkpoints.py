@@ -180,19 +180,45 @@ def verify_export(path: str | Path, name: str | Path | None = None) -> None:
                            f"the model class expects {tuple(expected[wrong[0]].shape)}")
 
 
+class _Finished(Exception):
+    """Raised by :class:`_StopIfFinished` once train() has loaded a checkpoint that holds every step."""
+
+
+class _StopIfFinished(TrainerCallback):
+    """First callback of a sharded trainer resumed from a finished checkpoint: leaves train() at ``on_train_begin``,
+    after the Trainer has prepared the model and loaded the checkpoint's sharded weights into it, before any step."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise _Finished()
+        return control
+
+
 def train_or_finish(trainer, resume: Path | None) -> bool:
     """``trainer.train`` from ``resume``, unless that checkpoint already holds the whole run (a job killed between
     its last save and the export, or an export deleted by hand). Then its weights and state are loaded instead:
-    resuming a finished run would train one step past ``max_steps``. Returns whether it trained."""
+    resuming a finished run would train one step past ``max_steps`` (unless ``max_steps`` ends an epoch). Sharded
+    weights (FSDP, DeepSpeed) load only into the prepared model, so there train() loads them and
+    :class:`_StopIfFinished` stops it before the first step. Returns whether it trained."""
     from transformers import TrainerState
 
     distributed = getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False)
-    if resume is not None and trainer.args.max_steps > 0 and not distributed:  # sharded weights load after prepare()
+    if resume is not None and trainer.args.max_steps > 0:
         state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
         if state.global_step >= trainer.args.max_steps:
             log.info("%s already holds all %d steps: exporting it without training", resume, state.global_step)
-            trainer._load_from_checkpoint(str(resume))  # the loader Trainer.train() uses
-            trainer.state = state
-            return False
+            if not distributed:
+                trainer._load_from_checkpoint(str(resume))  # the loader Trainer.train() uses
+                trainer.state = state
+                return False
+            stop = _StopIfFinished()
+            trainer.callback_handler.callbacks.insert(0, stop)
+            try:
+                trainer.train(resume_from_checkpoint=str(resume))
+            except _Finished:
+                return False
+            finally:
+                trainer.callback_handler.callbacks.remove(stop)
+            raise RuntimeError(f"{resume} holds all {state.global_step} steps, yet train() ran past on_train_begin")
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     return True
