@@ -123,6 +123,22 @@ def test_resume_from_a_checkpoint_at_an_epoch_boundary_trains_the_next_epochs(ba
     assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
 
 
+def test_a_run_keeps_one_trainer_checkpoint_and_one_copy_of_each_export(base_dir, tmp_path):
+    """Disk at 7B: a trainer checkpoint under FSDP is ~93 GB (fp32 weight shards + AdamW's two moments), an epoch's
+    bf16 export 15 GB. Each run kept two checkpoints (save_total_limit 2; three while the Trainer saved a third)
+    and its ten exports twice (work/export and the output's copy): ~490 GB per run, ~12.6 TB over the paper's 26 SFT
+    runs. Now one stamped checkpoint stays (the older ones go once the new one is stamped) and the output's epochs
+    are hard links of the exports in work/ (a copy only across filesystems)."""
+    metrics = run(base_dir, tmp_path)
+    work = tmp_path / "work"
+    assert sorted(p.name for p in work.glob("checkpoint-*")) == [f"checkpoint-{metrics['steps']}"]
+    for e in (1, 2, 3):
+        for exported in (work / "export" / f"epoch_{e}").iterdir():
+            output = tmp_path / "out" / f"epoch_{e}" / exported.name
+            assert output.stat().st_ino == exported.stat().st_ino, output  # one copy on disk
+    assert load_model(tmp_path / "out" / "epoch_3").config.model_type == "qwen2"
+
+
 def test_gift_run_records_validation_ce_and_diagnostics(base_dir, tmp_path, capsys):
     from giftlab.profiling import linear_weights, read_phases
 

@@ -282,7 +282,9 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
         seed=settings.seed,
         data_seed=settings.seed,
         save_strategy="epoch",
-        save_total_limit=2,
+        # one checkpoint kept (~93 GB at 7B under FSDP), pruned by CompleteMarker(keep=1) once the next is stamped:
+        # the Trainer's save_total_limit deletes before the stamp, so it needed 2 to keep one complete
+        save_total_limit=None,
         eval_strategy="no",
         logging_steps=logging_interval(settings.logging_steps, steps_per_epoch),
         report_to=list(settings.report_to),
@@ -350,7 +352,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                                loss_head=settings.loss_head, loss_backend=loss_backend)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size, settings.export_dtype)
     trainer.add_callback(epoch_end)
-    trainer.add_callback(CompleteMarker())
+    trainer.add_callback(CompleteMarker(keep=1))
     for callback in callbacks:
         trainer.add_callback(callback)
     if old_model is not None:
@@ -382,12 +384,22 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
         raise RuntimeError(f"training ended without exports for epochs {missing}")
     if trainer.is_world_process_zero():
         with atomic_dir(out_dir) as tmp:
-            for e in range(1, settings.epochs + 1):
-                shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}")
+            for e in range(1, settings.epochs + 1):  # hard links: one copy of 10 x 15 GB on disk, not two
+                shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}", copy_function=_link_or_copy)
     return {"method": method, "objective": {"name": objective.name, **objective.hparams},
             "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
             "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
             "train_seconds_this_session": round(seconds, 2)}
+
+
+def _link_or_copy(src, dst):
+    """A hard link of an export file (written once, never edited in place: both names stay what was exported), or a
+    copy where ``work/`` and the outputs lie on different filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
 
 
 def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, solution_key: str, vocab: int,
