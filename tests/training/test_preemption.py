@@ -132,6 +132,33 @@ class SignalSelf(TrainerCallback):
         return control
 
 
+def test_an_epoch_resumed_mid_way_records_the_train_loss_and_diagnostics_of_the_whole_epoch(base_dir, tmp_path):
+    """epochs.json's train_loss (mean of the epoch's logged losses) and objective diagnostics (token sums, all-reduced
+    at the epoch's end) lived in memory only: an epoch resumed after a preemption recorded those of its steps after
+    the resume (epoch 2: 4.5158 against 4.5197 uninterrupted). Each process now keeps its share in the checkpoint."""
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.sft import SFTSettings, train_sft
+
+    def run(name, callbacks=()):
+        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift",
+                         objective_params={"beta": 10.0}, settings=SFTSettings(seed=0, **SETTINGS),
+                         out_dir=tmp_path / name / "out", work_dir=tmp_path / name / "work",
+                         job_config={"method": "gift"}, callbacks=callbacks)
+
+    straight = run("straight")
+    with pytest.raises(Preempted, match=LINE.format(6)):   # 4 steps per epoch: step 6 is half-way through epoch 2
+        run("resumed", [SignalSelf(6)])
+    resumed = run("resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-6")
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
+    for got, want in zip(resumed["epochs"], straight["epochs"]):
+        assert set(got) == set(want)
+        for key in set(want) - {"epoch", "step", "seconds"}:
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), (got["epoch"], key)
+
+
 def test_sigusr1_on_an_epoch_last_step_keeps_that_epoch_and_resumes(base_dir, tmp_path, uninterrupted):
     """In this process: the checkpoint at an epoch's last step comes after that epoch's export (the epoch-end save)."""
     from giftlab.models import load_model

@@ -238,9 +238,32 @@ class EpochEnd(TrainerCallback):
         self._train_losses: list[float] = []
         self._t0 = time.time()
 
+    PARTIAL = "epoch_partial-rank{rank}.json"
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self._train_losses.append(float(logs["loss"]))
+
+    def on_save(self, args, state, control, **kwargs):
+        """The epoch so far (its logged losses, this process's diagnostic sums) in a mid-epoch checkpoint (a
+        preemption's), before it is stamped complete: a run resumed there records the whole epoch's."""
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            rank = self.trainer.accelerator.process_index
+            write_json_atomic(ckpt / self.PARTIAL.format(rank=rank),
+                              {"train_losses": self._train_losses, "diag_sums": self.trainer._diag_sums})
+            self.trainer.accelerator.wait_for_everyone()  # every process's share written before the stamp
+        return control
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step > 0:  # resumed: the epoch so far, as the checkpoint holds it
+            path = (Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                    / self.PARTIAL.format(rank=self.trainer.accelerator.process_index))
+            if path.is_file():
+                partial = json.loads(path.read_text())
+                self._train_losses = [float(x) for x in partial["train_losses"]]
+                self.trainer._diag_sums = {k: float(v) for k, v in partial["diag_sums"].items()}
+        return control
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         epoch = int(round(state.epoch))
