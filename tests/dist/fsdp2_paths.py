@@ -11,6 +11,9 @@ Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then 
    (accelerate's ``mixed_precision: bf16``: fp32 master shards, bf16 compute) it computes what the policy computes
    (:func:`match_forward_dtype`), where an fp32 copy does not.
 4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens.
+5. Figure 3's RL-dynamics evaluation (:class:`DynamicsCallback`) on the sharded model: each rank samples and grades
+   only its share of the problems (5 problems: 3 and 2, the second padded to 3), and the row equals the evaluation
+   of the unsharded model over all of them.
 """
 
 from __future__ import annotations
@@ -19,14 +22,20 @@ import copy
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
+from giftlab.data import render_prompt
+from giftlab.evaluation.generation import HFGenerator
+from giftlab.evaluation.runner import evaluate
 from giftlab.models import build_tiny_model
 from giftlab.objectives import chunked_loss, get_objective
+from giftlab.tinyworld.tokenizer import build_tokenizer
+from giftlab.training.grpo import DynamicsCallback, dynamics_settings
 from giftlab.training.checkpoints import verify_export
 from giftlab.training.sharded import (call_with_head, forward_param_dtype, full_state_dict, gathered_for_generation,
                                       load_gathered, match_forward_dtype)
@@ -158,6 +167,36 @@ def main(out_dir: str) -> None:
         want = plain.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
                               pad_token_id=0)
     result["generate_equal"] = torch.equal(got, want)
+
+    # 5. the RL dynamics, sharded: each rank its share of the problems, the row over all of them
+    tok = build_tokenizer()
+    policy = build_tiny_model("qwen2", vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=4, intermediate_size=64, tokenizer=tok, seed=1)
+    whole = copy.deepcopy(policy).eval()
+    for layer in policy.model.layers:
+        fully_shard(layer)
+    fully_shard(policy)
+    records = [{"id": f"p{i}", "prompt": f"Start with {i}. Add 2.", "gold": str(i + 2), "kind": "math"}
+               for i in range(5)]
+    graded: list[int] = []
+
+    def grade_fn(responses, golds):  # deterministic in the text: "correct" when it has an even number of chars
+        graded.append(len(responses))
+        return [SimpleNamespace(correct=len(r) % 2 == 0, extracted=str(len(r)), timed_out=False) for r in responses]
+
+    settings = dynamics_settings({"eval_every": 1, "eval_problems": 5, "eval_samples": 3, "eval_temperature": 1.0,
+                                  "eval_max_new_tokens": 8, "eval_batch_size": 4})
+    callback = DynamicsCallback(out / f"dynamics{rank}.jsonl", records, tok, grade_fn, settings, seed=7)
+    row = callback.evaluate_model(policy, step=1, max_steps=2, write=False)
+    result["dynamics_graded"] = list(graded)
+    result["dynamics_row"] = {k: row[k] for k in ("pass@1", "pass@1_ci95", "n_problems", "mean_response_tokens",
+                                                  "truncated", "grading")}
+    graded.clear()
+    _, want = evaluate(HFGenerator.from_model(whole, tok, batch_size=4), records, n_samples=3, temperature=1.0,
+                       max_new_tokens=8, seed=7, grade_fn=grade_fn, ks=(1,),
+                       prompt_fn=lambda r: render_prompt(tok, r["prompt"]), progress=False)
+    result["dynamics_unsharded"] = {k: want[k] for k in ("pass@1", "pass@1_ci95", "n_problems",
+                                                        "mean_response_tokens", "truncated")}
 
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()

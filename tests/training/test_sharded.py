@@ -55,6 +55,17 @@ def test_generate_on_the_sharded_model(fsdp2_results):
     assert all(rank["generate_equal"] for rank in fsdp2_results)
 
 
+def test_rl_dynamics_split_the_problems_over_the_processes(fsdp2_results):
+    """Figure 3's evaluation during an FSDP GRPO run: each process samples and grades its share (5 problems x 3
+    samples: 9 and 6 responses; every process used to do all 15), and the row is the unsharded model's over all."""
+    rank0, rank1 = fsdp2_results
+    assert rank0["dynamics_graded"] == [9] and rank1["dynamics_graded"] == [6]
+    for rank in fsdp2_results:
+        row, want = rank["dynamics_row"], rank["dynamics_unsharded"]
+        assert {k: row[k] for k in want} == want
+        assert row["n_problems"] == 5 and row["grading"] == {}  # a plain function: no pool counters
+
+
 def test_relift_each_process_saves_and_restores_its_own_sft_optimiser_shard(tmp_path):
     """FSDP2 over 2 gloo processes (tests/dist/relift_fsdp2.py): ReLIFT's SFT AdamW holds each process's own shard
     of the moments. Process 0 alone saved it and every process loaded that file, so process 1 resumed with

@@ -238,6 +238,12 @@ class DynamicsCallback(TrainerCallback):
     Rows are appended to ``path`` (in the work dir, next to ``steps.jsonl``) as they are made;
     on resume from checkpoint-S the rows up to S are kept and later ones dropped, and a step that
     already has a row is not evaluated again.
+
+    Several processes (the paper's 8-GPU FSDP job) share the problems: process r generates and grades every
+    ``world``-th problem from the r-th (:func:`dynamics_share`), the samples are gathered and the row is computed over
+    all of them in benchmark order, so it equals one process's (each sample's randomness depends only on its prompt,
+    seed and index). Every process used to generate every problem: 8x the decode steps, each of which gathers the
+    sharded weights (at 7B and 8,192 tokens, hours per evaluation).
     """
 
     def __init__(self, path: Path, records: list[dict], tokenizer, grade_fn, settings: Mapping[str, Any],
@@ -282,28 +288,46 @@ class DynamicsCallback(TrainerCallback):
         import torch
 
         from giftlab.evaluation.generation import HFGenerator
-        from giftlab.evaluation.runner import evaluate
+        from giftlab.evaluation.runner import evaluate, summarize
 
         cfg = self.settings
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+        share, n_real = dynamics_share(self.records, rank, world)
+        n_samples = cfg["eval_samples"]
         before = dict(getattr(getattr(self.grade_fn, "__self__", None), "stats", {}) or {})
         was_training = model.training
         t0 = time.perf_counter()
         model.eval()
         try:
-            # every process generates in step (generate's synced_gpus under FSDP); FSDP1 gathers the root unit first
+            # every process generates in step (generate's synced_gpus under FSDP): as many prompts on each, the
+            # padding's samples not graded; FSDP1 gathers the root unit first
             with torch.no_grad(), gathered_for_generation(model) as gen_model:
                 generator = HFGenerator.from_model(gen_model, self.tokenizer, batch_size=cfg["eval_batch_size"])
-                _, summary = evaluate(generator, self.records, n_samples=cfg["eval_samples"],
-                                      temperature=cfg["eval_temperature"],
-                                      max_new_tokens=cfg["eval_max_new_tokens"], seed=self.seed,
-                                      grade_fn=self.grade_fn, ks=(1,), prompt_fn=self.prompt_fn,
-                                      progress=False)
+                rows, summary = evaluate(generator, share, n_samples=n_samples,
+                                         temperature=cfg["eval_temperature"],
+                                         max_new_tokens=cfg["eval_max_new_tokens"], seed=self.seed,
+                                         grade_fn=_graded_first(self.grade_fn, n_real * n_samples), ks=(1,),
+                                         prompt_fn=self.prompt_fn, progress=False)
         finally:
             model.train(was_training)
         after = dict(getattr(getattr(self.grade_fn, "__self__", None), "stats", {}) or {})
         grading = {k: v - before.get(k, 0) for k, v in after.items()}
         for k, v in grading.items():
             self.session_grading[k] = self.session_grading.get(k, 0) + v
+        if world > 1:  # every process's samples, in benchmark order; the grading counts of all of them
+            shares: list = [None] * world
+            torch.distributed.all_gather_object(shares, (rows[:n_real * n_samples], grading))
+            by_id: dict[str, list] = {r["id"]: [] for r in self.records}
+            grading = {}
+            for share_rows, share_grading in shares:
+                for r in share_rows:
+                    by_id[r["prompt_id"]].append(r)
+                for k, v in share_grading.items():
+                    grading[k] = grading.get(k, 0) + v
+            rows = [r for rec in self.records for r in by_id[rec["id"]]]
+            summary = summarize(rows, [[r["correct"] for r in by_id[rec["id"]]] for rec in self.records], (1,),
+                                n_samples, cfg["eval_temperature"], 1.0, cfg["eval_max_new_tokens"], self.seed)
         row = {"step": int(step), "progress": step / max_steps if max_steps and max_steps > 0 else None,
                "pass@1": summary["pass@1"], "pass@1_ci95": summary["pass@1_ci95"],
                "n_problems": summary["n_problems"], "n_samples": summary["n_samples"],
@@ -340,6 +364,27 @@ class DynamicsCallback(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._maybe(state, model)
         return control
+
+
+def dynamics_share(records: list[dict], rank: int, world: int) -> tuple[list[dict], int]:
+    """Process ``rank``'s problems of ``world``: every ``world``-th from the ``rank``-th, then copies of the first
+    problem (or of the benchmark's first) until each process has as many as the largest share, so that sharded
+    processes make the same generate calls; returns (the share, how many of it are real)."""
+    own = list(records[rank::world])
+    size = -(-len(records) // world)
+    return own + [(own or records)[0]] * (size - len(own)), len(own)
+
+
+def _graded_first(grade_fn, n: int):
+    """``grade_fn`` over the first ``n`` responses only; the rest (a share's padding) count as ungraded failures."""
+    from types import SimpleNamespace
+
+    def grade(responses, golds):
+        padding = [SimpleNamespace(correct=False, extracted=None, timed_out=False)] * (len(responses) - n)
+        return [*grade_fn(responses[:n], golds[:n]), *padding] if n else padding
+
+    grade.wants_records = getattr(grade_fn, "wants_records", False)
+    return grade
 
 
 def dynamics_records(path: str | Path) -> list[dict]:
