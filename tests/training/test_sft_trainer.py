@@ -261,3 +261,32 @@ def test_psft_snapshot_runs_under_the_policy_autocast(base_dir, tmp_path, loss_h
     assert trainer.accelerator.mixed_precision == "bf16"
     diag = trainer.pop_diagnostics()
     assert diag["ratio"] == 1.0 and diag["clip_frac"] == 0.0, diag
+
+
+def test_responses_cut_at_max_length_are_counted_and_reported(base_dir, tmp_path, caplog):
+    """E.1's right truncation keeps a too-long demonstration but cuts its end, EOS included (the model is never taught
+    to stop there); with DeepMath's R1 solutions at max_length 8192 that is a share of the set worth knowing. The
+    cut and the dropped examples (no response token left) are counted, logged and recorded in the metrics."""
+    import logging
+
+    tok = build_tokenizer()
+    full = SFTDataset(ROWS[:16], tok, "r1_solution_1", 10_000)
+    lengths = [len(e["input_ids"]) for e in full.examples]
+    prompts = [e["labels"].index(next(l for l in e["labels"] if l != -100)) for e in full.examples]
+    cut_at = sorted(lengths)[8]
+    ds = SFTDataset(ROWS[:16], tok, "r1_solution_1", cut_at)
+    assert (full.truncated, full.dropped) == (0, 0)
+    assert ds.truncated == sum(cut_at < n for n in lengths)
+    assert ds.dropped == sum(p >= cut_at for p in prompts) == 0
+    assert all((e["labels"][-1] == tok.eos_token_id) == (n <= cut_at) for e, n in zip(ds.examples, lengths))
+    tiny = SFTDataset(ROWS[:16], tok, "r1_solution_1", min(prompts) + 1)  # at most the first response token
+    assert tiny.dropped == 16 - len(tiny) and tiny.truncated == len(tiny)
+
+    with caplog.at_level(logging.WARNING, logger="giftlab.training.sft"):
+        metrics = train_sft(base_path=str(base_dir), tokenizer=tok, load_model=load_model, train_rows=ROWS[:16],
+                            val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft", objective_params={},
+                            settings=settings(max_length=cut_at, epochs=1), out_dir=tmp_path / "out",
+                            work_dir=tmp_path / "work", job_config={"cut": cut_at})
+    assert metrics["train_truncated"] == ds.truncated > 0 and metrics["train_dropped"] == 0
+    assert metrics["val_truncated"] == SFTDataset(ROWS[16:], tok, "r1_solution_1", cut_at).truncated
+    assert any(f"{ds.truncated} of 16 training examples" in r.getMessage() for r in caplog.records)

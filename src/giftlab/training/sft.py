@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -81,11 +82,19 @@ class SFTSettings:
 
 
 class SFTDataset(Dataset):
+    """The tokenised examples (:func:`giftlab.data.tokenize_sft_example`). ``truncated``: kept examples longer than
+    ``max_length``, whose response was cut (right truncation, E.1: its end and its EOS are not trained);
+    ``dropped``: examples with no response token left after the cut."""
+
     def __init__(self, rows, tokenizer, solution_key: str, max_length: int):
         # "row": the example's index in ``rows``, where a reference cache (giftlab.training.reference) keeps it
-        self.examples = [{**tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length), "row": i}
-                         for i, r in enumerate(rows)]
-        self.examples = [e for e in self.examples if any(l != -100 for l in e["labels"][1:])]
+        full = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], sys.maxsize) for r in rows]
+        cut = [len(f["input_ids"]) > max_length for f in full]
+        self.examples = [{**{k: v[:max_length] for k, v in f.items()}, "row": i} for i, f in enumerate(full)]
+        kept = [any(l != -100 for l in e["labels"][1:]) for e in self.examples]
+        self.examples = [e for e, keep in zip(self.examples, kept) if keep]
+        self.truncated = sum(c and keep for c, keep in zip(cut, kept))
+        self.dropped = len(kept) - len(self.examples)
         if not self.examples:
             raise ValueError("no SFT example has a response token left after truncation; raise sft.max_length")
 
@@ -364,6 +373,11 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
 
         train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
         val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
+    for name, ds, rows in (("training", train_ds, train_rows), ("validation", val_ds, val_rows)):
+        if ds.truncated or ds.dropped:
+            log.warning("sft.max_length %d: %d of %d %s examples cut on the right (their response ends without EOS), "
+                        "%d dropped (no response token left)", settings.max_length, ds.truncated, len(rows), name,
+                        ds.dropped)
     # accelerate launch sets WORLD_SIZE: each process takes an equal share of the batches
     steps_per_epoch = optimiser_steps_per_epoch(len(train_ds), settings.batch_size, settings.grad_accum,
                                                 int(os.environ.get("WORLD_SIZE", 1)))
@@ -411,6 +425,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                 shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}", copy_function=_link_or_copy)
     return {"method": method, "objective": {"name": objective.name, **objective.hparams},
             "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
+            "train_truncated": train_ds.truncated, "train_dropped": train_ds.dropped,
+            "val_truncated": val_ds.truncated, "val_dropped": val_ds.dropped,
             "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
             "train_seconds_this_session": round(seconds, 2)}
 
