@@ -138,6 +138,9 @@ def test_site_file_and_per_call_overrides_add_to_the_jobs_resources(paper_workdi
     resources = job_resources(result.stdout)
     sft, consistency, split = resources["sft"], resources["consistency"], resources["split"]
     assert (sft["gpu"], sft["mem_mb"], sft["cpus_per_task"]) == ("8", "900000", "64")  # from config/paper.yaml
+    # one node: the plugin asks for --gpus=8 (the job's total) and no node count, so SLURM could split the GPUs
+    # over nodes, where a single-node `accelerate launch` cannot start
+    assert sft["nodes"] == "1"
     assert sft["runtime"] == "720"                                                     # the per-call override
     assert (sft["slurm_partition"], sft["slurm_account"]) == ("h200", "abc123")      # the site file
     assert consistency["gpu"] == "1" and int(consistency["mem_mb"]) >= 64000

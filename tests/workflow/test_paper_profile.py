@@ -300,6 +300,8 @@ def test_slurm_profile_requeues_and_every_gpu_rule_gets_gpus(paper, slurm):
         assert resources["runtime"] > 0 and resources["mem_mb"] > 0, rule
     for rule in ("split", "figure1"):
         assert "gpu" not in rule_resources(paper, rule), rule
+    for rule in ("sft", "grpo"):  # a single-node launch: the plugin's --gpus=8 alone lets SLURM split them
+        assert rule_resources(paper, rule)["nodes"] == 1, rule
     assert paper["eval"]["consistency_dtype"] == "bfloat16"  # two 7-8B checkpoints on one GPU
 
 
