@@ -177,11 +177,23 @@ def shared_prefix_cache(model, ids, mask):
     distinct = list(first.values())
     prefix_ids, prefix_mask = ids[distinct, :-1], mask[distinct, :-1]
     cache = DynamicCache()
-    with torch.inference_mode():
+    with generation_mode():
         model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=_left_padded_positions(prefix_mask),
               cache=cache, use_cache=True, logits_to_keep=1)  # only the cache is kept: no [rows, length, vocab] logits
     cache.batch_select_indices(torch.tensor([slot[key] for key in keys], device=ids.device))
     return cache
+
+
+def generation_mode():
+    """``torch.inference_mode()``, or ``torch.no_grad()`` on the processes of a distributed (FSDP2) model: its forward
+    allocates the gathered parameters anew, and made under inference mode they stay inference tensors, so the next
+    training step's all-gather into them fails ("Inplace update to inference tensor outside InferenceMode"): a GRPO
+    run crashed at its first step after the RL-dynamics evaluation of step 0."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.no_grad()
+    return torch.inference_mode()
 
 
 def decode_rows(model, ids, mask, cache, sampler, max_new_tokens: int, stop: set[int]) -> list[list[int]]:
@@ -359,7 +371,7 @@ class HFGenerator:
             saved = self.model.generation_config
             self.model.generation_config = self._neutral_config
             try:
-                with torch.inference_mode():
+                with generation_mode():
                     out = self.model.generate(**enc, generation_config=config, logits_processor=processors,
                                               cache=cache)
             finally:
