@@ -14,6 +14,9 @@ Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then 
 5. Figure 3's RL-dynamics evaluation (:class:`DynamicsCallback`) on the sharded model: each rank samples and grades
    only its share of the problems (5 problems: 3 and 2, the second padded to 3), and the row equals the evaluation
    of the unsharded model over all of them.
+6. SFT's validation cross-entropy on the sharded model, through the chunked head: each rank reads its share of the
+   examples (5 examples in batches of 2: rank 0 two batches, rank 1 one and its first again, uncounted) and the
+   all-reduced value is the unsharded model's over all of them.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from giftlab.evaluation.runner import evaluate
 from giftlab.models import build_tiny_model
 from giftlab.objectives import chunked_loss, get_objective
 from giftlab.tinyworld.tokenizer import build_tokenizer
+from giftlab.training import sft
+from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.grpo import DynamicsCallback, dynamics_settings
+from giftlab.training.sft import SFTDataset
 from giftlab.training.checkpoints import verify_export
 from giftlab.training.sharded import (call_with_head, forward_param_dtype, full_state_dict, gathered_for_generation,
                                       load_gathered, match_forward_dtype)
@@ -191,12 +197,37 @@ def main(out_dir: str) -> None:
     result["dynamics_graded"] = list(graded)
     result["dynamics_row"] = {k: row[k] for k in ("pass@1", "pass@1_ci95", "n_problems", "mean_response_tokens",
                                                   "truncated", "grading")}
+    policy.train()  # the next training step, as GRPO's after an RL-dynamics evaluation
+    try:
+        ids = torch.tensor([tok("Start with 3. Add 2.").input_ids])
+        policy(input_ids=ids, labels=ids).loss.backward()
+        result["trains_after_dynamics"] = "ok"
+    except RuntimeError as exc:
+        result["trains_after_dynamics"] = str(exc).splitlines()[0][:200]
     graded.clear()
     _, want = evaluate(HFGenerator.from_model(whole, tok, batch_size=4), records, n_samples=3, temperature=1.0,
                        max_new_tokens=8, seed=7, grade_fn=grade_fn, ks=(1,),
                        prompt_fn=lambda r: render_prompt(tok, r["prompt"]), progress=False)
     result["dynamics_unsharded"] = {k: want[k] for k in ("pass@1", "pass@1_ci95", "n_problems",
                                                         "mean_response_tokens", "truncated")}
+
+    # 6. validation cross-entropy, sharded and chunked: each rank its share of the examples
+    examples = SFTDataset([{"question": f"Start with {i}.", "r1_solution_1": f"x={i}+2 " * (i + 1)}
+                           for i in range(5)], tok, "r1_solution_1", 48)
+    pad = PadCollator(tok.pad_token_id)
+    seen: list[list[int]] = []
+
+    def collate(items):
+        seen.append([item["row"] for item in items])
+        return pad(items)
+
+    sft.head_chunk_size = lambda mode, n, vocab, has_bias=False: 7  # the chunked path at these tiny shapes
+    result["val_ce"] = sft.validation_cross_entropy(policy, examples, collate, batch_size=2)
+    result["val_rows"] = seen
+    every = pad([examples[i] for i in range(len(examples))])
+    keep, targets = response_positions(every["labels"])
+    logits = whole(input_ids=every["input_ids"], attention_mask=every["attention_mask"]).logits[:, :-1][keep]
+    result["val_ce_unsharded"] = torch.nn.functional.cross_entropy(logits.float(), targets).item()
 
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()

@@ -290,3 +290,23 @@ def test_responses_cut_at_max_length_are_counted_and_reported(base_dir, tmp_path
     assert metrics["train_truncated"] == ds.truncated > 0 and metrics["train_dropped"] == 0
     assert metrics["val_truncated"] == SFTDataset(ROWS[16:], tok, "r1_solution_1", cut_at).truncated
     assert any(f"{ds.truncated} of 16 training examples" in r.getMessage() for r in caplog.records)
+
+
+def test_validation_reads_the_hidden_states_in_chunks_where_the_logits_would_not_fit(base_dir, monkeypatch):
+    """Where `auto` chunks the loss head, validation computes the cross-entropy from the hidden states a chunk at a
+    time (the lm_head never runs: at paper scale its [tokens, V] logits and their fp32 copies took ~30 GB at each
+    epoch's end) and gets the plain head's value."""
+    import giftlab.training.sft as sft
+
+    tok = build_tokenizer()
+    model = load_model(base_dir)
+    data = SFTDataset(ROWS[:10], tok, "r1_solution_1", 64)
+    collate = PadCollator(tok.pad_token_id)
+    plain = sft.validation_cross_entropy(model, data, collate, batch_size=4)
+    head_calls = []
+    model.get_output_embeddings().register_forward_hook(lambda *a: head_calls.append(1))
+    assert sft.validation_cross_entropy(model, data, collate, batch_size=4) == plain and len(head_calls) == 3
+    head_calls.clear()
+    monkeypatch.setattr(sft, "head_chunk_size", lambda mode, n, vocab, has_bias=False: 7)
+    chunked = sft.validation_cross_entropy(model, data, collate, batch_size=4)
+    assert head_calls == [] and chunked == pytest.approx(plain, rel=1e-6)

@@ -64,6 +64,19 @@ def test_rl_dynamics_split_the_problems_over_the_processes(fsdp2_results):
         row, want = rank["dynamics_row"], rank["dynamics_unsharded"]
         assert {k: row[k] for k in want} == want
         assert row["n_problems"] == 5 and row["grading"] == {}  # a plain function: no pool counters
+        # and the policy trains on: generating under inference mode left FSDP2's gathered parameters inference
+        # tensors, and the next step's all-gather into them failed
+        assert rank["trains_after_dynamics"] == "ok"
+
+
+def test_validation_splits_the_examples_over_the_processes(fsdp2_results):
+    """SFT's validation at each epoch's end, FSDP2 over 2 processes through the chunked head: rank 0 reads examples
+    0, 2, 4, rank 1 examples 1, 3 and runs its first batch again (uncounted) to keep the forwards in step; the
+    all-reduced cross-entropy is the unsharded model's over all 5 (every process used to read all of them)."""
+    rank0, rank1 = fsdp2_results
+    assert rank0["val_rows"] == [[0, 2], [4]] and rank1["val_rows"] == [[1, 3], [1, 3]]
+    for rank in fsdp2_results:
+        assert rank["val_ce"] == pytest.approx(rank["val_ce_unsharded"], rel=1e-5)
 
 
 def test_relift_each_process_saves_and_restores_its_own_sft_optimiser_shard(tmp_path):

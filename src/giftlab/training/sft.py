@@ -216,19 +216,43 @@ class ObjectiveTrainer(Trainer):
 
 @torch.no_grad()
 def validation_cross_entropy(model, dataset, collator, batch_size: int = 64) -> float:
-    """Token-mean −log p(y*) over the validation responses: comparable across objectives."""
+    """Token-mean −log p(y*) over the validation responses: comparable across objectives.
+
+    Processes share the examples (process r takes every ``world``-th from the r-th; one short of batches runs its
+    first again, uncounted, so sharded processes run as many forwards) and their sums are all-reduced: every process
+    used to run the whole split. Where the [tokens, V] logits would exceed one chunk of the loss head (``auto``, as
+    training decides), the cross-entropy comes from the final hidden states a chunk of tokens at a time: at 8,192
+    tokens and Qwen's 152k vocabulary a batch of 2 held ~30 GB of logits and their fp32 copies at each epoch's end.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, len(dataset), batch_size):
-        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch = {k: v.to(device) for k, v in batch.items()}
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    mine = list(range(rank, len(dataset), world))
+    batches = [mine[s:s + batch_size] for s in range(0, len(mine), batch_size)]
+    largest = -(-len(dataset) // world)
+    objective, vocab = get_objective("sft"), vocab_size(model)
+    sums = torch.zeros(2, dtype=torch.float64)
+    for b in range(-(-largest // batch_size)):
+        rows = batches[b] if b < len(batches) else (batches or [[0]])[0]
+        batch = {k: v.to(device) for k, v in collator([dataset[i] for i in rows]).items()}
         mask, targets = response_positions(batch["labels"])
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
-        total += torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
-        count += targets.numel()
+        chunk = head_chunk_size("auto", int(mask.sum()), vocab)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if chunk is None:
+            logits = model(**inputs).logits[:, :-1][mask]
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+        else:
+            loss = call_with_head(model, lambda hidden, weight: chunked_loss(
+                objective, hidden[:, :-1][mask], weight, targets, chunk_size=chunk)[0], **inputs)
+        if b < len(batches):
+            sums += torch.tensor([loss.item(), targets.numel()], dtype=torch.float64)
+    if distributed:
+        sums = sums.to(device)
+        torch.distributed.all_reduce(sums)
     model.train(was_training)
+    total, count = sums.tolist()
     return total / max(count, 1)
 
 
