@@ -257,10 +257,14 @@ def test_psft_snapshot_runs_under_the_policy_autocast(base_dir, tmp_path, loss_h
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=SFTDataset(ROWS[:8], tok, "r1_solution_1", 96),
                                data_collator=PadCollator(tok.pad_token_id), objective=get_objective("psft"),
                                old_model=old, loss_head=loss_head)
+    old_head_calls = []
+    old.get_output_embeddings().register_forward_hook(lambda *a: old_head_calls.append(1))
     trainer.train()
     assert trainer.accelerator.mixed_precision == "bf16"
     diag = trainer.pop_diagnostics()
     assert diag["ratio"] == 1.0 and diag["clip_frac"] == 0.0, diag
+    # the chunked head reads π_old from the snapshot's hidden states a chunk at a time, never as [N, V] logits
+    assert len(old_head_calls) == (1 if loss_head == "plain" else 0)
 
 
 def test_responses_cut_at_max_length_are_counted_and_reported(base_dir, tmp_path, caplog):

@@ -135,14 +135,22 @@ class ObjectiveTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mask, targets = response_positions(inputs["labels"])
+        chunk = self._chunk_size(model, targets.numel()) if model.training else None
         old_logprobs = None
         if self.objective.needs_old:
             # under the policy's autocast (sft.bf16: accelerate wraps only the prepared policy's forward): an fp32
-            # snapshot of the same weights would give r = π_θ/π_old ≠ 1 right after a snapshot, clipping on noise
+            # snapshot of the same weights would give r = π_θ/π_old ≠ 1 right after a snapshot, clipping on noise;
+            # with the chunked head, a chunk at a time as the policy's own log-probs (full [N, V] logits and their
+            # fp32 log-softmax took ~25 GB per step at 2 x 8,192 tokens of Qwen's vocabulary)
             with torch.no_grad(), self.accelerator.autocast():
-                old = self._masked_logits(self.old_model, inputs, mask).float().log_softmax(-1)
-                old_logprobs = old.gather(-1, targets[:, None]).squeeze(-1)
-        chunk = self._chunk_size(model, targets.numel()) if model.training else None
+                if chunk is None:
+                    old = self._masked_logits(self.old_model, inputs, mask).float().log_softmax(-1)
+                    old_logprobs = old.gather(-1, targets[:, None]).squeeze(-1)
+                else:
+                    old_logprobs = call_with_head(
+                        self.old_model, lambda hidden, weight: chunked_label_logprobs(
+                            hidden[:, :-1][mask], weight, targets, chunk),
+                        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         if chunk is None:
             logits = self._masked_logits(model, inputs, mask)
             ref_logits = None
@@ -212,6 +220,19 @@ class ObjectiveTrainer(Trainer):
             sums = dict(zip(keys, self.accelerator.reduce(total, reduction="sum").tolist()))
         n = sums.pop("n", 0.0)
         return {k: v / n for k, v in sums.items()} if n else {}
+
+
+def chunked_label_logprobs(hidden, weight, labels, chunk: int):
+    """log softmax(hidden @ weight.T)[label] of each row, ``chunk`` rows at a time: the logits in the dtype the
+    chunked head computes the policy's (under autocast, as the model's lm_head), their log-softmax in fp32."""
+    from giftlab.objectives.heads.common import outside_autocast
+
+    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    for s in range(0, hidden.shape[0], chunk):
+        z = hidden[s:s + chunk] @ weight.T
+        with outside_autocast(z):
+            out[s:s + chunk] = z.float().log_softmax(-1).gather(-1, labels[s:s + chunk, None]).squeeze(-1)
+    return out
 
 
 @torch.no_grad()
