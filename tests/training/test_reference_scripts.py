@@ -89,24 +89,31 @@ def test_a_cache_of_other_data_stops_the_run_in_one_line(base_dir, data, train_c
     assert not (tmp_path / "run" / "out" / "metrics.json").exists()
 
 
-PEAK = """import resource, runpy, sys
+PEAK = """import runpy, sys
+from transformers.models.qwen2 import modeling_qwen2  # imported before the baseline: only the script's work counts
+import giftlab.training.reference
+
+
+def status(key):
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
+
+
 sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as exc:
-    if exc.code:
-        raise
-print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+before = status("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current RSS
+runpy.run_path(sys.argv[0], run_name="__main__")
+print("grew", status("VmHWM:") - before)
 """
 
 
 def test_building_the_cache_holds_it_in_host_memory_once(tmp_path):
     """At paper scale the cache is tens of GB (10k responses of up to 8k tokens: ~4.5e7 tokens x 520 B at k = 64,
     ~23 GB) and the job asks for 64 GB: the builder appended per-batch tensors and concatenated them (2x the cache),
-    and the summary's tail mass widened the whole top_ids to int64 and logsumexp'd a copy of top_logp (~2.7x).
-    Measured as the slope of the script's peak RSS over the cache's size (two sizes, so the interpreter's and
-    torch's own memory cancel): about 1 now, 2.7 before. A base with a wider (mostly unused) vocabulary, all of it
-    kept (k = V = 1024), makes each response token 8 KB of cache, so short rows make a large cache quickly."""
+    and the summary's tail mass widened the whole top_ids to int64 and logsumexp'd a copy of top_logp (~2.9x in
+    all). Measured as the script's peak RSS above its RSS after the imports, over the cache's size: 1.6 now (the
+    per-batch buffers the allocator keeps add ~140 MB here, nothing at paper scale), 2.7 before. A base
+    with a wider (mostly unused) vocabulary, all of it kept (k = V = 1024), makes each response token 8 KB of cache,
+    so short rows make a large cache quickly."""
     from giftlab.models import build_tiny_model
     from giftlab.tinyworld.tokenizer import build_tokenizer
 
@@ -114,20 +121,15 @@ def test_building_the_cache_holds_it_in_host_memory_once(tmp_path):
     tok = build_tokenizer(base)
     build_tiny_model("qwen2", vocab_size=1024, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=32, tokenizer=tok, seed=0).save_pretrained(base)
-    rows = [{"question": f"Start with {i}.", "r1_solution_1": f"x={i}+1; " * 6} for i in range(1200)]
+    split, out = tmp_path / "split.jsonl", tmp_path / "cache.safetensors"
+    split.write_text("".join(json.dumps({"question": f"Start with {i}.", "r1_solution_1": f"x={i}+1; " * 6}) + "\n"
+                             for i in range(700)))
     job = {**CACHE_JOB, "top_k": 1024, "batch_size": 64}
-    peaks, sizes = [], []
-    for n in (400, 1200):
-        split, out = tmp_path / f"split{n}.jsonl", tmp_path / f"c{n}.safetensors"
-        split.write_text("".join(json.dumps(r) + "\n" for r in rows[:n]))
-        proc = subprocess.run([sys.executable, "-c", PEAK, str(REPO / "scripts" / "reference_cache.py"),
-                               "--config", json.dumps(job), "--base", str(base), "--split", str(split),
-                               "--out", str(out), "--summary", str(out.with_suffix(".json"))],
-                              env=env(), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        peaks.append(1024 * int(re.search(r"peak_kib (\d+)", proc.stdout).group(1)))
-        sizes.append(out.stat().st_size)
-        out.unlink()
-    slope = (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
-    assert sizes[1] - sizes[0] > 300e6
-    assert slope < 1.4, f"peak host memory grows {slope:.2f}x as fast as the cache"
+    proc = subprocess.run([sys.executable, "-c", PEAK, str(REPO / "scripts" / "reference_cache.py"),
+                           "--config", json.dumps(job), "--base", str(base), "--split", str(split),
+                           "--out", str(out), "--summary", str(out.with_suffix(".json"))],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    grew, size = int(re.search(r"grew (\d+)", proc.stdout).group(1)), out.stat().st_size
+    assert size > 250e6
+    assert grew < 2.2 * size, f"building a {size / 1e6:.0f} MB cache took {grew / 1e6:.0f} MB of host memory"

@@ -267,7 +267,7 @@ def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *
                                 "solution_key": solution_key})
 
 
-def tail_mass_summary(cache: ReferenceCache, entries: int = 1 << 24) -> tuple[float, float]:
+def tail_mass_summary(cache: ReferenceCache, entries: int = 1 << 22) -> tuple[float, float]:
     """(mean, max) of :func:`tail_mass` over every cached token, ``entries`` top-k entries at a time (over the whole
     cache at once it would widen top_ids to int64 and copy top_logp: more host memory than the cache itself)."""
     chunk = max(1, entries // max(1, int(cache.top_ids.shape[-1])))
