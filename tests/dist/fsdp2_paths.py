@@ -13,7 +13,8 @@ Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then 
 4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens.
 5. Figure 3's RL-dynamics evaluation (:class:`DynamicsCallback`) on the sharded model: each rank samples and grades
    only its share of the problems (5 problems: 3 and 2, the second padded to 3), and the row equals the evaluation
-   of the unsharded model over all of them.
+   of the unsharded model over all of them; so does a greedy one-sample evaluation, where only the padded rank's
+   batch repeats a prompt.
 6. SFT's validation cross-entropy on the sharded model, through the chunked head: each rank reads its share of the
    examples (5 examples in batches of 2: rank 0 two batches, rank 1 one and its first again, uncounted) and the
    all-reduced value is the unsharded model's over all of them.
@@ -197,6 +198,14 @@ def main(out_dir: str) -> None:
     result["dynamics_graded"] = list(graded)
     result["dynamics_row"] = {k: row[k] for k in ("pass@1", "pass@1_ci95", "n_problems", "mean_response_tokens",
                                                   "truncated", "grading")}
+    # one sample per problem (greedy): rank 1's share p1, p3 + p1 again repeats a prompt in its batch, rank 0's
+    # p0, p2, p4 does not; the shared-prefix forward must still run on both (it ran on rank 1 only: a hang)
+    greedy = dynamics_settings({"eval_every": 1, "eval_problems": 5, "eval_samples": 1, "eval_temperature": 0.0,
+                                "eval_max_new_tokens": 8, "eval_batch_size": 4})
+    greedy_row = DynamicsCallback(out / f"greedy{rank}.jsonl", records, tok, grade_fn, greedy,
+                                  seed=7).evaluate_model(policy, step=1, max_steps=2, write=False)
+    result["greedy_row"] = {k: greedy_row[k] for k in ("pass@1", "n_problems", "mean_response_tokens")}
+    graded.clear()
     policy.train()  # the next training step, as GRPO's after an RL-dynamics evaluation
     try:
         ids = torch.tensor([tok("Start with 3. Add 2.").input_ids])
@@ -210,6 +219,10 @@ def main(out_dir: str) -> None:
                        prompt_fn=lambda r: render_prompt(tok, r["prompt"]), progress=False)
     result["dynamics_unsharded"] = {k: want[k] for k in ("pass@1", "pass@1_ci95", "n_problems",
                                                         "mean_response_tokens", "truncated")}
+    _, want = evaluate(HFGenerator.from_model(whole, tok, batch_size=4), records, n_samples=1, temperature=0.0,
+                       max_new_tokens=8, seed=7, grade_fn=grade_fn, ks=(1,),
+                       prompt_fn=lambda r: render_prompt(tok, r["prompt"]), progress=False)
+    result["greedy_unsharded"] = {k: want[k] for k in ("pass@1", "n_problems", "mean_response_tokens")}
 
     # 6. validation cross-entropy, sharded and chunked: each rank its share of the examples
     examples = SFTDataset([{"question": f"Start with {i}.", "r1_solution_1": f"x={i}+2 " * (i + 1)}

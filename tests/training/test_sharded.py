@@ -69,6 +69,15 @@ def test_rl_dynamics_split_the_problems_over_the_processes(fsdp2_results):
         assert rank["trains_after_dynamics"] == "ok"
 
 
+def test_rl_dynamics_with_one_sample_per_problem_keeps_the_ranks_in_step(fsdp2_results):
+    """eval_samples 1 (or temperature 0): only the padded rank's batch repeats a prompt (its share's padding), and
+    shared_prefix_cache ran the prefix forward on that rank alone: the sharded ranks' forwards fell out of step and
+    the job hung. The row is the unsharded model's."""
+    for rank in fsdp2_results:
+        assert rank["greedy_row"]["n_problems"] == 5
+        assert rank["greedy_row"] == pytest.approx(rank["greedy_unsharded"])
+
+
 def test_validation_splits_the_examples_over_the_processes(fsdp2_results):
     """SFT's validation at each epoch's end, FSDP2 over 2 processes through the chunked head: rank 0 reads examples
     0, 2, 4, rank 1 examples 1, 3 and runs its first batch again (uncounted) to keep the forwards in step; the

@@ -160,7 +160,10 @@ def shared_prefix_cache(model, ids, mask):
     every copy saves (n - 1) / n of the prefill (at tiny scale nearly half of what transformers' ``generate`` spent
     on a batch). The distinct rows keep the batch's padding and get the positions ``generate`` gives left-padded
     rows, so each row's cache holds the same values; decoding then feeds only the last prompt token. None when
-    every row is distinct or the prompts are one token long.
+    every row is distinct or the prompts are one token long; on the processes of a distributed (FSDP) model the
+    prefix runs whether or not rows repeat, so that every process makes the same forward calls whatever its rows
+    hold (one process's batch with a repeated prompt, another's without, ran one sharded forward on one only:
+    a hang).
     """
     import torch
     from transformers import DynamicCache
@@ -171,7 +174,7 @@ def shared_prefix_cache(model, ids, mask):
     first: dict[tuple, int] = {}  # each distinct row -> its first occurrence, in batch order
     for i, key in enumerate(keys):
         first.setdefault(key, i)
-    if len(first) == len(keys):
+    if len(first) == len(keys) and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return None
     slot = {key: n for n, key in enumerate(first)}
     distinct = list(first.values())
