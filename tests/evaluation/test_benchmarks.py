@@ -290,9 +290,11 @@ def test_a_solution_s_own_main_block_does_not_run():
                "range(2, math.isqrt(n) + 1))\n\nif __name__ == '__main__':\n    assert is_not_prime(7)\n```")
     wrong = "```python\ndef add(x: int, y: int):\n    return x - y\n\nif __name__ == '__main__':\n    pass\n```"
     future = "```python\nfrom __future__ import annotations\n\ndef add(x: int, y: int) -> int:\n    return x + y\n```"
+    wrapped = ("```python\nfrom __future__ import (annotations,\n                        division)\n\n"
+               "def add(x: int, y: int) -> int:\n    return x + y\n```")  # a parenthesised import over two lines
     with make_grader("code", code_timeout=10, code_memory_mb=1024, code_workers=1) as grade:
-        out = grade([he_demo, mb_demo, wrong, future], [he, mb, he, he])
-    assert [r.correct for r in out] == [True, True, False, True]  # a __future__ import goes before the setup
+        out = grade([he_demo, mb_demo, wrong, future, wrapped], [he, mb, he, he, he])
+    assert [r.correct for r in out] == [True, True, False, True, True]  # __future__ imports go before the setup
 
 
 # --------------------------------------------------------------------------- dispatch

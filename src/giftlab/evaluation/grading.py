@@ -86,7 +86,7 @@ grade_multiple_choice.wants_records = True
 #: builtins module's, ``"builtins"``: a solution's own ``if __name__ == "__main__":`` demo (``input()``, its own
 #: asserts) never runs there, and must not fail it here. The tests then run with ``__name__`` back to ``__main__``.
 SOLUTION_NAME = "builtins"
-_FUTURE_IMPORT = re.compile(r"^from[ \t]+__future__[ \t]+import[^\n]*(?:\n|$)", re.M)
+_FUTURE_IMPORT = re.compile(r"^from[ \t]+__future__[ \t]+import[ \t]*(?:\([^)]*\)[^\n]*|[^\n]*)(?:\n|$)", re.M)
 
 
 def build_program(code: str, record: dict) -> str:
