@@ -60,7 +60,8 @@ def main(base_dir: str, out_dir: str) -> None:
                             objective_params=params, settings=settings, out_dir=out / method / "model",
                             work_dir=out / method / "work", job_config={"method": method}, callbacks=[losses])
         result["sft"][method] = {"step_losses": losses.losses, "val_loss": [e["val_loss"] for e in metrics["epochs"]],
-                                 "steps": metrics["steps"],
+                                 "steps": metrics["steps"], "global_batch": metrics["global_batch"],
+                                 "metrics_processes": metrics["processes"],
                                  # the objective's diagnostics: token means over every process's tokens
                                  "diagnostics": [{k: v for k, v in e.items() if k not in EPOCH_FIELDS}
                                                  for e in metrics["epochs"]]}

@@ -163,6 +163,8 @@ def test_one_and_two_processes_train_the_same_sft_run(by_processes, method):
     for (step_a, loss_a), (step_b, loss_b) in zip(a["step_losses"], b["step_losses"]):
         assert step_a == step_b and loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-6), method
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+    # the global batch each run trained with, as its metrics record it (per process x accumulation x processes)
+    assert (a["metrics_processes"], b["metrics_processes"]) == (1, 2) and a["global_batch"] == b["global_batch"] == 8
     # epochs.json's diagnostics (GIFT's mass on y*, PSFT's clip fraction, ...) pool every process's tokens
     assert [sorted(d) for d in b["diagnostics"]] == [sorted(d) for d in a["diagnostics"]]
     for da, db in zip(a["diagnostics"], b["diagnostics"]):

@@ -424,8 +424,13 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                         "%d dropped (no response token left)", settings.max_length, ds.truncated, len(rows), name,
                         ds.dropped)
     # accelerate launch sets WORLD_SIZE: each process takes an equal share of the batches
-    steps_per_epoch = optimiser_steps_per_epoch(len(train_ds), settings.batch_size, settings.grad_accum,
-                                                int(os.environ.get("WORLD_SIZE", 1)))
+    processes = int(os.environ.get("WORLD_SIZE", 1))
+    steps_per_epoch = optimiser_steps_per_epoch(len(train_ds), settings.batch_size, settings.grad_accum, processes)
+    # the global batch follows the launch (E.1's 128 = 2 per GPU x 8 steps x 8 GPUs): recorded, so a run on another
+    # number of GPUs without a matching sft.grad_accum shows in its metrics
+    global_batch = settings.batch_size * settings.grad_accum * processes
+    log.info("SFT global batch %d = %d per process x %d accumulation steps x %d processes", global_batch,
+             settings.batch_size, settings.grad_accum, processes)
     run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or None
     args = training_arguments(settings, work_dir, steps_per_epoch, run_name=run_name)
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
@@ -470,6 +475,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                 shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}", copy_function=_link_or_copy)
     return {"method": method, "objective": {"name": objective.name, **objective.hparams},
             "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
+            "processes": processes, "global_batch": global_batch,
             "train_truncated": train_ds.truncated, "train_dropped": train_ds.dropped,
             "val_truncated": val_ds.truncated, "val_dropped": val_ds.dropped,
             "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
