@@ -174,7 +174,7 @@ def shared_prefix_cache(model, ids, mask):
     first: dict[tuple, int] = {}  # each distinct row -> its first occurrence, in batch order
     for i, key in enumerate(keys):
         first.setdefault(key, i)
-    if len(first) == len(keys) and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if len(first) == len(keys) and not distributed():
         return None
     slot = {key: n for n, key in enumerate(first)}
     distinct = list(first.values())
@@ -187,6 +187,14 @@ def shared_prefix_cache(model, ids, mask):
     return cache
 
 
+def distributed() -> bool:
+    """Whether this process is one of a process group (a sharded or DDP model's): its forward calls must stay in step
+    with the other processes'."""
+    import torch
+
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def generation_mode():
     """``torch.inference_mode()``, or ``torch.no_grad()`` on the processes of a distributed (FSDP2) model: its forward
     allocates the gathered parameters anew, and made under inference mode they stay inference tensors, so the next
@@ -194,9 +202,7 @@ def generation_mode():
     run crashed at its first step after the RL-dynamics evaluation of step 0."""
     import torch
 
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.no_grad()
-    return torch.inference_mode()
+    return torch.no_grad() if distributed() else torch.inference_mode()
 
 
 def decode_rows(model, ids, mask, cache, sampler, max_new_tokens: int, stop: set[int]) -> list[list[int]]:
@@ -364,7 +370,7 @@ class HFGenerator:
         cache = shared_prefix_cache(self.model, enc["input_ids"], enc["attention_mask"])
         sampler = None if greedy else _PerRowSampler(seeds, temperature, top_p)
         stop = set() if self.ignore_eos else set(self.stop_ids)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if distributed():
             # sharded (FSDP) ranks must run forward in step: generate's synced_gpus does, pruning rows would not
             processors = LogitsProcessorList([sampler] if sampler is not None else [])
             config = GenerationConfig(

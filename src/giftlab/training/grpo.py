@@ -32,7 +32,7 @@ from giftlab.training.checkpoints import (CompleteMarker, export_model, last_com
                                           train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
-from giftlab.training.sharded import gathered_for_generation
+from giftlab.training.sharded import gathered_for_generation, rank_and_world
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
@@ -291,8 +291,7 @@ class DynamicsCallback(TrainerCallback):
         from giftlab.evaluation.runner import evaluate, summarize
 
         cfg = self.settings
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+        rank, world = rank_and_world()
         share, n_real = dynamics_share(self.records, rank, world)
         n_samples = cfg["eval_samples"]
         before = dict(getattr(getattr(self.grade_fn, "__self__", None), "stats", {}) or {})

@@ -33,7 +33,8 @@ from giftlab.profiling import matmul_flops, phase
 from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 from giftlab.training.preemption import PreemptionCheckpoint
-from giftlab.training.sharded import call_with_head, load_gathered, match_forward_dtype, unwrap, vocab_size
+from giftlab.training.sharded import (call_with_head, load_gathered, match_forward_dtype, rank_and_world, unwrap,
+                                      vocab_size)
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
@@ -248,8 +249,7 @@ def validation_cross_entropy(model, dataset, collator, batch_size: int = 64) -> 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    rank, world = rank_and_world()
     mine = list(range(rank, len(dataset), world))
     batches = [mine[s:s + batch_size] for s in range(0, len(mine), batch_size)]
     largest = -(-len(dataset) // world)
@@ -269,7 +269,7 @@ def validation_cross_entropy(model, dataset, collator, batch_size: int = 64) -> 
                 objective, hidden[:, :-1][mask], weight, targets, chunk_size=chunk)[0], **inputs)
         if b < len(batches):
             sums += torch.tensor([loss.item(), targets.numel()], dtype=torch.float64)
-    if distributed:
+    if world > 1:
         sums = sums.to(device)
         torch.distributed.all_reduce(sums)
     model.train(was_training)

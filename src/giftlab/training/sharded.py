@@ -37,6 +37,13 @@ class _HeadCall(nn.Module):
         return self.fn(hidden, self.head.weight)
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside a process group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The ``PreTrainedModel`` inside DDP / FSDP1 wrappers (FSDP2 shards in place: the module itself)."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
