@@ -249,3 +249,33 @@ def test_script_end_to_end(tok, tmp_path):
     with pytest.raises(Exception, match="stage_pair"):
         script.main(["--config", json.dumps({**job, "stage_pair": "rl_rl"}), "--model-a", str(dirs["a"]),
                      "--model-b", str(dirs["b"]), "--val", str(val), "--out", str(out)])
+
+
+def test_bf16_checkpoints_get_float32_logits(tok, batches):
+    """Checkpoints loaded in bf16 (the paper profile's eval.consistency_dtype): the head runs in float32 on their
+    bf16 hidden states. bf16 logits would round in steps of 1/16 to 1/8 at the magnitudes of a trained model's,
+    independently in A and B, and move the KL by far more than the tolerance here."""
+    a = tiny(tok, seed=0)
+    b = copy.deepcopy(a)
+    with torch.no_grad():  # logits of a trained model's magnitude (|z| up to ~20), not a random init's < 1
+        a.model.norm.weight.mul_(30.0)  # the final norm: the head is tied to the input embeddings
+        b.model.norm.weight.mul_(33.0)  # B close to A, as an update leaves it: a small KL
+    a, b = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    out = C.response_consistency(a, b, batches, ks=(5,), ci_resamples=0)
+    assert out["logits_dtype"] == "float32"
+
+    kl = {"exact": 0.0, "bf16 head": 0.0}
+    n = 0
+    with torch.no_grad():
+        for batch in batches:
+            mask, _ = C.response_positions(batch["labels"])
+            ha, hb = (m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        output_hidden_states=True).hidden_states[-1][:, :-1][mask] for m in (a, b))
+            wa, wb = a.get_output_embeddings().weight, b.get_output_embeddings().weight
+            logits = {"exact": (ha.double() @ wa.double().T, hb.double() @ wb.double().T),  # bf16 -> f64 is exact
+                      "bf16 head": ((ha @ wa.T).double(), (hb @ wb.T).double())}
+            for name, (la, lb) in logits.items():
+                kl[name] += float((la.softmax(-1) * (la.log_softmax(-1) - lb.log_softmax(-1))).sum())
+            n += int(mask.sum())
+    assert out["kl"] == pytest.approx(kl["exact"] / n, rel=1e-5)
+    assert kl["bf16 head"] != pytest.approx(kl["exact"], rel=5e-3)  # 1% apart here: the test tells the two apart
