@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+from array import array
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -144,3 +146,20 @@ def tokenize_sft_example(tokenizer, question: str, solution: str, max_length: in
     input_ids = (prompt_ids + answer_ids)[:max_length]
     labels = ([-100] * len(prompt_ids) + answer_ids)[:max_length]
     return {"input_ids": input_ids, "labels": labels}
+
+
+def example_digest(example: Mapping[str, Sequence[int]]) -> bytes:
+    """sha256 of one tokenised SFT example (its ``input_ids`` and ``labels``): prompt, template and truncation all
+    show in it. A reference cache records the digest of its rows (:func:`tokens_sha256`), and a run reading it
+    compares its own, so a cache of another tokenisation of the same split is refused."""
+    digest = hashlib.sha256()
+    for key in ("input_ids", "labels"):
+        values = array("q", example[key])
+        digest.update(len(values).to_bytes(8, "little"))
+        digest.update(values.tobytes())
+    return digest.digest()
+
+
+def tokens_sha256(digests: Iterable[bytes]) -> str:
+    """One hex digest over rows' :func:`example_digest` values, in row order."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()

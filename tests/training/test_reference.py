@@ -221,3 +221,40 @@ def test_a_cache_of_the_same_responses_under_other_prompts_is_refused(base_dir, 
             val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift", objective_params={"beta": 3.0},
             settings=settings(epochs=1, reference="cached"), out_dir=tmp_path / "x" / "out",
             work_dir=tmp_path / "x" / "work", job_config={"out": "x"}, reference_cache=[path], train_files=[old, new])
+
+
+def test_a_cache_of_the_same_split_under_another_chat_template_is_refused(base_dir, cache, tmp_path):
+    """Same split file (its sha256 passes), same responses, same token counts and labels, so every batch's label
+    check passes too: only the prompts differ, under another chat template (a system line added), and with them the
+    base's log-probs of every response token. The cache records the sha256 of its tokenised rows; the run compares
+    its own and refuses in one line."""
+    from giftlab.tinyworld.tokenizer import CHAT_TEMPLATE
+
+    path = cache.save(tmp_path / "sft.safetensors")
+    other_template = build_tokenizer()
+    other_template.chat_template = "{{ 'Solve.' }}{{ '\n' }}" + CHAT_TEMPLATE
+
+    def run(tokenizer, reference_cache, out):
+        return train_sft(base_path=str(base_dir), tokenizer=tokenizer, load_model=load_model,
+                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift",
+                         objective_params={"beta": 3.0}, settings=settings(epochs=1, reference="cached"),
+                         out_dir=out / "out", work_dir=out / "work", job_config={"out": str(out)},
+                         reference_cache=reference_cache)
+
+    theirs = SFTDataset(ROWS[:16], other_template, "r1_solution_1", 96)
+    ours = SFTDataset(ROWS[:16], build_tokenizer(), "r1_solution_1", 96)
+    def response(ds):
+        return [[label for label in e["labels"] if label != -100] for e in ds]
+
+    assert response(theirs) == response(ours)  # the batches' label checks alone would pass
+    assert [e["input_ids"] for e in theirs] != [e["input_ids"] for e in ours]
+    with pytest.raises(ReferenceMismatch) as refused:
+        run(other_template, [path], tmp_path / "other")
+    message = str(refused.value)
+    assert "\n" not in message and "another tokenisation" in message and f"snakemake --force {path}" in message
+
+    older = ReferenceCache.load(path)
+    del older.meta["tokens_sha256"]
+    with pytest.raises(ReferenceMismatch, match="records no tokens_sha256"):
+        run(build_tokenizer(), [older.save(tmp_path / "older.safetensors")], tmp_path / "older")
+    assert run(build_tokenizer(), [path], tmp_path / "same")["epochs"][0]["val_loss"] > 0

@@ -7,7 +7,8 @@ per response token in the split's row order (a safetensors file):
     label_logp [T]      log r(y*), exact
     top_ids    [T, k]   the k most likely tokens under r;   top_logp [T, k] their log r
     labels     [T]      y* (checked against each training batch: a cache of other data is refused)
-    and in its metadata the base's weights fingerprint and the split file's sha256 (checked when a run loads it)
+    and in its metadata the base's weights fingerprint, the split file's sha256 and the sha256 of the split's
+    tokenised rows (``tokens_sha256``: prompts and chat template included), all checked when a run loads it
     offsets    [R + 1]  row i's tokens are offsets[i] : offsets[i + 1] (rows with no response token have none)
 
 Training then reads an approximate r~, exact on S = top-k ∪ {y*}, with the tail mass m = 1 - r(S) spread evenly
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor
 
 from giftlab.cli import ConfigError
-from giftlab.data import tokenize_sft_example
+from giftlab.data import example_digest, tokenize_sft_example, tokens_sha256
 from giftlab.training.batches import PadCollator, response_positions
 
 FORMAT = "giftlab.reference_cache/1"
@@ -140,6 +141,21 @@ class ReferenceCache:
                 raise ReferenceMismatch(f"{source}: made with {key} = {self.meta.get(key)!r}, this run uses "
                                         f"{value!r}; rebuild it (snakemake --force {source})")
 
+    def check_tokens(self, digests: Sequence[bytes], first_row: int = 0) -> None:
+        """Refuse (one line) a cache whose rows were tokenised otherwise than this run tokenises rows ``first_row``
+        onwards (``digests``: :func:`giftlab.data.example_digest` of every row): another chat template or system
+        prompt changes the log-probs of the same response tokens, which the per-batch label check cannot see."""
+        source = self.meta.get("source", "the reference cache")
+        made = self.meta.get("tokens_sha256")
+        if made is None:
+            raise ReferenceMismatch(f"{source}: records no tokens_sha256 (made by an older giftlab); rebuild it "
+                                    f"(snakemake --force {source})")
+        this = tokens_sha256(digests[first_row:first_row + self.n_rows])
+        if made != this:
+            raise ReferenceMismatch(f"{source}: made from another tokenisation of its rows (tokens sha256 "
+                                    f"{made[:12]}, this run's {this[:12]}: another tokenizer, chat template or "
+                                    f"sft.max_length); rebuild it (snakemake --force {source})")
+
     def check_split(self, split: str | Path) -> None:
         """Refuse (one line) a cache made from another split file than ``split``, the training file it stands for:
         its recorded ``split_sha256`` differs. Row counts and labels alone pass a split with other prompts and the
@@ -240,8 +256,12 @@ def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *
         return tokenize_sft_example(tokenizer, row["question"], row[solution_key], max_length)
 
     # a row's response tokens: the positions response_positions keeps (a response label after the first token)
-    counts = torch.tensor([sum(label != -100 for label in tokenize(r)["labels"][1:]) for r in rows],
-                          dtype=torch.long)
+    counts, digests = [], []
+    for row in rows:
+        example = tokenize(row)
+        counts.append(sum(label != -100 for label in example["labels"][1:]))
+        digests.append(example_digest(example))
+    counts = torch.tensor(counts, dtype=torch.long)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     n = int(offsets[-1])
     labels, label_logp = torch.empty(n, dtype=torch.int32), torch.empty(n, dtype=torch.float32)
@@ -264,7 +284,7 @@ def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *
         top_logp[span] = values.cpu()
     return ReferenceCache(offsets=offsets, labels=labels, label_logp=label_logp, top_ids=top_ids, top_logp=top_logp,
                           meta={**(meta or {}), "vocab_size": vocab, "top_k": k, "max_length": max_length,
-                                "solution_key": solution_key})
+                                "solution_key": solution_key, "tokens_sha256": tokens_sha256(digests)})
 
 
 def tail_mass_summary(cache: ReferenceCache, entries: int = 1 << 22) -> tuple[float, float]:

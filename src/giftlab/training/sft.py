@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from giftlab.cli import ConfigError
-from giftlab.data import tokenize_sft_example
+from giftlab.data import example_digest, tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
 from giftlab.objectives import TokenBatch, diagnostic_sums, get_objective
 from giftlab.objectives.heads import choose_backend, chunked_loss, head_chunk_size
@@ -85,13 +85,15 @@ class SFTSettings:
 class SFTDataset(Dataset):
     """The tokenised examples (:func:`giftlab.data.tokenize_sft_example`). ``truncated``: kept examples longer than
     ``max_length``, whose response was cut (right truncation, E.1: its end and its EOS are not trained);
-    ``dropped``: examples with no response token left after the cut."""
+    ``dropped``: examples with no response token left after the cut; ``row_digests``: every row's
+    :func:`giftlab.data.example_digest`, dropped rows included (what a reference cache of these rows records)."""
 
     def __init__(self, rows, tokenizer, solution_key: str, max_length: int):
         # "row": the example's index in ``rows``, where a reference cache (giftlab.training.reference) keeps it
         full = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], sys.maxsize) for r in rows]
         cut = [len(f["input_ids"]) > max_length for f in full]
         self.examples = [{**{k: v[:max_length] for k, v in f.items()}, "row": i} for i, f in enumerate(full)]
+        self.row_digests = [example_digest(e) for e in self.examples]
         kept = [any(l != -100 for l in e["labels"][1:]) for e in self.examples]
         self.examples = [e for e, keep in zip(self.examples, kept) if keep]
         self.truncated = sum(c and keep for c, keep in zip(cut, kept))
@@ -407,17 +409,16 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     work_dir = prepare_work_dir(work_dir, job_config)
     with phase("sft/load"):
         model = load_model(base_path)
+        train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
+        val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
         ref_model = old_model = ref_cache = None
         if objective.needs_ref and settings.reference == "cached":
             ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path,
-                                             train_files)
+                                             train_files, train_ds.row_digests)
         elif objective.needs_ref:
             ref_model = load_model(base_path).eval().requires_grad_(False)
         if objective.needs_old:
             old_model = copy.deepcopy(model).eval().requires_grad_(False)
-
-        train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
-        val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
     for name, ds, rows in (("training", train_ds, train_rows), ("validation", val_ds, val_rows)):
         if ds.truncated or ds.dropped:
             log.warning("sft.max_length %d: %d of %d %s examples cut on the right (their response ends without EOS), "
@@ -493,12 +494,14 @@ def _link_or_copy(src, dst):
 
 
 def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, solution_key: str, vocab: int,
-                         base_path: str | Path, train_files: Sequence[str | Path] = ()):
+                         base_path: str | Path, train_files: Sequence[str | Path] = (),
+                         row_digests: Sequence[bytes] | None = None):
     """The reference caches of a run's training files, concatenated, checked against this run's base and how it
     tokenises, and each against the training file it stands for (``train_files``, in the same order: the split's
-    sha256); each batch's rows and labels are checked as they are read."""
+    sha256) and against this run's tokenisation of that file's rows (``row_digests``: the training set's
+    ``SFTDataset.row_digests``); each batch's rows and labels are checked as they are read."""
     from giftlab.models import local_checkpoint
-    from giftlab.training.reference import ReferenceCache, weights_fingerprint
+    from giftlab.training.reference import ReferenceCache, ReferenceMismatch, weights_fingerprint
 
     if not paths:
         raise ConfigError("sft.reference: cached, but no reference cache was given (--reference-cache)")
@@ -508,6 +511,14 @@ def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, sol
     caches = [ReferenceCache.load(p) for p in paths]
     for one, split in zip(caches, train_files):
         one.check_split(split)
+    if row_digests is not None:
+        first = 0
+        for one in caches:
+            one.check_tokens(row_digests, first)
+            first += one.n_rows
+        if first != len(row_digests):
+            raise ReferenceMismatch(f"reference cache(s) {', '.join(map(str, paths))}: {first} rows, the training "
+                                    f"set {len(row_digests)}; rebuild them")
     cache = ReferenceCache.concat(caches)
     cache.check(max_length=settings.max_length, solution_key=solution_key, vocab_size=vocab,
                 base=weights_fingerprint(local_checkpoint(base_path)))
