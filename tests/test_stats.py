@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from giftlab.stats import bootstrap_ci, paired_difference, ratio_bootstrap_ci
+from giftlab.stats import bootstrap_ci, paired_difference, paired_ratio_bootstrap_ci, ratio_bootstrap_ci
 
 
 def reference_interval(statistic, n_units, n_resamples, seed, alpha=0.05):
@@ -37,6 +37,25 @@ def test_mean_ratio_and_paired_intervals_follow_the_one_rule():
     assert got["gain"] == pytest.approx(diffs.mean())
     assert tuple(got["gain_ci95"]) == pytest.approx(reference_interval(lambda i: diffs[i].mean(), 30, 300, 2),
                                                     abs=1e-15)
+
+
+def test_paired_ratio_interval_follows_the_one_rule_and_cancels_what_the_examples_share():
+    rng = np.random.default_rng(11)
+    counts = rng.integers(1, 30, 40).astype(float)
+    difficulty = rng.random(40) * 5  # per-example level both runs share (some examples are far harder)
+    a = (difficulty + 0.10 + 0.02 * rng.standard_normal(40)) * counts
+    b = (difficulty + 0.02 * rng.standard_normal(40)) * counts
+    got = paired_ratio_bootstrap_ci(a, counts, b, counts, 500, seed=4)
+    assert got == pytest.approx(reference_interval(
+        lambda i: a[i].sum() / counts[i].sum() - b[i].sum() / counts[i].sum(), 40, 500, 4), abs=1e-15)
+    assert got[0] > 0.05 and got[1] < 0.15  # the 0.10 shift, found
+    lo_a, hi_a = ratio_bootstrap_ci(a, counts, 500, seed=4)
+    lo_b, hi_b = ratio_bootstrap_ci(b, counts, 500, seed=4)
+    combined = math.hypot((hi_a - lo_a) / 2, (hi_b - lo_b) / 2)
+    assert combined > 0.15  # each run's own interval is dominated by the shared difficulty: unpaired, lost
+    with pytest.raises(ValueError, match="same units"):
+        paired_ratio_bootstrap_ci(a, counts, b[:-1], counts[:-1])
+    assert all(np.isnan(paired_ratio_bootstrap_ci([1.0], [2.0], [1.0], [2.0], 100)))
 
 
 def test_degenerate_inputs():

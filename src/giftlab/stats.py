@@ -7,6 +7,7 @@ replacement by ``numpy.random.default_rng(seed)``, ``n_resamples`` times, and th
 * :func:`bootstrap_ci`: the mean of per-unit values (pass@1 over problems: :func:`pass_at_1_ci`);
 * :func:`stratified_bootstrap_ci`: the mean over groups (benchmarks) of their means, resampled within each group;
 * :func:`ratio_bootstrap_ci`: a pooled ratio sum(sums) / sum(counts) (token means over examples: Table 4's KL);
+* :func:`paired_ratio_bootstrap_ci`: the difference of two such ratios over the same examples (claim 3, one seed);
 * :func:`paired_difference`: the mean of post − pre over the units both share (what GRPO adds: ``rl_gain``).
 
 Across training seeds (config ``seeds``) there are few units (5), too few for a percentile bootstrap, so the
@@ -114,6 +115,21 @@ def ratio_bootstrap_ci(sums: Sequence[float], counts: Sequence[float], n_resampl
         return float("nan"), float("nan")
     idx = _resample(len(sums), n_resamples, seed)
     return _interval(sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1), alpha)
+
+
+def paired_ratio_bootstrap_ci(sums_a: Sequence[float], counts_a: Sequence[float], sums_b: Sequence[float],
+                              counts_b: Sequence[float], n_resamples: int = 1000, alpha: float = 0.05,
+                              seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of sum(sums_a) / sum(counts_a) − sum(sums_b) / sum(counts_b), the units (the same
+    examples under both) resampled together, so what they share cancels; (nan, nan) with fewer than 2 units."""
+    arrays = [np.asarray(x, dtype=np.float64) for x in (sums_a, counts_a, sums_b, counts_b)]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError("paired_ratio_bootstrap_ci: the four arrays must be 1-D over the same units")
+    if n_resamples <= 0 or arrays[0].size < 2:
+        return float("nan"), float("nan")
+    idx = _resample(arrays[0].size, n_resamples, seed)
+    sa, ca, sb, cb = (a[idx].sum(1) for a in arrays)
+    return _interval(sa / np.maximum(ca, 1) - sb / np.maximum(cb, 1), alpha)
 
 
 def paired_difference(pre: Mapping[str, float], post: Mapping[str, float], n_resamples: int = 2000, seed: int = 0,

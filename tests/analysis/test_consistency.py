@@ -159,6 +159,10 @@ def test_matches_brute_force_and_is_batching_invariant(tok, batches):
             n += int(mask.sum())
     assert out["n_tokens"] == n
     assert out["kl"] == pytest.approx(kl / n, rel=1e-4)
+    per = out["per_example"]  # every example's sums and token count (claim 3's paired test reads them)
+    assert len(per["n_tokens"]) == len(ROWS) and sum(per["n_tokens"]) == n
+    for key, mean in (("kl", out["kl"]), ("top5", out["topk_overlap"]["5"]), ("hidden_l2", out["hidden_l2"])):
+        assert sum(per[key]) / n == pytest.approx(mean, rel=1e-12)
     assert out["kl_reverse"] == pytest.approx(kl_rev / n, rel=1e-4)
     assert out["kl"] != pytest.approx(out["kl_reverse"], rel=1e-3)  # the direction matters
     assert out["topk_overlap"]["5"] == pytest.approx(top5 / n, abs=1e-6)

@@ -286,6 +286,49 @@ def test_claims_verdicts(tmp_path):
     assert CL.verdict(float("nan"), 0.1) == "inconclusive"
 
 
+def test_claim3_with_one_seed_is_paired_over_validation_examples():
+    """One seed: GIFT's and SFT's consistency results score the same validation examples, so the interval of their
+    difference comes from resampling the examples together (the results' per_example sums). Here every example's
+    KL differs by a steady 0.01 while the examples themselves vary widely: the paired interval finds it, the two
+    results' own intervals combined do not. Results without per-example sums, or over other examples, fall back."""
+    import numpy as np
+
+    from giftlab.stats import ratio_bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    n_tokens = rng.integers(5, 40, 60).tolist()
+    level = rng.random(60) * 0.2  # how hard each example is, shared by both runs
+
+    def result(run, shift, geometry="hidden"):
+        kl = ((level + shift + 0.002 * rng.standard_normal(60)) * n_tokens).tolist()
+        cos = ((0.9 - level - shift) * np.asarray(n_tokens)).tolist()
+        rec = cons("qwen", run, "base_sft", sum(cos) / sum(n_tokens), 1.0, sum(kl) / sum(n_tokens),
+                   ratio_bootstrap_ci(kl, n_tokens, 2000))
+        rec.update(geometry=geometry, cos_ci95=list(ratio_bootstrap_ci(cos, n_tokens, 2000)),
+                   per_example={"n_tokens": n_tokens, "kl": kl, "hidden_cos": cos})
+        return rec
+
+    sft, gift = result("sft", 0.01), result("gift-b3", 0.0)
+    checks = {c["what"]: c for c in claim_gift_more_consistent([sft, gift])["checks"]}
+    kl, cos = checks["Base→SFT kl (↓)"], checks["Base→SFT cos (↑)"]
+    assert kl["verdict"] == cos["verdict"] == "agree"
+    assert kl["test"] == "paired bootstrap over 60 validation examples (token means)"
+    assert checks["Base→SFT l2 (↓)"]["verdict"] == "untested"  # no interval, no per-example sums here
+
+    unpaired = [{k: v for k, v in r.items() if k != "per_example"} for r in (sft, gift)]
+    kl = {c["what"]: c for c in claim_gift_more_consistent(unpaired)["checks"]}["Base→SFT kl (↓)"]
+    assert kl["verdict"] == "inconclusive" and kl["test"] == "two 95% intervals combined, sqrt(h₁² + h₂²)"
+    other_examples = {**gift, "per_example": {**gift["per_example"], "n_tokens": n_tokens[::-1]}}
+    kl = {c["what"]: c for c in claim_gift_more_consistent([sft, other_examples])["checks"]}["Base→SFT kl (↓)"]
+    assert kl["test"].startswith("two 95% intervals")
+    # the last layer's parameters (geometry: parameters) have no per-example cos: one number per checkpoint
+    params = [result("sft", 0.01, "parameters"), result("gift-b3", 0.0, "parameters")]
+    for r in params:
+        del r["cos_ci95"]
+    cos = {c["what"]: c for c in claim_gift_more_consistent(params)["checks"]}["Base→SFT cos (↑)"]
+    assert cos["verdict"] == "untested"
+
+
 def _pre_rl_samples(correct_by_problem):
     """{prompt_id: (n, c)} with 8 samples per problem."""
     return {f"p{i}": (8, c) for i, c in enumerate(correct_by_problem)}

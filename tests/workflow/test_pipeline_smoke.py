@@ -95,6 +95,9 @@ def test_claims_report_states_the_verdicts_the_results_give(smoke_run):
                              samples=per_problem(plan.final_eval_keys(), per_problem_counts),
                              pre_rl_samples=per_problem(plan.pre_rl_eval_keys(), per_problem_counts))
     assert any(c["test"].startswith("paired bootstrap") for claim in claims[:2] for c in claim["checks"])
+    # claim 3 of one seed, paired over the validation examples both consistency results scored
+    assert claims[2]["checks"] and all(c["test"].endswith("validation examples (token means)")
+                                       for c in claims[2]["checks"])
     text = (smoke_run / "results" / "tables" / "claims.md").read_text()
     for claim in claims:
         assert f"## {claim['title']}: **{claim['verdict']}**" in text, claim["id"]

@@ -257,7 +257,11 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
 
         {"n_examples", "n_tokens", "logits_dtype", "kl", "kl_ci95", "kl_reverse", "kl_reverse_ci95",
          "kl_direction", "topk_overlap": {"1": ..}, "topk_overlap_ci95": {"1": [lo, hi]},
-         "hidden_cos", "hidden_cos_ci95", "hidden_l2", "hidden_l2_ci95"}     (hidden_* only when ``hidden``)
+         "hidden_cos", "hidden_cos_ci95", "hidden_l2", "hidden_l2_ci95",      (hidden_* only when ``hidden``)
+         "per_example": {"n_tokens": [..], "kl": [..], "kl_reverse": [..], "top1": [..], "hidden_cos": [..], ..}}
+
+    ``per_example`` holds every example's response-token count and metric sums (every example of the batches, in
+    their order; its token mean is sum / n_tokens), for tests paired over examples.
     """
     ks = sorted({int(k) for k in ks})
     full_a, full_b = _needs_full_forward(model_a), _needs_full_forward(model_b)
@@ -317,6 +321,8 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
     if hidden:
         out["hidden_cos"], out["hidden_cos_ci95"] = mean_ci("hidden_cos")
         out["hidden_l2"], out["hidden_l2_ci95"] = mean_ci("hidden_l2")
+    # each example's token sums and count, in the batches' order: claim 3 pairs two runs' results example by example
+    out["per_example"] = {"n_tokens": [int(c) for c in counts], **sums}
     return out
 
 

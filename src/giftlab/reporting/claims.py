@@ -21,9 +21,12 @@ from the strongest evidence the inputs hold:
   samples are given, the pooled problem × seed bootstrap beside it (:func:`giftlab.stats.nested_bootstrap_ci`);
 * one seed, pass@k with the samples given: a percentile bootstrap of the per-problem differences (claims 1, 4:
   pass@1; claim 2: the per-problem growth of the pass@k advantage, resampled within each benchmark);
-* one seed otherwise: the two runs' own 95% intervals combined as sqrt(h₁² + h₂²) (Table 4's KL and top-K overlap;
-  claim 2 without samples uses the pass@1 intervals as the scale of the change in advantage, a heuristic said so in
-  the report);
+* one seed, claim 3 with both results' per-example sums (``per_example``, written by scripts/consistency.py): a
+  percentile bootstrap of the difference of the two token means, the validation examples resampled together (both
+  runs are scored on the same examples, so what the examples share cancels);
+* one seed otherwise: the two runs' own 95% intervals combined as sqrt(h₁² + h₂²) (consistency results without
+  ``per_example``; claim 2 without samples uses the pass@1 intervals as the scale of the change in advantage, a
+  heuristic said so in the report);
 * none (cos and L2 of the last layer's parameters, ``eval.consistency_geometry: parameters``, of one seed: exact
   functions of two checkpoints, whose seed-to-seed variation one seed cannot measure): the check is ``untested``,
   shown with its point estimate but counted neither in the claim's verdict nor in its number of checks m.
@@ -47,8 +50,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.tables import STAGE_PAIRS, job_field
-from giftlab.stats import (nested_bootstrap_ci, pass_at_k_single, per_problem_pass_at_k, seed_interval,
-                           simultaneous_alpha, stratified_bootstrap_ci)
+from giftlab.stats import (nested_bootstrap_ci, paired_ratio_bootstrap_ci, pass_at_k_single, per_problem_pass_at_k,
+                           seed_interval, simultaneous_alpha, stratified_bootstrap_ci)
 
 AGREE, DISAGREE, INCONCLUSIVE, MIXED, NO_DATA = "agree", "disagree", "inconclusive", "mixed", "no data"
 UNTESTED = "untested"  # a point estimate without an interval: shown, never counted
@@ -136,20 +139,23 @@ class Evidence:
     """What one check's difference Δ (GIFT − the other run, in the metric's units) rests on; see the module
     docstring for the order of preference. ``seed_deltas``: Δ per shared seed; ``problem_deltas``: per-problem Δ of
     one seed, one list per benchmark (resampled within each; Δ is the mean of their means); ``pooled``: per-problem
-    Δ, one row per seed (the nested bootstrap); ``noise95``: the combined half-width of the two runs' 95% intervals."""
+    Δ, one row per seed (the nested bootstrap); ``example_sums``: one seed's per-example (sums, counts) of GIFT and
+    of the other run, over the same examples (Δ of two token means); ``noise95``: the combined half-width of the two
+    runs' 95% intervals."""
 
     delta: float
     higher_is_better: bool = True
     seed_deltas: list[float] | None = None
     problem_deltas: list[list[float]] | None = None
     pooled: list[list[float]] | None = None
+    example_sums: tuple[list[float], list[float], list[float], list[float]] | None = None
     noise95: float | None = None
     note: str = ""
 
     @property
     def has_interval(self) -> bool:
         return ((self.seed_deltas is not None and len(self.seed_deltas) >= 2) or self.problem_deltas is not None
-                or self.noise95 is not None)
+                or self.example_sums is not None or self.noise95 is not None)
 
     def decide(self, alpha: float, scale: float, digits: int) -> dict[str, str]:
         """The check's interval at level 1 − ``alpha`` (already Bonferroni's), its test and verdict; numbers times
@@ -170,6 +176,9 @@ class Evidence:
             lo, hi = stratified_bootstrap_ci(self.problem_deltas, BOOTSTRAP_RESAMPLES, alpha)
             groups = f" ({len(self.problem_deltas)} benchmarks, each resampled)" if len(self.problem_deltas) > 1 else ""
             test = f"paired bootstrap over {sum(map(len, self.problem_deltas))} problems{groups}"
+        elif self.example_sums is not None:
+            lo, hi = paired_ratio_bootstrap_ci(*self.example_sums, BOOTSTRAP_RESAMPLES, alpha)
+            test = f"paired bootstrap over {len(self.example_sums[0])} validation examples (token means)"
         elif self.noise95 is not None:
             half = self.noise95 * NormalDist().inv_cdf(1 - alpha / 2) / NormalDist().inv_cdf(0.975)
             lo, hi = self.delta - half, self.delta + half
@@ -397,14 +406,16 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
     for gkey, skey in _gift_pairs(cells, specs, lambda cell: specs.strategy(cell) == "sft"):
         pairs = _shared(cells[gkey], cells[skey])
         pair = STAGE_PAIRS.get(gkey[2], gkey[2])
-        metrics = [(m, higher, ci, lambda r, m=m: r.get(m), lambda r, c=ci: r.get(c) if c else None)
-                   for m, higher, ci in (("cos", True, "cos_ci95"), ("l2", False, "l2_ci95"), ("kl", False, "kl_ci95"))]
+        # (name, higher is better, has an interval, value, its 95% interval, its per-example sums' key)
+        metrics = [(m, higher, ci, lambda r, m=m: r.get(m), lambda r, c=ci: r.get(c) if c else None, sums)
+                   for m, higher, ci, sums in (("cos", True, "cos_ci95", "hidden_cos"),
+                                               ("l2", False, "l2_ci95", "hidden_l2"), ("kl", False, "kl_ci95", "kl"))]
         common_k = set.intersection(*[set(g.get("topk_overlap") or {}) & set(s.get("topk_overlap") or {})
                                       for g, s, _ in pairs])
         metrics += [(f"top-{k} overlap", True, "ci", lambda r, k=k: (r.get("topk_overlap") or {}).get(k),
-                     lambda r, k=k: (r.get("topk_overlap_ci95") or {}).get(k))
+                     lambda r, k=k: (r.get("topk_overlap_ci95") or {}).get(k), f"top{k}")
                     for k in sorted(common_k, key=int)]
-        for name, higher, ci_key, value, ci in metrics:
+        for name, higher, ci_key, value, ci, sums_key in metrics:
             if any(value(g) is None or value(s) is None for g, s, _ in pairs):
                 continue
             gift, sft = _seed_mean(pairs, lambda r: float(value(r)))
@@ -413,13 +424,27 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
                 evidence.seed_deltas = [float(value(g)) - float(value(s)) for g, s, _ in pairs]
             elif ci_key is not None:
                 g, s, _ = pairs[0]
-                evidence.noise95 = _noise(_half_width(ci(g)), _half_width(ci(s)))
+                evidence.example_sums = _example_sums(g, s, sums_key)
+                if evidence.example_sums is None:
+                    evidence.noise95 = _noise(_half_width(ci(g)), _half_width(ci(s)))
             d = 2 if name == "l2" else 4
             label = f"{pair} {name} ({'↑' if higher else '↓'})"
             pending.append(({"backbone": gkey[0], "run": gkey[1], "seeds": _n_seeds(pairs), "what": label,
                              "gift": f"{gift:.{d}f}", "sft": f"{sft:.{d}f}", "delta": f"{gift - sft:+.{d}f}",
                              "_scale": 1.0, "_digits": d}, evidence))
     return _finish("gift_more_consistent", pending)
+
+
+def _example_sums(gift: Mapping[str, Any], other: Mapping[str, Any], key: str):
+    """(GIFT's sums, counts, the other run's sums, counts) per validation example for metric ``key`` when both
+    results hold them over the same examples (same count, same tokens per example), else None. cos and L2 have them
+    only as the last layer's output (``geometry: hidden``); the parameters' are one number per checkpoint."""
+    if key.startswith("hidden_") and not all(r.get("geometry", "hidden") == "hidden" for r in (gift, other)):
+        return None
+    a, b = gift.get("per_example") or {}, other.get("per_example") or {}
+    if key not in a or key not in b or a.get("n_tokens") is None or a.get("n_tokens") != b.get("n_tokens"):
+        return None
+    return a[key], a["n_tokens"], b[key], b["n_tokens"]
 
 
 def _claim(cid: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -456,8 +481,8 @@ LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decide
           "test: over training seeds when there are several (Student's t of the per-seed differences, effect size "
           "d_z = mean / sd; for pass@1 the pooled problems × seeds bootstrap beside it), else paired over problems "
           "(bootstrap of the per-problem differences; claim 2: the per-problem growth of the pass@k advantage, "
-          "resampled within each benchmark); without per-problem data, the two runs' 95% intervals combined as "
-          "sqrt(h₁² + h₂²). Multiplicity: each claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m "
+          "resampled within each benchmark), claim 3 paired over validation examples (bootstrap of the difference "
+          "of the two token means); without such data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²). Multiplicity: each claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m "
           "checks (the level is printed with each interval). Pass rates in %.")
 
 
