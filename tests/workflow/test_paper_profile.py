@@ -342,3 +342,28 @@ def test_paper_profile_restricted_to_a_benchmark_subset_validates(paper):
         validate_config(deep_merge(subset, {"eval": {"per_benchmark": {"aime2024": {"n_samples": 32}}}}))
     with pytest.raises(ConfigError, match="eval.report_metric.llama.aime2024: unknown benchmark"):
         validate_config(deep_merge(subset, {"eval": {"report_metric": {"llama": {"aime2024": "pass@32"}}}}))
+
+
+@pytest.mark.parametrize("rule", ["sft", "grpo"])
+def test_training_launch_gives_a_checkpoint_on_sigterm_minutes_not_30_s(paper, rule, monkeypatch):
+    """torchrun SIGKILLs its workers 30 s after forwarding a SIGTERM unless told otherwise; a 93 GB checkpoint
+    needs minutes. The paper's launch line, read as the rule's shell runs it (environment assignments first) and
+    through accelerate's and torchrun's own argument handling, ends in torchrun's LaunchConfig with 900 s."""
+    import shlex
+    from unittest import mock
+
+    import torch.distributed.run as distrib_run
+    from accelerate.commands.launch import _filter_args, _validate_launch_command, launch_command_parser
+
+    monkeypatch.chdir(REPO)  # the rule's shell runs in the workspace: --config_file is relative to it
+    words = shlex.split(paper["launch"][rule])
+    env = dict(w.split("=", 1) for w in words[:words.index("accelerate")])
+    assert words[words.index("accelerate"):][:2] == ["accelerate", "launch"]
+    args = launch_command_parser().parse_args(words[words.index("accelerate") + 2:] + [f"scripts/{rule}.py"])
+    args = _validate_launch_command(args)[0]
+    with mock.patch.dict("os.environ", env):
+        torchrun_args = _filter_args(args, distrib_run.get_args_parser(),
+                                     ["--training_script", args.training_script,
+                                      "--training_script_args", args.training_script_args])
+        config, _, _ = distrib_run.config_from_args(torchrun_args)
+    assert config.shutdown_timeout == 900
