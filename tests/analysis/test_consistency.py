@@ -175,6 +175,11 @@ def test_matches_brute_force_and_is_batching_invariant(tok, batches):
 
     one_by_one = C.make_batches(C.tokenize_examples(tok, ROWS, "sol", max_length=96), tok.pad_token_id, 1)
     again = C.response_consistency(a, b, one_by_one, ks=(1, 5), chunk_size=1024, ci_resamples=0)
+    # which examples were scored: their tokens, not how they were batched or padded
+    from giftlab.data import example_digest, tokens_sha256
+    examples = C.tokenize_examples(tok, ROWS, "sol", max_length=96)
+    assert per["examples_sha256"] == again["per_example"]["examples_sha256"] == tokens_sha256(
+        example_digest(e) for e in examples)
     assert again["kl"] == pytest.approx(out["kl"], rel=1e-4)
     assert again["topk_overlap"] == pytest.approx(out["topk_overlap"], abs=1e-6)
     # the full-forward fallback (for soft-capped heads) gives the same numbers

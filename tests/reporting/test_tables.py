@@ -318,9 +318,10 @@ def test_claim3_with_one_seed_is_paired_over_validation_examples():
     unpaired = [{k: v for k, v in r.items() if k != "per_example"} for r in (sft, gift)]
     kl = {c["what"]: c for c in claim_gift_more_consistent(unpaired)["checks"]}["Base→SFT kl (↓)"]
     assert kl["verdict"] == "inconclusive" and kl["test"] == "two 95% intervals combined, sqrt(h₁² + h₂²)"
-    other_examples = {**gift, "per_example": {**gift["per_example"], "n_tokens": n_tokens[::-1]}}
-    kl = {c["what"]: c for c in claim_gift_more_consistent([sft, other_examples])["checks"]}["Base→SFT kl (↓)"]
-    assert kl["test"].startswith("two 95% intervals")
+    for changed in ({"n_tokens": n_tokens[::-1]}, {"examples_sha256": "another tokenisation"}):
+        other_examples = {**gift, "per_example": {**gift["per_example"], **changed}}
+        kl = {c["what"]: c for c in claim_gift_more_consistent([sft, other_examples])["checks"]}["Base→SFT kl (↓)"]
+        assert kl["test"].startswith("two 95% intervals"), changed
     # the last layer's parameters (geometry: parameters) have no per-example cos: one number per checkpoint
     params = [result("sft", 0.01, "parameters"), result("gift-b3", 0.0, "parameters")]
     for r in params:

@@ -258,3 +258,21 @@ def test_a_cache_of_the_same_split_under_another_chat_template_is_refused(base_d
     with pytest.raises(ReferenceMismatch, match="records no tokens_sha256"):
         run(build_tokenizer(), [older.save(tmp_path / "older.safetensors")], tmp_path / "older")
     assert run(build_tokenizer(), [path], tmp_path / "same")["epochs"][0]["val_loss"] > 0
+
+
+def test_a_cache_refusal_names_its_cause(base_dir, cache, tmp_path):
+    """What differs is named: the demonstrations' column (not "another tokenisation", though the tokens differ too)
+    and the number of rows."""
+    from giftlab.training.sft import load_reference_cache
+
+    path = cache.save(tmp_path / "sft.safetensors")
+    rows = [{**r, "alt": r["r1_solution_1"] + " "} for r in ROWS]
+    with pytest.raises(ReferenceMismatch, match="made with solution_key = 'r1_solution_1', this run uses 'alt'"):
+        train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model, train_rows=rows[:16],
+                  val_rows=rows[16:], solution_key="alt", method="gift", objective_params={"beta": 3.0},
+                  settings=settings(epochs=1, reference="cached"), out_dir=tmp_path / "out", work_dir=tmp_path / "w",
+                  job_config={"out": "x"}, reference_cache=[path])
+    digests = SFTDataset(ROWS[:16], build_tokenizer(), "r1_solution_1", 96).row_digests()
+    with pytest.raises(ReferenceMismatch, match="16 rows, the training set 15"):
+        load_reference_cache([path], settings(epochs=1, reference="cached"), "r1_solution_1", len(build_tokenizer()),
+                             base_dir, row_digests=digests[:15])

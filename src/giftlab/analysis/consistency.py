@@ -50,7 +50,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from giftlab.data import tokenize_sft_example
+from giftlab.data import example_digest, tokenize_sft_example, tokens_sha256
 from giftlab.stats import ratio_bootstrap_ci
 from giftlab.training.batches import PadCollator, response_positions
 
@@ -261,13 +261,15 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
          "per_example": {"n_tokens": [..], "kl": [..], "kl_reverse": [..], "top1": [..], "hidden_cos": [..], ..}}
 
     ``per_example`` holds every example's response-token count and metric sums (every example of the batches, in
-    their order; its token mean is sum / n_tokens), for tests paired over examples.
+    their order; its token mean is sum / n_tokens) and the sha256 of the examples' tokens (unpadded input_ids and
+    labels, :func:`giftlab.data.tokens_sha256`), for tests paired over examples.
     """
     ks = sorted({int(k) for k in ks})
     full_a, full_b = _needs_full_forward(model_a), _needs_full_forward(model_b)
     metric_names = ["kl", "kl_reverse", *(f"top{k}" for k in ks)] + (["hidden_cos", "hidden_l2"] if hidden else [])
     sums: dict[str, list[float]] = {name: [] for name in metric_names}
     counts: list[int] = []
+    digests: list[bytes] = []
     head_a = None if full_a else _float32_head(model_a)
     head_b = None if full_b else _float32_head(model_b)
     logits_dtype = {str(model_a.dtype if full_a else torch.float32), str(model_b.dtype if full_b else torch.float32)}
@@ -275,6 +277,8 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
         for batch in batches:
             mask, _ = response_positions(batch["labels"])
             n_rows = mask.shape[0]
+            digests += [example_digest({"input_ids": ids[att.bool()].tolist(), "labels": labels[att.bool()].tolist()})
+                        for ids, att, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"])]
             rows = torch.arange(n_rows)[:, None].expand_as(mask)[mask]
             ha, la_full = _response_states(model_a, batch, mask, full_a)
             hb, lb_full = _response_states(model_b, batch, mask, full_b)
@@ -300,6 +304,7 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
             for name in metric_names:
                 sums[name].extend(batch_sums[name].cpu().tolist())
             counts.extend(mask.sum(1).tolist())
+    examples_sha256 = tokens_sha256(digests)
     cnt = np.asarray(counts, dtype=np.float64)
     keep = cnt > 0  # examples without a response token carry no weight
     cnt = cnt[keep]
@@ -322,7 +327,7 @@ def response_consistency(model_a, model_b, batches: Iterable[Mapping[str, torch.
         out["hidden_cos"], out["hidden_cos_ci95"] = mean_ci("hidden_cos")
         out["hidden_l2"], out["hidden_l2_ci95"] = mean_ci("hidden_l2")
     # each example's token sums and count, in the batches' order: claim 3 pairs two runs' results example by example
-    out["per_example"] = {"n_tokens": [int(c) for c in counts], **sums}
+    out["per_example"] = {"examples_sha256": examples_sha256, "n_tokens": [int(c) for c in counts], **sums}
     return out
 
 

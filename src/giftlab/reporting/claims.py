@@ -177,7 +177,7 @@ class Evidence:
             groups = f" ({len(self.problem_deltas)} benchmarks, each resampled)" if len(self.problem_deltas) > 1 else ""
             test = f"paired bootstrap over {sum(map(len, self.problem_deltas))} problems{groups}"
         elif self.example_sums is not None:
-            lo, hi = paired_ratio_bootstrap_ci(*self.example_sums, BOOTSTRAP_RESAMPLES, alpha)
+            lo, hi = paired_ratio_bootstrap_ci(*self.example_sums, n_resamples=BOOTSTRAP_RESAMPLES, alpha=alpha)
             test = f"paired bootstrap over {len(self.example_sums[0])} validation examples (token means)"
         elif self.noise95 is not None:
             half = self.noise95 * NormalDist().inv_cdf(1 - alpha / 2) / NormalDist().inv_cdf(0.975)
@@ -437,12 +437,14 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
 
 def _example_sums(gift: Mapping[str, Any], other: Mapping[str, Any], key: str):
     """(GIFT's sums, counts, the other run's sums, counts) per validation example for metric ``key`` when both
-    results hold them over the same examples (same count, same tokens per example), else None. cos and L2 have them
+    results hold them over the same examples (the same tokenised examples: ``examples_sha256``), else None. cos and L2 have them
     only as the last layer's output (``geometry: hidden``); the parameters' are one number per checkpoint."""
     if key.startswith("hidden_") and not all(r.get("geometry", "hidden") == "hidden" for r in (gift, other)):
         return None
     a, b = gift.get("per_example") or {}, other.get("per_example") or {}
     if key not in a or key not in b or a.get("n_tokens") is None or a.get("n_tokens") != b.get("n_tokens"):
+        return None
+    if a.get("examples_sha256") != b.get("examples_sha256"):  # other rows, or the same rows tokenised otherwise
         return None
     return a[key], a["n_tokens"], b[key], b["n_tokens"]
 

@@ -85,7 +85,7 @@ class SFTSettings:
 class SFTDataset(Dataset):
     """The tokenised examples (:func:`giftlab.data.tokenize_sft_example`). ``truncated``: kept examples longer than
     ``max_length``, whose response was cut (right truncation, E.1: its end and its EOS are not trained);
-    ``dropped``: examples with no response token left after the cut; ``row_digests``: every row's
+    ``dropped``: examples with no response token left after the cut; :meth:`row_digests`: every row's
     :func:`giftlab.data.example_digest`, dropped rows included (what a reference cache of these rows records)."""
 
     def __init__(self, rows, tokenizer, solution_key: str, max_length: int):
@@ -93,13 +93,16 @@ class SFTDataset(Dataset):
         full = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], sys.maxsize) for r in rows]
         cut = [len(f["input_ids"]) > max_length for f in full]
         self.examples = [{**{k: v[:max_length] for k, v in f.items()}, "row": i} for i, f in enumerate(full)]
-        self.row_digests = [example_digest(e) for e in self.examples]
+        self._every_row = self.examples
         kept = [any(l != -100 for l in e["labels"][1:]) for e in self.examples]
         self.examples = [e for e, keep in zip(self.examples, kept) if keep]
         self.truncated = sum(c and keep for c, keep in zip(cut, kept))
         self.dropped = len(kept) - len(self.examples)
         if not self.examples:
             raise ValueError("no SFT example has a response token left after truncation; raise sft.max_length")
+
+    def row_digests(self) -> list[bytes]:
+        return [example_digest(e) for e in self._every_row]
 
     def __len__(self):
         return len(self.examples)
@@ -414,7 +417,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
         ref_model = old_model = ref_cache = None
         if objective.needs_ref and settings.reference == "cached":
             ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path,
-                                             train_files, train_ds.row_digests)
+                                             train_files, train_ds.row_digests())
         elif objective.needs_ref:
             ref_model = load_model(base_path).eval().requires_grad_(False)
         if objective.needs_old:
@@ -499,7 +502,7 @@ def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, sol
     """The reference caches of a run's training files, concatenated, checked against this run's base and how it
     tokenises, and each against the training file it stands for (``train_files``, in the same order: the split's
     sha256) and against this run's tokenisation of that file's rows (``row_digests``: the training set's
-    ``SFTDataset.row_digests``); each batch's rows and labels are checked as they are read."""
+    ``SFTDataset.row_digests()``); each batch's rows and labels are checked as they are read."""
     from giftlab.models import local_checkpoint
     from giftlab.training.reference import ReferenceCache, ReferenceMismatch, weights_fingerprint
 
@@ -511,17 +514,17 @@ def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, sol
     caches = [ReferenceCache.load(p) for p in paths]
     for one, split in zip(caches, train_files):
         one.check_split(split)
+    cache = ReferenceCache.concat(caches)
+    cache.check(max_length=settings.max_length, solution_key=solution_key, vocab_size=vocab,
+                base=weights_fingerprint(local_checkpoint(base_path)))
     if row_digests is not None:
+        if cache.n_rows != len(row_digests):
+            raise ReferenceMismatch(f"reference cache(s) {', '.join(map(str, paths))}: {cache.n_rows} rows, the "
+                                    f"training set {len(row_digests)}; rebuild them")
         first = 0
         for one in caches:
             one.check_tokens(row_digests, first)
             first += one.n_rows
-        if first != len(row_digests):
-            raise ReferenceMismatch(f"reference cache(s) {', '.join(map(str, paths))}: {first} rows, the training "
-                                    f"set {len(row_digests)}; rebuild them")
-    cache = ReferenceCache.concat(caches)
-    cache.check(max_length=settings.max_length, solution_key=solution_key, vocab_size=vocab,
-                base=weights_fingerprint(local_checkpoint(base_path)))
     return cache
 
 
