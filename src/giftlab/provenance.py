@@ -1,4 +1,4 @@
-"""The record every result file carries: config hash, seed, code version, package versions."""
+"""The record every result file carries: config hash, seed, code version, package versions, hardware."""
 
 from __future__ import annotations
 
@@ -58,6 +58,33 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def hardware() -> dict[str, Any]:
+    """What computed the result. The same code, seeds and packages give bit-identical results on the same kind of
+    machine only: torch picks its CPU kernels by instruction set (``cpu_capability``: AVX512, AVX2, ...), and their
+    float rounding differs, so a training run on another CPU takes another trajectory (docs/speed.md). The torch
+    fields are read only where the job imported torch (the report jobs never do)."""
+    out: dict[str, Any] = {"machine": platform.machine(), "cpu": cpu_model()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        out["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return out
+
+
 def provenance(config: Mapping[str, Any], seed: int | None = None) -> dict[str, Any]:
     return {
         "config_hash": config_hash(config),
@@ -65,6 +92,7 @@ def provenance(config: Mapping[str, Any], seed: int | None = None) -> dict[str, 
         "seed": seed if seed is not None else config.get("seed"),
         "git_commit": git_commit(),
         "packages": package_versions(),
+        "hardware": hardware(),
         "command": " ".join(sys.argv),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -148,6 +148,9 @@ def test_every_result_json_carries_provenance(smoke_run):
         prov = record["provenance"]
         assert len(prov["config_hash"]) == 16 and prov["git_commit"] and "torch" in prov["packages"], path
         assert prov["seed"] is not None, path
+        assert prov["hardware"]["cpu"] and prov["hardware"]["machine"], path
+        if path.name == "metrics.json" or path.parent.name == "pretrain":
+            assert prov["hardware"]["cpu_capability"], path  # training jobs: the instruction set their kernels used
 
 
 def test_every_table_and_figure_has_a_provenance_sidecar(smoke_run):
