@@ -437,8 +437,9 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
 
 def _example_sums(gift: Mapping[str, Any], other: Mapping[str, Any], key: str):
     """(GIFT's sums, counts, the other run's sums, counts) per validation example for metric ``key`` when both
-    results hold them over the same examples (the same tokenised examples: ``examples_sha256``), else None. cos and L2 have them
-    only as the last layer's output (``geometry: hidden``); the parameters' are one number per checkpoint."""
+    results hold them over the same examples (the same tokenised examples: ``examples_sha256``), else None. cos and
+    L2 have them only as the last layer's output (``geometry: hidden``); the parameters' are one number per
+    checkpoint."""
     if key.startswith("hidden_") and not all(r.get("geometry", "hidden") == "hidden" for r in (gift, other)):
         return None
     a, b = gift.get("per_example") or {}, other.get("per_example") or {}
@@ -484,8 +485,9 @@ LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decide
           "d_z = mean / sd; for pass@1 the pooled problems × seeds bootstrap beside it), else paired over problems "
           "(bootstrap of the per-problem differences; claim 2: the per-problem growth of the pass@k advantage, "
           "resampled within each benchmark), claim 3 paired over validation examples (bootstrap of the difference "
-          "of the two token means); without such data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²). Multiplicity: each claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m "
-          "checks (the level is printed with each interval). Pass rates in %.")
+          "of the two token means); without such data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²). "
+          "Multiplicity: each claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m checks (the level "
+          "is printed with each interval). Pass rates in %.")
 
 
 def claims_markdown(claims: Sequence[Mapping[str, Any]], run_specs=None) -> str:
