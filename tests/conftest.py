@@ -45,3 +45,13 @@ def pytest_collection_modifyitems(items):
         return placed.get(item.nodeid.split("::")[0], 1 if item.get_closest_marker("slow") else 2)
 
     items.sort(key=rank)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say why the suite was slow when a stopped SLURM controller made every Snakemake call wait."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from helpers import slurm_controller_stall
+
+    if warning := slurm_controller_stall():
+        terminalreporter.write_line(warning, yellow=True)

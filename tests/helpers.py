@@ -29,6 +29,22 @@ def snakemake(workdir: Path, *args: str, configfiles=(), timeout: int = 900) -> 
     return subprocess.run(cmd, cwd=workdir, env=venv_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def slurm_controller_stall(timeout: float = 2.0, env: dict[str, str] | None = None) -> str | None:
+    """A one-line warning when SLURM's clients are installed but no controller answers them, else None.
+
+    Every `snakemake` call then waits ~10 s before planning: the SLURM executor plugin runs `scontrol show config`
+    at import (docs/slurm-test-cluster.md, "Known cost"). The check runs that command with a short timeout."""
+    try:
+        subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=timeout, env=env)
+    except FileNotFoundError:
+        return None
+    except subprocess.TimeoutExpired:
+        return (f"SLURM: `scontrol show config` found no controller within {timeout:g} s, so every `snakemake` "
+                "call here waited ~10 s for it (docs/slurm-test-cluster.md, 'Known cost'): start the test "
+                "cluster (bash scripts/slurm_cluster.sh start), or remove SLURM's client packages")
+    return None
+
+
 def write_override(path: Path, override: dict) -> Path:
     path.write_text(yaml.safe_dump(override))
     return path

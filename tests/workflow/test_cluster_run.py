@@ -198,3 +198,17 @@ def test_grpo_under_the_fsdp_launch_leaves_activation_checkpointing_to_fsdp(monk
     # in newer transformers (5.24; `gradient_checkpointing` is its deprecated mirror), `gradient_checkpointing` before.
     checkpointing = getattr(args, "activation_checkpointing", args.gradient_checkpointing)
     assert not (plugin.activation_checkpointing and checkpointing)
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_the_suite_names_a_slurm_controller_that_makes_every_snakemake_call_wait(tmp_path, answers):
+    """tests/conftest.py's closing line: an `scontrol` that hangs (clients installed, no controller) is named."""
+    from helpers import slurm_controller_stall
+
+    fake = tmp_path / "scontrol"
+    fake.write_text("#!/bin/sh\n" + ("echo MinJobAge=300\n" if answers else "exec sleep 5\n"))
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    warning = slurm_controller_stall(timeout=0.5, env=env)
+    assert (warning is None) if answers else ("found no controller within 0.5 s" in warning)
+    assert slurm_controller_stall(env={**os.environ, "PATH": str(tmp_path / "empty")}) is None  # no SLURM at all
