@@ -74,6 +74,9 @@ BAD = [
     ({"sft": {"objective_params": {"gift": {"variant": "exct"}}}}, "sft.objective_params.gift"),
     ({"sft": {"objective_params": {"asft": {"lamda": 0.1}}}}, "sft.objective_params.asft"),
     ({"sft": {"objective_params": {"gift": {"beta": 3}}}}, "sft.objective_params.gift.beta"),
+    # the cached reference bounds r's error in total variation only: reverse-KL ASFT weighs every tail log-prob
+    ({"sft": {"reference": "cached", "objective_params": {"asft": {"kl_direction": "reverse"}}}},
+     "sft.reference: cached with sft.objective_params.asft: kl_direction: reverse"),
     ({"figures": {"backbone": ["qwen"]}}, "figures"),
     ({"figures": {"fig1": {"backbone": ["qwen"]}}}, "figures.fig1"),
     ({"models": {"extra": {"mine": {"path": "x", "backbone": "qwenn"}}}}, "models.extra.mine.backbone"),
@@ -124,6 +127,14 @@ def test_a_unified_run_id_never_names_another_run(monkeypatch):
     config = deep_merge(load_config(PARAMS), {"unified": {"methods": ["luffy", "dft"]}})
     with pytest.raises(ConfigError, match=r"^config error: unified\.methods\[1\]: 'dft' is also the id of another"):
         validate_config(config)
+
+
+def test_the_cached_reference_takes_forward_kl_asft_and_exact_reverse_kl_asft():
+    for override in ({"reference": "cached", "objective_params": {"asft": {"kl_direction": "forward"}}},
+                     {"reference": "exact", "objective_params": {"asft": {"kl_direction": "reverse"}}},
+                     {"reference": "cached", "methods": ["sft", "gift"],  # no ASFT run: nothing to refuse
+                      "objective_params": {"asft": {"kl_direction": "reverse"}}}):
+        validate_config(deep_merge(load_config(PARAMS), {"sft": override}))
 
 
 def test_missing_key_is_named():

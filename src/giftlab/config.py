@@ -297,9 +297,15 @@ def _check_objective_params(config: Mapping[str, Any]) -> None:
         method, beta = spec.method, spec.beta
         kwargs = dict(params.get(method) or {}, **({} if beta is None else {"beta": beta}))
         try:
-            get_objective(method, **kwargs)
+            objective = get_objective(method, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"config error: sft.objective_params.{method}: {exc}") from None
+        if objective.needs_ref and config["sft"].get("reference", "exact") == "cached":
+            try:
+                objective.check_cached_reference()
+            except ValueError as exc:
+                raise ConfigError(f"config error: sft.reference: cached with sft.objective_params.{method}: "
+                                  f"{exc}") from None
 
 
 def _check_unified(config: Mapping[str, Any]) -> None:

@@ -66,6 +66,42 @@ def test_the_gift_target_moves_by_at_most_the_stated_bound():
     torch.testing.assert_close(dense_logprobs(ids, values, y, logp_y, 40), logp)
 
 
+def test_asft_on_the_cache_keeps_the_bound_with_forward_kl_and_loses_it_with_reverse_kl():
+    """Why sft.reference: cached refuses ASFT's kl_direction: reverse (giftlab.config, train_sft): forward KL's
+    gradient moves by lambda (r~ - r), at most 2 lambda m in L1; reverse KL's weighs log r~ - log r on the tail,
+    where r~ is a uniform guess, by the policy."""
+    from giftlab.objectives import TokenBatch
+
+    torch.manual_seed(2)
+    logp = torch.log_softmax(torch.randn(64, 200, dtype=torch.float64) * 3, -1)
+    labels = torch.randint(0, 200, (64,))
+    logits = torch.randn(64, 200, dtype=torch.float64)
+    ids, values, y, logp_y = sparse(logp, labels, 8)
+    cached, m = dense_logprobs(ids, values, y, logp_y, 200), tail_mass(ids, values, y, logp_y)
+    errors = {}
+    for direction in ("forward", "reverse"):
+        asft = get_objective("asft", kl_direction=direction)
+        grads = [asft.value_and_grad(TokenBatch(logits, labels, ref_logits=ref))[1] for ref in (logp, cached)]
+        errors[direction] = (grads[1] - grads[0]).abs().sum(-1)
+    bound = 2 * asft.hparams["lambda"] * m
+    assert torch.all(errors["forward"] <= bound + 1e-12)
+    assert torch.any(errors["reverse"] > 2 * bound)
+    with pytest.raises(ValueError, match="kl_direction: reverse"):
+        get_objective("asft", kl_direction="reverse").check_cached_reference()
+    get_objective("asft").check_cached_reference()
+
+
+def test_train_sft_refuses_reverse_kl_asft_on_the_cache_before_loading_a_model(tmp_path):
+    def no_load(path):
+        raise AssertionError("a model was loaded before the refusal")
+
+    with pytest.raises(ConfigError, match=r"^config: sft.reference: cached with objective 'asft': kl_direction"):
+        train_sft(base_path="unused", tokenizer=build_tokenizer(), load_model=no_load, train_rows=ROWS[:16],
+                  val_rows=ROWS[16:], solution_key="r1_solution_1", method="asft",
+                  objective_params={"kl_direction": "reverse"}, settings=settings(epochs=1, reference="cached"),
+                  out_dir=tmp_path / "out", work_dir=tmp_path / "work", job_config={}, reference_cache=[])
+
+
 def test_cached_rows_slice_like_dense_logits():
     logp = torch.log_softmax(torch.randn(10, 9), -1)
     labels = torch.randint(0, 9, (10,))

@@ -75,6 +75,8 @@ class ObjectiveSpec:
     needs_old: bool = False
     full_vocab: bool = True  # has terms over the whole vocabulary (chunking saves the most there)
     validate: Validator | None = None
+    # raises ValueError (why) for hparams under which the cached reference's error bound does not hold
+    validate_cached_ref: Validator | None = None
     trainer_keys: frozenset = frozenset()  # hparams for the trainer only, not passed to fn
     aliases: Mapping[str, str] = field(default_factory=dict)  # alternative hparam spellings -> canonical
     diag_fn: Callable[..., dict] | None = None  # (batch, **hp) -> {name: per-token tensor [N]}
@@ -94,6 +96,7 @@ def register(
     needs_old: bool = False,
     full_vocab: bool = True,
     validate: Validator | None = None,
+    validate_cached_ref: Validator | None = None,
     trainer_keys: tuple[str, ...] = (),
     aliases: Mapping[str, str] | None = None,
     diag_fn: Callable[..., dict] | None = None,
@@ -119,6 +122,7 @@ def register(
             needs_old=needs_old,
             full_vocab=full_vocab,
             validate=validate,
+            validate_cached_ref=validate_cached_ref,
             trainer_keys=frozenset(trainer_keys),
             aliases=dict(aliases or {}),
             diag_fn=diag_fn,
@@ -173,6 +177,12 @@ class Objective:
         self.needs_old = spec.needs_old
         self.full_vocab = spec.full_vocab
         self._fn_kwargs = {k: v for k, v in self.hparams.items() if k not in spec.trainer_keys}
+
+    def check_cached_reference(self) -> None:
+        """ValueError (one line) if training on the cached reference (giftlab.training.reference) would break
+        its error bound under these hyperparameters."""
+        if self.spec.validate_cached_ref is not None:
+            self.spec.validate_cached_ref(self.hparams)
 
     @property
     def has_value_and_grad(self) -> bool:

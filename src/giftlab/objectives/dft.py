@@ -69,6 +69,13 @@ def _asft_diag(batch: TokenBatch, **hp):
     return {"kl": kl}
 
 
+def _asft_cached_ref(hp) -> None:
+    if hp["kl_direction"] == "reverse":
+        raise ValueError("kl_direction: reverse weighs log p_ref of every token by the policy, and the cached "
+                         "reference only bounds r's error in total variation (its tail tokens' log-probs are a "
+                         "uniform guess): use sft.reference: exact, or kl_direction: forward")
+
+
 @register(
     "asft",
     label="ASFT",
@@ -78,6 +85,7 @@ def _asft_diag(batch: TokenBatch, **hp):
     validate=all_of(check_range("asft", "lambda", lo=0.0), check_choice("asft", "kl_direction", ("forward", "reverse"))),
     value_and_grad=_asft_vg,
     diag_fn=_asft_diag,
+    validate_cached_ref=_asft_cached_ref,
 )
 def asft(batch: TokenBatch, **hp) -> Tensor:
     """Anchored SFT: l = -sg(pi_theta(y*)) log pi_theta(y*) + lambda * KL.

@@ -14,7 +14,9 @@ per response token in the split's row order (a safetensors file):
 Training then reads an approximate r~, exact on S = top-k ∪ {y*}, with the tail mass m = 1 - r(S) spread evenly
 over the other V - |S| tokens. r~ and r agree on S and both put m on the rest, so TV(r, r~) <= m; GIFT's target
 pi* = (1 - b) r + b e_y (b from the exact r(y*)) moves by at most TV(pi*, pi~*) = (1 - b) TV(r, r~) <= (1 - b) m.
-With k >= V - 1 the cache is exact up to float32 rounding of the stored log-probs.
+With k >= V - 1 the cache is exact up to float32 rounding of the stored log-probs. SFT + KD and forward-KL ASFT
+have gradient lambda (q - r~): it moves by at most 2 lambda m in L1. Reverse-KL ASFT weighs log r~ - log r of every
+token by the policy, unbounded on the tail: refused (ObjectiveSpec.validate_cached_ref).
 
 Storage: 8 + 8k bytes per response token (int32 ids, float32 log-probs): 520 bytes at k = 64, so 10^8 tokens take
 52 GB. It replaces one frozen forward per step and epoch (at paper scale 9 of 10 over 10 epochs).

@@ -408,6 +408,11 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
+    if objective.needs_ref and settings.reference == "cached":  # before any model loads
+        try:
+            objective.check_cached_reference()
+        except ValueError as exc:
+            raise ConfigError(f"config: sft.reference: cached with objective {method!r}: {exc}") from None
     loss_backend = choose_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
     with phase("sft/load"):
