@@ -486,6 +486,8 @@ LEGEND = ("Each check is a paired difference Δ = GIFT − the other run, decide
           "(bootstrap of the per-problem differences; claim 2: the per-problem growth of the pass@k advantage, "
           "resampled within each benchmark), claim 3 paired over validation examples (bootstrap of the difference "
           "of the two token means); without such data, the two runs' 95% intervals combined as sqrt(h₁² + h₂²). "
+          "With one seed an interval covers the evaluation's noise for these two checkpoints only, not what "
+          "another training seed would give (config `seeds`, e.g. config/replication.yaml, tests that). "
           "Multiplicity: each claim's intervals are Bonferroni's, at level 1 − 0.05/m for its m checks (the level "
           "is printed with each interval). Pass rates in %.")
 
