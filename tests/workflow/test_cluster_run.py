@@ -21,9 +21,19 @@ pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conft
 DOC = REPO / "docs" / "scale.md"
 PAPER_BENCHMARKS = ("gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus", "gpqa", "mmlu_pro",
                     "mmlu_redux", "arc_challenge")
-SITE = {"resources": {"default": {"slurm_account": "abc123", "slurm_partition": "cpu"},
-                      "sft": {"slurm_partition": "h200"}, "grpo": {"slurm_partition": "h200"},
-                      "evaluate": {"slurm_partition": "h200"}, "consistency": {"slurm_partition": "h200"}}}
+
+
+def doc_site() -> dict:
+    """docs/scale.md's `config/site.yaml` blocks (the paths, then the resources), merged as the docs say."""
+    from giftlab.config import deep_merge
+
+    site: dict = {}
+    for block in re.findall(r"```yaml\n(# config/site\.yaml[^\n]*\n.*?)```", DOC.read_text(), flags=re.S):
+        site = deep_merge(site, yaml.safe_load(block) or {})
+    return site
+
+
+SITE = {"resources": doc_site()["resources"]}
 
 
 def doc_commands(prefix: str) -> list[str]:
@@ -212,3 +222,43 @@ def test_the_suite_names_a_slurm_controller_that_makes_every_snakemake_call_wait
     warning = slurm_controller_stall(timeout=0.5, env=env)
     assert (warning is None) if answers else ("found no controller within 0.5 s" in warning)
     assert slurm_controller_stall(env={**os.environ, "PATH": str(tmp_path / "empty")}) is None  # no SLURM at all
+
+
+def test_the_documented_site_file_sends_every_gpu_job_to_the_gpu_partition():
+    """sbatch refuses a GPU job on a partition without GPUs: docs/scale.md's site file names the GPU partition for
+    every rule that config/paper.yaml gives a `gpu`, and leaves the others on its default (CPU) partition."""
+    from giftlab.config import deep_merge, load_config, rule_resources
+
+    config = deep_merge(load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml"), doc_site())
+    rules = set(re.findall(r'job_resources\("([a-z_]+)"\)', "".join(
+        path.read_text() for path in (REPO / "workflow" / "rules").glob("*.smk"))))
+    gpu_rules = {rule for rule in rules if int(rule_resources(config, rule).get("gpu", 0)) > 0}
+    assert {"sft", "grpo", "evaluate", "mtbench_answer", "consistency", "reference_cache"} <= gpu_rules
+    for rule in rules:
+        expected = "h200" if rule in gpu_rules else "cpu"
+        assert rule_resources(config, rule)["slurm_partition"] == expected, rule
+
+
+def test_a_snakemake_killed_under_the_slurm_profile_needs_no_unlock(tmp_path):
+    """docs/scale.md: if Snakemake itself dies (a login-node reboot), run the same command again. The SLURM profile
+    replaces the default one, so it must turn Snakemake's own lock off too (giftlab.lock's OS lock replaces it);
+    else the rerun stops with LockException until someone runs --unlock."""
+    import time
+
+    workdir = tmp_path / "ws"
+    workdir.mkdir()
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--workflow-profile", str(slurm_profile(tmp_path)), "--executor", "local", "--cores", "1",
+           "--configfile", str(REPO / "config" / "smoke.yaml"), "--", "data/tiny/problems.jsonl"]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / ".snakemake" / "giftlab.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # onstart took the workspace lock: Snakemake's own, if on, is taken by now
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        proc.kill()
+        proc.wait()
+    rerun = subprocess.run(cmd, cwd=workdir, env=venv_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0 and "LockException" not in rerun.stderr, rerun.stderr[-2000:]
+    assert (workdir / "data" / "tiny" / "problems.jsonl").exists()
