@@ -84,6 +84,10 @@ BAD = [
     ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
     ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
     ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
+    # one process per GPU: a launch line and the rule's GPUs that disagree
+    ({"launch": {"sft": "accelerate launch --num_processes 8"}, "resources": {"sft": {"gpu": 4}}}, "launch.sft"),
+    ({"launch": {"grpo": "torchrun --standalone --nproc_per_node=2"}, "resources": {"grpo": {"gpu": 1}}},
+     "launch.grpo: starts 2 processes, but resources.grpo.gpu is 1"),
     # the unified paradigms (giftlab.rl_methods): names and each method's keys, checked by the registry
     ({"unified": {"methods": ["lufy"]}}, "unified.methods[0]"),
     ({"unified": {"methods": "luffy"}}, "unified.methods"),
@@ -135,6 +139,23 @@ def test_the_cached_reference_takes_forward_kl_asft_and_exact_reverse_kl_asft():
                      {"reference": "cached", "methods": ["sft", "gift"],  # no ASFT run: nothing to refuse
                       "objective_params": {"asft": {"kl_direction": "reverse"}}}):
         validate_config(deep_merge(load_config(PARAMS), {"sft": override}))
+
+
+def test_a_launch_starts_as_many_processes_as_its_rule_has_gpus(monkeypatch):
+    from giftlab.config import launch_processes
+
+    monkeypatch.chdir(REPO)  # the launch line's --config_file is read relative to the workspace
+    assert launch_processes("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=900 accelerate launch --num_processes 4") == 4
+    assert launch_processes("torchrun --standalone --nproc-per-node 2") == 2
+    assert launch_processes("accelerate launch --config_file workflow/accelerate/fsdp.yaml") == 8  # the file's
+    assert launch_processes("python") is None
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    for gpus in (4, 8):  # docs/scale.md: 4 GPUs per job need both keys changed
+        line = paper["launch"]["sft"].replace("--num_processes 8", f"--num_processes {gpus}")
+        validate_config(deep_merge(paper, {"launch": {"sft": line}, "resources": {"sft": {"gpu": gpus}},
+                                           "sft": {"grad_accum": 64 // gpus}}))
+    with pytest.raises(ConfigError, match=r"^config error: launch\.sft: starts 8 processes, but resources\.sft\.gpu"):
+        validate_config(deep_merge(paper, {"resources": {"sft": {"gpu": 4}}}))
 
 
 def test_missing_key_is_named():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -178,6 +179,39 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_grid(config)
     _check_eval_samples(config)
     _check_mtbench(config)
+    _check_launch(config)
+
+
+PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
+
+
+def launch_processes(line: str) -> int | None:
+    """How many processes a ``launch`` line starts: its ``--num_processes`` (accelerate) or ``--nproc_per_node``
+    (torchrun), else ``num_processes`` of the ``accelerate launch --config_file`` it names (read relative to the
+    workspace); None when the line does not say."""
+    argv = shlex.split(line)
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag in PROCESS_FLAGS:
+            value = value or (argv[i + 1] if i + 1 < len(argv) else "")
+            return int(value) if value.isdigit() else None
+    if "--config_file" in argv[:-1]:
+        path = Path(argv[argv.index("--config_file") + 1])
+        if path.is_file():
+            processes = (read_yaml(path) or {}).get("num_processes")
+            return processes if isinstance(processes, int) else None
+    return None
+
+
+def _check_launch(config: Mapping[str, Any]) -> None:
+    """One process per GPU: a ``launch.<rule>`` line that starts another number of processes than the rule's jobs
+    ask SLURM for (``resources.<rule>.gpu``) would put two processes on one GPU, or leave GPUs idle."""
+    for rule, line in (config.get("launch") or {}).items():
+        gpus = rule_resources(config, rule).get("gpu")
+        processes = launch_processes(line)
+        if str(gpus).isdigit() and int(gpus) > 0 and processes is not None and int(gpus) != processes:
+            raise ConfigError(f"config error: launch.{rule}: starts {processes} processes, but resources.{rule}.gpu "
+                              f"is {gpus}: one process per GPU (set both; for SFT's global batch, sft.grad_accum too)")
 
 
 def mtbench_enabled(config: Mapping[str, Any]) -> bool:
