@@ -183,12 +183,28 @@ def test_demonstrations_that_fit_keeps_whole_demonstrations_only():
 def test_a_demonstration_longer_than_the_completion_length_is_dropped_and_counted(base_dir, tmp_path, method):
     # cut at max_completion_length it lost its boxed answer: LUFFY scored the expert trace 0 and pushed it down
     # whenever a rollout of its group succeeded, ReLIFT imitated a trace with no answer and no EOS
+    # 9 rows fill 4 generation batches of 2 (max_steps 4: one pass, E.2's "1 epoch"); the 7 kept fill 3, so the run
+    # stops after 3 steps instead of taking a kept prompt a second time
     metrics = train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
-                         rl_rows=[LONG, *RL_ROWS], cfg={**CFG, "max_steps": 1}, seed=0, out_dir=tmp_path / "out",
-                         work_dir=tmp_path / "work", job_config={"run": method}, rl_method=method,
-                         method_params={"sft_batch": 2} if method == "relift" else {}, solution_key="solution")
-    assert metrics["steps"] == 1
-    assert metrics["demonstrations"] == {"max_tokens": CFG["max_completion_length"], "kept": 8, "dropped": 1}
+                         rl_rows=[LONG, LONG, *RL_ROWS[:7]], cfg={**CFG, "max_steps": 4}, seed=0,
+                         out_dir=tmp_path / "out", work_dir=tmp_path / "work", job_config={"run": method},
+                         rl_method=method, method_params={"sft_batch": 2} if method == "relift" else {},
+                         solution_key="solution")
+    assert metrics["steps"] == 3
+    assert metrics["demonstrations"] == {"max_tokens": CFG["max_completion_length"], "kept": 7, "dropped": 2,
+                                         "max_steps": 3}
+
+
+def test_runs_on_kept_rows_see_no_prompt_more_often_than_plain_grpo():
+    from giftlab.training.grpo import max_steps_for_kept_rows
+
+    paper = {"max_steps": 156, "prompts_per_generation": 128, "prompts_per_update": 64}
+    assert max_steps_for_kept_rows(paper, 10_000, 10_000) == 156
+    assert max_steps_for_kept_rows(paper, 9_000, 10_000) == 140          # 70 whole batches of 128, 2 steps each
+    assert max_steps_for_kept_rows({**paper, "max_steps": 100}, 9_000, 10_000) == 100  # fits in the kept pass
+    several = {"max_steps": 120, "prompts_per_generation": 16, "prompts_per_update": 16}  # mini: ~2 passes of 62
+    assert max_steps_for_kept_rows(several, 500, 1_000) == 120 * 31 // 62
+    assert max_steps_for_kept_rows({**paper, "max_steps": 0}, 9_000, 10_000) == 0   # one epoch: the Trainer counts
 
 
 def test_no_demonstration_short_enough_is_one_line(base_dir, tmp_path):

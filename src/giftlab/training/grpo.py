@@ -452,6 +452,25 @@ def demonstrations_that_fit(tokenizer, rows: list[dict[str, Any]], max_completio
     return kept, dropped
 
 
+def max_steps_for_kept_rows(cfg: Mapping[str, Any], kept: int, total: int) -> int:
+    """``grpo.max_steps`` for a run that trains on ``kept`` of the split's ``total`` rows (LUFFY, ReLIFT after
+    demonstrations_that_fit): no prompt is seen more often than plain GRPO sees its prompts.
+
+    An optimiser step takes ``prompts_per_update`` prompts, and a pass is the whole generation batches the rows fill.
+    Where ``max_steps`` fits in one pass over all rows (E.2: 1 epoch, 156 steps = 10,000 // 128 × 2), the run stops
+    at one pass over the kept rows if that comes first; where plain GRPO makes several passes, the run makes as many
+    over its kept rows. ``max_steps`` ≤ 0 (one epoch, the Trainer's count) is kept."""
+    steps = int(cfg["max_steps"])
+    per_gen = int(cfg["prompts_per_generation"])
+    updates = per_gen // int(cfg["prompts_per_update"])
+    full_pass, kept_pass = (total // per_gen) * updates, (kept // per_gen) * updates
+    if steps <= 0 or full_pass == 0 or steps <= kept_pass:
+        return steps
+    if steps <= full_pass:
+        return max(1, kept_pass)
+    return max(1, steps * kept_pass // full_pass)
+
+
 class GradingTally(TrainerCallback):
     """The reward's grading counters of the whole run, not of this process: every checkpoint stores them
     (``grading_stats.json``, written before the checkpoint is stamped complete) and a resumed run starts from its
@@ -525,6 +544,12 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         if dropped:
             log.warning("%s: dropped %d of %d RL rows whose demonstration + EOS is longer than "
                         "grpo.max_completion_length = %d tokens", rl_method, dropped, dropped + len(rows), limit)
+            steps = max_steps_for_kept_rows(cfg, len(rows), len(rows) + dropped)
+            if steps != cfg["max_steps"]:
+                log.warning("%s: %d optimiser steps instead of grpo.max_steps = %d, so that no prompt repeats more "
+                            "often than in plain GRPO", rl_method, steps, cfg["max_steps"])
+                cfg = {**cfg, "max_steps": steps}
+            demonstrations["max_steps"] = steps
     dataset = Dataset.from_list(rows)
     # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
     kwargs = grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1)))
