@@ -10,7 +10,8 @@ One reader per file format, chosen by the file's content (its first bytes), not 
 A folder is a dataset: either ``datasets``' ``save_to_disk`` output (``state.json`` / ``dataset_dict.json``,
 read with ``datasets.load_from_disk``) or a downloaded dataset repository (``hf download --repo-type dataset
 ... --local-dir``; ``README.md`` + data files such as ``main/test-00000-of-00001.parquet``), whose data files are
-picked by the requested config and split (:func:`dataset_folder_files`). A repository may hold ``save_to_disk``
+the ones its dataset card's ``configs:`` names for the requested config and split, as ``datasets`` reads them, or
+else picked by their paths (:func:`dataset_folder_files`). A repository may hold ``save_to_disk``
 folders itself, one per config (``edinburgh-dawg/mmlu-redux-2.0``: ``anatomy/data-00000-of-00001.arrow`` beside
 its ``state.json`` and ``dataset_info.json``): each is read with ``load_from_disk``, and the JSON files
 ``save_to_disk`` writes are never read as rows.
@@ -21,6 +22,7 @@ Errors are one line naming the file (and the 1-based row where there is one).
 from __future__ import annotations
 
 import csv
+import fnmatch
 import gzip
 import io
 import json
@@ -238,6 +240,13 @@ def dataset_folder_files(path: Path, config: str | None = None, split: str | Non
     stray = [f for f in files if f.suffix == ".arrow"]
     if stray:
         raise RowFileError(f"{stray[0]}: an .arrow shard outside a save_to_disk folder (no state.json beside it)")
+    patterns = card_data_files(path, config, split)
+    if patterns is not None:  # the dataset card says which files are data, as `datasets` reads it
+        named = [f for f in files if any(fnmatch.fnmatch(f.relative_to(path).as_posix(), p) for p in patterns)]
+        if not named:
+            raise RowFileError(f"{path / 'README.md'}: its configs name {', '.join(patterns)} for "
+                               f"{config or 'the default config'}, split {split or 'any'}: no such file here")
+        return named
     if config:
         matching = [f for f in files if _names_config(f.relative_to(path), config)]
         if matching:
@@ -251,6 +260,44 @@ def dataset_folder_files(path: Path, config: str | None = None, split: str | Non
                 raise RowFileError(f"{path}: no data file for split {split!r} (files name {', '.join(found)})")
             files = chosen
     return files
+
+
+def card_data_files(path: Path, config: str | None = None, split: str | None = None) -> list[str] | None:
+    """The file patterns a downloaded folder's dataset card gives for ``config`` and ``split``: the ``configs:`` of
+    README.md's YAML header (``- config_name: default / data_files: - split: test / path: data/test-*``), which
+    is how ``datasets`` tells data from other files; None when the card names none (or none for ``config``)."""
+    import yaml
+
+    card = path / "README.md"
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    header = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", text, flags=re.S)
+    try:
+        meta = yaml.safe_load(header.group(1)) if header else None
+    except yaml.YAMLError:
+        return None
+    configs = meta.get("configs") if isinstance(meta, dict) else None
+    if not isinstance(configs, list):
+        return None
+    entries = [c for c in configs if isinstance(c, dict)]
+    wanted = [c for c in entries if c.get("config_name") == config] if config else (
+        # no config asked: the card's default, or its only one (of several, none: e.g. MMLU-Redux's subjects,
+        # which the loader reads all of)
+        [c for c in entries if c.get("default") or c.get("config_name") == "default"]
+        or (entries if len(entries) == 1 else []))
+    if not wanted or "data_files" not in wanted[0]:
+        return None
+    data_files = wanted[0]["data_files"]
+    if isinstance(data_files, (str, dict)):
+        data_files = [data_files]
+    patterns = []
+    for item in data_files:
+        item_split, paths = ("train", item) if isinstance(item, str) else (item.get("split", "train"), item.get("path"))
+        if split is None or _canonical_split(str(item_split)) == _canonical_split(split):
+            patterns += [paths] if isinstance(paths, str) else list(paths or [])
+    return patterns or None
 
 
 def _names_config(rel: Path, config: str) -> bool:

@@ -96,6 +96,50 @@ def test_a_downloaded_dataset_folder_reads_the_config_and_split_asked_for(tmp_pa
         dataset_folder_files(tmp_path, "main", "validation")
 
 
+HUMANEVAL_CARD = """---
+dataset_info:
+  features:
+  - {name: task_id, dtype: string}
+configs:
+- config_name: default
+  data_files:
+  - split: test
+    path: data/test-*
+---
+# HumanEval+
+"""
+
+
+def test_a_folder_reads_the_files_its_dataset_card_names_and_no_others(tmp_path):
+    """A downloaded folder that also holds a copy of its data outside the card's `configs: data_files` (a root
+    test.jsonl beside data/test-*.parquet) is read as `datasets` reads it: the card's files only."""
+    rows = hf_rows("humaneval_plus")
+    (tmp_path / "README.md").write_text(HUMANEVAL_CARD)
+    write_parquet(tmp_path / "data" / "test-00000-of-00001-5973903632b82d40.parquet", rows)
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({**r, "test": r["test"] + "\n# other"}) + "\n"
+                                                 for r in rows))  # another version of the tests
+    assert [p.relative_to(tmp_path).as_posix() for p in dataset_folder_files(tmp_path, None, "test")] == \
+        ["data/test-00000-of-00001-5973903632b82d40.parquet"]
+    recs, report = bm.load_benchmark_checked("humaneval_plus", path=tmp_path)
+    assert report["rows_read"] == len(rows) and report["duplicates_dropped"] == 0
+    assert [r["tests"] for r in recs] == [r["tests"] for r in bm.load_benchmark("humaneval_plus",
+                                                                               path=HF / "humaneval_plus.jsonl")]
+    (tmp_path / "data" / "test-00000-of-00001-5973903632b82d40.parquet").unlink()
+    with pytest.raises(RowFileError, match=r"README.md: its configs name data/test-\* for the default config, "
+                                           r"split test: no such file here"):
+        dataset_folder_files(tmp_path, None, "test")
+
+
+def test_a_card_with_one_config_per_subject_leaves_the_subject_folders_to_the_loader(tmp_path):
+    from giftlab.rowfiles import card_data_files
+
+    (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: anatomy\n  data_files: anatomy/test-*\n"
+                                        "- config_name: virology\n  data_files: virology/test-*\n---\n")
+    assert card_data_files(tmp_path) is None  # no default among several: every subject is read
+    assert card_data_files(tmp_path, "virology") == ["virology/test-*"]  # a bare pattern is the train split's
+    assert card_data_files(tmp_path, "virology", "test") is None
+
+
 def test_the_official_gpqa_folder_picks_the_diamond_csv(tmp_path):
     shutil.copy(FORMATS / "gpqa_diamond.csv", tmp_path / "gpqa_diamond.csv")
     with open(FORMATS / "gpqa_diamond.csv") as src:
