@@ -84,6 +84,12 @@ BAD = [
     ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
     ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
     ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
+    # MMLU-Redux's own settings: its benchmark only, its error_type labels
+    ({"eval": {"per_benchmark": {"gsm8k": {"mmlu_redux_rekey": True}}}}, "eval.per_benchmark.gsm8k.mmlu_redux_rekey"),
+    ({"eval": {"per_benchmark": {"mmlu_redux": {"mmlu_redux_keep": ["okay"]}}}},
+     "eval.per_benchmark.mmlu_redux.mmlu_redux_keep"),
+    ({"eval": {"per_benchmark": {"mmlu_redux": {"mmlu_redux_rekey": "yes"}}}},
+     "eval.per_benchmark.mmlu_redux.mmlu_redux_rekey"),
     # one process per GPU: a launch line and the rule's GPUs that disagree
     ({"launch": {"sft": "accelerate launch --num_processes 8"}, "resources": {"sft": {"gpu": 4}}}, "launch.sft"),
     ({"launch": {"grpo": "torchrun --standalone --nproc_per_node=2"}, "resources": {"grpo": {"gpu": 1}}},
@@ -156,6 +162,25 @@ def test_a_launch_starts_as_many_processes_as_its_rule_has_gpus(monkeypatch):
                                            "sft": {"grad_accum": 64 // gpus}}))
     with pytest.raises(ConfigError, match=r"^config error: launch\.sft: starts 8 processes, but resources\.sft\.gpu"):
         validate_config(deep_merge(paper, {"resources": {"sft": {"gpu": 4}}}))
+
+
+def test_mmlu_redux_rows_scored_are_set_for_its_job_alone():
+    """eval.per_benchmark.mmlu_redux picks MMLU-Redux's scored rows (lm-eval also scores wrong_groundtruth rows
+    against their correct_answer): only its evaluation's settings change, and the job parses them."""
+    from giftlab.jobs import EvalSettings
+    from giftlab.plan import Plan
+
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    redux = {"mmlu_redux_keep": ["ok", "wrong_groundtruth"], "mmlu_redux_rekey": True}
+    config = deep_merge(paper, {"eval": {"per_benchmark": {"mmlu_redux": redux}}})
+    validate_config(config)
+    before, after = (Plan(c).job("evaluate", {"stage": "rl", "backbone": "qwen", "run": "sft"}) for c in (paper, config))
+    changed = {name for name in after["benchmarks"] if after["benchmarks"][name] != before["benchmarks"][name]}
+    assert changed == {"mmlu_redux"}
+    settings = EvalSettings.from_config(EvalSettings.of_benchmark(after, "mmlu_redux"))
+    assert (settings.mmlu_redux_keep, settings.mmlu_redux_rekey) == (["ok", "wrong_groundtruth"], True)
+    default = EvalSettings.from_config(EvalSettings.of_benchmark(before, "mmlu_redux"))
+    assert (default.mmlu_redux_keep, default.mmlu_redux_rekey) == (["ok"], False)
 
 
 def test_missing_key_is_named():

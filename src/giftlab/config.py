@@ -265,10 +265,15 @@ def _check_extra_models(config: Mapping[str, Any]) -> None:
 
 
 
+# MMLU-Redux's own settings, only as eval.per_benchmark.mmlu_redux (its job alone reruns when they change): which
+# of MMLU-Redux 2.0's error_type labels (edinburgh-dawg/mmlu-redux-2.0) are scored, and wrong_groundtruth re-keyed
+REDUX_KEYS = ("mmlu_redux_keep", "mmlu_redux_rekey")
 # keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend", "vllm",
                  "grading_timeout", "grading_workers", "percent_rule", "code_timeout", "code_memory_mb",
-                 "code_workers", "choice_shuffle_seed", "duplicates")
+                 "code_workers", "choice_shuffle_seed", "duplicates", *REDUX_KEYS)
+REDUX_ERROR_TYPES = ("ok", "wrong_groundtruth", "no_correct_answer", "multiple_correct_answers",
+                     "bad_question_clarity", "bad_options_clarity", "expert")
 
 
 def _check_grid(config: Mapping[str, Any]) -> None:
@@ -293,6 +298,15 @@ def _check_grid(config: Mapping[str, Any]) -> None:
             if key not in EVAL_JOB_KEYS:
                 raise ConfigError(f"config error: eval.per_benchmark.{name}.{key}: not an evaluation setting "
                                   f"(one of {', '.join(EVAL_JOB_KEYS)})")
+            if key in REDUX_KEYS and name != "mmlu_redux":
+                raise ConfigError(f"config error: eval.per_benchmark.{name}.{key}: an MMLU-Redux setting "
+                                  "(eval.per_benchmark.mmlu_redux)")
+        keep = overrides.get("mmlu_redux_keep", ["ok"])
+        if not isinstance(keep, list) or not keep or any(t not in REDUX_ERROR_TYPES for t in keep):
+            raise ConfigError(f"config error: eval.per_benchmark.{name}.mmlu_redux_keep: {keep!r} is not a list of "
+                              f"error types ({', '.join(REDUX_ERROR_TYPES)})")
+        if not isinstance(overrides.get("mmlu_redux_rekey", False), bool):
+            raise ConfigError(f"config error: eval.per_benchmark.{name}.mmlu_redux_rekey: true or false")
 
 
 def _check_eval_samples(config: Mapping[str, Any]) -> None:

@@ -173,6 +173,10 @@ class EvalSettings(EngineSettings, JobConfig):
     percent_rule: bool = True
     duplicates: str = "drop"
     choice_shuffle_seed: int = 0
+    # MMLU-Redux: the error_type labels scored (its "ok" rows by default), and whether wrong_groundtruth rows are
+    # scored against their correct_answer (lm-eval's choice) instead of dropped
+    mmlu_redux_keep: list = field(default_factory=lambda: ["ok"])
+    mmlu_redux_rekey: bool = False
     code_timeout: float | None = None
     code_memory_mb: int | None = None
     code_workers: int | None = None
