@@ -84,6 +84,7 @@ BAD = [
     ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
     ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
     ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
+    ({"launch": {"sft": "accelerate launch --config_file 'x.yaml"}}, "launch.sft: \"accelerate launch"),
     # MMLU-Redux's own settings: its benchmark only, its error_type labels
     ({"eval": {"per_benchmark": {"gsm8k": {"mmlu_redux_rekey": True}}}}, "eval.per_benchmark.gsm8k.mmlu_redux_rekey"),
     ({"eval": {"per_benchmark": {"mmlu_redux": {"mmlu_redux_keep": ["okay"]}}}},
@@ -154,6 +155,9 @@ def test_a_launch_starts_as_many_processes_as_its_rule_has_gpus(monkeypatch):
     assert launch_processes("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=900 accelerate launch --num_processes 4") == 4
     assert launch_processes("torchrun --standalone --nproc-per-node 2") == 2
     assert launch_processes("accelerate launch --config_file workflow/accelerate/fsdp.yaml") == 8  # the file's
+    assert launch_processes("accelerate launch --config_file=workflow/accelerate/fsdp.yaml") == 8
+    with pytest.raises(ConfigError, match=r"^config error: launch: .*No closing quotation"):
+        launch_processes("accelerate launch --config_file 'workflow/accelerate/fsdp.yaml")
     assert launch_processes("python") is None
     paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
     for gpus in (4, 8):  # docs/scale.md: 4 GPUs per job need both keys changed

@@ -185,21 +185,25 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
 PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
 
 
-def launch_processes(line: str) -> int | None:
+def launch_processes(line: str, where: str = "launch") -> int | None:
     """How many processes a ``launch`` line starts: its ``--num_processes`` (accelerate) or ``--nproc_per_node``
     (torchrun), else ``num_processes`` of the ``accelerate launch --config_file`` it names (read relative to the
     workspace); None when the line does not say."""
-    argv = shlex.split(line)
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise ConfigError(f"config error: {where}: {line!r}: {exc}") from None
+    config_file = None
     for i, arg in enumerate(argv):
-        flag, _, value = arg.partition("=")
+        flag, eq, value = arg.partition("=")
+        value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
         if flag in PROCESS_FLAGS:
-            value = value or (argv[i + 1] if i + 1 < len(argv) else "")
             return int(value) if value.isdigit() else None
-    if "--config_file" in argv[:-1]:
-        path = Path(argv[argv.index("--config_file") + 1])
-        if path.is_file():
-            processes = (read_yaml(path) or {}).get("num_processes")
-            return processes if isinstance(processes, int) else None
+        if flag in ("--config_file", "--config-file"):
+            config_file = Path(value)
+    if config_file is not None and config_file.is_file():
+        processes = (read_yaml(config_file) or {}).get("num_processes")
+        return processes if isinstance(processes, int) else None
     return None
 
 
@@ -208,7 +212,7 @@ def _check_launch(config: Mapping[str, Any]) -> None:
     ask SLURM for (``resources.<rule>.gpu``) would put two processes on one GPU, or leave GPUs idle."""
     for rule, line in (config.get("launch") or {}).items():
         gpus = rule_resources(config, rule).get("gpu")
-        processes = launch_processes(line)
+        processes = launch_processes(line, f"launch.{rule}")
         if str(gpus).isdigit() and int(gpus) > 0 and processes is not None and int(gpus) != processes:
             raise ConfigError(f"config error: launch.{rule}: starts {processes} processes, but resources.{rule}.gpu "
                               f"is {gpus}: one process per GPU (set both; for SFT's global batch, sft.grad_accum too)")

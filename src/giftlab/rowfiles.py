@@ -22,7 +22,6 @@ Errors are one line naming the file (and the 1-based row where there is one).
 from __future__ import annotations
 
 import csv
-import fnmatch
 import gzip
 import io
 import json
@@ -241,8 +240,17 @@ def dataset_folder_files(path: Path, config: str | None = None, split: str | Non
     if stray:
         raise RowFileError(f"{stray[0]}: an .arrow shard outside a save_to_disk folder (no state.json beside it)")
     patterns = card_data_files(path, config, split)
-    if patterns is not None:  # the dataset card says which files are data, as `datasets` reads it
-        named = [f for f in files if any(fnmatch.fnmatch(f.relative_to(path).as_posix(), p) for p in patterns)]
+    if patterns is not None:  # the dataset card says which files are data: resolved as `datasets` resolves them
+        from datasets.data_files import resolve_pattern
+
+        resolved: set[Path] = set()
+        for pattern in patterns:
+            try:
+                resolved |= {Path(p).resolve() for p in resolve_pattern(pattern, str(path))}
+            except FileNotFoundError:
+                continue
+        named = [f for f in files if f.resolve() in resolved  # a save_to_disk folder: named by a file inside it
+                 or (f.is_dir() and any(f.resolve() in r.parents for r in resolved))]
         if not named:
             raise RowFileError(f"{path / 'README.md'}: its configs name {', '.join(patterns)} for "
                                f"{config or 'the default config'}, split {split or 'any'}: no such file here")

@@ -124,6 +124,15 @@ def test_a_folder_reads_the_files_its_dataset_card_names_and_no_others(tmp_path)
     assert report["rows_read"] == len(rows) and report["duplicates_dropped"] == 0
     assert [r["tests"] for r in recs] == [r["tests"] for r in bm.load_benchmark("humaneval_plus",
                                                                                path=HF / "humaneval_plus.jsonl")]
+    # patterns as `datasets` resolves them: `*` stays within a folder, `**` crosses them, `./` is the folder
+    (tmp_path / "data" / "old").mkdir()
+    (tmp_path / "data" / "old" / "test.jsonl").write_text("")
+    for pattern, expected in [("data/*.parquet", ["data/test-00000-of-00001-5973903632b82d40.parquet"]),
+                              ("./data/test-*", ["data/test-00000-of-00001-5973903632b82d40.parquet"]),
+                              ("**/test*.jsonl", ["data/old/test.jsonl", "test.jsonl"])]:
+        (tmp_path / "README.md").write_text(HUMANEVAL_CARD.replace("data/test-*", f'"{pattern}"'))
+        assert [p.relative_to(tmp_path).as_posix() for p in dataset_folder_files(tmp_path, None, "test")] == expected
+    (tmp_path / "README.md").write_text(HUMANEVAL_CARD)
     (tmp_path / "data" / "test-00000-of-00001-5973903632b82d40.parquet").unlink()
     with pytest.raises(RowFileError, match=r"README.md: its configs name data/test-\* for the default config, "
                                            r"split test: no such file here"):

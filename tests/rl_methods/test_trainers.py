@@ -215,6 +215,16 @@ def test_no_demonstration_short_enough_is_one_line(base_dir, tmp_path):
                    rl_method="luffy", method_params={}, solution_key="solution")
 
 
+def test_fewer_rows_left_than_one_generation_batch_is_one_line(base_dir, tmp_path):
+    # the Trainer drops a partial generation batch: the run would train no step and export its starting model
+    with pytest.raises(ValueError, match=r"^luffy: 1 RL rows left with a demonstration that fits "
+                                         r"grpo.max_completion_length = 40 tokens \(1 dropped\), fewer than one "
+                                         r"generation batch \(grpo.prompts_per_generation = 2\)$"):
+        train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                   rl_rows=[LONG, RL_ROWS[0]], cfg=CFG, seed=0, out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                   job_config={"run": "luffy"}, rl_method="luffy", method_params={}, solution_key="solution")
+
+
 def test_plain_grpo_keeps_every_row(base_dir, tmp_path):
     # plain GRPO trains on no demonstration: its rows are not filtered, and its metrics carry no count
     metrics = train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),

@@ -181,7 +181,8 @@ def test_grpo_runs_its_steps_on_two_processes(by_processes):
 def test_unified_paradigms_train_on_one_and_two_processes(by_processes, n):
     luffy, relift = by_processes[n]["luffy"], by_processes[n]["relift"]
     assert luffy["steps"] == relift["steps"] == 2
-    assert luffy["demonstrations"] == relift["demonstrations"] == {"max_tokens": 32, "kept": 8, "dropped": 0}
+    assert luffy["demonstrations"] == relift["demonstrations"] == {"max_tokens": 32, "kept": 8, "dropped": 0,
+                                                                   "max_steps": 2}
     # G = 2 and one expert per group: half of every generation batch is demonstrations, on every process
     assert [row["luffy/expert_fraction"] for row in luffy["log"] if "luffy/expert_fraction" in row] == [0.5, 0.5]
     # a random model fails every question: two hard questions per batch fill a buffer of 2, one SFT step per batch

@@ -91,7 +91,7 @@ def asft(batch: TokenBatch, **hp) -> Tensor:
     """Anchored SFT: l = -sg(pi_theta(y*)) log pi_theta(y*) + lambda * KL.
 
     kl_direction="forward" (released code, default): KL(pi_ref || pi_theta) = sum p_ref (log p_ref - log q).
-    kl_direction="reverse" (paper Eq. 6): KL(pi_theta || pi_ref) = sum q (log q - log p_ref), gradient through both q.
+    kl_direction="reverse" (ASFT paper, Eq. 6): KL(pi_theta || pi_ref) = sum q (log q - log p_ref), gradient through both q.
     lambda = 0.05 (ASFT paper main experiments; the code's default is 0.1).
     """
     lam = hp["lambda"]

@@ -541,15 +541,19 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         if not rows:
             raise ValueError(f"no RL row left for {rl_method}: all {dropped} demonstrations ('{solution_key}') are "
                              f"longer than grpo.max_completion_length = {limit} tokens with EOS")
+        if len(rows) < cfg["prompts_per_generation"]:  # the Trainer drops a partial generation batch
+            raise ValueError(f"{rl_method}: {len(rows)} RL rows left with a demonstration that fits "
+                             f"grpo.max_completion_length = {limit} tokens ({dropped} dropped), fewer than one "
+                             f"generation batch (grpo.prompts_per_generation = {cfg['prompts_per_generation']})")
         if dropped:
             log.warning("%s: dropped %d of %d RL rows whose demonstration + EOS is longer than "
                         "grpo.max_completion_length = %d tokens", rl_method, dropped, dropped + len(rows), limit)
-            steps = max_steps_for_kept_rows(cfg, len(rows), len(rows) + dropped)
-            if steps != cfg["max_steps"]:
-                log.warning("%s: %d optimiser steps instead of grpo.max_steps = %d, so that no prompt repeats more "
-                            "often than in plain GRPO", rl_method, steps, cfg["max_steps"])
-                cfg = {**cfg, "max_steps": steps}
-            demonstrations["max_steps"] = steps
+        steps = max_steps_for_kept_rows(cfg, len(rows), len(rows) + dropped)
+        if steps != cfg["max_steps"]:
+            log.warning("%s: %d optimiser steps instead of grpo.max_steps = %d, so that no prompt repeats more "
+                        "often than in plain GRPO", rl_method, steps, cfg["max_steps"])
+            cfg = {**cfg, "max_steps": steps}
+        demonstrations["max_steps"] = steps
     dataset = Dataset.from_list(rows)
     # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
     kwargs = grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1)))
