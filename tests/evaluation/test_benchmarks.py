@@ -271,11 +271,14 @@ def test_extract_code(text, entry, expected):
     assert extract_code(text, entry) == expected
 
 
-def test_build_program_adds_prefix_only_for_bodies():
+def test_build_program_puts_the_prompt_before_a_body_and_before_a_whole_function():
     rec = {"entry_point": "f", "prefix": "def f(x):\n", "setup": "import math", "tests": "T"}
     assert build_program("    return x\n", rec) == ("import math\n__name__ = 'builtins'\ndef f(x):\n\n    return x\n\n\n"
                                                     "__name__ = '__main__'\nT")
-    assert "def f(x):\n\n" not in build_program("def f(x):\n    return x\n", rec)
+    assert "def f(x):\n\n" not in build_program("def f(x):\n    return x\n", rec)  # a stub that is no program
+    # a HumanEval prompt (helpers, then a docstring-only def) goes first: the answer may call its helpers
+    rec["prefix"] = 'def g(y):\n    return y\n\n\ndef f(x):\n    \"\"\"doc\"\"\"\n'
+    assert build_program("def f(x):\n    return g(x)\n", rec).startswith("import math\n__name__ = 'builtins'\ndef g(y)")
 
 
 def test_a_solution_s_own_main_block_does_not_run():

@@ -285,3 +285,15 @@ def test_hf_format_rows_keep_their_test_script_path():
         good, bad = grade(["```python\ndef add(a, b):\n    return a + b\n```",
                            "```python\ndef add(a, b):\n    return a - b\n```"], [rec, rec])
     assert good.correct and good.base is None and not bad.correct
+
+
+@linux_only
+def test_a_whole_function_may_call_a_helper_its_prompt_defines(runner):
+    """HumanEval/32's prompt defines `poly`, and the prompt asks for the complete function: an answer that defines
+    find_zero and calls poly is right (it used to fail with a NameError: the prompt was only put in front of
+    completion-style answers)."""
+    rec = _record("HumanEval/32")
+    body = HE_ROWS["HumanEval/32"]["canonical_solution"]
+    assert "poly(" in body and "def poly" not in body
+    res = runner.check(rec, build_program("import math\n\ndef find_zero(xs: list):" + body, rec))
+    assert res.base and res.plus, res

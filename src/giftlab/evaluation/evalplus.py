@@ -30,7 +30,7 @@ Departures from EvalPlus, all deliberate:
 
 * code extraction is this project's (:func:`giftlab.evaluation.sandbox.extract_code`) and the program is
   assembled as for the HF-format rows (``build_program``'s rule: the prompt's imports first; for
-  HumanEval the prompt when the answer does not define the entry point), where EvalPlus uses
+  HumanEval the prompt before the answer, which may call its helpers), where EvalPlus uses
   ``sanitize`` or ``prompt + completion``;
 * each child is a new interpreter (not a fork), so the wall clock of a test set is EvalPlus's bound plus
   ``startup_s`` (default 5 s) for interpreter start and loading the inputs; per-input limits are exact;

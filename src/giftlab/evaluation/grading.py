@@ -25,6 +25,7 @@ records instead of gold strings).
 
 from __future__ import annotations
 
+import ast
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -89,6 +90,14 @@ SOLUTION_NAME = "builtins"
 _FUTURE_IMPORT = re.compile(r"^from[ \t]+__future__[ \t]+import[ \t]*(?:\([^)]*\)[^\n]*|[^\n]*)(?:\n|$)", re.M)
 
 
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
 def build_program(code: str, record: dict) -> str:
     """Solution + tests as one script: setup imports, (HumanEval prefix), solution, tests; the solution part runs
     with ``__name__`` = :data:`SOLUTION_NAME` (see there), the tests with ``__name__`` restored. The solution's
@@ -97,8 +106,12 @@ def build_program(code: str, record: dict) -> str:
     future = [m.group(0).rstrip("\n") for m in _FUTURE_IMPORT.finditer(code)]
     code = _FUTURE_IMPORT.sub("", code) if future else code
     parts = [*future, record.get("setup") or "", f"__name__ = {SOLUTION_NAME!r}"]
-    if entry and record.get("prefix") and f"def {entry}" not in code:
-        parts.append(record["prefix"])  # completion-style answer: the body of the prompt's def
+    prefix = record.get("prefix")
+    if entry and prefix and (f"def {entry}" not in code or _parses(prefix)):
+        # a completion-style answer is the body of the prompt's def; a whole function may call the helpers the
+        # prompt defines (HumanEval/10's is_palindrome, /32's poly, /38's encode_cyclic), and its def replaces
+        # the prompt's docstring-only one
+        parts.append(prefix)
     parts += [code, "", "__name__ = '__main__'", record.get("tests") or ""]
     return "\n".join(p for p in parts if p is not None)
 
