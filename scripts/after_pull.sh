@@ -10,7 +10,8 @@
 # outputs -- ignored by DVC via .dvcignore). Afterwards `snakemake -n` and `dvc status` schedule nothing.
 #
 #   scripts/after_pull.sh                  touch everything the phases own (target phase_all)
-#   scripts/after_pull.sh phase_sft ...    only these targets (e.g. after `dvc pull sft`)
+#   scripts/after_pull.sh phase_sft ...    only these phases (after `dvc pull --with-deps sft`): DVC checks
+#                                          their stages and the stages upstream of them
 #   scripts/after_pull.sh phase_sft --configfile config/paper.yaml    another profile's outputs
 # Targets and config files may come in any order: the script hands Snakemake the targets after `--`, so
 # none is read as one more --configfile. Other Snakemake options pass through; give them as --opt=value.
@@ -18,12 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DVC_NO_ANALYTICS=1
 
-if ! dvc status --quiet; then
-  dvc status >&2 || true
-  echo "after_pull: the workspace does not match dvc.lock (above); not touching anything." >&2
-  echo "after_pull: run 'dvc pull' (or 'dvc checkout'), or 'dvc repro' to rebuild what changed." >&2
-  exit 1
-fi
 targets=()
 options=()
 configfiles=()
@@ -43,6 +38,27 @@ for arg in "$@"; do
 done
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(phase_all)
+fi
+# What DVC must have restored: the stages behind phase targets (phase_sft -> stage sft) with their upstream
+# stages, or everything (phase_all, or a target that is no phase).
+stages=()
+for target in "${targets[@]}"; do
+  if [[ "$target" == phase_* && "$target" != phase_all ]]; then
+    stages+=("${target#phase_}")
+  else
+    stages=()
+    break
+  fi
+done
+status=(dvc status)
+if [ ${#stages[@]} -gt 0 ]; then
+  status+=(--with-deps "${stages[@]}")
+fi
+if ! "${status[@]}" --quiet; then
+  "${status[@]}" >&2 || true
+  echo "after_pull: the workspace does not match dvc.lock (above); not touching anything." >&2
+  echo "after_pull: run 'dvc pull${stages[*]:+ --with-deps ${stages[*]}}' (or 'dvc checkout'), or 'dvc repro' to rebuild what changed." >&2
+  exit 1
 fi
 if [ ${#configfiles[@]} -gt 0 ]; then
   options+=(--configfile "${configfiles[@]}")

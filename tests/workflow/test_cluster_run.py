@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -262,3 +263,34 @@ def test_a_snakemake_killed_under_the_slurm_profile_needs_no_unlock(tmp_path):
     rerun = subprocess.run(cmd, cwd=workdir, env=venv_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "LockException" not in rerun.stderr, rerun.stderr[-2000:]
     assert (workdir / "data" / "tiny" / "problems.jsonl").exists()
+
+
+def test_after_a_partial_pull_only_the_pulled_stages_and_their_upstream_must_match(tmp_path):
+    """docs/scale.md: `dvc pull --with-deps sft` then `scripts/after_pull.sh phase_sft`. after_pull checks the
+    stages behind its phase targets (and upstream), with the real DVC; the stages not pulled may be missing."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "after_pull.sh", repo / "scripts" / "after_pull.sh")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "a": {"cmd": "echo a > a.txt", "outs": ["a.txt"]},
+        "b": {"cmd": "cat a.txt > b.txt", "deps": ["a.txt"], "outs": ["b.txt"]}}}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "snakemake").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/snakemake.args"\n')
+    (bin_dir / "snakemake").chmod(0o755)
+    env = {**venv_env(), "PATH": f"{bin_dir}{os.pathsep}{venv_env()['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True)
+    (repo / "b.txt").unlink()  # stage b was not pulled
+
+    def after_pull(*args):
+        return subprocess.run(["bash", "scripts/after_pull.sh", *args], cwd=repo, env=env, capture_output=True,
+                              text=True)
+
+    pulled = after_pull("phase_a")
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "snakemake.args").read_text().split("\n")[-2] == "phase_a"
+    for args in (("phase_b",), ()):
+        refused = after_pull(*args)
+        assert refused.returncode == 1 and "not touching anything" in refused.stderr
+    assert "run 'dvc pull --with-deps b'" in after_pull("phase_b").stderr
