@@ -115,15 +115,18 @@ def test_dvc_records_the_run_and_a_collaborator_recomputes_nothing(cluster_run):
     sh(doc_block("python scripts/verify.py"), work, timeout=900)   # verify (stops on a foreign output), then dvc commit
     assert "up to date" in sh("dvc status", work) or "Data and pipelines are up to date" in sh("dvc status", work)
 
-    # a collaborator on the same cluster: the shared inputs are where the site file says
+    # a collaborator on the same cluster: the base models are where the site file says (a shared path); the
+    # downloads the run read inside the repo (DeepMath, the benchmarks) come with `dvc pull` (stage `inputs`)
     b = cluster_run["root"] / "b"
     sh(f"git clone -q {cluster_run['origin']} {b}", cluster_run["root"])
-    shutil.copytree(work / "rehearsal", b / "rehearsal", symlinks=True)
+    shutil.copytree(work / "rehearsal" / "models", b / "rehearsal" / "models", symlinks=True)
     (b / "config" / "site.yaml").write_text((work / "config" / "site.yaml").read_text())
     steps = doc_block("git clone <repo>").splitlines()[1:]  # the clone itself is done above
     steps = [line.replace("/lustre/projects/gift/dvc-storage", str(remote)) for line in steps]
     out = sh("git switch -q paper-run\n" + "\n".join(steps), b, timeout=900)
     assert "Nothing to be done" in out, out[-3000:]
+    assert sorted(p.name for p in (b / "rehearsal" / "benchmarks").iterdir()) == \
+        sorted(p.name for p in (work / "rehearsal" / "benchmarks").iterdir())
     for rel in ("results/tables/table1.csv", "figures/fig1.pdf", "models/rl/qwen/gift-b10/model.safetensors"):
         assert (b / rel).read_bytes() == (work / rel).read_bytes(), rel
     assert not (b / "models" / "sft" / "qwen" / "sft" / "epoch_1").exists()  # only sft.rl_epoch is versioned
