@@ -12,7 +12,9 @@ seeds for every prompt, so samples of different prompts share random streams).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +155,18 @@ def _left_padded_positions(mask):
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def cache_kwargs(model, cache) -> dict:
+    """``{keyword: cache}`` under the name this transformers' models take: ``cache`` in transformers 5.24 (the CPU
+    set's, where ``past_key_values`` is deprecated), ``past_key_values`` in 5.17 (requirements-gpu.txt's: vLLM's cap),
+    whose ``generate`` refuses ``cache`` and whose forward would silently ignore it."""
+    return {_cache_keyword(type(model)): cache}
+
+
 def shared_prefix_cache(model, ids, mask):
     """The KV cache of every row's prompt but its last token, computed once per distinct prompt.
 
@@ -182,7 +196,7 @@ def shared_prefix_cache(model, ids, mask):
     cache = DynamicCache()
     with generation_mode():
         model(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=_left_padded_positions(prefix_mask),
-              cache=cache, use_cache=True, logits_to_keep=1)  # only the cache is kept: no [rows, length, vocab] logits
+              use_cache=True, logits_to_keep=1, **cache_kwargs(model, cache))  # only the cache: no [rows, len, V] logits
     cache.batch_select_indices(torch.tensor([slot[key] for key in keys], device=ids.device))
     return cache
 
@@ -224,8 +238,8 @@ def decode_rows(model, ids, mask, cache, sampler, max_new_tokens: int, stop: set
     stop_ids = torch.tensor(sorted(stop), dtype=torch.long, device=ids.device)
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                           use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                           logits_to_keep=1, **cache_kwargs(model, cache)).logits[:, -1, :].float()
             scores = sampler(None, logits) if sampler is not None else logits
             tokens = scores.argmax(dim=-1)
             for row, token in zip(rows.tolist(), tokens.tolist()):
@@ -382,7 +396,7 @@ class HFGenerator:
             try:
                 with generation_mode():
                     out = self.model.generate(**enc, generation_config=config, logits_processor=processors,
-                                              cache=cache)
+                                              **cache_kwargs(self.model, cache))
             finally:
                 self.model.generation_config = saved
             new = out[:, enc["input_ids"].shape[1]:].tolist()
