@@ -148,6 +148,20 @@ def main(out_dir: str) -> None:
     result["snapshot_max_diff"] = max((a - b).abs().max().item() for a, b in
                                       zip(snapshot.state_dict().values(), plain.state_dict().values()))
 
+    # 3b'. the same with each decoder layer under activation checkpointing (accelerate's fsdp_activation_checkpointing;
+    # its modules are named `..._checkpoint_wrapped_module...`, its state_dict is not), gathered one weight at a time
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+    wrapped = copy.deepcopy(plain)
+    apply_activation_checkpointing(wrapped, check_fn=lambda m: type(m).__name__.endswith("DecoderLayer"))
+    for layer in wrapped.model.layers:
+        fully_shard(layer)
+    fully_shard(wrapped)
+    snapshot = copy.deepcopy(ref)
+    load_gathered(snapshot, wrapped)
+    result["checkpointed_snapshot_max_diff"] = max((a - b).abs().max().item() for a, b in
+                                                   zip(snapshot.state_dict().values(), plain.state_dict().values()))
+
     # 3c. the snapshot of a policy sharded with bf16 mixed precision computes in bf16 as the policy does
     mixed = copy.deepcopy(plain)
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16)

@@ -46,6 +46,8 @@ def test_export_of_a_sharded_model_holds_every_weight(fsdp2_results):
     assert rank1["nonzero_rank_state_is_empty"]          # gathered on the main process only
     assert "no weights written" in rank0["empty_export_error"]
     assert rank0["snapshot_max_diff"] == rank1["snapshot_max_diff"] == 0.0  # PSFT's snapshot, on every process
+    # ... one weight at a time, also under activation checkpointing's wrapped names
+    assert rank0["checkpointed_snapshot_max_diff"] == rank1["checkpointed_snapshot_max_diff"] == 0.0
     for rank in fsdp2_results:  # of a bf16 mixed-precision policy: its forward exactly, not an fp32 copy's
         assert rank["mixed_forward_dtype"] == "torch.bfloat16"
         assert rank["mixed_snapshot_logit_diff"] == 0.0 < rank["mixed_fp32_snapshot_logit_diff"], rank

@@ -104,10 +104,9 @@ def load_gathered(target: nn.Module, model: nn.Module) -> None:
     """``target.load_state_dict`` of ``model``'s whole weights on every process (PSFT's lagged snapshot of a sharded
     policy). Collective under FSDP: every process calls it."""
     if _fsdp2(model):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
-    elif type(model).__name__ == "FullyShardedDataParallel":
+        _copy_gathered(target, model)
+        return
+    if type(model).__name__ == "FullyShardedDataParallel":
         from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
 
         config = FullStateDictConfig(offload_to_cpu=False, rank0_only=False)
@@ -116,6 +115,25 @@ def load_gathered(target: nn.Module, model: nn.Module) -> None:
     else:
         state = unwrap(model).state_dict()
     target.load_state_dict(state)
+
+
+def _copy_gathered(target: nn.Module, model: nn.Module) -> None:
+    """FSDP2: each weight gathered whole and copied into ``target`` one at a time, so a process holds one full
+    weight beside its shards (a full state dict at once would be a second fp32 model, ~30 GB at 7B, on every GPU).
+    Every process walks the same names in the same order: each ``full_tensor()`` is a collective."""
+    from torch.distributed.tensor import DTensor
+
+    into, copied = target.state_dict(), set()
+    with torch.no_grad():
+        for name, value in unwrap(model).state_dict().items():  # activation checkpointing's hook gives plain names
+            full = value.full_tensor() if isinstance(value, DTensor) else value
+            if name not in into:
+                raise KeyError(f"load_gathered: the policy's {name!r} has no counterpart in the snapshot model")
+            into[name].copy_(full)
+            copied.add(name)
+            del full
+    if missing := sorted(set(into) - copied):
+        raise KeyError(f"load_gathered: the policy has no {missing[0]!r} (and {len(missing) - 1} more) to copy")
 
 
 def forward_param_dtype(model: nn.Module) -> torch.dtype:
