@@ -52,6 +52,13 @@ for target in "${targets[@]}"; do
 done
 status=(dvc status)
 if [ ${#stages[@]} -gt 0 ]; then
+  known=$(dvc stage list --name-only)
+  for stage in "${stages[@]}"; do
+    if ! grep -qx "$stage" <<<"$known"; then
+      echo "after_pull: phase_$stage has no DVC stage '$stage' in this dvc.yaml (its stages: $(echo $known))." >&2
+      exit 2
+    fi
+  done
   status+=(--with-deps "${stages[@]}")
 fi
 if ! "${status[@]}" --quiet; then

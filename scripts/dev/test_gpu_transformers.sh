@@ -13,10 +13,11 @@ pin() { sed -n "s/^$1==//p" requirements-gpu.txt; }
 target=$(mktemp -d)
 trap 'rm -rf "$target"' EXIT
 pip install -q --no-deps --target "$target" "transformers==$(pin transformers)" "huggingface-hub==$(pin huggingface-hub)"
-pip install -q --target "$target" "httpx<1"   # huggingface-hub 1.x's HTTP client (2.x, the CPU set's, has another)
+# huggingface-hub 1.x's HTTP client (2.x, the CPU set's, has another); its other needs are the venv's own
+pip install -q --no-deps --target "$target" httpx==0.29.0 httpcore==1.0.9
 PYTHONPATH="$target" python - <<'PY'
 import transformers
 print(f"test_gpu_transformers: transformers {transformers.__version__} from {transformers.__file__}")
 PY
-PYTHONPATH="$target" python -m pytest -n 2 -p no:cacheprovider tests/training tests/evaluation tests/objectives \
+PYTHONPATH="$target" python -m pytest -n 2 --dist loadfile -p no:cacheprovider tests/training tests/evaluation tests/objectives \
   tests/rl_methods tests/analysis tests/test_models.py

@@ -166,7 +166,8 @@ def recording_tools(tmp_path):
     bin_dir.mkdir()
     for tool in ("dvc", "snakemake"):
         path = bin_dir / tool
-        path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/{tool}.args"\n')
+        stages = 'if [ "$1" = stage ]; then echo sft; fi\n' if tool == "dvc" else ""  # `dvc stage list`
+        path.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/{tool}.args"\n{stages}')
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return env, tmp_path
@@ -294,3 +295,6 @@ def test_after_a_partial_pull_only_the_pulled_stages_and_their_upstream_must_mat
         refused = after_pull(*args)
         assert refused.returncode == 1 and "not touching anything" in refused.stderr
     assert "run 'dvc pull --with-deps b'" in after_pull("phase_b").stderr
+    missing = after_pull("phase_world")  # a phase this dvc.yaml has no stage for (the paper branch's world)
+    assert missing.returncode == 2 and "phase_world has no DVC stage 'world' in this dvc.yaml (its stages: a b)" \
+        in missing.stderr
