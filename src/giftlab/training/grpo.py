@@ -487,16 +487,29 @@ class GradingTally(TrainerCallback):
         self.base = saved.get("grading", {})
 
     def totals(self) -> dict[str, dict[str, int]]:
-        """``{"grading": the reward's gradings, "dynamics_grading": the RL-dynamics evaluations'}``, whole run."""
+        """``{"grading": the reward's gradings, "dynamics_grading": the RL-dynamics evaluations'}``, whole run.
+
+        Collective under several processes (every process calls it: ``on_save``, the end of ``train_grpo``): each
+        process grades its own share of every generation batch in its own pool, so the session's counts are summed
+        over the processes (the dynamics' rows already hold every process's)."""
         session = dict(self.dynamics.session_grading) if self.dynamics is not None else {}
         reward = {k: v - session.get(k, 0) for k, v in self.pool_stats().items()}
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            shares: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(shares, reward)
+            reward = {}
+            for share in shares:
+                for k, v in share.items():
+                    reward[k] = reward.get(k, 0) + v
         return {"grading": {k: self.base.get(k, 0) + reward.get(k, 0) for k in dict.fromkeys([*self.base, *reward])},
                 "dynamics_grading": self.dynamics.grading_stats if self.dynamics is not None else {}}
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        totals = self.totals()  # collective: every process, before the main one writes
         if state.is_world_process_zero and ckpt.is_dir():
-            write_json_atomic(ckpt / self.FILE, self.totals())
+            write_json_atomic(ckpt / self.FILE, totals)
         return control
 
 def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[str, Any], seed: int,
