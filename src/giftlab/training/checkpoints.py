@@ -88,21 +88,44 @@ def input_fingerprint(paths) -> dict[str, Any]:
     return out
 
 
-def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any]) -> Path:
+def _stamped(stamp: Path, fingerprint: Mapping[str, Any]) -> bool:
+    try:
+        return json.loads(stamp.read_text()) == fingerprint
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+#: how long a process other than the main one waits for the main one to prepare the work dir (deleting a 7-8B
+#: run's stale checkpoint from a shared filesystem can take minutes)
+PREPARE_WAIT_S = 3600.0
+
+
+def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s: float = PREPARE_WAIT_S) -> Path:
     """Create ``work_dir``; wipe it when it holds state from a different job config (include the
-    job's :func:`input_fingerprint` in ``job_config``, so new inputs also start afresh)."""
+    job's :func:`input_fingerprint` in ``job_config``, so new inputs also start afresh).
+
+    Under several processes (``accelerate launch`` / torchrun set ``RANK``) only the main one (rank 0) wipes and
+    stamps the shared directory; the others wait until the stamp names this config. Eight processes each removing
+    the same stale checkpoint at once crashed on the files another had just removed (``FileNotFoundError``)."""
+    import os
+    import time
+
     work_dir = Path(work_dir)
     fingerprint = {"config_hash": config_hash(job_config)}
     stamp = work_dir / FINGERPRINT
-    if work_dir.exists():
-        try:
-            same = json.loads(stamp.read_text()) == fingerprint
-        except (OSError, json.JSONDecodeError):
-            same = False
-        if not same:
-            shutil.rmtree(work_dir)
+    if int(os.environ.get("RANK", 0) or 0) != 0:
+        deadline = time.monotonic() + wait_s
+        while not _stamped(stamp, fingerprint):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{work_dir}: the main process did not prepare it within {wait_s:.0f} s")
+            time.sleep(0.2)
+        return work_dir
+    if work_dir.exists() and not _stamped(stamp, fingerprint):
+        shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(fingerprint))
+    tmp = stamp.with_name(f".{stamp.name}.tmp")  # renamed into place: a waiting process never reads half of it
+    tmp.write_text(json.dumps(fingerprint))
+    os.replace(tmp, stamp)
     return work_dir
 
 

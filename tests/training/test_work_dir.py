@@ -1,0 +1,53 @@
+"""The work dir of a job that runs as several processes (accelerate launch: 8 on the paper's GPU jobs)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+
+from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
+
+
+def _prepare(work, rank, barrier, results):
+    os.environ["RANK"] = str(rank)  # what torchrun / accelerate launch set in each process
+    barrier.wait()
+    try:
+        prepare_work_dir(work, {"lr": 2e-6})
+        results.put((rank, None))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put((rank, repr(exc)))
+
+
+def test_processes_prepare_a_stale_work_dir_together(tmp_path):
+    """A stale checkpoint (another job config) is wiped once, by the main process; the others wait for the new
+    stamp. Every process used to rmtree it at once and some crashed on files another had removed."""
+    work = tmp_path / "work"
+    ckpt = work / "checkpoint-25"
+    for d in range(20):
+        (ckpt / f"shard{d}").mkdir(parents=True)
+        for i in range(100):
+            (ckpt / f"shard{d}" / f"part{i}").write_text("x")
+    (work / FINGERPRINT).write_text(json.dumps({"config_hash": "another job config"}))
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_prepare, args=(work, rank, barrier, results)) for rank in range(4)]
+    for p in procs:
+        p.start()
+    outcome = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert outcome == {0: None, 1: None, 2: None, 3: None}
+    assert not ckpt.exists() and sorted(p.name for p in work.iterdir()) == [FINGERPRINT]
+
+
+def test_a_process_other_than_the_main_one_leaves_the_work_dir_alone(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    prepare_work_dir(work, {"lr": 1e-6})
+    (work / "checkpoint-2").mkdir()
+    monkeypatch.setenv("RANK", "1")
+    prepare_work_dir(work, {"lr": 1e-6})  # the stamp is this config's: no wait
+    assert (work / "checkpoint-2").is_dir()
+    monkeypatch.setenv("RANK", "0")
+    prepare_work_dir(work, {"lr": 2e-6})  # the main process wipes state from another config
+    assert not (work / "checkpoint-2").exists()
