@@ -51,3 +51,31 @@ def test_a_process_other_than_the_main_one_leaves_the_work_dir_alone(tmp_path, m
     monkeypatch.setenv("RANK", "0")
     prepare_work_dir(work, {"lr": 2e-6})  # the main process wipes state from another config
     assert not (work / "checkpoint-2").exists()
+
+
+def _rewrite_log(path, rank, barrier, results):
+    from giftlab.training.grpo import _write_rows
+
+    barrier.wait()
+    try:
+        for step in range(300):
+            _write_rows(path, [{"step": s, "loss": 0.5} for s in range(step % 7)])
+        results.put((rank, None))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put((rank, repr(exc)))
+
+
+def test_processes_rewrite_the_step_log_together(tmp_path):
+    """On resume every process of a GRPO job rewrites steps.jsonl (and dynamics.jsonl) up to the checkpoint. Through
+    one shared temporary name a process could rename away the file another was about to rename and crash."""
+    path = tmp_path / "steps.jsonl"
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_rewrite_log, args=(path, rank, barrier, results)) for rank in range(4)]
+    for p in procs:
+        p.start()
+    outcome = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert outcome == {0: None, 1: None, 2: None, 3: None}
+    assert [p.name for p in tmp_path.iterdir()] == ["steps.jsonl"]  # no temporary file left behind

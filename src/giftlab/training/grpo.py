@@ -25,7 +25,7 @@ from transformers import TrainerCallback, set_seed
 
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt
-from giftlab.io import write_json_atomic
+from giftlab.io import write_json_atomic, write_text_atomic
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
@@ -221,9 +221,10 @@ read_step_log = read_step_rows  # the per-step training log: torn lines and retr
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    """Replace ``path`` by ``rows`` (JSON Lines) atomically. Every process of a multi-GPU job rewrites the step and
+    dynamics logs on resume, each through its own temporary file (one shared name let a process rename away the
+    file another was about to rename: FileNotFoundError)."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class DynamicsCallback(TrainerCallback):
