@@ -472,6 +472,19 @@ def max_steps_for_kept_rows(cfg: Mapping[str, Any], kept: int, total: int) -> in
     return max(1, steps * kept_pass // full_pass)
 
 
+def token_passes(args) -> int:
+    """Forward-pass equivalents per prompt + completion token of a GRPO run with these ``GRPOConfig`` arguments:
+    generated (a forward each), then a forward + backward (3) in the update; TRL also runs the policy's forward for
+    π_old over the whole generation batch unless every update ends exactly where a generation batch ends
+    (``gradient_accumulation_steps`` a multiple of ``steps_per_generation × num_iterations``: not so at the paper's
+    2 updates per batch) or when it corrects vLLM's sampling (trl/trainer/grpo_trainer.py,
+    ``_generate_and_score_completions``); a KL term adds the reference's forward."""
+    generate_every = args.steps_per_generation * args.num_iterations
+    old_policy = (args.gradient_accumulation_steps % generate_every != 0
+                  or (args.use_vllm and args.vllm_importance_sampling_correction))
+    return 1 + 3 + (1 if old_policy else 0) + (1 if args.beta else 0)
+
+
 class GradingTally(TrainerCallback):
     """The reward's grading counters of the whole run, not of this process: every checkpoint stores them
     (``grading_stats.json``, written before the checkpoint is stamped complete) and a resumed run starts from its
@@ -623,9 +636,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                 train_or_finish(trainer, resume)
             finally:  # also when train() raises: no stale handler outlives this run
                 preemption.uninstall()
-            # every prompt and completion token: generated (a forward each), then a forward + backward in the update
-            # (TRL skips the old policy's forward at one iteration per batch; a KL term adds the reference's forward)
-            passes = 1 + 3 + (1 if args.beta else 0)
+            passes = token_passes(args)
             timing["tokens"] = int(trainer.state.num_input_tokens_seen)
             timing["flops"] = passes * matmul_flops(model, timing["tokens"])
         totals = tally.totals()
