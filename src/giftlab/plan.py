@@ -27,7 +27,7 @@ from giftlab.rowfiles import find_data
 STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
                     "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
-                    "export_dtype")
+                    "export_dtype", "drop_last")
 # Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes. They stay out of job
 # configs, so changing one reruns nothing (Snakemake's params trigger), and reach the scripts beside them
 # (`--runtime`, Plan.runtime); results record them with the config they ran with, and giftlab.stale ignores them.

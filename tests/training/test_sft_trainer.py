@@ -314,3 +314,54 @@ def test_validation_reads_the_hidden_states_in_chunks_where_the_logits_would_not
     monkeypatch.setattr(sft, "head_chunk_size", lambda mode, n, vocab, has_bias=False: 7)
     chunked = sft.validation_cross_entropy(model, data, collate, batch_size=4)
     assert head_calls == [] and chunked == pytest.approx(plain, rel=1e-6)
+
+
+def test_drop_last_trains_whole_global_batches_only(base_dir, tmp_path):
+    """E.1: "The global batch size is set to 128." 10,000 examples are 78 steps of 128 and 16 left over; the Trainer
+    takes those 16 as a 79th step of each epoch (transformers 5.17 ``_inner_training_loop``: the last step of an
+    epoch accumulates the ``remainder`` micro-batches). ``sft.drop_last`` cuts each epoch's shuffle to whole steps,
+    as the released verl trainer's ``DistributedSampler(drop_last=True)``: other examples left out each epoch.
+    Here 10 examples, 2 per batch x 2 accumulation steps: 2 steps of 4 per epoch, never a third of 2."""
+    tok = build_tokenizer()
+    ds = SFTDataset(ROWS[:10], tok, "r1_solution_1", 96)
+    seen: dict[tuple[int, int], list[int]] = {}  # (epoch, step) -> rows
+
+    class Recording(ObjectiveTrainer):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            key = (int(self.state.epoch or 0), self.state.global_step)
+            seen.setdefault(key, []).extend(inputs["row"].tolist())
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    s = settings(batch_size=2, grad_accum=2, epochs=3, drop_last=True)
+    args = training_arguments(s, tmp_path / "w", steps_per_epoch=2)
+    args = dataclasses.replace(args, save_strategy="no", report_to=[])
+    trainer = Recording(model=load_model(base_dir), args=args, train_dataset=ds,
+                        data_collator=PadCollator(tok.pad_token_id), objective=get_objective("sft"),
+                        drop_last=s.drop_last)
+    trainer.train()
+    assert trainer.state.global_step == 3 * 2
+    assert sorted(len(rows) for rows in seen.values()) == [4] * 6  # every step a whole global batch
+    per_epoch = {}
+    for (epoch, _), rows in seen.items():
+        per_epoch.setdefault(epoch, []).extend(rows)
+    assert all(len(rows) == len(set(rows)) == 8 for rows in per_epoch.values())  # no example twice in an epoch
+    left_out = {frozenset(set(range(10)) - set(rows)) for rows in per_epoch.values()}
+    assert len(left_out) > 1  # a fresh shuffle each epoch: not the same 2 examples dropped every time
+
+
+def test_drop_last_step_count_matches_the_sharded_sampler():
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler
+
+    from giftlab.training.sft import WholeStepSampler, optimiser_steps_per_epoch
+
+    assert optimiser_steps_per_epoch(10_000, 2, 8, world_size=8, drop_last=True) == 78  # E.1: 78 x 128
+    for n in (3, 16, 33, 100, 10_000):
+        for batch_size, grad_accum, world in [(1, 1, 1), (2, 3, 1), (4, 2, 2), (2, 8, 8)]:
+            sampler = WholeStepSampler(n, batch_size * grad_accum * world, seed=0)
+            shard = BatchSamplerShard(BatchSampler(sampler, batch_size, drop_last=False), num_processes=world,
+                                      process_index=0, even_batches=True)
+            steps = -(-len(shard) // grad_accum)
+            assert optimiser_steps_per_epoch(n, batch_size, grad_accum, world, drop_last=True) == steps
+            if n >= batch_size * grad_accum * world:
+                assert len(shard) % grad_accum == 0  # no short last step

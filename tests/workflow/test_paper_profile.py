@@ -35,6 +35,7 @@ PAPER = [
     ("sft.lr_scheduler", "constant", "E.1: constant learning rate"),
     ("sft.warmup_ratio", 0.0, "E.1: no warmup steps"),
     ("sft.max_length", 8192, "E.1: maximum sequence length 8,192"),
+    ("sft.drop_last", True, "E.1: global batch 128 at every step (no short last step of an epoch)"),
     ("sft.rl_epoch", 6, "E.1: the 6th-epoch checkpoint initialises RL"),
     ("sft.objective_params.sft_entropy.lambda", 0.01, "E.1: λ = 0.01 (entropy)"),
     ("sft.objective_params.sft_ls.lambda", 0.01, "E.1: λ = 0.01 (label smoothing)"),
@@ -142,7 +143,7 @@ def test_sft_settings_reach_the_trainer_as_in_the_paper(paper, tmp_path):
     from giftlab.training.sft import SFTSettings, training_arguments
 
     keys = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
-            "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "bf16")
+            "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "bf16", "drop_last")
     settings = SFTSettings(seed=paper["seed"], **{k: paper["sft"][k] for k in keys})
     args = training_arguments(settings, tmp_path, steps_per_epoch=78)
     assert (args.adam_beta1, args.adam_beta2) == (0.9, 0.95)
@@ -150,6 +151,15 @@ def test_sft_settings_reach_the_trainer_as_in_the_paper(paper, tmp_path):
     assert getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type) == "constant"
     assert args.warmup_steps == 0
     assert args.num_train_epochs >= paper["sft"]["rl_epoch"] == 6
+    # every optimiser step a whole 128 (10,000 = 78 x 128 + 16: no 79th step of 16)
+    from giftlab.training.sft import optimiser_steps_per_epoch
+
+    assert settings.drop_last
+    assert optimiser_steps_per_epoch(paper["data"]["split"]["sft"], settings.batch_size, settings.grad_accum, 8,
+                                     settings.drop_last) == 78
+    # and the setting reaches the SFT job
+    job = Plan(paper).job("sft", {"backbone": "qwen", "run": "sft"})
+    assert job["settings"]["drop_last"] is True
 
 
 def test_sft_truncates_on_the_right():

@@ -55,6 +55,9 @@ class SFTSettings:
     max_grad_norm: float = 1.0
     loss_head: str = "auto"
     loss_backend: str = "torch"      # chunked head: "torch" loop or the fused "triton" kernel (SFT / exact GIFT)
+    # each epoch's shuffle cut to whole optimiser steps (batch_size x grad_accum x processes), as the released verl
+    # trainer's drop_last: every step then has E.1's global batch; off, an epoch ends in one short step (the rest)
+    drop_last: bool = False
     bf16: bool = False
     export_dtype: str | None = None  # e.g. "bfloat16": exports half the size of the fp32 master weights
     seed: int = 0
@@ -115,7 +118,8 @@ class ObjectiveTrainer(Trainer):
     """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
 
     def __init__(self, *args, objective, ref_model=None, ref_cache=None, old_model=None, loss_head: str = "auto",
-                 loss_backend: str = "torch", **kwargs):
+                 loss_backend: str = "torch", drop_last: bool = False, **kwargs):
+        self.drop_last = drop_last  # before super().__init__: nothing builds a sampler there, but keep it set first
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.loss_head = loss_head
@@ -128,6 +132,17 @@ class ObjectiveTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
         self._diag_sums: dict[str, float] = {}
+
+    def _get_train_sampler(self, train_dataset=None):
+        """``drop_last``: :class:`WholeStepSampler` (each epoch's shuffle cut to whole optimiser steps); else the
+        Trainer's own sampler. The Trainer takes its last step of an epoch with whatever micro-batches are left
+        (transformers 5.17 ``Trainer._inner_training_loop``: ``num_batches = ... else remainder``): at the paper's
+        10,000 examples, 2 per GPU x 8 steps x 8 GPUs, 78 steps of 128 and a 79th of 16."""
+        if not self.drop_last:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return WholeStepSampler(len(dataset), global_batch_size(self.args), seed)
 
     @staticmethod
     def _masked_logits(model, inputs, mask):
@@ -378,9 +393,41 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
     )
 
 
-def optimiser_steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int, world_size: int = 1) -> int:
+def global_batch_size(args: TrainingArguments) -> int:
+    """Examples per optimiser step: per-process batch x accumulation steps x processes."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+
+
+class WholeStepSampler(torch.utils.data.Sampler):
+    """A seeded shuffle of the training set, another each epoch (``set_epoch``, which accelerate forwards), cut to
+    a whole number of optimiser steps of ``step_size`` examples: the rest of the shuffle (other examples each epoch)
+    is not trained that epoch, as with the released trainer's ``DistributedSampler(drop_last=True)``. Every process
+    draws the same order; accelerate deals its batches out. Fewer examples than one step: all are kept."""
+
+    def __init__(self, n_examples: int, step_size: int, seed: int):
+        self.n, self.seed, self.epoch = n_examples, int(seed), 0
+        self.keep = n_examples - n_examples % step_size if n_examples >= step_size else n_examples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.keep
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator)[:self.keep].tolist())
+
+
+def optimiser_steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int, world_size: int = 1,
+                              drop_last: bool = False) -> int:
     """An epoch's optimiser steps as the Trainer counts them: ⌈n / batch_size⌉ batches dealt out evenly to
-    ``world_size`` processes (accelerate's even batches), ``grad_accum`` per step, the last one possibly short."""
+    ``world_size`` processes (accelerate's even batches), ``grad_accum`` per step, the last one possibly short;
+    with ``drop_last`` (:class:`WholeStepSampler`) only the whole steps."""
+    step = batch_size * grad_accum * world_size
+    if drop_last and n_examples >= step:
+        return n_examples // step
     batches_per_process = math.ceil(math.ceil(n_examples / batch_size) / world_size)
     return max(1, math.ceil(batches_per_process / grad_accum))
 
@@ -434,7 +481,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                         ds.dropped)
     # accelerate launch sets WORLD_SIZE: each process takes an equal share of the batches
     processes = int(os.environ.get("WORLD_SIZE", 1))
-    steps_per_epoch = optimiser_steps_per_epoch(len(train_ds), settings.batch_size, settings.grad_accum, processes)
+    steps_per_epoch = optimiser_steps_per_epoch(len(train_ds), settings.batch_size, settings.grad_accum, processes,
+                                                settings.drop_last)
     # the global batch follows the launch (E.1's 128 = 2 per GPU x 8 steps x 8 GPUs): recorded, so a run on another
     # number of GPUs without a matching sft.grad_accum shows in its metrics
     global_batch = settings.batch_size * settings.grad_accum * processes
@@ -445,7 +493,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, ref_cache=ref_cache, old_model=old_model,
-                               loss_head=settings.loss_head, loss_backend=loss_backend)
+                               loss_head=settings.loss_head, loss_backend=loss_backend, drop_last=settings.drop_last)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size, settings.export_dtype)
     trainer.add_callback(epoch_end)
     trainer.add_callback(CompleteMarker(keep=1))
