@@ -2,7 +2,8 @@
 ``launch`` starts several CPU processes only through mpirun, and calls torchrun's launcher for GPUs): SFT with SFT, GIFT and PSFT and a
 short GRPO, LUFFY and ReLIFT, through the pipeline's own trainers, at the same *global* batch whatever the number of processes.
 Writes ``<out>/result.json`` (main process): per objective the loss of every optimiser step and the validation CE
-of every epoch; GRPO's optimiser steps and its export.
+of every epoch; GRPO's optimiser steps and its export. Every process writes ``<out>/grpo-grading-rank<r>.json``: the
+GRPO run's grading counts as its metrics and its last checkpoint record them.
 
     ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node 2 tests/dist/processes.py BASE_DIR OUT_DIR
 """
@@ -69,6 +70,12 @@ def main(base_dir: str, out_dir: str) -> None:
                       out_dir=out / "grpo" / "model", work_dir=out / "grpo" / "work", job_config={"grpo": GRPO})
     result["grpo"] = {"steps": grpo["steps"], "logged_steps": sorted({row["step"] for row in grpo["log"]}),
                       "export": sorted(p.name for p in (out / "grpo" / "model").iterdir())}
+    # the reward's gradings as every process's metrics and the last checkpoint record them (each process grades
+    # its own share of a generation batch)
+    saved = json.loads((out / "grpo" / "work" / "checkpoint-2" / "grading_stats.json").read_text())
+    rank = int(os.environ.get("RANK", 0))
+    (out / f"grpo-grading-rank{rank}.json").write_text(json.dumps({"metrics": grpo["grading"],
+                                                                   "checkpoint": saved["grading"]}))
     # the unified paradigms: LUFFY's expert slot is decided on the global index (a group may span processes),
     # ReLIFT's buffer is the whole batch's on every process and each process trains a share of the SFT batch
     for method, params in UNIFIED.items():

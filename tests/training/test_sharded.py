@@ -146,7 +146,7 @@ def launch(n_processes: int, base_dir: Path, out: Path) -> dict:
     proc = subprocess.run(cmd, env={**venv_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return json.loads((out / "result.json").read_text())
+    return {**json.loads((out / "result.json").read_text()), "out": out}
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,17 @@ def test_grpo_runs_its_steps_on_two_processes(by_processes):
     grpo = by_processes[2]["grpo"]
     assert grpo["steps"] == 2 and grpo["logged_steps"] == [1, 2]
     assert "model.safetensors" in grpo["export"]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_grpo_grading_counts_are_the_whole_runs_on_every_process(by_processes, n):
+    """2 generation batches of 4 prompts x G = 2 are 16 reward gradings, 8 on each of 2 processes. Each process's
+    pool counts only its own, so metrics.json (written by whichever process renames last) and the checkpoint's
+    grading_stats.json (process 0's) used to record 8: at the paper's 8 GPUs, one eighth of the run."""
+    out = by_processes[n]["out"]
+    for rank in range(n):
+        recorded = json.loads((out / f"grpo-grading-rank{rank}.json").read_text())
+        assert recorded["metrics"]["graded"] == recorded["checkpoint"]["graded"] == 16, (rank, recorded)
 
 
 @pytest.mark.parametrize("n", [1, 2])

@@ -7,6 +7,10 @@ import multiprocessing as mp
 import os
 
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
+from giftlab.training.grpo import _write_rows
+
+# forked, not spawned: the processes share what this one imported (a spawned one imports the training stack again)
+CONTEXT = mp.get_context("fork")
 
 
 def _prepare(work, rank, barrier, results):
@@ -29,9 +33,8 @@ def test_processes_prepare_a_stale_work_dir_together(tmp_path):
         for i in range(100):
             (ckpt / f"shard{d}" / f"part{i}").write_text("x")
     (work / FINGERPRINT).write_text(json.dumps({"config_hash": "another job config"}))
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_prepare, args=(work, rank, barrier, results)) for rank in range(4)]
+    barrier, results = CONTEXT.Barrier(4), CONTEXT.Queue()
+    procs = [CONTEXT.Process(target=_prepare, args=(work, rank, barrier, results)) for rank in range(4)]
     for p in procs:
         p.start()
     outcome = dict(results.get(timeout=120) for _ in procs)
@@ -54,8 +57,6 @@ def test_a_process_other_than_the_main_one_leaves_the_work_dir_alone(tmp_path, m
 
 
 def _rewrite_log(path, rank, barrier, results):
-    from giftlab.training.grpo import _write_rows
-
     barrier.wait()
     try:
         for step in range(300):
@@ -69,9 +70,8 @@ def test_processes_rewrite_the_step_log_together(tmp_path):
     """On resume every process of a GRPO job rewrites steps.jsonl (and dynamics.jsonl) up to the checkpoint. Through
     one shared temporary name a process could rename away the file another was about to rename and crash."""
     path = tmp_path / "steps.jsonl"
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_rewrite_log, args=(path, rank, barrier, results)) for rank in range(4)]
+    barrier, results = CONTEXT.Barrier(4), CONTEXT.Queue()
+    procs = [CONTEXT.Process(target=_rewrite_log, args=(path, rank, barrier, results)) for rank in range(4)]
     for p in procs:
         p.start()
     outcome = dict(results.get(timeout=120) for _ in procs)

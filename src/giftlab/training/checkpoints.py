@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
