@@ -19,9 +19,19 @@ from helpers import REPO, snakemake
 SMOKE = REPO / "config" / "smoke.yaml"
 
 
+def smoke_targets() -> list[str]:
+    """`all`, and the SFT runs smoke.yaml sends to no RL (`grpo.runs`): every objective trains through the `sft`
+    rule, while GRPO and evaluation (the same code from any checkpoint) run from SFT and GIFT only."""
+    from giftlab.config import load_config
+    from giftlab.plan import Plan
+
+    plan = Plan(load_config(REPO / "params.yaml", SMOKE))
+    return ["all", *plan.sft_metrics([run for run in plan.sft_runs() if not plan.runs[run].rl])]
+
+
 def _build(workdir):
     """Run the smoke DAG in ``workdir``; the failure text (stderr and every job log's tail) or None."""
-    result = snakemake(workdir, "--cores", "2", configfiles=[SMOKE], timeout=900)
+    result = snakemake(workdir, "--cores", "2", *smoke_targets(), configfiles=[SMOKE], timeout=900)
     if result.returncode == 0:
         return None
     logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log")))

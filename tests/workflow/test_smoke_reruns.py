@@ -30,7 +30,8 @@ def test_the_smoke_workspace_is_this_configs_own_and_another_profile_would_not_r
 
 
 def test_changing_one_beta_reruns_only_its_jobs(smoke_copy, tmp_path):
-    override = write_override(tmp_path / "beta.yaml", {"sft": {"gift_betas": [3, 7]}})
+    override = write_override(tmp_path / "beta.yaml", {"sft": {"gift_betas": [3, 7]},
+                                                       "grpo": {"runs": ["sft", "gift-b3", "gift-b7"]}})
     result = snakemake(smoke_copy, "-n", "--quiet", "rules", configfiles=[SMOKE, override], timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     text = result.stdout + result.stderr
@@ -39,7 +40,7 @@ def test_changing_one_beta_reruns_only_its_jobs(smoke_copy, tmp_path):
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # gift-b7 is new: its SFT, GRPO, 2 evaluation jobs (one model each: after RL on the 4 benchmarks, before on
+    # gift-b7 is new (and goes on to RL, as smoke.yaml's SFT and GIFT do): its SFT, GRPO, 2 evaluation jobs (one model each: after RL on the 4 benchmarks, before on
     # the reasoning one), 2 consistency jobs and its MT-Bench answers and judgement; then every table and figure.
     # Nothing else.
     assert counts == {"sft": 1, "grpo": 1, "evaluate": 1, "evaluate_pre_rl": 1, "consistency": 2, "figure1": 1,
