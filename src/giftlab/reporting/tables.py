@@ -12,7 +12,8 @@ Inputs are the dicts the pipeline writes:
   and ``cos``, ``l2``, ``kl``.
 
 Rows exist only for runs present in the inputs (a method that was not run is absent, never filled
-in); columns are the benchmarks present in the inputs (paper names such as ``GSM8K`` when the
+in); columns are the benchmarks asked for (``benchmarks``: one without results is an empty column, and so is
+every Average that needs it), else those present in the inputs (paper names such as ``GSM8K`` when the
 benchmark is one of the paper's, the raw name such as ``tiny_id`` otherwise). Pass rates are shown
 in percent, like the paper. ``paper=True`` adds ``paper <column>`` columns with the paper's
 reported number for the same backbone (matched by name: "qwen" → Qwen2.5-7B, "llama" →
@@ -100,8 +101,9 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     """Post-RL ``metric`` (in %) per (backbone, run) × benchmark, plus the row ``Average``.
 
     Uses the summaries at stage ``rl`` (and ``direct_sft`` at stage ``sft``: Direct SFT has no RL
-    stage). ``benchmarks`` restricts and orders the columns (default: as they first appear).
-    Average = mean over the benchmark columns, NaN when the row misses one. ``with_ci`` adds
+    stage). ``benchmarks`` restricts and orders the columns (default: as they first appear); a requested
+    benchmark without results is an empty column. Average = mean over the benchmark columns, NaN when the row
+    misses one. ``with_ci`` adds
     ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for pass@1 cells).
     ``report_metric`` {backbone: {benchmark: "pass@k"}} reports those cells with another metric (the paper:
     Llama-3.1-8B's AIME as pass@32); the column ``metric`` then says which cells. ``run_specs``: the plan's run
@@ -112,8 +114,9 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
     idx = _index(recs, ("backbone", "run", "benchmark"), "benchmark table")
+    # a requested benchmark without any result keeps its column, empty: the row's Average is then missing too,
+    # never the mean of the other benchmarks printed beside the paper's Average over all of them
     benches = list(benchmarks) if benchmarks is not None else list(dict.fromkeys(k[2] for k in idx))
-    benches = [b for b in benches if any(k[2] == b for k in idx)]
     cols = [benchmark_column(b) for b in benches]
     if len(set(cols)) != len(cols):
         raise ValueError(f"benchmark table: benchmarks {benches} map to duplicate columns {cols}")

@@ -1,0 +1,48 @@
+"""A benchmark the paper profile asks for but that has no result shows as missing, never averaged away.
+
+The paper's "Average" (Tables 1 and 2) is the mean over all six (four) benchmarks, and Table 3 and Figure 1(c, d)
+average the four math benchmarks; a table or figure built from results that lack one must not print a mean over
+the others beside the paper's mean over all of them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from giftlab.reporting import tables as T
+from helpers import run_specs
+
+SPECS = run_specs(betas=(10, 20))
+REASONING = ["gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus"]
+MATH = ["gsm8k", "math500", "aime24", "aime25"]
+
+
+def summ(stage, backbone, run, benchmark, p1, **passk):
+    rec = {"pass@1": p1, "pass@1_ci95": [p1 - 0.01, p1 + 0.01],
+           "provenance": {"config": {"stage": stage, "backbone": backbone, "run": run, "benchmark": benchmark}}}
+    rec.update({k.replace("pass", "pass@"): v for k, v in passk.items()})
+    return rec
+
+
+def test_table1_keeps_a_requested_benchmark_without_results_as_missing():
+    # every run's HumanEval+ evaluation is absent (e.g. the table built by hand from the results there are)
+    recs = [summ("rl", "qwen", run, b, 0.5) for run in ("sft", "gift-b10") for b in REASONING if b != "humaneval_plus"]
+    df = T.table1(recs, benchmarks=REASONING, paper=True, run_specs=SPECS)
+    assert "HE+" in df.columns                      # the column is there, empty
+    assert df["HE+"].isna().all()
+    # so the Average (the paper's: over all six) is missing too, not the mean of the other five
+    assert df["Average"].isna().all()
+    assert df["paper Average"].tolist() == [55.06, 59.55]
+
+
+def test_table2_keeps_a_requested_benchmark_without_results_as_missing():
+    ood = ["gpqa", "mmlu_pro", "mmlu_redux", "arc_challenge"]
+    recs = [summ("rl", "llama", "gift-b10", b, 0.4) for b in ood if b != "mmlu_pro"]
+    df = T.table2(recs, benchmarks=ood, paper=True, run_specs=SPECS)
+    assert list(df.columns[4:8]) == ["GPQA", "MMLU-Pro", "MMLU-Redux", "ARC-Challenge"]
+    assert math.isnan(df.iloc[0]["MMLU-Pro"]) and math.isnan(df.iloc[0]["Average"])
+    assert df.iloc[0]["paper Average"] == 55.24
+    # a full set still averages as before
+    full = T.table2(recs + [summ("rl", "llama", "gift-b10", "mmlu_pro", 0.8)], benchmarks=ood, run_specs=SPECS)
+    assert full.iloc[0]["Average"] == pytest.approx(50.0)
