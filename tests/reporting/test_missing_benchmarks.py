@@ -46,3 +46,24 @@ def test_table2_keeps_a_requested_benchmark_without_results_as_missing():
     # a full set still averages as before
     full = T.table2(recs + [summ("rl", "llama", "gift-b10", "mmlu_pro", 0.8)], benchmarks=ood, run_specs=SPECS)
     assert full.iloc[0]["Average"] == pytest.approx(50.0)
+
+
+def test_table3_row_missing_a_math_benchmark_is_missing_not_a_mean_of_the_rest():
+    recs = [summ("sft", bb, run, b, 0.2 if b.startswith("aime") else 0.8, pass2=0.85, pass4=0.9, pass8=0.95)
+            for bb in ("qwen", "llama") for run in ("sft", "gift-b10") for b in MATH]
+    # GIFT β=10's AIME25 evaluation before RL is absent on Qwen
+    recs = [r for r in recs if not (r["provenance"]["config"]["backbone"] == "qwen"
+                                    and r["provenance"]["config"]["run"] == "gift-b10"
+                                    and r["provenance"]["config"]["benchmark"] == "aime25")]
+    df = T.table3(recs, benchmarks=MATH, paper=True, backbones=["qwen", "llama"], run_specs=SPECS)
+    gift = df[(df.backbone == "qwen") & (df.run == "gift-b10")].iloc[0]
+    assert gift["benchmarks"] == "gsm8k+math500+aime24"   # says what it has
+    # the paper's Table 3 (and the SFT row beside it) average the four math benchmarks: a mean of three
+    # (0.8, 0.8, 0.2 -> 60%, where the four give 50%) is not that number
+    assert all(math.isnan(gift[f"pass@{k}"]) for k in (1, 2, 4, 8))
+    sft = df[(df.backbone == "qwen") & (df.run == "sft")].iloc[0]
+    assert sft["pass@1"] == pytest.approx(50.0) and sft["paper pass@1"] == 39.79
+    assert df[(df.backbone == "llama") & (df.run == "gift-b10")].iloc[0]["pass@1"] == pytest.approx(50.0)
+    # without a benchmark list, the benchmarks the table holds are the ones each row must have
+    loose = T.table3(recs, run_specs=SPECS)
+    assert math.isnan(loose[(loose.backbone == "qwen") & (loose.run == "gift-b10")].iloc[0]["pass@1"])

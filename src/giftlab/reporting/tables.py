@@ -209,8 +209,9 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
     """Table 3: pass@k (%) before RL (stage ``sft``), averaged over the benchmarks present.
 
     One row per (backbone, run) whose method is in ``methods``; ``pass@<k>`` is the mean over the
-    row's benchmarks (NaN when a summary lacks that k, i.e. n_samples < k); ``benchmarks`` names
-    them. ``paper`` adds ``paper pass@<k>``.
+    ``benchmarks`` (default: every benchmark the table holds), NaN when the row lacks one of them (the column
+    ``benchmarks`` says which it has) or a summary lacks that k (n_samples < k). ``paper`` adds
+    ``paper pass@<k>``.
     """
     specs = RunSpecs(run_specs)
     recs = [r for r in summaries if job_field(r, "stage") == stage
@@ -218,6 +219,8 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
     idx = _index(recs, ("backbone", "run", "benchmark"), "table3")
+    # every row averages the same benchmarks (the paper's: the math ones); a row missing one has no mean
+    wanted = set(benchmarks) if benchmarks is not None else {k[2] for k in idx}
     cols = [f"pass@{int(k)}" for k in ks]
     rows = []
     for bb in _backbone_order((k[0] for k in idx), backbones):
@@ -225,9 +228,10 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
             mine = [(k[2], rec) for k, rec in idx.items() if k[0] == bb and k[1] == run]
             row: dict[str, Any] = {"backbone": bb, "strategy": specs.label(run), "run": run,
                                    "benchmarks": "+".join(b for b, _ in mine)}
+            complete = {b for b, _ in mine} >= wanted
             for col in cols:
                 vals = [rec.get(col) for _, rec in mine]
-                row[col] = (math.nan if any(v is None for v in vals)
+                row[col] = (math.nan if not complete or any(v is None for v in vals)
                             else 100.0 * sum(float(v) for v in vals) / len(vals))
             if paper:
                 for col in cols:
