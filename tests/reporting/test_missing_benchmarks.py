@@ -67,3 +67,26 @@ def test_table3_row_missing_a_math_benchmark_is_missing_not_a_mean_of_the_rest()
     # without a benchmark list, the benchmarks the table holds are the ones each row must have
     loose = T.table3(recs, run_specs=SPECS)
     assert math.isnan(loose[(loose.backbone == "qwen") & (loose.run == "gift-b10")].iloc[0]["pass@1"])
+
+
+def _eval(backbone, run, benchmark, p1):
+    return {"pass@1": p1, "pass@1_ci95": [p1 - 0.05, p1 + 0.05],
+            "provenance": {"config": {"stage": "rl", "backbone": backbone, "run": run, "benchmark": benchmark}}}
+
+
+def test_figure1_point_missing_a_math_benchmark_is_not_drawn_as_the_mean_of_the_rest(tmp_path):
+    from giftlab.reporting.figures import figure1
+
+    sft = [{"epochs": [{"epoch": 1, "val_loss": 1.0}, {"epoch": 2, "val_loss": 0.8}],
+            "provenance": {"config": {"backbone": "llama", "run": run, "method": method, "beta": beta}}}
+           for run, method, beta in (("sft", "sft", None), ("gift-b10", "gift", 10.0), ("gift-b20", "gift", 20.0))]
+    evals = [_eval("llama", run, b, 0.2 if b.startswith("aime") else 0.6)
+             for run in ("sft", "gift-b10", "gift-b20") for b in MATH
+             if not (run == "gift-b20" and b == "aime24")]       # GIFT β=20's AIME24 result is absent
+    data = figure1(sft, evals, ["llama"], tmp_path / "fig1.pdf", tmp_path / "fig1.png", benchmarks=MATH)
+    points = {p["run"]: p for p in data["llama"]["rl_pass1"]}
+    assert points["sft"]["pass@1"] == pytest.approx(0.4) and points["gift-b10"]["pass@1"] == pytest.approx(0.4)
+    # the panel says "mean of 4 math benchmarks": (0.6 + 0.6 + 0.2) / 3 = 0.47 is not that mean
+    assert math.isnan(points["gift-b20"]["pass@1"])
+    assert points["gift-b20"]["missing"] == ["aime24"]
+    assert (tmp_path / "fig1.png").is_file()

@@ -36,9 +36,13 @@ def _by_backbone(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Ma
     return out
 
 
-def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mapping[str, Any]]
-              ) -> dict[str, dict[str, Any]]:
+def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mapping[str, Any]],
+              benchmarks: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per backbone: validation-loss curves per SFT cell, and post-RL pass@1 (with CI) per β.
+
+    pass@1 is the mean over ``benchmarks`` (default: every benchmark of the backbone's ``rl_evals``); a run missing
+    one of them has pass@1 and interval NaN and names them in ``missing`` (not drawn: the mean of the others is not
+    the panel's mean).
 
     A cell is a (method, β) of the grid; its replicates over training seeds (config ``seeds``: same method and β,
     another ``seed`` in the job config) are averaged: the loss curve epoch by epoch, pass@1 over seeds with the
@@ -62,19 +66,30 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
     grouped: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     for rec in rl_evals:
         job = rec["provenance"]["config"]
-        grouped.setdefault(job["backbone"], {}).setdefault(job["run"], []).append(rec)
+        if benchmarks is None or job["benchmark"] in benchmarks:
+            grouped.setdefault(job["backbone"], {}).setdefault(job["run"], []).append(rec)
     for bb, runs in grouped.items():
+        wanted = (set(benchmarks) if benchmarks is not None
+                  else {s["provenance"]["config"]["benchmark"] for ss in runs.values() for s in ss})
         per_cell: dict[tuple, list[dict[str, Any]]] = {}
         for run, summaries in sorted(runs.items()):
             method, beta = _method_beta(trained.get((bb, run), {}))
+            have = sorted(s["provenance"]["config"]["benchmark"] for s in summaries)
+            missing = sorted(wanted - set(have))
+            value = ({"pass@1": math.nan, "ci": [math.nan, math.nan], "missing": missing} if missing
+                     else mean_pass1(summaries))
             per_cell.setdefault((method, beta), []).append(
-                {"run": run, "method": method, "beta": beta,
-                 "benchmarks": sorted(s["provenance"]["config"]["benchmark"] for s in summaries),
-                 **mean_pass1(summaries)})
+                {"run": run, "method": method, "beta": beta, "benchmarks": have, **value})
         points = []
         for (method, beta), members in per_cell.items():
             if len(members) == 1:
                 points.append({**members[0], "n_seeds": 1})
+                continue
+            if any(p.get("missing") for p in members):  # a replicate without a full mean: the cell has none
+                points.append({**members[0], "pass@1": math.nan, "ci": [math.nan, math.nan], "n_seeds": len(members),
+                               "missing": sorted({b for p in members for b in p.get("missing", [])}),
+                               "run": _cell_name(trained.get((bb, members[0]["run"]), {}), members[0]["run"]),
+                               "seed_runs": [p["run"] for p in members]})
                 continue
             summary = seed_interval([p["pass@1"] for p in members])
             points.append({"run": _cell_name(trained.get((bb, members[0]["run"]), {}), members[0]["run"]),
@@ -123,7 +138,7 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
     Plain SFT is drawn as the β → ∞ reference line with its interval.
     """
     on = benchmarks[0] if len(benchmarks) == 1 else f"mean of {len(benchmarks)} math benchmarks"
-    data = fig1_data(sft_metrics, rl_evals)
+    data = fig1_data(sft_metrics, rl_evals, benchmarks)
     fig, axes = plt.subplots(2, len(backbones), figsize=(4.2 * len(backbones), 6.4), squeeze=False)
     for col, bb in enumerate(backbones):
         ax = axes[0][col]
@@ -136,7 +151,7 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax = axes[1][col]
-        points = data.get(bb, {}).get("rl_pass1", [])
+        points = [p for p in data.get(bb, {}).get("rl_pass1", []) if not math.isnan(p["pass@1"])]  # NaN: missing
         gift = [p for p in points if p["method"] == "gift"]
         if gift:
             xs = [p["beta"] for p in gift]
