@@ -229,10 +229,11 @@ def _response_states(model, batch: Mapping[str, torch.Tensor], mask: torch.Tenso
     dev = _input_device(model)
     ids, att = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
     if full:
-        out = model(input_ids=ids, attention_mask=att, output_hidden_states=True)
+        out = model(input_ids=ids, attention_mask=att, output_hidden_states=True, use_cache=False)
         hidden, logits = out.hidden_states[-1], out.logits
         return hidden[:, :-1][mask.to(hidden.device)], logits[:, :-1][mask.to(logits.device)]
-    hidden = model.get_decoder()(input_ids=ids, attention_mask=att).last_hidden_state
+    # no KV cache: one forward, nothing decodes after it (8 GiB at 8 x 8,192 tokens of Llama-3.1-8B)
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=att, use_cache=False).last_hidden_state
     return hidden[:, :-1][mask.to(hidden.device)], None
 
 
