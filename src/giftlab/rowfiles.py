@@ -273,7 +273,9 @@ def dataset_folder_files(path: Path, config: str | None = None, split: str | Non
 def card_data_files(path: Path, config: str | None = None, split: str | None = None) -> list[str] | None:
     """The file patterns a downloaded folder's dataset card gives for ``config`` and ``split``: the ``configs:`` of
     README.md's YAML header (``- config_name: default / data_files: - split: test / path: data/test-*``), which
-    is how ``datasets`` tells data from other files; None when the card names none (or none for ``config``)."""
+    is how ``datasets`` tells data from other files; None when the card names none (or none for ``config``).
+    A header that does not parse is an error naming the card and its line, as ``datasets`` refuses the card too
+    (guessing the data files by their paths could read the wrong ones)."""
     import yaml
 
     card = path / "README.md"
@@ -284,8 +286,12 @@ def card_data_files(path: Path, config: str | None = None, split: str | None = N
     header = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", text, flags=re.S)
     try:
         meta = yaml.safe_load(header.group(1)) if header else None
-    except yaml.YAMLError:
-        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)  # 0-based within the header, which starts on the card's line 2
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RowFileError(f"{card}: its YAML header does not parse{where} ({problem}): fix the header, which "
+                           "says which files are data") from None
     configs = meta.get("configs") if isinstance(meta, dict) else None
     if not isinstance(configs, list):
         return None

@@ -139,6 +139,18 @@ def test_a_folder_reads_the_files_its_dataset_card_names_and_no_others(tmp_path)
         dataset_folder_files(tmp_path, None, "test")
 
 
+def test_a_card_whose_yaml_does_not_parse_is_one_line_naming_it(tmp_path):
+    """`datasets` refuses such a card; guessing by path would read HumanEval+'s root test.jsonl beside data/."""
+    from giftlab.rowfiles import dataset_folder_files
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "test-00000-of-00001.parquet").write_bytes(b"PAR1")
+    (tmp_path / "test.jsonl").write_text("{}\n")
+    (tmp_path / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files: [data/test-*\n---\n")
+    with pytest.raises(RowFileError, match=rf"^{tmp_path}/README.md: its YAML header does not parse at line 4 "):
+        dataset_folder_files(tmp_path, None, "test")
+
+
 def test_a_card_with_one_config_per_subject_leaves_the_subject_folders_to_the_loader(tmp_path):
     from giftlab.rowfiles import card_data_files
 
