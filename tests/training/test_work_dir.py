@@ -79,3 +79,60 @@ def test_processes_rewrite_the_step_log_together(tmp_path):
         p.join(timeout=60)
     assert outcome == {0: None, 1: None, 2: None, 3: None}
     assert [p.name for p in tmp_path.iterdir()] == ["steps.jsonl"]  # no temporary file left behind
+
+
+def _save_checkpoint_records(work, rank, store, results):
+    """One process of a 2-process GRPO job at a checkpoint: the callbacks' ``on_save`` in train_grpo's order, after the
+    Trainer wrote the checkpoint. Process 0 writes the run's grading counts slowly (a large shared filesystem)."""
+    import time
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from giftlab.training import grpo
+    from giftlab.training.checkpoints import MARKER, CompleteMarker
+
+    os.environ["RANK"] = str(rank)
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+        ckpt = work / "checkpoint-4"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        seen = {}
+        if rank == 0:
+            write = grpo.write_json_atomic
+
+            def slow_write(path, payload):
+                time.sleep(1.0)
+                seen["stamped_before_its_counts"] = (ckpt / MARKER).exists()
+                return write(path, payload)
+
+            grpo.write_json_atomic = slow_write
+        args = SimpleNamespace(output_dir=str(work))
+        state = SimpleNamespace(global_step=4, is_world_process_zero=rank == 0)
+        for callback in (grpo.GradingTally(lambda: {"graded": 8}, None, None), CompleteMarker(keep=1)):
+            callback.on_save(args, state, None)
+        dist.barrier()
+        dist.destroy_process_group()
+        results.put((rank, seen))
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put((rank, repr(exc)))
+
+
+def test_a_checkpoint_is_stamped_only_after_every_process_wrote_its_part(tmp_path):
+    """GRPO's checkpoint holds the run's grading counts (grading_stats.json, process 0 writes them after gathering
+    every process's). Every process stamped the checkpoint complete in its own on_save, so process 1 stamped it
+    while process 0 was still writing the counts: a job killed then resumed from a 'complete' checkpoint without
+    them, and its metrics.json counted the gradings of the last session only."""
+    work = tmp_path / "work"
+    work.mkdir()
+    results = CONTEXT.Queue()
+    procs = [CONTEXT.Process(target=_save_checkpoint_records, args=(work, rank, tmp_path / "store", results))
+             for rank in range(2)]
+    for p in procs:
+        p.start()
+    outcome = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert outcome == {0: {"stamped_before_its_counts": False}, 1: {}}
+    assert json.loads((work / "checkpoint-4" / "grading_stats.json").read_text())["grading"] == {"graded": 16}
+    assert (work / "checkpoint-4" / "CHECKPOINT_COMPLETE").read_text() == "4"

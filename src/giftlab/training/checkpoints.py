@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from transformers import TrainerCallback
 
+from giftlab.io import write_text_atomic
 from giftlab.provenance import config_hash, file_sha256
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ class CompleteMarker(TrainerCallback):
     new one is stamped. Use it instead of the Trainer's ``save_total_limit``, which deletes them inside
     ``_save_checkpoint``, before ``on_save`` stamps the new one: at ``save_total_limit=1`` a kill in between leaves
     no complete checkpoint, and the run starts again from step 0.
+
+    Several processes: every one calls ``on_save``; they meet at a barrier first, so the stamp (the main process's)
+    comes after every process has written its part, the records the callbacks before this one write included
+    (GRPO's ``grading_stats.json``, which the main process writes once it has gathered every process's counts).
+    Each process used to stamp in its own ``on_save``, so one could stamp while the main one still wrote.
     """
 
     def __init__(self, keep: int | None = None):
@@ -42,14 +48,28 @@ class CompleteMarker(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir():
-            (ckpt / MARKER).write_text(str(state.global_step))
-            if self.keep and getattr(state, "is_world_process_zero", True):
+        dist = _distributed()
+        if dist is not None:
+            dist.barrier()
+        if ckpt.is_dir() and getattr(state, "is_world_process_zero", True):
+            write_text_atomic(ckpt / MARKER, str(state.global_step))
+            if self.keep:
                 older = sorted((int(m.group(1)), p) for p in Path(args.output_dir).iterdir()
                                if (m := _CKPT_RE.match(p.name)) and p.is_dir() and int(m.group(1)) < state.global_step)
                 for _, path in older[:max(0, len(older) - (self.keep - 1))]:
                     shutil.rmtree(path, ignore_errors=True)
         return control
+
+
+def _distributed():
+    """``torch.distributed`` when initialised with more than one process, else None."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
 
 
 def last_complete_checkpoint(work_dir: str | Path) -> Path | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from giftlab.training.checkpoints import CompleteMarker
+from giftlab.training.checkpoints import CompleteMarker, _distributed
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,6 @@ class Preempted(Exception):
         super().__init__(f"preempted at step {step}: checkpoint saved, rerun resumes")
         self.step = step
         self.checkpoint = checkpoint
-
-
-def _distributed():
-    """``torch.distributed`` when initialised with more than one process, else None."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return None
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist
-    return None
 
 
 class PreemptionCheckpoint(TrainerCallback):
