@@ -10,6 +10,7 @@ GRPO run's grading counts as its metrics and its last checkpoint record them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ def main(base_dir: str, out_dir: str) -> None:
     from transformers import TrainerCallback
 
     from giftlab.models import load_model
+    from giftlab.rewards import GradingPool
     from giftlab.tinyworld.tokenizer import build_tokenizer
     from giftlab.training.grpo import train_grpo
     from giftlab.training.sft import SFTSettings, train_sft
@@ -66,10 +68,20 @@ def main(base_dir: str, out_dir: str) -> None:
                                  # the objective's diagnostics: token means over every process's tokens
                                  "diagnostics": [{k: v for k, v in e.items() if k not in EPOCH_FIELDS}
                                                  for e in metrics["epochs"]]}
-    grpo = train_grpo(init_path=base_dir, load_model=load_model, tokenizer=tok, rl_rows=ROWS[:8], cfg=GRPO, seed=0,
-                      out_dir=out / "grpo" / "model", work_dir=out / "grpo" / "work", job_config={"grpo": GRPO})
+    # every reward grading reports an error (its score kept): each step's grading/errors is then the generation
+    # batch's completions, 4 prompts x G = 2, whatever the number of processes
+    grade_many = GradingPool.grade_many
+    GradingPool.grade_many = lambda pool, responses, golds: [
+        dataclasses.replace(r, error="injected") for r in grade_many(pool, responses, golds)]
+    try:
+        grpo = train_grpo(init_path=base_dir, load_model=load_model, tokenizer=tok, rl_rows=ROWS[:8], cfg=GRPO,
+                          seed=0, out_dir=out / "grpo" / "model", work_dir=out / "grpo" / "work",
+                          job_config={"grpo": GRPO})
+    finally:
+        GradingPool.grade_many = grade_many
     result["grpo"] = {"steps": grpo["steps"], "logged_steps": sorted({row["step"] for row in grpo["log"]}),
-                      "export": sorted(p.name for p in (out / "grpo" / "model").iterdir())}
+                      "export": sorted(p.name for p in (out / "grpo" / "model").iterdir()),
+                      "grading_errors": [row["grading/errors"] for row in grpo["log"] if "grading/errors" in row]}
     # the reward's gradings as every process's metrics and the last checkpoint record them (each process grades
     # its own share of a generation batch)
     saved = json.loads((out / "grpo" / "work" / "checkpoint-2" / "grading_stats.json").read_text())

@@ -191,6 +191,14 @@ def test_grpo_grading_counts_are_the_whole_runs_on_every_process(by_processes, n
 
 
 @pytest.mark.parametrize("n", [1, 2])
+def test_grpo_step_log_counts_the_whole_batchs_grading_errors(by_processes, n):
+    """Every grading reports an error here (tests/dist/processes.py): each step's grading/errors is its generation
+    batch's 4 prompts x G = 2 = 8 completions. TRL averages a reward function's log_metric over the processes, so
+    on 2 processes the step log recorded 4, each process's own count (at the paper's 8 GPUs an eighth)."""
+    assert by_processes[n]["grpo"]["grading_errors"] == [8.0, 8.0]
+
+
+@pytest.mark.parametrize("n", [1, 2])
 def test_unified_paradigms_train_on_one_and_two_processes(by_processes, n):
     luffy, relift = by_processes[n]["luffy"], by_processes[n]["relift"]
     assert luffy["steps"] == relift["steps"] == 2

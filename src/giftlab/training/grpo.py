@@ -131,7 +131,13 @@ def vllm_arguments(vllm: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class MathReward:
-    """Binary reward from the grading cascade; timeouts and errors score 0 and are counted."""
+    """Binary reward from the grading cascade; timeouts and errors score 0 and are counted.
+
+    The counts are the generation batch's, whatever the number of processes: each process grades its own share and
+    calls ``log_metric`` once per batch, and TRL (1.16, ``_generate_and_score_completions``) logs the mean of the
+    processes' values (their sum / the number of calls); so each process reports its count × the number of
+    processes, and the mean is the sum of the counts. Each process's own count, averaged, recorded 1/W of the
+    batch's timeouts and errors in the step log (an eighth on the paper's 8 GPUs)."""
 
     __name__ = "math_reward"
 
@@ -141,8 +147,9 @@ class MathReward:
     def __call__(self, prompts, completions, final_answer, log_metric=None, **_):
         results = self.pool.grade_many(list(completions), list(final_answer))
         if log_metric is not None:
-            log_metric("grading/timeouts", float(sum(r.timed_out for r in results)))
-            log_metric("grading/errors", float(sum(r.error is not None for r in results)))
+            world = rank_and_world()[1]
+            log_metric("grading/timeouts", float(sum(r.timed_out for r in results) * world))
+            log_metric("grading/errors", float(sum(r.error is not None for r in results) * world))
         return [1.0 if r.correct else 0.0 for r in results]
 
 
