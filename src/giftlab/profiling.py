@@ -12,6 +12,7 @@ Phases are logged, never written into result files: results stay byte-identical 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -33,7 +34,12 @@ def matmul_flops(model, tokens: int, backward: bool = False) -> int:
 
 
 def emit(name: str, seconds: float, **fields) -> None:
-    """One phase line on stderr (the job's log)."""
+    """One phase line on stderr (the job's log), from the job's main process only. The processes of a multi-GPU job
+    (``accelerate launch`` / torchrun set ``RANK``) share one log and run their phases in step, and the training
+    phases' tokens and FLOPs are the whole job's (the Trainer's ``num_input_tokens_seen`` is gathered): a line from
+    each process counted the job's seconds, tokens and FLOPs once per process in benchmarks/profile_run.py."""
+    if int(os.environ.get("RANK", 0) or 0) != 0:
+        return
     record = {"phase": name, "seconds": round(float(seconds), 4), **fields}
     print(PREFIX + json.dumps(record), file=sys.stderr, flush=True)
 

@@ -146,7 +146,7 @@ def launch(n_processes: int, base_dir: Path, out: Path) -> dict:
     proc = subprocess.run(cmd, env={**venv_env(), "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return {**json.loads((out / "result.json").read_text()), "out": out}
+    return {**json.loads((out / "result.json").read_text()), "out": out, "log": proc.stdout + proc.stderr}
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +196,20 @@ def test_grpo_step_log_counts_the_whole_batchs_grading_errors(by_processes, n):
     batch's 4 prompts x G = 2 = 8 completions. TRL averages a reward function's log_metric over the processes, so
     on 2 processes the step log recorded 4, each process's own count (at the paper's 8 GPUs an eighth)."""
     assert by_processes[n]["grpo"]["grading_errors"] == [8.0, 8.0]
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_job_logs_each_phase_once_whatever_its_processes(by_processes, n):
+    """The job log's phase lines (benchmarks/profile_run.py sums them per rule): one per phase of the job, with the
+    job's tokens and FLOPs. Every process printed its own, so a 2-process job's log held each phase twice: twice
+    the job's seconds, tokens and FLOPs in the profile, and 'start + imports + other' below zero."""
+    from giftlab.profiling import read_phases
+
+    phases = read_phases(by_processes[n]["log"])
+    names = [p["phase"] for p in phases]
+    assert names.count("sft/train") == 3 and names.count("grpo/train") == 3 and names.count("grpo/export") == 3
+    one = [p["tokens"] for p in read_phases(by_processes[1]["log"]) if p["phase"] == "sft/train"]
+    assert [p["tokens"] for p in phases if p["phase"] == "sft/train"] == one
 
 
 @pytest.mark.parametrize("n", [1, 2])
