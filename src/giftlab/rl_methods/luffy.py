@@ -126,10 +126,14 @@ class LuffyMixin:
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["entropy"].append(self.accelerator.gather(entropy.detach()).mean().item())
         self._metrics[mode]["policy_loss"].append(self.accelerator.gather(policy.detach()).mean().item())
+        # mean π_θ on expert tokens (how far the policy has absorbed the demonstrations), over every process's: each
+        # holds a share of the batch's expert rows (none, some micro-batches); every process gathers, for each
+        # micro-batch, so the gather stays collective
         expert_mask = mask * is_expert.unsqueeze(1)
-        if expert_mask.sum() > 0:  # mean π_θ on expert tokens: how far the policy has absorbed the demonstrations
-            p = (logps.detach().exp() * expert_mask).sum() / expert_mask.sum()
-            self._metrics[mode]["luffy/expert_token_prob"].append(p.item())
+        sums = torch.stack([(logps.detach().exp() * expert_mask).sum().float(), expert_mask.sum().float()])
+        total, count = self.accelerator.gather(sums).view(-1, 2).sum(dim=0).tolist()
+        if count > 0:
+            self._metrics[mode]["luffy/expert_token_prob"].append(total / count)
         return loss / (self.current_gradient_accumulation_steps if mode == "train" else 1.0)
 
 
