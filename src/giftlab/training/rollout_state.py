@@ -15,6 +15,7 @@ trains. The Trainer restores the random state, the optimiser and the data positi
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import torch
@@ -54,6 +55,37 @@ class ResumableRollouts:
         self._step, self._buffered_inputs = state["step"], state["buffered_inputs"]
 
 
+def rollout_seed(seed: int, group: int) -> int:
+    """The global random state's seed of the processes of colocated-vLLM group ``group`` (one group per tensor-parallel
+    engine): a 31-bit hash of (run seed, group), so every run seed and group has its own stream (``seed + rank``
+    would give seed 1's rank 0 seed 0's rank 1 stream)."""
+    digest = hashlib.sha256(f"{int(seed)}\x00{int(group)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class SeededColocatedVLLM:
+    """In front of ``trl.GRPOTrainer``: the run seed, not the rank, seeds the random state colocated vLLM samples from.
+
+    TRL 1.16 builds each process's engine with ``seed=process_index // vllm_tensor_parallel_size``
+    (trl/generation/vllm_generation.py, ``_init_vllm``), and vLLM (in the training process under
+    ``distributed_executor_backend="external_launcher"``) reseeds python, numpy, torch and CUDA with it while the
+    engine is built (vllm 0.31 v1/worker/gpu_worker.py: ``set_random_seed(model_config.seed)`` in ``init_device`` and
+    ``compile_or_warm_up_model``), after TRL's own ``set_seed(args.seed, device_specific=True)``. Requests carry no seed
+    of their own, so vLLM draws them from those generators (model runner V2: ``np.random.randint`` per request; V1:
+    the device's default generator): every training seed sampled the same rollout noise. Reseeded here once the
+    engine is built, identically within a tensor-parallel group (its engines must sample alike, as TRL's seed
+    intends); the Trainer saves and restores this state per process in every checkpoint (``rng_state_{rank}.pth``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if getattr(self, "use_vllm", False) and getattr(self, "vllm_mode", None) == "colocate":
+            from transformers import set_seed
+
+            group = self.accelerator.process_index // max(1, int(self.args.vllm_tensor_parallel_size))
+            set_seed(rollout_seed(self.args.seed, group))
+
+
 def resumable(trainer_class: type) -> type:
-    """``trainer_class`` (TRL's GRPOTrainer, or a method's trainer built on it) with :class:`ResumableRollouts`."""
-    return type(f"Resumable{trainer_class.__name__}", (ResumableRollouts, trainer_class), {})
+    """``trainer_class`` (TRL's GRPOTrainer, or a method's trainer built on it) with :class:`ResumableRollouts` and
+    :class:`SeededColocatedVLLM`."""
+    return type(f"Resumable{trainer_class.__name__}", (ResumableRollouts, SeededColocatedVLLM, trainer_class), {})
