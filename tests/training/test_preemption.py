@@ -362,3 +362,66 @@ def test_callback_leaves_an_epochs_last_step_to_the_epoch_end_save():
     cb.requested = signal.SIGTERM
     c = cb.on_step_end(args, state(5, 1.25), control())
     assert c.should_training_stop and c.should_save          # mid-epoch: save at this step
+
+
+def test_grpo_resumed_in_a_later_epoch_trains_the_prompts_an_uninterrupted_run_trains(base_dir, tmp_path, monkeypatch):
+    # 8 prompts, 2 per step: 4 steps an epoch, 7 in all, preempted at step 5 (epoch 2). TRL's RepeatSampler draws each
+    # epoch's order from a generator seeded once when built; the Trainer builds a new one on resume and skips batches
+    # of the resumed epoch only, so the rerun trained epoch 1's order from the checkpoint's position on.
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.grpo import train_grpo
+
+    cfg = dict(GRPO, max_steps=7, save_steps=100)
+    trained: list = []
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", train_prompts(trained))
+
+    def run(name, callbacks=()):
+        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / name / "model",
+                          work_dir=tmp_path / name / "work", job_config={"grpo": cfg}, extra_callbacks=callbacks)
+
+    run("straight")
+    uninterrupted, trained[:] = list(trained), []
+    # TRL's own order, unchanged: two passes of one RepeatSampler (2 prompts x 2 completions per step)
+    sampler = RepeatSampler(list(range(8)), mini_repeat_count=2, batch_size=2, seed=0)
+    order = [i for _ in range(2) for i in sampler]
+    want = [(s + 1, sorted(f"Start with {i + 1}" for i in order[4 * s:4 * s + 4])) for s in range(7)]
+    assert uninterrupted == want
+    with pytest.raises(Preempted, match=LINE.format(5)):
+        run("resumed", [SignalSelf(5)])
+    before, trained[:] = list(trained), []
+    resumed = run("resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-5") and resumed["steps"] == 7
+    assert before + trained == uninterrupted
+
+
+def test_the_resumed_epochs_order_reaches_the_sampler_under_several_processes():
+    # Under accelerate launch a resumed epoch's dataloader is SkipBatchSampler > BatchSamplerShard > BatchSampler >
+    # sampler, and DataLoaderShard.set_epoch looks two levels down only: the order must not depend on set_epoch.
+    from types import SimpleNamespace
+
+    from accelerate.data_loader import BatchSamplerShard, DataLoaderShard, skip_first_batches
+    from torch.utils.data import BatchSampler
+    from trl.trainer.utils import RepeatSampler
+
+    from giftlab.training.rollout_state import EpochOrder, trainer_epoch
+
+    def repeat():
+        return RepeatSampler(list(range(8)), mini_repeat_count=2, batch_size=2, seed=0)
+
+    straight = repeat()
+    epochs = [list(straight) for _ in range(3)]  # an uninterrupted run: one sampler, three epochs
+    state = SimpleNamespace(epoch=2.25)  # resumed a quarter into epoch 3 (index 2)
+    for rank in (0, 1):
+        order = EpochOrder(repeat(), lambda: trainer_epoch(state))
+        shard = BatchSamplerShard(BatchSampler(order, batch_size=2, drop_last=False), num_processes=2,
+                                  process_index=rank)
+        loader = skip_first_batches(DataLoaderShard(list(range(8)), batch_sampler=shard), 1)
+        loader.set_epoch(2)
+        got = [int(i) for batch in loader for i in batch]
+        want = [i for b in range(1, len(epochs[2]) // 4) for i in epochs[2][4 * b + 2 * rank:4 * b + 2 * rank + 2]]
+        assert got == want, (rank, got, want)

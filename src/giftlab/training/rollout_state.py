@@ -10,12 +10,14 @@ one batch with the first half of the next, some prompts twice and others never, 
 
 :class:`ResumableRollouts` stores both in each checkpoint, one file per process (the batch only when the
 checkpoint falls inside one), and restores them on resume: a resumed run trains exactly what an uninterrupted run
-trains. The Trainer restores the random state, the optimiser and the data position itself.
+trains. The Trainer restores the random state, the optimiser and the data position itself; the prompt order of
+the epoch it resumes in is :class:`EpochOrder`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 
 import torch
@@ -23,9 +25,46 @@ import torch
 FILE = "rollouts-rank{rank}.pt"
 
 
+class EpochOrder(torch.utils.data.Sampler):
+    """TRL's ``RepeatSampler``, its order a function of the epoch: epoch ``e`` takes the ``e + 1``-th permutation of
+    its seeded generator however the run got there, as an uninterrupted run does.
+
+    ``RepeatSampler`` seeds its generator once, when built, and draws the next permutation at every ``__iter__``
+    (trl/trainer/utils.py), with no ``set_epoch``. A resumed run builds a new one, and transformers 5.17's Trainer
+    does not replay the epochs before the checkpoint (``_inner_training_loop``: ``for epoch in range(epochs_trained,
+    ...)``, then ``skip_first_batches``): resumed in epoch 2, the run trained epoch 1's prompt order from the
+    checkpoint's position, other prompts than the uninterrupted run's. The epoch is read from the trainer's state
+    (``epoch_of``) when an epoch starts, not told through ``set_epoch``: under several processes accelerate's resumed
+    dataloader (``SkipBatchSampler`` over ``BatchSamplerShard``) does not pass ``set_epoch`` on to the sampler
+    (accelerate 1.15 ``DataLoaderShard.set_epoch`` looks two levels down; the sampler is three)."""
+
+    def __init__(self, sampler, epoch_of):
+        self.sampler = sampler
+        self.epoch_of = epoch_of
+
+    def __iter__(self):
+        if getattr(self.sampler, "shuffle", False) and self.sampler.seed is not None:
+            self.sampler.generator.manual_seed(self.sampler.seed)
+            for _ in range(int(self.epoch_of())):  # the permutations of the epochs before
+                torch.randperm(self.sampler.num_samples, generator=self.sampler.generator)
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def trainer_epoch(state) -> int:
+    """The epoch a trainer's state is in (``state.epoch``: ``epoch + steps / steps_in_epoch``, None before the first
+    step): the one whose order the next ``__iter__`` of its sampler must give."""
+    return math.floor(state.epoch or 0)
+
+
 class ResumableRollouts:
     """In front of ``trl.GRPOTrainer`` (and any RL method's mixin): TRL's rollout position and buffered batch
-    saved with every checkpoint and restored on resume."""
+    saved with every checkpoint and restored on resume, and each epoch's prompt order (:class:`EpochOrder`)."""
+
+    def _get_train_sampler(self, dataset=None):
+        return EpochOrder(super()._get_train_sampler(dataset), lambda: trainer_epoch(self.state))
 
     def _generate_every(self) -> int:
         return self.args.steps_per_generation * self.num_iterations
