@@ -22,3 +22,35 @@ def test_hardware_names_the_cpu_and_the_instruction_set_torchs_kernels_use():
     assert not imported and "cpu_capability" not in without_torch
     assert without_torch["cpu"] and without_torch["machine"] and with_torch["cpu"] == without_torch["cpu"]
     assert with_torch["cpu_capability"] == "DEFAULT" and with_torch["torch_threads"] >= 1
+
+
+def test_a_gpu_result_records_cuda_cudnn_nccl_gpu_count_determinism_and_launch(monkeypatch):
+    """A GPU job's record named the GPUs and nothing of the stack under them: PyPI's torch wheel is '2.13.0' whatever
+    its CUDA, and cuDNN, NCCL, torch's deterministic and TF32 switches, the process count and accelerate's FSDP and
+    mixed-precision settings, and vLLM's model runner (V1 and V2 sample a seeded request differently) were not
+    recorded. No GPU here: torch's CUDA queries are faked."""
+    import torch
+
+    from giftlab import provenance as prov
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91300)
+    monkeypatch.setattr(torch.cuda.nccl, "version", lambda: (2, 28, 3))
+    for key, value in {"WORLD_SIZE": "8", "ACCELERATE_MIXED_PRECISION": "bf16", "FSDP_VERSION": "2",
+                       "VLLM_USE_V2_MODEL_RUNNER": "1", "HF_TOKEN": "x", "ACCELERATE_API_KEY": "x"}.items():
+        monkeypatch.setenv(key, value)
+    record = prov.provenance({"seed": 3})
+    hw = record["hardware"]
+    assert hw["gpus"] == ["NVIDIA H100 80GB HBM3"] * 8 and hw["gpu_count"] == 8
+    assert hw["cuda"] == {"runtime": "13.0", "cudnn": 91300, "nccl": "2.28.3", "capability": "9.0"}
+    assert hw["determinism"]["deterministic_algorithms"] is False and "cudnn_benchmark" in hw["determinism"]
+    assert "tf32_matmul" in hw["determinism"]
+    env = record["environment"]
+    assert env["WORLD_SIZE"] == "8" and env["ACCELERATE_MIXED_PRECISION"] == "bf16" and env["FSDP_VERSION"] == "2"
+    assert env["VLLM_USE_V2_MODEL_RUNNER"] == "1"
+    assert "HF_TOKEN" not in env and "ACCELERATE_API_KEY" not in env  # never a secret
+    assert record["seed"] == 3 and record["git_commit"] and "vllm" in prov.TRACKED_PACKAGES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -18,7 +19,19 @@ from giftlab.io import write_json_atomic
 TRACKED_PACKAGES = (
     "giftlab", "torch", "transformers", "accelerate", "trl", "datasets", "tokenizers",
     "math-verify", "snakemake", "dvc", "numpy", "pandas", "matplotlib", "vllm", "triton", "liger-kernel",
+    # vLLM's sampling and attention kernels (a dependency vllm pins); flash-attn where a site installs it
+    "flashinfer-python", "flash-attn",
 )
+
+#: Environment variables that change what a GPU job computes: how it was launched (accelerate launch's FSDP and
+#: mixed-precision settings), cuBLAS's deterministic workspace, TF32, and vLLM's choice of model runner (V1 and V2
+#: sample a seeded request differently: a torch.Generator per request, or a hash of seed and position),
+#: attention backend, sampler and batch invariance. Names only from this list and these prefixes are recorded.
+SHAPING_ENV = ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE",
+               "VLLM_USE_V2_MODEL_RUNNER", "VLLM_ATTENTION_BACKEND", "VLLM_USE_FLASHINFER_SAMPLER",
+               "VLLM_BATCH_INVARIANT", "VLLM_ENABLE_V1_MULTIPROCESSING")
+SHAPING_ENV_PREFIXES = ("ACCELERATE_", "FSDP_")
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 
 
 # The paths whose changes make a result "-dirty": the code and the configs (not data, results or dvc.lock).
@@ -80,9 +93,52 @@ def hardware() -> dict[str, Any]:
     if torch is not None:
         out["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         out["torch_threads"] = torch.get_num_threads()
+        out["determinism"] = determinism(torch)
         if torch.cuda.is_available():
             out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            out["gpu_count"] = len(out["gpus"])
+            out["cuda"] = cuda_stack(torch)
     return out
+
+
+def determinism(torch) -> dict[str, Any]:
+    """torch's settings that decide whether a rerun can repeat a result bit for bit, and its TF32 matmuls."""
+    out: dict[str, Any] = {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                           "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+                           "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+    try:
+        out["tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
+        out["tf32_cudnn"] = bool(torch.backends.cudnn.allow_tf32)
+        out["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+    except Exception:  # noqa: BLE001 - a torch without these switches
+        pass
+    return out
+
+
+def cuda_stack(torch) -> dict[str, Any]:
+    """The CUDA runtime torch was built with, its cuDNN and NCCL (a PyPI torch wheel's version names none of them)."""
+    out: dict[str, Any] = {"runtime": torch.version.cuda}
+    try:
+        out["cudnn"] = torch.backends.cudnn.version()
+    except Exception:  # noqa: BLE001
+        out["cudnn"] = None
+    try:
+        nccl = torch.cuda.nccl.version()
+        out["nccl"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl)
+    except Exception:  # noqa: BLE001
+        out["nccl"] = None
+    try:
+        out["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def shaping_environment() -> dict[str, str]:
+    """The variables of :data:`SHAPING_ENV` and :data:`SHAPING_ENV_PREFIXES` that are set (none that names a secret)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if (k in SHAPING_ENV or k.startswith(SHAPING_ENV_PREFIXES))
+            and not any(word in k for word in _SECRET_WORDS)}
 
 
 def provenance(config: Mapping[str, Any], seed: int | None = None) -> dict[str, Any]:
@@ -93,6 +149,7 @@ def provenance(config: Mapping[str, Any], seed: int | None = None) -> dict[str, 
         "git_commit": git_commit(),
         "packages": package_versions(),
         "hardware": hardware(),
+        "environment": shaping_environment(),
         "command": " ".join(sys.argv),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
