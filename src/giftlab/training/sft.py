@@ -142,7 +142,10 @@ class ObjectiveTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return WholeStepSampler(len(dataset), global_batch_size(self.args), seed)
+        from giftlab.training.rollout_state import trainer_epoch
+
+        return WholeStepSampler(len(dataset), global_batch_size(self.args), seed,
+                                epoch_of=lambda: trainer_epoch(self.state))
 
     @staticmethod
     def _masked_logits(model, inputs, mask):
@@ -402,10 +405,17 @@ class WholeStepSampler(torch.utils.data.Sampler):
     """A seeded shuffle of the training set, another each epoch (``set_epoch``, which accelerate forwards), cut to
     a whole number of optimiser steps of ``step_size`` examples: the rest of the shuffle (other examples each epoch)
     is not trained that epoch, as with the released trainer's ``DistributedSampler(drop_last=True)``. Every process
-    draws the same order; accelerate deals its batches out. Fewer examples than one step: all are kept."""
+    draws the same order; accelerate deals its batches out. Fewer examples than one step: all are kept.
 
-    def __init__(self, n_examples: int, step_size: int, seed: int):
+    ``epoch_of``: where given (the Trainer's, :func:`giftlab.training.rollout_state.trainer_epoch`), the epoch is read
+    from it when an epoch starts instead of told through ``set_epoch``. Under several processes a dataloader resumed
+    mid-epoch is accelerate's SkipBatchSampler > BatchSamplerShard > BatchSampler > this sampler, and
+    ``DataLoaderShard.set_epoch`` (accelerate 1.15) looks two levels down only: the rest of a resumed epoch took
+    epoch 0's shuffle."""
+
+    def __init__(self, n_examples: int, step_size: int, seed: int, epoch_of=None):
         self.n, self.seed, self.epoch = n_examples, int(seed), 0
+        self.epoch_of = epoch_of
         self.keep = n_examples - n_examples % step_size if n_examples >= step_size else n_examples
 
     def set_epoch(self, epoch: int) -> None:
@@ -415,6 +425,8 @@ class WholeStepSampler(torch.utils.data.Sampler):
         return self.keep
 
     def __iter__(self):
+        if self.epoch_of is not None:
+            self.epoch = int(self.epoch_of())
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
         return iter(torch.randperm(self.n, generator=generator)[:self.keep].tolist())
