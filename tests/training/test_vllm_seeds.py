@@ -80,6 +80,8 @@ def fake_vllm(monkeypatch):
     yield FakeLLM
     os.environ.clear()
     os.environ.update(environ)
+    if torch.distributed.is_initialized():  # the one-process group TRL starts for vLLM's external launcher: a
+        torch.distributed.destroy_process_group()  # later test's processes forked from this one would inherit it
 
 
 def run(base_dir, root, seed, callbacks=(), cfg=GRPO):

@@ -33,6 +33,7 @@ from giftlab.profiling import matmul_flops, phase
 from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
 from giftlab.training.preemption import PreemptionCheckpoint
+from giftlab.training.rollout_state import trainer_epoch
 from giftlab.training.sharded import (call_with_head, load_gathered, match_forward_dtype, rank_and_world, unwrap,
                                       vocab_size)
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
@@ -142,8 +143,6 @@ class ObjectiveTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        from giftlab.training.rollout_state import trainer_epoch
-
         return WholeStepSampler(len(dataset), global_batch_size(self.args), seed,
                                 epoch_of=lambda: trainer_epoch(self.state))
 
