@@ -104,6 +104,11 @@ BAD = [
     ({"unified": {"luffy": {"expert_samples": 8}}}, "unified.luffy.expert_samples"),  # G = 8: none on-policy
     ({"unified": {"methods": [], "relift": {"sft_bach": 8}}}, "unified.relift.sft_bach"),  # checked when not run
     ({"unified": {"grpo": {}}}, "unified.grpo"),
+    # ReLIFT's SFT micro-batches are collective: 10 demonstrations over 8 processes, 1 per micro-batch, are 2 on
+    # some processes and 1 on others (a hang)
+    ({"launch": {"grpo": "accelerate launch --num_processes 8"}, "resources": {"grpo": {"gpu": 8}},
+      "unified": {"relift": {"sft_batch": 10, "sft_micro_batch": 1}}},
+     "unified.relift.sft_batch: 10 demonstrations over 8 processes give them 1 to 2 micro-batches"),
     # Table 5 (MT-Bench): the judge and the questions
     ({"mtbench": {"judge": {"kind": "human"}}}, "mtbench.judge.kind"),
     ({"mtbench": {"judge": {"kind": "openai"}}}, "mtbench.judge.model"),

@@ -207,6 +207,19 @@ def launch_processes(line: str, where: str = "launch") -> int | None:
     return None
 
 
+def rule_processes(config: Mapping[str, Any], rule: str) -> int | None:
+    """How many processes a rule's jobs run: one without a ``launch.<rule>`` line (plain ``python``), else the
+    line's count, or its GPUs (``resources.<rule>.gpu``) where the line does not say; None when neither does."""
+    line = (config.get("launch") or {}).get(rule)
+    if not line:
+        return 1
+    processes = launch_processes(line, f"launch.{rule}")
+    if processes is None:
+        gpus = rule_resources(config, rule).get("gpu")
+        processes = int(gpus) if str(gpus).isdigit() and int(gpus) > 0 else None
+    return processes
+
+
 def _check_launch(config: Mapping[str, Any]) -> None:
     """One process per GPU: a ``launch.<rule>`` line that starts another number of processes than the rule's jobs
     ask SLURM for (``resources.<rule>.gpu``) would put two processes on one GPU, or leave GPUs idle."""
@@ -380,6 +393,14 @@ def _check_unified(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: unified.{name}: unknown RL method (known: {known})")
     for name in dict.fromkeys([*(unified.get("methods") or []), *(k for k in unified if k != "methods")]):
         get_method(name).check(unified.get(name), config["grpo"])  # its keys, and against the grpo section
+    processes = rule_processes(config, "grpo")
+    if "relift" in (unified.get("methods") or []) and processes:
+        from giftlab.rl_methods.relift import check_sft_split
+
+        try:  # ReLIFT's SFT micro-batches are collective: the same number on every process of a GRPO job
+            check_sft_split(get_method("relift").check(unified.get("relift"), config["grpo"]), processes)
+        except ValueError as exc:
+            raise ConfigError(f"config error: {exc}") from None
 
 
 def _check_report_metric(config: Mapping[str, Any]) -> None:

@@ -288,3 +288,34 @@ def test_relift_sft_step_scales_and_decays_as_released(base_dir, tmp_path):
         (sft_loss(logits[:, :-1], labels[:, 1:], 0.001)[0] / 2).backward()
     for got, mean in zip(grads[0], (p.grad for p in params)):
         torch.testing.assert_close(got, mean / 2)  # 2 of the 4 micro-batches: / 4 each, the mean / 2
+
+
+def test_relift_sft_split_gives_every_process_as_many_micro_batches():
+    from giftlab.rl_methods.relift import check_sft_split
+
+    check_sft_split({"sft_batch": 128, "sft_micro_batch": 1}, 8)  # the paper: 16 each
+    check_sft_split({"sft_batch": 10, "sft_micro_batch": 4}, 8)  # 1 or 2 demonstrations: one micro-batch each
+    with pytest.raises(ValueError, match="unified.relift.sft_batch: 4 demonstrations over 8 processes"):
+        check_sft_split({"sft_batch": 4, "sft_micro_batch": 1}, 8)  # half of them with none
+
+
+def test_relift_sft_metrics_pool_every_process_share(base_dir, tmp_path, monkeypatch):
+    """Process r trains questions[r::W]; the step log (the main process's) holds the mean over every process's
+    micro-batches. Here process 0 of 2: the other's share (one micro-batch, NLL 9, entropy 5) comes through the
+    gather as accelerate's does (concatenated in process order)."""
+    trainer = _trainer(base_dir, tmp_path, "relift", {"sft_batch": 2, "sft_micro_batch": 1})
+    trainer.model.train()
+    trainer._relift_init()
+    own = {}
+
+    def gather(tensor):
+        own["stats"] = tensor.tolist()
+        return torch.cat([tensor, torch.tensor([9.0, 5.0, 1.0], dtype=tensor.dtype)])
+
+    monkeypatch.setattr(trainer.accelerator, "gather", gather)
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
+    trainer._relift_sft_step([3, 5])  # process 0 trains question 3
+    nll, ent, n = own["stats"]
+    assert n == 1
+    assert trainer._metrics["train"]["relift/sft_nll"][-1] == pytest.approx((nll + 9.0) / 2)
+    assert trainer._metrics["train"]["relift/sft_entropy"][-1] == pytest.approx((ent + 5.0) / 2)

@@ -100,6 +100,7 @@ class ReliftMixin:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        check_sft_split(self.method_params, self.accelerator.num_processes)
         self.add_callback(_step_end_callback(self))
 
     # ------------------------------------------------------------------ state
@@ -207,7 +208,11 @@ class ReliftMixin:
         self._relift_optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
         self._relift_steps += 1
-        n = max(1, len(chunks))
+        # the micro-batch means of every process's share (each trains questions[rank::world]): only the main process
+        # writes the step log, which held its own share's mean alone
+        mine = torch.tensor([nll_sum, ent_sum, float(len(chunks))], dtype=torch.float64, device=self.accelerator.device)
+        nll_sum, ent_sum, n = self.accelerator.gather(mine).view(-1, 3).sum(dim=0).tolist()
+        n = max(1.0, n)
         self._metrics["train"]["relift/sft_steps"].append(float(self._relift_steps))
         self._metrics["train"]["relift/sft_nll"].append(nll_sum / n)
         self._metrics["train"]["relift/sft_entropy"].append(ent_sum / n)
@@ -245,6 +250,19 @@ def _step_end_callback(trainer):
     return ReliftStepEnd()
 
 
+def check_sft_split(params: Mapping[str, Any], processes: int) -> None:
+    """Every process must run as many SFT micro-batches: each forward and backward is collective under DDP / FSDP
+    (gradient all-reduce, parameter all-gather), so a process with one more would wait for the others forever.
+    Process r trains ``questions[r::processes]`` of the ``sft_batch``, ``sft_micro_batch`` at a time."""
+    batch, micro = int(params["sft_batch"]), int(params["sft_micro_batch"])
+    counts = {math.ceil(len(range(rank, batch, processes)) / micro) for rank in range(max(1, processes))}
+    if len(counts) > 1:
+        raise ValueError(f"unified.relift.sft_batch: {batch} demonstrations over {processes} processes give them "
+                         f"{min(counts)} to {max(counts)} micro-batches of sft_micro_batch {micro}, and each is a "
+                         f"collective step (a process with fewer would leave the others waiting): use a multiple of "
+                         f"{processes}")
+
+
 def _validate(params: Mapping[str, Any]) -> None:
     positive("sft_batch", "sft_micro_batch", "sft_lr_ratio", "sft_max_grad_norm", "max_grad_norm")(params)
     positive("sft_entropy_coef", "entropy_coef", "sft_weight_decay",
@@ -270,4 +288,5 @@ RELIFT = register(RLMethod(
     description="GRPO interleaved with SFT on the demonstrations of questions whose rollouts all fail",
 ))
 
-__all__ = ["RELIFT", "ReliftMixin", "HardQuestionBuffer", "hardest_questions", "entropy_from_logits", "sft_loss"]
+__all__ = ["RELIFT", "ReliftMixin", "HardQuestionBuffer", "check_sft_split", "hardest_questions", "entropy_from_logits",
+           "sft_loss"]
