@@ -408,7 +408,8 @@ def test_the_resumed_epochs_order_reaches_the_sampler_under_several_processes():
     from torch.utils.data import BatchSampler
     from trl.trainer.utils import RepeatSampler
 
-    from giftlab.training.rollout_state import EpochOrder, trainer_epoch
+    from giftlab.training.checkpoints import trainer_epoch
+    from giftlab.training.rollout_state import EpochOrder
 
     def repeat():
         return RepeatSampler(list(range(8)), mini_repeat_count=2, batch_size=2, seed=0)

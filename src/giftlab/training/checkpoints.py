@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -70,6 +71,12 @@ def _distributed():
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return dist
     return None
+
+
+def trainer_epoch(state) -> int:
+    """The epoch a trainer's state is in (``state.epoch``: ``epoch + steps / steps_in_epoch``, None before the first
+    step): the one whose order the next ``__iter__`` of its sampler must give."""
+    return math.floor(state.epoch or 0)
 
 
 def last_complete_checkpoint(work_dir: str | Path) -> Path | None:

@@ -17,10 +17,11 @@ the epoch it resumes in is :class:`EpochOrder`'s.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 
 import torch
+
+from giftlab.training.checkpoints import trainer_epoch
 
 FILE = "rollouts-rank{rank}.pt"
 
@@ -51,12 +52,6 @@ class EpochOrder(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self.sampler)
-
-
-def trainer_epoch(state) -> int:
-    """The epoch a trainer's state is in (``state.epoch``: ``epoch + steps / steps_in_epoch``, None before the first
-    step): the one whose order the next ``__iter__`` of its sampler must give."""
-    return math.floor(state.epoch or 0)
 
 
 class ResumableRollouts:

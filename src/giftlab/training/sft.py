@@ -31,9 +31,9 @@ from giftlab.objectives import TokenBatch, diagnostic_sums, get_objective
 from giftlab.objectives.heads import choose_backend, chunked_loss, head_chunk_size
 from giftlab.profiling import matmul_flops, phase
 from giftlab.training.batches import PadCollator, response_positions
-from giftlab.training.checkpoints import CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir
+from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
+                                          trainer_epoch)
 from giftlab.training.preemption import PreemptionCheckpoint
-from giftlab.training.rollout_state import trainer_epoch
 from giftlab.training.sharded import (call_with_head, load_gathered, match_forward_dtype, rank_and_world, unwrap,
                                       vocab_size)
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
@@ -406,7 +406,7 @@ class WholeStepSampler(torch.utils.data.Sampler):
     is not trained that epoch, as with the released trainer's ``DistributedSampler(drop_last=True)``. Every process
     draws the same order; accelerate deals its batches out. Fewer examples than one step: all are kept.
 
-    ``epoch_of``: where given (the Trainer's, :func:`giftlab.training.rollout_state.trainer_epoch`), the epoch is read
+    ``epoch_of``: where given (the Trainer's, :func:`giftlab.training.checkpoints.trainer_epoch`), the epoch is read
     from it when an epoch starts instead of told through ``set_epoch``. Under several processes a dataloader resumed
     mid-epoch is accelerate's SkipBatchSampler > BatchSamplerShard > BatchSampler > this sampler, and
     ``DataLoaderShard.set_epoch`` (accelerate 1.15) looks two levels down only: the rest of a resumed epoch took
