@@ -282,6 +282,17 @@ def train_prompts(spy_log):
     return spy
 
 
+def grpo_in(root, base_dir, cfg, callbacks=()):
+    """A plain GRPO run on RL_ROWS with its model and work dir under ``root``."""
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.grpo import train_grpo
+
+    return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(), rl_rows=RL_ROWS,
+                      cfg=cfg, seed=0, out_dir=root / "model", work_dir=root / "work", job_config={"grpo": cfg},
+                      extra_callbacks=callbacks)
+
+
 def test_grpo_resumed_between_the_updates_of_a_rollout_batch_trains_what_an_uninterrupted_run_trains(
         base_dir, tmp_path, monkeypatch):
     # 4 prompts per rollout batch, 2 per update: checkpoint-1 falls inside a batch. TRL kept its place in the batch
@@ -291,18 +302,12 @@ def test_grpo_resumed_between_the_updates_of_a_rollout_batch_trains_what_an_unin
     from safetensors.torch import load_file
     from trl import GRPOTrainer
 
-    from giftlab.models import load_model
-    from giftlab.tinyworld.tokenizer import build_tokenizer
-    from giftlab.training.grpo import train_grpo
-
     cfg = dict(GRPO, max_steps=4, prompts_per_generation=4, save_steps=100)
     trained: list = []
     monkeypatch.setattr(GRPOTrainer, "_compute_loss", train_prompts(trained))
 
     def run(name, callbacks=()):
-        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
-                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / name / "model",
-                          work_dir=tmp_path / name / "work", job_config={"grpo": cfg}, extra_callbacks=callbacks)
+        return grpo_in(tmp_path / name, base_dir, cfg, callbacks)
 
     straight = run("straight")
     uninterrupted, trained[:] = list(trained), []
@@ -371,18 +376,12 @@ def test_grpo_resumed_in_a_later_epoch_trains_the_prompts_an_uninterrupted_run_t
     from trl import GRPOTrainer
     from trl.trainer.utils import RepeatSampler
 
-    from giftlab.models import load_model
-    from giftlab.tinyworld.tokenizer import build_tokenizer
-    from giftlab.training.grpo import train_grpo
-
     cfg = dict(GRPO, max_steps=7, save_steps=100)
     trained: list = []
     monkeypatch.setattr(GRPOTrainer, "_compute_loss", train_prompts(trained))
 
     def run(name, callbacks=()):
-        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
-                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / name / "model",
-                          work_dir=tmp_path / name / "work", job_config={"grpo": cfg}, extra_callbacks=callbacks)
+        return grpo_in(tmp_path / name, base_dir, cfg, callbacks)
 
     run("straight")
     uninterrupted, trained[:] = list(trained), []

@@ -13,7 +13,19 @@ from giftlab.training.grpo import _write_rows
 CONTEXT = mp.get_context("fork")
 
 
-def _prepare(work, rank, barrier, results):
+def together(target, n: int, *args) -> dict:
+    """``target(rank, results, *args)`` in ``n`` forked processes at once; {rank: what each put in ``results``}."""
+    results = CONTEXT.Queue()
+    procs = [CONTEXT.Process(target=target, args=(rank, results, *args)) for rank in range(n)]
+    for p in procs:
+        p.start()
+    outcome = dict(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    return outcome
+
+
+def _prepare(rank, results, work, barrier):
     os.environ["RANK"] = str(rank)  # what torchrun / accelerate launch set in each process
     barrier.wait()
     try:
@@ -33,14 +45,7 @@ def test_processes_prepare_a_stale_work_dir_together(tmp_path):
         for i in range(100):
             (ckpt / f"shard{d}" / f"part{i}").write_text("x")
     (work / FINGERPRINT).write_text(json.dumps({"config_hash": "another job config"}))
-    barrier, results = CONTEXT.Barrier(4), CONTEXT.Queue()
-    procs = [CONTEXT.Process(target=_prepare, args=(work, rank, barrier, results)) for rank in range(4)]
-    for p in procs:
-        p.start()
-    outcome = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    assert outcome == {0: None, 1: None, 2: None, 3: None}
+    assert together(_prepare, 4, work, CONTEXT.Barrier(4)) == {0: None, 1: None, 2: None, 3: None}
     assert not ckpt.exists() and sorted(p.name for p in work.iterdir()) == [FINGERPRINT]
 
 
@@ -56,7 +61,7 @@ def test_a_process_other_than_the_main_one_leaves_the_work_dir_alone(tmp_path, m
     assert not (work / "checkpoint-2").exists()
 
 
-def _rewrite_log(path, rank, barrier, results):
+def _rewrite_log(rank, results, path, barrier):
     barrier.wait()
     try:
         for step in range(300):
@@ -70,18 +75,11 @@ def test_processes_rewrite_the_step_log_together(tmp_path):
     """On resume every process of a GRPO job rewrites steps.jsonl (and dynamics.jsonl) up to the checkpoint. Through
     one shared temporary name a process could rename away the file another was about to rename and crash."""
     path = tmp_path / "steps.jsonl"
-    barrier, results = CONTEXT.Barrier(4), CONTEXT.Queue()
-    procs = [CONTEXT.Process(target=_rewrite_log, args=(path, rank, barrier, results)) for rank in range(4)]
-    for p in procs:
-        p.start()
-    outcome = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    assert outcome == {0: None, 1: None, 2: None, 3: None}
+    assert together(_rewrite_log, 4, path, CONTEXT.Barrier(4)) == {0: None, 1: None, 2: None, 3: None}
     assert [p.name for p in tmp_path.iterdir()] == ["steps.jsonl"]  # no temporary file left behind
 
 
-def _save_checkpoint_records(work, rank, store, results):
+def _save_checkpoint_records(rank, results, work, store):
     """One process of a 2-process GRPO job at a checkpoint: the callbacks' ``on_save`` in train_grpo's order, after the
     Trainer wrote the checkpoint. Process 0 writes the run's grading counts slowly (a large shared filesystem)."""
     import time
@@ -125,14 +123,7 @@ def test_a_checkpoint_is_stamped_only_after_every_process_wrote_its_part(tmp_pat
     them, and its metrics.json counted the gradings of the last session only."""
     work = tmp_path / "work"
     work.mkdir()
-    results = CONTEXT.Queue()
-    procs = [CONTEXT.Process(target=_save_checkpoint_records, args=(work, rank, tmp_path / "store", results))
-             for rank in range(2)]
-    for p in procs:
-        p.start()
-    outcome = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    assert outcome == {0: {"stamped_before_its_counts": False}, 1: {}}
+    assert together(_save_checkpoint_records, 2, work, tmp_path / "store") == \
+        {0: {"stamped_before_its_counts": False}, 1: {}}
     assert json.loads((work / "checkpoint-4" / "grading_stats.json").read_text())["grading"] == {"graded": 16}
     assert (work / "checkpoint-4" / "CHECKPOINT_COMPLETE").read_text() == "4"
