@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -61,3 +62,26 @@ def run_specs(betas=(0.5, 1, 3, 10), seeds=None) -> dict:
         "sft": {"methods": list(OBJECTIVES), "gift_betas": list(betas), "direct_sft": True},
         "grpo": {"direct_rl": True}, **({"seeds": list(seeds)} if seeds else {})})
     return Plan(config).run_table()
+
+
+# forked, not spawned: the processes share what the test process imported (a spawned one imports the training stack
+# again)
+CONTEXT = multiprocessing.get_context("fork")
+
+
+def together(target, n: int, *args) -> dict:
+    """``target(rank, results, *args)`` in ``n`` forked processes at once; {rank: what each put in ``results``}."""
+    results = CONTEXT.Queue()
+    # daemons, ended below whatever happens: a regression that hangs them fails the test instead of holding pytest
+    procs = [CONTEXT.Process(target=target, args=(rank, results, *args), daemon=True) for rank in range(n)]
+    try:
+        for p in procs:
+            p.start()
+        outcome = dict(results.get(timeout=120) for _ in procs)
+        for p in procs:
+            p.join(timeout=60)
+        return outcome
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()

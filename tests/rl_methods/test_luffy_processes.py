@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 from collections import defaultdict
 from types import SimpleNamespace
 
 import torch
 
 from giftlab.rl_methods.luffy import LuffyMixin
-
-# forked, not spawned: the processes share what this one imported
-CONTEXT = mp.get_context("fork")
+from helpers import together
 
 
 class _Loss(LuffyMixin):
@@ -46,7 +43,7 @@ def _inputs(mask, is_expert):
             "advantages": torch.zeros(len(mask)), "is_expert": torch.tensor(is_expert)}
 
 
-def _micro_batches(rank, store, results):
+def _micro_batches(rank, results, store):
     import torch.distributed as dist
 
     try:
@@ -69,13 +66,7 @@ def test_expert_token_probability_pools_every_process_tokens(tmp_path):
     """The step log's luffy/expert_token_prob (mean π_θ on the demonstration tokens) is the generation batch's:
     every process's expert tokens. It was each process's own mean, and process 0's went into steps.jsonl (0.2
     here for the batch's 0.6); a micro-batch whose expert rows all sat on other processes logged nothing there."""
-    results = CONTEXT.Queue()
-    procs = [CONTEXT.Process(target=_micro_batches, args=(rank, tmp_path / "store", results)) for rank in range(2)]
-    for p in procs:
-        p.start()
-    outcome = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    outcome = together(_micro_batches, 2, tmp_path / "store")
     for rank in range(2):
         assert isinstance(outcome[rank], list), outcome[rank]
         assert len(outcome[rank]) == 2 and all(math.isclose(a, b, rel_tol=1e-5)

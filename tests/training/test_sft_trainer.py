@@ -379,7 +379,7 @@ def test_an_sft_epoch_resumed_mid_way_under_several_processes_keeps_its_shuffle(
 
     from types import SimpleNamespace
 
-    n, batch_size, world = 16, 2, 2  # 16 examples, whole steps of 4: nothing dropped
+    n, batch_size, world = 16, 2, 2  # 16 examples, whole steps of 2 here (world_size 1 in these arguments): nothing dropped
     want_epoch = 3
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch_size, seed=5, data_seed=5,
                              use_cpu=True, report_to=[])

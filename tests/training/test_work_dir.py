@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
 from giftlab.training.grpo import _write_rows
-
-# forked, not spawned: the processes share what this one imported (a spawned one imports the training stack again)
-CONTEXT = mp.get_context("fork")
-
-
-def together(target, n: int, *args) -> dict:
-    """``target(rank, results, *args)`` in ``n`` forked processes at once; {rank: what each put in ``results``}."""
-    results = CONTEXT.Queue()
-    procs = [CONTEXT.Process(target=target, args=(rank, results, *args)) for rank in range(n)]
-    for p in procs:
-        p.start()
-    outcome = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    return outcome
-
+from helpers import CONTEXT, together
 
 def _prepare(rank, results, work, barrier):
     os.environ["RANK"] = str(rank)  # what torchrun / accelerate launch set in each process
     barrier.wait()
     try:
-        prepare_work_dir(work, {"lr": 2e-6})
+        prepare_work_dir(work, {"lr": 2e-6}, wait_s=60)
         results.put((rank, None))
     except Exception as exc:  # noqa: BLE001 - reported to the test
         results.put((rank, repr(exc)))

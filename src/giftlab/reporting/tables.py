@@ -206,7 +206,7 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
            methods: Sequence[str] = ("sft", "gift"), stage: str = "sft",
            benchmarks: Sequence[str] | None = None, paper: bool = False,
            backbones: Sequence[str] | None = None, run_specs=None) -> pd.DataFrame:
-    """Table 3: pass@k (%) before RL (stage ``sft``), averaged over the benchmarks present.
+    """Table 3: pass@k (%) before RL (stage ``sft``), averaged over the same benchmarks in every row.
 
     One row per (backbone, run) whose method is in ``methods``; ``pass@<k>`` is the mean over the
     ``benchmarks`` (default: every benchmark the table holds), NaN when the row lacks one of them (the column

@@ -131,9 +131,9 @@ class LuffyMixin:
         # micro-batch, so the gather stays collective
         expert_mask = mask * is_expert.unsqueeze(1)
         sums = torch.stack([(logps.detach().exp() * expert_mask).sum().float(), expert_mask.sum().float()])
-        total, count = self.accelerator.gather(sums).view(-1, 2).sum(dim=0).tolist()
-        if count > 0:
-            self._metrics[mode]["luffy/expert_token_prob"].append(total / count)
+        total, count = self.accelerator.gather(sums).view(-1, 2).sum(dim=0)
+        if count > 0:  # a float32 division, as before the pooling: one process logs the same bits
+            self._metrics[mode]["luffy/expert_token_prob"].append((total / count).item())
         return loss / (self.current_gradient_accumulation_steps if mode == "train" else 1.0)
 
 

@@ -136,9 +136,6 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
     Under several processes (``accelerate launch`` / torchrun set ``RANK``) only the main one (rank 0) wipes and
     stamps the shared directory; the others wait until the stamp names this config. Eight processes each removing
     the same stale checkpoint at once crashed on the files another had just removed (``FileNotFoundError``)."""
-    import os
-    import time
-
     work_dir = Path(work_dir)
     fingerprint = {"config_hash": config_hash(job_config)}
     stamp = work_dir / FINGERPRINT

@@ -28,7 +28,8 @@ from giftlab.data import render_prompt
 from giftlab.io import write_json_atomic, write_text_atomic
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
-from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
+from giftlab.training.checkpoints import (CompleteMarker, _distributed, export_model, last_complete_checkpoint,
+                                          prepare_work_dir,
                                           train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
@@ -515,10 +516,10 @@ class GradingTally(TrainerCallback):
         over the processes (the dynamics' rows already hold every process's)."""
         session = dict(self.dynamics.session_grading) if self.dynamics is not None else {}
         reward = {k: v - session.get(k, 0) for k, v in self.pool_stats().items()}
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
-            shares: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(shares, reward)
+        dist = _distributed()
+        if dist is not None:
+            shares: list = [None] * dist.get_world_size()
+            dist.all_gather_object(shares, reward)
             reward = {}
             for share in shares:
                 for k, v in share.items():

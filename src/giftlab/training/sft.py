@@ -328,7 +328,7 @@ class EpochEnd(TrainerCallback):
             rank = self.trainer.accelerator.process_index
             write_json_atomic(ckpt / self.PARTIAL.format(rank=rank),
                               {"train_losses": self._train_losses, "diag_sums": self.trainer._diag_sums})
-            self.trainer.accelerator.wait_for_everyone()  # every process's share written before the stamp
+        self.trainer.accelerator.wait_for_everyone()  # every process's share written before the stamp (all wait)
         return control
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -401,7 +401,7 @@ def global_batch_size(args: TrainingArguments) -> int:
 
 
 class WholeStepSampler(torch.utils.data.Sampler):
-    """A seeded shuffle of the training set, another each epoch (``set_epoch``, which accelerate forwards), cut to
+    """A seeded shuffle of the training set, another each epoch (read from ``epoch_of``, else ``set_epoch``), cut to
     a whole number of optimiser steps of ``step_size`` examples: the rest of the shuffle (other examples each epoch)
     is not trained that epoch, as with the released trainer's ``DistributedSampler(drop_last=True)``. Every process
     draws the same order; accelerate deals its batches out. Fewer examples than one step: all are kept.
