@@ -391,14 +391,14 @@ def _check_unified(config: Mapping[str, Any]) -> None:
     for name in [k for k in unified if k != "methods"]:
         if name not in RL_METHODS:
             raise ConfigError(f"config error: unified.{name}: unknown RL method (known: {known})")
-    for name in dict.fromkeys([*(unified.get("methods") or []), *(k for k in unified if k != "methods")]):
-        get_method(name).check(unified.get(name), config["grpo"])  # its keys, and against the grpo section
+    checked = {name: get_method(name).check(unified.get(name), config["grpo"])  # its keys, and against grpo
+               for name in dict.fromkeys([*(unified.get("methods") or []), *(k for k in unified if k != "methods")])}
     processes = rule_processes(config, "grpo")
     if "relift" in (unified.get("methods") or []) and processes:
         from giftlab.rl_methods.relift import check_sft_split
 
         try:  # ReLIFT's SFT micro-batches are collective: the same number on every process of a GRPO job
-            check_sft_split(get_method("relift").check(unified.get("relift"), config["grpo"]), processes)
+            check_sft_split(checked["relift"], processes)
         except ValueError as exc:
             raise ConfigError(f"config error: {exc}") from None
 
