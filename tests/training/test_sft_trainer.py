@@ -367,34 +367,43 @@ def test_drop_last_step_count_matches_the_sharded_sampler():
                 assert len(shard) % grad_accum == 0  # no short last step
 
 
-def test_an_sft_epoch_resumed_mid_way_under_several_processes_keeps_its_shuffle(tmp_path):
-    """The paper's SFT (8 processes, sft.drop_last) resumed mid-epoch after a preemption: accelerate's resumed
-    dataloader is SkipBatchSampler > BatchSamplerShard > BatchSampler > WholeStepSampler, and DataLoaderShard.set_epoch
-    looks two levels down only (accelerate 1.15), so WholeStepSampler kept epoch 0 and the rest of epoch e trained
-    epoch 1's shuffle: other examples than the uninterrupted run's. The sampler now reads the epoch from the
-    Trainer's state (a single process was right: there the sampler is two levels down)."""
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_an_sft_epoch_resumed_mid_way_under_several_processes_keeps_its_shuffle(drop_last, tmp_path):
+    """SFT on several processes resumed mid-epoch after a preemption: accelerate's resumed dataloader is
+    SkipBatchSampler > BatchSamplerShard > BatchSampler > sampler, and DataLoaderShard.set_epoch looks two levels down
+    only (accelerate 1.15), so the sampler kept epoch 0 and the rest of epoch e trained epoch 1's shuffle: other
+    examples than the uninterrupted run's. The paper's (sft.drop_last) and, on several processes, the Trainer's own
+    RandomSampler alike. The sampler now reads the epoch from the Trainer's state. Expected: what each process's
+    loader gives in that epoch uninterrupted, from its third batch on."""
     from accelerate.data_loader import BatchSamplerShard, DataLoaderShard, skip_first_batches
     from torch.utils.data import BatchSampler
     from transformers import TrainingArguments
 
     from types import SimpleNamespace
 
-    n, batch_size, world = 16, 2, 2  # 16 examples, whole steps of 2 here (world_size 1 in these arguments): nothing dropped
-    want_epoch = 3
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch_size, seed=5, data_seed=5,
-                             use_cpu=True, report_to=[])
+    class TwoProcessArguments(TrainingArguments):
+        world_size = property(lambda self: 2)
+
+    n, batch_size, world, want_epoch = 18, 2, 2, 3  # 18 examples: whole steps of 4 drop 2 under drop_last
+    args = TwoProcessArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch_size, seed=5, data_seed=5,
+                               use_cpu=True, report_to=[])
     trainer = ObjectiveTrainer.__new__(ObjectiveTrainer)  # only what _get_train_sampler reads
-    trainer.args, trainer.drop_last, trainer.train_dataset = args, True, list(range(n))
-    trainer.state = SimpleNamespace(epoch=want_epoch + 0.5)  # the checkpoint's state: half-way through epoch 4
-    uninterrupted = torch.randperm(n, generator=torch.Generator().manual_seed(5 + want_epoch)).tolist()
+    trainer.args, trainer.drop_last, trainer.train_dataset = args, drop_last, list(range(n))
+
+    def loader(rank, skip, state_epoch):
+        trainer.state = SimpleNamespace(epoch=state_epoch)
+        shard = BatchSamplerShard(BatchSampler(ObjectiveTrainer._get_train_sampler(trainer), batch_size,
+                                               drop_last=False), num_processes=world, process_index=rank)
+        data = DataLoaderShard(list(range(n)), batch_sampler=shard)
+        data = skip_first_batches(data, skip) if skip else data
+        data.set_epoch(want_epoch)  # what the Trainer does; a resumed loader's does not reach the sampler
+        return [int(i) for batch in data for i in batch]
+
+    orders = []
     for rank in range(world):
-        sampler = ObjectiveTrainer._get_train_sampler(trainer)
-        shard = BatchSamplerShard(BatchSampler(sampler, batch_size, drop_last=False), num_processes=world,
-                                  process_index=rank)
-        loader = skip_first_batches(DataLoaderShard(list(range(n)), batch_sampler=shard), 2)
-        loader.set_epoch(want_epoch)  # what the Trainer does; it does not reach the sampler here
-        got = [int(i) for batch in loader for i in batch]
-        step = batch_size * world
-        want = [i for b in range(2, n // step) for i in uninterrupted[b * step + rank * batch_size:
-                                                                       b * step + (rank + 1) * batch_size]]
-        assert got == want, (rank, got, want)
+        uninterrupted = loader(rank, 0, want_epoch)  # the epoch started in this process
+        resumed = loader(rank, 2, want_epoch + 0.5)  # a fresh process resumed half-way through it
+        assert resumed == uninterrupted[2 * batch_size:], (rank, resumed, uninterrupted)
+        orders.append(uninterrupted)
+    seen = {i for order in orders for i in order}
+    assert len(seen) == (n - n % (batch_size * world) if drop_last else n)

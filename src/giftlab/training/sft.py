@@ -135,16 +135,21 @@ class ObjectiveTrainer(Trainer):
         self._diag_sums: dict[str, float] = {}
 
     def _get_train_sampler(self, train_dataset=None):
-        """``drop_last``: :class:`WholeStepSampler` (each epoch's shuffle cut to whole optimiser steps); else the
-        Trainer's own sampler. The Trainer takes its last step of an epoch with whatever micro-batches are left
-        (transformers 5.17 ``Trainer._inner_training_loop``: ``num_batches = ... else remainder``): at the paper's
-        10,000 examples, 2 per GPU x 8 steps x 8 GPUs, 78 steps of 128 and a 79th of 16."""
-        if not self.drop_last:
+        """:class:`WholeStepSampler` wherever the Trainer's own sampler goes wrong, else the Trainer's (one process
+        without ``drop_last``: the tiny profiles' order).
+
+        ``drop_last``: each epoch's shuffle is cut to whole optimiser steps. The Trainer takes its last step of an
+        epoch with whatever micro-batches are left (transformers 5.17 ``Trainer._inner_training_loop``:
+        ``num_batches = ... else remainder``): at the paper's 10,000 examples, 2 per GPU x 8 steps x 8 GPUs, 78 steps
+        of 128 and a 79th of 16. Several processes: a run resumed mid-epoch (a preemption's checkpoint) must take
+        that epoch's shuffle, which accelerate's ``set_epoch`` does not reach (:class:`WholeStepSampler`); with a
+        step of one example nothing is dropped."""
+        if not self.drop_last and self.args.world_size <= 1:
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return WholeStepSampler(len(dataset), global_batch_size(self.args), seed,
-                                epoch_of=lambda: trainer_epoch(self.state))
+        step_size = global_batch_size(self.args) if self.drop_last else 1
+        return WholeStepSampler(len(dataset), step_size, seed, epoch_of=lambda: trainer_epoch(self.state))
 
     @staticmethod
     def _masked_logits(model, inputs, mask):
