@@ -109,6 +109,22 @@ def test_switching_trackers_keeps_the_resumable_state():
     assert without_tracking({"seed": 0}) == {"seed": 0}
 
 
+def test_a_new_checkpoint_interval_keeps_the_resumable_state(tmp_path):
+    # grpo.save_steps is a runtime key (giftlab.plan.RUNTIME_KEYS: "checkpointing more often reruns no finished
+    # job"), yet it stayed in the work dir's fingerprint: a GRPO run preempted at step 100 and rerun with a shorter
+    # interval wiped its checkpoint (93 GB at 7B) and trained again from step 0
+    from giftlab.training.checkpoints import prepare_work_dir
+
+    job = {"seed": 0, "grpo": {"lr": 2.0, "save_steps": 25, "report_to": ["tensorboard"]}}
+    work = prepare_work_dir(tmp_path / "work", without_tracking(job))
+    (work / "checkpoint-100").mkdir()
+    rerun = {**job, "grpo": {**job["grpo"], "save_steps": 5, "report_to": []}}
+    prepare_work_dir(tmp_path / "work", without_tracking(rerun))
+    assert (work / "checkpoint-100").is_dir()
+    prepare_work_dir(tmp_path / "work", without_tracking({**job, "grpo": {**job["grpo"], "lr": 3.0}}))
+    assert not (work / "checkpoint-100").exists()  # a setting that changes the result still starts afresh
+
+
 # ------------------------------------------------------------------ events across a kill and a resume
 
 

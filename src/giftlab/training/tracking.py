@@ -58,13 +58,13 @@ def resolve_report_to(value: str | Sequence[str] | None, key: str) -> list[str]:
 
 
 def without_tracking(job_config: Mapping[str, Any]) -> dict[str, Any]:
-    """``job_config`` without its ``report_to`` keys (top level, ``settings``, ``grpo``): which trackers watch a run
-    does not change its results, so switching them keeps the resumable state in the work dir."""
-    out = {k: v for k, v in job_config.items() if k != "report_to"}
-    for section in ("settings", "grpo"):
-        if isinstance(out.get(section), Mapping):
-            out[section] = {k: v for k, v in out[section].items() if k != "report_to"}
-    return out
+    """``job_config`` without its ``report_to`` keys (top level) and the runtime settings it ran with
+    (:data:`giftlab.plan.RUNTIME_KEYS`: the trackers, GRPO's ``save_steps``): they change no result, so changing one
+    keeps the resumable state in the work dir (``save_steps`` stayed in it, and a preempted run given a shorter
+    interval wiped its checkpoint and trained again from step 0)."""
+    from giftlab.plan import without_runtime
+
+    return without_runtime({k: v for k, v in job_config.items() if k != "report_to"})
 
 
 def use_tensorboard(trainer, log_dir: str | Path, resume_step: int | None) -> None:
