@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
 from giftlab.training.grpo import _write_rows
 from helpers import CONTEXT, together
@@ -43,6 +44,25 @@ def test_a_process_other_than_the_main_one_leaves_the_work_dir_alone(tmp_path, m
     monkeypatch.setenv("RANK", "0")
     prepare_work_dir(work, {"lr": 2e-6})  # the main process wipes state from another config
     assert not (work / "checkpoint-2").exists()
+
+
+def test_a_run_resumed_on_another_number_of_processes_starts_afresh(tmp_path, monkeypatch):
+    """A checkpoint holds per-process state: GRPO's buffered rollout batch (rollouts-rank<r>.pt, each process's slices
+    of per-device size), the RNG streams, and SFT's global batch (batch_size x grad_accum x processes) fixes its steps
+    per epoch. Resumed on 4 processes, an 8-process GRPO checkpoint fed ranks 0-3 their old 2-completion slices and
+    lost ranks 4-7's; SFT went on at global batch 64 from a step count made at 128 (epochs misnumbered)."""
+    work = tmp_path / "work"
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    prepare_work_dir(work, {"lr": 1e-6})
+    (work / "checkpoint-100").mkdir()
+    prepare_work_dir(work, {"lr": 1e-6})
+    assert (work / "checkpoint-100").is_dir()
+    monkeypatch.setenv("WORLD_SIZE", "4")  # another node's GPUs, the job config unchanged
+    prepare_work_dir(work, {"lr": 1e-6})
+    assert not (work / "checkpoint-100").exists()
+    monkeypatch.delenv("WORLD_SIZE")  # one process: the stamp of a single-process run is what it always was
+    prepare_work_dir(work, {"lr": 1e-6})
+    assert json.loads((work / FINGERPRINT).read_text()) == {"config_hash": config_hash({"lr": 1e-6})}
 
 
 def _rewrite_log(rank, results, path, barrier):

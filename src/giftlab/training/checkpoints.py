@@ -135,9 +135,17 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
 
     Under several processes (``accelerate launch`` / torchrun set ``RANK``) only the main one (rank 0) wipes and
     stamps the shared directory; the others wait until the stamp names this config. Eight processes each removing
-    the same stale checkpoint at once crashed on the files another had just removed (``FileNotFoundError``)."""
+    the same stale checkpoint at once crashed on the files another had just removed (``FileNotFoundError``).
+
+    The number of processes (``WORLD_SIZE``, where above 1) is part of the stamp: a checkpoint's per-process state
+    (GRPO's buffered rollout slices, one file per rank; the RNG streams) and SFT's global batch (per-device batch x
+    accumulation x processes, which fixes the steps per epoch) do not carry over to another number, so a run resumed
+    on another node's GPUs starts afresh instead of training a mix of the two."""
     work_dir = Path(work_dir)
     fingerprint = {"config_hash": config_hash(job_config)}
+    processes = int(os.environ.get("WORLD_SIZE", 1) or 1)
+    if processes > 1:  # a single process's stamp stays what it was
+        fingerprint["processes"] = processes
     stamp = work_dir / FINGERPRINT
     if int(os.environ.get("RANK", 0) or 0) != 0:
         deadline = time.monotonic() + wait_s
@@ -147,6 +155,9 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
             time.sleep(0.2)
         return work_dir
     if work_dir.exists() and not _stamped(stamp, fingerprint):
+        if any(_CKPT_RE.match(p.name) for p in work_dir.iterdir()):
+            log.warning("%s: its checkpoints are another job config's or another number of processes': deleted, "
+                        "training starts afresh", work_dir)
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = stamp.with_name(f".{stamp.name}.tmp")  # renamed into place: a waiting process never reads half of it
