@@ -378,3 +378,9 @@ def test_training_launch_gives_a_checkpoint_on_sigterm_minutes_not_30_s(paper, r
                                       "--training_script_args", args.training_script_args])
         config, _, _ = distrib_run.config_from_args(torchrun_args)
     assert config.shutdown_timeout == 900
+    # and SLURM signals the job that long before its time limit (SIGTERM then SIGKILL after KillWait, often 30 s)
+    from giftlab.config import rule_resources
+
+    extra = shlex.split(rule_resources(paper, rule).get("slurm_extra", ""))
+    signal = [w.split("=", 1)[1] for w in extra if w.startswith("--signal=")]
+    assert signal and signal[0].startswith("TERM@") and int(signal[0].split("@")[1]) > config.shutdown_timeout
