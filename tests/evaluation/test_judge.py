@@ -300,3 +300,16 @@ def test_an_unreachable_server_is_a_counted_failure(tmp_path):
     assert out.rating is None and "APIConnectionError" in out.error and "\n" not in out.error
     assert stats.failures == 1 and stats.sent == 1 and stats.retries == 0
     assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_the_documented_vllm_judge_serves_without_the_models_sampling_defaults():
+    """The client sends temperature and max_tokens only; `vllm serve` fills every other sampling field from the judge
+    model's generation_config.json unless told `--generation-config vllm` (Qwen2.5-72B-Instruct's: repetition_penalty
+    1.05, which changes the greedy judge's replies, its rating digits included)."""
+    from helpers import REPO
+
+    commands = [line for line in (REPO / "docs" / "scale.md").read_text().splitlines()
+                if line.lstrip().startswith("vllm serve")]
+    assert commands
+    for command in commands:
+        assert "--generation-config vllm" in command, command

@@ -225,7 +225,9 @@ class OpenAIJudge:
     """A judge model behind an OpenAI-compatible chat API (``POST {base_url}/chat/completions``).
 
     ``base_url`` / ``api_key`` default to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` (then OpenAI's own URL);
-    with a base URL and no key at all, the key is ``"EMPTY"`` (``vllm serve`` without ``--api-key``).
+    with a base URL and no key at all, the key is ``"EMPTY"`` (``vllm serve`` without ``--api-key``). Only
+    ``temperature`` and ``max_tokens`` are sent: serve a vLLM judge with ``--generation-config vllm``, else vLLM fills
+    the rest from the model's generation_config.json (an instruct model's repetition_penalty, top_k, top_p).
     Timeouts and retries are the ``openai`` client's: ``timeout_s`` per HTTP request; up to ``max_retries``
     repeats after a timeout, a connection error or a 408/409/429/5xx reply, waiting the server's
     ``Retry-After`` / ``retry-after-ms`` when given (up to 2 min), else an exponential back-off from 0.5 s
