@@ -112,3 +112,20 @@ def test_a_damaged_output_is_one_line_whose_rebuild_command_carries_the_profile(
     _, problems = verify_workspace(root, f"--configfile {smoke}")
     assert any(p.startswith("corrupt checkpoint") and p.endswith(f"models/rl/qwen/sft --configfile {smoke}`")
                for p in problems), problems
+
+
+def test_a_killed_exports_torn_temporary_is_not_an_artifact(tmp_path):
+    """A job killed while it exported (SIGKILL after SLURM's KillWait, past the preemption handler) leaves
+    ``.<name>.tmp`` beside its output (giftlab.io.atomic_dir, checkpoints.export_model): never a Snakemake or DVC output
+    (.dvcignore: ``**/.*.tmp``) and removed by the job's rerun, so it is not reported as a damaged checkpoint with a
+    `snakemake --force` of a target that does not exist."""
+    root = _workspace(tmp_path)
+    whole = root / "models" / "rl" / "qwen" / "sft"
+    for torn in (root / "models" / "rl" / "qwen" / ".gift-b3.tmp",                  # GRPO's export_model
+                 root / "models" / "sft" / "qwen" / ".gift-b3.tmp" / "epoch_1"):    # SFT's atomic_dir of its epochs
+        torn.mkdir(parents=True)
+        (torn / "config.json").write_text((whole / "config.json").read_text())
+        (torn / "model.safetensors").write_bytes((whole / "model.safetensors").read_bytes()[:-10])
+    (root / "results" / "eval" / ".run.tmp").mkdir()
+    (root / "results" / "eval" / ".run.tmp" / "b.summary.json").write_text('{"pass@1": 0.')
+    assert verify_workspace(root) == (4, [])

@@ -20,6 +20,12 @@ from giftlab.models import CorruptCheckpoint, check_weights, rebuild_hint
 SIGNATURES = {".pdf": b"%PDF-", ".png": b"\x89PNG\r\n\x1a\n"}
 
 
+def _torn_temporary(path: Path, root: Path) -> bool:
+    """Inside ``.<name>.tmp``: what an atomic write (giftlab.io, checkpoints.export_model) leaves when its job is killed
+    mid-write; no output of any rule (.dvcignore: ``**/.*.tmp``), and the job's rerun removes it."""
+    return any(part.startswith(".") and part.endswith(".tmp") for part in path.relative_to(root).parts[:-1])
+
+
 def _problem(file: Path, what: str, snakemake_args: str = "") -> str:
     return f"{file}: {what}; rebuild it with `snakemake --force {file}{' ' + snakemake_args if snakemake_args else ''}`"
 
@@ -70,6 +76,8 @@ def verify_workspace(root: str | Path = ".", snakemake_args: str = "") -> tuple[
     root = Path(root)
     checked, problems = 0, []
     for config in sorted((root / "models").rglob("config.json")):
+        if _torn_temporary(config, root):
+            continue
         checked += 1
         try:
             check_weights(config.parent)
@@ -78,7 +86,7 @@ def verify_workspace(root: str | Path = ".", snakemake_args: str = "") -> tuple[
         if not any(config.parent.glob("*.safetensors")):
             problems.append(f"{config.parent}: a checkpoint without weights; {rebuild_hint(config, snakemake_args)}")
     for file in sorted((root / "results").rglob("*")):
-        if not file.is_file() or file.name.startswith("."):
+        if not file.is_file() or file.name.startswith(".") or _torn_temporary(file, root):
             continue
         check = {".json": _check_json, ".jsonl": _check_jsonl}.get(file.suffix)
         if check is not None:
