@@ -174,7 +174,8 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
     import json
 
     from giftlab.cli import ConfigError, setup
-    from giftlab.plan import RUNTIME_RULES, without_runtime
+    from giftlab.plan import RUNTIME_RULES
+    from giftlab.runtime_keys import without_runtime
 
     runtime = {"sft": {"report_to": ["tensorboard", "wandb"]}, "grpo": {"report_to": [], "save_steps": 5},
                "eval": {"grading_workers": 3, "code_workers": 4}}

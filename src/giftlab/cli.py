@@ -30,7 +30,7 @@ def parser(description: str) -> argparse.ArgumentParser:
                    help="the job's config as a JSON string, or a path to a .json/.yaml file")
     p.add_argument("--runtime", default=None,
                    help="settings that change no result (trackers, checkpoint interval, grading processes: "
-                        "giftlab.plan.RUNTIME_KEYS), as --config takes them (JSON or a file), merged into it")
+                        "giftlab.runtime_keys.RUNTIME_KEYS), as --config takes them (JSON or a file), merged into it")
     return p
 
 

@@ -23,15 +23,12 @@ from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settin
 from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
 from giftlab.jobs import EngineSettings, EvalSettings
 from giftlab.rowfiles import find_data
+from giftlab.runtime_keys import RUNTIME_KEYS, drop_keys
 
 STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
                     "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
                     "export_dtype", "drop_last")
-# Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes. They stay out of job
-# configs, so changing one reruns nothing (Snakemake's params trigger), and reach the scripts beside them
-# (`--runtime`, Plan.runtime); results record them with the config they ran with, and giftlab.stale ignores them.
-RUNTIME_KEYS = {"sft": ("report_to",), "grpo": ("report_to", "save_steps"), "eval": ("grading_workers", "code_workers")}
 RUNTIME_RULES = ("sft", "grpo", *EVAL_RULES, "evaluate_extra")  # the rules whose jobs take them
 TABLES = (1, 2, 3, 4)   # always; Table 5 (MT-Bench) where the config plans it (Plan.tables)
 FIGURES = (1, 2, 3)
@@ -438,7 +435,7 @@ class Plan:
         return evals + [f"results/extra/consistency/{n}.json" for n, spec in self.extra.items() if spec.get("backbone")]
 
     def _evaluate_extra_job(self, name) -> dict:
-        settings = {bench: _drop(eval_settings(self.config["eval"], bench), RUNTIME_KEYS["eval"])
+        settings = {bench: drop_keys(eval_settings(self.config["eval"], bench), RUNTIME_KEYS["eval"])
                     for bench in self.benchmarks("all")}
         return {"seed": self.config["seed"], "stage": "extra", "run": name,
                 "backbone": self.extra[name].get("backbone"), "benchmarks": settings}
@@ -540,7 +537,8 @@ class Plan:
         """An evaluation rule's job (EVAL_RULES): each benchmark's sampling settings (before RL with
         eval.pre_rl merged in, for Table 3's pass@k)."""
         spec = EVAL_RULES[rule]
-        settings = {name: _drop(eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"]), RUNTIME_KEYS["eval"])
+        settings = {name: drop_keys(eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"]),
+                                    RUNTIME_KEYS["eval"])
                     for name in self.benchmarks(spec["group"])}
         return {"seed": self.config["seed"], "stage": stage, "backbone": backbone, "run": run,
                 "benchmarks": settings}
@@ -605,22 +603,3 @@ class Plan:
 
 def _pick(section: Mapping[str, Any], keys) -> dict[str, Any]:
     return {k: section[k] for k in keys if k in section}
-
-
-def _drop(section: Mapping[str, Any], keys) -> dict[str, Any]:
-    return {k: v for k, v in section.items() if k not in keys}
-
-
-def without_runtime(recorded: Mapping[str, Any]) -> dict[str, Any]:
-    """A job config as an output recorded it, less the runtime settings (:data:`RUNTIME_KEYS`) it ran with: what is
-    compared with :meth:`Plan.job` (an SFT job's ``settings``, a GRPO job's ``grpo``, an evaluation's own keys)."""
-    out = dict(recorded)
-    for section, kind in (("settings", "sft"), ("grpo", "grpo")):
-        if isinstance(out.get(section), Mapping):
-            out[section] = _drop(out[section], RUNTIME_KEYS[kind])
-    if isinstance(out.get("benchmarks"), Mapping):
-        out["benchmarks"] = {b: _drop(v, RUNTIME_KEYS["eval"]) if isinstance(v, Mapping) else v
-                             for b, v in out["benchmarks"].items()}
-    if "benchmark" in out:  # one benchmark's record of an evaluation (EvalSettings.of_benchmark)
-        out = _drop(out, RUNTIME_KEYS["eval"])
-    return out

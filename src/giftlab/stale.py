@@ -75,8 +75,8 @@ def snakemake_job_config(root: Path, path: str) -> Any:
 
 def _comparable(recorded: Any) -> Any:
     """A recorded job config less the runtime settings it ran with (trackers, checkpoint interval, grading
-    processes: giftlab.plan.RUNTIME_KEYS), which no job config asks for."""
-    from giftlab.plan import without_runtime
+    processes: giftlab.runtime_keys.RUNTIME_KEYS), which no job config asks for."""
+    from giftlab.runtime_keys import without_runtime
 
     return without_runtime(recorded) if isinstance(recorded, Mapping) else recorded
 

@@ -110,7 +110,7 @@ def test_switching_trackers_keeps_the_resumable_state():
 
 
 def test_a_new_checkpoint_interval_keeps_the_resumable_state(tmp_path):
-    # grpo.save_steps is a runtime key (giftlab.plan.RUNTIME_KEYS: "checkpointing more often reruns no finished
+    # grpo.save_steps is a runtime key (giftlab.runtime_keys.RUNTIME_KEYS: "checkpointing more often reruns no finished
     # job"), yet it stayed in the work dir's fingerprint: a GRPO run preempted at step 100 and rerun with a shorter
     # interval wiped its checkpoint (93 GB at 7B) and trained again from step 0
     from giftlab.training.checkpoints import prepare_work_dir

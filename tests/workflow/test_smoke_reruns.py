@@ -49,7 +49,8 @@ def test_changing_one_beta_reruns_only_its_jobs(smoke_copy, tmp_path):
 
 
 def test_trackers_checkpoint_interval_and_grading_processes_rerun_nothing(smoke_copy, tmp_path):
-    # settings that change no result (giftlab.plan.RUNTIME_KEYS): before, each retrained or re-evaluated every run
+    # settings that change no result (giftlab.runtime_keys.RUNTIME_KEYS): before, each retrained or re-evaluated
+    # every run
     override = write_override(tmp_path / "runtime.yaml", {"sft": {"report_to": []}, "grpo": {"save_steps": 7,
                               "report_to": []}, "eval": {"grading_workers": 1, "code_workers": 1}})
     result = snakemake(smoke_copy, "-n", configfiles=[SMOKE, override], timeout=120)

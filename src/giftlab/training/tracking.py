@@ -27,6 +27,7 @@ from transformers import TrainerCallback
 
 from giftlab.cli import ConfigError
 from giftlab.io import atomic_dir, write_text_atomic
+from giftlab.runtime_keys import without_runtime
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> the package it needs
 DEFAULT_TRACKERS = ("tensorboard",)
@@ -59,11 +60,9 @@ def resolve_report_to(value: str | Sequence[str] | None, key: str) -> list[str]:
 
 def without_tracking(job_config: Mapping[str, Any]) -> dict[str, Any]:
     """``job_config`` without its ``report_to`` keys (top level) and the runtime settings it ran with
-    (:data:`giftlab.plan.RUNTIME_KEYS`: the trackers, GRPO's ``save_steps``): they change no result, so changing one
-    keeps the resumable state in the work dir (``save_steps`` stayed in it, and a preempted run given a shorter
-    interval wiped its checkpoint and trained again from step 0)."""
-    from giftlab.plan import without_runtime
-
+    (:data:`giftlab.runtime_keys.RUNTIME_KEYS`: the trackers, GRPO's ``save_steps``): they change no result, so
+    changing one keeps the resumable state in the work dir (``save_steps`` stayed in it, and a preempted run given a
+    shorter interval wiped its checkpoint and trained again from step 0)."""
     return without_runtime({k: v for k, v in job_config.items() if k != "report_to"})
 
 
