@@ -33,7 +33,7 @@ from giftlab.training.checkpoints import (CompleteMarker, _distributed, export_m
                                           train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
-from giftlab.training.sharded import gathered_for_generation, rank_and_world
+from giftlab.training.sharded import fp32_master_weights, gathered_for_generation, rank_and_world
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
@@ -617,7 +617,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                   "seed": DYNAMICS_SUBSET_SEED if dyn["eval_subset"] == "random" else None,
                   "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
     with phase("grpo/load"):
-        model = load_model(init_path)
+        model = fp32_master_weights(load_model(init_path))
     t0 = time.time()
     dynamics = None
     # grpo.percent_rule (schema-validated): OMI's 0.5 == 50 rule, on as in GIFT's reward

@@ -34,8 +34,8 @@ from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           trainer_epoch)
 from giftlab.training.preemption import PreemptionCheckpoint
-from giftlab.training.sharded import (call_with_head, load_gathered, match_forward_dtype, rank_and_world, unwrap,
-                                      vocab_size)
+from giftlab.training.sharded import (call_with_head, fp32_master_weights, load_gathered, match_forward_dtype,
+                                      rank_and_world, unwrap, vocab_size)
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
@@ -479,7 +479,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     loss_backend = choose_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, job_config)
     with phase("sft/load"):
-        model = load_model(base_path)
+        model = fp32_master_weights(load_model(base_path))
         train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
         val_ds = SFTDataset(val_rows, tokenizer, solution_key, settings.max_length)
         ref_model = old_model = ref_cache = None

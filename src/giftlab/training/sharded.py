@@ -11,15 +11,20 @@
   it in the dtype the policy's forward computes its parameters in (FSDP2's mixed-precision ``param_dtype``).
 * :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 and
   plain modules gather per forward call.
+* :func:`fp32_master_weights`: a bf16-loaded policy trains fp32 master weights outside FSDP too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class _HeadCall(nn.Module):
@@ -74,6 +79,24 @@ def vocab_size(model: nn.Module) -> int:
     """Rows of ``lm_head`` (not ``weight.shape``, which is a shard's under FSDP1)."""
     head = unwrap(model).get_output_embeddings()
     return int(getattr(head, "out_features", None) or head.weight.shape[0])
+
+
+def fp32_master_weights(model: nn.Module) -> nn.Module:
+    """The policy's trainable parameters in fp32 where accelerate's FSDP will not make them so.
+
+    A bf16 hub base (Qwen2.5-7B) loads in bf16; under ``accelerate launch`` with FSDP and mixed precision (the paper
+    launch) accelerate upcasts the trainable parameters to fp32 master weights. Anything else (one GPU, DDP, the CPU
+    rehearsal) trained the bf16 weights themselves: an AdamW step of ~lr = 1e-5 on a weight of ~1e-2 is ~1e-3 of it,
+    under half of bf16's resolution (2^-8), so most updates rounded away, silently. bf16 autocast still computes in
+    bf16 (``sft.bf16``)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return model
+    low = [name for name, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
+    if low:
+        log.info("training in fp32 master weights: %d parameters loaded as %s upcast", len(low),
+                 model.get_parameter(low[0]).dtype)
+        model.float()
+    return model
 
 
 def _fsdp2(model: nn.Module) -> bool:
