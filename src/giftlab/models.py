@@ -167,7 +167,7 @@ def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: A
     ``dtype``: a ``torch.dtype``, a string like ``"bfloat16"``, ``"auto"`` or None: the checkpoint's own dtype
     (transformers 5 reads None as ``"auto"``: a bf16 hub base such as Qwen2.5-7B loads in bf16, the tiny bases in
     fp32). Training keeps fp32 master weights all the same: accelerate's FSDP2 with ``mixed_precision: bf16``
-    upcasts the trainable parameters.
+    upcasts the trainable parameters, and :func:`giftlab.training.sharded.fp32_master_weights` does elsewhere.
     Special-token ids missing from the generation config are filled from the model config.
     """
     import torch
