@@ -15,7 +15,8 @@ GAMMA = 0.1
 def test_registered_with_the_released_defaults():
     luffy = RL_METHODS["luffy"]
     assert luffy.label == "LUFFY" and luffy.needs_demonstrations
-    assert luffy.check({}) == {"expert_samples": 1, "shaping_gamma": 0.1, "entropy_coef": 0.001}
+    assert luffy.check({}) == {"expert_samples": 1, "shaping_gamma": 0.1, "entropy_coef": 0.001,
+                               "released_gpus": 8, "released_micro_batch_tokens": 32768}
     assert luffy.grpo_overrides(luffy.check({}))["scale_rewards"] == "none"
 
 
@@ -101,3 +102,30 @@ def test_entropy_bonus_is_a_token_mean_subtracted():
     loss, policy, entropy = aggregate(losses, mask, entropies, max_length=3, entropy_coef=0.001)
     assert entropy.item() == pytest.approx(2.0) and policy.item() == 0
     assert loss.item() == pytest.approx(-0.002)
+
+
+def test_entropy_coefficient_weighs_the_bonus_as_the_released_update_does():
+    """verl (use_dynamic_bsz, gradient_accumulation 1): each GPU sums Σ_mb ℓ / L − c · token-mean_mb H over its
+    micro-batches of at most `micro_batch_tokens` (prompt + response) tokens; the GPUs are averaged. Here 8 sequences
+    of 3 prompt + 5 response tokens on 2 GPUs, 2 micro-batches of 2 sequences each: with the released coefficient,
+    our Σ ℓ / (N·L) − c' · token-mean H is that objective × G / N (the value and so every gradient); with c itself the
+    bonus weighs N / (G·m) = 2 times more."""
+    from giftlab.rl_methods.base import released_entropy_coef
+
+    torch.manual_seed(0)
+    N, G, P, R, L, c = 8, 2, 3, 5, 7, 0.01
+    losses, entropies = torch.randn(N, R, dtype=torch.float64), torch.rand(N, R, dtype=torch.float64) * 3
+    released = 0.0
+    for gpu in range(G):
+        rows = list(range(gpu * N // G, (gpu + 1) * N // G))
+        for mb in (rows[:2], rows[2:]):  # 2 sequences × 8 tokens = 16 = micro_batch_tokens
+            released += (losses[mb].sum() / L - c * entropies[mb].mean()) / G
+    coef = released_entropy_coef(c, update_tokens=N * (P + R), update_sequences=N, gpus=G, micro_batch_tokens=16)
+    assert coef == pytest.approx(c * 2 * G / N)
+    mask = torch.ones(N, R, dtype=torch.float64)
+    ours, _, _ = aggregate(losses, mask, entropies, max_length=L, entropy_coef=coef)
+    assert (ours * N / G).item() == pytest.approx(released.item(), rel=1e-12)
+    plain, _, _ = aggregate(losses, mask, entropies, max_length=L, entropy_coef=c)
+    assert (plain * N / G).item() != pytest.approx(released.item(), rel=1e-6)
+    # one micro-batch per GPU however few tokens; 0 tokens per micro-batch: not used (training_entropy_coef)
+    assert released_entropy_coef(c, 10, N, G, 32768) == pytest.approx(c * G / N)

@@ -319,3 +319,27 @@ def test_relift_sft_metrics_pool_every_process_share(base_dir, tmp_path, monkeyp
     assert n == 1
     assert trainer._metrics["train"]["relift/sft_nll"][-1] == pytest.approx((nll + 9.0) / 2)
     assert trainer._metrics["train"]["relift/sft_entropy"][-1] == pytest.approx((ent + 5.0) / 2)
+
+
+@pytest.mark.parametrize("method", ["luffy", "relift"])
+def test_rl_entropy_bonus_is_weighed_as_in_the_released_update(base_dir, tmp_path, method):
+    # two slices of one update (grad_accum 2): the coefficient is the update's (both slices' tokens), and the loss is
+    # the policy term minus that coefficient × token-mean entropy, over the accumulation steps
+    from giftlab.rl_methods.base import released_entropy_coef
+
+    params = {"released_gpus": 2, "released_micro_batch_tokens": 50}
+    extra = {"sft_batch": 2, "sft_micro_batch": 1} if method == "relift" else {}
+    trainer = _trainer(base_dir, tmp_path, method, {**params, **extra}, grad_accum=2)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 2  # set by Trainer.train()
+    torch.manual_seed(0)
+    inputs = trainer._prepare_inputs(_group_inputs(trainer, [0, 1]))
+    slices = trainer._buffered_inputs
+    assert len(slices) == 2 and trainer._step == 0
+    tokens = sum(int(b["prompt_mask"].sum() + b["completion_mask"].sum()) for b in slices)
+    expected = released_entropy_coef(0.001, tokens, 2 * G, 2, 50)
+    assert expected != pytest.approx(0.001)
+    loss = trainer._compute_loss(trainer.model, inputs)
+    metrics = trainer._metrics["train"]
+    assert metrics["entropy_coef"][-1] == pytest.approx(expected)
+    assert (loss * 2).item() == pytest.approx(metrics["policy_loss"][-1] - expected * metrics["entropy"][-1], rel=1e-5)

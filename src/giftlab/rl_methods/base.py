@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from giftlab.cli import ConfigError
+from giftlab.lazy import torch  # imported on first use: giftlab.lazy
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,61 @@ def demonstration_ids(tokenizer, text: str, max_completion_length: int) -> list[
                          f"({max_completion_length}); train on rows filtered by "
                          f"giftlab.training.grpo.demonstrations_that_fit, as train_grpo does")
     return ids
+
+
+#: The released runs' layout (LUFFY ``exp_scripts/train.sh``, ReLIFT ``examples/math-7b/train.sh``): one node of 8
+#: GPUs (``trainer.n_gpus_per_node=8``), micro-batches packed to at most 32,768 tokens per GPU
+#: (``use_dynamic_bsz=True``, ``ppo_max_token_len_per_gpu=32768``).
+RELEASED_LAYOUT = {"released_gpus": 8, "released_micro_batch_tokens": 32768}
+
+
+def released_entropy_coef(coef: float, update_tokens: int, update_sequences: int, gpus: int,
+                          micro_batch_tokens: int) -> float:
+    """The entropy coefficient that, beside a policy term Σ ℓ / (sequences × L), weighs the entropy bonus against
+    the policy term as the released update does.
+
+    Released (verl, ``dp_actor.update_policy`` / ``mix_actor.update_policy``, gradient_accumulation = 1 under
+    ``use_dynamic_bsz``): each of ``gpus`` GPUs packs its 1/``gpus`` share of the update's sequences (balanced by
+    tokens, ``_balance_batch``) into m = ⌈its tokens / ``micro_batch_tokens``⌉ micro-batches
+    (``rearrange_micro_batches``, prompt + response tokens) and backpropagates, for each,
+    Σ_mb ℓ / L − coef · token-mean_mb H, summed; the GPUs are averaged. With balanced micro-batches that is
+    Σ ℓ / (gpus · L) − coef · m · token-mean H over the whole update, i.e. (gpus / sequences) times
+    Σ ℓ / (sequences · L) − coef · m · gpus / sequences · token-mean H. A plain ``coef`` beside Σ ℓ / (sequences · L)
+    weighs the bonus sequences / (gpus · m) times more (512 / (8 × 4) = 16 at the paper's batch and ~2k-token
+    sequences)."""
+    per_gpu = -(-int(update_tokens) // int(gpus))
+    micro_batches = max(1, -(-per_gpu // int(micro_batch_tokens)))
+    return float(coef) * micro_batches * int(gpus) / max(1, int(update_sequences))
+
+
+def update_size(trainer, inputs) -> tuple[int, int]:
+    """(prompt + completion tokens, sequences) of the optimiser update that TRL's current micro-batch ``inputs``
+    belongs to, over every process: the ``gradient_accumulation_steps`` slices of the buffered generation batch that
+    make it (``inputs`` alone when called outside the Trainer's loop, with no buffered batch). Collective (every
+    process calls it for the same micro-batch)."""
+    args = trainer.args
+    batches = [inputs]
+    if getattr(trainer, "_buffered_inputs", None) is not None:
+        chunk = trainer._step % args.steps_per_generation
+        first = chunk - chunk % args.gradient_accumulation_steps
+        batches = trainer._buffered_inputs[first:first + args.gradient_accumulation_steps]
+    device = trainer.accelerator.device
+    tokens = sum((b["prompt_mask"].sum() + b["completion_mask"].sum()).to(device, torch.long) for b in batches)
+    sequences = sum(int(b["completion_mask"].size(0)) for b in batches)
+    local = torch.stack([tokens, torch.tensor(sequences, dtype=torch.long, device=device)])  # one device sync
+    tokens, sequences = trainer.accelerator.reduce(local, reduction="sum").tolist()
+    return int(tokens), int(sequences)
+
+
+def training_entropy_coef(trainer, params: Mapping[str, Any], inputs) -> float:
+    """``params["entropy_coef"]`` as the released update weighs it (:func:`released_entropy_coef`) for the training
+    micro-batch ``inputs``; as given in evaluation."""
+    coef = float(params["entropy_coef"])
+    if not trainer.model.training or coef == 0 or params["released_micro_batch_tokens"] == 0:
+        return coef
+    tokens, sequences = update_size(trainer, inputs)
+    return released_entropy_coef(coef, tokens, sequences, params["released_gpus"],
+                                 params["released_micro_batch_tokens"])
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:

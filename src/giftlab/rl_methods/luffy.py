@@ -11,10 +11,12 @@ As released (github.com/ElliottYan/LUFFY @ 01f4ae0, ``exp_scripts/train.sh`` and
       expert token:     ℓ_t = −A · f(π_θ(y_t)),   f(p) = p / (p + γ),  γ = 0.1   (policy shaping, no IS weight)
 
   so an expert token's gradient is −A · γ p / (p + γ)² · ∇log p: large for tokens the policy finds unlikely;
-* aggregation: Σ over valid tokens / (padded response length L), minus 0.001 · token-mean entropy; no KL.
+* aggregation: Σ over valid tokens / (padded response length L), minus 0.001 · token-mean entropy, per micro-batch
+  of at most 32,768 tokens per GPU (``use_dynamic_bsz``), summed (gradient accumulation 1); no KL.
 
 This trainer divides the token sum by (sequences × L), as TRL's ``dr_grpo`` does, where the released code divides
-by L alone (a factor of the micro-batch's sequence count; docs/scale.md lists the departures).
+by L alone (a factor of the micro-batch's sequence count; docs/scale.md lists the departures), and weighs the entropy
+bonus against that term as the released update does (:func:`giftlab.rl_methods.base.released_entropy_coef`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from giftlab.lazy import torch  # imported on first use: giftlab.lazy
 if TYPE_CHECKING:
     from torch import Tensor
 
-from .base import RLMethod, demonstration_ids, positive, register
+from .base import RELEASED_LAYOUT, RLMethod, demonstration_ids, positive, register, training_entropy_coef
 
 
 def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
@@ -121,9 +123,11 @@ class LuffyMixin:
         old = logps.detach() if old is None else old
         is_expert = inputs["is_expert"]
         losses = token_losses(logps, old, inputs["advantages"], is_expert, self.method_params["shaping_gamma"])
-        loss, policy, entropy = aggregate(losses, mask, entropies, self.max_completion_length,
-                                          self.method_params["entropy_coef"])
+        # the bonus weighed against the policy term as in the released update (giftlab.rl_methods.base)
+        entropy_coef = training_entropy_coef(self, self.method_params, inputs)
+        loss, policy, entropy = aggregate(losses, mask, entropies, self.max_completion_length, entropy_coef)
         mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["entropy_coef"].append(entropy_coef)
         self._metrics[mode]["entropy"].append(self.accelerator.gather(entropy.detach()).mean().item())
         self._metrics[mode]["policy_loss"].append(self.accelerator.gather(policy.detach()).mean().item())
         # mean π_θ on expert tokens (how far the policy has absorbed the demonstrations), over every process's: each
@@ -139,7 +143,8 @@ class LuffyMixin:
 
 def _validate(params: Mapping[str, Any]) -> None:
     positive("expert_samples", "shaping_gamma")(params)
-    positive("entropy_coef", allow_zero=("entropy_coef",))(params)
+    positive("entropy_coef", "released_gpus", "released_micro_batch_tokens",
+             allow_zero=("entropy_coef", "released_micro_batch_tokens"))(params)
 
 
 def _validate_with_grpo(params: Mapping[str, Any], grpo: Mapping[str, Any]) -> None:
@@ -158,7 +163,7 @@ LUFFY = register(RLMethod(
     name="luffy",
     label="LUFFY",
     method_class="Unified Paradigms",
-    defaults={"expert_samples": 1, "shaping_gamma": 0.1, "entropy_coef": 0.001},
+    defaults={"expert_samples": 1, "shaping_gamma": 0.1, "entropy_coef": 0.001, **RELEASED_LAYOUT},
     grpo_overrides=_grpo_overrides,
     mixin="giftlab.rl_methods.luffy:LuffyMixin",
     needs_demonstrations=True,

@@ -3,7 +3,8 @@
 As released (github.com/TheRoadQaQ/ReLIFT @ eb95454, ``examples/math-7b/train.sh``, ``relift/verl/verl/relift``):
 
 * plain on-policy GRPO with LUFFY's Dr.GRPO-style settings: no std normalisation, no PPO clipping, token sum /
-  padded length, entropy bonus 0.001, gradient clip 0.7;
+  padded length, entropy bonus 0.001 (weighed against the policy term as in the released update:
+  :func:`giftlab.rl_methods.base.released_entropy_coef`), gradient clip 0.7;
 * after scoring a batch, every question whose G rollouts **all** have the fail reward (0) is "hardest": its
   demonstration enters an SFT buffer, the new ones in front of the old ones (``DataProto.concat([new, buffer])``);
 * after the RL update, when the buffer holds ≥ ``sft_batch`` (128) items, the first ``sft_batch`` are popped
@@ -33,7 +34,7 @@ from giftlab.lazy import torch  # imported on first use: giftlab.lazy
 if TYPE_CHECKING:
     from torch import Tensor
 
-from .base import RLMethod, demonstration_ids, positive, register
+from .base import RELEASED_LAYOUT, RLMethod, demonstration_ids, positive, register, training_entropy_coef
 
 STATE_FILE = "relift_state-rank{rank}.pt"  # one per process: the SFT optimiser's state is sharded under FSDP
 LEGACY_STATE_FILE = "relift_state.pt"      # older code: process 0's state only
@@ -148,6 +149,13 @@ class ReliftMixin:
         self._relift_buffer = HardQuestionBuffer(state["buffer"]["batch_size"], state["buffer"]["items"])
         self._relift_steps = int(state["sft_steps"])
         self._relift_optimizer.load_state_dict(state["optimizer"])
+
+    # ------------------------------------------------------------------ RL loss
+    def _compute_loss(self, model, inputs):
+        # TRL's entropy bonus (a token mean beside dr_grpo's Σ ℓ / (B × L)) weighed against the policy term as in the
+        # released update (giftlab.rl_methods.base.released_entropy_coef); TRL reads entropy_coef per micro-batch
+        self.entropy_coef = training_entropy_coef(self, self.method_params, inputs)
+        return super()._compute_loss(model, inputs)
 
     # ------------------------------------------------------------------ buffer
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -265,8 +273,8 @@ def check_sft_split(params: Mapping[str, Any], processes: int) -> None:
 
 def _validate(params: Mapping[str, Any]) -> None:
     positive("sft_batch", "sft_micro_batch", "sft_lr_ratio", "sft_max_grad_norm", "max_grad_norm")(params)
-    positive("sft_entropy_coef", "entropy_coef", "sft_weight_decay",
-             allow_zero=("sft_entropy_coef", "entropy_coef", "sft_weight_decay"))(params)
+    positive("sft_entropy_coef", "entropy_coef", "sft_weight_decay", "released_gpus", "released_micro_batch_tokens",
+             allow_zero=("sft_entropy_coef", "entropy_coef", "sft_weight_decay", "released_micro_batch_tokens"))(params)
 
 
 def _grpo_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,7 +288,8 @@ RELIFT = register(RLMethod(
     label="ReLIFT",
     method_class="Unified Paradigms",
     defaults={"sft_batch": 128, "sft_micro_batch": 4, "sft_lr_ratio": 1.0, "sft_max_grad_norm": 1.0,
-              "sft_entropy_coef": 0.001, "sft_weight_decay": 0.01, "entropy_coef": 0.001, "max_grad_norm": 0.7},
+              "sft_entropy_coef": 0.001, "sft_weight_decay": 0.01, "entropy_coef": 0.001, "max_grad_norm": 0.7,
+              **RELEASED_LAYOUT},
     grpo_overrides=_grpo_overrides,
     mixin="giftlab.rl_methods.relift:ReliftMixin",
     needs_demonstrations=True,
