@@ -198,7 +198,7 @@ def test_new_inputs_discard_resumable_state(base_dir, tmp_path):
     assert metrics["resumed_from"] is None
 
 
-def test_psft_snapshot_restarts_from_the_resumed_policy(base_dir):
+def test_psft_snapshot_restarts_from_the_resumed_policy_where_the_checkpoint_has_none(base_dir, tmp_path):
     from types import SimpleNamespace
 
     from giftlab.training.sft import SnapshotRefresh
@@ -207,8 +207,31 @@ def test_psft_snapshot_restarts_from_the_resumed_policy(base_dir):
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(1.0)
-    SnapshotRefresh(old, every=8).on_train_begin(None, SimpleNamespace(global_step=5), None, model=policy)
+    args = SimpleNamespace(output_dir=str(tmp_path))  # checkpoint-5 holds no snapshot: the resumed policy, not the base
+    SnapshotRefresh(old, every=8).on_train_begin(args, SimpleNamespace(global_step=5), None, model=policy)
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), policy.state_dict().values()))
+
+
+def test_a_psft_run_resumed_between_two_snapshot_refreshes_trains_as_an_uninterrupted_one(base_dir, tmp_path):
+    """The checkpoint at the end of epoch 1 (step 2) falls between two refreshes of π_old (every 3 steps), as the
+    paper's epoch ends do (78 steps, refreshes every 8). The resumed run restarted π_old from the resumed policy θ_2
+    where the uninterrupted one kept θ_0 until step 3: its weights differed after the run (by up to 2e-4 here). Now
+    the checkpoint holds the snapshot and the resumed run trains the same weights, bit for bit."""
+    from giftlab.training.sft import SNAPSHOT_FILE
+
+    whole = run(base_dir, tmp_path / "whole", method="psft", snapshot_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        run(base_dir, tmp_path / "cut", method="psft", callbacks=[InterruptAfterSave(1)], snapshot_every=3)
+    assert (tmp_path / "cut" / "work" / "checkpoint-2" / SNAPSHOT_FILE).is_file()
+    resumed = run(base_dir, tmp_path / "cut", method="psft", snapshot_every=3)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == whole["steps"] == 6
+    # a checkpoint on a refresh step holds no snapshot: the policy is the snapshot there
+    assert not (tmp_path / "cut" / "work" / "checkpoint-6" / SNAPSHOT_FILE).exists()
+    for e in (2, 3):
+        a = load_model(tmp_path / "whole" / "out" / f"epoch_{e}").state_dict()
+        b = load_model(tmp_path / "cut" / "out" / f"epoch_{e}").state_dict()
+        for name in a:
+            assert torch.equal(a[name], b[name]), (e, name)
 
 
 def test_logging_falls_on_every_epoch_end_so_a_resumed_run_logs_the_same_losses():

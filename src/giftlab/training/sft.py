@@ -512,11 +512,11 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
                                loss_head=settings.loss_head, loss_backend=loss_backend, drop_last=settings.drop_last)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size, settings.export_dtype)
     trainer.add_callback(epoch_end)
+    if old_model is not None:  # before CompleteMarker: the snapshot it saves is in the checkpoint before the stamp
+        trainer.add_callback(SnapshotRefresh(old_model, int(objective.hparams.get("snapshot_every", 8))))
     trainer.add_callback(CompleteMarker(keep=1))
     for callback in callbacks:
         trainer.add_callback(callback)
-    if old_model is not None:
-        trainer.add_callback(SnapshotRefresh(old_model, int(objective.hparams.get("snapshot_every", 8))))
     trainer.add_callback(StepLog(work_dir / "steps.jsonl"))
     # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1; the job exits non-zero)
     preemption = PreemptionCheckpoint(trainer)
@@ -597,6 +597,9 @@ def load_reference_cache(paths: Sequence[str | Path], settings: SFTSettings, sol
     return cache
 
 
+SNAPSHOT_FILE = "psft_snapshot.safetensors"  # PSFT's π_old in a checkpoint saved between two refreshes
+
+
 class SnapshotRefresh(TrainerCallback):
     """PSFT's π_old: a lagged copy of the policy refreshed every ``every`` optimiser steps.
 
@@ -604,6 +607,12 @@ class SnapshotRefresh(TrainerCallback):
     does: in the dtype the policy's forward holds its parameters in (FSDP2's bf16 over fp32 master weights;
     :func:`giftlab.training.sharded.match_forward_dtype`, once the Trainer has prepared the policy) and under the
     policy's autocast (``ObjectiveTrainer.compute_loss``), so r = π_θ/π_old is exactly 1 right after a refresh.
+
+    A checkpoint saved between two refreshes (an epoch's end: 78 steps is no multiple of 8; a preemption) holds the
+    snapshot too (:data:`SNAPSHOT_FILE`, written by the main process before ``CompleteMarker`` stamps it), and a run
+    resumed there takes it back: restarting the lag from the resumed policy trained up to ``every - 1`` steps
+    against a newer π_old than the uninterrupted run. A checkpoint without one (written before it was saved) falls
+    back to the resumed policy, with a warning.
     """
 
     def __init__(self, old_model, every: int):
@@ -611,9 +620,26 @@ class SnapshotRefresh(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         match_forward_dtype(self.old_model, model)
-        # A resumed run has no saved snapshot: restart the lag from the resumed policy, not the base.
         if state.global_step > 0:
-            load_gathered(self.old_model, model)
+            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / SNAPSHOT_FILE
+            if state.global_step % self.every and saved.is_file():
+                from safetensors.torch import load_model as load_safetensors
+
+                load_safetensors(self.old_model, saved, device="cpu")  # copied into the snapshot's own dtype
+                return control
+            if state.global_step % self.every:
+                log.warning("%s: no PSFT snapshot in the checkpoint; π_old restarts from the resumed policy", saved)
+            load_gathered(self.old_model, model)  # a refresh fell on this step: the snapshot is the policy
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.global_step % self.every and state.is_world_process_zero and ckpt.is_dir():
+            from safetensors.torch import save_model as save_safetensors
+
+            tmp = ckpt / f".{SNAPSHOT_FILE}.tmp"
+            save_safetensors(self.old_model, str(tmp))  # every process holds the same whole snapshot
+            os.replace(tmp, ckpt / SNAPSHOT_FILE)
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
