@@ -199,3 +199,16 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
         setup(argparse.Namespace(config=json.dumps(job), runtime=str(tmp_path / "missing.json")), torch_threads=False)
     grpo = changed.job("grpo", {"backbone": "qwen", "run": "gift-b3"})
     assert without_runtime({**grpo, "grpo": {**grpo["grpo"], "save_steps": 5}}) == grpo
+
+
+def test_figure1_draws_only_the_backbones_the_grid_builds():
+    """figures.backbones restricts every phase; Figure 1's own list (the paper profile's [llama, qwen]) must not bring
+    back a backbone the grid left out (before: Llama's SFT, GRPO and evaluation of every compared run were planned
+    for Figure 1 alone, 8-GPU jobs, under `figures.backbones: [qwen]`)."""
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    plan = Plan(deep_merge(paper, {"figures": {"backbones": ["qwen"]}}))
+    assert plan.fig1_backbones() == ["qwen"]
+    inputs = plan.fig1_inputs()
+    assert inputs["sft_metrics"] and all("/llama/" not in p for p in inputs["sft_metrics"] + inputs["rl_evals"])
+    assert plan.job("figure1")["backbones"] == ["qwen"]
+    assert Plan(paper).fig1_backbones() == ["llama", "qwen"]  # the whole grid: the paper's panel order

@@ -300,7 +300,11 @@ class Plan:
         return [self.mtbench_file("scores", bb, run) for bb, run in self.mtbench_models()]
 
     def fig1_backbones(self) -> list[str]:
-        return self.config["figures"]["fig1"].get("backbones") or self.backbones
+        """Figure 1's panels: ``figures.fig1.backbones`` (their order) of the grid's backbones. Only those the grid
+        builds: the paper profile's [llama, qwen] under ``figures.backbones: [qwen]`` planned Llama's SFT, GRPO and
+        evaluations for Figure 1 alone."""
+        wanted = self.config["figures"]["fig1"].get("backbones") or self.backbones
+        return [bb for bb in wanted if bb in self.backbones]
 
     def fig1_inputs(self) -> dict[str, list[str]]:
         runs, backbones = self.compared_runs(), self.fig1_backbones()
