@@ -212,3 +212,25 @@ def test_figure1_draws_only_the_backbones_the_grid_builds():
     assert inputs["sft_metrics"] and all("/llama/" not in p for p in inputs["sft_metrics"] + inputs["rl_evals"])
     assert plan.job("figure1")["backbones"] == ["qwen"]
     assert Plan(paper).fig1_backbones() == ["llama", "qwen"]  # the whole grid: the paper's panel order
+
+
+def test_every_pre_rl_evaluation_is_checked_against_its_config(tmp_path):
+    """evaluate_pre_rl writes the six reasoning benchmarks (rl_gain pairs them all with their post-RL scores), but
+    the files checked for another config's provenance (giftlab.stale, scripts/verify.py) and the eval phase's
+    outputs listed only Table 3's four math ones: a HumanEval+/MBPP+ result made under other settings passed."""
+    import json
+
+    from giftlab.stale import foreign_outputs
+
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    plan = Plan(paper)
+    path = "results/eval/sft/qwen/gift-b10/humaneval_plus.summary.json"
+    assert path in plan.phase_outputs("eval") and path.replace(".summary.json", ".samples.jsonl") in \
+        plan.phase_outputs("eval")
+    recorded = {p: job for p, _, job in plan.recorded_configs()}
+    assert recorded[path]["n_samples"] == 8  # eval.pre_rl's sampling
+    foreign = {**recorded[path], "n_samples": 4}
+    (tmp_path / path).parent.mkdir(parents=True)
+    (tmp_path / path).write_text(json.dumps({"provenance": {"config": foreign}}))
+    problems = foreign_outputs(plan.recorded_configs(), tmp_path, strict=True)
+    assert len(problems) == 1 and problems[0].startswith(path) and "n_samples: 4 → 8" in problems[0]

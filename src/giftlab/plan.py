@@ -227,6 +227,14 @@ class Plan:
         return [("sft", bb, run, bench) for bb in backbones or self.backbones
                 for run in self.compared_runs() for bench in self.benchmarks("math")]
 
+    def eval_job_keys(self) -> list[tuple[str, str, str, str]]:
+        """(stage, backbone, run, benchmark) of every evaluation the grid's evaluation jobs write: the final policies'
+        and, before RL, every benchmark of the ``evaluate_pre_rl`` rule (the reasoning ones: Table 3 reads the math
+        ones, rl_gain all of them), not only Table 3's."""
+        pre_rl = [("sft", bb, run, bench) for bb in self.backbones for run in self.compared_runs()
+                  for bench in self.benchmarks(EVAL_RULES["evaluate_pre_rl"]["group"])]
+        return list(dict.fromkeys(self.final_eval_keys() + pre_rl))
+
     def final_evals(self, group: str = "all", backbones=None) -> list[str]:
         return [self.eval_summary(*key) for key in self.final_eval_keys(group, backbones)]
 
@@ -353,8 +361,7 @@ class Plan:
                                f"results/{stage}/{bb}/{run}/tensorboard", f"results/steps/{stage}/{bb}/{run}.csv")]
                     + (self.reference_cache_outputs() if phase == "sft" else []))
         if phase == "eval":
-            keys = dict.fromkeys(self.final_eval_keys() + self.pre_rl_eval_keys())
-            return [p for key in keys for p in (self.eval_summary(*key), self.eval_samples(*key))]
+            return [p for key in self.eval_job_keys() for p in (self.eval_summary(*key), self.eval_samples(*key))]
         if phase == "analysis":
             return self.consistency_results()
         if phase == "mtbench":
@@ -393,7 +400,7 @@ class Plan:
                 add(f"results/sft/{bb}/{run}/metrics.json", "sft", {"backbone": bb, "run": run})
             for run in self.rl_runs():
                 add(f"results/rl/{bb}/{run}/metrics.json", "grpo", {"backbone": bb, "run": run})
-        for stage, bb, run, bench in dict.fromkeys(self.final_eval_keys() + self.pre_rl_eval_keys()):
+        for stage, bb, run, bench in self.eval_job_keys():
             rule = self.eval_rule(stage, run)
             job = self.job(rule, {"stage": stage, "backbone": bb, "run": run})
             out.append((self.eval_summary(stage, bb, run, bench), rule, EvalSettings.of_benchmark(job, bench)))
