@@ -74,15 +74,11 @@ def test_gift_beats_unified_verdicts():
     claim = CL.claim_gift_beats_unified(rl, benchmarks=["tiny_id"], run_specs=SPECS)
     got = [(c["backbone"], c["run"], c["against"], c["what"], c["verdict"], c.get("counted", True))
            for c in claim["checks"]]
-    # each benchmark's check is detail; the Average over Table 1's benchmarks (here one) decides
-    assert got == [("qwen", "gift-b3", "luffy", "tiny_id pass@1 vs LUFFY", "agree", False),
-                   ("qwen", "gift-b3", "relift", "tiny_id pass@1 vs ReLIFT", "inconclusive", False),
-                   ("qwen", "gift-b10", "luffy", "tiny_id pass@1 vs LUFFY", "disagree", False),
-                   ("qwen", "gift-b10", "relift", "tiny_id pass@1 vs ReLIFT", "disagree", False),
-                   ("qwen", "gift-b3", "luffy", "Average over Table 1 vs LUFFY", "agree", True),
-                   ("qwen", "gift-b3", "relift", "Average over Table 1 vs ReLIFT", "inconclusive", True),
-                   ("qwen", "gift-b10", "luffy", "Average over Table 1 vs LUFFY", "disagree", True),
-                   ("qwen", "gift-b10", "relift", "Average over Table 1 vs ReLIFT", "disagree", True)]
+    # the Average over Table 1's benchmarks decides; with one benchmark it is that benchmark's check, shown once
+    assert got == [("qwen", "gift-b3", "luffy", "tiny_id pass@1 vs LUFFY", "agree", True),
+                   ("qwen", "gift-b3", "relift", "tiny_id pass@1 vs ReLIFT", "inconclusive", True),
+                   ("qwen", "gift-b10", "luffy", "tiny_id pass@1 vs LUFFY", "disagree", True),
+                   ("qwen", "gift-b10", "relift", "tiny_id pass@1 vs ReLIFT", "disagree", True)]
     assert claim["verdict"] == "mixed" and claim["checks"][0]["delta"] == "+10.00"
     known = CL.claim_gift_beats_unified([rl[0], rl[2]], benchmarks=["tiny_id"], run_specs=SPECS)
     assert known["verdict"] == "agree"                                     # the paper's effect -> agree
@@ -112,12 +108,11 @@ def test_claims_report_shows_the_unified_claim(tmp_path):
     assert "## GIFT beats the unified paradigms (LUFFY, ReLIFT) after RL: **agree**" in text
     header = "| backbone | GIFT run | seeds | comparison | GIFT | {} | Δ | interval | test | verdict |"
     assert header.format("unified") in text
-    # one counted check (the Average over Table 1's one benchmark): the two 95% intervals combined (no samples
-    # given), ±4.24 around +10; the benchmark's own row beside it as detail
-    assert ("| qwen | GIFT (β=3) | 1 | Average over Table 1 vs LUFFY | 50.00 | 40.00 | +10.00 | [+5.76, +14.24] (95%) | "
-            "two 95% intervals combined, sqrt(h₁² + h₂²) | agree |") in text
+    # one counted check (Table 1's one benchmark is its Average, shown once): the two 95% intervals combined (no
+    # samples given), ±4.24 around +10
     assert ("| qwen | GIFT (β=3) | 1 | tiny_id pass@1 vs LUFFY | 50.00 | 40.00 | +10.00 | [+5.76, +14.24] (95%) | "
-            "two 95% intervals combined, sqrt(h₁² + h₂²) | agree (detail, not counted) |") in text
+            "two 95% intervals combined, sqrt(h₁² + h₂²) | agree |") in text
+    assert "Average over Table 1" not in text and "detail, not counted" not in text
     assert header.format("SFT") in text  # claim 1's table
     CL.write_claims(out, rl_summaries=rl[:2], run_specs=SPECS)
     text = out.read_text()
