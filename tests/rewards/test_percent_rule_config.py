@@ -97,6 +97,8 @@ class _Stop(Exception):
 
 @pytest.mark.parametrize("setting", [None, False])
 def test_grpo_reward_pool_gets_the_rule(tmp_path, monkeypatch, setting):
+    import torch
+
     import giftlab.rewards
     from giftlab.tinyworld.tokenizer import build_tokenizer
     from giftlab.training.grpo import train_grpo
@@ -114,6 +116,6 @@ def test_grpo_reward_pool_gets_the_rule(tmp_path, monkeypatch, setting):
         cfg["percent_rule"] = setting
     rows = [{"question": "Start with 1. Add 1. What is the result?", "final_answer": "2"}] * 2
     with pytest.raises(_Stop):
-        train_grpo(init_path="unused", load_model=lambda path: None, tokenizer=build_tokenizer(), rl_rows=rows,
-                   cfg=cfg, seed=0, out_dir=tmp_path / "out", work_dir=tmp_path / "work", job_config={})
+        train_grpo(init_path="unused", load_model=lambda path: torch.nn.Linear(1, 1), tokenizer=build_tokenizer(),
+                   rl_rows=rows, cfg=cfg, seed=0, out_dir=tmp_path / "out", work_dir=tmp_path / "work", job_config={})
     assert seen["percent_rule"] is (setting is not False)
