@@ -425,3 +425,36 @@ def test_the_resumed_epochs_order_reaches_the_sampler_under_several_processes():
         got = [int(i) for batch in loader for i in batch]
         want = [i for b in range(1, len(epochs[2]) // 4) for i in epochs[2][4 * b + 2 * rank:4 * b + 2 * rank + 2]]
         assert got == want, (rank, got, want)
+
+
+def test_a_grpo_run_resumed_with_a_new_checkpoint_interval_checkpoints_at_it(base_dir, tmp_path):
+    # grpo.save_steps is a runtime key: a preempted run rerun with a shorter interval keeps its checkpoint (the work
+    # dir's fingerprint leaves it out), but the Trainer restores state.save_steps from the checkpoint's
+    # trainer_state.json (transformers only warns that args and state differ), so the rerun went on saving at the
+    # old interval: here at step 4 only instead of 3 and 4
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.grpo import train_grpo
+    from giftlab.training.tracking import without_tracking
+
+    saved: list[int] = []
+
+    class Saves(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            saved.append(state.global_step)
+
+    class StopAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise KeyboardInterrupt("simulated kill")
+
+    def run(save_steps, callbacks):
+        cfg = dict(GRPO, max_steps=4, save_steps=save_steps)
+        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / "model", work_dir=tmp_path / "work",
+                          job_config=without_tracking({"grpo": cfg}), extra_callbacks=callbacks)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(2, [StopAfterSave()])
+    resumed = run(1, [Saves()])
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
+    assert saved == [3, 4]

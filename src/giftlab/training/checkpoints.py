@@ -240,6 +240,17 @@ def verify_export(path: str | Path, name: str | Path | None = None) -> None:
                            f"the model class expects {tuple(expected[wrong[0]].shape)}")
 
 
+class RunIntervals(TrainerCallback):
+    """A resumed run saves (and logs, evaluates) at this run's intervals, not the checkpoint's: the Trainer reloads
+    ``state.save_steps`` from the checkpoint's trainer_state.json after setting it from the arguments (transformers 5
+    ``_init_training_state``, which only warns that they differ), so a new ``grpo.save_steps`` (a runtime key: the
+    work dir keeps its checkpoint) went unused by the preempted run it was meant for."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.compute_steps(args, state.max_steps)
+        return control
+
+
 class _Finished(Exception):
     """Raised by :class:`_StopIfFinished` once train() has loaded a checkpoint that holds every step."""
 

@@ -28,9 +28,8 @@ from giftlab.data import render_prompt
 from giftlab.io import write_json_atomic, write_text_atomic
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
-from giftlab.training.checkpoints import (CompleteMarker, _distributed, export_model, last_complete_checkpoint,
-                                          prepare_work_dir,
-                                          train_or_finish)
+from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distributed, export_model,
+                                          last_complete_checkpoint, prepare_work_dir, train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import fp32_master_weights, gathered_for_generation, rank_and_world
@@ -629,7 +628,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                                         dyn, seed, resume_step=resume_step)
         tally = GradingTally(lambda: dict(pool.stats), dynamics, resume)
         # the tally before the stamp: a checkpoint stamped complete holds its counts
-        callbacks = [tally, CompleteMarker(keep=1), JsonlLog(step_log), *([dynamics] if dynamics is not None else [])]
+        callbacks = [RunIntervals(), tally, CompleteMarker(keep=1), JsonlLog(step_log),
+                     *([dynamics] if dynamics is not None else [])]
         # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
         preemption = PreemptionCheckpoint()
         if not args.use_vllm:  # TRL samples through model.generate: its random stream without its idle work
