@@ -57,6 +57,9 @@ BAD = [
     ({"eval": {"n_samples": 0}}, "eval.n_samples"),
     ({"sft": {"rl_epoch": 9}}, "sft.rl_epoch"),
     ({"figures": {"fig1": {"backbones": ["gpt"]}}}, "figures.fig1.backbones"),
+    # Figure 1 draws only backbones the grid builds (Plan.fig1_backbones): none of them left it without a panel
+    ({"figures": {"backbones": ["qwen"], "fig1": {"backbones": ["llama"]}}},
+     "figures.fig1.backbones: none of ['llama'] is in figures.backbones"),
     ({"eval": {"ood": ["mmlu"]}}, "eval.ood"),
     ({"eval": {"math": ["tiny_ood"]}}, "eval.math"),
     ({"eval": {"math": ["gsm8k"]}}, "eval.math"),

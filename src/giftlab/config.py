@@ -159,6 +159,11 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
         for bb in backbones:
             if bb not in config["backbones"]:
                 raise ConfigError(f"config error: {key}: unknown backbone '{bb}'")
+    fig1 = (figures.get("fig1") or {}).get("backbones")
+    if fig1 and figures.get("backbones") and not set(fig1) & set(figures["backbones"]):
+        # Figure 1 draws only the backbones the grid builds (Plan.fig1_backbones): it would have no panel
+        raise ConfigError(f"config error: figures.fig1.backbones: none of {list(fig1)} is in figures.backbones "
+                          f"{list(figures['backbones'])}, the backbones the grid builds")
     bench = config["eval"]["benchmarks"]
     if config["eval"]["main_benchmark"] not in bench:
         raise ConfigError(f"config error: eval.main_benchmark: '{config['eval']['main_benchmark']}' is not in eval.benchmarks")
