@@ -100,7 +100,7 @@ def released_entropy_coef(coef: float, update_tokens: int, update_sequences: int
     tokens, ``_balance_batch``) into m = ⌈its tokens / ``micro_batch_tokens``⌉ micro-batches
     (``rearrange_micro_batches``, prompt + response tokens) and backpropagates, for each,
     Σ_mb ℓ / L − coef · token-mean_mb H, summed; the GPUs are averaged. With balanced micro-batches that is
-    Σ ℓ / (gpus · L) − coef · m · token-mean H over the whole update, i.e. (gpus / sequences) times
+    Σ ℓ / (gpus · L) − coef · m · token-mean H over the whole update, i.e. (sequences / gpus) times
     Σ ℓ / (sequences · L) − coef · m · gpus / sequences · token-mean H. A plain ``coef`` beside Σ ℓ / (sequences · L)
     weighs the bonus sequences / (gpus · m) times more (512 / (8 × 4) = 16 at the paper's batch and ~2k-token
     sequences)."""
