@@ -8,6 +8,8 @@ SLURM run trains GRPO, the test cancels that job with `scancel` right after its 
 resubmitted the cancelled job (the profile's `retries`) and GRPO resumed from a complete checkpoint in work/;
 (c) the metrics, samples, step logs, TensorBoard scalars, tables and exported weights equal the local run's, leaving
 out only wall-clock timings, provenance records and what counts one session of a resumed trainer (SESSION_KEYS).
+Beside them: the time-limit signal config/paper.yaml asks for (`--signal=TERM@...`, no `B:`) reaches a rule's command
+in its job step and leaves it longer than KillWait to save.
 
 Measured on a 2-core machine: docs/slurm-test-cluster.md. Skips (one line) where SLURM cannot run: not root and
 no cluster running, or no apt-get to install it.
@@ -325,3 +327,48 @@ def test_executor_sees_a_cancelled_job_end_through_sacct(slurm_env, tmp_path):
         finally:
             stop(proc, tmp_path / "snakemake.log", slurm_env)
     assert proc.returncode == 0 and (tmp_path / "done.txt").exists(), tail(tmp_path / "snakemake.log")
+
+
+# A job whose process saves for longer than KillWait when SIGTERM comes, under a 3-minute limit with the signal
+# asked 100 s before it (SLURM sends it up to 60 s early: 20-80 s into the job, after the handler is set).
+SIGNALLED = """\
+rule signalled:
+    output: "done.txt"
+    log: "signalled.log"
+    resources: slurm_account="giftlab", slurm_partition="debug", runtime=3, mem_mb=100, cpus_per_task=1,
+               slurm_extra="--signal=TERM@100"
+    shell: "python3 save_on_term.py {SAVE_S} > {log} 2>&1"
+"""
+SAVE_ON_TERM = """\
+import os, pathlib, signal, sys, time
+start = time.time()
+def saved(signum, frame):
+    got = time.time()
+    time.sleep(float(sys.argv[1]))  # the checkpoint's save
+    pathlib.Path("saved.txt").write_text(f"{got - start:.1f} {time.time() - got:.1f} {os.environ.get('SLURM_STEP_ID')}")
+    sys.exit(75)
+signal.signal(signal.SIGTERM, saved)
+while time.time() - start < 175:
+    time.sleep(0.5)
+pathlib.Path("done.txt").write_text("no signal")
+"""
+
+
+def test_a_time_limit_signal_reaches_the_job_step_and_leaves_it_longer_than_killwait(slurm_env, tmp_path):
+    """config/paper.yaml's sft and grpo jobs ask sbatch for `--signal=TERM@1200` (no `B:`) so that their trainers
+    save a checkpoint before the time limit (docs/scale.md, "Checkpoint on SIGTERM"). Through the SLURM executor the
+    rule's command runs as a job step, which that signal reaches, while the Snakemake process in the batch step is
+    not signalled and waits for it: the process has until the time limit to save, not KillWait."""
+    kill_wait = re.search(r"KillWait\s*=\s*(\d+)", subprocess.run(["scontrol", "show", "config"], env=slurm_env,
+                                                                   capture_output=True, text=True).stdout)
+    save_s = int(kill_wait.group(1)) + 5 if kill_wait else 35
+    (tmp_path / "Snakefile").write_text(SIGNALLED.replace("{SAVE_S}", str(save_s)))
+    (tmp_path / "save_on_term.py").write_text(SAVE_ON_TERM)
+    cmd = [str(BIN / "snakemake"), "--executor", "slurm", "--jobs", "1", "--latency-wait", "5",
+           "--slurm-init-seconds-before-status-checks", "2", "--slurm-status-command", "squeue"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "saved.txt").exists(), (result.stdout + result.stderr)[-3000:]
+    signalled_after, saving, step = (tmp_path / "saved.txt").read_text().split()
+    assert float(saving) >= save_s and step != "None"  # a whole save longer than KillWait, inside a job step
+    assert float(signalled_after) < 100  # TERM@100 of a 180 s limit, up to 60 s early
+    assert result.returncode != 0 and not (tmp_path / "done.txt").exists()  # exit 75: no output, a retry resumes
