@@ -32,7 +32,8 @@ from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distrib
                                           last_complete_checkpoint, prepare_work_dir, train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
-from giftlab.training.sharded import fp32_master_weights, gathered_for_generation, rank_and_world
+from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation,
+                                      rank_and_world)
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,7 @@ log = logging.getLogger(__name__)
 
 def fsdp_activation_checkpointing() -> bool:
     """Whether this process was launched with FSDP's activation checkpointing (``accelerate launch`` sets this)."""
-    return (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-            and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true")
+    return accelerate_fsdp() and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() == "true"
 
 
 def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, world_size: int = 1) -> dict[str, Any]:

@@ -81,6 +81,11 @@ def vocab_size(model: nn.Module) -> int:
     return int(getattr(head, "out_features", None) or head.weight.shape[0])
 
 
+def accelerate_fsdp() -> bool:
+    """Whether this process was started by ``accelerate launch`` with an FSDP config (accelerate sets the variable)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def fp32_master_weights(model: nn.Module) -> nn.Module:
     """The policy's trainable parameters in fp32 where accelerate's FSDP will not make them so.
 
@@ -89,7 +94,7 @@ def fp32_master_weights(model: nn.Module) -> nn.Module:
     rehearsal) trained the bf16 weights themselves: an AdamW step of ~lr = 1e-5 on a weight of ~1e-2 is ~1e-3 of it,
     under half of bf16's resolution (2^-8), so most updates rounded away, silently. bf16 autocast still computes in
     bf16 (``sft.bf16``)."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+    if accelerate_fsdp():
         return model
     low = [name for name, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
     if low:
