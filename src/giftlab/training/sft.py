@@ -621,13 +621,14 @@ class SnapshotRefresh(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         match_forward_dtype(self.old_model, model)
         if state.global_step > 0:
+            between_refreshes = state.global_step % self.every != 0
             saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / SNAPSHOT_FILE
-            if state.global_step % self.every and saved.is_file():
+            if between_refreshes and saved.is_file():
                 from safetensors.torch import load_model as load_safetensors
 
                 load_safetensors(self.old_model, saved, device="cpu")  # copied into the snapshot's own dtype
                 return control
-            if state.global_step % self.every:
+            if between_refreshes:
                 log.warning("%s: no PSFT snapshot in the checkpoint; π_old restarts from the resumed policy", saved)
             load_gathered(self.old_model, model)  # a refresh fell on this step: the snapshot is the policy
         return control
