@@ -148,7 +148,7 @@ def test_table5_judges_every_sft_then_rl_final_policy(plan):
     assert answer["backend"] == plan.config["eval"]["backend"] and "n_samples" not in answer
     assert plan.job("mtbench_judge", {"backbone": "qwen", "run": "dft"})["judge"] == {"kind": "rubric"}
     outputs = plan.phase_outputs("mtbench")
-    assert outputs[0] == "data/mtbench/tiny_questions.jsonl" and "results/mtbench/scores/llama/dft.json" in outputs
+    assert outputs[0] == "data/mtbench/tiny_questions.jsonl" and "results/mtbench/scores/qwen/dft.json" in outputs
 
 
 def test_table5_is_planned_only_where_the_config_asks():

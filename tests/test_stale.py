@@ -71,7 +71,7 @@ def test_the_plan_lists_every_recorded_output_with_its_job():
     assert rule == "evaluate" and job["benchmark"] == "tiny_ood" and "benchmarks" not in job
     assert recorded["results/eval/sft/qwen/direct_sft/tiny_id.summary.json"][0] == "evaluate_direct_sft"
     assert recorded["results/eval/sft/qwen/gift-b3/tiny_id.summary.json"][0] == "evaluate_pre_rl"
-    assert "results/mtbench/scores/llama/dft.json" in recorded and "results/tables/table5.provenance.json" in recorded
+    assert "results/mtbench/scores/qwen/dft.json" in recorded and "results/tables/table5.provenance.json" in recorded
     assert len(recorded) == len(set(recorded))
 
 
