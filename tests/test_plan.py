@@ -234,3 +234,17 @@ def test_every_pre_rl_evaluation_is_checked_against_its_config(tmp_path):
     (tmp_path / path).write_text(json.dumps({"provenance": {"config": foreign}}))
     problems = foreign_outputs(plan.recorded_configs(), tmp_path, strict=True)
     assert len(problems) == 1 and problems[0].startswith(path) and "n_samples: 4 → 8" in problems[0]
+
+
+def test_sft_stops_early_only_where_its_schedule_is_longer_than_what_is_read(plan):
+    """params.yaml trains sft.rl_epoch = sft.epochs: no job config names a stop (tiny outputs stay as they were);
+    where rl_epoch < epochs, a run outside Figure 1 stops there and Figure 1's runs train every epoch."""
+    assert all("stop_epoch" not in plan.job("sft", {"backbone": bb, "run": r})["settings"]
+               for bb in plan.backbones for r in plan.sft_runs())
+    longer = Plan(deep_merge(plan.config, {"sft": {"epochs": 5, "rl_epoch": 2}}))
+    outside = [r for r in longer.sft_runs() if r not in longer.compared_runs()]
+    assert outside and longer.compared_runs()
+    for bb in longer.backbones:
+        assert all(longer.job("sft", {"backbone": bb, "run": r})["settings"]["stop_epoch"] == 2 for r in outside)
+        assert all("stop_epoch" not in longer.job("sft", {"backbone": bb, "run": r})["settings"]
+                   for r in longer.compared_runs())

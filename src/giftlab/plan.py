@@ -142,6 +142,18 @@ class Plan:
             return self.base_inputs(backbone), self.base_dir(backbone)
         return [f"models/sft/{backbone}/{run}"], self.sft_epoch_dir(backbone, run)
 
+    def sft_stop_epoch(self, backbone: str, run: str) -> int | None:
+        """``sft.rl_epoch`` for a run whose later epochs nothing reads (every SFT run but Figure 1's, whose validation
+        curve spans all ``sft.epochs``), else None. The paper's 10-epoch SFT of 7 objectives and Direct SFT, each
+        read at epoch 6 only: 4 of every 10 epochs of theirs (~20% of the paper grid's SFT) trained for nothing. Same
+        checkpoints: the run keeps the ``epochs``-long LR schedule (giftlab.training.sft). ``sft.all_epochs``: none."""
+        sft = self.config["sft"]
+        if sft.get("all_epochs", False) or sft["rl_epoch"] >= sft["epochs"]:
+            return None
+        if run in self.compared_runs() and backbone in self.fig1_backbones():
+            return None
+        return sft["rl_epoch"]
+
     def sft_train_files(self, run: str) -> list[str]:
         return [f"data/splits/{name}.jsonl" for name in self.runs[run].sft_splits]
 
@@ -513,6 +525,9 @@ class Plan:
         settings = {k: sft[k] for k in SFT_SETTING_KEYS if k in sft}
         if self.reads_reference_cache(run):  # only then: the exact runs' configs (and outputs) stay as they were
             settings["reference"] = "cached"
+        stop = self.sft_stop_epoch(backbone, run)
+        if stop is not None:  # only then, as above
+            settings["stop_epoch"] = stop
         return {"seed": self.train_seed(run), "backbone": backbone, "run": run, "method": spec.method,
                 "beta": spec.beta, "solution_key": self.config["data"]["solution_key"],
                 "objective_params": sft.get("objective_params", {}).get(spec.method, {}), "settings": settings}

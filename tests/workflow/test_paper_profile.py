@@ -11,7 +11,7 @@ import math
 import pytest
 import yaml
 
-from giftlab.config import load_config
+from giftlab.config import deep_merge, load_config
 from giftlab.plan import Plan
 from helpers import REPO
 
@@ -384,3 +384,17 @@ def test_training_launch_gives_a_checkpoint_on_sigterm_minutes_not_30_s(paper, r
     extra = shlex.split(rule_resources(paper, rule).get("slurm_extra", ""))
     signal = [w.split("=", 1)[1] for w in extra if w.startswith("--signal=")]
     assert signal and signal[0].startswith("TERM@") and int(signal[0].split("@")[1]) > config.shutdown_timeout
+
+
+def test_sft_runs_outside_figure_1_stop_at_the_epoch_rl_reads(paper):
+    """E.1: RL starts from the 6th of 10 SFT epochs; Figure 1 plots all 10 for SFT and GIFT. The other 14 runs
+    (6 objectives and Direct SFT, both backbones) stop after epoch 6 on the 10-epoch schedule (same checkpoint)."""
+    plan = Plan(paper)
+    stops = {(bb, run): plan.job("sft", {"backbone": bb, "run": run})["settings"].get("stop_epoch")
+             for bb in plan.backbones for run in plan.sft_runs()}
+    figure1 = {(bb, run) for bb in plan.fig1_backbones() for run in plan.compared_runs()}
+    assert {key for key, stop in stops.items() if stop is None} == figure1 and len(figure1) == 12
+    assert {stop for key, stop in stops.items() if key not in figure1} == {paper["sft"]["rl_epoch"]} == {6}
+    assert len(stops) - len(figure1) == 14
+    every = Plan(deep_merge(paper, {"sft": {"all_epochs": True}}))
+    assert all("stop_epoch" not in every.job("sft", {"backbone": bb, "run": r})["settings"] for bb, r in stops)

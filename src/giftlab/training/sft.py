@@ -44,7 +44,7 @@ REFERENCE_MODES = ("exact", "cached")  # giftlab.training.reference: the cached 
 
 @dataclass
 class SFTSettings:
-    epochs: int
+    epochs: int                      # the LR schedule's horizon, and the epochs trained unless stop_epoch says fewer
     batch_size: int
     lr: float
     max_length: int
@@ -65,9 +65,18 @@ class SFTSettings:
     logging_steps: int = 10
     report_to: Sequence[str] = DEFAULT_TRACKERS  # sft.report_to: tensorboard, wandb, mlflow (giftlab.training.tracking)
     reference: str = "exact"         # the base's log-probs: a live frozen forward ("exact") or the "cached" top-k
+    # the last epoch trained (None: epochs) of the same `epochs`-epoch schedule: its checkpoints are the longer run's
+    # (giftlab.plan: runs whose later epochs nothing reads stop at sft.rl_epoch)
+    stop_epoch: int | None = None
     extra: dict = field(default_factory=dict)
 
+    @property
+    def trained_epochs(self) -> int:
+        return self.epochs if self.stop_epoch is None else self.stop_epoch
+
     def __post_init__(self):
+        if self.stop_epoch is not None and not 1 <= self.stop_epoch <= self.epochs:
+            raise ConfigError(f"config: settings.stop_epoch: {self.stop_epoch} is not an epoch of 1..{self.epochs}")
         if self.reference not in REFERENCE_MODES:
             raise ConfigError(f"config: sft.reference: {self.reference!r} is not one of {', '.join(REFERENCE_MODES)}")
         # an unknown tracker or a missing package fails here, before any model loads (one line naming the key)
@@ -119,8 +128,9 @@ class ObjectiveTrainer(Trainer):
     """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
 
     def __init__(self, *args, objective, ref_model=None, ref_cache=None, old_model=None, loss_head: str = "auto",
-                 loss_backend: str = "torch", drop_last: bool = False, **kwargs):
+                 loss_backend: str = "torch", drop_last: bool = False, schedule_steps: int | None = None, **kwargs):
         self.drop_last = drop_last  # before super().__init__: nothing builds a sampler there, but keep it set first
+        self.schedule_steps = schedule_steps
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.loss_head = loss_head
@@ -133,6 +143,11 @@ class ObjectiveTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
         self._diag_sums: dict[str, float] = {}
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The LR schedule over ``schedule_steps`` (all ``sft.epochs``) where the run trains fewer (``stop_epoch``):
+        its learning rates, warm-up included, are the longer run's step for step."""
+        return super().create_scheduler(self.schedule_steps or num_training_steps, optimizer)
 
     def _get_train_sampler(self, train_dataset=None):
         """:class:`WholeStepSampler` wherever the Trainer's own sampler goes wrong, else the Trainer's (one process
@@ -371,7 +386,7 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
     use_cpu = not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(work_dir),
-        num_train_epochs=settings.epochs,
+        num_train_epochs=settings.trained_epochs,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
         learning_rate=settings.lr,
@@ -477,7 +492,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
         except ValueError as exc:
             raise ConfigError(f"config: sft.reference: cached with objective {method!r}: {exc}") from None
     loss_backend = choose_backend(settings.loss_backend, objective)
-    work_dir = prepare_work_dir(work_dir, job_config)
+    work_dir = prepare_work_dir(work_dir, trajectory_config(job_config))
     with phase("sft/load"):
         model = fp32_master_weights(load_model(base_path))
         train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
@@ -509,7 +524,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     trainer = ObjectiveTrainer(model=model, args=args, train_dataset=train_ds,
                                data_collator=PadCollator(tokenizer.pad_token_id),
                                objective=objective, ref_model=ref_model, ref_cache=ref_cache, old_model=old_model,
-                               loss_head=settings.loss_head, loss_backend=loss_backend, drop_last=settings.drop_last)
+                               loss_head=settings.loss_head, loss_backend=loss_backend, drop_last=settings.drop_last,
+                               schedule_steps=steps_per_epoch * settings.epochs if settings.stop_epoch else None)
     epoch_end = EpochEnd(trainer, tokenizer, val_ds, work_dir, settings.batch_size, settings.export_dtype)
     trainer.add_callback(epoch_end)
     if old_model is not None:  # before CompleteMarker: the snapshot it saves is in the checkpoint before the stamp
@@ -528,7 +544,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     use_tensorboard(trainer, work_dir / "tensorboard", int(resume.name.split("-")[-1]) if resume else None)
     t0 = time.time()
     # policy forward + backward over every token of every epoch, and a forward of each frozen model beside it
-    tokens = 0 if resume else settings.epochs * sum(len(ex["input_ids"]) for ex in train_ds.examples)
+    tokens = 0 if resume else settings.trained_epochs * sum(len(ex["input_ids"]) for ex in train_ds.examples)
     flops = matmul_flops(model, tokens, backward=True) + \
         sum(matmul_flops(m, tokens) for m in (ref_model, old_model) if m is not None)
     with phase("sft/train", tokens=tokens, flops=flops):  # includes validation and export, timed below
@@ -538,21 +554,33 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
             preemption.uninstall()
     seconds = time.time() - t0
 
-    epochs = sorted(epoch_end.records, key=lambda r: r["epoch"])
-    missing = [e for e in range(1, settings.epochs + 1) if not (work_dir / "export" / f"epoch_{e}").is_dir()]
-    if missing or len(epochs) != settings.epochs:
+    # a work dir resumed from a longer run of this trajectory holds later epochs too: this run's are the first ones
+    trained = settings.trained_epochs
+    epochs = sorted((r for r in epoch_end.records if r["epoch"] <= trained), key=lambda r: r["epoch"])
+    missing = [e for e in range(1, trained + 1) if not (work_dir / "export" / f"epoch_{e}").is_dir()]
+    if missing or len(epochs) != trained:
         raise RuntimeError(f"training ended without exports for epochs {missing}")
     if trainer.is_world_process_zero():
         with atomic_dir(out_dir) as tmp:
-            for e in range(1, settings.epochs + 1):  # hard links: one copy of 10 x 15 GB on disk, not two
+            for e in range(1, trained + 1):  # hard links: one copy of 10 x 15 GB on disk, not two
                 shutil.copytree(work_dir / "export" / f"epoch_{e}", tmp / f"epoch_{e}", copy_function=_link_or_copy)
     return {"method": method, "objective": {"name": objective.name, **objective.hparams},
             "epochs": epochs, "train_examples": len(train_ds), "val_examples": len(val_ds),
             "processes": processes, "global_batch": global_batch,
             "train_truncated": train_ds.truncated, "train_dropped": train_ds.dropped,
             "val_truncated": val_ds.truncated, "val_dropped": val_ds.dropped,
-            "steps": trainer.state.global_step, "resumed_from": str(resume) if resume else None,
+            "steps": epochs[-1]["step"], "resumed_from": str(resume) if resume else None,
             "train_seconds_this_session": round(seconds, 2)}
+
+
+def trajectory_config(job_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a work dir's checkpoints are the training of: the job config less ``settings.stop_epoch``, where a run
+    stops on the same trajectory. A run stopped at ``sft.rl_epoch`` and later asked for every epoch (it joined
+    Figure 1) resumes at its last checkpoint; one stamped with the longer run's exports its first epochs."""
+    settings = job_config.get("settings")
+    if not isinstance(settings, Mapping) or "stop_epoch" not in settings:
+        return dict(job_config)
+    return {**job_config, "settings": {k: v for k, v in settings.items() if k != "stop_epoch"}}
 
 
 def _link_or_copy(src, dst):
