@@ -56,8 +56,10 @@ def main(argv=None):
         preempted_exit(exc)
     if int(os.environ.get("RANK", 0)) == 0:
         work = Path(args.work)
-        publish(work / "tensorboard", args.tensorboard, plot_rows(read_step_rows(work / "steps.jsonl"), SFT_FIELDS),
-                args.steps, SFT_FIELDS)
+        # up to this run's last step: a run stopped at sft.rl_epoch that resumed a longer run's work dir (whose log
+        # goes on to sft.epochs) publishes only its own epochs' steps
+        rows = read_step_rows(work / "steps.jsonl", up_to_step=metrics["steps"])
+        publish(work / "tensorboard", args.tensorboard, plot_rows(rows, SFT_FIELDS), args.steps, SFT_FIELDS)
     write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics}, config)
 
 
