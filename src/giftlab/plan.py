@@ -142,15 +142,14 @@ class Plan:
             return self.base_inputs(backbone), self.base_dir(backbone)
         return [f"models/sft/{backbone}/{run}"], self.sft_epoch_dir(backbone, run)
 
-    def sft_stop_epoch(self, backbone: str, run: str) -> int | None:
-        """``sft.rl_epoch`` for a run whose later epochs nothing reads (every SFT run but Figure 1's, whose validation
-        curve spans all ``sft.epochs``), else None. The paper's 10-epoch SFT of 7 objectives and Direct SFT, each
-        read at epoch 6 only: 4 of every 10 epochs of theirs (~20% of the paper grid's SFT) trained for nothing. Same
-        checkpoints: the run keeps the ``epochs``-long LR schedule (giftlab.training.sft). ``sft.all_epochs``: none."""
+    def sft_stop_epoch(self, run: str) -> int | None:
+        """``sft.rl_epoch`` for a run whose later epochs nothing reads, else None: the compared SFT and GIFT runs train
+        every ``sft.epochs`` (Figure 1's validation curves; the summary's, on every backbone). The paper's other 7 runs
+        per backbone (6 objectives, Direct SFT) are read at epoch 6 only: 4 of their 10 epochs (~22% of the grid's
+        SFT) trained for nothing. Same checkpoints: the run keeps the ``epochs``-long LR schedule
+        (giftlab.training.sft). ``sft.all_epochs``: none stops."""
         sft = self.config["sft"]
-        if sft.get("all_epochs", False) or sft["rl_epoch"] >= sft["epochs"]:
-            return None
-        if run in self.compared_runs() and backbone in self.fig1_backbones():
+        if sft.get("all_epochs", False) or sft["rl_epoch"] >= sft["epochs"] or run in self.compared_runs():
             return None
         return sft["rl_epoch"]
 
@@ -525,7 +524,7 @@ class Plan:
         settings = {k: sft[k] for k in SFT_SETTING_KEYS if k in sft}
         if self.reads_reference_cache(run):  # only then: the exact runs' configs (and outputs) stay as they were
             settings["reference"] = "cached"
-        stop = self.sft_stop_epoch(backbone, run)
+        stop = self.sft_stop_epoch(run)
         if stop is not None:  # only then, as above
             settings["stop_epoch"] = stop
         return {"seed": self.train_seed(run), "backbone": backbone, "run": run, "method": spec.method,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,18 @@ def uninterrupted(base_dir, data, tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 
+
+
+def test_a_run_stopped_at_an_earlier_epoch_on_a_longer_runs_work_dir_publishes_only_its_own_steps(
+        base_dir, data, tmp_path, uninterrupted):
+    """settings.stop_epoch (giftlab.plan: runs read only at sft.rl_epoch) resumes a work dir of the same trajectory
+    trained further (the step log goes on): the steps CSV, a `dvc plots` input, stops at the run's own last step."""
+    shutil.copytree(uninterrupted / "work", tmp_path / "work")
+    proc = run_sft(sft_args(base_dir, data, tmp_path, {**SETTINGS, "stop_epoch": 1}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    steps = [int(row["step"]) for row in csv.DictReader((tmp_path / "out" / "steps.csv").open())]
+    assert [e["epoch"] for e in metrics["epochs"]] == [1] and max(steps) == metrics["steps"] == 4
 
 def test_sigterm_mid_epoch_saves_exits_without_outputs_and_the_rerun_matches(base_dir, data, tmp_path,
                                                                             uninterrupted):

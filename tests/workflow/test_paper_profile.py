@@ -392,9 +392,12 @@ def test_sft_runs_outside_figure_1_stop_at_the_epoch_rl_reads(paper):
     plan = Plan(paper)
     stops = {(bb, run): plan.job("sft", {"backbone": bb, "run": run})["settings"].get("stop_epoch")
              for bb in plan.backbones for run in plan.sft_runs()}
-    figure1 = {(bb, run) for bb in plan.fig1_backbones() for run in plan.compared_runs()}
-    assert {key for key, stop in stops.items() if stop is None} == figure1 and len(figure1) == 12
-    assert {stop for key, stop in stops.items() if key not in figure1} == {paper["sft"]["rl_epoch"]} == {6}
-    assert len(stops) - len(figure1) == 14
+    compared = {(bb, run) for bb in plan.backbones for run in plan.compared_runs()}  # Figure 1's and the summary's
+    assert {key for key, stop in stops.items() if stop is None} == compared and len(compared) == 12
+    assert {stop for key, stop in stops.items() if key not in compared} == {paper["sft"]["rl_epoch"]} == {6}
+    assert len(stops) - len(compared) == 14
+    # the summary's per-epoch curves cover the compared runs of every backbone, in Figure 1 or not
+    qwen_panel = Plan(deep_merge(paper, {"figures": {"fig1": {"backbones": ["qwen"]}}}))
+    assert "stop_epoch" not in qwen_panel.job("sft", {"backbone": "llama", "run": "gift-b10"})["settings"]
     every = Plan(deep_merge(paper, {"sft": {"all_epochs": True}}))
     assert all("stop_epoch" not in every.job("sft", {"backbone": bb, "run": r})["settings"] for bb, r in stops)

@@ -576,7 +576,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
 def trajectory_config(job_config: Mapping[str, Any]) -> dict[str, Any]:
     """What a work dir's checkpoints are the training of: the job config less ``settings.stop_epoch``, where a run
     stops on the same trajectory. A run stopped at ``sft.rl_epoch`` and later asked for every epoch (it joined
-    Figure 1) resumes at its last checkpoint; one stamped with the longer run's exports its first epochs."""
+    Figure 1) resumes at its last checkpoint; one stamped with the longer run's exports its first epochs (its steps CSV
+    is cut there too, scripts/sft.py; its copied TensorBoard events keep the longer run's later steps)."""
     settings = job_config.get("settings")
     if not isinstance(settings, Mapping) or "stop_epoch" not in settings:
         return dict(job_config)
