@@ -43,3 +43,14 @@ def test_two_backbones_samples_eight_times_after_rl_where_the_default_samples_fo
     both = load_config(REPO / "params.yaml", REPO / "config" / "two_backbones.yaml")
     assert (default["eval"]["n_samples"], both["eval"]["n_samples"]) == (4, 8)
     assert both["figures"]["backbones"] is None and both["figures"]["fig1"]["backbones"] == ["llama", "qwen"]
+
+
+def test_pretraining_takes_both_cores_only_where_one_base_pretrains_alone():
+    """params.yaml: the default's one base on 2 threads; two_backbones: the two bases side by side, 1 thread each;
+    slurm-local: its jobs have 1 CPU each (cpus_per_task), so 1 thread."""
+    from giftlab.config import load_config, rule_threads
+
+    def threads(*files):
+        return rule_threads(load_config(REPO / "params.yaml", *(REPO / "config" / f for f in files)), "pretrain_base")
+
+    assert (threads(), threads("two_backbones.yaml"), threads("smoke.yaml", "slurm-local.yaml")) == (2, 1, 1)
