@@ -136,6 +136,9 @@ def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
         if None in row:  # more fields than the header has
             raise RowFileError(f"{path}: row {i}: {len(header) + len(row[None])} fields, the header has "
                                f"{len(header)}")
+        if None in row.values():  # fewer (DictReader fills the missing ones with None): a file cut short
+            raise RowFileError(f"{path}: row {i}: {sum(v is not None for v in row.values())} fields, the header "
+                               f"has {len(header)} (a truncated file?)")
         rows.append(row)
     return rows
 

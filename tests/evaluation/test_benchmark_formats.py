@@ -335,3 +335,18 @@ def test_unreadable_files_fail_in_one_line(tmp_path):
     text.write_text("just some words\n")
     with pytest.raises(RowFileError, match="x.txt: not parquet, gzip, JSON, JSON Lines or a CSV"):
         read_rows(text)
+
+
+def test_a_truncated_csv_fails_naming_the_short_row(tmp_path):
+    """A CSV cut short (a download that stopped) leaves its last record with fewer fields than the header: csv's
+    DictReader fills them with None, and the GPQA loader would take the cut record (its options before the cut,
+    its 'Record ID' lost, so another id and another shuffle) as a whole question."""
+    data = (FORMATS / "gpqa_diamond.csv").read_bytes()
+    cut = tmp_path / "gpqa.csv"
+    cut.write_bytes(data[:data.index(b"rec0yTRmO1o1xCA6H")])  # the 4th record up to its Record ID
+    with pytest.raises(RowFileError, match=r"gpqa.csv: row 4: 26 fields, the header has 78"):
+        bm.load_benchmark("gpqa", path=cut)
+    short = tmp_path / "short.csv"
+    short.write_text("question,answer,extra\nq1,#### 1,x\nq2,#### 2\n")
+    with pytest.raises(RowFileError, match=r"short.csv: row 2: 2 fields, the header has 3"):
+        read_rows(short)
