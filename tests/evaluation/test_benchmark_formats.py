@@ -285,6 +285,12 @@ def test_same_problem_with_another_gold_is_an_error(tmp_path):
 @pytest.mark.parametrize("name, change, message", [
     ("math500", lambda r: {**r, "answer": " "}, "row 1: empty gold answer"),
     ("gpqa", lambda r: {**r, "Incorrect Answer 3": None}, r"row 1: gpqa .*Incorrect Answer 3"),
+    # options of the wrong type: a string was split into one option per character, a null became "None"
+    ("mmlu_pro", lambda r: {**r, "options": "ABCDEFGHIJ"}, "row 1: mmlu_pro .*options must be a list of options, got str"),
+    ("mmlu_pro", lambda r: {**r, "options": [*r["options"][:9], None]}, "row 1: mmlu_pro .*options holds a null option"),
+    ("mmlu_redux", lambda r: {**r, "choices": "wxyz"}, "row 1: mmlu_redux .*choices must be a list of options"),
+    ("arc_challenge", lambda r: {**r, "choices": {"text": r["choices"]["text"] + ["extra"], "label": r["choices"]["label"]}},
+     "row 1: arc_challenge .*choices has 5 texts and 4 labels"),
 ])
 def test_bad_rows_name_file_and_row(tmp_path, name, change, message):
     rows = hf_rows(name)

@@ -213,6 +213,18 @@ def _math_like(prefix):
     return norm
 
 
+def _options(value, field: str) -> list:
+    """A row's options as a list: a list/tuple (or a parquet array) of non-null values. A string is refused, not
+    split into one option per character."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{field} must be a list of options, got {type(value).__name__}")
+    if any(v is None for v in value):
+        raise ValueError(f"{field} holds a null option")
+    return list(value)
+
+
 def _mc_record(rid, question, choices, gold_index, **extra):
     choices = [str(c).strip() for c in choices]
     if not 0 <= gold_index < len(choices):
@@ -237,7 +249,7 @@ MMLU_PRO_PAD = "N/A"
 
 
 def _mmlu_pro(row, i, **_):
-    options = list(_get(row, "options"))
+    options = _options(_get(row, "options"), "options")
     if "answer_index" in row and row["answer_index"] is not None:
         idx = int(row["answer_index"])
     else:
@@ -278,13 +290,18 @@ def _mmlu_redux(row, i, redux_keep=("ok",), redux_rekey: bool = False, **_):
         idx = new
     elif etype not in redux_keep:
         return None
-    return _mc_record(rid, _get(row, "question"), list(_get(row, "choices")), idx,
+    return _mc_record(rid, _get(row, "question"), _options(_get(row, "choices"), "choices"), idx,
                       subject=subject, error_type=etype)
 
 
 def _arc(row, i, **_):
     choices = _get(row, "choices")
-    texts, labels = list(choices["text"]), [str(x).strip() for x in choices["label"]]
+    if not isinstance(choices, dict) or "text" not in choices or "label" not in choices:
+        raise ValueError("choices must be an object with 'text' and 'label' lists")
+    texts = _options(choices["text"], "choices.text")
+    labels = [str(x).strip() for x in _options(choices["label"], "choices.label")]
+    if len(texts) != len(labels):
+        raise ValueError(f"choices has {len(texts)} texts and {len(labels)} labels")
     key = str(_get(row, "answerKey")).strip()
     if key not in labels:
         raise ValueError(f"answerKey {key!r} not among labels {labels}")
