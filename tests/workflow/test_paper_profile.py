@@ -205,6 +205,16 @@ def test_grpo_maps_to_the_papers_trl_arguments(paper, tmp_path):
     assert kwargs["max_steps"] == (rl // 128) * 2
 
 
+def test_grpo_weight_decay_is_verls_actor_default(paper, tmp_path):
+    """E.2 names no RL weight decay; the paper trains with VeRL, whose actor AdamW decays by 0.01
+    (actor_rollout_ref.actor.optim.weight_decay, the verl GIFT ships), and the value reaches TRL's arguments."""
+    from giftlab.training.grpo import grpo_arguments
+
+    assert paper["grpo"]["weight_decay"] == 0.01
+    assert grpo_arguments(paper["grpo"], tmp_path, seed=paper["seed"], world_size=8)["weight_decay"] == 0.01
+    assert Plan(paper).job("grpo", {"backbone": "qwen", "run": "gift-b20"})["grpo"]["weight_decay"] == 0.01
+
+
 def test_evaluation_reports_pass_at_1(paper):
     assert 1 in paper["eval"]["ks"] and max(paper["eval"]["ks"]) <= paper["eval"]["n_samples"]
     assert paper["eval"]["main_benchmark"] in paper["eval"]["benchmarks"]
