@@ -252,7 +252,9 @@ def test_job_config_files_and_split_rows_fail_in_one_line(tmp_path):
     cases = {"": "no rows", "[1, 2]\n": "row 1: expected a JSON object",
              '{"question": "q"}\n': "row 1: column 'r1_solution_1' is missing or empty",
              '{"question": "q", "r1_solution_1": "s"}\n{"question": "q", "r1_solution_1": null}\n':
-                 "row 2: column 'r1_solution_1'"}
+                 "row 2: column 'r1_solution_1'",
+             # DeepMath's final_answer is text; a number is named as such, not as a missing answer
+             '{"question": "q", "r1_solution_1": 2}\n': "row 1: column 'r1_solution_1' holds int 2, not text"}
     for i, (text, match) in enumerate(cases.items()):
         path = tmp_path / f"rows{i}.jsonl"
         path.write_text(text)

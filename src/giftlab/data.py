@@ -59,7 +59,9 @@ def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], sou
             raise ValueError(f"{source}: row {i}: expected a JSON object, got {type(row).__name__}")
         for col in columns:
             value = row.get(col)
-            if not isinstance(value, str) or not value.strip():
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{source}: row {i}: column '{col}' holds {type(value).__name__} {value!r}, not text")
+            if value is None or not value.strip():
                 raise ValueError(f"{source}: row {i}: column '{col}' is missing or empty")
 
 

@@ -289,6 +289,8 @@ def test_same_problem_with_another_gold_is_an_error(tmp_path):
     ("mmlu_pro", lambda r: {**r, "options": "ABCDEFGHIJ"}, "row 1: mmlu_pro .*options must be a list of options, got str"),
     ("mmlu_pro", lambda r: {**r, "options": [*r["options"][:9], None]}, "row 1: mmlu_pro .*options holds a null option"),
     ("mmlu_redux", lambda r: {**r, "choices": "wxyz"}, "row 1: mmlu_redux .*choices must be a list of options"),
+    # a null label was read as the label "None" and the row dropped without a word
+    ("mmlu_redux", lambda r: {**r, "error_type": None}, "row 1: mmlu_redux .*error_type must be one of MMLU-Redux's"),
     ("arc_challenge", lambda r: {**r, "choices": {"text": r["choices"]["text"] + ["extra"], "label": r["choices"]["label"]}},
      "row 1: arc_challenge .*choices has 5 texts and 4 labels"),
 ])
@@ -356,3 +358,22 @@ def test_a_truncated_csv_fails_naming_the_short_row(tmp_path):
     short.write_text("question,answer,extra\nq1,#### 1,x\nq2,#### 2\n")
     with pytest.raises(RowFileError, match=r"short.csv: row 2: 2 fields, the header has 3"):
         read_rows(short)
+
+
+@pytest.mark.parametrize("test, entry", [
+    ('assert remove_Occ("hello","l") == "heo"', "remove_Occ"),
+    ("assert math.isclose(volume_cylinder(10,5), 1570.75, rel_tol=0.001)", "volume_cylinder"),
+    ("assert set(similar_elements((3, 4),(5, 4))) == set((4,))", "similar_elements"),
+    ("assert not is_not_prime(2)", "is_not_prime"),
+    ("assert not(is_prime(4))", "is_prime"),
+    # a builtin around the call was taken for the function (abs, sorted), so the wrong code block was picked
+    ("assert abs(volume(2) - 8) < 1e-6", "volume"),
+    ("assert sorted(find_pairs([1, 2])) == [1, 2]", "find_pairs"),
+])
+def test_mbpp_entry_point_is_the_asserted_function(test, entry):
+    assert bm._mbpp_entry_point([test], "def helper():\n    pass\n") == entry
+
+
+def test_mbpp_entry_point_falls_back_to_the_reference_codes_def():
+    assert bm._mbpp_entry_point([], "import math\ndef first(a):\n    return a\ndef second(b):\n    return b\n") == "first"
+    assert bm._mbpp_entry_point(["assert len([1]) == 1"], "") is None

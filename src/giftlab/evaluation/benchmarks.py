@@ -31,8 +31,10 @@ official set's, each failure one line naming the file and row.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
+import keyword
 import logging
 import re
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from giftlab.rewards.extract import last_boxed
 
 log = logging.getLogger(__name__)
 
+_BUILTIN_NAMES = frozenset(dir(builtins)) | frozenset(keyword.kwlist)  # not a test's function
 REQUIRED_KEYS = ("id", "prompt", "gold", "kind")
 KINDS = ("math", "multiple_choice", "code")
 
@@ -279,7 +282,10 @@ def _redux_index(value) -> int | None:
 
 
 def _mmlu_redux(row, i, redux_keep=("ok",), redux_rekey: bool = False, **_):
-    etype = str(row.get("error_type", "ok")).strip()
+    etype = row.get("error_type", "ok")  # MMLU-Redux 2.0 labels every row; the original release may not
+    if not isinstance(etype, str) or not etype.strip():
+        raise ValueError(f"error_type must be one of MMLU-Redux's labels, got {etype!r}")
+    etype = etype.strip()
     subject = row.get("subject") or row.get("config") or "mmlu_redux"
     rid = row.get("id") or f"{subject}-{i}"
     idx = int(_get(row, "answer"))
@@ -320,6 +326,18 @@ def _humaneval_plus(row, i, **_):
             "setup": import_lines(prompt), "prefix": prompt}
 
 
+def _mbpp_entry_point(test_list: list[str], code: str) -> str | None:
+    """The function an MBPP test asserts on: the first call after ``assert`` that is not a builtin or a dotted name
+    (``abs(f(2) - 8)``, ``set(f(x))``, ``math.isclose(f(x), y)`` name ``f``); else the reference code's first def."""
+    for test in test_list:
+        _, _, after = test.partition("assert")
+        for name in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", after):
+            if name not in _BUILTIN_NAMES:
+                return name
+    m = re.search(r"^def\s+([A-Za-z_]\w*)\s*\(", code, re.M)
+    return m.group(1) if m else None
+
+
 def _mbpp_plus(row, i, **_):
     if is_release_row(row):  # EvalPlus release (base_input/plus_input): scored input by input
         return release_record(row, i, "mbpp")
@@ -327,13 +345,7 @@ def _mbpp_plus(row, i, **_):
     tests = str(_get(row, "test", default="") or "") or "\n".join(test_list)
     if not tests.strip():
         raise ValueError("no tests (fields test / test_list empty)")
-    entry = None
-    for src in (*test_list, str(row.get("code", ""))):
-        m = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:math\.isclose\(|set\()?\s*([A-Za-z_]\w*)\s*\(",
-                      src) or re.search(r"^def\s+([A-Za-z_]\w*)\s*\(", src, re.M)
-        if m:
-            entry = m.group(1)
-            break
+    entry = _mbpp_entry_point(test_list, str(row.get("code", "")))
     text = str(_get(row, "prompt", "text")).strip()
     return {"id": f"Mbpp/{_get(row, 'task_id')}" if "task_id" in row else f"mbpp_plus-{i}",
             "prompt": MBPP_TEMPLATE.format(text=text, tests="\n".join(test_list[:3])),
