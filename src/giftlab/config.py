@@ -143,8 +143,18 @@ def _check_world(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: world.{key}: not a tiny-world setting (one of {', '.join(known)})")
 
 
+def check_dual_clip(grpo: Mapping[str, Any]) -> None:
+    """``grpo.dual_clip`` is TRL's ``delta``, which caps the probability ratio whatever the advantage's sign; above
+    1 + ``clip_epsilon`` that is VeRL's dual clip (only a negative advantage's loss changes), below it is not."""
+    dual_clip = grpo.get("dual_clip")
+    if dual_clip is not None and dual_clip <= 1 + grpo.get("clip_epsilon", 0.2):
+        raise ConfigError(f"config error: grpo.dual_clip ({dual_clip}) must be above 1 + grpo.clip_epsilon "
+                          f"({1 + grpo.get('clip_epsilon', 0.2)})")
+
+
 def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_world(config)
+    check_dual_clip(config["grpo"])
     sft = config["sft"]
     if sft["rl_epoch"] > sft["epochs"]:
         raise ConfigError(f"config error: sft.rl_epoch: {sft['rl_epoch']} is more than sft.epochs ({sft['epochs']})")

@@ -18,7 +18,7 @@ def test_registered_with_the_released_defaults():
     assert relift.label == "ReLIFT" and relift.needs_demonstrations
     assert params["sft_batch"] == 128 and params["sft_micro_batch"] == 4 and params["sft_lr_ratio"] == 1.0
     overrides = relift.grpo_overrides(params)
-    assert overrides["epsilon"] == math.inf and overrides["max_grad_norm"] == 0.7
+    assert overrides["epsilon"] == math.inf and overrides["delta"] is None and overrides["max_grad_norm"] == 0.7
     assert overrides["scale_rewards"] == "none" and overrides["loss_type"] == "dr_grpo"
     with pytest.raises(ConfigError, match="unified.relift.sft_bach: unknown key"):
         relift.check({"sft_bach": 4})

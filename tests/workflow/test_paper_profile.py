@@ -215,6 +215,18 @@ def test_grpo_weight_decay_is_verls_actor_default(paper, tmp_path):
     assert Plan(paper).job("grpo", {"backbone": "qwen", "run": "gift-b20"})["grpo"]["weight_decay"] == 0.01
 
 
+def test_grpo_dual_clip_is_verls_clip_ratio_c(paper, tmp_path):
+    """VeRL's actor default clip_ratio_c 3.0 reaches TRL as delta; ReLIFT, released without any clip, drops it."""
+    from giftlab.rl_methods import get_method
+    from giftlab.training.grpo import grpo_arguments
+
+    assert paper["grpo"]["dual_clip"] == 3.0
+    assert grpo_arguments(paper["grpo"], tmp_path, seed=paper["seed"], world_size=8)["delta"] == 3.0
+    assert Plan(paper).job("grpo", {"backbone": "qwen", "run": "gift-b20"})["grpo"]["dual_clip"] == 3.0
+    relift = get_method("relift")
+    assert relift.grpo_overrides(relift.check(paper["unified"].get("relift"), paper["grpo"]))["delta"] is None
+
+
 def test_evaluation_reports_pass_at_1(paper):
     assert 1 in paper["eval"]["ks"] and max(paper["eval"]["ks"]) <= paper["eval"]["n_samples"]
     assert paper["eval"]["main_benchmark"] in paper["eval"]["benchmarks"]

@@ -279,7 +279,7 @@ def _validate(params: Mapping[str, Any]) -> None:
 
 def _grpo_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
     # Dr.GRPO-style on-policy GRPO as in LUFFY: no std, no clip, token sum / (B × L), entropy bonus, clip 0.7
-    return {"scale_rewards": "none", "beta": 0.0, "loss_type": "dr_grpo", "epsilon": math.inf,
+    return {"scale_rewards": "none", "beta": 0.0, "loss_type": "dr_grpo", "epsilon": math.inf, "delta": None,
             "entropy_coef": params["entropy_coef"], "max_grad_norm": params["max_grad_norm"]}
 
 

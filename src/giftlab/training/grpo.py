@@ -24,6 +24,7 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 from giftlab.cli import ConfigError
+from giftlab.config import check_dual_clip
 from giftlab.data import render_prompt
 from giftlab.io import write_json_atomic, write_text_atomic
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
@@ -61,6 +62,7 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
     if completions_per_update % (world_size * grad_accum):
         raise ConfigError(f"config error: grpo.prompts_per_update × num_generations ({completions_per_update}) "
                           f"must divide evenly over {world_size} processes × {grad_accum} accumulation steps")
+    check_dual_clip(cfg)
     use_cpu = not torch.cuda.is_available()
     max_steps = cfg["max_steps"]
     kwargs = dict(
@@ -83,6 +85,8 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         max_completion_length=cfg["max_completion_length"],
         beta=cfg.get("kl_coef", 0.0),
         epsilon=cfg.get("clip_epsilon", 0.2),
+        # VeRL's dual-clip PPO (clip_ratio_c): a negative advantage's loss stops growing once the ratio passes it
+        delta=cfg.get("dual_clip"),
         scale_rewards=cfg.get("scale_rewards", "none"),
         loss_type=cfg.get("loss_type", "grpo"),
         use_vllm=bool(cfg.get("use_vllm", False)),
