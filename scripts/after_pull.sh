@@ -64,7 +64,7 @@ fi
 if ! "${status[@]}" --quiet; then
   "${status[@]}" >&2 || true
   echo "after_pull: the workspace does not match dvc.lock (above); not touching anything." >&2
-  echo "after_pull: run 'dvc pull${stages[*]:+ --with-deps ${stages[*]}}' (or 'dvc checkout'), or 'dvc repro' to rebuild what changed." >&2
+  echo "after_pull: run 'dvc pull${stages[*]:+ --with-deps ${stages[*]}}' (or 'dvc checkout'; with --force where an output was changed here, which DVC otherwise refuses to overwrite), or 'dvc repro' to rebuild what changed." >&2
   exit 1
 fi
 if [ ${#configfiles[@]} -gt 0 ]; then
