@@ -69,6 +69,29 @@ def test_common_smk_is_lookups_only():
         assert "parse_run" not in text and "split(\"-b\")" not in text, smk.name
 
 
+def test_rules_that_run_a_command_name_their_inputs_and_outputs():
+    """Style: a job's files are named (``{input.val}``, not ``{input[1]}``); rules that only gather targets (phases,
+    ``all``) run no command and may list them."""
+    unnamed, checked = [], 0
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for rule in re.split(r"\n(?=\s*rule\b)", smk.read_text()):
+            if "shell:" not in rule:
+                continue
+            lines = rule.splitlines()
+            for i, line in enumerate(lines):
+                block = re.fullmatch(r"(\s+)(input|output):", line)
+                if not block:
+                    continue
+                checked += 1
+                for item in lines[i + 1:]:
+                    if item.strip() and len(item) - len(item.lstrip()) <= len(block.group(1)):
+                        break  # the next directive
+                    item = item.strip()
+                    if item and not item.startswith("#") and not re.match(r"(\w+\s*=|\*\*)", item):
+                        unnamed.append(f"{smk.name}: {lines[0].strip()} {block.group(2)}: {item}")
+    assert checked > 30 and not unnamed, unnamed
+
+
 def test_nothing_reads_a_hyperparameter_back_from_a_run_id_or_path():
     """Run ids are made in one place (giftlab.grid.run_name) and only ever used as keys: no regex over a run id, no
     split on '-b', no parser of result paths anywhere in the library, the scripts or the rules."""

@@ -3,7 +3,7 @@
 
 rule split:
     input:
-        lambda wildcards: PLAN.problems()[0],
+        problems=lambda wildcards: PLAN.problems()[0],
     output:
         sft="data/splits/sft.jsonl",
         rl="data/splits/rl.jsonl",

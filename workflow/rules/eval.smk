@@ -44,7 +44,9 @@ rule consistency:
         models=pair_inputs,
         val="data/splits/val.jsonl",
     output:
-        "results/consistency/{backbone}/{run}/{pair}.json",
+        # the command says {output} (its one file): {output.result} would change the command, and Snakemake would
+        # rerun the job in every workspace built before the name
+        result="results/consistency/{backbone}/{run}/{pair}.json",
     params:
         job=job("consistency"),
         script=script("consistency"),

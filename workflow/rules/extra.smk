@@ -37,7 +37,9 @@ rule consistency_extra:
         models=extra_base_input,
         val="data/splits/val.jsonl",
     output:
-        "results/extra/consistency/{name}.json",
+        # the command says {output} (its one file): {output.result} would change the command, and Snakemake would
+        # rerun the job in every workspace built before the name
+        result="results/extra/consistency/{name}.json",
     params:
         job=job("consistency_extra"),
         script=script("consistency"),
