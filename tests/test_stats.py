@@ -127,3 +127,20 @@ def test_nested_bootstrap_is_wider_than_problems_alone_when_seeds_differ():
     lo, hi = nested_bootstrap_ci(matrix, 2000)
     plo, phi = bootstrap_ci(matrix.mean(axis=0), 2000)
     assert lo < matrix.mean() < hi and (hi - lo) > 2 * (phi - plo)
+
+
+def test_ratio_intervals_never_score_a_resample_without_units_as_zero():
+    """A resample that draws only units with no count (MT-Bench dialogues whose turns all went unrated) has no
+    ratio: it used to be scored 0 (sum / max(count, 1)), an interval below every observed rating."""
+    # one dialogue rated 9 on both turns, two whose turns are all unrated: every defined resample's ratio is 9
+    assert ratio_bootstrap_ci([18.0, 0.0, 0.0], [2, 0, 0], 500, seed=1) == (9.0, 9.0)
+    assert all(np.isnan(ratio_bootstrap_ci([0.0, 0.0, 0.0], [0, 0, 0], 500)))  # nothing rated: no interval
+    lo, hi = paired_ratio_bootstrap_ci([4.0, 0.0, 0.0], [2, 0, 0], [2.0, 0.0, 0.0], [2, 0, 0], 500, seed=1)
+    assert (lo, hi) == (1.0, 1.0)
+    assert all(np.isnan(paired_ratio_bootstrap_ci([0.0, 0.0], [0, 0], [0.0, 0.0], [0, 0], 100)))
+
+
+def test_a_problem_without_samples_is_an_error_not_a_missing_pass_at_k():
+    from giftlab.stats import pass_at_k
+    with pytest.raises(ValueError, match="no samples"):
+        pass_at_k([[True, False], []], (1, 2))

@@ -49,6 +49,8 @@ def counts(data) -> list[tuple[int, int]]:
         else:
             flags = [bool(x) for x in row]
             n, c = len(flags), sum(flags)
+        if n < 1:  # else every k would be left out of pass_at_k (n_min = 0) and its summary would have no pass@k
+            raise ValueError(f"pass@k: problem {len(out)} has no samples")
         out.append((n, c))
     if not out:
         raise ValueError("pass@k needs at least one problem")
@@ -85,6 +87,18 @@ def _interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _ratio(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """sums / counts per resample, NaN where a resample drew no count at all (its ratio is undefined, not 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
+
+
+def _ratio_interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The percentile interval over the resamples whose ratio is defined; (nan, nan) when none is."""
+    defined = stats[~np.isnan(stats)]
+    return _interval(defined, alpha) if defined.size else (float("nan"), float("nan"))
+
+
 def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, alpha: float = 0.05,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of per-unit ``values`` (units resampled)."""
@@ -109,19 +123,21 @@ def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], n_resamples: int 
 def ratio_bootstrap_ci(sums: Sequence[float], counts: Sequence[float], n_resamples: int = 1000, seed: int = 0,
                        alpha: float = 0.05) -> tuple[float, float]:
     """Percentile bootstrap CI of the pooled ratio sum(sums) / sum(counts), units resampled; (nan, nan) with fewer
-    than 2 units or no resamples."""
+    than 2 units or no resamples. A resample whose units have no count (e.g. MT-Bench dialogues with every turn
+    unrated) has no ratio and is left out, never scored 0; (nan, nan) when no resample has one."""
     sums, counts = np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.float64)
     if n_resamples <= 0 or len(sums) < 2:
         return float("nan"), float("nan")
     idx = _resample(len(sums), n_resamples, seed)
-    return _interval(sums[idx].sum(1) / np.maximum(counts[idx].sum(1), 1), alpha)
+    return _ratio_interval(_ratio(sums[idx].sum(1), counts[idx].sum(1)), alpha)
 
 
 def paired_ratio_bootstrap_ci(sums_a: Sequence[float], counts_a: Sequence[float], sums_b: Sequence[float],
                               counts_b: Sequence[float], n_resamples: int = 1000, alpha: float = 0.05,
                               seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of sum(sums_a) / sum(counts_a) − sum(sums_b) / sum(counts_b), the units (the same
-    examples under both) resampled together, so what they share cancels; (nan, nan) with fewer than 2 units."""
+    examples under both) resampled together, so what they share cancels; (nan, nan) with fewer than 2 units. A
+    resample without counts on either side has no difference and is left out (as in :func:`ratio_bootstrap_ci`)."""
     arrays = [np.asarray(x, dtype=np.float64) for x in (sums_a, counts_a, sums_b, counts_b)]
     if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
         raise ValueError("paired_ratio_bootstrap_ci: the four arrays must be 1-D over the same units")
@@ -129,7 +145,7 @@ def paired_ratio_bootstrap_ci(sums_a: Sequence[float], counts_a: Sequence[float]
         return float("nan"), float("nan")
     idx = _resample(arrays[0].size, n_resamples, seed)
     sa, ca, sb, cb = (a[idx].sum(1) for a in arrays)
-    return _interval(sa / np.maximum(ca, 1) - sb / np.maximum(cb, 1), alpha)
+    return _ratio_interval(_ratio(sa, ca) - _ratio(sb, cb), alpha)
 
 
 def paired_difference(pre: Mapping[str, float], post: Mapping[str, float], n_resamples: int = 2000, seed: int = 0,

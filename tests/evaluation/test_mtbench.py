@@ -186,3 +186,15 @@ def test_make_judge_builds_the_configured_judge(monkeypatch, tmp_path):
         make_judge({"kind": "human"})
     with pytest.raises(ValueError, match="mtbench.judge.model"):
         make_judge({"kind": "openai"})
+
+
+def test_total_interval_leaves_out_resamples_of_unrated_dialogues():
+    """A resample of dialogues whose turns all went unrated has no total: it is left out of the interval, not scored
+    0 (a rating no judge gave)."""
+    answered = [{**d, "answers": [f"\\boxed{{{d['reference'][0]}}}", f"\\boxed{{{d['reference'][1]}}}"]}
+                for d in DIALOGUES]
+    judgements = RubricJudge().judge(judge_requests(answered))
+    judgements = judgements[:2] + [Judgement(rating=None, text="", error="timeout")] * (len(judgements) - 2)
+    total = score_table(answered, judgements)["total"]
+    assert total["score"] == 10 and total["n"] == 2
+    assert total["ci95"] == [10.0, 10.0]
