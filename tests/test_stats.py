@@ -144,3 +144,39 @@ def test_a_problem_without_samples_is_an_error_not_a_missing_pass_at_k():
     from giftlab.stats import pass_at_k
     with pytest.raises(ValueError, match="no samples"):
         pass_at_k([[True, False], []], (1, 2))
+
+
+def test_resamples_drawn_in_chunks_are_one_whole_draw(monkeypatch):
+    """The indices come a few rows at a time (bounded memory); the intervals are those of one [resamples × units]
+    draw, written out here the straightforward way."""
+    import giftlab.stats as stats
+
+    monkeypatch.setattr(stats, "_CHUNK_INDICES", 7 * 37 + 5)  # 7 rows of 37 units per chunk, the last one short
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=37), rng.normal(size=23)
+    counts, counts_b = rng.integers(1, 5, 37).astype(float), rng.integers(1, 5, 37).astype(float)
+    n, alpha = 250, 0.1
+
+    def whole(n_units, seed=0):
+        return np.random.default_rng(seed).integers(0, n_units, size=(n, n_units))
+
+    def quantiles(v):
+        return tuple(float(q) for q in np.quantile(v, [alpha / 2, 1 - alpha / 2]))
+
+    idx = whole(37)
+    assert stats.bootstrap_ci(x, n, alpha) == quantiles(x[idx].mean(1))
+    assert stats.ratio_bootstrap_ci(x, counts, n, alpha=alpha) == quantiles(x[idx].sum(1) / counts[idx].sum(1))
+    assert stats.paired_ratio_bootstrap_ci(x, counts, 2 * x, counts_b, n, alpha) == quantiles(
+        x[idx].sum(1) / counts[idx].sum(1) - (2 * x)[idx].sum(1) / counts_b[idx].sum(1))
+    g = np.random.default_rng(0)  # groups drawn one after the other from one generator
+    gx, gy = g.integers(0, 37, size=(n, 37)), g.integers(0, 23, size=(n, 23))
+    assert stats.stratified_bootstrap_ci([x, y], n, alpha) == quantiles((x[gx].mean(1) + y[gy].mean(1)) / 2)
+
+
+def test_resamples_leave_twenty_beyond_each_end_of_a_bonferroni_interval():
+    from giftlab.stats import resamples_for
+
+    assert resamples_for(0.05) == 10000  # 250 per tail already
+    assert resamples_for(0.05 / 12) == 10000  # claim 1 of the tiny default: 20.8 per tail
+    assert resamples_for(0.05 / 48) == 38400  # claim 3 of the tiny default: was 5 per tail at 10,000
+    assert resamples_for(0.05 / 48) * 0.05 / 48 / 2 == pytest.approx(20)

@@ -77,9 +77,26 @@ def pass_at_k(data, ks: Iterable[int] = (1,)) -> dict[str, float]:
     return result
 
 
-def _resample(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
-    """[n_resamples, n_units] unit indices drawn with replacement (the one resampling of this module)."""
-    return np.random.default_rng(seed).integers(0, n_units, size=(n_resamples, n_units))
+# unit indices drawn at once (32 MB of int64): memory stays flat whatever the number of resamples or units (the
+# paper's MMLU-Pro has 12,032 problems; 10,000 resamples of them drawn whole were 963 MB)
+_CHUNK_INDICES = 1 << 22
+
+
+def _per_resample(rng: np.random.Generator, n_units: int, n_resamples: int, statistic) -> np.ndarray:
+    """``statistic(indices)`` of every resample, the [rows, n_units] unit indices drawn with replacement (the one
+    resampling of this module) a chunk of rows at a time: numpy draws them row after row, so the chunks hold the
+    same indices as one [n_resamples, n_units] draw would."""
+    rows = max(1, _CHUNK_INDICES // n_units)
+    chunks = [statistic(rng.integers(0, n_units, size=(min(rows, n_resamples - start), n_units)))
+              for start in range(0, n_resamples, rows)]
+    return np.concatenate(chunks) if chunks else np.empty(0)
+
+
+def resamples_for(alpha: float, at_least: int = 10000, per_tail: int = 20) -> int:
+    """Resamples enough for a percentile interval at level 1 − α: ``per_tail`` of them beyond each end (a Bonferroni
+    level α / m of many checks puts the ends far out: m = 48 at 10,000 resamples left 5 per tail), and never fewer
+    than ``at_least``."""
+    return max(at_least, math.ceil(per_tail / (alpha / 2)))
 
 
 def _interval(stats: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -105,7 +122,8 @@ def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, alpha: float 
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError("bootstrap_ci needs a non-empty 1-D sequence of per-problem values")
-    return _interval(x[_resample(x.size, n_resamples, seed)].mean(axis=1), alpha)
+    rng = np.random.default_rng(seed)
+    return _interval(_per_resample(rng, x.size, n_resamples, lambda idx: x[idx].mean(axis=1)), alpha)
 
 
 def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], n_resamples: int = 1000, alpha: float = 0.05,
@@ -116,7 +134,7 @@ def stratified_bootstrap_ci(groups: Sequence[Sequence[float]], n_resamples: int 
     if not xs or any(x.ndim != 1 or x.size == 0 for x in xs):
         raise ValueError("stratified_bootstrap_ci needs non-empty 1-D groups of per-problem values")
     rng = np.random.default_rng(seed)
-    means = sum(x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1) for x in xs) / len(xs)
+    means = sum(_per_resample(rng, x.size, n_resamples, lambda idx, x=x: x[idx].mean(axis=1)) for x in xs) / len(xs)
     return _interval(means, alpha)
 
 
@@ -128,8 +146,9 @@ def ratio_bootstrap_ci(sums: Sequence[float], counts: Sequence[float], n_resampl
     sums, counts = np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.float64)
     if n_resamples <= 0 or len(sums) < 2:
         return float("nan"), float("nan")
-    idx = _resample(len(sums), n_resamples, seed)
-    return _ratio_interval(_ratio(sums[idx].sum(1), counts[idx].sum(1)), alpha)
+    rng = np.random.default_rng(seed)
+    stats = _per_resample(rng, len(sums), n_resamples, lambda idx: _ratio(sums[idx].sum(1), counts[idx].sum(1)))
+    return _ratio_interval(stats, alpha)
 
 
 def paired_ratio_bootstrap_ci(sums_a: Sequence[float], counts_a: Sequence[float], sums_b: Sequence[float],
@@ -143,9 +162,12 @@ def paired_ratio_bootstrap_ci(sums_a: Sequence[float], counts_a: Sequence[float]
         raise ValueError("paired_ratio_bootstrap_ci: the four arrays must be 1-D over the same units")
     if n_resamples <= 0 or arrays[0].size < 2:
         return float("nan"), float("nan")
-    idx = _resample(arrays[0].size, n_resamples, seed)
-    sa, ca, sb, cb = (a[idx].sum(1) for a in arrays)
-    return _ratio_interval(_ratio(sa, ca) - _ratio(sb, cb), alpha)
+    sa, ca, sb, cb = arrays
+
+    def difference(idx):
+        return _ratio(sa[idx].sum(1), ca[idx].sum(1)) - _ratio(sb[idx].sum(1), cb[idx].sum(1))
+
+    return _ratio_interval(_per_resample(np.random.default_rng(seed), sa.size, n_resamples, difference), alpha)
 
 
 def paired_difference(pre: Mapping[str, float], post: Mapping[str, float], n_resamples: int = 2000, seed: int = 0,

@@ -35,7 +35,9 @@ from the strongest evidence the inputs hold:
 
 Multiplicity: a claim is judged from all its checks at once (claim 1: every β × benchmark × backbone), so each
 interval is Bonferroni's at level 1 − α/m for a claim of m checks (α = 0.05; for the combined 95% intervals, the
-half-width scaled by z(1 − α/2m) / z(0.975)), keeping the chance that any check of a claim errs below 5%. A claim's
+half-width scaled by z(1 − α/2m) / z(0.975)), keeping the chance that any check of a claim errs below 5%; a
+bootstrap interval draws enough resamples to leave 20 beyond each of its ends (at least 10,000:
+:func:`giftlab.stats.resamples_for`). A claim's
 overall verdict, from its tested checks: ``agree`` / ``disagree`` / ``inconclusive`` when all say so, ``mixed``
 otherwise, ``untested`` when none has an interval, ``no data`` when the inputs hold no GIFT–SFT pair (claim 4: no
 GIFT and unified-paradigm run of the same backbone, e.g. ``unified.methods`` is empty).
@@ -53,7 +55,7 @@ from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.tables import STAGE_PAIRS, job_field
 from giftlab.stats import (nested_bootstrap_ci, paired_ratio_bootstrap_ci, pass_at_k_single, per_problem_pass_at_k,
-                           seed_interval, simultaneous_alpha, stratified_bootstrap_ci)
+                           resamples_for, seed_interval, simultaneous_alpha, stratified_bootstrap_ci)
 
 AGREE, DISAGREE, INCONCLUSIVE, MIXED, NO_DATA = "agree", "disagree", "inconclusive", "mixed", "no data"
 UNTESTED = "untested"  # a point estimate without an interval: shown, never counted
@@ -85,7 +87,6 @@ MISSING = {"gift_beats_unified": "No GIFT run and unified-paradigm run (unified.
 
 
 ALPHA = 0.05
-BOOTSTRAP_RESAMPLES = 10000  # enough for Bonferroni's tails (α/2m of 10,000 resamples: ≥ 10 for m ≤ 25)
 
 
 def _half_width(ci: Any) -> float | None:
@@ -175,11 +176,11 @@ class Evidence:
             if self.pooled is not None:
                 test += f"; pooled problems × seeds {fmt(*nested_bootstrap_ci(self.pooled, 2000, alpha))}"
         elif self.problem_deltas is not None:
-            lo, hi = stratified_bootstrap_ci(self.problem_deltas, BOOTSTRAP_RESAMPLES, alpha)
+            lo, hi = stratified_bootstrap_ci(self.problem_deltas, resamples_for(alpha), alpha)
             groups = f" ({len(self.problem_deltas)} benchmarks, each resampled)" if len(self.problem_deltas) > 1 else ""
             test = f"paired bootstrap over {sum(map(len, self.problem_deltas))} problems{groups}"
         elif self.example_sums is not None:
-            lo, hi = paired_ratio_bootstrap_ci(*self.example_sums, n_resamples=BOOTSTRAP_RESAMPLES, alpha=alpha)
+            lo, hi = paired_ratio_bootstrap_ci(*self.example_sums, n_resamples=resamples_for(alpha), alpha=alpha)
             test = f"paired bootstrap over {len(self.example_sums[0])} validation examples (token means)"
         elif self.noise95 is not None:
             half = self.noise95 * NormalDist().inv_cdf(1 - alpha / 2) / NormalDist().inv_cdf(0.975)
