@@ -89,14 +89,14 @@ def make_tokenizer(spec: dict, texts: list[str], out: Path):
     return fast
 
 
-def make_model(spec: dict, tokenizer, out: Path, seed: int) -> None:
+def make_model(spec: dict, tokenizer, out: Path, seed: int, heads: int = 4) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                "pad_token_id": tokenizer.pad_token_id}
     shape = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                 num_attention_heads=heads, num_key_value_heads=min(2, heads), max_position_embeddings=2048,
                  tie_word_embeddings=False, **special)
     if spec["arch"] == "qwen2":
         config, cls = Qwen2Config(rope_theta=1000000.0, **shape), Qwen2ForCausalLM
@@ -117,6 +117,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="rehearsal", help="output folder (default: rehearsal/)")
     p.add_argument("--problems", type=int, default=240, help="DeepMath-schema rows")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heads", type=int, choices=(1, 2, 4), default=4,
+                   help="attention heads of the 64-wide models (default 4: head size 16; benchmarks/"
+                        "device_cluster_check.sh asks for 1, a head size vLLM's GPU attention kernels support)")
     args = p.parse_args(argv)
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -135,7 +138,7 @@ def main(argv=None) -> None:
     texts = corpus(rows)
     for name, spec in BACKBONES.items():
         folder = tmp / "models" / name
-        make_model(spec, make_tokenizer(spec, texts, folder), folder, args.seed)
+        make_model(spec, make_tokenizer(spec, texts, folder), folder, args.seed, args.heads)
 
     (tmp / "benchmarks").mkdir()
     for path in sorted(FIXTURE_BENCHMARKS.glob("*.jsonl")):

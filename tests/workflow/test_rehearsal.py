@@ -39,6 +39,22 @@ def test_backbones_load_like_downloaded_checkpoints(rehearsal, name, arch, token
     assert len(tok) == model.config.vocab_size
 
 
+def test_the_device_checks_rehearsal_has_a_head_size_vllm_serves(rehearsal, tmp_path):
+    """benchmarks/device_cluster_check.sh loads the rehearsal's export in vLLM, whose GPU attention kernels take head
+    sizes from 32: it asks for one head of 64; the rehearsal keeps its 4 heads of 16 (the CPU runs' checkpoints)."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("make_rehearsal", REPO / "scripts" / "make_rehearsal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--out", str(tmp_path / "one_head"), "--problems", "8", "--heads", "1"])
+    for out, head_size in ((tmp_path / "one_head", 64), (rehearsal, 16)):
+        config = json.loads((out / "models" / "Qwen2.5-rehearsal" / "config.json").read_text())
+        assert config["hidden_size"] // config["num_attention_heads"] == head_size
+    assert "make_rehearsal.py --out \"$reh\" --problems 64 --heads 1" in (
+        REPO / "benchmarks" / "device_cluster_check.sh").read_text()
+
+
 @pytest.mark.parametrize("name", ["Qwen2.5-rehearsal", "Llama-3.1-rehearsal"])
 def test_every_stage_encodes_one_bos(rehearsal, name):
     """Llama 3's chat template writes <|begin_of_text|> and its tokenizer adds it again on encoding: SFT examples

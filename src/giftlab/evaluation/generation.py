@@ -418,7 +418,7 @@ class HFGenerator:
 # --------------------------------------------------------------------------- vLLM backend
 
 
-class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU dev machines
+class VLLMGenerator:  # vLLM runs on a GPU only; tests/evaluation/test_vllm_generator.py stands in for its API
     """vLLM offline ``LLM.generate``: one request per (prompt, sample), each with its own seed.
 
     Prompts are tokenized and outputs decoded with :func:`load_tokenizer` (vLLM's own tokenizer
@@ -438,6 +438,7 @@ class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU de
         self.model_path = str(model_path)
         self.seed_scheme = seed_scheme
         self.add_special_tokens = add_special_tokens
+        self.max_model_len = max_model_len
         self.tokenizer = load_tokenizer(model_path)
         if Path(self.model_path).is_dir():
             check_weights(self.model_path)
@@ -453,10 +454,15 @@ class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU de
         from vllm import SamplingParams
 
         _check_sampling_args(n, temperature, top_p, max_new_tokens)
+        copies = 1 if temperature == 0 else n  # greedy: one request, its answer copied (as HFGenerator does)
         reqs, params, seeds = [], [], []
-        for prompt in prompts:
+        for p, prompt in enumerate(prompts):
             ids = self.tokenizer(prompt, add_special_tokens=self.add_special_tokens).input_ids
-            for i in range(n):
+            if self.max_model_len is not None and len(ids) >= self.max_model_len:
+                # vLLM refuses the whole call for one such prompt, in an error that names neither it nor the key
+                raise ValueError(f"prompt {p + 1} of {len(prompts)} has {len(ids)} tokens, no room left in "
+                                 f"max_model_len {self.max_model_len} (eval.vllm.max_model_len)")
+            for i in range(copies):
                 s = sample_seed(seed, prompt, i, self.seed_scheme)
                 reqs.append({"prompt_token_ids": ids})
                 params.append(SamplingParams(
@@ -474,7 +480,11 @@ class VLLMGenerator:  # pragma: no cover - vLLM is not installable on the CPU de
             reason = "length" if c.finish_reason == "length" and end is None else "stop"
             text = self.tokenizer.decode(kept, skip_special_tokens=True)
             flat.append(Sample(text=text, num_tokens=len(kept), finish_reason=reason, seed=s))
-        return [flat[p * n:(p + 1) * n] for p in range(len(prompts))]
+        if copies == n:
+            return [flat[p * n:(p + 1) * n] for p in range(len(prompts))]
+        return [[Sample(flat[p].text, flat[p].num_tokens, flat[p].finish_reason,
+                        sample_seed(seed, prompt, i, self.seed_scheme)) for i in range(n)]
+                for p, prompt in enumerate(prompts)]
 
 
 # --------------------------------------------------------------------------- factory
