@@ -19,7 +19,7 @@ import yaml
 from giftlab.cli import ConfigError
 from giftlab.grid import (DIRECT_RL, DIRECT_SFT, RUN_PATTERN, SEED_SUFFIX, format_beta, grid_runs,  # noqa: F401
                           run_name)
-from giftlab.jobs import DEFAULT_PASS_KS  # noqa: F401  (pass@k when a config names no eval.ks)
+from giftlab.jobs import DEFAULT_PASS_KS, check_dual_clip  # noqa: F401  (pass@k when a config names no eval.ks)
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 
@@ -141,15 +141,6 @@ def _check_world(config: Mapping[str, Any]) -> None:
     for key in config.get("world") or {}:
         if key not in known:
             raise ConfigError(f"config error: world.{key}: not a tiny-world setting (one of {', '.join(known)})")
-
-
-def check_dual_clip(grpo: Mapping[str, Any]) -> None:
-    """``grpo.dual_clip`` is TRL's ``delta``, which caps the probability ratio whatever the advantage's sign; above
-    1 + ``clip_epsilon`` that is VeRL's dual clip (only a negative advantage's loss changes), below it is not."""
-    dual_clip = grpo.get("dual_clip")
-    if dual_clip is not None and dual_clip <= 1 + grpo.get("clip_epsilon", 0.2):
-        raise ConfigError(f"config error: grpo.dual_clip ({dual_clip}) must be above 1 + grpo.clip_epsilon "
-                          f"({1 + grpo.get('clip_epsilon', 0.2)})")
 
 
 def _check_cross_keys(config: Mapping[str, Any]) -> None:

@@ -118,6 +118,15 @@ class ReferenceCacheJob(JobConfig):
     batch_size: int = 32
 
 
+def check_dual_clip(grpo: Mapping[str, Any]) -> None:
+    """``grpo.dual_clip`` is TRL's ``delta``, which caps the probability ratio whatever the advantage's sign; above
+    1 + ``clip_epsilon`` that is VeRL's dual clip (only a negative advantage's loss changes), below it is not."""
+    dual_clip = grpo.get("dual_clip")
+    if dual_clip is not None and dual_clip <= 1 + grpo.get("clip_epsilon", 0.2):
+        raise ConfigError(f"config error: grpo.dual_clip ({dual_clip}) must be above 1 + grpo.clip_epsilon "
+                          f"({1 + grpo.get('clip_epsilon', 0.2)})")
+
+
 @dataclass
 class GRPOJob(JobConfig):
     RULE: ClassVar[str] = "grpo"

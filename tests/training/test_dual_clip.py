@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from giftlab.cli import ConfigError
-from giftlab.config import check_dual_clip
+from giftlab.jobs import check_dual_clip
 from giftlab.models import load_model
 from giftlab.tinyworld.tokenizer import build_tokenizer
 from giftlab.training.grpo import grpo_arguments, rl_dataset_rows

@@ -24,9 +24,9 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 from giftlab.cli import ConfigError
-from giftlab.config import check_dual_clip
 from giftlab.data import render_prompt
 from giftlab.io import write_json_atomic, write_text_atomic
+from giftlab.jobs import check_dual_clip
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distributed, export_model,
