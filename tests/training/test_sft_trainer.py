@@ -234,6 +234,22 @@ def test_a_psft_run_resumed_between_two_snapshot_refreshes_trains_as_an_uninterr
             assert torch.equal(a[name], b[name]), (e, name)
 
 
+def test_psft_is_sft_while_its_snapshot_is_fresh_and_departs_once_it_lags(base_dir, tmp_path):
+    """At a refresh π_old is the policy, the ratio is 1 and PSFT's gradient is SFT's (−r∇log p with r = 1); between
+    refreshes the ratio moves and the clip can bind. Refreshed every step, PSFT trains SFT's weights; refreshed every
+    3 steps, other ones: π_old really lags the policy in training."""
+    def final_weights(name, **kw):
+        run(base_dir, tmp_path / name, **kw)
+        return load_model(tmp_path / name / "out" / "epoch_3").state_dict()
+
+    sft = final_weights("sft")
+    fresh = final_weights("fresh", method="psft", snapshot_every=1)
+    lagging = final_weights("lag", method="psft", snapshot_every=3)
+    for name in sft:
+        torch.testing.assert_close(fresh[name], sft[name], rtol=0, atol=1e-6)
+    assert max((lagging[n] - sft[n]).abs().max().item() for n in sft) > 1e-4
+
+
 def test_logging_falls_on_every_epoch_end_so_a_resumed_run_logs_the_same_losses():
     from giftlab.training.sft import logging_interval
 
