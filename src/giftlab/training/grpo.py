@@ -119,6 +119,26 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
     return kwargs
 
 
+class DecayEveryParameter:
+    """In front of TRL's ``GRPOTrainer``: AdamW's weight decay (``grpo.weight_decay``) on every parameter, as verl's
+    actor optimiser applies it (``optim.AdamW(actor_module_fsdp.parameters(), weight_decay=...)`` in the verl GIFT
+    ships, in LUFFY @ 01f4ae0 and in ReLIFT @ eb95454, whose SFT AdamW does the same). The HF Trainer's default
+    leaves biases and norm weights undecayed (``Trainer.get_decay_parameter_names``)."""
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        return [name for name, _ in model.named_parameters()]
+
+
+def grpo_trainer_class(method=None, params: Mapping[str, Any] | None = None) -> type:
+    """The trainer ``train_grpo`` builds: TRL's GRPOTrainer, with the RL method's mixin when there is one
+    (:meth:`giftlab.rl_methods.base.RLMethod.trainer_class`), verl's weight decay (:class:`DecayEveryParameter`) and
+    resumable rollouts (:func:`giftlab.training.rollout_state.resumable`)."""
+    from trl import GRPOTrainer
+
+    base = method.trainer_class(GRPOTrainer, params or {}) if method else GRPOTrainer
+    return resumable(type(base.__name__, (DecayEveryParameter, base), {}))
+
+
 # grpo.vllm keys -> GRPOConfig fields (colocated vLLM shares each GPU with training)
 VLLM_FIELDS = {"max_model_len": "vllm_max_model_length", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
                "sleep_mode": "vllm_enable_sleep_mode", "tensor_parallel_size": "vllm_tensor_parallel_size",
@@ -558,7 +578,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     (:func:`demonstrations_that_fit`; the metrics' ``"demonstrations"`` counts those kept and dropped).
     """
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from giftlab.rewards import GradingPool
     from giftlab.training.rollouts import use_fast_rollouts
@@ -598,7 +618,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if method:
         kwargs.update(method.grpo_overrides(params))
     args = GRPOConfig(**kwargs)
-    trainer_class = resumable(method.trainer_class(GRPOTrainer, params) if method else GRPOTrainer)
+    trainer_class = grpo_trainer_class(method, params)
     args.run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or args.run_name
     step_log = work_dir / "steps.jsonl"
     resume = last_complete_checkpoint(work_dir)

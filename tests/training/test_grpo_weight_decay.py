@@ -1,0 +1,42 @@
+"""The GRPO stage's AdamW decays every parameter, as verl's actor optimiser does (``optim.AdamW(module.parameters(),
+weight_decay=...)``: the verl GIFT ships, LUFFY @ 01f4ae0, ReLIFT @ eb95454); the HF Trainer's default leaves biases
+and norm weights out."""
+
+import pytest
+
+from giftlab.models import load_model
+from giftlab.rl_methods import get_method
+from giftlab.tinyworld.tokenizer import build_tokenizer
+from giftlab.training.grpo import grpo_arguments, grpo_trainer_class, rl_dataset_rows
+
+ROWS = [{"question": f"Start with {i}. Add 1. What is the result?", "final_answer": str(i + 1),
+         "solution": f"{i} + 1 = {i + 1}. The answer is \\boxed{{{i + 1}}}."} for i in range(1, 5)]
+CFG = dict(max_steps=1, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=2,
+           prompts_per_update=2, temperature=1.0, max_completion_length=40, weight_decay=0.01)
+
+
+def _reward(prompts, completions, **_):
+    return [0.0] * len(completions)
+
+
+@pytest.mark.parametrize("method", [None, "luffy", "relift"])
+def test_rl_adamw_decays_every_parameter_as_verl(base_dir, tmp_path, method):
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    spec = get_method(method) if method else None
+    params = spec.check({"sft_batch": 2, "sft_micro_batch": 1} if method == "relift" else {}) if spec else {}
+    kwargs = grpo_arguments(CFG, tmp_path / "work", seed=0)
+    if spec:
+        kwargs.update(spec.grpo_overrides(params))
+    kwargs.update(report_to=[], save_strategy="no")
+    tok = build_tokenizer()
+    data = Dataset.from_list(rl_dataset_rows(tok, ROWS, bool(spec), "solution"))
+    model = load_model(str(base_dir))
+    trainer = grpo_trainer_class(spec, params)(model=model, reward_funcs=[_reward], args=GRPOConfig(**kwargs),
+                                               train_dataset=data, processing_class=tok)
+    optimizer = trainer.create_optimizer()
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("norm" in n for n in names)  # the HF default would leave these undecayed
+    assert {n: decay[id(p)] for n, p in model.named_parameters() if p.requires_grad} == {n: 0.01 for n in names}
