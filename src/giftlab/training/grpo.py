@@ -36,6 +36,7 @@ from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation,
                                       rank_and_world)
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
+from giftlab.training.weight_decay import DecayEveryParameter
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +118,6 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
     else:
         kwargs["num_train_epochs"] = 1
     return kwargs
-
-
-class DecayEveryParameter:
-    """In front of TRL's ``GRPOTrainer``: AdamW's weight decay (``grpo.weight_decay``) on every parameter, as verl's
-    actor optimiser applies it (``optim.AdamW(actor_module_fsdp.parameters(), weight_decay=...)`` in the verl GIFT
-    ships, in LUFFY @ 01f4ae0 and in ReLIFT @ eb95454, whose SFT AdamW does the same). The HF Trainer's default
-    leaves biases and norm weights undecayed (``Trainer.get_decay_parameter_names``)."""
-
-    def get_decay_parameter_names(self, model) -> list[str]:
-        return [name for name, _ in model.named_parameters()]
 
 
 def grpo_trainer_class(method=None, params: Mapping[str, Any] | None = None) -> type:

@@ -37,6 +37,7 @@ from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import (call_with_head, fp32_master_weights, load_gathered, match_forward_dtype,
                                       rank_and_world, unwrap, vocab_size)
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
+from giftlab.training.weight_decay import DecayEveryParameter
 
 log = logging.getLogger(__name__)
 REFERENCE_MODES = ("exact", "cached")  # giftlab.training.reference: the cached mode and its error bound
@@ -124,8 +125,9 @@ class SFTDataset(Dataset):
         return self.examples[i]
 
 
-class ObjectiveTrainer(Trainer):
-    """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot."""
+class ObjectiveTrainer(DecayEveryParameter, Trainer):
+    """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot; AdamW decays every
+    parameter, as verl's SFT trainer (:class:`~giftlab.training.weight_decay.DecayEveryParameter`)."""
 
     def __init__(self, *args, objective, ref_model=None, ref_cache=None, old_model=None, loss_head: str = "auto",
                  loss_backend: str = "torch", drop_last: bool = False, schedule_steps: int | None = None, **kwargs):

@@ -1,6 +1,6 @@
-"""The GRPO stage's AdamW decays every parameter, as verl's actor optimiser does (``optim.AdamW(module.parameters(),
-weight_decay=...)``: the verl GIFT ships, LUFFY @ 01f4ae0, ReLIFT @ eb95454); the HF Trainer's default leaves biases
-and norm weights out."""
+"""The SFT and GRPO stages' AdamW decays every parameter, as verl's FSDP SFT trainer and actor optimiser do
+(``optim.AdamW(module.parameters(), weight_decay=...)``: the verl GIFT ships, LUFFY @ 01f4ae0, ReLIFT @ eb95454);
+the HF Trainer's default leaves biases and norm weights out."""
 
 import pytest
 
@@ -39,4 +39,22 @@ def test_rl_adamw_decays_every_parameter_as_verl(base_dir, tmp_path, method):
     decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("norm" in n for n in names)  # the HF default would leave these undecayed
+    assert {n: decay[id(p)] for n, p in model.named_parameters() if p.requires_grad} == {n: 0.01 for n in names}
+
+
+def test_sft_adamw_decays_every_parameter_as_verls_sft_trainer(base_dir, tmp_path):
+    """verl's FSDP SFT trainer (the SFT stage of the verl GIFT ships) is ``optim.AdamW(fsdp_model.parameters(),
+    weight_decay=...)``: norm weights decay too."""
+    from transformers import TrainingArguments
+
+    from giftlab.objectives import get_objective
+    from giftlab.training.sft import ObjectiveTrainer
+
+    model = load_model(str(base_dir))
+    args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.01, report_to=[], use_cpu=True)
+    trainer = ObjectiveTrainer(model=model, args=args, objective=get_objective("sft"))
+    optimizer = trainer.create_optimizer()
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("norm" in n for n in names)
     assert {n: decay[id(p)] for n, p in model.named_parameters() if p.requires_grad} == {n: 0.01 for n in names}
