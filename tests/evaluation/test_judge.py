@@ -313,3 +313,18 @@ def test_the_documented_vllm_judge_serves_without_the_models_sampling_defaults()
     assert commands
     for command in commands:
         assert "--generation-config vllm" in command, command
+
+
+def test_cache_key_is_the_same_for_an_int_or_float_setting(fresh, tmp_path):
+    """`temperature: 0` in a site config is the same judge call as paper.yaml's `0.0`: the cache answers it (else a
+    rerun after such an edit re-sends, and pays for, every call)."""
+    from giftlab.evaluation.judge import cache_key
+
+    assert cache_key("m", "s", "u", 0, 2048) == cache_key("m", "s", "u", 0.0, 2048.0)
+    requests = [writing(answer(f"Answer {i}.", RATING=i + 1)) for i in range(3)]
+    with make_judge(fresh, tmp_path, temperature=0.0) as judge:
+        judge.judge(requests)
+    count = fresh.count
+    with make_judge(fresh, tmp_path, temperature=0) as judge:
+        out = judge.judge(requests)
+    assert all(j.cached for j in out) and fresh.count == count

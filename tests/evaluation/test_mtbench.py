@@ -198,3 +198,20 @@ def test_total_interval_leaves_out_resamples_of_unrated_dialogues():
     total = score_table(answered, judgements)["total"]
     assert total["score"] == 10 and total["n"] == 2
     assert total["ci95"] == [10.0, 10.0]
+
+
+def test_an_unset_api_key_env_never_falls_back_to_openai_api_key(monkeypatch, tmp_path):
+    """mtbench.judge.api_key_env names the variable holding the judge's key: when it is unset, the key in
+    OPENAI_API_KEY must not be sent to the server base_url names."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    spec = {"kind": "openai", "model": "judge", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_JUDGE_KEY"}
+    judge = make_judge(spec, cache_path=tmp_path / "c.jsonl")
+    assert judge._client.api_key == "EMPTY"     # vllm serve without --api-key accepts any key
+    judge.close()
+    with pytest.raises(ValueError, match=r"\$MY_JUDGE_KEY is not set"):
+        make_judge({**spec, "base_url": None})
+    judge = make_judge({**spec, "api_key_env": "OPENAI_API_KEY"})   # the default variable, as configured
+    assert judge._client.api_key == "sk-openai-secret"
+    judge.close()

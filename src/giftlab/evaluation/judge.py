@@ -215,9 +215,10 @@ class JudgementCache:
 
 
 def cache_key(model: str, system: str, user: str, temperature: float, max_tokens: int) -> str:
-    """The cache key of one judge call: the judge model, the exact messages (the answer is in them) and sampling."""
-    blob = json.dumps({"model": model, "system": system, "user": user, "temperature": temperature,
-                       "max_tokens": max_tokens}, sort_keys=True, ensure_ascii=False)
+    """The cache key of one judge call: the judge model, the exact messages (the answer is in them) and sampling
+    (as numbers: ``temperature: 0`` and ``0.0`` in a config are the same call)."""
+    blob = json.dumps({"model": model, "system": system, "user": user, "temperature": float(temperature),
+                       "max_tokens": int(max_tokens)}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

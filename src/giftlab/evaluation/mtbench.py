@@ -207,8 +207,15 @@ def make_judge(spec: Mapping[str, Any], cache_path: str | Path | None = None):
         if not spec.get("model"):
             raise ValueError("mtbench.judge.model: missing (the judge model's name on its server, e.g. gpt-4)")
         key_env = spec.get("api_key_env") or "OPENAI_API_KEY"
+        api_key = os.environ.get(key_env) or None
+        if api_key is None and key_env != "OPENAI_API_KEY":
+            # the variable the config names is unset: never fall back to OPENAI_API_KEY (OpenAIJudge would), which
+            # would send that key to whatever server base_url names
+            if not (spec.get("base_url") or os.environ.get("OPENAI_BASE_URL")):
+                raise ValueError(f"mtbench.judge.api_key_env: ${key_env} is not set (and no base_url is given)")
+            api_key = "EMPTY"   # a local server without a key (vllm serve without --api-key)
         options = {k: spec[k] for k in ("timeout_s", "max_retries", "max_in_flight", "temperature", "max_tokens")
                    if spec.get(k) is not None}
         return OpenAIJudge(spec["model"], base_url=spec.get("base_url") or None,
-                           api_key=os.environ.get(key_env) or None, cache_path=cache_path, **options)
+                           api_key=api_key, cache_path=cache_path, **options)
     raise ValueError(f"mtbench.judge.kind: {kind!r} is not a judge (rubric or openai)")
