@@ -7,8 +7,9 @@
 
 The judge is giftlab.evaluation.mtbench.make_judge's (a model behind an OpenAI-compatible API, or the tiny world's
 rubric judge). A call that still fails after its retries is never scored: with more failed calls than
-judge.max_failed_calls (default 0) the job stops in one line and writes nothing, and a rerun sends only those
-calls again (every reply received is in the cache, judge.cache). A reply without a rating is counted as
+judge.max_failed_calls (default 0) the job stops in one line and writes nothing (the judge sends no call after
+the failure that decides it), and a rerun sends only those calls again (every reply received is in the cache,
+judge.cache). A reply without a rating is counted as
 ``unrated`` in the scores, never a 0.
 """
 

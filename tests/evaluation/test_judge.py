@@ -328,3 +328,27 @@ def test_cache_key_is_the_same_for_an_int_or_float_setting(fresh, tmp_path):
     with make_judge(fresh, tmp_path, temperature=0) as judge:
         out = judge.judge(requests)
     assert all(j.cached for j in out) and fresh.count == count
+
+
+def test_calls_after_the_tolerated_failures_are_not_sent(tmp_path):
+    """A server that is down: with stop_after_failures=1 (judge.max_failed_calls: 0) the job is lost with the first
+    failure, so the calls not yet started are not sent; before, each went through its timeouts and retries (a hung
+    server: ~21 min per call at the paper's 180 s × 7 attempts, ~7 h per model)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    requests = [writing(f"answer {i}") for i in range(12)]
+    with OpenAIJudge("stub-judge", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", timeout_s=0.5,
+                     max_retries=0, max_in_flight=2, stop_after_failures=1) as judge:
+        out = judge.judge(requests)
+        stats = judge.stats
+    assert all(j.rating is None and j.error for j in out) and stats.failures == 12
+    assert stats.sent <= 2  # the calls already in flight when the first failed
+    not_sent = [j.error for j in out if j.error.startswith("not sent")]
+    assert len(not_sent) >= 10 and "APIConnectionError" in not_sent[0] and "\n" not in not_sent[0]
+    with OpenAIJudge("stub-judge", base_url=f"http://127.0.0.1:{port}/v1", api_key="k", timeout_s=0.5,
+                     max_retries=0, max_in_flight=2) as judge:  # no limit: every call is tried
+        judge.judge(requests)
+        assert judge.stats.sent == 12

@@ -215,3 +215,13 @@ def test_an_unset_api_key_env_never_falls_back_to_openai_api_key(monkeypatch, tm
     judge = make_judge({**spec, "api_key_env": "OPENAI_API_KEY"})   # the default variable, as configured
     assert judge._client.api_key == "sk-openai-secret"
     judge.close()
+
+
+def test_the_judge_stops_sending_once_the_job_is_lost():
+    from giftlab.evaluation.mtbench import make_judge
+
+    spec = {"kind": "openai", "model": "gpt-4", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "UNSET_KEY_X"}
+    with make_judge(spec) as judge:
+        assert judge.stop_after_failures == 1  # max_failed_calls 0: the first failure loses the job
+    with make_judge({**spec, "max_failed_calls": 3}) as judge:
+        assert judge.stop_after_failures == 4

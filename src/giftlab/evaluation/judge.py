@@ -234,13 +234,16 @@ class OpenAIJudge:
     ``Retry-After`` / ``retry-after-ms`` when given (up to 2 min), else an exponential back-off from 0.5 s
     (at most 8 s, jittered). At most ``max_in_flight`` calls run at once. ``cache_path``: a JSONL file of
     replies keyed by :func:`cache_key`; replies without a rating are cached too (rerunning the same call at
-    temperature 0 would only pay for the same reply), failed calls are not.
+    temperature 0 would only pay for the same reply), failed calls are not. ``stop_after_failures``: once that many
+    calls have failed after their retries, the calls not yet started are not sent (each a failure saying so): a job
+    that tolerates none (``judge.max_failed_calls: 0``) is lost with the first, and a judge server that is down or
+    hung would otherwise hold it for every call's timeouts and retries (~21 min each at 180 s × 7 attempts).
     """
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None, *,
                  timeout_s: float = 180.0, max_retries: int = 6, max_in_flight: int = 8,
                  cache_path: str | os.PathLike[str] | None = None, temperature: float = 0.0,
-                 max_tokens: int = 2048) -> None:
+                 max_tokens: int = 2048, stop_after_failures: int | None = None) -> None:
         import openai
 
         if max_in_flight < 1:
@@ -256,6 +259,7 @@ class OpenAIJudge:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.max_in_flight = max_in_flight
+        self.stop_after_failures = stop_after_failures
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.cache = JudgementCache(cache_path) if cache_path is not None else None
@@ -329,9 +333,16 @@ class OpenAIJudge:
 
         def run(item: tuple[str, tuple[str, str]]) -> None:
             key, (system, user) = item
+            with self._lock:
+                failed = [e for e in errors.values() if not e.startswith("not sent")]
+            if self.stop_after_failures is not None and len(failed) >= self.stop_after_failures:
+                errors[key] = one_line(f"not sent: {len(failed)} call(s) of judge {self.model} had failed "
+                                       f"(first: {failed[0]})")
+                return
             text, error = self._call(system, user)
             if error is not None:
-                errors[key] = error
+                with self._lock:
+                    errors[key] = error
                 return
             texts[key] = text
             if self.cache is not None:

@@ -216,6 +216,8 @@ def make_judge(spec: Mapping[str, Any], cache_path: str | Path | None = None):
             api_key = "EMPTY"   # a local server without a key (vllm serve without --api-key)
         options = {k: spec[k] for k in ("timeout_s", "max_retries", "max_in_flight", "temperature", "max_tokens")
                    if spec.get(k) is not None}
+        # one failure more than the job tolerates loses it: send nothing after that (OpenAIJudge)
+        options["stop_after_failures"] = int(spec.get("max_failed_calls", 0)) + 1
         return OpenAIJudge(spec["model"], base_url=spec.get("base_url") or None,
                            api_key=api_key, cache_path=cache_path, **options)
     raise ValueError(f"mtbench.judge.kind: {kind!r} is not a judge (rubric or openai)")
