@@ -58,3 +58,46 @@ def test_sft_adamw_decays_every_parameter_as_verls_sft_trainer(base_dir, tmp_pat
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("norm" in n for n in names)
     assert {n: decay[id(p)] for n, p in model.named_parameters() if p.requires_grad} == {n: 0.01 for n in names}
+
+
+def test_sft_work_dir_of_the_older_optimizer_grouping_starts_afresh(base_dir, tmp_path, monkeypatch):
+    """A run interrupted (or finished) before SFT decayed every parameter holds AdamW's state in the HF default's two
+    groups under the same job config: resumed, torch refused it ("loaded state dict contains a parameter group that
+    doesn't match the size of optimizer's group"), and a finished one was exported again without a step (README's
+    `snakemake --forcerun sft` kept the older weights). Such a work dir starts afresh."""
+    import json
+
+    from transformers import Trainer
+
+    from giftlab.provenance import config_hash
+    from giftlab.training.checkpoints import FINGERPRINT
+    from giftlab.training.sft import ObjectiveTrainer
+
+    from test_sft_trainer import InterruptAfterSave, run  # tests/training is on sys.path (pytest's prepend mode)
+
+    with monkeypatch.context() as old_code:  # the grouping before 15d803c, and its stamp (the job config alone)
+        old_code.setattr(ObjectiveTrainer, "get_decay_parameter_names", Trainer.get_decay_parameter_names)
+        with pytest.raises(KeyboardInterrupt):
+            run(base_dir, tmp_path, callbacks=[InterruptAfterSave(1)])
+    (tmp_path / "work" / FINGERPRINT).write_text(json.dumps({"config_hash": config_hash({"method": "sft"})}))
+    metrics = run(base_dir, tmp_path)
+    assert metrics.get("resumed_from") is None
+    assert metrics["steps"] == 6
+
+
+def test_grpo_work_dir_is_stamped_with_the_optimizer_grouping(tmp_path, monkeypatch):
+    """The GRPO stage's checkpoints (plain GRPO, LUFFY, ReLIFT) changed grouping in 5d3159a, at any weight decay."""
+    import giftlab.training.grpo as grpo
+
+    class Stamped(Exception):
+        pass
+
+    def prepare(work_dir, job_config):
+        raise Stamped(job_config)
+
+    monkeypatch.setattr(grpo, "prepare_work_dir", prepare)
+    job = {"backbone": "qwen", "run": "direct_rl"}
+    with pytest.raises(Stamped) as stamped:
+        grpo.train_grpo(init_path="x", load_model=None, tokenizer=None, rl_rows=[], cfg={}, seed=0,
+                        out_dir=tmp_path / "out", work_dir=tmp_path / "work", job_config=job)
+    assert stamped.value.args[0] != job and stamped.value.args[0]["optimizer_groups"] == "every parameter decayed"

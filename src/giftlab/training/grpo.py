@@ -36,7 +36,7 @@ from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation,
                                       rank_and_world)
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
-from giftlab.training.weight_decay import DecayEveryParameter
+from giftlab.training.weight_decay import DecayEveryParameter, with_optimizer_groups
 
 log = logging.getLogger(__name__)
 
@@ -579,7 +579,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     method = None if rl_method == "grpo" else get_method(rl_method)
     params = method.check(method_params) if method else {}
     set_seed(seed)
-    work_dir = prepare_work_dir(work_dir, job_config)
+    work_dir = prepare_work_dir(work_dir, with_optimizer_groups(job_config))
     needs_demonstrations = bool(method and method.needs_demonstrations)
     rows = rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations, solution_key)
     demonstrations = None

@@ -37,7 +37,7 @@ from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import (call_with_head, fp32_master_weights, load_gathered, match_forward_dtype,
                                       rank_and_world, unwrap, vocab_size)
 from giftlab.training.tracking import DEFAULT_TRACKERS, StepLog, resolve_report_to, use_tensorboard
-from giftlab.training.weight_decay import DecayEveryParameter
+from giftlab.training.weight_decay import DecayEveryParameter, with_optimizer_groups
 
 log = logging.getLogger(__name__)
 REFERENCE_MODES = ("exact", "cached")  # giftlab.training.reference: the cached mode and its error bound
@@ -579,11 +579,12 @@ def trajectory_config(job_config: Mapping[str, Any]) -> dict[str, Any]:
     """What a work dir's checkpoints are the training of: the job config less ``settings.stop_epoch``, where a run
     stops on the same trajectory. A run stopped at ``sft.rl_epoch`` and later asked for every epoch (it joined
     Figure 1) resumes at its last checkpoint; one stamped with the longer run's exports its first epochs (its steps CSV
-    is cut there too, scripts/sft.py; its copied TensorBoard events keep the longer run's later steps)."""
+    is cut there too, scripts/sft.py; its copied TensorBoard events keep the longer run's later steps). With the
+    optimiser's grouping (:func:`~giftlab.training.weight_decay.with_optimizer_groups`)."""
     settings = job_config.get("settings")
     if not isinstance(settings, Mapping) or "stop_epoch" not in settings:
-        return dict(job_config)
-    return {**job_config, "settings": {k: v for k, v in settings.items() if k != "stop_epoch"}}
+        return with_optimizer_groups(job_config)
+    return with_optimizer_groups({**job_config, "settings": {k: v for k, v in settings.items() if k != "stop_epoch"}})
 
 
 def _link_or_copy(src, dst):

@@ -5,6 +5,20 @@ undecayed (``Trainer.get_decay_parameter_names``); its pretraining of the tiny b
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+# What the optimiser state of a checkpoint is laid out as: one group of every parameter (the HF default's second
+# group empty). A checkpoint written with the default's two groups (before 15d803c / 5d3159a) does not load into it
+# (torch: "loaded state dict contains a parameter group that doesn't match the size of optimizer's group"), and a
+# finished one would be exported as this trajectory's without a step: part of the SFT and GRPO work dirs' stamp.
+OPTIMIZER_GROUPS = "every parameter decayed"
+
+
+def with_optimizer_groups(job_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``job_config`` as a work dir's stamp (:func:`giftlab.training.checkpoints.prepare_work_dir`) has it: with the
+    optimiser's grouping, so checkpoints of the older one start afresh instead of crashing or being re-exported."""
+    return {**job_config, "optimizer_groups": OPTIMIZER_GROUPS}
+
 
 class DecayEveryParameter:
     """In front of an HF ``Trainer`` subclass (the SFT and GRPO trainers): every parameter in the decayed group."""
