@@ -216,15 +216,16 @@ def test_grpo_weight_decay_is_verls_actor_default(paper, tmp_path):
 
 
 def test_grpo_dual_clip_is_verls_clip_ratio_c(paper, tmp_path):
-    """VeRL's actor default clip_ratio_c 3.0 reaches TRL as delta; ReLIFT, released without any clip, drops it."""
+    """VeRL's actor default clip_ratio_c 3.0 reaches TRL as delta; LUFFY and ReLIFT, released without any clip, drop it."""
     from giftlab.rl_methods import get_method
     from giftlab.training.grpo import grpo_arguments
 
     assert paper["grpo"]["dual_clip"] == 3.0
     assert grpo_arguments(paper["grpo"], tmp_path, seed=paper["seed"], world_size=8)["delta"] == 3.0
     assert Plan(paper).job("grpo", {"backbone": "qwen", "run": "gift-b20"})["grpo"]["dual_clip"] == 3.0
-    relift = get_method("relift")
-    assert relift.grpo_overrides(relift.check(paper["unified"].get("relift"), paper["grpo"]))["delta"] is None
+    for name in ("relift", "luffy"):  # released without any clip (LUFFY's loss is its mixin's own)
+        method = get_method(name)
+        assert method.grpo_overrides(method.check(paper["unified"].get(name), paper["grpo"]))["delta"] is None
 
 
 def test_evaluation_reports_pass_at_1(paper):

@@ -155,8 +155,9 @@ def _validate_with_grpo(params: Mapping[str, Any], grpo: Mapping[str, Any]) -> N
 
 
 def _grpo_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
-    # advantages over the mixed group with no std (grpo_use_std=False), no KL; the loss is the mixin's own
-    return {"scale_rewards": "none", "beta": 0.0}
+    # advantages over the mixed group with no std (grpo_use_std=False), no KL; the loss is the mixin's own, with no
+    # dual clip (the released loss_remove_clip run has none): delta None, so the saved config does not show one
+    return {"scale_rewards": "none", "beta": 0.0, "delta": None}
 
 
 LUFFY = register(RLMethod(
