@@ -127,11 +127,20 @@ def _jsonl_rows(path: Path, lines) -> list[dict[str, Any]]:
 
 
 def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    if len(header) < 2:
-        raise RowFileError(f"{path}: not parquet, gzip, JSON, JSON Lines or a CSV with a header row")
-    rows = []
+    # strict: a file cut inside a quoted field (GPQA's are multi-line) is an error, not a record holding the rest
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows: list[dict[str, Any]] = []
+    try:
+        header = reader.fieldnames or []
+        if len(header) < 2:
+            raise RowFileError(f"{path}: not parquet, gzip, JSON, JSON Lines or a CSV with a header row")
+        _csv_rows(path, reader, header, rows)
+    except csv.Error as exc:
+        raise RowFileError(f"{path}: row {len(rows) + 1}: not valid CSV ({exc}; a truncated file?)") from None
+    return rows
+
+
+def _csv_rows(path: Path, reader: csv.DictReader, header: list[str], rows: list[dict[str, Any]]) -> None:
     for i, row in enumerate(reader, 1):
         if None in row:  # more fields than the header has
             raise RowFileError(f"{path}: row {i}: {len(header) + len(row[None])} fields, the header has "
@@ -140,7 +149,6 @@ def _read_csv(path: Path, text: str) -> list[dict[str, Any]]:
             raise RowFileError(f"{path}: row {i}: {sum(v is not None for v in row.values())} fields, the header "
                                f"has {len(header)} (a truncated file?)")
         rows.append(row)
-    return rows
 
 
 def find_data(directory: str | Path, name: str) -> Path | None:

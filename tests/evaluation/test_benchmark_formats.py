@@ -358,6 +358,15 @@ def test_a_truncated_csv_fails_naming_the_short_row(tmp_path):
     short.write_text("question,answer,extra\nq1,#### 1,x\nq2,#### 2\n")
     with pytest.raises(RowFileError, match=r"short.csv: row 2: 2 fields, the header has 3"):
         read_rows(short)
+    # cut inside a quoted field: csv read the rest of the file into it, the record short of nothing
+    inside = tmp_path / "inside.csv"
+    inside.write_text('question,answer,extra\nq1,#### 1,x\nq2,#### 2,"a note that was\ncut')
+    with pytest.raises(RowFileError, match=r"inside.csv: row 2: not valid CSV \(unexpected end of data"):
+        read_rows(inside)
+    # quoting the writers make stays readable: empty trailing and quoted empty fields, a quote inside a field
+    fine = tmp_path / "fine.csv"
+    fine.write_text('a,b,c\n1,2,\n1,"",""\n1,ab"c,"x\ny"\n')
+    assert [r["c"] for r in read_rows(fine)] == ["", "", "x\ny"]
 
 
 @pytest.mark.parametrize("test, entry", [
