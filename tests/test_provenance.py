@@ -54,3 +54,28 @@ def test_a_gpu_result_records_cuda_cudnn_nccl_gpu_count_determinism_and_launch(m
     assert env["VLLM_USE_V2_MODEL_RUNNER"] == "1"
     assert "HF_TOKEN" not in env and "ACCELERATE_API_KEY" not in env  # never a secret
     assert record["seed"] == 3 and record["git_commit"] and "vllm" in prov.TRACKED_PACKAGES
+
+
+def test_the_code_version_recorded_is_the_one_the_job_started_with(monkeypatch):
+    # A job started at commit A; while it ran, a change was committed (B). Its result recorded B: git_commit was
+    # first read when the result was written. cli.setup reads it at the start.
+    import argparse
+    import subprocess
+
+    from giftlab import cli
+    from giftlab import provenance as prov
+
+    head = {"sha": "a" * 40}
+
+    def fake_run(cmd, **kwargs):
+        out = head["sha"] if cmd[:2] == ["git", "rev-parse"] else ""
+        return subprocess.CompletedProcess(cmd, 0, stdout=out + "\n", stderr="")
+
+    monkeypatch.setattr(prov.subprocess, "run", fake_run)
+    prov.git_commit.cache_clear()
+    try:
+        cli.setup(argparse.Namespace(config='{"seed": 1}', runtime=None), torch_threads=False)
+        head["sha"] = "b" * 40  # committed while the job runs
+        assert prov.provenance({"seed": 1})["git_commit"] == "a" * 40
+    finally:
+        prov.git_commit.cache_clear()

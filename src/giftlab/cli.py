@@ -81,6 +81,11 @@ def setup(args: argparse.Namespace, torch_threads: bool = True) -> dict[str, Any
     if getattr(args, "runtime", None):
         config = _merged(config, load_job_config(args.runtime, "--runtime"))
     threads = int(os.environ.get("GIFTLAB_THREADS", config.get("threads", 1) or 1))
+    # The code version a result records is the one the job starts with: read now (provenance.git_commit caches it),
+    # not when the result is written, hours later, after a commit or an edit the running job never loaded.
+    from giftlab.provenance import git_commit
+
+    git_commit()
     if torch_threads:
         import torch
 
