@@ -322,7 +322,27 @@ def test_params_are_phase_keys_of_params_yaml():
                 assert part in node, f"{name}: params key {key} is not in params.yaml"
                 node = node[part]
         assert main_section[name] in keys, name
-        assert len(keys) <= 8, f"{name}: a stage lists only its phase's keys"  # grpo: + unified, its demonstrations, seeds
+        assert len(keys) <= 9, f"{name}: a stage lists only its phase's keys"  # grpo: + unified, its demonstrations, seeds, launch
+
+
+def test_stages_of_launched_rules_rerun_when_the_launch_changes():
+    # A rule started through `launch` (accelerate launch: its process count sets SFT's global batch, its config file
+    # FSDP and mixed precision) computes another result when the line or the accelerate config changes, though no job
+    # config does. Before: neither was a param/dep of the sft and grpo stages, so after `launch.sft: accelerate launch
+    # --num_processes 2` (or mixed_precision fp16 in workflow/accelerate/fsdp.yaml) `dvc status` said up to date.
+    stages = dvc_stages()
+    assert "launch" in load_config(REPO / "params.yaml"), "params.yaml needs the key (DVC refuses a missing param)"
+    launched = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in smk.read_text().split("\nrule ")[1:]:
+            if "launcher(" in block:
+                launched.add(block.split(":", 1)[0].strip())
+    assert {"sft", "grpo"} <= launched, launched
+    for name, stage in stages.items():
+        if set(parse_cmd(stage["cmd"])[1]) & launched:
+            params = [p if isinstance(p, str) else next(iter(p)) for p in stage["params"]]
+            assert "launch" in params, f"stage {name}: a change of `launch` would not rerun it"
+            assert "workflow/accelerate" in stage["deps"], f"stage {name}: an accelerate config edit would not rerun it"
 
 
 def _leaves(node, prefix=()):
