@@ -332,6 +332,8 @@ def test_executor_sees_a_cancelled_job_end_through_sacct(slurm_env, tmp_path):
 # A job whose process saves for longer than KillWait when SIGTERM comes, under a 3-minute limit with the signal
 # asked 100 s before it (SLURM sends it up to 60 s early: 20-80 s into the job, after the handler is set).
 SIGNALLED = """\
+shell.prefix({PREFIX!r})
+
 rule signalled:
     output: "done.txt"
     log: "signalled.log"
@@ -342,10 +344,12 @@ rule signalled:
 SAVE_ON_TERM = """\
 import os, pathlib, signal, sys, time
 start = time.time()
+shell = os.getppid()  # the rule's bash
 def saved(signum, frame):
     got = time.time()
     time.sleep(float(sys.argv[1]))  # the checkpoint's save
-    pathlib.Path("saved.txt").write_text(f"{got - start:.1f} {time.time() - got:.1f} {os.environ.get('SLURM_STEP_ID')}")
+    pathlib.Path("saved.txt").write_text(f"{got - start:.1f} {time.time() - got:.1f} {os.environ.get('SLURM_STEP_ID')} "
+                                         f"{int(os.getppid() == shell)}")
     sys.exit(75)
 signal.signal(signal.SIGTERM, saved)
 while time.time() - start < 175:
@@ -362,13 +366,20 @@ def test_a_time_limit_signal_reaches_the_job_step_and_leaves_it_longer_than_kill
     kill_wait = re.search(r"KillWait\s*=\s*(\d+)", subprocess.run(["scontrol", "show", "config"], env=slurm_env,
                                                                    capture_output=True, text=True).stdout)
     save_s = int(kill_wait.group(1)) + 5 if kill_wait else 35
-    (tmp_path / "Snakefile").write_text(SIGNALLED.replace("{SAVE_S}", str(save_s)))
+    from giftlab.config import JOB_SHELL_PREFIX  # the Snakefile's shell.prefix
+
+    snakefile = SIGNALLED.replace("{SAVE_S}", str(save_s)).replace("{PREFIX!r}", repr(JOB_SHELL_PREFIX))
+    (tmp_path / "Snakefile").write_text(snakefile)
     (tmp_path / "save_on_term.py").write_text(SAVE_ON_TERM)
     cmd = [str(BIN / "snakemake"), "--executor", "slurm", "--jobs", "1", "--latency-wait", "5",
            "--slurm-init-seconds-before-status-checks", "2", "--slurm-status-command", "squeue"]
     result = subprocess.run(cmd, cwd=tmp_path, env=slurm_env, capture_output=True, text=True, timeout=300)
     assert (tmp_path / "saved.txt").exists(), (result.stdout + result.stderr)[-3000:]
-    signalled_after, saving, step = (tmp_path / "saved.txt").read_text().split()
+    signalled_after, saving, step, in_shell = (tmp_path / "saved.txt").read_text().split()
     assert float(saving) >= save_s and step != "None"  # a whole save longer than KillWait, inside a job step
     assert float(signalled_after) < 100  # TERM@100 of a 180 s limit, up to 60 s early
+    # the rule's bash (signalled too) waited for the save: without the prefix's trap it died at once, the step's
+    # Snakemake failed the job, the job ended and the save went on orphaned, outside it (this cluster tracks processes
+    # with proctrack/linuxproc; under proctrack/cgroup the job's end kills it)
+    assert in_shell == "1"
     assert result.returncode != 0 and not (tmp_path / "done.txt").exists()  # exit 75: no output, a retry resumes

@@ -188,6 +188,15 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_launch(config)
 
 
+#: What every rule's shell command runs after (the Snakefile's ``shell.prefix``): Snakemake's own strict mode for bash,
+#: then a TERM trap. SLURM signals every process of a job step, the rule's bash too (``--signal=TERM@...`` before the
+#: time limit, preemption). Bash without a trap dies at once; the Snakemake process of the step then fails the job
+#: and exits, the step and the job end, and the trainer, still writing its checkpoint, is orphaned: killed with the
+#: job's cgroup on a cluster with proctrack/cgroup, outliving its job where nothing tracks it. With a trap, bash waits
+#: for its command first (the trainer's save, then exit 75), and the job ends when the save has. The trap runs ':'
+#: and does not reach the command's processes (a trap, unlike an ignored signal, is reset in them).
+JOB_SHELL_PREFIX = "set -euo pipefail; trap : TERM; "
+
 PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
 
 
