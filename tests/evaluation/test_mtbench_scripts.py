@@ -119,21 +119,23 @@ def test_an_api_judge_that_keeps_failing_writes_nothing_and_a_rerun_sends_only_t
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cache = tmp_path / "cache.jsonl"
+    # one call in flight: the calls go in order, and the 4th (dialogue 2, turn 2) fails
     judge = {"kind": "openai", "model": "stub-judge", "base_url": server.url, "api_key_env": "STUB_KEY",
-             "max_retries": 0, "timeout_s": 5, "cache": str(cache)}
+             "max_retries": 0, "timeout_s": 5, "max_in_flight": 1, "cache": str(cache)}
     config = json.dumps({"seed": 0, "backbone": "qwen", "run": "sft", "judge": judge})
     outs = ["--judgements", tmp_path / "j.jsonl", "--scores", tmp_path / "s.json"]
     server.reset_counts()
     assert run("mtbench_judge", "--config", config, "--answers", answers, *outs) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: judge stub-judge: 1 of 6 calls failed") and "\n" not in err
+    # the failure loses the job (max_failed_calls 0): the two calls after it are not sent
+    assert err.startswith("error: judge stub-judge: 3 of 6 calls failed") and "\n" not in err
     assert not (tmp_path / "j.jsonl").exists() and not (tmp_path / "s.json").exists()
-    assert server.count == 6 and len(read_jsonl(cache)) == 5
+    assert server.count == 4 and len(read_jsonl(cache)) == 3
     # (no reset: the server counts attempts per prompt, and the failed one's next attempt succeeds)
     assert run("mtbench_judge", "--config", config, "--answers", answers, *outs) == 0
-    assert server.count == 7                       # only the call that failed; the 5 replies came from the cache
+    assert server.count == 7                       # the failed call and the 2 unsent; 3 replies came from the cache
     scores = json.loads((tmp_path / "s.json").read_text())
-    assert scores["judge_stats"]["cache_hits"] == 5 and scores["judge_stats"]["sent"] == 1
+    assert scores["judge_stats"]["cache_hits"] == 3 and scores["judge_stats"]["sent"] == 3
     assert scores["turns"]["1"]["score"] == 7.0 and scores["total"]["n"] == 6
     server.reset_counts()
     assert run("mtbench_judge", "--config", config, "--answers", answers, *outs) == 0
