@@ -331,10 +331,12 @@ class OpenAIJudge:
             elif key not in todo:
                 todo[key] = prompt
 
+        failed_calls: list[str] = []  # errors of the calls sent that failed (not of those left unsent)
+
         def run(item: tuple[str, tuple[str, str]]) -> None:
             key, (system, user) = item
             with self._lock:
-                failed = [e for e in errors.values() if not e.startswith("not sent")]
+                failed = list(failed_calls)
             if self.stop_after_failures is not None and len(failed) >= self.stop_after_failures:
                 errors[key] = one_line(f"not sent: {len(failed)} call(s) of judge {self.model} had failed "
                                        f"(first: {failed[0]})")
@@ -342,7 +344,8 @@ class OpenAIJudge:
             text, error = self._call(system, user)
             if error is not None:
                 with self._lock:
-                    errors[key] = error
+                    failed_calls.append(error)
+                errors[key] = error
                 return
             texts[key] = text
             if self.cache is not None:
