@@ -16,6 +16,16 @@ if "TRITON_INTERPRET" not in os.environ:
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _collector_unfrozen():
+    """Tests that call giftlab.cli.run in this process (it freezes the collector when a job's main returns, for the
+    job process's exit) leave the test process collecting as before."""
+    yield
+    import gc
+
+    gc.unfreeze()
+
+
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     """A tiny random Qwen2 base with the char tokenizer, saved like a pretrained checkpoint."""

@@ -311,3 +311,27 @@ def test_job_setup_imports_torch_only_for_jobs_that_compute_with_it():
     assert result.returncode == 0 and result.stdout.strip() == "3", result.stderr[-2000:]
     for name in ("table", "figure1", "figure2", "figure3", "claims", "rl_gain", "summary", "mtbench_judge"):
         assert "cli.setup(args, torch_threads=False)" in (REPO / "scripts" / f"{name}.py").read_text(), name
+
+
+def test_job_freezes_the_collector_after_its_work_and_still_writes_its_output(tmp_path):
+    """giftlab.cli.run: gc.freeze() once main returns (the exit skips collecting import-time objects); what main
+    wrote is complete, and a main that fails still exits 1 with its one line."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.txt"
+    code = ("import gc, sys\n"
+            "from giftlab import cli\n"
+            "def main(argv):\n"
+            "    assert gc.get_freeze_count() == 0\n"
+            "    open(argv[0], 'w').write('done')\n"
+            "    if argv[1] == 'fail':\n"
+            "        raise cli.ConfigError('key x: bad')\n"
+            "cli.run(main, sys.argv[1:])\n"
+            "print(gc.get_freeze_count() > 0)\n")
+    ok = subprocess.run([sys.executable, "-c", code, str(out), "ok"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.strip() == "True", ok.stderr[-2000:]
+    assert out.read_text() == "done"
+    failed = subprocess.run([sys.executable, "-c", code, str(out), "fail"], capture_output=True, text=True,
+                            timeout=60)
+    assert failed.returncode == 1 and failed.stderr.strip() == "error: key x: bad"
