@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -221,7 +222,7 @@ RL_ROWS = [{"question": f"Start with {i}. Add {i % 5 + 1}. What is the result?",
             "final_answer": str(i + i % 5 + 1)} for i in range(1, 9)]
 
 
-def test_grpo_sigterm_checkpoints_raises_and_the_rerun_resumes(base_dir, tmp_path):
+def test_grpo_sigterm_checkpoints_raises_and_the_rerun_resumes(base_dir, tmp_path, caplog):
     from giftlab.models import load_model
     from giftlab.tinyworld.tokenizer import build_tokenizer
     from giftlab.training.grpo import train_grpo
@@ -235,8 +236,11 @@ def test_grpo_sigterm_checkpoints_raises_and_the_rerun_resumes(base_dir, tmp_pat
         run([SignalSelf(1)])
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert stamped(tmp_path / "work", 1) and not (tmp_path / "model").exists()
-    metrics = run()
+    with caplog.at_level(logging.INFO, logger="giftlab.training.grpo"):
+        metrics = run()
     assert metrics["resumed_from"].endswith("checkpoint-1") and metrics["steps"] == 3
+    assert any(r.getMessage().startswith("resuming from ") and r.getMessage().endswith("checkpoint-1")
+               for r in caplog.records)  # a requeued job's log says it resumed, as SFT's does
     assert sorted({row["step"] for row in metrics["log"] if "loss" in row}) == [1, 2, 3]
     assert (tmp_path / "model" / "config.json").exists()
 

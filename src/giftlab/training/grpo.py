@@ -617,6 +617,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     if resume is None:
         step_log.unlink(missing_ok=True)
     else:  # steps after the checkpoint are trained (and logged) again
+        log.info("resuming from %s", resume)
         _write_rows(step_log, read_step_log(step_log, up_to_step=resume_step))
     dyn = dynamics_settings(cfg)
     records, subset = None, None
