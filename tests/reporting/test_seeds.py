@@ -207,3 +207,22 @@ def test_figure1_says_mean_of_seeds_once_and_only_on_panels_whose_points_are(tmp
     F.figure1(sft, evals, ["llama", "qwen", "tiny"], tmp_path / "f.pdf", tmp_path / "f.png", benchmarks=["math500"])
     after_rl = [t for t in titles if "after RL" in t]
     assert [t.count("mean of 3 seeds") for t in after_rl] == [1, 1, 0], after_rl
+
+
+def test_pooled_interval_draws_enough_resamples_for_its_bonferroni_level(monkeypatch):
+    """The pooled problems × seeds interval is printed at the claim's Bonferroni level like the others, so it needs
+    their resamples (giftlab.stats.resamples_for: 20 beyond each end). It drew 2,000 whatever the level: at claim 3's
+    m = 96 (README) that left 0.5 resamples per tail, an interval of the extreme resamples that moves with the seed."""
+    from giftlab.stats import nested_bootstrap_ci, resamples_for
+
+    drawn = []
+
+    def recording(values, n_resamples=2000, alpha=0.05, seed=0):
+        drawn.append(n_resamples)
+        return nested_bootstrap_ci(values, 10, alpha, seed)
+
+    monkeypatch.setattr(CL, "nested_bootstrap_ci", recording)
+    alpha = 0.05 / 96
+    evidence = CL.Evidence(0.1, seed_deltas=[0.1, 0.12, 0.08], pooled=[[0.1, 0.2, 0.0], [0.1, 0.1, 0.2]])
+    assert "pooled problems × seeds" in evidence.decide(alpha, 100, 2)["test"]
+    assert drawn == [resamples_for(alpha)] and drawn[0] * alpha / 2 >= 20

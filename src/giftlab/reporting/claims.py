@@ -174,7 +174,8 @@ class Evidence:
             d_z = mean / sd if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
             test = f"paired t over {summary['n']} seeds, d_z = {d_z:+.2f}"
             if self.pooled is not None:
-                test += f"; pooled problems × seeds {fmt(*nested_bootstrap_ci(self.pooled, 2000, alpha))}"
+                pooled = nested_bootstrap_ci(self.pooled, resamples_for(alpha), alpha)  # as many as the others
+                test += f"; pooled problems × seeds {fmt(*pooled)}"
         elif self.problem_deltas is not None:
             lo, hi = stratified_bootstrap_ci(self.problem_deltas, resamples_for(alpha), alpha)
             groups = f" ({len(self.problem_deltas)} benchmarks, each resampled)" if len(self.problem_deltas) > 1 else ""
