@@ -383,6 +383,14 @@ def test_mbpp_entry_point_is_the_asserted_function(test, entry):
     assert bm._mbpp_entry_point([test], "def helper():\n    pass\n") == entry
 
 
+def test_mbpp_entry_point_prefers_what_the_reference_code_defines_and_skips_string_literals():
+    # a call-like text inside a string literal is not the function; a function named like a builtin is found
+    assert bm._mbpp_entry_point(['assert "max(a)" == to_text([1])'], "def helper():\n    pass\n") == "to_text"
+    assert bm._mbpp_entry_point(["assert 'f(x)' == g('a\\'b(c)')"], "") == "g"
+    assert bm._mbpp_entry_point(["assert sum([1, 2]) == 3"], "def sum(xs):\n    return 3\n") == "sum"
+    assert bm._mbpp_entry_point(["assert abs(helper(2)) == main(2)"], "def main(x):\n    return x\n") == "main"
+
+
 def test_mbpp_entry_point_falls_back_to_the_reference_codes_def():
     assert bm._mbpp_entry_point([], "import math\ndef first(a):\n    return a\ndef second(b):\n    return b\n") == "first"
     assert bm._mbpp_entry_point(["assert len([1]) == 1"], "") is None

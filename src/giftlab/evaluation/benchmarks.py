@@ -327,15 +327,17 @@ def _humaneval_plus(row, i, **_):
 
 
 def _mbpp_entry_point(test_list: list[str], code: str) -> str | None:
-    """The function an MBPP test asserts on: the first call after ``assert`` that is not a builtin or a dotted name
-    (``abs(f(2) - 8)``, ``set(f(x))``, ``math.isclose(f(x), y)`` name ``f``); else the reference code's first def."""
+    """The function an MBPP test asserts on: the first call after ``assert`` that the reference code defines, else
+    the first that is not a builtin or a dotted name (``abs(f(2) - 8)``, ``set(f(x))``, ``math.isclose(f(x), y)``
+    name ``f``); names inside string literals are not calls. Without a call, the reference code's first def."""
+    defined = re.findall(r"^def\s+([A-Za-z_]\w*)\s*\(", code, re.M)
     for test in test_list:
         _, _, after = test.partition("assert")
-        for name in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", after):
-            if name not in _BUILTIN_NAMES:
-                return name
-    m = re.search(r"^def\s+([A-Za-z_]\w*)\s*\(", code, re.M)
-    return m.group(1) if m else None
+        after = re.sub(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'", "''", after)
+        calls = re.findall(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", after)
+        for name in [n for n in calls if n in defined] or [n for n in calls if n not in _BUILTIN_NAMES]:
+            return name
+    return defined[0] if defined else None
 
 
 def _mbpp_plus(row, i, **_):
