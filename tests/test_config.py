@@ -316,6 +316,7 @@ def test_job_setup_imports_torch_only_for_jobs_that_compute_with_it():
 def test_job_freezes_the_collector_after_its_work_and_still_writes_its_output(tmp_path):
     """giftlab.cli.run: gc.freeze() once main returns (the exit skips collecting import-time objects); what main
     wrote is complete, and a main that fails still exits 1 with its one line."""
+    import os
     import subprocess
     import sys
 
@@ -332,6 +333,9 @@ def test_job_freezes_the_collector_after_its_work_and_still_writes_its_output(tm
     ok = subprocess.run([sys.executable, "-c", code, str(out), "ok"], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.strip() == "True", ok.stderr[-2000:]
     assert out.read_text() == "done"
+    rank = subprocess.run([sys.executable, "-c", code, str(out), "ok"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "WORLD_SIZE": "2"})
+    assert rank.returncode == 0 and rank.stdout.strip() == "False", rank.stderr[-2000:]  # a rank exits as before
     failed = subprocess.run([sys.executable, "-c", code, str(out), "fail"], capture_output=True, text=True,
                             timeout=60)
     assert failed.returncode == 1 and failed.stderr.strip() == "error: key x: bad"

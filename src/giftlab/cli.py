@@ -97,13 +97,16 @@ def setup(args: argparse.Namespace, torch_threads: bool = True) -> dict[str, Any
 def run(main_fn, argv: Sequence[str] | None = None) -> None:
     """Call ``main_fn(argv)``; turn expected user errors into one line on stderr, exit 1.
 
-    After a job's work, ``gc.freeze()``: the interpreter's exit then skips the cyclic collector's passes over the
-    millions of objects torch and transformers created at import (0.6 s of a 5 s consistency job, docs/speed.md).
-    Every object is still released by its reference count; nothing the job wrote is open by then.
+    After a single-process job's work, ``gc.freeze()``: the interpreter's exit then skips the cyclic collector's
+    passes over the millions of objects torch and transformers created at import (0.6 s of a 5 s consistency job,
+    docs/speed.md). Every object is still released by its reference count; nothing the job wrote is open by then.
+    A rank of a multi-process run (``WORLD_SIZE`` > 1) exits as before: its teardown (NCCL's included) is untested
+    on a GPU under a freeze, and seconds do not matter to a job of hours.
     """
     try:
         main_fn(argv)
-        gc.freeze()
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+            gc.freeze()
     except (ConfigError, JobFailed, FileNotFoundError, ValueError) as exc:
         if os.environ.get("GIFTLAB_DEBUG"):
             raise
