@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -187,6 +188,25 @@ def load_model(path_or_hub_id: str | os.PathLike, dtype: Any = None, **kwargs: A
         if getattr(gc, key, None) is None and getattr(cfg, key, None) is not None:
             setattr(gc, key, getattr(cfg, key))
     return model
+
+
+@contextlib.contextmanager
+def weights_in_every_process():
+    """Models loaded inside hold the checkpoint's weights in every process, for models no launcher prepares (SFT's
+    frozen reference).
+
+    Under ``accelerate launch`` with FSDP's CPU-RAM-efficient loading (workflow/accelerate/fsdp.yaml) and
+    torch.distributed initialised, transformers reads the weights on each node's first process only (5.17, the GPU
+    set's, leaves zeros elsewhere): accelerate then broadcasts rank 0's weights, but only into the models it prepares.
+    A frozen model loaded so would hold zeros on every other GPU and, silently, give those GPUs' examples a uniform
+    base. The loading is switched off inside (tests/dist/frozen_load.py).
+    """
+    saved = os.environ.pop("FSDP_CPU_RAM_EFFICIENT_LOADING", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved
 
 
 def load_tokenizer(path_or_hub_id: str | os.PathLike, **kwargs: Any):

@@ -27,6 +27,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import example_digest, tokenize_sft_example
 from giftlab.io import atomic_dir, write_json_atomic
+from giftlab.models import weights_in_every_process
 from giftlab.objectives import TokenBatch, diagnostic_sums, get_objective
 from giftlab.objectives.heads import choose_backend, chunked_loss, head_chunk_size
 from giftlab.profiling import matmul_flops, phase
@@ -504,7 +505,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
             ref_cache = load_reference_cache(reference_cache, settings, solution_key, vocab_size(model), base_path,
                                              train_files, train_ds.row_digests())
         elif objective.needs_ref:
-            ref_model = load_model(base_path).eval().requires_grad_(False)
+            with weights_in_every_process():  # loaded before the Trainer makes the process group; whole either way
+                ref_model = load_model(base_path).eval().requires_grad_(False)
         if objective.needs_old:
             old_model = copy.deepcopy(model).eval().requires_grad_(False)
     for name, ds, rows in (("training", train_ds, train_rows), ("validation", val_ds, val_rows)):
