@@ -339,3 +339,33 @@ def test_job_freezes_the_collector_after_its_work_and_still_writes_its_output(tm
     failed = subprocess.run([sys.executable, "-c", code, str(out), "fail"], capture_output=True, text=True,
                             timeout=60)
     assert failed.returncode == 1 and failed.stderr.strip() == "error: key x: bad"
+
+
+@pytest.mark.parametrize("site,key", [
+    ({"backbones": {"qwen": {"path": "/nonexistent/models/Qwen2.5-7B"}}}, "backbones.qwen.path"),
+    ({"data": {"path": "/nonexistent/data/DeepMath-103K"}}, "data.path"),
+], ids=["backbone folder", "deepmath folder"])
+def test_paper_plan_stops_on_a_missing_local_path_with_one_line(tmp_path, site, key):
+    """A site file's local path that does not exist (a typo, a download not made) used to plan every job: the split
+    or the SFT jobs failed on the cluster, after their wait for GPUs, with the path in their logs."""
+    bad = write_override(tmp_path / "site.yaml", site)
+    result = snakemake(tmp_path, "-n", configfiles=[REPO / "config" / "paper.yaml", bad], timeout=120)
+    assert result.returncode != 0
+    errors = [l for l in (result.stderr + result.stdout).splitlines() if l.startswith(f"config error: {key}:")]
+    assert errors, (result.stderr + result.stdout)[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path):
+    from giftlab.config import check_local_paths
+
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    check_local_paths(paper, ["qwen", "llama"], tmp_path)  # hub ids: owner/name
+    (tmp_path / "shared" / "models" / "qwen").mkdir(parents=True)
+    local = deep_merge(paper, {"backbones": {"qwen": {"path": "shared/models/qwen"},
+                                             "llama": {"path": "shared/models/llama"}}})
+    check_local_paths(local, ["qwen"], tmp_path)   # relative to the workspace; llama's grid is not built
+    with pytest.raises(ConfigError, match=r"^config error: backbones\.llama\.path: .*shared/models/llama"):
+        check_local_paths(local, ["qwen", "llama"], tmp_path)
+    with pytest.raises(ConfigError, match=r"^config error: data\.path: .*DeepMath\.parquet"):
+        check_local_paths(deep_merge(paper, {"data": {"path": "DeepMath.parquet"}}), [], tmp_path)

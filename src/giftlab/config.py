@@ -283,6 +283,29 @@ def _check_mtbench(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: mtbench.judge: {exc}") from None
 
 
+def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root: str | Path = ".") -> None:
+    """The local paths the grid reads but no rule makes, checked before any job: ``backbones.<name>.path`` of each
+    pretrained backbone of the grid, and ``data.path``, where they name a file or folder rather than a hub id
+    (relative ones from ``root``, the workspace). A missing one is one line naming its key; otherwise the jobs
+    reading it (the split, every SFT and GRPO run on the cluster) would each fail on it after their wait."""
+    from giftlab.data import looks_local as data_looks_local
+    from giftlab.models import _looks_local as model_looks_local
+
+    def missing(path: str) -> bool:
+        return not (Path(root) / Path(path).expanduser()).exists()
+
+    for name in backbones:
+        spec = config["backbones"][name]
+        path = spec.get("path")
+        if spec["source"] == "pretrained" and path and model_looks_local(path) and missing(path):
+            raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} (a local checkpoint "
+                              "folder; a hub id is owner/name)")
+    data = config["data"]
+    if data["source"] != "tiny" and data.get("path") and data_looks_local(data["path"]) and missing(data["path"]):
+        raise ConfigError(f"config error: data.path: no such file or folder: {data['path']} (a local copy; a hub "
+                          "dataset id is owner/name)")
+
+
 def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``models.extra``: {name: {path, backbone?}}, the checkpoints evaluated on demand (``snakemake extra_models``)."""
     return dict((config.get("models") or {}).get("extra") or {})

@@ -29,6 +29,11 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     return write_text_atomic(path, text)
 
 
+def looks_local(path: str) -> bool:
+    """``data.path`` names a file or folder, not a hub dataset id (``owner/name``)."""
+    return bool(Path(path).suffix) or path.startswith((".", "/", "~")) or path.count("/") != 1
+
+
 def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
     """DeepMath-schema rows from a local file or folder (any format :mod:`giftlab.rowfiles` reads: the downloaded
     dataset folder with its ``data/train-*.parquet`` shards, a parquet, jsonl, json or csv file) or, when online, a
@@ -36,7 +41,7 @@ def load_problems(path: str, solution_key: str) -> list[dict[str, Any]]:
     local = Path(path)
     if local.exists():
         rows = read_rows(local, split="train")
-    elif local.suffix or path.startswith((".", "/")) or path.count("/") != 1:
+    elif looks_local(path):
         raise ConfigError(f"data.path: no such file or folder: {path}")
     else:
         try:

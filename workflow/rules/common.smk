@@ -8,7 +8,8 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from giftlab.cli import ConfigError
-from giftlab.config import EVAL_RULES, RUN_PATTERN, rule_resources, rule_threads, validate_config
+from giftlab.config import (EVAL_RULES, RUN_PATTERN, check_local_paths, rule_resources, rule_threads,
+                            validate_config)
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
@@ -22,6 +23,13 @@ except ConfigError as exc:
     sys.exit(str(exc))
 
 PLAN = Plan(config)
+
+if workflow.is_main_process:
+    # a local base model or DeepMath copy that is not there: one line naming its key, not a failed job per run
+    try:
+        check_local_paths(config, PLAN.backbones, Path.cwd())
+    except ConfigError as exc:
+        sys.exit(str(exc))
 
 # (workflow.dag_settings is not set yet while the Snakefile is read: the command line says whether a run forces)
 FORCED = any(arg.split("=")[0] in ("-f", "-F", "-R", "--force", "--forceall", "--forcerun", "--forcetargets")
