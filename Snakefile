@@ -41,7 +41,7 @@ wildcard_constraints:
     stage="base|sft|rl",
     benchmark="[a-z0-9_]+",
     pair="base_sft|sft_rl",
-    n="[1-5]",
+    n="|".join(str(n) for n in PLAN.tables()),  # Table 5 only where the config plans it (mtbench)
     name="[a-z][a-z0-9_]*",
 
 

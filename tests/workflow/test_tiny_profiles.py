@@ -54,3 +54,18 @@ def test_pretraining_takes_both_cores_only_where_one_base_pretrains_alone():
         return rule_threads(load_config(REPO / "params.yaml", *(REPO / "config" / f for f in files)), "pretrain_base")
 
     assert (threads(), threads("two_backbones.yaml"), threads("smoke.yaml", "slurm-local.yaml")) == (2, 1, 1)
+
+
+def test_table5_is_a_target_only_where_the_config_plans_it(tmp_path):
+    """With `mtbench: {enabled: false}` (config/replication.yaml, config/rehearsal.yaml) `snakemake
+    results/tables/table5.md` used to run the table rule on no scores and write a Table 5 of headers only, which
+    looked built; it is no target there, as table6 is none anywhere."""
+    off = tmp_path / "off.yaml"
+    off.write_text("mtbench: {enabled: false}\n")
+    result = snakemake(tmp_path, "-n", "results/tables/table5.md", configfiles=[off], timeout=120)
+    assert result.returncode != 0
+    assert "No rule to produce results/tables/table5.md" in result.stdout + result.stderr
+    planned = snakemake(tmp_path, "-n", "results/tables/table4.md", configfiles=[off], timeout=120)
+    assert planned.returncode == 0, (planned.stdout + planned.stderr)[-2000:]
+    default = snakemake(tmp_path, "-n", "results/tables/table5.md", timeout=120)
+    assert default.returncode == 0, (default.stdout + default.stderr)[-2000:]
