@@ -8,28 +8,20 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from giftlab.cli import ConfigError
-from giftlab.config import (EVAL_RULES, RUN_PATTERN, check_local_paths, rule_resources, rule_threads,
-                            validate_config)
+from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, rule_resources, rule_threads, validate_config
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
 from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
-try:
+try:  # one line naming the key, before any job is scheduled
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")
-except ConfigError as exc:
-    # One line naming the key, before any job is scheduled.
-    sys.exit(str(exc))
-
-PLAN = Plan(config)
-
-if workflow.is_main_process:
-    # a local base model or DeepMath copy that is not there: one line naming its key, not a failed job per run
-    try:
+    PLAN = Plan(config)
+    if workflow.is_main_process:  # a missing local base or DeepMath copy: not a failed job per run on the cluster
         check_local_paths(config, PLAN.backbones, Path.cwd())
-    except ConfigError as exc:
-        sys.exit(str(exc))
+except ConfigError as exc:
+    sys.exit(str(exc))
 
 # (workflow.dag_settings is not set yet while the Snakefile is read: the command line says whether a run forces)
 FORCED = any(arg.split("=")[0] in ("-f", "-F", "-R", "--force", "--forceall", "--forcerun", "--forcetargets")
