@@ -166,6 +166,7 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"config error: figures.fig1.backbones: none of {list(fig1)} is in figures.backbones "
                           f"{list(figures['backbones'])}, the backbones the grid builds")
     bench = config["eval"]["benchmarks"]
+    _check_benchmark_names(bench)  # first: a typo there is named as itself, not as another key's mismatch
     if config["eval"]["main_benchmark"] not in bench:
         raise ConfigError(f"config error: eval.main_benchmark: '{config['eval']['main_benchmark']}' is not in eval.benchmarks")
     for name in config["eval"].get("ood") or []:
@@ -331,6 +332,15 @@ REDUX_ERROR_TYPES = ("ok", "wrong_groundtruth", "no_correct_answer", "multiple_c
                      "bad_question_clarity", "bad_options_clarity", "expert")
 
 
+def _check_benchmark_names(names) -> None:
+    from giftlab.evaluation.benchmarks import BENCHMARKS
+
+    for name in names:
+        if name not in BENCHMARKS:
+            raise ConfigError(f"config error: eval.benchmarks: unknown benchmark '{name}' "
+                              f"(known: {', '.join(sorted(BENCHMARKS))})")
+
+
 def _check_grid(config: Mapping[str, Any]) -> None:
     """Names that select parts of the grid must exist: a typo would silently drop runs or benchmarks."""
     from giftlab.evaluation.benchmarks import BENCHMARKS
@@ -340,10 +350,6 @@ def _check_grid(config: Mapping[str, Any]) -> None:
         if run not in known_runs:
             raise ConfigError(f"config error: grpo.runs: '{run}' is not an SFT run of this grid "
                               f"(one of {', '.join(known_runs)})")
-    for name in config["eval"]["benchmarks"]:
-        if name not in BENCHMARKS:
-            raise ConfigError(f"config error: eval.benchmarks: unknown benchmark '{name}' "
-                              f"(known: {', '.join(sorted(BENCHMARKS))})")
     # per_benchmark may name benchmarks outside eval.benchmarks (a profile run on a subset; merged configs
     # cannot delete keys), but not unknown ones
     for name, overrides in (config["eval"].get("per_benchmark") or {}).items():

@@ -424,3 +424,15 @@ def test_sft_runs_outside_figure_1_stop_at_the_epoch_rl_reads(paper):
     assert "stop_epoch" not in qwen_panel.job("sft", {"backbone": "llama", "run": "gift-b10"})["settings"]
     every = Plan(deep_merge(paper, {"sft": {"all_epochs": True}}))
     assert all("stop_epoch" not in every.job("sft", {"backbone": bb, "run": r})["settings"] for bb, r in stops)
+
+
+def test_a_typo_in_eval_benchmarks_is_named_as_itself(paper):
+    """A misspelt benchmark is reported as unknown, not as another key's mismatch (eval.ood then names the right
+    spelling as 'not in eval.benchmarks', which points at the wrong key)."""
+    from giftlab.cli import ConfigError
+    from giftlab.config import deep_merge, validate_config
+
+    names = [("gpqa_diamnd" if b == "gpqa" else b) for b in paper["eval"]["benchmarks"]]
+    assert "gpqa" in paper["eval"]["ood"] and "gpqa_diamnd" in names
+    with pytest.raises(ConfigError, match="^config error: eval.benchmarks: unknown benchmark 'gpqa_diamnd'"):
+        validate_config(deep_merge(paper, {"eval": {"benchmarks": names}}))
