@@ -136,6 +136,37 @@ def render_conversation(tokenizer, turns: Sequence[str], chat_template: str | bo
     return text
 
 
+_TURN_PROBE = "GIFTLABTURNPROBE"
+
+
+def turn_end_ids(tokenizer) -> list[int]:
+    """The id of the special token that closes an assistant turn in the tokenizer's chat template, when it is not
+    the tokenizer's EOS (else ``[]``; also without a template, or when the turn ends in plain text).
+
+    A base model's EOS is its end of document (Qwen2.5's ``<|endoftext|>``, Llama 3.1's ``<|end_of_text|>``); its
+    template ends a turn with another token (``<|im_end|>``, ``<|eot_id|>``). A base model prompted in the template
+    (Direct RL, LUFFY and ReLIFT start from it) ends its answer with that token: generation that stops on EOS alone
+    runs on past it into turns of its own making, until EOS or the token limit, and the last ``\\boxed{}`` graded is
+    then the made-up turns'. Every generator adds this id to its stop ids (:mod:`giftlab.evaluation.generation`,
+    :func:`giftlab.training.grpo.train_grpo`)."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        return []
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "x"},
+                                              {"role": "assistant", "content": _TURN_PROBE}], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that refuses this conversation: nothing to add
+        return []
+    if not isinstance(text, str) or _TURN_PROBE not in text:
+        return []
+    tail = text[text.rindex(_TURN_PROBE) + len(_TURN_PROBE):]
+    specials = {t: i for t, i in tokenizer.get_added_vocab().items()}
+    hits = [t for t in specials if t and tail.startswith(t)]
+    if not hits:
+        return []
+    token_id = specials[max(hits, key=len)]
+    return [] if token_id == tokenizer.eos_token_id else [int(token_id)]
+
+
 def encoding_adds_bos(tokenizer) -> bool:
     """Whether ``tokenizer(text)`` (special tokens on) starts with the BOS token by itself."""
     bos_id = getattr(tokenizer, "bos_token_id", None)

@@ -95,3 +95,71 @@ def test_the_rehearsal_plans_the_papers_branch_of_the_dag(rehearsal):
     assert counts["evaluate"] == 5 * 2 and counts["evaluate_direct_sft"] == 2     # one job per model, ten benchmarks
     assert counts["evaluate_pre_rl"] == 2 * 2                                     # SFT, GIFT before RL: six each
     assert counts["table"] == 4 and counts["figure3"] == 1
+
+
+@pytest.mark.parametrize("name,turn_end", [("Qwen2.5-rehearsal", "<|im_end|>"), ("Llama-3.1-rehearsal", "<|eot_id|>")])
+def test_an_answer_ends_at_the_end_of_its_turn(rehearsal, name, turn_end, monkeypatch):
+    """The bases' EOS ends a document (<|endoftext|>, <|end_of_text|>); their chat templates end a turn with another
+    token. A base prompted in the template (Direct RL, LUFFY and ReLIFT start from it; its evaluations) ends its answer
+    with that token: both generators stopped on EOS alone and ran on into turns of the model's own making, whose last
+    \\boxed{} was graded. Here a model that always says the end-of-turn token: one token, stopped."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    import torch
+
+    from giftlab.evaluation.generation import HFGenerator, VLLMGenerator
+    from giftlab.models import load_model, load_tokenizer
+
+    path = rehearsal / "models" / name
+    tok = load_tokenizer(path)
+    eot = tok.convert_tokens_to_ids(turn_end)
+    assert eot != tok.eos_token_id
+    model = load_model(path, dtype=torch.float32)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.bias[eot] = 10.0
+    model.lm_head = head
+    gen = HFGenerator.from_model(model.eval(), tok, batch_size=2)
+    assert eot in gen.stop_ids and tok.eos_token_id in gen.stop_ids
+    (sample,), = gen.generate([render(tok)], n=1, temperature=0, top_p=1.0, max_new_tokens=5, seed=0)
+    assert (sample.num_tokens, sample.finish_reason) == (1, "stop")
+
+    calls = []
+
+    class FakeLLM:  # vLLM's offline API: it stops on its request's stop_token_ids (and its own EOS)
+        def __init__(self, model, **kwargs):
+            pass
+
+        def generate(self, requests, params, use_tqdm=False):
+            calls.append(params)
+            out = []
+            for p in params:
+                ids = [eot, 7, 8, tok.eos_token_id]
+                cut = next(i for i, t in enumerate(ids) if t in set(p.stop_token_ids) | {tok.eos_token_id})
+                out.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids[:cut + 1], finish_reason="stop")]))
+            return out
+
+    module = types.ModuleType("vllm")
+    module.LLM, module.SamplingParams = FakeLLM, (lambda **kw: SimpleNamespace(**kw))
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    (sample,), = VLLMGenerator(path).generate([render(tok)], n=1, temperature=0.6, top_p=1.0, max_new_tokens=5,
+                                               seed=0)
+    assert eot in calls[0][0].stop_token_ids and sample.num_tokens == 1 and sample.text == ""
+
+
+def render(tok):
+    from giftlab.data import render_prompt
+
+    return render_prompt(tok, "What is 2 + 3?")
+
+
+def test_the_turn_end_is_found_only_where_it_is_not_eos():
+    """The tiny char tokenizer's template ends an assistant turn with its EOS: nothing to add."""
+    from giftlab.data import turn_end_ids
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+
+    assert turn_end_ids(build_tokenizer()) == []

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 # One definition each, shared with training: prompts and tokenizer loading (re-exported here).
-from giftlab.data import render_prompt  # noqa: F401
+from giftlab.data import render_prompt, turn_end_ids  # noqa: F401
 from giftlab.models import check_weights, load_tokenizer  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -334,8 +334,9 @@ class HFGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model
         eos = self.tokenizer.eos_token_id
+        # the chat template's end of turn (giftlab.data.turn_end_ids) ends an answer as EOS does
         self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
-                               | {int(i) for i in stop_token_ids})
+                               | {int(i) for i in stop_token_ids} | set(turn_end_ids(self.tokenizer)))
         if not self.stop_ids:
             raise ValueError(f"{name}: tokenizer has no eos_token_id and no stop ids were given")
         # Explicit neutral settings: a checkpoint's generation_config.json (e.g. Qwen's
@@ -443,8 +444,9 @@ class VLLMGenerator:  # vLLM runs on a GPU only; tests/evaluation/test_vllm_gene
         if Path(self.model_path).is_dir():
             check_weights(self.model_path)
         eos = self.tokenizer.eos_token_id
+        # the chat template's end of turn (giftlab.data.turn_end_ids) ends an answer as EOS does
         self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
-                               | {int(i) for i in stop_token_ids})
+                               | {int(i) for i in stop_token_ids} | set(turn_end_ids(self.tokenizer)))
         # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's sampling defaults.
         self.llm = LLM(model=self.model_path, dtype=dtype, max_model_len=max_model_len,
                        gpu_memory_utilization=gpu_memory_utilization,

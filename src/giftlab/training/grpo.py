@@ -24,7 +24,7 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 from giftlab.cli import ConfigError
-from giftlab.data import render_prompt
+from giftlab.data import render_prompt, turn_end_ids
 from giftlab.io import write_json_atomic, write_text_atomic
 from giftlab.jobs import check_dual_clip
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
@@ -608,6 +608,11 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     kwargs = grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1)))
     if method:
         kwargs.update(method.grpo_overrides(params))
+    # the chat template's end of turn ends a rollout too (giftlab.data.turn_end_ids): vLLM's engine stops on its own
+    # EOS and the checkpoint's generation_config.json only, TRL's transformers path on the model's eos ids (below)
+    turn_end = turn_end_ids(tokenizer)
+    if turn_end and kwargs.get("use_vllm"):
+        kwargs["generation_kwargs"] = {**(kwargs.get("generation_kwargs") or {}), "stop_token_ids": turn_end}
     args = GRPOConfig(**kwargs)
     trainer_class = grpo_trainer_class(method, params)
     args.run_name = "/".join(str(job_config[k]) for k in ("backbone", "run") if job_config.get(k)) or args.run_name
@@ -633,6 +638,11 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                   "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
     with phase("grpo/load"):
         model = fp32_master_weights(load_model(init_path))
+    saved_eos = model.generation_config.eos_token_id
+    if turn_end:  # TRL reads its stop ids from here (GRPOTrainer.eos_token_ids); restored before the export
+        eos = [] if saved_eos is None else list(saved_eos) if isinstance(saved_eos, (list, tuple)) else [saved_eos]
+        eos = eos or [tokenizer.eos_token_id]
+        model.generation_config.eos_token_id = eos + [t for t in turn_end if t not in eos]
     t0 = time.time()
     dynamics = None
     # grpo.percent_rule (schema-validated): OMI's 0.5 == 50 rule, on as in GIFT's reward
@@ -666,6 +676,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         totals = tally.totals()
     grading = totals["grading"]
     seconds = time.time() - t0
+    model.generation_config.eos_token_id = saved_eos  # the export keeps the checkpoint's own
     with phase("grpo/export"):
         export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
