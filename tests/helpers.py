@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -85,3 +86,34 @@ def together(target, n: int, *args) -> dict:
         for p in procs:
             if p.is_alive():
                 p.terminate()
+
+
+def patch_trl_vllm(monkeypatch, llm_class):
+    """TRL's colocated vLLM generation with ``llm_class`` for vLLM's ``LLM`` (CPU tests: no vLLM here), sampling
+    params as a namespace of their keywords and no weight sync. A generator fixture's body: yield after it, then
+    :func:`restore_environ` with what it returned (TRL sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+    for vLLM)."""
+    import trl.generation.vllm_generation as vg
+
+    monkeypatch.setattr(vg, "is_vllm_available", lambda *a, **k: True)
+    monkeypatch.setattr(vg, "LLM", llm_class, raising=False)
+    monkeypatch.setattr(vg, "SamplingParams", lambda **kw: SimpleNamespace(**kw), raising=False)
+    monkeypatch.setattr(vg.VLLMGeneration, "sync_weights", lambda self: None)
+    return dict(os.environ)
+
+
+def restore_environ(environ: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
+
+
+def build_rehearsal(out: Path, problems: int) -> Path:
+    """``scripts/make_rehearsal.py --out OUT --problems N`` in this process: the paper-shaped stand-ins (Qwen2.5- and
+    Llama-3.1-like checkpoints and tokenizers, DeepMath-schema data) under ``out``, returned."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_rehearsal", REPO / "scripts" / "make_rehearsal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--out", str(out), "--problems", str(problems)])
+    return out

@@ -7,15 +7,13 @@ EOS <|endoftext|>, end of turn <|im_end|>): a base prompted in ChatML (Direct RL
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import build_rehearsal, patch_trl_vllm, restore_environ
 
 GRPO = dict(max_steps=1, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=2,
             prompts_per_update=2, temperature=1.0, max_completion_length=6, save_steps=5, grading_timeout=10)
@@ -24,12 +22,7 @@ RL_ROWS = [{"question": f"Start with {i}. Add 1. What is the result?", "final_an
 
 @pytest.fixture(scope="module")
 def qwen_like(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_rehearsal", REPO / "scripts" / "make_rehearsal.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("work") / "rehearsal"
-    module.main(["--out", str(out), "--problems", "8"])
-    return out / "models" / "Qwen2.5-rehearsal"
+    return build_rehearsal(tmp_path_factory.mktemp("work") / "rehearsal", 8) / "models" / "Qwen2.5-rehearsal"
 
 
 class FakeLLM:
@@ -56,17 +49,10 @@ class FakeLLM:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    import trl.generation.vllm_generation as vg
-
-    monkeypatch.setattr(vg, "is_vllm_available", lambda *a, **k: True)
-    monkeypatch.setattr(vg, "LLM", FakeLLM, raising=False)
-    monkeypatch.setattr(vg, "SamplingParams", lambda **kw: SimpleNamespace(**kw), raising=False)
-    monkeypatch.setattr(vg.VLLMGeneration, "sync_weights", lambda self: None)
-    environ = dict(os.environ)
+    environ = patch_trl_vllm(monkeypatch, FakeLLM)
     FakeLLM.params = []
     yield FakeLLM
-    os.environ.clear()
-    os.environ.update(environ)
+    restore_environ(environ)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

@@ -13,13 +13,14 @@ rollout noise on rank r. No vLLM here: a stand-in with vLLM's seeding and its pe
 
 from __future__ import annotations
 
-import os
 import random
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+
+from helpers import patch_trl_vllm, restore_environ
 
 GRPO = dict(max_steps=4, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=2,
             prompts_per_update=2, temperature=1.0, max_completion_length=6, save_steps=2, grading_timeout=10,
@@ -69,17 +70,10 @@ class FakeLLM:
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    import trl.generation.vllm_generation as vg
-
-    monkeypatch.setattr(vg, "is_vllm_available", lambda *a, **k: True)
-    monkeypatch.setattr(vg, "LLM", FakeLLM, raising=False)
-    monkeypatch.setattr(vg, "SamplingParams", lambda **kw: SimpleNamespace(**kw), raising=False)
-    monkeypatch.setattr(vg.VLLMGeneration, "sync_weights", lambda self: None)
-    environ = dict(os.environ)  # TRL sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT for vLLM
+    environ = patch_trl_vllm(monkeypatch, FakeLLM)
     FakeLLM.engine_seeds, FakeLLM.drawn = [], []
     yield FakeLLM
-    os.environ.clear()
-    os.environ.update(environ)
+    restore_environ(environ)
     if torch.distributed.is_initialized():  # the one-process group TRL starts for vLLM's external launcher: a
         torch.distributed.destroy_process_group()  # later test's processes forked from this one would inherit it
 

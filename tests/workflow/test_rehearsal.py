@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, venv_env
+from helpers import REPO, build_rehearsal, venv_env
 
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_rehearsal", REPO / "scripts" / "make_rehearsal.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("work") / "rehearsal"
-    module.main(["--out", str(out), "--problems", "60"])
-    return out
+    return build_rehearsal(tmp_path_factory.mktemp("work") / "rehearsal", 60)
 
 
 @pytest.mark.parametrize("name,arch,tokenizer_class", [("Qwen2.5-rehearsal", "Qwen2ForCausalLM", "Qwen2Tokenizer"),
