@@ -638,7 +638,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                   "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
     with phase("grpo/load"):
         model = fp32_master_weights(load_model(init_path))
-    saved_eos = model.generation_config.eos_token_id
+    saved_eos = model.generation_config.eos_token_id if turn_end else None
     if turn_end:  # TRL reads its stop ids from here (GRPOTrainer.eos_token_ids); restored before the export
         eos = [] if saved_eos is None else list(saved_eos) if isinstance(saved_eos, (list, tuple)) else [saved_eos]
         eos = eos or [tokenizer.eos_token_id]
@@ -676,7 +676,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         totals = tally.totals()
     grading = totals["grading"]
     seconds = time.time() - t0
-    model.generation_config.eos_token_id = saved_eos  # the export keeps the checkpoint's own
+    if turn_end:
+        model.generation_config.eos_token_id = saved_eos  # the export keeps the checkpoint's own
     with phase("grpo/export"):
         export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
     steps = read_step_log(step_log)
