@@ -290,7 +290,7 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     (relative ones from ``root``, the workspace). A missing one is one line naming its key; otherwise the jobs
     reading it (the split, every SFT and GRPO run on the cluster) would each fail on it after their wait."""
     from giftlab.data import looks_local as data_looks_local
-    from giftlab.models import _looks_local as model_looks_local
+    from giftlab.models import looks_local as model_looks_local
 
     def missing(path: str) -> bool:
         return not (Path(root) / Path(path).expanduser()).exists()

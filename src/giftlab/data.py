@@ -159,7 +159,7 @@ def turn_end_ids(tokenizer) -> list[int]:
     if not isinstance(text, str) or _TURN_PROBE not in text:
         return []
     tail = text[text.rindex(_TURN_PROBE) + len(_TURN_PROBE):]
-    specials = {t: i for t, i in tokenizer.get_added_vocab().items()}
+    specials = tokenizer.get_added_vocab()
     hits = [t for t in specials if t and tail.startswith(t)]
     if not hits:
         return []

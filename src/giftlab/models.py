@@ -64,7 +64,7 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def _looks_local(name: str) -> bool:
+def looks_local(name: str) -> bool:
     """Not shaped like a hub id (``name`` or ``owner/name``): a filesystem path."""
     return re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is None or name.startswith(".")
 
@@ -74,7 +74,7 @@ def _resolve(path_or_hub_id: str | os.PathLike, what: str) -> tuple[str, dict[st
     name = os.fspath(path_or_hub_id)
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser()), {}
-    if _looks_local(name) or Path(name).expanduser().exists():
+    if looks_local(name) or Path(name).expanduser().exists():
         raise FileNotFoundError(f"{what} not found: {name} is not a directory")
     return name, ({"local_files_only": True} if _hub_offline() else {})
 
