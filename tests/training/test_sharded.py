@@ -223,3 +223,58 @@ def test_unified_paradigms_train_on_one_and_two_processes(by_processes, n):
     # a random model fails every question: two hard questions per batch fill a buffer of 2, one SFT step per batch
     sft_steps = [row["relift/sft_steps"] for row in relift["log"] if "relift/sft_steps" in row]
     assert sft_steps == [1.0, 2.0]
+
+
+# ------------------------------------------------------------------ GRPO's KL reference (grpo.kl_coef > 0)
+
+
+def test_grpos_kl_reference_holds_its_weights_in_every_process_of_an_fsdp_launch(base_dir, tmp_path):
+    """TRL loads GRPO's reference itself after the process group exists and shards it without a broadcast: under
+    FSDP's CPU-RAM-efficient loading the GPU set's transformers 5.17 left it all zeros on rank 1 (a KL term against
+    a uniform model; .ci/run's third stage runs this with 5.17, where the plain trainer shows it). Built inside
+    trl_reference_in_every_process, every process holds the checkpoint's reference."""
+    from giftlab.models import load_model
+
+    expected = float(load_model(base_dir)(input_ids=torch.arange(3, 40).unsqueeze(0)).logits.double().abs().sum())
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "dist" / "grpo_reference.py"), str(base_dir), str(tmp_path)]
+    proc = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # TRL's fused lm head (trl.trainer.utils.add_fused_lm_head) computes the reference's logits ~5e-5 off a plain
+    # forward's; a model of zeros sums to 0
+    assert [r["whole"] for r in ranks] == pytest.approx([expected, expected], rel=1e-3)
+    assert ranks[1]["whole"] == ranks[0]["whole"]
+    assert ranks[0]["plain"] == pytest.approx(expected, rel=1e-3)  # rank 0 reads the weights in any case
+    assert all(r["env_after"] == "true" for r in ranks)  # the launch's setting is back for what loads later
+
+
+def test_train_grpo_builds_its_trainer_with_the_reference_loaded_whole(base_dir, tmp_path, monkeypatch):
+    """train_grpo's trainer goes through trl_reference_in_every_process: with grpo.kl_coef > 0 TRL's reference load
+    runs inside weights_in_every_process, and TRL's loader is its own again afterwards."""
+    import contextlib
+
+    import trl.trainer.grpo_trainer as trl_grpo
+
+    import giftlab.models
+    from giftlab.models import load_model, load_tokenizer
+    from giftlab.training.grpo import train_grpo
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(giftlab.models, "weights_in_every_process", recording)
+    trl_loader = trl_grpo.create_model_from_path
+    cfg = dict(max_steps=1, lr=1e-3, lr_scheduler="constant", num_generations=2, prompts_per_generation=2,
+               prompts_per_update=2, temperature=1.0, max_completion_length=4, save_steps=5, grading_timeout=10,
+               kl_coef=0.05)
+    rows = [{"question": f"Start with {i}. Add 1. What is the result?", "final_answer": str(i + 1)} for i in range(4)]
+    train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=load_tokenizer(base_dir), rl_rows=rows,
+               cfg=cfg, seed=0, out_dir=tmp_path / "model", work_dir=tmp_path / "work",
+               job_config={"grpo": cfg, "seed": 0})
+    assert entered == [True]
+    assert trl_grpo.create_model_from_path is trl_loader

@@ -33,8 +33,8 @@ from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distrib
                                           last_complete_checkpoint, prepare_work_dir, train_or_finish)
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
-from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation,
-                                      rank_and_world)
+from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation, rank_and_world,
+                                      trl_reference_in_every_process)
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
 from giftlab.training.weight_decay import DecayEveryParameter, with_optimizer_groups
 
@@ -660,9 +660,10 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         preemption = PreemptionCheckpoint()
         if not args.use_vllm:  # TRL samples through model.generate: its random stream without its idle work
             use_fast_rollouts(model)
-        trainer = trainer_class(model=model, reward_funcs=[MathReward(pool)], args=args,
-                              train_dataset=dataset, processing_class=tokenizer,
-                              callbacks=callbacks + list(extra_callbacks) + [preemption])
+        with trl_reference_in_every_process(args.beta > 0):
+            trainer = trainer_class(model=model, reward_funcs=[MathReward(pool)], args=args,
+                                  train_dataset=dataset, processing_class=tokenizer,
+                                  callbacks=callbacks + list(extra_callbacks) + [preemption])
         preemption.trainer = trainer
         use_tensorboard(trainer, work_dir / "tensorboard", resume_step)
         with phase("grpo/train") as timing, trl_phases("grpo/train"):

@@ -12,6 +12,8 @@
 * :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 and
   plain modules gather per forward call.
 * :func:`fp32_master_weights`: a bf16-loaded policy trains fp32 master weights outside FSDP too.
+* :func:`trl_reference_in_every_process`: the reference TRL's GRPOTrainer loads itself holds its weights on every
+  process under FSDP's CPU-RAM-efficient loading.
 """
 
 from __future__ import annotations
@@ -199,3 +201,38 @@ def gathered_for_generation(model: nn.Module):
             yield unwrap(model)
     else:
         yield model
+
+
+@contextlib.contextmanager
+def trl_reference_in_every_process(needed: bool):
+    """TRL's GRPOTrainer, constructed inside, loads its KL reference (``grpo.kl_coef`` > 0) whole on every process.
+
+    TRL (1.16) loads that reference itself, after the Trainer made the process group, and shards it with
+    ``fully_shard`` without a broadcast (``trl.models.utils.prepare_fsdp``). Under ``accelerate launch`` with FSDP's
+    CPU-RAM-efficient loading (workflow/accelerate/fsdp.yaml) the GPU set's transformers 5.17 reads its weights on
+    each node's first process only and leaves zeros on the others: a KL term against an all-zero model on those GPUs.
+    Its loader runs here inside :func:`giftlab.models.weights_in_every_process` (tests/dist/grpo_reference.py).
+    """
+    if not needed:
+        yield
+        return
+    import trl
+    import trl.trainer.grpo_trainer as trl_grpo
+
+    from giftlab.models import weights_in_every_process
+
+    load = getattr(trl_grpo, "create_model_from_path", None)
+    if load is None:  # a TRL that loads its reference otherwise: refuse rather than risk zeros on most GPUs
+        raise RuntimeError(f"trl {trl.__version__}: GRPOTrainer no longer loads its reference through "
+                           "create_model_from_path; giftlab.training.sharded.trl_reference_in_every_process "
+                           "needs updating for grpo.kl_coef > 0")
+
+    def load_whole(*args, **kwargs):
+        with weights_in_every_process():
+            return load(*args, **kwargs)
+
+    trl_grpo.create_model_from_path = load_whole
+    try:
+        yield
+    finally:
+        trl_grpo.create_model_from_path = load
