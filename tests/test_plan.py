@@ -187,7 +187,8 @@ def test_table5_is_planned_only_where_the_config_asks():
     assert paper.mtbench_questions() == ["data/mt_bench/question.jsonl", "data/mt_bench/reference_answer/gpt-4.jsonl"]
     assert not any(p.startswith("data/mtbench/") for p in paper.phase_outputs("mtbench"))
     judge = paper.job("mtbench_judge", {"backbone": "qwen", "run": "gift-b3"})["judge"]
-    assert (judge["kind"], judge["model"], judge["api_key_env"]) == ("openai", "gpt-4", "OPENAI_API_KEY")
+    assert (judge["kind"], judge["model"]) == ("openai", "gpt-4")
+    assert paper.runtime("mtbench_judge")["judge"]["api_key_env"] == "OPENAI_API_KEY"  # beside it (runtime_keys)
 
 
 def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jobs_beside_them(tmp_path):
@@ -200,8 +201,9 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
     from giftlab.plan import RUNTIME_RULES
     from giftlab.runtime_keys import without_runtime
 
+    judge = {"timeout_s": 30, "max_retries": 2, "max_in_flight": 1, "api_key_env": "JUDGE_KEY", "cache": "c.jsonl"}
     runtime = {"sft": {"report_to": ["tensorboard", "wandb"]}, "grpo": {"report_to": [], "save_steps": 5},
-               "eval": {"grading_workers": 3, "code_workers": 4}}
+               "eval": {"grading_workers": 3, "code_workers": 4}, "mtbench": {"judge": judge}}
     for profile in ([], [REPO / "config" / "paper.yaml"]):
         config = load_config(REPO / "params.yaml", *profile)
         plain, changed = Plan(config), Plan(deep_merge(config, runtime))
@@ -211,7 +213,9 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
         for rule in ("evaluate", "evaluate_pre_rl"):
             settings = changed.runtime(rule)["benchmarks"]
             assert settings and all(s == runtime["eval"] for s in settings.values())
-        assert set(RUNTIME_RULES) >= {"sft", "grpo", "evaluate", "evaluate_extra"}
+        # how the MT-Bench judge is reached, not which judge: a slow server's timeout re-judged every model
+        assert changed.runtime("mtbench_judge") == {"judge": judge}
+        assert set(RUNTIME_RULES) >= {"sft", "grpo", "evaluate", "evaluate_extra", "mtbench_judge"}
     # the job reads them merged into its config, and records what it ran with; the comparison leaves them out
     changed = Plan(deep_merge(load_config(REPO / "params.yaml"), runtime))
     job = changed.job("sft", {"backbone": "qwen", "run": "gift-b3"})
@@ -222,6 +226,12 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
         setup(argparse.Namespace(config=json.dumps(job), runtime=str(tmp_path / "missing.json")), torch_threads=False)
     grpo = changed.job("grpo", {"backbone": "qwen", "run": "gift-b3"})
     assert without_runtime({**grpo, "grpo": {**grpo["grpo"], "save_steps": 5}}) == grpo
+    judging = changed.job("mtbench_judge", {"backbone": "qwen", "run": "gift-b3"})
+    assert judging["judge"] == {"kind": "rubric"}
+    assert without_runtime({**judging, "judge": {**judging["judge"], **judge}}) == judging
+    paper = Plan(load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml"))
+    judging = paper.job("mtbench_judge", {"backbone": "qwen", "run": "gift-b3"})["judge"]  # which judge stays
+    assert {"kind", "model", "base_url", "temperature", "max_tokens"} <= set(judging) and not set(judging) & set(judge)
 
 
 def test_figure1_draws_only_the_backbones_the_grid_builds():

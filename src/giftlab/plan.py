@@ -29,7 +29,7 @@ STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
                     "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
                     "export_dtype", "drop_last")
-RUNTIME_RULES = ("sft", "grpo", *EVAL_RULES, "evaluate_extra")  # the rules whose jobs take them
+RUNTIME_RULES = ("sft", "grpo", *EVAL_RULES, "evaluate_extra", "mtbench_judge")  # the rules whose jobs take them
 TABLES = (1, 2, 3, 4)   # always; Table 5 (MT-Bench) where the config plans it (Plan.tables)
 FIGURES = (1, 2, 3)
 MTBENCH_TINY_QUESTIONS = "data/mtbench/tiny_questions.jsonl"
@@ -498,6 +498,8 @@ class Plan:
             spec = EVAL_RULES.get(rule, {"group": "all", "pre_rl": False})
             return {"benchmarks": {name: _pick(eval_settings(self.config["eval"], name, pre_rl=spec["pre_rl"]),
                                                RUNTIME_KEYS["eval"]) for name in self.benchmarks(spec["group"])}}
+        if rule == "mtbench_judge":
+            return {"judge": _pick((self.config.get("mtbench") or {}).get("judge") or {}, RUNTIME_KEYS["judge"])}
         return {}
 
     def _world_job(self) -> dict:
@@ -620,7 +622,7 @@ class Plan:
 
     def _mtbench_judge_job(self, backbone, run) -> dict:
         return {"seed": self.config["seed"], "backbone": backbone, "run": run,
-                "judge": dict(self.config["mtbench"]["judge"])}
+                "judge": drop_keys(self.config["mtbench"]["judge"], RUNTIME_KEYS["judge"])}
 
     def _table_extra_job(self) -> dict:
         return {"seed": self.config["seed"], "table": "extra", "benchmarks": self.benchmarks("all")}

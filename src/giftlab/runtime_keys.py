@@ -1,4 +1,5 @@
-"""Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes.
+"""Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes, how the MT-Bench
+judge is reached (its request timeout, retries, concurrency, key variable and reply cache; not which judge).
 
 They stay out of job configs, so changing one reruns nothing (Snakemake's params trigger), and reach the scripts
 beside them (`--runtime`, ``giftlab.plan.Plan.runtime``); results record them with the config they ran with, and
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-RUNTIME_KEYS = {"sft": ("report_to",), "grpo": ("report_to", "save_steps"), "eval": ("grading_workers", "code_workers")}
+RUNTIME_KEYS = {"sft": ("report_to",), "grpo": ("report_to", "save_steps"), "eval": ("grading_workers", "code_workers"),
+                "judge": ("timeout_s", "max_retries", "max_in_flight", "api_key_env", "cache")}
 
 
 def drop_keys(section: Mapping[str, Any], keys) -> dict[str, Any]:
@@ -20,9 +22,9 @@ def drop_keys(section: Mapping[str, Any], keys) -> dict[str, Any]:
 def without_runtime(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A job config as an output recorded it, less the runtime settings (:data:`RUNTIME_KEYS`) it ran with: what is
     compared with :meth:`giftlab.plan.Plan.job` (an SFT job's ``settings``, a GRPO job's ``grpo``, an evaluation's
-    own keys)."""
+    own keys, an MT-Bench judge job's ``judge``)."""
     out = dict(recorded)
-    for section, kind in (("settings", "sft"), ("grpo", "grpo")):
+    for section, kind in (("settings", "sft"), ("grpo", "grpo"), ("judge", "judge")):
         if isinstance(out.get(section), Mapping):
             out[section] = drop_keys(out[section], RUNTIME_KEYS[kind])
     if isinstance(out.get("benchmarks"), Mapping):

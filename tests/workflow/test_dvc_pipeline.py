@@ -551,9 +551,11 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     (bench_dir / "gpqa").mkdir()
     planned = run([*cmd[:-4], "--printshellcmds", "--", "phase_all"], work, timeout=300).stdout
     assert "math500=data/benchmarks/math500.parquet" in planned and "gpqa=data/benchmarks/gpqa " in planned
-    # the judge is configured: an OpenAI-compatible model, its key read from the environment (never the config)
+    # the judge is configured: an OpenAI-compatible model; how it is reached (the variable holding its key, never
+    # the key; timeouts) is a runtime setting beside the job config
     judge = next(line for line in planned.splitlines() if "scripts/mtbench_judge.py" in line)
-    assert '"kind": "openai"' in judge and '"model": "gpt-4"' in judge and '"api_key_env": "OPENAI_API_KEY"' in judge
+    assert '"kind": "openai"' in judge and '"model": "gpt-4"' in judge and "api_key_env" not in judge
+    assert "--runtime work/runtime/mtbench_judge.json" in judge
     # the local questions and references are the answer jobs' inputs (a missing input stops the plan: math500 above)
     answer = next(line for line in planned.splitlines() if "scripts/mtbench_answer.py" in line)
     assert "--questions data/mt_bench/question.jsonl data/mt_bench/reference_answer/gpt-4.jsonl" in answer

@@ -68,6 +68,7 @@ rule mtbench_judge:
         scores="results/mtbench/scores/{backbone}/{run}.json",
     params:
         job=job("mtbench_judge"),
+        runtime=runtime("mtbench_judge"),
         script=script("mtbench_judge"),
     threads: 1
     resources:
@@ -79,5 +80,5 @@ rule mtbench_judge:
     benchmark:
         "logs/benchmark/mtbench/judge/{backbone}/{run}.tsv",
     shell:
-        "python {params.script} --config {params.job} --answers {input.answers}"
+        "python {params.script} --config {params.job} --runtime {params.runtime} --answers {input.answers}"
         " --judgements {output.judgements} --scores {output.scores} > {log} 2>&1"
