@@ -215,6 +215,7 @@ def test_parquet_and_prebuilt_records(tmp_path):
     ("The answer is $\\boxed{\\mathrm{C}}$", 4, "C"),
     ("\\boxed{\\mathbf{(B)}}", 4, "B"),
     ("\\boxed{A) Photon}", 4, "A"),
+    ("\\boxed{B. Both A and C}", 4, "B"),                  # an option's text, not a hedge
     ("Answer: C", 4, "C"),
     ("**Answer:** (B)", 4, "B"),
     ("ANSWER: $D", 4, "D"),
@@ -234,6 +235,9 @@ def test_extract_letter(text, n, expected):
     ("(A) foo\n(B) bar\n(C) baz\n(D) qux", 4),           # option list echoed, no answer
     ("\\boxed{A}\\boxed{B}\\boxed{C}\\boxed{D}", 4),        # hedging over boxes
     ("Answer: A or B", 4),                                  # hedge
+    ("\\boxed{A or B}", 4),                                 # hedge inside one box
+    ("\\boxed{(B) \\text{ and } (D)}", 4),
+    ("\\boxed{B \\& D}", 4),
     ("The answer is A, B", 4),
     ("Answer: E", 4),                                       # not an option of this question
     ("\\boxed{E}", 4),

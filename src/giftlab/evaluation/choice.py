@@ -19,7 +19,7 @@ characters), first rule that yields a letter wins:
 3. ``Answer: X`` / ``ANSWER: $X`` / ``**Answer:** (X)`` (the last one; simple-evals);
 
 where X must be a valid letter for this question (``A``..``letters[n-1]``) and must stand
-alone (``Answer: Apple`` is not ``A``). A hedge such as ``Answer: A or B`` is None.
+alone (``Answer: Apple`` is not ``A``). A hedge such as ``Answer: A or B`` or ``\\boxed{A or B}`` is None.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ _SEP = r"[\s\*\$\(\[\{]*(?:\\text(?:bf)?\{\s*)?[\(\[]?"
 _END = r"(?![A-Za-z0-9])"
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?" + _SEP + r"([A-J])" + _END, re.I)
 _ANSWER_COLON = re.compile(r"answer\s*[:：]" + _SEP + r"([A-J])" + _END, re.I)
-_HEDGE = re.compile(r"^[\s\*\$\)\]\}.]*(?:or|and|/|,|&)\s*[\(\[]?([A-J])" + _END)
+_HEDGE = re.compile(r"^[\s\*\$\)\]\}.]*(?:or|and|/|,|\\?&)\s*[\(\[]?([A-J])" + _END)
 
 
 def _box_contents(text: str) -> list[str]:
@@ -82,7 +82,8 @@ def _box_letter(content: str, valid: str) -> str | None:
     c = re.sub(r"\\(?:text(?:bf|rm)?|math(?:rm|bf))\s*\{([^{}]*)\}", r"\1", content).strip()
     c = c.strip("$ *")
     m = re.fullmatch(r"[\(\[]?([A-J])[\)\]]?(?:[\s.:)\]].*)?", c, re.S)
-    if m and m.group(1) in valid:
+    # a hedge inside one box ("B or D", "B \text{ and } D") names no single letter, as outside a box
+    if m and m.group(1) in valid and not _HEDGE.match(c[m.end(1):]):
         return m.group(1)
     return None
 
