@@ -274,6 +274,11 @@ def test_claims_verdicts(tmp_path):
     assert c3["verdict"] == "mixed"
     assert {c["interval"].split("(")[-1] for c in c3["checks"] if c["verdict"] != "untested"} == {"97.50%)"}
     assert claim_gift_more_consistent([{**r, "kl": None, "topk_overlap": {}} for r in cs])["verdict"] == "untested"
+    # GIFT and SFT results of different training seeds: nothing to pair (a TypeError from set.intersection before)
+    from helpers import run_specs
+
+    apart = [cons("qwen", "sft-s1", "base_sft", 0.9, 10.0, 0.5), cons("qwen", "gift-b3-s2", "base_sft", 0.95, 8.0, 0.49)]
+    assert CL.claim_gift_more_consistent(apart, run_specs=run_specs(seeds=(1, 2)))["verdict"] == "no data"
 
     out = tmp_path / "claims.md"
     claims = write_claims(out, rl_summaries=rl[:2], pre_rl_summaries=pre, consistency=cs)

@@ -459,6 +459,8 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
     pending = []
     for gkey, skey in _gift_pairs(cells, specs, lambda cell: specs.strategy(cell) == "sft"):
         pairs = _shared(cells[gkey], cells[skey])
+        if not pairs:  # no training seed in common: nothing to pair (as claims 1 and 4)
+            continue
         pair = STAGE_PAIRS.get(gkey[2], gkey[2])
         # (name, higher is better, has an interval, value, its 95% interval, its per-example sums' key)
         metrics = [(m, higher, ci, lambda r, m=m: r.get(m), lambda r, c=ci: r.get(c) if c else None, sums)
