@@ -3,7 +3,9 @@ and unrated turns are counted, not scored."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -148,6 +150,25 @@ def test_questions_load_from_fastchat_and_h4_formats_with_fastchat_references(tm
                         [{"question_id": 111, "model_id": "gpt-4", "choices": [{"index": 0, "turns": ["Two.", "Six."]}]}])
     got = load_questions(tmp_path / "question.jsonl", reference_answers=refs)
     assert got[1]["reference"] == ["Two.", "Six."] and "reference" not in got[0]
+
+
+MT_BENCH = Path(__file__).parent.parent / "fixtures" / "formats" / "mt_bench"   # 3 of FastChat's rows (README.md)
+
+
+def test_fastchats_files_load_with_the_gpt4_references_and_h4_ids_match_none(tmp_path):
+    refs = MT_BENCH / "reference_answer" / "gpt-4.jsonl"
+    got = load_questions(MT_BENCH / "question.jsonl", reference_answers=refs)
+    gpt4 = {r["question_id"]: r["choices"][0]["turns"] for r in map(json.loads, refs.read_text().splitlines())}
+    assert [(r["question_id"], r["category"]) for r in got] == [(81, "writing"), (111, "math"), (123, "coding")]
+    assert got[1]["reference"] == gpt4[111] and got[2]["reference"] == gpt4[123] and "reference" not in got[0]
+    # HuggingFaceH4/mt_bench_prompts' rows (its README's transform): prompt_id is a hash of the prompt, so the
+    # GPT-4 references match none of them; question 111 must not fall back to its own reference ("Area is 3")
+    rows = [json.loads(line) for line in (MT_BENCH / "question.jsonl").read_text().splitlines()][:2]
+    h4 = [{"prompt": q["turns"], "category": q["category"], "reference": q.get("reference", []),
+           "prompt_id": int(hashlib.sha256("".join(q["turns"]).encode("utf-8")).hexdigest(), 16) % 10 ** 8}
+          for q in rows]
+    with pytest.raises(ValueError, match="no reference answer for question .* HuggingFaceH4"):
+        load_questions(_write_jsonl(tmp_path / "h4.jsonl", h4), reference_answers=refs)
 
 
 @pytest.mark.parametrize("rows, message", [

@@ -89,7 +89,7 @@ def load_questions(path: str | Path, reference_answers: str | Path | None = None
 
     ``reference_answers``: FastChat's ``reference_answer/gpt-4.jsonl``; its answers replace the questions' own
     ``reference`` (what FastChat's judge uses). Every dialogue of a category judged against a reference
-    (``NEED_REF_CATS``) must then have one; ids must be unique. Errors are one line naming the file and row.
+    (``NEED_REF_CATS``) must have one (in ``reference_answers`` when given); ids must be unique. Errors are one line naming the file and row.
     """
     from giftlab.rowfiles import read_rows
 
@@ -110,6 +110,13 @@ def load_questions(path: str | Path, reference_answers: str | Path | None = None
         for r in records:
             if r["question_id"] in answers:
                 r["reference"] = answers[r["question_id"]]
+            elif r["category"] in NEED_REF_CATS:
+                # FastChat's judge reads these references from the file alone (ref_answers[judge][question_id]), never
+                # the questions' own short ones; HuggingFaceH4/mt_bench_prompts' prompt_id is a hash of the prompt,
+                # not FastChat's question_id, so none of its questions is found here
+                raise ValueError(f"{reference_answers}: no reference answer for question {r['question_id']!r} "
+                                 f"({r['category']}) of {path} (FastChat's question.jsonl numbers them alike; "
+                                 f"HuggingFaceH4/mt_bench_prompts' prompt_id does not)")
     for r in records:
         if r["category"] in NEED_REF_CATS and len(r.get("reference") or []) != 2:
             source = reference_answers or path
