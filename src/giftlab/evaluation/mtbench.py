@@ -89,7 +89,8 @@ def load_questions(path: str | Path, reference_answers: str | Path | None = None
 
     ``reference_answers``: FastChat's ``reference_answer/gpt-4.jsonl``; its answers replace the questions' own
     ``reference`` (what FastChat's judge uses). Every dialogue of a category judged against a reference
-    (``NEED_REF_CATS``) must have one (in ``reference_answers`` when given); ids must be unique. Errors are one line naming the file and row.
+    (``NEED_REF_CATS``) must have one (in ``reference_answers`` when given); ids must be unique. Errors are one line
+    naming the file and row.
     """
     from giftlab.rowfiles import read_rows
 
