@@ -339,6 +339,21 @@ def test_slurm_profile_requeues_and_every_gpu_rule_gets_gpus(paper, slurm):
     assert paper["eval"]["consistency_dtype"] == "bfloat16"  # two 7-8B checkpoints on one GPU
 
 
+def test_every_gpu_job_is_one_slurm_task(paper):
+    """requirements-gpu.txt's SLURM plugin (2.6.1, submit_string.py) adds --ntasks-per-gpu=<tasks_per_gpu, else
+    tasks, else 1> to a GPU job's sbatch: sft and grpo asked one node for 8 tasks x --cpus-per-task=64 = 512 CPUs,
+    which sbatch refuses on any 8-GPU node. A job is one task (its launcher starts the processes; the jobstep's
+    `srun -n1` runs it); 2.7.0+ adds the flag only where asked."""
+    from giftlab.config import rule_resources
+
+    for rule in ("sft", "grpo", "evaluate", "consistency", "mtbench_answer", "reference_cache"):
+        resources = rule_resources(paper, rule)
+        per_gpu = resources.get("tasks_per_gpu", resources.get("tasks", 1))
+        tasks = resources["gpu"] * per_gpu if per_gpu >= 1 else resources.get("tasks") or 1
+        assert tasks == 1, f"{rule}: --ntasks-per-gpu={per_gpu} x --gpus={resources['gpu']} = {tasks} tasks of " \
+                           f"{resources['cpus_per_task']} CPUs each"
+
+
 def test_training_questions_are_prompted_like_the_math_benchmarks(paper, tmp_path):
     """data.instruction: the SFT/RL questions end with the instruction the math benchmarks are evaluated with."""
     import importlib.util
