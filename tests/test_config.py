@@ -98,6 +98,14 @@ BAD = [
     ({"launch": {"sft": "accelerate launch --num_processes 8"}, "resources": {"sft": {"gpu": 4}}}, "launch.sft"),
     ({"launch": {"grpo": "torchrun --standalone --nproc_per_node=2"}, "resources": {"grpo": {"gpu": 1}}},
      "launch.grpo: starts 2 processes, but resources.grpo.gpu is 1"),
+    # vLLM's tensor parallelism within the job's GPUs (the engine failed as it started, after the queue)
+    ({"eval": {"backend": "vllm", "vllm": {"tensor_parallel_size": 2}}, "resources": {"evaluate": {"gpu": 1}}},
+     "eval.vllm.tensor_parallel_size: 2 GPUs per engine (tiny_id), but resources.evaluate.gpu is 1"),
+    ({"eval": {"per_benchmark": {"tiny_ood": {"backend": "vllm", "vllm": {"tensor_parallel_size": 4}}}},
+      "resources": {"default": {"gpu": 2}}}, "eval.vllm.tensor_parallel_size: 4 GPUs per engine (tiny_ood)"),
+    ({"grpo": {"use_vllm": True, "vllm": {"tensor_parallel_size": 3}}, "resources": {"grpo": {"gpu": 8}},
+      "launch": {"grpo": "accelerate launch --num_processes 8"}},
+     "grpo.vllm.tensor_parallel_size: 3 does not divide resources.grpo.gpu (8)"),
     # the unified paradigms (giftlab.rl_methods): names and each method's keys, checked by the registry
     ({"unified": {"methods": ["lufy"]}}, "unified.methods[0]"),
     ({"unified": {"methods": "luffy"}}, "unified.methods"),

@@ -187,6 +187,7 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_eval_samples(config)
     _check_mtbench(config)
     _check_launch(config)
+    _check_tensor_parallel(config)
 
 
 #: What every rule's shell command runs after (the Snakefile's ``shell.prefix``): Snakemake's own strict mode for bash,
@@ -245,6 +246,31 @@ def _check_launch(config: Mapping[str, Any]) -> None:
         if str(gpus).isdigit() and int(gpus) > 0 and processes is not None and int(gpus) != processes:
             raise ConfigError(f"config error: launch.{rule}: starts {processes} processes, but resources.{rule}.gpu "
                               f"is {gpus}: one process per GPU (set both; for SFT's global batch, sft.grad_accum too)")
+
+
+def _check_tensor_parallel(config: Mapping[str, Any]) -> None:
+    """vLLM's tensor parallelism within the GPUs a job holds: an evaluation engine over more GPUs than its rule asks
+    SLURM for (``resources.<rule>.gpu``) fails as it starts, after the job's wait in the queue; GRPO's colocated
+    engines each take ``grpo.vllm.tensor_parallel_size`` of its processes (one per GPU), which it must divide."""
+    ev = config.get("eval") or {}
+    sizes = []
+    for name in ev.get("benchmarks") or []:
+        settings = eval_settings(ev, name)
+        if settings.get("backend") == "vllm":
+            sizes.append((int((settings.get("vllm") or {}).get("tensor_parallel_size") or 1), name))
+    if sizes:
+        tp, name = max(sizes, key=lambda size: size[0])  # the first benchmark at the largest
+        for rule in (*EVAL_RULES, "evaluate_extra", "mtbench_answer"):  # the rules that generate with eval's engine
+            gpus = rule_resources(config, rule).get("gpu")
+            if str(gpus).isdigit() and 0 < int(gpus) < tp:
+                raise ConfigError(f"config error: eval.vllm.tensor_parallel_size: {tp} GPUs per engine ({name}), but "
+                                  f"resources.{rule}.gpu is {gpus}")
+    grpo = config.get("grpo") or {}
+    tp = int((grpo.get("vllm") or {}).get("tensor_parallel_size") or 1)
+    gpus = rule_resources(config, "grpo").get("gpu")
+    if grpo.get("use_vllm") and str(gpus).isdigit() and int(gpus) > 0 and int(gpus) % tp:
+        raise ConfigError(f"config error: grpo.vllm.tensor_parallel_size: {tp} does not divide resources.grpo.gpu "
+                          f"({gpus}): each colocated engine takes {tp} of the job's processes, one per GPU")
 
 
 def mtbench_enabled(config: Mapping[str, Any]) -> bool:
