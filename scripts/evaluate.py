@@ -32,7 +32,7 @@ import giftlab.cli
 from giftlab.cli import ConfigError
 from giftlab.io import write_text_atomic
 from giftlab.profiling import emit, matmul_flops, phase
-from giftlab.provenance import file_sha256, write_result
+from giftlab.provenance import path_sha256, write_result
 
 log = logging.getLogger("evaluate")
 
@@ -135,7 +135,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
 
     summary = {"benchmark": job.benchmark, "model": str(model),
                "benchmark_file": str(bench_file) if bench_file else None,
-               "benchmark_sha256": file_sha256(bench_file)[:16] if bench_file else None,
+               "benchmark_sha256": path_sha256(bench_file)[:16] if bench_file else None,  # a file or a folder
                "backend": generator.backend, "kind": kind,
                "benchmark_source": benchmark_info(job.benchmark) if job.benchmark in BENCHMARKS else None,
                "benchmark_checks": checks,

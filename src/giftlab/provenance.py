@@ -171,6 +171,18 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def path_sha256(path) -> str:
+    """:func:`file_sha256` of a file; of a folder (a benchmark kept as a dataset folder), a sha256 over each of its
+    files' relative path and sha256, in path order."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(f for f in path.rglob("*") if f.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def write_sidecar(path, config: Mapping[str, Any], inputs, outputs, seed: int | None = None) -> Path:
     """Provenance for outputs that cannot carry it inside (tables, figures): a ``<stem>.provenance.json`` with the
     record of :func:`write_result` plus the sha256 of every input and output file. Write it after the outputs."""

@@ -533,6 +533,42 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
         assert evaluated == ["tiny_id", "tiny_ood"], change
 
 
+def test_a_benchmark_kept_as_a_folder_is_evaluated_and_stamped_by_its_contents(tmp_path, toy_dir, monkeypatch):
+    """A dataset folder (``hf download ... --local-dir data/benchmarks/math500``, docs/scale.md) is a benchmark file
+    too: its summary records a digest of its files (file_sha256 of the folder failed once generation and grading
+    were done), and a kept benchmark is restored only while the folder holds what it was made from."""
+    from contextlib import contextmanager
+
+    from giftlab.evaluation.resume import FinishedBenchmarks
+
+    script = load_script()
+
+    @contextmanager
+    def fake_pool(workers, timeout):
+        yield fake_grade
+
+    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "benchmarks" / "math500"
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_text("".join(json.dumps({"problem": f"Start with {i}. Add 4.", "answer": str(i + 4),
+                                                           "unique_id": f"u{i}"}) + "\n" for i in range(2)))
+    config = {"seed": 0, "benchmarks": {"math500": {"n_samples": 2, "temperature": 1.0, "max_new_tokens": 4,
+                                                    "backend": "hf", "ks": [1, 2]}}}
+    out = tmp_path / "results" / "eval"
+    script.main(["--config", json.dumps(config), "--model", str(toy_dir), "--benchmark-file", f"math500={folder}",
+                 "--out-dir", str(out)])
+    summary = json.loads((out / "math500.summary.json").read_text())
+    assert summary["n_problems"] == 2 and len(summary["benchmark_sha256"]) == 16
+
+    kept = FinishedBenchmarks(tmp_path / "work", toy_dir)
+    settings = config["benchmarks"]["math500"]
+    kept.keep("math500", settings, folder, out / "math500.samples.jsonl", out / "math500.summary.json")
+    assert kept.restore("math500", settings, folder, tmp_path / "s.jsonl", tmp_path / "s.json")
+    (folder / "test.jsonl").write_text((folder / "test.jsonl").read_text().replace("Add 4", "Add 5"))
+    assert not kept.restore("math500", settings, folder, tmp_path / "s.jsonl", tmp_path / "s.json")
+
+
 def load_script():
     spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts/evaluate.py")
     mod = importlib.util.module_from_spec(spec)

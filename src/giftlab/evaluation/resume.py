@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from giftlab.io import atomic_file, write_json_atomic
-from giftlab.provenance import file_sha256
+from giftlab.provenance import path_sha256
 
 WORK_ROOT = Path("work") / "evaluate"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -52,7 +52,7 @@ class FinishedBenchmarks:
 
     def _stamp(self, settings: Mapping[str, Any], bench_file: Path | None) -> dict[str, Any]:
         return {"settings": json.loads(json.dumps(settings, sort_keys=True, default=str)), "model": self.model,
-                "benchmark_sha256": file_sha256(bench_file) if bench_file is not None and Path(bench_file).is_file()
+                "benchmark_sha256": path_sha256(bench_file) if bench_file is not None and Path(bench_file).exists()
                 else None}
 
     def _paths(self, name: str) -> tuple[Path, Path, Path]:
