@@ -18,7 +18,7 @@ from giftlab import cli
 from giftlab.io import write_text_atomic
 from giftlab.jobs import MTBenchAnswerJob
 from giftlab.profiling import emit, phase
-from giftlab.provenance import file_sha256, write_result
+from giftlab.provenance import file_sha256, path_sha256, write_result
 
 
 def main(argv=None):
@@ -54,7 +54,7 @@ def main(argv=None):
                "categories": dict(Counter(d["category"] for d in answered)),
                "mean_tokens": [sum(t[i] for t in tokens) / len(tokens) for i in (0, 1)],
                "finish_reasons": dict(Counter(r for d in answered for r in d["finish_reasons"])),
-               "questions": {path: file_sha256(path) for path in args.questions},
+               "questions": {path: path_sha256(path) for path in args.questions},  # a file or a folder
                "answers_sha256": file_sha256(args.answers), "generation_seconds": seconds}
     write_result(args.summary, summary, config, seed=job.seed)
 

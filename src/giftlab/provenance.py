@@ -173,13 +173,16 @@ def file_sha256(path) -> str:
 
 def path_sha256(path) -> str:
     """:func:`file_sha256` of a file; of a folder (a benchmark kept as a dataset folder), a sha256 over each of its
-    files' relative path and sha256, in path order."""
+    files' relative path and sha256, in path order. Hidden files and folders are left out, as the readers leave them
+    (giftlab.rowfiles): `hf download --local-dir` keeps its download metadata in .cache/."""
     path = Path(path)
     if not path.is_dir():
         return file_sha256(path)
     digest = hashlib.sha256()
-    for file in sorted(f for f in path.rglob("*") if f.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
+            digest.update(f"{relative.as_posix()}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()
 
 

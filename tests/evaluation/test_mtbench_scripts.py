@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,8 +78,12 @@ def answered(base_dir, questions, tmp_path_factory):
     out = tmp_path_factory.mktemp("answers")
     config = json.dumps({"seed": 0, "backbone": "qwen", "run": "sft", "stage": "rl", "max_new_tokens": 8,
                          "temperatures": {"math": 0.0, "reasoning": 0.7}, "temperature": 0.0, "backend": "hf"})
-    for name in ("a", "b"):
-        assert run("mtbench_answer", "--config", config, "--model", base_dir, "--questions", questions,
+    folder = out / "questions"  # the second run reads them as a downloaded dataset folder (its hidden metadata too)
+    (folder / ".cache").mkdir(parents=True)
+    (folder / "question.jsonl").write_bytes(Path(questions).read_bytes())
+    (folder / ".cache" / "question.jsonl.metadata").write_text("download metadata, never rows")
+    for name, source in (("a", questions), ("b", folder)):
+        assert run("mtbench_answer", "--config", config, "--model", base_dir, "--questions", source,
                    "--answers", out / f"{name}.jsonl", "--summary", out / f"{name}.json") == 0
     return out
 
@@ -91,6 +96,14 @@ def test_answers_are_reproducible_and_summarised(answered):
     summary = json.loads((answered / "a.json").read_text())
     assert summary["n_dialogues"] == 9 and summary["backend"] == "hf"
     assert summary["provenance"]["config"]["run"] == "sft" and len(summary["mean_tokens"]) == 2
+    # a questions folder is recorded by its files' digest (hashing the folder as a file failed after the answers)
+    from giftlab.provenance import path_sha256
+
+    folder = answered / "questions"
+    recorded = json.loads((answered / "b.json").read_text())["questions"]
+    assert recorded == {str(folder): path_sha256(folder)}
+    (folder / ".cache" / "question.jsonl.metadata").write_text("downloaded again")
+    assert path_sha256(folder) == recorded[str(folder)]  # hidden files are no part of it, as the readers skip them
 
 
 def test_rubric_judge_scores_by_category(answered, tmp_path):
