@@ -4,8 +4,10 @@ Seeding. Every sample gets its own seed (recorded on the :class:`Sample`), deriv
 seed, the prompt text and the sample index by :func:`sample_seed`. The HF backend draws each row's
 randomness as a hash of (sample seed, step, token) (Gumbel-max sampling in a logits processor), so a
 sample depends only on (model, prompt, seed, index): not on the batch size, on which other prompts
-share its batch, or on the order of the prompts. vLLM gets the same per-request seeds, so the two
-backends are each reproducible, though they do not produce identical text (different kernels).
+share its batch, or on the order of the prompts (up to floating-point differences of batch shapes and padding).
+vLLM gets the same per-request seeds: its samples repeat as far as its batched kernels give the same logits for
+the same request in another batch (vLLM does not promise bitwise batch invariance). The two backends do not
+produce identical text (different kernels).
 ``seed_scheme="deepmath"`` uses ``seed + i`` instead, as DeepMath's ``uni_eval.py`` does (the same
 seeds for every prompt, so samples of different prompts share random streams).
 """
@@ -263,7 +265,7 @@ class HFGenerator:
     """transformers ``generate`` with left padding and the KV cache, batched over (prompt, sample) rows.
 
     ``batch_size`` counts rows (prompt copies), not prompts. Rows are sorted by prompt length to
-    cut padding; thanks to per-row seeds this does not change any result. Greedy (T=0) generates
+    cut padding; thanks to per-row seeds this changes no sample (up to floating point). Greedy (T=0) generates
     each prompt once and repeats it ``n`` times.
     """
 
