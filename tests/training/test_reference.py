@@ -133,6 +133,16 @@ def test_the_cache_holds_the_live_forward_of_every_response_token(base_dir, cach
     torch.testing.assert_close(rows.label_logp, logp.gather(-1, targets[:, None]).squeeze(-1), rtol=1e-4, atol=1e-5)
 
 
+def test_the_cache_is_the_same_whatever_its_tokens_per_chunk(base_dir, cache):
+    """The log-softmax and top-k run over a batch's response tokens a chunk at a time (the memory of the fp32
+    copies); each token's values are its own row's, so the cache is the same bit for bit."""
+    chunked = build_reference_cache(load_model(base_dir), build_tokenizer(), ROWS[:16], solution_key="r1_solution_1",
+                                    max_length=96, top_k=1000, batch_size=5, tokens_per_chunk=7,
+                                    meta={"base": weights_fingerprint(base_dir)})
+    for name in ("offsets", "labels", "label_logp", "top_ids", "top_logp"):
+        assert torch.equal(getattr(chunked, name), getattr(cache, name)), name
+
+
 def test_save_load_and_the_one_line_refusals(cache, tmp_path):
     path = cache.save(tmp_path / "sft.safetensors")
     loaded = ReferenceCache.load(path)

@@ -241,7 +241,7 @@ def weights_fingerprint(folder: str | Path, blocks: int = 64, block_bytes: int =
 
 @torch.no_grad()
 def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *, solution_key: str,
-                          max_length: int, top_k: int, batch_size: int = 32,
+                          max_length: int, top_k: int, batch_size: int = 32, tokens_per_chunk: int = 2048,
                           meta: Mapping[str, Any] | None = None) -> ReferenceCache:
     """Run the frozen ``model`` over ``rows`` (tokenised as SFT tokenises them) and keep the log-probs above.
 
@@ -275,15 +275,20 @@ def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *
         if not torch.equal(mask.sum(1).cpu(), counts[start:end]):
             raise RuntimeError(f"rows {start}-{end - 1}: tokenisation is not deterministic (response token counts "
                                f"differ between two passes)")
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
-        logp = torch.log_softmax(logits.float(), -1)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       use_cache=False).logits[:, :-1][mask]
+        first = int(offsets[start])
+        labels[first:int(offsets[end])] = targets.to(torch.int32).cpu()
+        # log_softmax, top-k and y*'s log-prob per token, some tokens at a time: the whole batch's fp32 copies were
+        # 4x its bf16 logits at once (~20 GB at paper scale's 2 x 8,192 tokens x 152k vocabulary)
+        for t in range(0, len(targets), tokens_per_chunk):
+            logp = torch.log_softmax(logits[t:t + tokens_per_chunk].float(), -1)
+            values, ids = logp.topk(k, -1)
+            span = slice(first + t, first + t + len(logp))
+            label_logp[span] = logp.gather(-1, targets[t:t + tokens_per_chunk, None]).squeeze(-1).cpu()
+            top_ids[span] = ids.to(torch.int32).cpu()
+            top_logp[span] = values.cpu()
         del logits
-        values, ids = logp.topk(k, -1)
-        span = slice(int(offsets[start]), int(offsets[end]))
-        labels[span] = targets.to(torch.int32).cpu()
-        label_logp[span] = logp.gather(-1, targets[:, None]).squeeze(-1).cpu()
-        top_ids[span] = ids.to(torch.int32).cpu()
-        top_logp[span] = values.cpu()
     return ReferenceCache(offsets=offsets, labels=labels, label_logp=label_logp, top_ids=top_ids, top_logp=top_logp,
                           meta={**(meta or {}), "vocab_size": vocab, "top_k": k, "max_length": max_length,
                                 "solution_key": solution_key, "tokens_sha256": tokens_sha256(digests)})
