@@ -280,7 +280,29 @@ def giftlab_imports(path: Path) -> set[Path]:
             for candidate in (target.with_suffix(".py"), target / "__init__.py"):
                 if candidate.exists():
                     found.add(candidate)
+            # a name a package exports lazily (giftlab.lazy_exports) runs its submodule, not the package's __init__
+            package_init = target.parent / "__init__.py"
+            module = lazy_export_modules(package_init).get(target.name) if package_init.exists() else None
+            if module is not None:
+                found.add(target.parent / f"{module}.py")
     return found
+
+
+def lazy_export_modules(package_init: Path) -> dict[str, str]:
+    """name -> submodule of a package whose __init__ exports names through giftlab.lazy_exports."""
+    import ast
+
+    for node in ast.walk(ast.parse(package_init.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_exports":
+            exports = ast.literal_eval(node.args[1])
+            return {name: module for module, names in exports.items() for name in names}
+    return {}
+
+
+def test_a_lazily_exported_name_depends_on_its_submodule(tmp_path):
+    script = tmp_path / "uses_a_lazy_name.py"
+    script.write_text("from giftlab.evaluation import load_benchmark\n")
+    assert REPO / "src" / "giftlab" / "evaluation" / "benchmarks.py" in giftlab_imports(script)
 
 
 def import_closure(scripts: list[Path]) -> set[Path]:
