@@ -106,6 +106,10 @@ BAD = [
     ({"grpo": {"use_vllm": True, "vllm": {"tensor_parallel_size": 3}}, "resources": {"grpo": {"gpu": 8}},
       "launch": {"grpo": "accelerate launch --num_processes 8"}},
      "grpo.vllm.tensor_parallel_size: 3 does not divide resources.grpo.gpu (8)"),
+    # GRPO's update over its processes, at plan time (the job refused it after its wait in the GPU queue)
+    ({"launch": {"grpo": "accelerate launch --num_processes 3"}, "resources": {"grpo": {"gpu": 3}}},
+     "grpo.prompts_per_update × num_generations"),
+    ({"grpo": {"prompts_per_generation": 6, "prompts_per_update": 4}}, "grpo.prompts_per_generation (6)"),
     # the unified paradigms (giftlab.rl_methods): names and each method's keys, checked by the registry
     ({"unified": {"methods": ["lufy"]}}, "unified.methods[0]"),
     ({"unified": {"methods": "luffy"}}, "unified.methods"),

@@ -20,6 +20,7 @@ from giftlab.cli import ConfigError
 from giftlab.grid import (DIRECT_RL, DIRECT_SFT, RUN_PATTERN, SEED_SUFFIX, format_beta, grid_runs,  # noqa: F401
                           run_name)
 from giftlab.jobs import DEFAULT_PASS_KS, check_dual_clip  # noqa: F401  (pass@k when a config names no eval.ks)
+from giftlab.jobs import check_grpo_batch
 
 DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 
@@ -188,6 +189,9 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_mtbench(config)
     _check_launch(config)
     _check_tensor_parallel(config)
+    processes = rule_processes(config, "grpo")
+    if processes:  # at plan time, not after the GPU queue (the job checks the processes it got again)
+        check_grpo_batch(config["grpo"], processes)
 
 
 #: What every rule's shell command runs after (the Snakefile's ``shell.prefix``): Snakemake's own strict mode for bash,

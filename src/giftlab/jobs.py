@@ -127,6 +127,21 @@ def check_dual_clip(grpo: Mapping[str, Any]) -> None:
                           f"({1 + grpo.get('clip_epsilon', 0.2)})")
 
 
+def check_grpo_batch(grpo: Mapping[str, Any], world_size: int) -> None:
+    """One update's ``prompts_per_update`` × G completions over ``world_size`` processes × ``grad_accum`` micro-batches,
+    and a generation batch of whole updates: checked when the plan is made (the processes of ``launch.grpo``) and
+    when GRPO starts (those it got)."""
+    grad_accum = int(grpo.get("grad_accum", 1))
+    per_gen, per_update = grpo["prompts_per_generation"], grpo["prompts_per_update"]
+    if per_gen % per_update:
+        raise ConfigError(f"config error: grpo.prompts_per_generation ({per_gen}) must be a multiple of "
+                          f"grpo.prompts_per_update ({per_update})")
+    completions_per_update = per_update * grpo["num_generations"]
+    if completions_per_update % (world_size * grad_accum):
+        raise ConfigError(f"config error: grpo.prompts_per_update × num_generations ({completions_per_update}) "
+                          f"must divide evenly over {world_size} processes × {grad_accum} accumulation steps")
+
+
 @dataclass
 class GRPOJob(JobConfig):
     RULE: ClassVar[str] = "grpo"

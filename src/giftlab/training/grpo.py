@@ -26,7 +26,7 @@ from transformers import TrainerCallback, set_seed
 from giftlab.cli import ConfigError
 from giftlab.data import render_prompt, turn_end_ids
 from giftlab.io import write_json_atomic, write_text_atomic
-from giftlab.jobs import check_dual_clip
+from giftlab.jobs import check_dual_clip, check_grpo_batch
 from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distributed, export_model,
@@ -56,13 +56,8 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
     G = cfg["num_generations"]
     grad_accum = int(cfg.get("grad_accum", 1))
     per_gen, per_update = cfg["prompts_per_generation"], cfg["prompts_per_update"]
-    if per_gen % per_update:
-        raise ConfigError(f"config error: grpo.prompts_per_generation ({per_gen}) must be a multiple of "
-                          f"grpo.prompts_per_update ({per_update})")
+    check_grpo_batch(cfg, world_size)
     completions_per_update = per_update * G
-    if completions_per_update % (world_size * grad_accum):
-        raise ConfigError(f"config error: grpo.prompts_per_update × num_generations ({completions_per_update}) "
-                          f"must divide evenly over {world_size} processes × {grad_accum} accumulation steps")
     check_dual_clip(cfg)
     use_cpu = not torch.cuda.is_available()
     max_steps = cfg["max_steps"]
