@@ -14,6 +14,18 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+def two_process_ranks(script: str, *args, out: Path, env: dict[str, str] | None = None) -> list[dict]:
+    """tests/dist/<script> under ``torchrun --nproc_per_node 2`` (CPU, gloo) with ``*args`` and ``out``; the
+    ``<out>/rank<k>.json`` each process writes."""
+    import json
+
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           str(REPO / "tests" / "dist" / script), *map(str, args), str(out)]
+    proc = subprocess.run(cmd, env=env or venv_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
 def venv_env() -> dict[str, str]:
     """Environment whose PATH starts with this interpreter's bin dir (rules call `python`)."""
     env = dict(os.environ)

@@ -144,21 +144,12 @@ def test_a_frozen_model_holds_its_weights_in_every_process_of_an_fsdp_launch(tmp
     after the process group exists: every process computes what a single-process load does. A plain load there
     leaves zeros on rank 1 under the GPU set's transformers 5.17 (.ci/run's third stage runs this test with it);
     5.24 reads the weights on every rank either way."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from helpers import REPO, venv_env
+    from helpers import two_process_ranks
 
     base = tmp_path / "base"
     build_tiny_model("qwen2", vocab_size=len(tok), tokenizer=tok, **QWEN_S).save_pretrained(base)
     expected = float(load_model(base)(input_ids=torch.arange(3, 40).unsqueeze(0)).logits.double().abs().sum())
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
-           str(REPO / "tests" / "dist" / "frozen_load.py"), str(base), str(tmp_path)]
-    proc = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = two_process_ranks("frozen_load.py", base, out=tmp_path)
     assert [r["whole"] for r in ranks] == pytest.approx([expected, expected], rel=1e-6)
     assert all(r["env_after"] == "true" for r in ranks)  # the launch's setting is back for what loads later
     assert ranks[0]["plain"] == pytest.approx(expected, rel=1e-6)  # rank 0 reads the weights in any case

@@ -459,16 +459,7 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
     """A job killed after its first benchmark (Snakemake then removes its outputs): the retry copies the finished
     benchmark back from work/evaluate/<out-dir> and evaluates only the other; the outputs equal an uninterrupted
     run's. Other settings or a retrained model (new weight files) evaluate it again; a finished job leaves nothing."""
-    from contextlib import contextmanager
-
-    script = load_script()
-
-    @contextmanager
-    def fake_pool(workers, timeout):
-        yield fake_grade
-
-    monkeypatch.setattr(script, "grading_pool", fake_pool)
-    monkeypatch.chdir(tmp_path)
+    script = script_grading_in_process(monkeypatch, tmp_path)
     model = tmp_path / "model"
     shutil.copytree(toy_dir, model)
     bench = {name: write_jsonl(tmp_path / f"{name}.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5.",
@@ -537,18 +528,9 @@ def test_a_benchmark_kept_as_a_folder_is_evaluated_and_stamped_by_its_contents(t
     """A dataset folder (``hf download ... --local-dir data/benchmarks/math500``, docs/scale.md) is a benchmark file
     too: its summary records a digest of its files (file_sha256 of the folder failed once generation and grading
     were done), and a kept benchmark is restored only while the folder holds what it was made from."""
-    from contextlib import contextmanager
-
     from giftlab.evaluation.resume import FinishedBenchmarks
 
-    script = load_script()
-
-    @contextmanager
-    def fake_pool(workers, timeout):
-        yield fake_grade
-
-    monkeypatch.setattr(script, "grading_pool", fake_pool)
-    monkeypatch.chdir(tmp_path)
+    script = script_grading_in_process(monkeypatch, tmp_path)
     folder = tmp_path / "benchmarks" / "math500"
     folder.mkdir(parents=True)
     (folder / "test.jsonl").write_text("".join(json.dumps({"problem": f"Start with {i}. Add 4.", "answer": str(i + 4),
@@ -567,6 +549,21 @@ def test_a_benchmark_kept_as_a_folder_is_evaluated_and_stamped_by_its_contents(t
     assert kept.restore("math500", settings, folder, tmp_path / "s.jsonl", tmp_path / "s.json")
     (folder / "test.jsonl").write_text((folder / "test.jsonl").read_text().replace("Add 4", "Add 5"))
     assert not kept.restore("math500", settings, folder, tmp_path / "s.jsonl", tmp_path / "s.json")
+
+
+def script_grading_in_process(monkeypatch, workdir):
+    """scripts/evaluate.py run from ``workdir``, grading with :func:`fake_grade` in this process (no worker pool)."""
+    from contextlib import contextmanager
+
+    script = load_script()
+
+    @contextmanager
+    def fake_pool(workers, timeout):
+        yield fake_grade
+
+    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    monkeypatch.chdir(workdir)
+    return script
 
 
 def load_script():

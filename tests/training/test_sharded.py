@@ -13,7 +13,7 @@ import torch
 
 from giftlab.models import build_tiny_model
 from giftlab.training.checkpoints import verify_export
-from helpers import REPO, venv_env
+from helpers import REPO, two_process_ranks, venv_env
 
 pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
 
@@ -236,11 +236,7 @@ def test_grpos_kl_reference_holds_its_weights_in_every_process_of_an_fsdp_launch
     from giftlab.models import load_model
 
     expected = float(load_model(base_dir)(input_ids=torch.arange(3, 40).unsqueeze(0)).logits.double().abs().sum())
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
-           str(REPO / "tests" / "dist" / "grpo_reference.py"), str(base_dir), str(tmp_path)]
-    proc = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = two_process_ranks("grpo_reference.py", base_dir, out=tmp_path)
     # TRL's fused lm head (trl.trainer.utils.add_fused_lm_head) computes the reference's logits ~5e-5 off a plain
     # forward's; a model of zeros sums to 0
     assert [r["whole"] for r in ranks] == pytest.approx([expected, expected], rel=1e-3)
