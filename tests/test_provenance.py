@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -68,7 +69,7 @@ def test_the_code_version_recorded_is_the_one_the_job_started_with(monkeypatch):
     head = {"sha": "a" * 40}
 
     def fake_run(cmd, **kwargs):
-        out = head["sha"] if cmd[:2] == ["git", "rev-parse"] else ""
+        out = f"{REPO}\n{head['sha']}" if cmd[:2] == ["git", "rev-parse"] else ""
         return subprocess.CompletedProcess(cmd, 0, stdout=out + "\n", stderr="")
 
     monkeypatch.setattr(prov.subprocess, "run", fake_run)
@@ -79,3 +80,27 @@ def test_the_code_version_recorded_is_the_one_the_job_started_with(monkeypatch):
         assert prov.provenance({"seed": 1})["git_commit"] == "a" * 40
     finally:
         prov.git_commit.cache_clear()
+
+
+def test_a_copy_without_git_inside_another_repository_records_no_commit_of_that_repository(tmp_path):
+    # A workspace unpacked from a tarball (no .git) into a folder of another repository recorded that repository's
+    # HEAD (with -dirty: the copy is untracked there) as the code version of every result: a commit that never held
+    # this code. The code version is the repository holding this package's own checkout, or none.
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=outer, check=True)
+    (outer / "f").write_text("x\n")
+    subprocess.run([*git, "add", "f"], cwd=outer, check=True)
+    subprocess.run([*git, "commit", "-qm", "outer"], cwd=outer, check=True)
+    outer_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=outer, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    workspace = outer / "workspace"
+    shutil.copytree(REPO / "src" / "giftlab", workspace / "src" / "giftlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from giftlab.provenance import git_commit; print(git_commit())"
+    env = {**os.environ, "PYTHONPATH": str(workspace / "src")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=workspace, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert outer_head not in out
+    assert out == "unknown"

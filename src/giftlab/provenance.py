@@ -50,8 +50,10 @@ def git_commit() -> str:
     """HEAD of the repository holding this package, with ``-dirty`` when its code or config differ from it."""
     root = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        top, head = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=root, capture_output=True,
+                                   text=True, timeout=10, check=True).stdout.splitlines()
+        if Path(top).resolve() != root:  # a copy without .git (a tarball) inside another repository: not its code
+            return "unknown"
         # only what shapes results: code and config, committed or new (not dvc.lock, which DVC rewrites mid-run)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
