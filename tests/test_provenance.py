@@ -103,4 +103,23 @@ def test_a_copy_without_git_inside_another_repository_records_no_commit_of_that_
     out = subprocess.run([sys.executable, "-c", code], cwd=workspace, env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert outer_head not in out
-    assert out == "unknown"
+    assert out.startswith("nogit-")
+
+
+def test_a_workspace_without_git_records_a_hash_of_its_code(tmp_path):
+    # A job started from a tarball of the workspace (no .git) recorded the code version "unknown": nothing told two
+    # results of different code apart. It records a hash of the code paths' files instead, which changes with them.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO / "src" / "giftlab", workspace / "src" / "giftlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from giftlab.provenance import git_commit; print(git_commit())"
+    env = {**os.environ, "PYTHONPATH": str(workspace / "src")}
+
+    def version():
+        return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    first = version()
+    assert first.startswith("nogit-") and version() == first
+    (workspace / "params.yaml").write_text("seed: 1\n")
+    assert version() not in (first, "unknown")

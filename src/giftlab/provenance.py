@@ -53,13 +53,29 @@ def git_commit() -> str:
         top, head = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=root, capture_output=True,
                                    text=True, timeout=10, check=True).stdout.splitlines()
         if Path(top).resolve() != root:  # a copy without .git (a tarball) inside another repository: not its code
-            return "unknown"
+            return code_tree_version(root)
         # only what shapes results: code and config, committed or new (not dvc.lock, which DVC rewrites mid-run)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS],
                                cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return code_tree_version(root)
+
+
+def code_tree_version(root: Path) -> str:
+    """The code version of a workspace that is no git checkout (a tarball, a copy without .git): ``nogit-`` and 16
+    hex digits of a sha256 over the files of :data:`CODE_PATHS` (their relative paths and contents; hidden files and
+    ``__pycache__`` left out), so two results of the same code say so; ``unknown`` when none of them is there."""
+    digest = hashlib.sha256()
+    files = 0
+    for name in CODE_PATHS:
+        base = root / name
+        for file in sorted([base] if base.is_file() else base.rglob("*")):
+            relative = file.relative_to(root)
+            if file.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in relative.parts):
+                digest.update(f"{relative.as_posix()}\0{file_sha256(file)}\n".encode())
+                files += 1
+    return f"nogit-{digest.hexdigest()[:16]}" if files else "unknown"
 
 
 @lru_cache(maxsize=1)
