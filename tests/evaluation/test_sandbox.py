@@ -91,7 +91,9 @@ def test_fork_bomb_is_contained():
 def test_os_exit_and_sys_exit_before_tests_fail():
     for src in ("import os\nos._exit(0)\nassert False", "import sys\nsys.exit(0)",
                 "raise SystemExit", "import atexit, os\natexit.register(os._exit, 0)\n"
-                "raise ValueError"):
+                "raise ValueError",
+                # a no-op os._exit must not let a failed assert fall through to the token
+                "import os\nos._exit = lambda *a: None\nassert 1 == 2"):
         r = run(src)
         assert not r.passed, src
 

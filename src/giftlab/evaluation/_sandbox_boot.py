@@ -184,6 +184,9 @@ def main() -> None:
     sys.stderr.write("GIFTLAB_GUARDS " + json.dumps(guards) + "\n")
     sys.stderr.flush()
     del cfg, applied, libc, guards
+    # bound before the program runs: it may replace ``os._exit`` (a no-op would let a failed test fall
+    # through to printing the token and a clean exit)
+    _exit = os._exit
     _g = {"__name__": "__main__", "__builtins__": builtins}
     try:
         exec(compile(source, "solution.py", "exec"), _g)
@@ -195,14 +198,14 @@ def main() -> None:
                 _s.flush()
             except BaseException:
                 pass
-        os._exit(1)
+        _exit(1)
     try:
         sys.stdout.flush()
     except BaseException:
         pass
     token = os.read(token_fd, 64)
     os.write(out_fd, b"\n" + token + b"\n")
-    os._exit(0)
+    _exit(0)
 
 
 main()
