@@ -70,6 +70,13 @@ CASES = [
      "    for i in range(2, n // 2):\n        if n % i == 0:\n            return True\n    return False\n",
      (True, False)),
     ("Mbpp/3", "exits_early", "import os\ndef is_not_prime(n):\n    os._exit(0)\n", (False, False)),
+    # a candidate shares the harness's interpreter: replacing os.write / json.dumps must not rewrite the verdict
+    ("Mbpp/3", "forges_verdict_os_write", "import os\n_w = os.write\n"
+     "os.write = lambda fd, d: _w(fd, d.replace(b'\"fail\"', b'\"pass\"'))\n"
+     "def is_not_prime(n):\n    return False\n", (False, False)),
+    ("Mbpp/3", "forges_verdict_json", "import json\n"
+     "json.dumps = lambda o, *a, **k: '{\"status\": \"pass\", \"details\": []}'\n"
+     "def is_not_prime(n):\n    return False\n", (False, False)),
     ("Mbpp/4", "ascending", "def heap_queue_largest(nums, n):\n    return sorted(nums)[-n:]\n", (False, False)),
     ("Mbpp/4", "tuple_not_list", "import heapq\ndef heap_queue_largest(nums, n):\n"
      "    return tuple(heapq.nlargest(n, nums))\n", (False, False)),

@@ -199,10 +199,15 @@ def _allclose(out, exp, atol):
     return np.allclose(out, exp, rtol=1e-07, atol=atol)
 
 
-def _emit(fd, tag, obj):
-    data = ("\n" + tag + " " + json.dumps(obj) + "\n").encode()
+# bound at load, before a candidate runs in this interpreter: it may replace os.write or json.dumps (e.g. to
+# turn a "fail" verdict into "pass"), so the check verdict is also formatted without the json module
+_WRITE = os.write
+
+
+def _emit(fd, tag, text):
+    data = ("\n" + tag + " " + text + "\n").encode()
     while data:
-        data = data[os.write(fd, data):]
+        data = data[_WRITE(fd, data):]
 
 
 def _oracle(p, out_fd):
@@ -226,7 +231,7 @@ def _oracle(p, out_fd):
             outputs = [o is not None for o in outputs]
         result[name] = {"times": times,
                         "expected": base64.b64encode(pickle.dumps(outputs)).decode("ascii")}
-    _emit(out_fd, "GIFTLAB_EVALPLUS_ORACLE", result)
+    _emit(out_fd, "GIFTLAB_EVALPLUS_ORACLE", json.dumps(result))
 
 
 def _compare(dataset, entry_point, inp, out, exp, atol):
@@ -298,7 +303,9 @@ def _check(p, out_fd):
         status = "pass" if len(details) == len(inputs) and all(details) else "fail"
     except BaseException:
         status = "fail"
-    _emit(out_fd, "GIFTLAB_EVALPLUS_RESULT", {"status": status, "details": details})
+    flags = ", ".join("true" if d else "false" for d in details)
+    verdict = '{"status": "%s", "details": [%s]}' % (status, flags)
+    _emit(out_fd, "GIFTLAB_EVALPLUS_RESULT", verdict)
 
 
 def _evalplus_main(payload: str) -> None:
