@@ -123,6 +123,25 @@ def test_writing_outside_its_directory_is_refused(tmp_path):
         pytest.skip("no Landlock: only the Python-level guard applies")
 
 
+@pytest.mark.parametrize("kernel_guards", [True, False])
+def test_metadata_outside_its_directory_is_unchanged(tmp_path, kernel_guards):
+    """Landlock does not cover chmod/chown/utime: seccomp refuses them (the Python guards without it)."""
+    if kernel_guards and not CAPS["seccomp"]:
+        pytest.skip("no seccomp")
+    target = tmp_path / "outside.txt"
+    target.write_text("data")
+    before = os.stat(target)
+    calls = [f"os.chmod({str(target)!r}, 0)", f"os.utime({str(target)!r}, (2e9, 2e9))",
+             f"os.chown({str(target)!r}, 12345, 12345)"]
+    if kernel_guards:  # without seccomp the raw syscall through ctypes still works (documented)
+        calls.append(f"ctypes.CDLL(None).chmod({str(target).encode()!r}, 0)")
+    for call in calls:
+        r = run(f"import os, ctypes\nassert {call} in (None, 0)", kernel_guards=kernel_guards)
+        assert not r.passed, call
+    after = os.stat(target)
+    assert (after.st_mode, after.st_mtime, after.st_uid) == (before.st_mode, before.st_mtime, before.st_uid)
+
+
 def test_network_attempt_fails_and_never_connects():
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

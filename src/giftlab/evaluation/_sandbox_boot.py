@@ -149,7 +149,8 @@ def _python_guards() -> None:
     for name in ("kill", "killpg", "fork", "forkpty", "system", "popen", "execv", "execve",
                  "execvp", "execvpe", "execl", "execle", "execlp", "execlpe", "spawnv",
                  "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp",
-                 "setuid", "setgid", "chroot"):
+                 "setuid", "setgid", "chroot", "chmod", "fchmod", "lchmod", "chown", "fchown", "lchown",
+                 "utime", "setxattr", "removexattr"):
         if hasattr(os, name):
             setattr(os, name, _deny)
     subprocess.Popen = _NoSocket

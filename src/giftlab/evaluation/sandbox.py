@@ -21,6 +21,7 @@ Never in the evaluator's own process. One run = one fresh child:
   - seccomp: ``fork``/``vfork`` and ``clone`` without ``CLONE_THREAD`` fail with EPERM
     (``clone3`` with ENOSYS, so libc falls back to ``clone``): no child processes at all, so a
     fork bomb is dead on arrival and nothing can escape the process group; threads still work;
+    ``chmod``/``chown``/``utime``/xattr calls fail with EPERM (anywhere, the work directory included);
   - Landlock (ABI >= 1): no file may be created, written, truncated, renamed or removed outside
     the temporary directory (``/dev/null`` stays writable); ABI >= 4 also denies TCP
     bind/connect; ABI >= 6 also denies signals to processes outside the sandbox and abstract
@@ -90,9 +91,12 @@ _BOOT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_
 # --------------------------------------------------------------------------- the parent side
 
 _SECCOMP_ARCH = {
-    # machine: (AUDIT_ARCH, blocked syscalls (fork, vfork), clone, clone3)
-    "x86_64": (0xC000003E, (57, 58), 56, 435),
-    "aarch64": (0xC00000B7, (), 220, 435),
+    # machine: (AUDIT_ARCH, blocked syscalls (fork, vfork; then the chmod/chown/utime/xattr family:
+    # Landlock does not cover metadata, so without this a program could chmod, chown or re-date any file the
+    # evaluator can, e.g. outputs whose mtimes Snakemake trusts), clone, clone3)
+    "x86_64": (0xC000003E, (57, 58, 90, 91, 92, 93, 94, 132, 188, 189, 190, 197, 198, 199, 235, 260, 261,
+                            268, 280, 452, 463, 466), 56, 435),
+    "aarch64": (0xC00000B7, (5, 6, 7, 14, 15, 16, 52, 53, 54, 55, 88, 452, 463, 466), 220, 435),
 }
 
 
