@@ -127,6 +127,8 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
                      math_pool=math_pool, code_timeout=code["code_timeout"],
                      code_memory_mb=code["code_memory_mb"],
                      code_workers=code["code_workers"]) as grade_fn:
+        if hasattr(grade_fn, "check_references"):  # code benchmarks: the canonical solutions run, before sampling
+            grade_fn.check_references(records)
         samples, summary = evaluate(
             generator, records, n_samples=job.n_samples, temperature=float(job.temperature), top_p=float(job.top_p),
             max_new_tokens=job.max_new_tokens, seed=job.seed, grade_fn=grade_fn, ks=[int(k) for k in job.ks],

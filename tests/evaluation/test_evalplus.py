@@ -280,6 +280,22 @@ def test_base_pass_at_1_counts_samples_that_never_reach_the_tests():
 
 
 @linux_only
+def test_a_canonical_solution_that_fails_stops_the_job_before_sampling():
+    """The canonical solutions run before any sample is drawn (their outputs are the expected ones): one that fails
+    in the sandbox stops the job in one line naming its task; before, every sample of the task scored 0, counted
+    only as grading errors in the summary, after the whole generation."""
+    from giftlab.cli import JobFailed
+
+    good, broken = _record("HumanEval/0"), _record("Mbpp/3")
+    broken["canonical_solution"] = broken["canonical_solution"].replace("def ", "def broken_", 1)
+    with make_grader("auto", code_workers=2) as grade:
+        grade.check_references([good, {"kind": "math", "gold": "1"}])  # nothing to stop: math has no references
+        with pytest.raises(JobFailed, match=r"^Mbpp/3.*: the canonical solution failed in the sandbox .*before any "
+                                            r"sample was drawn\)$") as err:
+            grade.check_references([good, broken])
+    assert "\n" not in str(err.value)
+
+
 def test_hf_format_rows_keep_their_test_script_path():
     row = {"task_id": "HumanEval/999", "prompt": "def add(a, b):\n    \"\"\"Add.\"\"\"\n", "entry_point": "add",
            "canonical_solution": "    return a + b\n",

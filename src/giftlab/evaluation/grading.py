@@ -139,6 +139,19 @@ class CodeGrader:
         self.guards: dict = {}
         self.evalplus = EvalPlusRunner(memory_mb=self.memory_mb, **sandbox_kwargs)
 
+    def check_references(self, records) -> None:
+        """Run each EvalPlus record's canonical solution (its expected outputs, cached for the grading) before any
+        sample is drawn: one that fails in the sandbox means a broken record or sandbox, and stops the job in one line
+        naming the task, where it would otherwise score every sample of that task 0, after the generation."""
+        from giftlab.cli import JobFailed
+
+        evalplus = [r for r in records if is_evalplus_record(r)]
+        try:
+            with ThreadPoolExecutor(self.workers) as ex:
+                list(ex.map(self.evalplus.oracle, evalplus))
+        except RuntimeError as exc:
+            raise JobFailed(f"{exc} (before any sample was drawn)") from None
+
     def _one(self, response, record) -> ItemResult:
         # an EvalPlus sample that never reaches the tests fails the base tests too (base_pass@1's denominator)
         failed_base = False if is_evalplus_record(record) else None
@@ -202,6 +215,12 @@ class _Dispatch:
         if kind not in self.graders:
             self.graders[kind] = self.stack.enter_context(self.factory(kind))
         return self.graders[kind]
+
+    def check_references(self, records) -> None:
+        """:meth:`CodeGrader.check_references` for the code records (the other kinds have none)."""
+        code = [r for r in _records_only(records, "auto") if r.get("kind") == "code"]
+        if code:
+            self._grader("code").check_references(code)
 
     def __call__(self, responses, records):
         responses, records = list(responses), _records_only(records, "auto")
