@@ -261,6 +261,14 @@ def decode_rows(model, ids, mask, cache, sampler, max_new_tokens: int, stop: set
     return new
 
 
+def answer_stop_ids(tokenizer, extra: Sequence[int] = ()) -> list[int]:
+    """The ids that end an answer: the tokenizer's EOS, the chat template's end of turn (:func:`turn_end_ids`, which
+    a base model prompted in the template emits instead) and ``extra``."""
+    eos = tokenizer.eos_token_id
+    return sorted({int(i) for i in ([eos] if eos is not None else [])} | {int(i) for i in extra}
+                  | set(turn_end_ids(tokenizer)))
+
+
 class HFGenerator:
     """transformers ``generate`` with left padding and the KV cache, batched over (prompt, sample) rows.
 
@@ -335,10 +343,7 @@ class HFGenerator:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model
-        eos = self.tokenizer.eos_token_id
-        # the chat template's end of turn (giftlab.data.turn_end_ids) ends an answer as EOS does
-        self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
-                               | {int(i) for i in stop_token_ids} | set(turn_end_ids(self.tokenizer)))
+        self.stop_ids = answer_stop_ids(self.tokenizer, stop_token_ids)
         if not self.stop_ids:
             raise ValueError(f"{name}: tokenizer has no eos_token_id and no stop ids were given")
         # Explicit neutral settings: a checkpoint's generation_config.json (e.g. Qwen's
@@ -445,10 +450,7 @@ class VLLMGenerator:  # vLLM runs on a GPU only; tests/evaluation/test_vllm_gene
         self.tokenizer = load_tokenizer(model_path)
         if Path(self.model_path).is_dir():
             check_weights(self.model_path)
-        eos = self.tokenizer.eos_token_id
-        # the chat template's end of turn (giftlab.data.turn_end_ids) ends an answer as EOS does
-        self.stop_ids = sorted({int(i) for i in ([eos] if eos is not None else [])}
-                               | {int(i) for i in stop_token_ids} | set(turn_end_ids(self.tokenizer)))
+        self.stop_ids = answer_stop_ids(self.tokenizer, stop_token_ids)
         # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's sampling defaults.
         self.llm = LLM(model=self.model_path, dtype=dtype, max_model_len=max_model_len,
                        gpu_memory_utilization=gpu_memory_utilization,
