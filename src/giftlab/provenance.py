@@ -70,12 +70,16 @@ def code_tree_version(root: Path) -> str:
     files = 0
     for name in CODE_PATHS:
         base = root / name
-        for file in sorted([base] if base.is_file() else base.rglob("*")):
-            relative = file.relative_to(root)
-            if file.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in relative.parts):
-                digest.update(f"{relative.as_posix()}\0{file_sha256(file)}\n".encode())
-                files += 1
+        for file in [base] if base.is_file() else visible_files(base, skip=("__pycache__",)):
+            digest.update(f"{file.relative_to(root).as_posix()}\0{file_sha256(file)}\n".encode())
+            files += 1
     return f"nogit-{digest.hexdigest()[:16]}" if files else "unknown"
+
+
+def visible_files(folder: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    """The files under ``folder`` in path order, less hidden files and folders and those named in ``skip``."""
+    return [file for file in sorted(folder.rglob("*")) if file.is_file()
+            and not any(part.startswith(".") or part in skip for part in file.relative_to(folder).parts)]
 
 
 @lru_cache(maxsize=1)
@@ -197,10 +201,8 @@ def path_sha256(path) -> str:
     if not path.is_dir():
         return file_sha256(path)
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("*")):
-        relative = file.relative_to(path)
-        if file.is_file() and not any(part.startswith(".") for part in relative.parts):
-            digest.update(f"{relative.as_posix()}\0{file_sha256(file)}\n".encode())
+    for file in visible_files(path):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()
 
 
