@@ -274,3 +274,20 @@ def test_train_grpo_builds_its_trainer_with_the_reference_loaded_whole(base_dir,
                job_config={"grpo": cfg, "seed": 0})
     assert entered == [True]
     assert trl_grpo.create_model_from_path is trl_loader
+
+
+def test_a_trl_that_loads_its_reference_otherwise_is_refused_in_one_line(monkeypatch):
+    """trl_reference_in_every_process wraps TRL's create_model_from_path: a TRL without it would leave the reference
+    unguarded (zeros off rank 0 under 5.17), so a run with grpo.kl_coef > 0 stops before its trainer is built."""
+    import trl.trainer.grpo_trainer as trl_grpo
+
+    from giftlab.cli import JobFailed
+    from giftlab.training.sharded import trl_reference_in_every_process
+
+    monkeypatch.delattr(trl_grpo, "create_model_from_path")
+    with trl_reference_in_every_process(False):  # no reference (kl_coef 0): nothing to guard
+        pass
+    with pytest.raises(JobFailed, match=r"^trl [\d.]+: GRPOTrainer no longer loads its reference through "
+                                        r"create_model_from_path; .* grpo\.kl_coef > 0$"):
+        with trl_reference_in_every_process(True):
+            pass

@@ -219,13 +219,14 @@ def trl_reference_in_every_process(needed: bool):
     import trl
     import trl.trainer.grpo_trainer as trl_grpo
 
+    from giftlab.cli import JobFailed
     from giftlab.models import weights_in_every_process
 
     load = getattr(trl_grpo, "create_model_from_path", None)
     if load is None:  # a TRL that loads its reference otherwise: refuse rather than risk zeros on most GPUs
-        raise RuntimeError(f"trl {trl.__version__}: GRPOTrainer no longer loads its reference through "
-                           "create_model_from_path; giftlab.training.sharded.trl_reference_in_every_process "
-                           "needs updating for grpo.kl_coef > 0")
+        raise JobFailed(f"trl {trl.__version__}: GRPOTrainer no longer loads its reference through "
+                        "create_model_from_path; giftlab.training.sharded.trl_reference_in_every_process "
+                        "needs updating for grpo.kl_coef > 0")
 
     def load_whole(*args, **kwargs):
         with weights_in_every_process():
