@@ -102,7 +102,7 @@ BAD = [
     ({"eval": {"backend": "vllm", "vllm": {"tensor_parallel_size": 2}}, "resources": {"evaluate": {"gpu": 1}}},
      "eval.vllm.tensor_parallel_size: 2 GPUs per engine (tiny_id), but resources.evaluate.gpu is 1"),
     ({"eval": {"per_benchmark": {"tiny_ood": {"backend": "vllm", "vllm": {"tensor_parallel_size": 4}}}},
-      "resources": {"default": {"gpu": 2}}}, "eval.vllm.tensor_parallel_size: 4 GPUs per engine (tiny_ood)"),
+      "resources": {"evaluate": {"gpu": 2}}}, "eval.vllm.tensor_parallel_size: 4 GPUs per engine (tiny_ood)"),
     ({"grpo": {"use_vllm": True, "vllm": {"tensor_parallel_size": 3}}, "resources": {"grpo": {"gpu": 8}},
       "launch": {"grpo": "accelerate launch --num_processes 8"}},
      "grpo.vllm.tensor_parallel_size: 3 does not divide resources.grpo.gpu (8)"),
@@ -178,7 +178,6 @@ def test_a_launch_starts_as_many_processes_as_its_rule_has_gpus(monkeypatch):
     assert launch_processes("accelerate launch --config_file=workflow/accelerate/fsdp.yaml") == 8
     with pytest.raises(ConfigError, match=r"^config error: launch: .*No closing quotation"):
         launch_processes("accelerate launch --config_file 'workflow/accelerate/fsdp.yaml")
-    assert launch_processes("python") is None
     paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
     for gpus in (4, 8):  # docs/scale.md: 4 GPUs per job need both keys changed
         line = paper["launch"]["sft"].replace("--num_processes 8", f"--num_processes {gpus}")
@@ -186,6 +185,15 @@ def test_a_launch_starts_as_many_processes_as_its_rule_has_gpus(monkeypatch):
                                            "sft": {"grad_accum": 64 // gpus}}))
     with pytest.raises(ConfigError, match=r"^config error: launch\.sft: starts 8 processes, but resources\.sft\.gpu"):
         validate_config(deep_merge(paper, {"resources": {"sft": {"gpu": 4}}}))
+    # one process on 8 GPUs (TRL's vLLM is colocated, so a GRPO job has no use for a GPU without a process)
+    assert launch_processes("python") == launch_processes("OMP_NUM_THREADS=4 /usr/bin/python3.11") == 1
+    assert launch_processes("python -m torch.distributed.run --standalone") is None
+    with pytest.raises(ConfigError, match=r"^config error: launch\.grpo: starts one process \(python\), but "
+                                          r"resources\.grpo\.gpu is 8"):
+        validate_config(deep_merge(paper, {"launch": {"grpo": "python"}}))
+    unlaunched = deep_merge(paper, {"launch": {"sft": ""}})
+    with pytest.raises(ConfigError, match=r"^config error: launch\.sft \(not set\): starts one process"):
+        validate_config(unlaunched)
 
 
 def test_mmlu_redux_rows_scored_are_set_for_its_job_alone():

@@ -204,6 +204,9 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
 JOB_SHELL_PREFIX = "set -euo pipefail; trap : TERM; "
 
 PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--nproc-per-node")
+#: the rules whose jobs start through ``launch.<rule>`` (workflow/rules/sft.smk, grpo.smk)
+LAUNCHED_RULES = ("sft", "grpo")
+_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def launch_processes(line: str, where: str = "launch") -> int | None:
@@ -225,6 +228,9 @@ def launch_processes(line: str, where: str = "launch") -> int | None:
     if config_file is not None and config_file.is_file():
         processes = (read_yaml(config_file) or {}).get("num_processes")
         return processes if isinstance(processes, int) else None
+    command = next((arg for arg in argv if not _ENV_ASSIGNMENT.match(arg)), "")
+    if re.fullmatch(r"python[0-9.]*", Path(command).name) and "-m" not in argv:
+        return 1  # the script itself, one process (as without a launch line)
     return None
 
 
@@ -243,13 +249,17 @@ def rule_processes(config: Mapping[str, Any], rule: str) -> int | None:
 
 def _check_launch(config: Mapping[str, Any]) -> None:
     """One process per GPU: a ``launch.<rule>`` line that starts another number of processes than the rule's jobs
-    ask SLURM for (``resources.<rule>.gpu``) would put two processes on one GPU, or leave GPUs idle."""
-    for rule, line in (config.get("launch") or {}).items():
+    ask SLURM for (``resources.<rule>.gpu``) would put two processes on one GPU, or leave GPUs idle. No line (or a
+    plain ``python``) is one process: a training job on several GPUs would use one of them."""
+    lines = config.get("launch") or {}
+    for rule in dict.fromkeys([*LAUNCHED_RULES, *lines]):
         gpus = rule_resources(config, rule).get("gpu")
-        processes = launch_processes(line, f"launch.{rule}")
+        processes = launch_processes(lines[rule], f"launch.{rule}") if lines.get(rule) else 1
         if str(gpus).isdigit() and int(gpus) > 0 and processes is not None and int(gpus) != processes:
-            raise ConfigError(f"config error: launch.{rule}: starts {processes} processes, but resources.{rule}.gpu "
-                              f"is {gpus}: one process per GPU (set both; for SFT's global batch, sft.grad_accum too)")
+            starts = f"starts {processes} processes" if processes > 1 else "starts one process (python)"
+            where = f"launch.{rule}" if lines.get(rule) else f"launch.{rule} (not set)"
+            raise ConfigError(f"config error: {where}: {starts}, but resources.{rule}.gpu is {gpus}: one process "
+                              "per GPU (set both, as config/paper.yaml; for SFT's global batch, sft.grad_accum too)")
 
 
 def _check_tensor_parallel(config: Mapping[str, Any]) -> None:
