@@ -256,6 +256,38 @@ def test_relift_resumes_one_process_from_the_older_single_state_file(base_dir, t
     assert trainer._relift_buffer.items == [4, 1] and trainer._relift_steps == 3
 
 
+class _CpuProcessOfSeveral:
+    """The trainer's accelerator as a CPU process of a multi-process launch sees it (the rehearsal's DDP over gloo):
+    accelerate 1.15 gives every such process the device ``cpu:0`` (measured under ``torchrun --nproc_per_node 2``)."""
+
+    def __init__(self, accelerator):
+        self._accelerator = accelerator
+        self.device = torch.device("cpu", 0)
+
+    def __getattr__(self, name):
+        return getattr(self._accelerator, name)
+
+
+def test_relift_resumes_on_a_cpu_process_of_several(base_dir, tmp_path):
+    # torch.load(map_location=cpu:0) refuses any saved tensor ("don't know how to restore data location"): a resumed
+    # multi-process CPU run (the rehearsal's launch) stopped at the SFT optimiser's moments
+    trainer = _trainer(base_dir, tmp_path, "relift", {"sft_batch": 2})
+    trainer._relift_init()
+    trainer.model(input_ids=torch.tensor([[3, 4, 5]])).logits.sum().backward()
+    trainer._relift_optimizer.step()
+    folder = tmp_path / "checkpoint-1"
+    folder.mkdir()
+    torch.save({"buffer": {"batch_size": 2, "items": [4, 1]}, "sft_steps": 1,
+                "optimizer": trainer._relift_optimizer.state_dict()}, folder / "relift_state-rank0.pt")
+    saved = {k: v.clone() for k, v in next(iter(trainer._relift_optimizer.state.values())).items()}
+    restored = _trainer(base_dir, tmp_path, "relift", {"sft_batch": 2})
+    restored.accelerator = _CpuProcessOfSeveral(restored.accelerator)
+    restored._load_optimizer_and_scheduler(str(folder))
+    assert restored._relift_buffer.items == [4, 1] and restored._relift_steps == 1
+    got = next(iter(restored._relift_optimizer.state.values()))
+    assert all(torch.equal(got[k], saved[k]) for k in saved)
+
+
 class _OneOfTwoProcesses:
     """The trainer's accelerator as process 0 of 2 sees it (one process here: DDP's average is not applied)."""
 

@@ -340,6 +340,35 @@ def test_grpo_resumed_between_the_updates_of_a_rollout_batch_trains_what_an_unin
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_a_cpu_process_of_several_restores_its_rollout_batch(tmp_path):
+    """accelerate 1.15 gives every CPU process of a multi-process launch (the rehearsal's DDP over gloo) the device
+    ``cpu:0`` (measured under ``torchrun --nproc_per_node 2``), and torch.load(map_location=cpu:0) refuses any saved
+    tensor ("don't know how to restore data location"): every resume of such a GRPO, LUFFY or ReLIFT run stopped
+    at a checkpoint saved inside a rollout batch."""
+    import torch
+
+    from giftlab.training.rollout_state import FILE, ResumableRollouts
+
+    class Trainer(ResumableRollouts):
+        accelerator = SimpleNamespace(process_index=0, device=torch.device("cpu", 0))
+        state = SimpleNamespace(global_step=1)
+        args = SimpleNamespace(gradient_accumulation_steps=2)
+
+        def __init__(self):
+            pass
+
+    class Base:
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            pass
+
+    Trainer = type("Trainer", (Trainer, Base), {})
+    batch = [{"completion_ids": torch.arange(6).view(2, 3), "is_expert": torch.tensor([False, True])}]
+    torch.save({"step": 2, "buffered_inputs": batch}, tmp_path / FILE.format(rank=0))
+    trainer = Trainer()
+    trainer._load_optimizer_and_scheduler(str(tmp_path))
+    assert trainer._step == 2 and all(torch.equal(trainer._buffered_inputs[0][k], v) for k, v in batch[0].items())
+
+
 # ------------------------------------------------------------------ the callback alone
 
 

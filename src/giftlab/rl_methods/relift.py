@@ -145,7 +145,9 @@ class ReliftMixin:
                                  f"(older code; under FSDP it holds process 0's optimiser shard only); delete "
                                  f"{os.path.dirname(checkpoint)} to start this run again")
             path = legacy  # one process: the older single file is this process's own state
-        state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
+        from giftlab.training.checkpoints import load_location
+
+        state = torch.load(path, map_location=load_location(self.accelerator.device), weights_only=False)
         self._relift_buffer = HardQuestionBuffer(state["buffer"]["batch_size"], state["buffer"]["items"])
         self._relift_steps = int(state["sft_steps"])
         self._relift_optimizer.load_state_dict(state["optimizer"])

@@ -73,6 +73,13 @@ def _distributed():
     return None
 
 
+def load_location(device):
+    """``torch.load``'s ``map_location`` for a state this process saved (TRL's rollout batch, ReLIFT's SFT optimiser):
+    the process's device, but plain ``"cpu"`` for a CPU one. accelerate gives every CPU process of a multi-process
+    launch (the rehearsal's DDP over gloo) the device ``cpu:0``, a location torch.load cannot restore a tensor to."""
+    return "cpu" if getattr(device, "type", device) == "cpu" else device
+
+
 def trainer_epoch(state) -> int:
     """The epoch a trainer's state is in (``state.epoch``: ``epoch + steps / steps_in_epoch``, None before the first
     step): the one whose order the next ``__iter__`` of its sampler must give."""

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-from giftlab.training.checkpoints import trainer_epoch
+from giftlab.training.checkpoints import load_location, trainer_epoch
 
 FILE = "rollouts-rank{rank}.pt"
 
@@ -81,7 +81,7 @@ class ResumableRollouts:
             raise FileNotFoundError(f"{path}: missing, so this checkpoint cannot resume where its rollout batch "
                                     f"stopped (written by older code?); delete {os.path.dirname(checkpoint)} "
                                     f"to start this run again")
-        state = torch.load(path, map_location=self.accelerator.device, weights_only=False)
+        state = torch.load(path, map_location=load_location(self.accelerator.device), weights_only=False)
         expected = self.state.global_step * self.args.gradient_accumulation_steps
         if state["step"] != expected:
             raise ValueError(f"{path}: rollout step {state['step']}, but checkpoint step {self.state.global_step} × "
