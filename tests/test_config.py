@@ -389,3 +389,26 @@ def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path):
         check_local_paths(local, ["qwen", "llama"], tmp_path)
     with pytest.raises(ConfigError, match=r"^config error: data\.path: .*DeepMath\.parquet"):
         check_local_paths(deep_merge(paper, {"data": {"path": "DeepMath.parquet"}}), [], tmp_path)
+
+
+def test_the_papers_other_local_inputs_are_checked_before_the_plan(tmp_path):
+    """Figure 3's MATH500 copy and MT-Bench's questions and references, which no rule makes: in a workspace holding
+    the tiny default's outputs, a missing one did not stop the paper plan (Snakemake keeps a consumer's output when
+    a missing input stops its producer): 27 jobs were planned and the tiny tables kept as the paper's."""
+    from giftlab.config import check_local_paths
+    from giftlab.plan import Plan
+
+    paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
+    files = Plan(paper).local_inputs()
+    assert [(key, path) for key, path, _ in files] == [
+        ("eval.main_benchmark", "data/benchmarks/math500.jsonl"), ("mtbench.questions", "data/mt_bench/question.jsonl"),
+        ("mtbench.reference_answers", "data/mt_bench/reference_answer/gpt-4.jsonl")]
+    for key, path, _ in files:
+        with pytest.raises(ConfigError, match=rf"^config error: {re.escape(key)}: no such file: {re.escape(path)} "):
+            check_local_paths(paper, [], tmp_path, files)
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("{}\n")
+    check_local_paths(paper, [], tmp_path, files)
+    assert Plan(load_config(PARAMS)).local_inputs() == []  # the tiny world makes its own
+    no_dynamics = deep_merge(paper, {"grpo": {"eval_every": 0}, "mtbench": {"enabled": False}})
+    assert Plan(no_dynamics).local_inputs() == []

@@ -324,10 +324,12 @@ def _check_mtbench(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: mtbench.judge: {exc}") from None
 
 
-def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root: str | Path = ".") -> None:
+def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root: str | Path = ".",
+                      files: Iterable[tuple[str, str, str]] = ()) -> None:
     """The local paths the grid reads but no rule makes, checked before any job: ``backbones.<name>.path`` of each
     pretrained backbone of the grid, and ``data.path``, where they name a file or folder rather than a hub id
-    (relative ones from ``root``, the workspace). A missing one is one line naming its key; otherwise the jobs
+    (relative ones from ``root``, the workspace), and ``files`` ((key, path, what reads it):
+    :meth:`giftlab.plan.Plan.local_inputs`). A missing one is one line naming its key; otherwise the jobs
     reading it (the split, every SFT and GRPO run on the cluster) would each fail on it after their wait."""
     from giftlab.data import looks_local as data_looks_local
     from giftlab.models import looks_local as model_looks_local
@@ -345,6 +347,9 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     if data["source"] != "tiny" and data.get("path") and data_looks_local(data["path"]) and missing(data["path"]):
         raise ConfigError(f"config error: data.path: no such file or folder: {data['path']} (a local copy; a hub "
                           "dataset id is owner/name)")
+    for key, path, what in files:
+        if missing(path):
+            raise ConfigError(f"config error: {key}: no such file: {path} ({what}; docs/scale.md, step 2)")
 
 
 def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -219,6 +219,26 @@ class Plan:
         found = None if self.tiny else find_data(self.bench_dir, main)
         return [str(found or f"{self.bench_dir}/{main}.jsonl")]
 
+    def local_inputs(self) -> list[tuple[str, str, str]]:
+        """(config key, path, what reads it) of the files the paper grid reads that no rule makes, beside the bases
+        and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
+        consumer's existing output when a missing input stops its producer (a workspace holding another config's
+        tables would pass as done)."""
+        if self.tiny:
+            return []
+        files = []
+        tracking = [run for run in self.runs if self.tracks_dynamics(run)]
+        if tracking:
+            files.append(("eval.main_benchmark", self.dynamics_benchmark(tracking[0])[0],
+                          "its copy in eval.benchmark_dir, read by the GRPO runs that track RL dynamics for Figure 3"))
+        if self.mtbench:
+            section = self.config["mtbench"]
+            files.append(("mtbench.questions", section["questions"], "MT-Bench's questions for Table 5"))
+            if section.get("reference_answers"):
+                files.append(("mtbench.reference_answers", section["reference_answers"],
+                              "FastChat's reference answers for Table 5"))
+        return files
+
     # -------------------------------------------------------------- result files
     def eval_summary(self, stage: str, backbone: str, run: str, benchmark: str | None = None) -> str:
         benchmark = benchmark or self.config["eval"]["main_benchmark"]

@@ -567,6 +567,9 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     (bench_dir / "math500.jsonl").unlink()
     missing = run(cmd, work, timeout=300, check=False)
     assert missing.returncode != 0 and "data/benchmarks/math500.jsonl" in missing.stdout + missing.stderr
+    # in one line naming its key, before the DAG: Snakemake would keep a consumer's existing output (another
+    # config's tables in this workspace) when the missing file stops its producer
+    assert "config error: eval.main_benchmark: no such file: data/benchmarks/math500.jsonl" in missing.stderr
     # any format giftlab.rowfiles reads is found: a parquet file, a downloaded dataset folder
     (bench_dir / "math500.parquet").write_bytes(b"PAR1")
     (bench_dir / "gpqa.jsonl").unlink()

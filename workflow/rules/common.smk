@@ -19,7 +19,7 @@ try:  # one line naming the key, before any job is scheduled
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")
     PLAN = Plan(config)
     if workflow.is_main_process:  # a missing local base or DeepMath copy: not a failed job per run on the cluster
-        check_local_paths(config, PLAN.backbones, Path.cwd())
+        check_local_paths(config, PLAN.backbones, Path.cwd(), PLAN.local_inputs())
 except ConfigError as exc:
     sys.exit(str(exc))
 
