@@ -11,11 +11,13 @@ instead of running the base at every step of every epoch. The base runs on the j
 summary records the tokens, the bytes, the tail mass (mean, max), the device and the seconds it took.
 """
 
+import logging
 import time
 from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import read_problems
+from giftlab.io import remove_stale_temps
 from giftlab.jobs import ReferenceCacheJob
 from giftlab.models import load_model, load_tokenizer, local_checkpoint
 from giftlab.provenance import file_sha256, write_result
@@ -30,6 +32,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     job = ReferenceCacheJob.from_config(config)
+    # what killed attempts of this job left (a cache-sized temporary each: SIGKILL or SLURM's SIGTERM skip the cleanup)
+    for stale in (p for out in (args.out, args.summary) for p in remove_stale_temps(out)):
+        logging.info("removed %s: a killed attempt's temporary", stale)
     import torch
 
     from giftlab.training.reference import build_reference_cache, tail_mass_summary, weights_fingerprint

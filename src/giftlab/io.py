@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -56,6 +57,23 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries :func:`atomic_file` left beside ``path`` (``.<name>.<8 random>.tmp``) when a job writing
+    it was killed: SIGKILL, or SIGTERM with no handler, skips the cleanup, and each killed attempt leaves one (a
+    reference cache's is the cache's size: tens of GB per backbone at paper scale). Call it where the job that owns
+    ``path`` starts: Snakemake runs one job per output at a time and ``giftlab.lock`` one run per workspace, so none of
+    them is a live writer's. Returns what it deleted."""
+    path = Path(path)
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # mkstemp's 8 characters, this name only
+    removed = []
+    if path.parent.is_dir():
+        for stale in path.parent.iterdir():
+            if own.fullmatch(stale.name) and stale.is_file():
+                stale.unlink(missing_ok=True)
+                removed.append(stale)
+    return removed
 
 
 @contextmanager

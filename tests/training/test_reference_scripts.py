@@ -133,3 +133,18 @@ def test_building_the_cache_holds_it_in_host_memory_once(tmp_path):
     grew, size = int(re.search(r"grew (\d+)", proc.stdout).group(1)), out.stat().st_size
     assert size > 250e6
     assert grew < 2.2 * size, f"building a {size / 1e6:.0f} MB cache took {grew / 1e6:.0f} MB of host memory"
+
+
+def test_a_rerun_removes_the_temporaries_killed_attempts_left(base_dir, data, tmp_path):
+    """SIGKILL, or SLURM's SIGTERM (no handler in this job), skips atomic_file's cleanup: each killed attempt left a
+    cache-sized `.sft.safetensors.<random>.tmp` beside the output (tens of GB at paper scale), and no rerun removed
+    it. The next attempt removes its own outputs' temporaries, and nothing else."""
+    out = tmp_path / "sft.safetensors"
+    stale = [tmp_path / ".sft.safetensors.b_56hxta.tmp", tmp_path / ".sft.safetensors.h0n76wm7.tmp",
+             tmp_path / ".sft.json.k2j4_9xq.tmp"]
+    others = [tmp_path / ".rl.safetensors.b_56hxta.tmp", tmp_path / ".sft.safetensors.tmp", tmp_path / "notes.tmp"]
+    for path in stale + others:
+        path.write_bytes(b"torn")
+    build(base_dir, data / "train.jsonl", out)
+    assert not [p.name for p in stale if p.exists()]
+    assert all(p.exists() for p in others)
