@@ -504,3 +504,37 @@ def test_a_grpo_run_resumed_with_a_new_checkpoint_interval_checkpoints_at_it(bas
     resumed = run(1, [Saves()])
     assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps"] == 4
     assert saved == [3, 4]
+
+
+def test_grpo_preempted_at_its_last_step_keeps_the_final_rl_dynamics_row(base_dir, tmp_path):
+    """The RL dynamics' last row (the final policy's pass@1, Figure 3's end point) was measured in on_train_end,
+    after the last checkpoint: a run preempted at its last step, or killed during that evaluation or the export,
+    finished from that checkpoint without training, so the row was never measured (max_steps 3, eval_every 10:
+    steps [0] against [0, 3] uninterrupted; the smoke profile's 2 steps and eval_every 10 likewise)."""
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"p{i}", "prompt": r["question"], "gold": r["final_answer"],
+                                         "kind": "math"}) + "\n" for i, r in enumerate(RL_ROWS)))
+    cfg = dict(GRPO, eval_every=10, eval_problems=4, eval_samples=2, eval_max_new_tokens=6)
+
+    def run(name, callbacks=()):
+        from giftlab.models import load_model
+        from giftlab.tinyworld.tokenizer import build_tokenizer
+        from giftlab.training.grpo import train_grpo
+
+        return train_grpo(init_path=str(base_dir), load_model=load_model, tokenizer=build_tokenizer(),
+                          rl_rows=RL_ROWS, cfg=cfg, seed=0, out_dir=tmp_path / name / "model",
+                          work_dir=tmp_path / name / "work", job_config={"grpo": cfg}, extra_callbacks=callbacks,
+                          dynamics_benchmark=str(bench))
+
+    straight = run("straight")
+    with pytest.raises(Preempted, match=LINE.format(3)):
+        run("resumed", [SignalSelf(3)])
+    resumed = run("resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-3")
+
+    def rows(metrics):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in metrics["dynamics"]]
+
+    assert [row["step"] for row in straight["dynamics"]] == [0, 3]
+    assert rows(resumed) == rows(straight)
+    assert resumed["dynamics_grading"] == straight["dynamics_grading"]

@@ -245,7 +245,8 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 
 
 class DynamicsCallback(TrainerCallback):
-    """pass@1 of the live policy during RL: at step 0, every ``eval_every`` steps, and at the end.
+    """pass@1 of the live policy during RL: at step 0, every ``eval_every`` steps, and at the last step (before its
+    checkpoint, so the run's last checkpoint holds every row).
 
     Each evaluation wraps the trainer's model with :meth:`HFGenerator.from_model` (in eval mode,
     without gradients; the previous train/eval mode is restored afterwards), samples
@@ -374,7 +375,10 @@ class DynamicsCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.settings["eval_every"] == 0:
+        # the last step here too, before its checkpoint is saved: a run stopped after that checkpoint (preempted at its
+        # last step, killed in this evaluation or the export) finishes from it without training (train_or_finish),
+        # so on_train_end never comes again and the final policy's row was lost
+        if state.global_step % self.settings["eval_every"] == 0 or state.global_step >= state.max_steps > 0:
             self._maybe(state, model)
         return control
 
