@@ -538,3 +538,26 @@ def test_grpo_preempted_at_its_last_step_keeps_the_final_rl_dynamics_row(base_di
     assert [row["step"] for row in straight["dynamics"]] == [0, 3]
     assert rows(resumed) == rows(straight)
     assert resumed["dynamics_grading"] == straight["dynamics_grading"]
+
+
+def test_grpo_finished_from_its_last_checkpoint_logs_what_an_uninterrupted_run_logs(base_dir, tmp_path):
+    """metrics.json's step log held the Trainer's end-of-training summary (this train() call's runtime and its mean
+    loss over this call's steps only) as a last row: a run resumed from its last checkpoint (preempted at its last
+    step, killed in the export) never trains again and had no such row; one resumed mid-run had the mean of its
+    later steps. The log keeps optimiser steps only, as SFT's does."""
+    import re
+
+    def run(name, callbacks=()):
+        return grpo_in(tmp_path / name, base_dir, GRPO, callbacks)
+
+    def steps(metrics):  # wall-clock fields aside (benchmarks/faults.py leaves them out too)
+        return [{k: v for k, v in row.items() if not re.search(r"_time$|runtime|per_second", k)}
+                for row in metrics["log"]]
+
+    straight = run("straight")
+    with pytest.raises(Preempted, match=LINE.format(3)):
+        run("resumed", [SignalSelf(3)])
+    resumed = run("resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-3")
+    assert steps(resumed) == steps(straight)
+    assert [row["step"] for row in straight["log"]] == [1, 2, 3]

@@ -164,13 +164,18 @@ class MathReward:
 
 
 class JsonlLog(TrainerCallback):
-    """Append every logged step (reward, KL, entropy, lengths, grading timeouts) to a JSONL file."""
+    """Append every logged optimiser step (reward, KL, entropy, lengths, grading timeouts) to a JSONL file.
+
+    Steps only (rows with a ``loss``), as SFT's :class:`~giftlab.training.tracking.StepLog`: the Trainer's
+    end-of-training summary describes one ``train()`` call (its runtime, its mean loss over that call's steps), so a
+    resumed run's differed from an uninterrupted one's, and one finished from its last checkpoint had none."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and state.is_world_process_zero:  # every process logs the same (gathered) row: write it once
+        # every process logs the same (gathered) row: written once
+        if logs and "loss" in logs and state.is_world_process_zero:
             with open(self.path, "a") as fh:
                 fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
         return control
