@@ -561,3 +561,35 @@ def test_grpo_finished_from_its_last_checkpoint_logs_what_an_uninterrupted_run_l
     assert resumed["resumed_from"].endswith("checkpoint-3")
     assert steps(resumed) == steps(straight)
     assert [row["step"] for row in straight["log"]] == [1, 2, 3]
+
+
+def test_sft_preempted_between_two_logged_steps_logs_what_an_uninterrupted_run_logs(base_dir, tmp_path):
+    """A mid-epoch preemption's checkpoint falls between two logged steps where the logging interval is above 1 (the
+    paper's: sft.logging_steps 10 -> 6, a divisor of 78 steps an epoch). The Trainer's loss summed since the last log
+    lived in memory only: the steps before the signal were never logged, the first row after the resume averaged
+    its later steps only, and the epoch's train_loss (the mean of its logged losses) moved."""
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.sft import SFTSettings, train_sft
+    from giftlab.training.tracking import read_step_rows
+
+    settings = {**SETTINGS, "logging_steps": 2}  # 4 steps an epoch: logged at 2, 4, 6, 8
+
+    def run(name, callbacks=()):
+        metrics = train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                            train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft",
+                            objective_params={}, settings=SFTSettings(seed=0, **settings),
+                            out_dir=tmp_path / name / "out", work_dir=tmp_path / name / "work",
+                            job_config={"method": "sft"}, callbacks=callbacks)
+        rows = read_step_rows(tmp_path / name / "work" / "steps.jsonl")
+        return metrics, [(row["step"], row["loss"]) for row in rows]
+
+    straight, straight_rows = run("straight")
+    with pytest.raises(Preempted, match=LINE.format(5)):
+        run("resumed", [SignalSelf(5)])
+    resumed, resumed_rows = run("resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-5")
+    assert [step for step, _ in straight_rows] == [2, 4, 6, 8]
+    assert [step for step, _ in resumed_rows] == [2, 4, 6, 8]
+    assert [loss for _, loss in resumed_rows] == [loss for _, loss in straight_rows]
+    assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in straight["epochs"]]

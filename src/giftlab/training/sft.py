@@ -344,13 +344,17 @@ class EpochEnd(TrainerCallback):
             self._train_losses.append(float(logs["loss"]))
 
     def on_save(self, args, state, control, **kwargs):
-        """The epoch so far (its logged losses, this process's diagnostic sums) in a mid-epoch checkpoint (a
-        preemption's), before it is stamped complete: a run resumed there records the whole epoch's."""
+        """The epoch so far (its logged losses, this process's diagnostic sums, and the Trainer's loss summed since
+        its last log with that log's step) in a mid-epoch checkpoint (a preemption's, between two logged steps where
+        the logging interval is above 1), before it is stamped complete: a run resumed there logs and records what
+        an uninterrupted run does."""
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             rank = self.trainer.accelerator.process_index
             write_json_atomic(ckpt / self.PARTIAL.format(rank=rank),
-                              {"train_losses": self._train_losses, "diag_sums": self.trainer._diag_sums})
+                              {"train_losses": self._train_losses, "diag_sums": self.trainer._diag_sums,
+                               "unlogged_loss": float(self.trainer._tr_loss.item()),
+                               "last_logged_step": int(self.trainer._globalstep_last_logged)})
         self.trainer.accelerator.wait_for_everyone()  # every process's share written before the stamp (all wait)
         return control
 
@@ -362,6 +366,9 @@ class EpochEnd(TrainerCallback):
                 partial = json.loads(path.read_text())
                 self._train_losses = [float(x) for x in partial["train_losses"]]
                 self.trainer._diag_sums = {k: float(v) for k, v in partial["diag_sums"].items()}
+                if "unlogged_loss" in partial:  # the Trainer set both afresh just before on_train_begin
+                    self.trainer._tr_loss.fill_(partial["unlogged_loss"])
+                    self.trainer._globalstep_last_logged = int(partial["last_logged_step"])
         return control
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
