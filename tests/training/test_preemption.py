@@ -372,8 +372,8 @@ def test_a_cpu_process_of_several_restores_its_rollout_batch(tmp_path):
 # ------------------------------------------------------------------ the callback alone
 
 
-def state(step, epoch=None):
-    return SimpleNamespace(global_step=step, epoch=epoch, is_world_process_zero=True)
+def state(step, epoch=None, max_steps=8):
+    return SimpleNamespace(global_step=step, epoch=epoch, is_world_process_zero=True, max_steps=max_steps)
 
 
 def control():
@@ -593,3 +593,59 @@ def test_sft_preempted_between_two_logged_steps_logs_what_an_uninterrupted_run_l
     assert [step for step, _ in resumed_rows] == [2, 4, 6, 8]
     assert [loss for _, loss in resumed_rows] == [loss for _, loss in straight_rows]
     assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in straight["epochs"]]
+
+
+class SignalAtEpochEnd(TrainerCallback):
+    """SIGTERM during an epoch's end (its validation and export, minutes at paper scale), after the last step's end."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.global_step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+        return control
+
+
+def test_a_signal_during_the_epoch_end_stops_at_that_epochs_checkpoint(base_dir, tmp_path, uninterrupted):
+    """The stop was decided at optimiser step ends only: a signal that came during the epoch's validation and export
+    (or during a checkpoint's save) let the epoch-end checkpoint be saved, trained one more step and saved a second
+    checkpoint (93 GB at paper scale) inside the grace period. The checkpoint being saved is where it stops."""
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.sft import SFTSettings, train_sft
+
+    saved: list[int] = []
+
+    class Saves(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            saved.append(state.global_step)
+
+    def run(callbacks=()):
+        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft",
+                         objective_params={}, settings=SFTSettings(**SETTINGS, seed=0), out_dir=tmp_path / "out",
+                         work_dir=tmp_path / "work", job_config={"method": "sft"}, callbacks=callbacks)
+
+    with pytest.raises(Preempted, match=LINE.format(4)):
+        run([Saves(), SignalAtEpochEnd()])
+    assert saved == [4] and stamped(tmp_path / "work", 4)
+    metrics = run()
+    assert metrics["resumed_from"].endswith("checkpoint-4") and metrics["steps"] == 8
+    reference = json.loads((uninterrupted / "out" / "metrics.json").read_text())
+    for got, want in zip(metrics["epochs"], reference["epochs"]):
+        assert abs(got["val_loss"] - want["val_loss"]) < 1e-6, (got, want)
+
+
+def test_a_signal_during_a_save_stops_there_unless_it_is_the_last(tmp_path):
+    """Saves after the signal: a run's middle one is where it stops; its last one lets the job write its outputs."""
+    args = SimpleNamespace(output_dir=str(tmp_path), save_strategy="steps", device="cpu")
+    for step, stops in ((4, True), (8, False)):
+        cb = PreemptionCheckpoint()
+        cb.requested = signal.SIGTERM   # came after this step's end (on_step_end saw none)
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        c = control()
+        if stops:
+            with pytest.raises(Preempted):
+                cb.on_save(args, state(step), c)
+            assert c.should_training_stop and (tmp_path / f"checkpoint-{step}" / MARKER).exists()
+        else:
+            assert cb.on_save(args, state(step), c) is c and not c.should_training_stop

@@ -4,8 +4,9 @@ SLURM sends SIGTERM to a preempted or timed-out job and SIGKILL after a grace pe
 30 s; ``sbatch --signal=TERM@120`` sends the signal 120 s before the time limit). :class:`PreemptionCheckpoint`
 turns SIGTERM / SIGUSR1 into: finish the optimiser step under way, save a checkpoint the usual way (the
 Trainer's own ``_save_checkpoint``, stamped complete by :class:`~giftlab.training.checkpoints.CompleteMarker`),
-then leave ``train()`` by raising :class:`Preempted`. The job then exits non-zero without writing its outputs
-(``scripts/sft.py``, ``scripts/grpo.py``), and its rerun resumes from that checkpoint
+then leave ``train()`` by raising :class:`Preempted`. A signal that comes after a step's end, while a checkpoint is
+saved anyway (an epoch's end, ``save_steps``), stops at that checkpoint. The job then exits non-zero without writing
+its outputs (``scripts/sft.py``, ``scripts/grpo.py``), and its rerun resumes from that checkpoint
 (:func:`~giftlab.training.checkpoints.last_complete_checkpoint`).
 
 Why raise rather than let ``train()`` return: after a stop mid-epoch the Trainer still runs the epoch-end hooks
@@ -15,8 +16,8 @@ an epoch-end save would rewrite the checkpoint that is already stamped complete.
 the checkpoint is stamped, skips all of that.
 
 Several processes: the signal may reach only some ranks (or reach them at different steps), so at every
-optimiser step end the flag is all-reduced (MAX) when ``torch.distributed`` is initialised: every rank stops
-at the same step, saves its part of the same checkpoint and raises after a barrier.
+optimiser step end and every save the flag is all-reduced (MAX) when ``torch.distributed`` is initialised: every
+rank stops at the same step, saves its part of the same checkpoint and raises after a barrier.
 """
 
 from __future__ import annotations
@@ -110,8 +111,14 @@ class PreemptionCheckpoint(TrainerCallback):
         return control
 
     def on_save(self, args, state, control, **kwargs):
+        # a signal that came after this step's end (during an epoch's validation and export, a rollout's evaluation,
+        # or this save): stop at this checkpoint, not after one more step and a second save inside the grace period;
+        # the last one is left to finish the job (its outputs follow), as before
         if self.stop_step is None:
-            return control
+            if not self._agreed(args) or 0 < state.max_steps <= state.global_step:
+                return control
+            self.stop_step = state.global_step
+            control.should_training_stop = True
         CompleteMarker().on_save(args, state, control)  # idempotent: stamped whichever callback runs first
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         dist = _distributed()
