@@ -13,7 +13,8 @@ wall-clock timings and the step it resumed from, provenance sidecars by their ou
 TensorBoard event files (wall-clock stamped) left out. Two uninterrupted runs are identical by this measure. "lost" is an output the reference has and the finished case does not; "wrong" one whose content differs.
 Both must be empty.
 
-Faults: kill -9 of the whole run (Snakemake and its jobs) at a uniformly random time, over several runs; a second
+Faults: kill -9 of the whole run (Snakemake and its jobs) at a uniformly random time, over several runs; SIGTERM
+(SLURM's preemption signal) to an SFT and a GRPO job after their first checkpoint; a second
 run started beside a running one; a truncated result JSON, a truncated checkpoint, a deleted output; a full disk (a
 size-limited tmpfs, root only, else reported as not run); a grading worker that hangs or is killed mid-item; a DVC
 remote that disappears in the middle of a push.
@@ -43,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SMOKE = REPO / "config" / "smoke.yaml"
 # smoke, trimmed: SFT and GIFT only, no Direct baselines, three MT-Bench dialogues (32 jobs)
-FAULT_PROFILE = {"sft": {"methods": ["sft", "gift"], "direct_sft": False}, "grpo": {"direct_rl": False},
+FAULT_PROFILE = {"sft": {"methods": ["sft", "gift"], "direct_sft": False},
+                 "grpo": {"direct_rl": False, "save_steps": 1},  # a runtime key: a checkpoint a step to preempt at
                  "mtbench": {"n_dialogues": 3}}
 # JSON keys that record how a run went (wall-clock measurements, where it resumed), not what it produced
 VOLATILE = re.compile(r"seconds|runtime|_time$|^time$|elapsed|per_second|created|duration|timestamp|resumed", re.I)
@@ -206,6 +208,43 @@ def case_kills(base: Path, profile: Path, reference: dict, seconds: float, kills
     outcome = (f"{done} kills in {workspaces} workspaces; every rerun of the same command finished the run "
                f"(no manual step)" if not rerun_failures else f"{rerun_failures} reruns failed")
     return Case(f"kill -9 of the whole run at a random time (× {done})", outcome, sorted(lost), sorted(wrong))
+
+
+def _job_pid(script: str, work_dir: str) -> int | None:
+    """The PID of the job running ``scripts/<script>.py`` on ``work_dir`` (its ``--work``), read from /proc."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0")]
+        except (OSError, ValueError):
+            continue
+        if any(a.endswith(f"scripts/{script}.py") for a in argv) and work_dir in argv:
+            return int(entry.name)
+    return None
+
+
+def case_preempt(base: Path, profile: Path, reference: dict, rule: str, run_id: str) -> Case:
+    """SLURM's preemption signal (SIGTERM, what ``--signal`` and a preemption send before SIGKILL) to one training
+    job (``rule`` sft or grpo, ``run_id`` backbone/run) once its first complete checkpoint is written: the job
+    saves, exits 75 and writes no output, Snakemake ends the run as failed; the same command again resumes the job
+    from that checkpoint."""
+    fault = f"SIGTERM (a preemption) to the {rule.upper()} job of {run_id} after its first checkpoint"
+    work = new_workspace(base, f"preempt_{rule}")
+    run_dir = f"work/{'sft' if rule == 'sft' else 'rl'}/{run_id}"
+    log = work / "logs" / rule / f"{run_id}.log"
+    proc = start(work, profile)
+    signalled = False
+    while proc.poll() is None and not signalled:
+        pid = _job_pid(rule, run_dir) if any((work / run_dir).glob("checkpoint-*/CHECKPOINT_COMPLETE")) else None
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            signalled = True
+        time.sleep(0.2)
+    proc.wait()
+    said = re.findall(r"preempted at step \d+", log.read_text(errors="replace")) if log.is_file() else []
+    final = run(work, profile)
+    outcome = (f"the job: \"{said[-1] if said else 'no preemption logged'}\"; the run: exit {proc.returncode}; the "
+               f"same command again: exit {final.returncode}") if signalled else "the job ended before its signal"
+    return compare(reference, work, Case(fault, outcome))
 
 
 def case_concurrent(base: Path, profile: Path, reference: dict) -> Case:
@@ -390,7 +429,7 @@ def report(cases: list[Case], argv: list[str], seconds: float, total: float) -> 
     return "\n".join(lines) + "\n"
 
 
-ALL = ("kill", "concurrent", "truncate_json", "truncate_weights", "delete", "full_disk", "workers", "dvc_remote")
+ALL = ("kill", "preempt", "concurrent", "truncate_json", "truncate_weights", "delete", "full_disk", "workers", "dvc_remote")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if "kill" in only:
         say(lambda: case_kills(base, profile, reference, seconds, args.kills, args.kills_per_workspace, rng), "kill")
+    if "preempt" in only:
+        for rule, run_id in (("sft", "qwen/gift-b3"), ("grpo", "qwen/gift-b3")):
+            say(lambda: case_preempt(base, profile, reference, rule, run_id), "preempt")
     if "concurrent" in only:
         say(lambda: case_concurrent(base, profile, reference), "concurrent")
     if "truncate_json" in only:
