@@ -234,17 +234,28 @@ def case_preempt(base: Path, profile: Path, reference: dict, rule: str, run_id: 
     proc = start(work, profile)
     signalled = False
     while proc.poll() is None and not signalled:
-        pid = _job_pid(rule, run_dir) if any((work / run_dir).glob("checkpoint-*/CHECKPOINT_COMPLETE")) else None
-        if pid is not None:
+        if _mid_training_checkpoint(work / run_dir) and (pid := _job_pid(rule, run_dir)) is not None:
             os.kill(pid, signal.SIGTERM)
             signalled = True
-        time.sleep(0.2)
+        time.sleep(0.05)
     proc.wait()
     said = re.findall(r"preempted at step \d+", log.read_text(errors="replace")) if log.is_file() else []
     final = run(work, profile)
     outcome = (f"the job: \"{said[-1] if said else 'no preemption logged'}\"; the run: exit {proc.returncode}; the "
-               f"same command again: exit {final.returncode}") if signalled else "the job ended before its signal"
+               f"same command again: exit {final.returncode}") if signalled else "its training ended before a signal"
     return compare(reference, work, Case(fault, outcome))
+
+
+def _mid_training_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a complete checkpoint before the run's last step (training still under way)."""
+    for marker in run_dir.glob("checkpoint-*/CHECKPOINT_COMPLETE"):
+        try:
+            state = json.loads((marker.parent / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("global_step", 0) < state.get("max_steps", 0):
+            return True
+    return False
 
 
 def case_concurrent(base: Path, profile: Path, reference: dict) -> Case:
