@@ -68,6 +68,19 @@ def run_sft(args) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+def tiny_sft(base_dir, root: Path, callbacks=(), method="sft", objective_params=None, **overrides):
+    """An SFT run in this process on the tiny base (``SETTINGS`` with ``overrides``), its work and outputs under
+    ``root``."""
+    from giftlab.models import load_model
+    from giftlab.tinyworld.tokenizer import build_tokenizer
+    from giftlab.training.sft import SFTSettings, train_sft
+
+    return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
+                     train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method=method,
+                     objective_params=objective_params or {}, settings=SFTSettings(seed=0, **{**SETTINGS, **overrides}),
+                     out_dir=root / "out", work_dir=root / "work", job_config={"method": method}, callbacks=callbacks)
+
+
 def stamped(work: Path, step: int) -> bool:
     ckpt = work / f"checkpoint-{step}"
     state = json.loads((ckpt / "trainer_state.json").read_text())
@@ -150,16 +163,8 @@ def test_an_epoch_resumed_mid_way_records_the_train_loss_and_diagnostics_of_the_
     """epochs.json's train_loss (mean of the epoch's logged losses) and objective diagnostics (token sums, all-reduced
     at the epoch's end) lived in memory only: an epoch resumed after a preemption recorded those of its steps after
     the resume (epoch 2: 4.5158 against 4.5197 uninterrupted). Each process now keeps its share in the checkpoint."""
-    from giftlab.models import load_model
-    from giftlab.tinyworld.tokenizer import build_tokenizer
-    from giftlab.training.sft import SFTSettings, train_sft
-
     def run(name, callbacks=()):
-        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
-                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="gift",
-                         objective_params={"beta": 10.0}, settings=SFTSettings(seed=0, **SETTINGS),
-                         out_dir=tmp_path / name / "out", work_dir=tmp_path / name / "work",
-                         job_config={"method": "gift"}, callbacks=callbacks)
+        return tiny_sft(base_dir, tmp_path / name, callbacks, method="gift", objective_params={"beta": 10.0})
 
     straight = run("straight")
     with pytest.raises(Preempted, match=LINE.format(6)):   # 4 steps per epoch: step 6 is half-way through epoch 2
@@ -175,15 +180,8 @@ def test_an_epoch_resumed_mid_way_records_the_train_loss_and_diagnostics_of_the_
 
 def test_sigusr1_on_an_epoch_last_step_keeps_that_epoch_and_resumes(base_dir, tmp_path, uninterrupted):
     """In this process: the checkpoint at an epoch's last step comes after that epoch's export (the epoch-end save)."""
-    from giftlab.models import load_model
-    from giftlab.tinyworld.tokenizer import build_tokenizer
-    from giftlab.training.sft import SFTSettings, train_sft
-
     def run(callbacks=()):
-        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
-                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft",
-                         objective_params={}, settings=SFTSettings(**SETTINGS, seed=0), out_dir=tmp_path / "out",
-                         work_dir=tmp_path / "work", job_config={"method": "sft"}, callbacks=callbacks)
+        return tiny_sft(base_dir, tmp_path, callbacks)
 
     with pytest.raises(Preempted, match=LINE.format(4)):
         run([SignalSelf(4, signal.SIGUSR1)])
@@ -568,19 +566,10 @@ def test_sft_preempted_between_two_logged_steps_logs_what_an_uninterrupted_run_l
     paper's: sft.logging_steps 10 -> 6, a divisor of 78 steps an epoch). The Trainer's loss summed since the last log
     lived in memory only: the steps before the signal were never logged, the first row after the resume averaged
     its later steps only, and the epoch's train_loss (the mean of its logged losses) moved."""
-    from giftlab.models import load_model
-    from giftlab.tinyworld.tokenizer import build_tokenizer
-    from giftlab.training.sft import SFTSettings, train_sft
     from giftlab.training.tracking import read_step_rows
 
-    settings = {**SETTINGS, "logging_steps": 2}  # 4 steps an epoch: logged at 2, 4, 6, 8
-
     def run(name, callbacks=()):
-        metrics = train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
-                            train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft",
-                            objective_params={}, settings=SFTSettings(seed=0, **settings),
-                            out_dir=tmp_path / name / "out", work_dir=tmp_path / name / "work",
-                            job_config={"method": "sft"}, callbacks=callbacks)
+        metrics = tiny_sft(base_dir, tmp_path / name, callbacks, logging_steps=2)  # 4 steps an epoch: logged at 2..8
         rows = read_step_rows(tmp_path / name / "work" / "steps.jsonl")
         return metrics, [(row["step"], row["loss"]) for row in rows]
 
@@ -609,10 +598,6 @@ def test_a_signal_during_the_epoch_end_stops_at_that_epochs_checkpoint(base_dir,
     """The stop was decided at optimiser step ends only: a signal that came during the epoch's validation and export
     (or during a checkpoint's save) let the epoch-end checkpoint be saved, trained one more step and saved a second
     checkpoint (93 GB at paper scale) inside the grace period. The checkpoint being saved is where it stops."""
-    from giftlab.models import load_model
-    from giftlab.tinyworld.tokenizer import build_tokenizer
-    from giftlab.training.sft import SFTSettings, train_sft
-
     saved: list[int] = []
 
     class Saves(TrainerCallback):
@@ -620,10 +605,7 @@ def test_a_signal_during_the_epoch_end_stops_at_that_epochs_checkpoint(base_dir,
             saved.append(state.global_step)
 
     def run(callbacks=()):
-        return train_sft(base_path=str(base_dir), tokenizer=build_tokenizer(), load_model=load_model,
-                         train_rows=ROWS[:16], val_rows=ROWS[16:], solution_key="r1_solution_1", method="sft",
-                         objective_params={}, settings=SFTSettings(**SETTINGS, seed=0), out_dir=tmp_path / "out",
-                         work_dir=tmp_path / "work", job_config={"method": "sft"}, callbacks=callbacks)
+        return tiny_sft(base_dir, tmp_path, callbacks)
 
     with pytest.raises(Preempted, match=LINE.format(4)):
         run([Saves(), SignalAtEpochEnd()])
