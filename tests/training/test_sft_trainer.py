@@ -388,6 +388,49 @@ def test_drop_last_trains_whole_global_batches_only(base_dir, tmp_path):
     assert len(left_out) > 1  # a fresh shuffle each epoch: not the same 2 examples dropped every time
 
 
+def test_training_seeds_shuffle_independently_epoch_by_epoch():
+    """Replicates over training seeds (config seeds: 1234, 1, 2, 3, 4) each draw their own epoch orders: with the
+    generator seeded seed + epoch, seed 1's epoch 1 was seed 2's epoch 0, and so on down the replicates."""
+    from giftlab.training.sft import WholeStepSampler
+
+    def order(seed, epoch):
+        sampler = WholeStepSampler(50, 5, seed)
+        sampler.set_epoch(epoch)
+        return tuple(sampler)
+
+    orders = [order(seed, epoch) for seed in (1234, 1, 2, 3, 4) for epoch in range(10)]
+    assert len(set(orders)) == len(orders)
+    assert order(1, 1) == order(1, 1) and order(1, 1) != order(1, 2)  # deterministic, another each epoch
+
+
+def test_the_trainers_epoch_orders_differ_between_training_seeds(base_dir, tmp_path):
+    """One process without drop_last (the tiny and replication profiles): the Trainer's own sampler is accelerate's
+    SeedableRandomSampler, seeded data_seed + epoch, under which training seed 1's second epoch was seed 2's first
+    (config/replication.yaml's seeds 1, 2, 3, 4 shared all but one epoch's order with their neighbours)."""
+    tok = build_tokenizer()
+    ds = SFTDataset(ROWS[:12], tok, "r1_solution_1", 96)
+
+    def orders(seed):
+        seen: dict[int, list[int]] = {}
+
+        class Recording(ObjectiveTrainer):
+            def compute_loss(self, model, inputs, *args, **kwargs):
+                seen.setdefault(int(self.state.epoch or 0), []).extend(inputs["row"].tolist())
+                return super().compute_loss(model, inputs, *args, **kwargs)
+
+        s = settings(batch_size=4, epochs=2, seed=seed, lr=0.0)
+        args = training_arguments(s, tmp_path / f"w{seed}", steps_per_epoch=3)
+        args = dataclasses.replace(args, save_strategy="no", report_to=[])
+        Recording(model=load_model(base_dir), args=args, train_dataset=ds, data_collator=PadCollator(tok.pad_token_id),
+                  objective=get_objective("sft"), drop_last=s.drop_last).train()
+        assert sorted(seen) == [0, 1] and all(sorted(rows) == list(range(12)) for rows in seen.values())
+        return seen
+
+    one, two = orders(1), orders(2)
+    assert one[1] != two[0] and one[0] != two[0]
+    assert orders(1) == one  # still a function of the seed
+
+
 def test_drop_last_step_count_matches_the_sharded_sampler():
     from accelerate.data_loader import BatchSamplerShard
     from torch.utils.data import BatchSampler

@@ -9,6 +9,7 @@ so gradient accumulation does not change the objective.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -153,8 +154,12 @@ class ObjectiveTrainer(DecayEveryParameter, Trainer):
         return super().create_scheduler(self.schedule_steps or num_training_steps, optimizer)
 
     def _get_train_sampler(self, train_dataset=None):
-        """:class:`WholeStepSampler` wherever the Trainer's own sampler goes wrong, else the Trainer's (one process
-        without ``drop_last``: the tiny profiles' order).
+        """:class:`WholeStepSampler`, not the Trainer's own sampler, which goes wrong three ways.
+
+        Training seeds: with one process the Trainer's sampler is accelerate's ``SeedableRandomSampler``, seeded
+        ``data_seed + epoch`` (accelerate 1.15), so training seed 1's epoch 1 was seed 2's epoch 0: the replicates of
+        config/replication.yaml (seeds 1, 2, 3, 4) shared all but one epoch's shuffle with their neighbours.
+        :class:`WholeStepSampler` seeds each epoch with a hash of (seed, epoch) (:func:`epoch_seed`).
 
         ``drop_last``: each epoch's shuffle is cut to whole optimiser steps. The Trainer takes its last step of an
         epoch with whatever micro-batches are left (transformers 5.17 ``Trainer._inner_training_loop``:
@@ -162,8 +167,6 @@ class ObjectiveTrainer(DecayEveryParameter, Trainer):
         of 128 and a 79th of 16. Several processes: a run resumed mid-epoch (a preemption's checkpoint) must take
         that epoch's shuffle, which accelerate's ``set_epoch`` does not reach (:class:`WholeStepSampler`); with a
         step of one example nothing is dropped."""
-        if not self.drop_last and self.args.world_size <= 1:
-            return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         step_size = global_batch_size(self.args) if self.drop_last else 1
@@ -457,8 +460,16 @@ class WholeStepSampler(torch.utils.data.Sampler):
         if self.epoch_of is not None:
             self.epoch = int(self.epoch_of())
         generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch)
+        generator.manual_seed(epoch_seed(self.seed, self.epoch))
         return iter(torch.randperm(self.n, generator=generator)[:self.keep].tolist())
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The generator seed of SFT epoch ``epoch``'s shuffle under training seed ``seed``: a 63-bit hash of both, so
+    every (seed, epoch) has its own order. ``seed + epoch`` gave seed 1's epoch 1 seed 2's epoch 0: the replicates
+    of config/replication.yaml (seeds 1, 2, 3, 4) trained the same shuffles one epoch apart."""
+    digest = hashlib.sha256(f"sft-order\x00{int(seed)}\x00{int(epoch)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
 def optimiser_steps_per_epoch(n_examples: int, batch_size: int, grad_accum: int, world_size: int = 1,
