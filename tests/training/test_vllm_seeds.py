@@ -110,3 +110,34 @@ def test_a_resumed_run_continues_the_rollout_stream(base_dir, tmp_path, fake_vll
     metrics, after = run(base_dir, tmp_path / "resumed", seed=3)
     assert metrics["resumed_from"].endswith("checkpoint-2")
     assert after == straight[2 * 4:]  # steps 3-4 draw what the uninterrupted run drew there
+
+
+@pytest.mark.parametrize("num_processes", [1, 2])
+def test_policy_generation_on_several_processes_draws_a_stream_per_seed_and_rank(num_processes):
+    """No vLLM (config/rehearsal.yaml: 2 CPU processes): TRL seeds each process's global state args.seed + rank
+    (set_seed(..., device_specific=True)) and generates from it, so training seed 1's rank 1 drew seed 2's rank 0
+    noise. One process keeps args.seed (the tiny and replication profiles' rollouts stay as they were)."""
+    from accelerate.utils import set_seed as accelerate_set_seed
+
+    from giftlab.training.rollout_state import SeededColocatedVLLM
+
+    class TRLStandIn:
+        def __init__(self, seed, rank):
+            self.use_vllm, self.args = False, SimpleNamespace(seed=seed, vllm_tensor_parallel_size=1)
+            self.accelerator = SimpleNamespace(process_index=rank, num_processes=num_processes)
+            accelerate_set_seed(seed + rank)  # TRL's set_seed(args.seed, device_specific=True)
+
+    class Trainer(SeededColocatedVLLM, TRLStandIn):
+        pass
+
+    def noise(seed, rank):
+        Trainer(seed, rank)
+        return torch.rand(8).tolist()
+
+    streams = {(seed, rank): noise(seed, rank) for seed in (1, 2, 3) for rank in range(num_processes)}
+    assert len({tuple(v) for v in streams.values()}) == len(streams)
+    assert noise(2, num_processes - 1) == streams[(2, num_processes - 1)]
+    if num_processes == 1:
+        got = noise(5, 0)
+        torch.manual_seed(5)
+        assert got == torch.rand(8).tolist()  # one process: the stream of args.seed, as before

@@ -108,15 +108,21 @@ class SeededColocatedVLLM:
     of their own, so vLLM draws them from those generators (model runner V2: ``np.random.randint`` per request; V1:
     the device's default generator): every training seed sampled the same rollout noise. Reseeded here once the
     engine is built, identically within a tensor-parallel group (its engines must sample alike, as TRL's seed
-    intends); the Trainer saves and restores this state per process in every checkpoint (``rng_state_{rank}.pth``)."""
+    intends); the Trainer saves and restores this state per process in every checkpoint (``rng_state_{rank}.pth``).
+
+    Without vLLM, on several processes, each generates with the policy from the global state TRL seeded
+    ``args.seed + process_index`` (``set_seed(..., device_specific=True)``): training seed 1's rank 1 drew seed 2's
+    rank 0 stream. Reseeded there with :func:`rollout_seed` of (run seed, rank); one process keeps ``args.seed``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if getattr(self, "use_vllm", False) and getattr(self, "vllm_mode", None) == "colocate":
-            from transformers import set_seed
+        from transformers import set_seed
 
+        if getattr(self, "use_vllm", False) and getattr(self, "vllm_mode", None) == "colocate":
             group = self.accelerator.process_index // max(1, int(self.args.vllm_tensor_parallel_size))
             set_seed(rollout_seed(self.args.seed, group))
+        elif not getattr(self, "use_vllm", False) and int(getattr(self.accelerator, "num_processes", 1)) > 1:
+            set_seed(rollout_seed(self.args.seed, self.accelerator.process_index))
 
 
 def resumable(trainer_class: type) -> type:
