@@ -440,7 +440,8 @@ def report(cases: list[Case], argv: list[str], seconds: float, total: float) -> 
     return "\n".join(lines) + "\n"
 
 
-ALL = ("kill", "preempt", "concurrent", "truncate_json", "truncate_weights", "delete", "full_disk", "workers", "dvc_remote")
+ALL = ("kill", "preempt", "concurrent", "truncate_json", "truncate_weights", "delete", "full_disk", "workers",
+       "dvc_remote")
 
 
 def main(argv: list[str] | None = None) -> int:

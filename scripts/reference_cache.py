@@ -33,8 +33,9 @@ def main(argv=None):
     config = cli.setup(args)
     job = ReferenceCacheJob.from_config(config)
     # what killed attempts of this job left (a cache-sized temporary each: SIGKILL or SLURM's SIGTERM skip the cleanup)
-    for stale in (p for out in (args.out, args.summary) for p in remove_stale_temps(out)):
-        logging.info("removed %s: a killed attempt's temporary", stale)
+    for output in (args.out, args.summary):
+        for stale in remove_stale_temps(output):
+            logging.info("removed %s: a killed attempt's temporary", stale)
     import torch
 
     from giftlab.training.reference import build_reference_cache, tail_mass_summary, weights_fingerprint

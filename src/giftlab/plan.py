@@ -231,12 +231,10 @@ class Plan:
         if tracking:
             files.append(("eval.main_benchmark", self.dynamics_benchmark(tracking[0])[0],
                           "its copy in eval.benchmark_dir, read by the GRPO runs that track RL dynamics for Figure 3"))
-        if self.mtbench:
-            section = self.config["mtbench"]
-            files.append(("mtbench.questions", section["questions"], "MT-Bench's questions for Table 5"))
-            if section.get("reference_answers"):
-                files.append(("mtbench.reference_answers", section["reference_answers"],
-                              "FastChat's reference answers for Table 5"))
+        if self.mtbench:  # the answer jobs' inputs: the questions, then the reference answers where configured
+            what = {"mtbench.questions": "MT-Bench's questions for Table 5",
+                    "mtbench.reference_answers": "FastChat's reference answers for Table 5"}
+            files += [(key, path, what[key]) for key, path in zip(what, self.mtbench_questions())]
         return files
 
     # -------------------------------------------------------------- result files

@@ -18,7 +18,7 @@ from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 try:  # one line naming the key, before any job is scheduled
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")
     PLAN = Plan(config)
-    if workflow.is_main_process:  # a missing local base or DeepMath copy: not a failed job per run on the cluster
+    if workflow.is_main_process:  # a missing local base, DeepMath or benchmark copy: not a failed job per run
         check_local_paths(config, PLAN.backbones, Path.cwd(), PLAN.local_inputs())
 except ConfigError as exc:
     sys.exit(str(exc))
