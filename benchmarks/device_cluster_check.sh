@@ -32,7 +32,8 @@ echo "3a. FSDP2 bf16 GIFT SFT + export: rc=$?" | tee -a "$out/summary.txt"
 cache_job='{"seed": 0, "backbone": "qwen", "split": "sft", "solution_key": "r1_solution_1", "max_length": 512,
   "top_k": 64, "batch_size": 4}'
 python scripts/reference_cache.py --config "$cache_job" --base "$reh/models/Qwen2.5-rehearsal" \
-  --split "$reh/train.jsonl" --out "$reh/reference.safetensors" --summary "$reh/reference.json" \
+  --split "$reh/train.jsonl" --work "$reh/work-reference" --out "$reh/reference.safetensors" \
+  --summary "$reh/reference.json" \
   > "$out/reference_cache.txt" 2>&1 \
   && python -c "import json, sys; d = json.load(open(sys.argv[1]))['device']; print(d); sys.exit(d != 'cuda')" \
        "$reh/reference.json" >> "$out/reference_cache.txt" 2>&1

@@ -1,6 +1,7 @@
 """The cached reference (sft.reference: cached): the densified r~, its error bound, the cache's rows, and SFT
 trained from it, checked against straightforward references and the live frozen forward."""
 
+import json
 
 import pytest
 import torch
@@ -231,8 +232,6 @@ def test_a_cache_of_the_same_responses_under_other_prompts_is_refused(base_dir, 
     as data.instruction changes them, the responses the same, so each row's token count and labels still match)
     is refused in one line naming the cache and its rebuild, instead of training on the base's log-probs under
     other prompts."""
-    import json
-
     from giftlab.provenance import file_sha256
 
     def split(name, rows):
@@ -322,3 +321,126 @@ def test_a_cache_refusal_names_its_cause(base_dir, cache, tmp_path):
     with pytest.raises(ReferenceMismatch, match="16 rows, the training set 15"):
         load_reference_cache([path], settings(epochs=1, reference="cached"), "r1_solution_1", len(build_tokenizer()),
                              base_dir, row_digests=digests[:15])
+
+
+# ------------------------------------------------------------------ the file, written in place and resumed
+
+
+CACHE_ARGS = {"solution_key": "r1_solution_1", "max_length": 96, "top_k": 5, "batch_size": 3,
+              "meta": {"base": "fingerprint"}}
+
+
+def counting_forwards(model, fail_at: int | None = None) -> list:
+    """``model`` counting its forward calls (a list, one entry per call); the ``fail_at``-th call raises, as a
+    job killed inside that batch."""
+    calls = []
+
+    def hook(module, args, kwargs):
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise RuntimeError("killed")
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def whole_file(base_dir, tmp_path_factory):
+    """The bytes of the cache of ROWS[:16] built in memory in one pass and saved."""
+    cache = build_reference_cache(load_model(base_dir), build_tokenizer(), ROWS[:16], **CACHE_ARGS)
+    return cache.save(tmp_path_factory.mktemp("whole") / "sft.safetensors").read_bytes()
+
+
+def test_a_cache_file_has_the_same_bytes_whichever_process_wrote_it(whole_file, tmp_path):
+    """safetensors' save_file ordered the two metadata keys at random per process (a Rust HashMap): two builds of
+    one cache had other bytes, sha256 and DVC hash about every other time. The header is now written in one order;
+    safetensors reads the file."""
+    from safetensors import safe_open
+
+    from giftlab.training.reference_file import ORDER
+
+    n = int.from_bytes(whole_file[:8], "little")
+    header = json.loads(whole_file[8:8 + n], object_pairs_hook=lambda pairs: pairs)
+    assert [key for key, _ in header] == ["__metadata__", *ORDER]
+    assert [key for key, _ in header[0][1]] == ["format", "meta"]
+    (tmp_path / "c.safetensors").write_bytes(whole_file)
+    loaded = ReferenceCache.load(tmp_path / "c.safetensors")
+    with safe_open(tmp_path / "c.safetensors", framework="pt") as f:
+        for name in ORDER:
+            assert torch.equal(f.get_tensor(name), getattr(loaded, name)), name
+
+
+def test_an_interrupted_cache_resumes_to_the_bytes_of_an_uninterrupted_one(base_dir, whole_file, tmp_path):
+    from giftlab.training.preemption import Preempted
+    from giftlab.training.reference import write_reference_cache
+
+    tok, work = build_tokenizer(), tmp_path / "work"
+    # SIGTERM during the second batch: the rows so far recorded, Preempted, nothing moved to an output
+    model = load_model(base_dir)
+    calls = counting_forwards(model)
+    with pytest.raises(Preempted, match="preempted at row 6: progress saved"):
+        write_reference_cache(model, tok, ROWS[:16], work=work, stop=lambda: len(calls) >= 2, **CACHE_ARGS)
+    assert json.loads((work / "progress.json").read_text())["rows"] == 6
+    # a kill inside the fourth batch after a record at every batch: rows 0-8 on disk, the rest scribbled over
+    model = load_model(base_dir)
+    counting_forwards(model, fail_at=3)  # this attempt's third batch is rows 12-14
+    with pytest.raises(RuntimeError, match="killed"):
+        write_reference_cache(model, tok, ROWS[:16], work=work, commit_every_s=0, **CACHE_ARGS)
+    assert json.loads((work / "progress.json").read_text())["rows"] == 12
+    partial = bytearray((work / "reference.safetensors").read_bytes())
+    partial[-200:] = b"\xff" * 200
+    (work / "reference.safetensors").write_bytes(partial)
+    # the rerun goes on from row 12, with the batches an uninterrupted pass runs: the same bytes
+    model = load_model(base_dir)
+    calls = counting_forwards(model)
+    writer, resumed = write_reference_cache(model, tok, ROWS[:16], work=work, **CACHE_ARGS)
+    assert resumed == 12 and len(calls) == 2  # rows 12-14, 15
+    out = writer.finish(tmp_path / "results" / "sft.safetensors")
+    assert out.read_bytes() == whole_file
+    assert not (work / "progress.json").exists() and not (work / "reference.safetensors").exists()
+
+
+def test_a_partial_cache_of_other_settings_or_torn_is_started_over(base_dir, whole_file, tmp_path):
+    from giftlab.training.reference import write_reference_cache
+
+    tok, work = build_tokenizer(), tmp_path / "work"
+    for first, args in ((1, {**CACHE_ARGS, "top_k": 4}), (1, {**CACHE_ARGS, "meta": {"base": "another"}})):
+        model = load_model(base_dir)
+        counting_forwards(model, fail_at=2)
+        with pytest.raises(RuntimeError, match="killed"):
+            write_reference_cache(model, tok, ROWS[:16], work=work, commit_every_s=0, **args)
+        assert json.loads((work / "progress.json").read_text())["rows"] == 3
+        writer, resumed = write_reference_cache(load_model(base_dir), tok, ROWS[:16], work=work, **CACHE_ARGS)
+        assert resumed == 0 and writer.file.read_bytes() == whole_file
+        writer.finish(tmp_path / f"out{first}.safetensors")
+    # torn: the partial file is shorter than its header says
+    model = load_model(base_dir)
+    counting_forwards(model, fail_at=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        write_reference_cache(model, tok, ROWS[:16], work=work, commit_every_s=0, **CACHE_ARGS)
+    with open(work / "reference.safetensors", "r+b") as fh:
+        fh.truncate(len(whole_file) - 8)
+    writer, resumed = write_reference_cache(load_model(base_dir), tok, ROWS[:16], work=work, **CACHE_ARGS)
+    assert resumed == 0 and writer.file.read_bytes() == whole_file
+
+
+def test_a_finished_cache_moves_to_another_filesystem_whole(base_dir, whole_file, tmp_path, monkeypatch):
+    """work/ and results/ on two filesystems (a scratch work folder): os.replace cannot rename across them."""
+    import errno
+    import os
+
+    from giftlab.training.reference import write_reference_cache
+
+    writer, _ = write_reference_cache(load_model(base_dir), build_tokenizer(), ROWS[:16], work=tmp_path / "work",
+                                      **CACHE_ARGS)
+    real = os.replace
+
+    def replace(src, dst):
+        if str(src) == str(writer.file):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out = writer.finish(tmp_path / "results" / "sft.safetensors")
+    assert out.read_bytes() == whole_file and not writer.file.exists()
+    assert [p.name for p in out.parent.iterdir()] == ["sft.safetensors"]  # no temporary left beside it

@@ -50,6 +50,7 @@ rule reference_cache:
         job=job("reference_cache"),
         script=script("reference_cache"),
         base=base_dir,
+        work="work/reference/{backbone}/{split}",
     threads: job_threads("reference_cache")
     resources:
         **job_resources("reference_cache"),
@@ -61,4 +62,4 @@ rule reference_cache:
         "logs/benchmark/reference_cache/{backbone}/{split}.tsv",
     shell:
         "GIFTLAB_THREADS={threads} python {params.script} --config {params.job} --base {params.base}"
-        " --split {input.split} --out {output.cache} --summary {output.summary} > {log} 2>&1"
+        " --split {input.split} --work {params.work} --out {output.cache} --summary {output.summary} > {log} 2>&1"

@@ -39,35 +39,32 @@ EXIT_CODE = 75  # EX_TEMPFAIL: a temporary failure, rerunning the job resumes it
 
 
 class Preempted(Exception):
-    """Training stopped on a signal after saving a complete checkpoint at ``step``; the job must not write outputs."""
+    """A job stopped on a signal after saving what a rerun resumes from (a complete checkpoint at ``step``, or the
+    rows of a reference cache: ``unit`` "row"); the job must not write outputs."""
 
-    def __init__(self, step: int, checkpoint: str | Path | None = None):
-        super().__init__(f"preempted at step {step}: checkpoint saved, rerun resumes")
+    def __init__(self, step: int, checkpoint: str | Path | None = None, unit: str = "step"):
+        super().__init__(f"preempted at {unit} {step}: {'checkpoint' if unit == 'step' else 'progress'} saved, "
+                         f"rerun resumes")
         self.step = step
         self.checkpoint = checkpoint
 
 
-class PreemptionCheckpoint(TrainerCallback):
-    """On SIGTERM / SIGUSR1: checkpoint at the next optimiser step end, stamp it complete, raise :class:`Preempted`.
+class StopSignals:
+    """A flag that SIGTERM / SIGUSR1 raise (``requested``: the signal), for a job that stops at a point of its
+    own choosing. ``install()`` (main thread only; elsewhere a no-op) and ``uninstall()``, which restores the
+    previous handlers; or ``with StopSignals() as signals:``."""
 
-    Add it after :class:`CompleteMarker` (it stamps the checkpoint itself too, so a different order cannot leave
-    an unstamped one). ``trainer`` (optional) lets it close the TensorBoard writer before leaving, like the end
-    of training would. The handlers are installed at train begin (main thread only) and the previous ones
-    restored when training ends or stops.
-    """
+    notice = "stopping at the next safe point"
 
-    def __init__(self, trainer=None, signals=SIGNALS):
-        self.trainer = trainer
+    def __init__(self, signals=SIGNALS):
         self.signals = tuple(signals)
         self.requested: int | None = None     # the signal this process received
-        self.stop_step: int | None = None     # the step all processes agreed to stop at
         self._previous: dict = {}
 
-    # -- signal handling
     def _handle(self, signum, frame):  # runs between bytecodes of the main thread: set a flag, nothing else
         if self.requested is None:
             self.requested = signum
-            os.write(2, f"received {signal.Signals(signum).name}: checkpointing at the next optimiser step\n".encode())
+            os.write(2, f"received {signal.Signals(signum).name}: {self.notice}\n".encode())
 
     def install(self) -> None:
         if self._previous or threading.current_thread() is not threading.main_thread():
@@ -79,6 +76,30 @@ class PreemptionCheckpoint(TrainerCallback):
         for sig, previous in self._previous.items():
             signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self._previous = {}
+
+    def __enter__(self) -> "StopSignals":
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.uninstall()
+
+
+class PreemptionCheckpoint(StopSignals, TrainerCallback):
+    """On SIGTERM / SIGUSR1: checkpoint at the next optimiser step end, stamp it complete, raise :class:`Preempted`.
+
+    Add it after :class:`CompleteMarker` (it stamps the checkpoint itself too, so a different order cannot leave
+    an unstamped one). ``trainer`` (optional) lets it close the TensorBoard writer before leaving, like the end
+    of training would. The handlers are installed at train begin (main thread only) and the previous ones
+    restored when training ends or stops.
+    """
+
+    notice = "checkpointing at the next optimiser step"
+
+    def __init__(self, trainer=None, signals=SIGNALS):
+        super().__init__(signals)
+        self.trainer = trainer
+        self.stop_step: int | None = None     # the step all processes agreed to stop at
 
     # -- the stop decision, agreed by every process
     def _agreed(self, args) -> bool:

@@ -26,20 +26,21 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from giftlab.cli import ConfigError
 from giftlab.data import example_digest, tokenize_sft_example, tokens_sha256
+from giftlab.training import reference_file
+from giftlab.training.reference_file import CacheWriter
 from giftlab.training.batches import PadCollator, response_positions
 
-FORMAT = "giftlab.reference_cache/1"
 TENSORS = ("offsets", "labels", "label_logp", "top_ids", "top_logp")
-_NUMPY = {"I64": "<i8", "I32": "<i4", "F32": "<f4"}  # safetensors dtype -> numpy (the file is little-endian)
 
 
 class ReferenceMismatch(ConfigError):
@@ -171,17 +172,12 @@ class ReferenceCache:
                                     f"{str(made)[:12]}… where the file has {this[:12]}…: other rows or prompts); "
                                     f"rebuild it (snakemake --force {source})")
 
-    # ----------------------------------------------------------------- files
+    # ----------------------------------------------------------------- files (giftlab.training.reference_file)
+    def tensors(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in TENSORS}
+
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        from giftlab.io import atomic_file
-
-        tensors = {name: getattr(self, name).contiguous() for name in TENSORS}
-        meta = {k: v for k, v in self.meta.items() if k != "source"}
-        with atomic_file(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "meta": json.dumps(meta, sort_keys=True)})
-        return Path(path)
+        return reference_file.save(self.tensors(), {k: v for k, v in self.meta.items() if k != "source"}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "ReferenceCache":
@@ -197,15 +193,13 @@ class ReferenceCache:
         except CorruptCheckpoint as exc:
             raise ReferenceMismatch(str(exc)) from None
         meta = header.get("__metadata__") or {}
-        if meta.get("format") != FORMAT or not set(TENSORS) <= set(header):
-            raise ReferenceMismatch(f"{path}: not a reference cache ({FORMAT}); rebuild it (snakemake --force {path})")
+        if meta.get("format") != reference_file.FORMAT or not set(TENSORS) <= set(header):
+            raise ReferenceMismatch(f"{path}: not a reference cache ({reference_file.FORMAT}); rebuild it "
+                                    f"(snakemake --force {path})")
+        with open(path, "rb") as fh:
+            head = fh.read(8 + n)
         raw = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: writable views, pages shared until written
-        tensors = {}
-        for name in TENSORS:
-            info = header[name]
-            start, end = (8 + n + offset for offset in info["data_offsets"])
-            tensors[name] = torch.from_numpy(raw[start:end].view(_NUMPY[info["dtype"]]).reshape(info["shape"]))
-        return cls(**tensors, meta={**json.loads(meta["meta"]), "source": str(path)})
+        return cls(**reference_file.tensor_views(raw, head), meta={**json.loads(meta["meta"]), "source": str(path)})
 
     @classmethod
     def concat(cls, caches: Sequence["ReferenceCache"]) -> "ReferenceCache":
@@ -239,59 +233,114 @@ def weights_fingerprint(folder: str | Path, blocks: int = 64, block_bytes: int =
     return digest.hexdigest()[:16]
 
 
-@torch.no_grad()
-def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *, solution_key: str,
-                          max_length: int, top_k: int, batch_size: int = 32, tokens_per_chunk: int = 2048,
-                          meta: Mapping[str, Any] | None = None) -> ReferenceCache:
-    """Run the frozen ``model`` over ``rows`` (tokenised as SFT tokenises them) and keep the log-probs above.
-
-    Host memory holds the cache once: a first pass counts each row's response tokens (tokenising only), the tensors
-    are allocated at their final size and each batch's tokens are written in place (at paper scale the cache is
-    tens of GB; appending per batch and concatenating held it twice)."""
-    model.eval()
-    device = next(model.parameters()).device
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    k = min(int(top_k), vocab)
-    collate = PadCollator(tokenizer.pad_token_id)
-
-    def tokenize(row):
-        return tokenize_sft_example(tokenizer, row["question"], row[solution_key], max_length)
-
-    # a row's response tokens: the positions response_positions keeps (a response label after the first token)
+def _count_rows(tokenizer, rows: Sequence[Mapping[str, str]], solution_key: str, max_length: int):
+    """The first pass (tokenising only): each row's number of response tokens (the positions response_positions
+    keeps: a response label after the first token) and its example digest."""
     counts, digests = [], []
     for row in rows:
-        example = tokenize(row)
+        example = tokenize_sft_example(tokenizer, row["question"], row[solution_key], max_length)
         counts.append(sum(label != -100 for label in example["labels"][1:]))
         digests.append(example_digest(example))
     counts = torch.tensor(counts, dtype=torch.long)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-    n = int(offsets[-1])
-    labels, label_logp = torch.empty(n, dtype=torch.int32), torch.empty(n, dtype=torch.float32)
-    top_ids, top_logp = torch.empty(n, k, dtype=torch.int32), torch.empty(n, k, dtype=torch.float32)
-    for start in range(0, len(rows), batch_size):
+    return torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]), digests
+
+
+def _cache_meta(model, top_k: int, max_length: int, solution_key: str, digests, meta) -> dict:
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    return {**(meta or {}), "vocab_size": vocab, "top_k": min(int(top_k), vocab), "max_length": max_length,
+            "solution_key": solution_key, "tokens_sha256": tokens_sha256(digests)}
+
+
+@torch.no_grad()
+def _fill(model, tokenizer, rows, out: Mapping[str, Tensor], *, solution_key: str, max_length: int, batch_size: int,
+          tokens_per_chunk: int, first_row: int = 0, after_batch=None) -> None:
+    """Run the frozen ``model`` over rows ``first_row``.. in batches of ``batch_size`` (boundaries counted from row
+    0, so a resumed pass runs the batches an uninterrupted one runs) and write each token's log-probs into ``out``
+    (whose ``offsets`` are already set); ``after_batch(end)`` after each batch."""
+    model.eval()
+    device = next(model.parameters()).device
+    k = int(out["top_ids"].shape[1])
+    offsets = out["offsets"]
+    collate = PadCollator(tokenizer.pad_token_id)
+    for start in range(first_row, len(rows), batch_size):
         end = min(start + batch_size, len(rows))
-        batch = {key: value.to(device) for key, value in collate([tokenize(r) for r in rows[start:end]]).items()}
+        examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length) for r in rows[start:end]]
+        batch = {key: value.to(device) for key, value in collate(examples).items()}
         mask, targets = response_positions(batch["labels"])
-        if not torch.equal(mask.sum(1).cpu(), counts[start:end]):
+        if not torch.equal(mask.sum(1).cpu(), offsets[start + 1:end + 1] - offsets[start:end]):
             raise RuntimeError(f"rows {start}-{end - 1}: tokenisation is not deterministic (response token counts "
                                f"differ between two passes)")
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        use_cache=False).logits[:, :-1][mask]
         first = int(offsets[start])
-        labels[first:int(offsets[end])] = targets.to(torch.int32).cpu()
+        out["labels"][first:int(offsets[end])] = targets.to(torch.int32).cpu()
         # log_softmax, top-k and y*'s log-prob per token, some tokens at a time: the whole batch's fp32 copies were
         # 4x its bf16 logits at once (~20 GB at paper scale's 2 x 8,192 tokens x 152k vocabulary)
         for t in range(0, len(targets), tokens_per_chunk):
             logp = torch.log_softmax(logits[t:t + tokens_per_chunk].float(), -1)
             values, ids = logp.topk(k, -1)
             span = slice(first + t, first + t + len(logp))
-            label_logp[span] = logp.gather(-1, targets[t:t + tokens_per_chunk, None]).squeeze(-1).cpu()
-            top_ids[span] = ids.to(torch.int32).cpu()
-            top_logp[span] = values.cpu()
+            out["label_logp"][span] = logp.gather(-1, targets[t:t + tokens_per_chunk, None]).squeeze(-1).cpu()
+            out["top_ids"][span] = ids.to(torch.int32).cpu()
+            out["top_logp"][span] = values.cpu()
         del logits
-    return ReferenceCache(offsets=offsets, labels=labels, label_logp=label_logp, top_ids=top_ids, top_logp=top_logp,
-                          meta={**(meta or {}), "vocab_size": vocab, "top_k": k, "max_length": max_length,
-                                "solution_key": solution_key, "tokens_sha256": tokens_sha256(digests)})
+        if after_batch is not None:
+            after_batch(end)
+
+
+def build_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *, solution_key: str,
+                          max_length: int, top_k: int, batch_size: int = 32, tokens_per_chunk: int = 2048,
+                          meta: Mapping[str, Any] | None = None) -> ReferenceCache:
+    """Run the frozen ``model`` over ``rows`` (tokenised as SFT tokenises them) and keep the log-probs above, in
+    memory (the ``reference_cache`` job writes the file in place instead: :func:`write_reference_cache`).
+
+    Host memory holds the cache once: a first pass counts each row's response tokens (tokenising only), the tensors
+    are allocated at their final size and each batch's tokens are written in place."""
+    offsets, digests = _count_rows(tokenizer, rows, solution_key, max_length)
+    meta = _cache_meta(model, top_k, max_length, solution_key, digests, meta)
+    shape = reference_file.shapes(len(rows), int(offsets[-1]), meta["top_k"])
+    out = {name: torch.empty(shape[name], dtype=reference_file.TORCH[reference_file.DTYPES[name]])
+           for name in TENSORS}
+    out["offsets"].copy_(offsets)
+    _fill(model, tokenizer, rows, out, solution_key=solution_key, max_length=max_length, batch_size=batch_size,
+          tokens_per_chunk=tokens_per_chunk)
+    return ReferenceCache(**out, meta=meta)
+
+
+def write_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *, work: str | Path,
+                          solution_key: str, max_length: int, top_k: int, batch_size: int = 32,
+                          tokens_per_chunk: int = 2048, meta: Mapping[str, Any] | None = None,
+                          commit_every_s: float = 120.0,
+                          stop: Callable[[], bool] = lambda: False) -> tuple[CacheWriter, int]:
+    """:func:`build_reference_cache` written to a file as it is computed, resumable: the file is filled in ``work``
+    (giftlab.training.reference_file.CacheWriter) and the rows on disk recorded every ``commit_every_s`` seconds and
+    at the end; a rerun continues from the last record. When ``stop()`` turns true (SIGTERM) the rows so far are
+    recorded and :class:`~giftlab.training.preemption.Preempted` raised. Host memory holds no copy of the cache (the
+    file is a memory map). Returns the writer, whose ``file`` is complete (``finish(out)`` moves it to its output),
+    and the row this pass resumed from (0: a fresh pass)."""
+    from giftlab.training.preemption import Preempted
+
+    offsets, digests = _count_rows(tokenizer, rows, solution_key, max_length)
+    meta = _cache_meta(model, top_k, max_length, solution_key, digests, meta)
+    writer = CacheWriter(work, reference_file.shapes(len(rows), int(offsets[-1]), meta["top_k"]), meta)
+    resumed = writer.rows_done()
+    tensors = writer.open(resume=resumed > 0)
+    tensors["offsets"].copy_(offsets)
+    last = time.monotonic()
+
+    def after_batch(end: int) -> None:
+        nonlocal last
+        if stop() or end == len(rows) or time.monotonic() - last >= commit_every_s:
+            writer.commit(end)
+            last = time.monotonic()
+        if stop() and end < len(rows):
+            raise Preempted(end, writer.file, unit="row")
+
+    _fill(model, tokenizer, rows, tensors, solution_key=solution_key, max_length=max_length, batch_size=batch_size,
+          tokens_per_chunk=tokens_per_chunk, first_row=resumed, after_batch=after_batch)
+    del tensors
+    writer.close()
+    return writer, resumed
 
 
 def tail_mass_summary(cache: ReferenceCache, entries: int = 1 << 22) -> tuple[float, float]:
