@@ -30,7 +30,7 @@ from pathlib import Path
 
 import giftlab.cli
 from giftlab.cli import ConfigError
-from giftlab.io import write_text_atomic
+from giftlab.io import remove_stale_temps, write_text_atomic
 from giftlab.profiling import emit, matmul_flops, phase
 from giftlab.provenance import path_sha256, write_result
 
@@ -64,6 +64,7 @@ def main(argv=None) -> None:
         if not (args.samples and args.summary):
             raise ConfigError("evaluate: give --samples and --summary (one benchmark) or a `benchmarks` config")
         bench_file = Path(args.benchmark_file[0]) if args.benchmark_file else None
+        remove_stale_temps(args.samples, args.summary)  # what killed attempts of this job left
         evaluate_benchmark(config, model, bench_file, Path(args.samples), Path(args.summary), generators)
         return
     if not args.out_dir:
@@ -79,6 +80,8 @@ def main(argv=None) -> None:
 
     out = Path(args.out_dir)
     finished = FinishedBenchmarks(work_dir_for(out), model)  # a retry skips the benchmarks an earlier try finished
+    remove_stale_temps(*(out / f"{name}.{suffix}" for name in config["benchmarks"]  # what killed attempts left
+                         for suffix in ("samples.jsonl", "summary.json")))
     for name in config["benchmarks"]:
         settings, paths = EvalSettings.of_benchmark(config, name), (out / f"{name}.samples.jsonl",
                                                                      out / f"{name}.summary.json")

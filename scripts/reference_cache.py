@@ -15,7 +15,6 @@ Resumable (giftlab.training.reference_file): the file is filled in --work and it
 and a rerun, after a kill -9 too, continues from the last record.
 """
 
-import logging
 import time
 from pathlib import Path
 
@@ -37,10 +36,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args)
     job = ReferenceCacheJob.from_config(config)
-    # what killed attempts of this job left (a cache-sized temporary each: SIGKILL or SLURM's SIGTERM skip the cleanup)
-    for output in (args.out, args.summary):
-        for stale in remove_stale_temps(output):
-            logging.info("removed %s: a killed attempt's temporary", stale)
+    remove_stale_temps(args.out, args.summary)  # what killed attempts of this job left
     import torch
 
     from giftlab.training.preemption import Preempted, StopSignals, preempted_exit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -10,6 +11,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+log = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
@@ -59,20 +62,21 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries :func:`atomic_file` left beside ``path`` (``.<name>.<8 random>.tmp``) when a job writing
-    it was killed: SIGKILL, or SIGTERM with no handler, skips the cleanup, and each killed attempt leaves one (a
-    reference cache's is the cache's size: tens of GB per backbone at paper scale). Call it where the job that owns
-    ``path`` starts: Snakemake runs one job per output at a time and ``giftlab.lock`` one run per workspace, so none of
-    them is a live writer's. Returns what it deleted."""
-    path = Path(path)
-    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # mkstemp's 8 characters, this name only
+def remove_stale_temps(*paths: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries :func:`atomic_file` left beside each of ``paths`` (``.<name>.<8 random>.tmp``) when a job
+    writing it was killed: SIGKILL, or SIGTERM with no handler, skips the cleanup, and each killed attempt leaves one
+    (an evaluation's samples at paper scale: MMLU-Pro's 48k answers, about a GB). Call it where the job that owns
+    the paths starts: Snakemake runs one job per output at a time and ``giftlab.lock`` one run per workspace, so
+    none of them is a live writer's. Logs and returns what it deleted."""
     removed = []
-    if path.parent.is_dir():
-        for stale in path.parent.iterdir():
-            if own.fullmatch(stale.name) and stale.is_file():
-                stale.unlink(missing_ok=True)
-                removed.append(stale)
+    for path in map(Path, paths):
+        own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")  # mkstemp's 8 characters, this name only
+        if path.parent.is_dir():
+            for stale in path.parent.iterdir():
+                if own.fullmatch(stale.name) and stale.is_file():
+                    stale.unlink(missing_ok=True)
+                    log.info("removed %s: a killed attempt's temporary", stale)
+                    removed.append(stale)
     return removed
 
 

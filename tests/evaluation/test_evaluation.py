@@ -495,16 +495,24 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
     monkeypatch.setattr(script, "evaluate_benchmark", killed_at_the_second)
     with pytest.raises(KeyboardInterrupt):
         run(out)
-    shutil.rmtree(out)  # Snakemake removes a failed job's outputs
+    shutil.rmtree(out)  # Snakemake removes a failed job's outputs ...
     kept = tmp_path / "work" / "evaluate" / "results" / "eval"
     assert sorted(p.name for p in kept.iterdir()) == ["tiny_id.samples.jsonl", "tiny_id.stamp.json",
                                                      "tiny_id.summary.json"]
+    # ... but not the temporaries a SIGKILL leaves while it writes them (a GB of samples at paper scale)
+    out.mkdir(parents=True)
+    stale = [out / ".tiny_ood.samples.jsonl.k2j4_9xq.tmp", out / ".tiny_id.summary.json.b_56hxta.tmp"]
+    other = out / ".notes.txt.b_56hxta.tmp"
+    for path in (*stale, other):
+        path.write_text("torn")
 
     evaluated.clear()
     monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a: (evaluated.append(cfg["benchmark"]),
                                                                       real(cfg, *a))[1])
     run(out)
     assert evaluated == ["tiny_ood"] and outputs(out) == expected and not kept.exists()
+    assert not any(path.exists() for path in stale) and other.exists()
+    other.unlink()
 
     # what made a kept benchmark must be this job's: other settings, or a retrained model, evaluate it again
     for change in ("settings", "model"):
