@@ -88,14 +88,16 @@ def main(argv=None) -> None:
         if finished.restore(name, settings, files.get(name), *paths):
             log.info("%s: finished by an earlier try of this job (%s), kept", name, finished.dir)
             continue
-        evaluate_benchmark(settings, model, files.get(name), *paths, generators)
+        evaluate_benchmark(settings, model, files.get(name), *paths, generators,
+                           generation_log=finished.generation_log(name, settings, files.get(name)))
         finished.keep(name, settings, files.get(name), *paths)
     finished.clear()
 
 
 def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, samples_path: Path, summary_path: Path,
-                       generators: dict) -> None:
-    """Sample, grade and write one benchmark's samples and summary; ``generators`` caches loaded models."""
+                       generators: dict, generation_log=None) -> None:
+    """Sample, grade and write one benchmark's samples and summary; ``generators`` caches loaded models;
+    ``generation_log`` (giftlab.evaluation.resume.GenerationLog) keeps the samples generated so far for a retry."""
     from giftlab.evaluation.benchmarks import BENCHMARKS, benchmark_info, load_benchmark_checked
     from giftlab.evaluation.generation import make_generator, render_prompt
     from giftlab.evaluation.grading import code_settings, make_grader
@@ -135,7 +137,8 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
         samples, summary = evaluate(
             generator, records, n_samples=job.n_samples, temperature=float(job.temperature), top_p=float(job.top_p),
             max_new_tokens=job.max_new_tokens, seed=job.seed, grade_fn=grade_fn, ks=[int(k) for k in job.ks],
-            prompt_fn=prompt_fn, ci_resamples=job.ci_resamples)
+            prompt_fn=prompt_fn, ci_resamples=job.ci_resamples, log=generation_log,
+            save_every=job.save_every_prompts)
     log_phases(job.benchmark, generator, records, summary, prompt_fn)
 
     summary = {"benchmark": job.benchmark, "model": str(model),

@@ -203,7 +203,8 @@ def test_settings_that_change_no_result_stay_out_of_job_configs_and_reach_the_jo
 
     judge = {"timeout_s": 30, "max_retries": 2, "max_in_flight": 1, "api_key_env": "JUDGE_KEY", "cache": "c.jsonl"}
     runtime = {"sft": {"report_to": ["tensorboard", "wandb"]}, "grpo": {"report_to": [], "save_steps": 5},
-               "eval": {"grading_workers": 3, "code_workers": 4}, "mtbench": {"judge": judge}}
+               "eval": {"grading_workers": 3, "code_workers": 4, "save_every_prompts": 512},
+               "mtbench": {"judge": judge}}
     for profile in ([], [REPO / "config" / "paper.yaml"]):
         config = load_config(REPO / "params.yaml", *profile)
         plain, changed = Plan(config), Plan(deep_merge(config, runtime))

@@ -372,7 +372,7 @@ REDUX_KEYS = ("mmlu_redux_keep", "mmlu_redux_rekey")
 # keys of eval.* that eval.per_benchmark.<name> may override (how one evaluation job samples and grades)
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend", "vllm",
                  "grading_timeout", "grading_workers", "percent_rule", "code_timeout", "code_memory_mb",
-                 "code_workers", "choice_shuffle_seed", "duplicates", *REDUX_KEYS)
+                 "code_workers", "choice_shuffle_seed", "duplicates", "save_every_prompts", *REDUX_KEYS)
 REDUX_ERROR_TYPES = ("ok", "wrong_groundtruth", "no_correct_answer", "multiple_correct_answers",
                      "bad_question_clarity", "bad_options_clarity", "expert")
 

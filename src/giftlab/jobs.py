@@ -204,6 +204,10 @@ class EvalSettings(EngineSettings, JobConfig):
     code_timeout: float | None = None
     code_memory_mb: int | None = None
     code_workers: int | None = None
+    # under vLLM (which takes a benchmark's prompts at once), prompts generated between two saves of the samples so
+    # far (giftlab.evaluation.resume.GenerationLog: a retry generates only the rest); each chunk waits for its
+    # longest sample. 0: all at once, nothing kept. The HF backend saves after each of its batches anyway
+    save_every_prompts: int = 2048
     per_benchmark: dict = field(default_factory=dict)
     # who is evaluated (recorded in the summary's provenance; the job's identity)
     stage: str | None = None
@@ -213,6 +217,8 @@ class EvalSettings(EngineSettings, JobConfig):
     def __post_init__(self):
         if self.n_samples < 1:
             raise ConfigError(f"config: n_samples must be >= 1, got {self.n_samples}")
+        if self.save_every_prompts < 0:
+            raise ConfigError(f"config: save_every_prompts must be >= 0, got {self.save_every_prompts}")
         if any(int(k) < 1 or int(k) > self.n_samples for k in self.ks):
             raise ConfigError(f"config: ks {list(self.ks)}: every k must be in [1, n_samples = {self.n_samples}]")
 

@@ -1,4 +1,5 @@
-"""Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes, how the MT-Bench
+"""Settings that never change a result: trackers, GRPO's checkpoint interval, grading processes, how often an
+evaluation saves its samples (under vLLM up to its batched kernels' rounding, as with any batch), how the MT-Bench
 judge is reached (its request timeout, retries, concurrency, key variable and reply cache; not which judge).
 
 They stay out of job configs, so changing one reruns nothing (Snakemake's params trigger), and reach the scripts
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-RUNTIME_KEYS = {"sft": ("report_to",), "grpo": ("report_to", "save_steps"), "eval": ("grading_workers", "code_workers"),
+RUNTIME_KEYS = {"sft": ("report_to",), "grpo": ("report_to", "save_steps"),
+                "eval": ("grading_workers", "code_workers", "save_every_prompts"),
                 "judge": ("timeout_s", "max_retries", "max_in_flight", "api_key_env", "cache")}
 
 

@@ -383,6 +383,39 @@ def test_each_generator_gets_the_prompts_per_call_it_asks_for():
     assert calls["bare"] == [64, 64, 2]
 
 
+def test_a_generation_log_splits_vllms_single_call_and_keeps_what_it_can_trust(tmp_path):
+    """With a log, a generator that takes every prompt at once (vLLM) gets ``save_every`` at a time, so a kill
+    loses one chunk, not the benchmark; the log gives back only the problems of its own stamp and prompts."""
+    from giftlab.evaluation.resume import GenerationLog
+
+    records = [{"id": f"p{j}", "prompt": f"problem {j % 4}", "gold": str(j % 4), "kind": "math"} for j in range(7)]
+    records[5]["prompt"] = "problem 1 again"
+    sizes = []
+
+    def run(log, save_every=3):
+        gen = FakeGenerator([1, 2, 3, 4, 2])
+        gen.prompts_per_call, original = None, gen.generate
+        gen.generate = lambda prompts, **kw: (sizes.append(len(prompts)), original(prompts, **kw))[1]
+        sizes.clear()
+        return evaluate(gen, records, n_samples=2, temperature=0.6, max_new_tokens=8, seed=1, grade_fn=fake_grade,
+                        progress=False, log=log, save_every=save_every)
+
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    whole, _ = run(None)
+    assert sizes == [7]  # no log: one call, as before
+    path = tmp_path / "tiny_id.generated.jsonl"
+    samples, summary = run(GenerationLog(path, {"settings": 1}))
+    assert sizes == [3, 3, 1] and strip(samples) == strip(whole) and summary["resumed_problems"] == 0
+    assert len(path.read_text().splitlines()) == 1 + 7
+    assert run(GenerationLog(path, {"settings": 1}))[1]["resumed_problems"] == 7 and sizes == []
+    # another stamp: nothing kept; another prompt at problem 5 (a changed file under the same stamp): kept up to it
+    assert run(GenerationLog(path, {"settings": 2}))[1]["resumed_problems"] == 0 and sizes == [3, 3, 1]
+    records[5]["prompt"] = "problem 1 changed"
+    samples, summary = run(GenerationLog(path, {"settings": 2}))
+    assert summary["resumed_problems"] == 5 and sizes == [2]
+    assert json.loads(path.read_text().splitlines()[6])["samples"][0][0] == samples[10]["text"]
+
+
 def test_timed_out_grade_counts_as_wrong():
     records = [{"id": "a", "prompt": "problem 0", "gold": "0", "kind": "math"}]
 
@@ -485,11 +518,11 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
     evaluated = []
     real = script.evaluate_benchmark
 
-    def killed_at_the_second(cfg, *a):
+    def killed_at_the_second(cfg, *a, **kw):
         evaluated.append(cfg["benchmark"])
         if cfg["benchmark"] == "tiny_ood":
             raise KeyboardInterrupt("killed")
-        return real(cfg, *a)
+        return real(cfg, *a, **kw)
 
     out = tmp_path / "results" / "eval"
     monkeypatch.setattr(script, "evaluate_benchmark", killed_at_the_second)
@@ -507,8 +540,8 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
         path.write_text("torn")
 
     evaluated.clear()
-    monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a: (evaluated.append(cfg["benchmark"]),
-                                                                      real(cfg, *a))[1])
+    monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a, **kw: (evaluated.append(cfg["benchmark"]),
+                                                                      real(cfg, *a, **kw))[1])
     run(out)
     assert evaluated == ["tiny_ood"] and outputs(out) == expected and not kept.exists()
     assert not any(path.exists() for path in stale) and other.exists()
@@ -526,10 +559,81 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
             weights = next(model.glob("*.safetensors"))
             weights.write_bytes(weights.read_bytes())  # the same bytes, a new file: retrained or pulled
         evaluated.clear()
-        monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a: (evaluated.append(cfg["benchmark"]),
-                                                                          real(cfg, *a))[1])
+        monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a, **kw: (evaluated.append(cfg["benchmark"]),
+                                                                          real(cfg, *a, **kw))[1])
         run(out, cfg)
         assert evaluated == ["tiny_id", "tiny_ood"], change
+
+
+def test_a_benchmark_killed_mid_generation_resumes_after_its_last_saved_chunk(tmp_path, toy_dir, monkeypatch):
+    """MMLU-Pro is 48k samples, hours of a GPU: a job killed inside it generated all of it again on retry. The
+    samples of each chunk of prompts are now kept (resume.GenerationLog) and the retry generates only the problems
+    after them; every sample having its own seed, the outputs are an uninterrupted job's."""
+    import giftlab.evaluation.generation as generation
+
+    script = script_grading_in_process(monkeypatch, tmp_path)
+    model = tmp_path / "model"
+    shutil.copytree(toy_dir, model)
+    rows = [{**GOOD, "id": i, "prompt": f"Start with {i}. Add 4. What is the result?", "gold": i + 4}
+            for i in range(1, 8)]
+    bench = write_jsonl(tmp_path / "tiny_id.jsonl", rows)
+    config = {"seed": 3, "benchmarks": {"tiny_id": {"n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
+                                                    "backend": "hf", "grading_timeout": 4, "ks": [1, 2]}}}
+    calls, kill_at = [], [None]
+    make_generator = generation.make_generator
+
+    def two_prompts_per_call(*args, **kwargs):  # the HF backend's chunk is 64 prompts: 2 here, 4 chunks
+        generator = make_generator(*args, **kwargs)
+        generator.prompts_per_call, generate = 2, generator.generate
+
+        def counted(prompts, **kw):
+            calls.append(len(prompts))
+            if len(calls) == kill_at[0]:
+                raise KeyboardInterrupt("killed")
+            return generate(prompts, **kw)
+
+        generator.generate = counted
+        return generator
+
+    monkeypatch.setattr(generation, "make_generator", two_prompts_per_call)
+
+    def run(out):
+        script.main(["--config", json.dumps(config), "--model", str(model), "--benchmark-file", f"tiny_id={bench}",
+                     "--out-dir", str(out)])
+        summary = json.loads((out / "tiny_id.summary.json").read_text())
+        samples = [{k: v for k, v in json.loads(x).items() if k != "seconds"}
+                   for x in (out / "tiny_id.samples.jsonl").read_text().splitlines()]
+        return samples, summary
+
+    whole_samples, whole = run(tmp_path / "results" / "whole")
+    assert calls == [2, 2, 2, 1] and whole["resumed_problems"] == 0
+
+    calls.clear()
+    kill_at[0] = 3  # killed in the third chunk: problems 1-4 kept
+    out = tmp_path / "results" / "eval"
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    kept = tmp_path / "work" / "evaluate" / "results" / "eval" / "tiny_id.generated.jsonl"
+    with kept.open("a") as fh:
+        fh.write('{"prompt": "cut short by the ki')  # a kill while a chunk was being written
+    calls.clear()
+    kill_at[0] = None
+    samples, summary = run(out)
+    assert calls == [2, 1] and summary["resumed_problems"] == 4 and samples == whole_samples
+    drop = ("provenance", "generation_seconds", "grading_seconds", "resumed_problems")
+    assert {k: v for k, v in summary.items() if k not in drop} == {k: v for k, v in whole.items() if k not in drop}
+    assert not kept.parent.exists()  # a finished job keeps nothing
+
+    # another model (new weight files) or other settings: the kept samples are not its own, generated again
+    calls.clear()
+    kill_at[0] = 2
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())
+    calls.clear()
+    kill_at[0] = None
+    assert run(out)[1]["resumed_problems"] == 0 and calls == [2, 2, 2, 1]
 
 
 def test_a_benchmark_kept_as_a_folder_is_evaluated_and_stamped_by_its_contents(tmp_path, toy_dir, monkeypatch):

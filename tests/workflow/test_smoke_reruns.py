@@ -52,7 +52,8 @@ def test_trackers_checkpoint_interval_and_grading_processes_rerun_nothing(smoke_
     # settings that change no result (giftlab.runtime_keys.RUNTIME_KEYS): before, each retrained, re-evaluated or
     # re-judged every run
     override = write_override(tmp_path / "runtime.yaml", {"sft": {"report_to": []}, "grpo": {"save_steps": 7,
-                              "report_to": []}, "eval": {"grading_workers": 1, "code_workers": 1},
+                              "report_to": []}, "eval": {"grading_workers": 1, "code_workers": 1,
+                                                         "save_every_prompts": 3},
                               "mtbench": {"judge": {"timeout_s": 5, "max_retries": 1, "max_in_flight": 2}}})
     result = snakemake(smoke_copy, "-n", configfiles=[SMOKE, override], timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

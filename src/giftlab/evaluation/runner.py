@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from giftlab.evaluation.generation import Generator
 from giftlab.stats import pass_at_1_ci, pass_at_k
+
+if TYPE_CHECKING:
+    from giftlab.evaluation.resume import GenerationLog
 
 # grade_fn(responses, golds) -> results with .correct, .extracted, .timed_out (and optional .error,
 # .detail), e.g. giftlab.rewards.GradingPool(...).grade_many. A grade_fn with a true
@@ -24,7 +27,7 @@ def evaluate(generator: Generator, records: Sequence[dict], n_samples: int, temp
              max_new_tokens: int, seed: int, grade_fn: GradeFn, ks: Sequence[int] = (1, 2, 4, 8),
              top_p: float = 1.0, prompt_fn: Callable[[dict], str] | None = None,
              chunk_size: int | None = None, ci_resamples: int = 1000, progress: bool = True,
-             ) -> tuple[list[dict], dict]:
+             log: GenerationLog | None = None, save_every: int = 0) -> tuple[list[dict], dict]:
     """Generate ``n_samples`` per record, grade them, and return ``(samples, summary)``.
 
     ``prompt_fn(record)`` gives the model input (default: ``record["prompt"]``; chat templating
@@ -35,27 +38,35 @@ def evaluate(generator: Generator, records: Sequence[dict], n_samples: int, temp
     sample has its own seed. A sample row's ``seconds`` is its chunk's
     generation wall time divided by the chunk's sample count (batched generation has no
     per-sample time). Grading runs once over all samples at the end.
+
+    ``log`` (giftlab.evaluation.resume.GenerationLog): the problems an earlier try generated are taken from it and
+    each chunk is recorded in it, so a killed job's retry generates only the rest (``resumed_problems`` in the
+    summary; ``generation_seconds`` counts this try's generation only). A generator that takes every prompt at
+    once (vLLM) gets ``save_every`` at a time when a log is given (0: all at once).
     """
     from tqdm import tqdm
 
     if not records:
         raise ValueError("evaluate: no records")
     prompt_fn = prompt_fn or (lambda r: r["prompt"])
-    chunk_size = chunk_size or getattr(generator, "prompts_per_call", DEFAULT_PROMPTS_PER_CALL) or len(records)
-    generated: list[list] = []
-    seconds: list[float] = []
+    chunk_size = (chunk_size or getattr(generator, "prompts_per_call", DEFAULT_PROMPTS_PER_CALL)
+                  or (log is not None and save_every) or len(records))
+    prompts = [prompt_fn(r) for r in records]
+    generated, seconds = log.read(prompts) if log is not None else ([], [])
+    resumed = len(generated)
     t_gen = time.perf_counter()
-    bar = tqdm(total=len(records), desc="generate", unit="prompt", file=sys.stderr,
+    bar = tqdm(total=len(records), initial=resumed, desc="generate", unit="prompt", file=sys.stderr,
                disable=not progress)
-    for start in range(0, len(records), chunk_size):
-        chunk = records[start:start + chunk_size]
+    for start in range(resumed, len(records), chunk_size):
+        chunk = prompts[start:start + chunk_size]
         t0 = time.perf_counter()
-        out = generator.generate([prompt_fn(r) for r in chunk], n=n_samples,
-                                 temperature=temperature, top_p=top_p,
+        out = generator.generate(chunk, n=n_samples, temperature=temperature, top_p=top_p,
                                  max_new_tokens=max_new_tokens, seed=seed)
         per_sample = (time.perf_counter() - t0) / max(1, len(chunk) * n_samples)
         if len(out) != len(chunk) or any(len(s) != n_samples for s in out):
             raise RuntimeError("generator returned the wrong number of samples")
+        if log is not None:
+            log.append(chunk, out, per_sample)
         generated.extend(out)
         seconds.extend([per_sample] * len(chunk))
         bar.update(len(chunk))
@@ -93,8 +104,8 @@ def evaluate(generator: Generator, records: Sequence[dict], n_samples: int, temp
                 "num_tokens": s.num_tokens, "finish_reason": s.finish_reason, "seconds": secs,
             })
         matrix.append(flags)
-    return rows, summarize(rows, matrix, ks, n_samples, temperature, top_p, max_new_tokens, seed,
-                           ci_resamples, gen_seconds, grade_seconds)
+    return rows, {**summarize(rows, matrix, ks, n_samples, temperature, top_p, max_new_tokens, seed,
+                              ci_resamples, gen_seconds, grade_seconds), "resumed_problems": resumed}
 
 
 def _base_pass_at_1(rows: list[dict]) -> dict:
