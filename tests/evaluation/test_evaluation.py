@@ -416,6 +416,34 @@ def test_a_generation_log_splits_vllms_single_call_and_keeps_what_it_can_trust(t
     assert json.loads(path.read_text().splitlines()[6])["samples"][0][0] == samples[10]["text"]
 
 
+def test_a_benchmark_killed_while_kept_loses_neither_its_files_nor_its_log(tmp_path, monkeypatch):
+    """keep() deleted the benchmark's generation log before copying its files and writing their stamp: a kill
+    while copying MMLU-Pro's GB of samples left neither, and the retry generated the whole benchmark again."""
+    from giftlab.evaluation import resume
+    from giftlab.evaluation.resume import FinishedBenchmarks
+
+    records = [{"id": f"p{j}", "prompt": f"problem {j}", "gold": str(j), "kind": "math"} for j in range(3)]
+    settings = {"seed": 1, "n_samples": 1, "benchmark": "tiny_id"}
+    finished = FinishedBenchmarks(tmp_path / "work", tmp_path / "model")
+    samples, summary = tmp_path / "out" / "s.jsonl", tmp_path / "out" / "s.json"
+    samples.parent.mkdir()
+    samples.write_text("rows\n")
+    summary.write_text("{}")
+    evaluate(FakeGenerator([1, 1, 1]), records, n_samples=1, temperature=0.6, max_new_tokens=8, seed=1,
+             grade_fn=fake_grade, progress=False, log=finished.generation_log("tiny_id", settings, None))
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(resume.shutil, "copyfile", killed)
+    with pytest.raises(KeyboardInterrupt):
+        finished.keep("tiny_id", settings, None, samples, summary)
+    monkeypatch.undo()
+    _, again = evaluate(FakeGenerator([1, 1, 1]), records, n_samples=1, temperature=0.6, max_new_tokens=8, seed=1,
+                        grade_fn=fake_grade, progress=False, log=finished.generation_log("tiny_id", settings, None))
+    assert again["resumed_problems"] == 3
+
+
 def test_timed_out_grade_counts_as_wrong():
     records = [{"id": "a", "prompt": "problem 0", "gold": "0", "kind": "math"}]
 

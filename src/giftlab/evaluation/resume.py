@@ -75,14 +75,15 @@ class FinishedBenchmarks:
 
     def keep(self, name: str, settings: Mapping[str, Any], bench_file: Path | None, samples: Path,
              summary: Path) -> None:
-        """Copy a finished benchmark's files here, the stamp last (a copy without its stamp is never used)."""
+        """Copy a finished benchmark's files here, the stamp last (a copy without its stamp is never used), then
+        drop its generation log (a kill before the stamp leaves the log to a retry)."""
         kept_samples, kept_summary, stamp = self._paths(name)
         stamp.unlink(missing_ok=True)
-        (self.dir / f"{name}.generated.jsonl").unlink(missing_ok=True)  # its whole files replace its partial log
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(samples, kept_samples)
         shutil.copyfile(summary, kept_summary)
         write_json_atomic(stamp, self._stamp(settings, bench_file))
+        (self.dir / f"{name}.generated.jsonl").unlink(missing_ok=True)  # its whole files replace its partial log
 
     def restore(self, name: str, settings: Mapping[str, Any], bench_file: Path | None, samples: Path,
                 summary: Path) -> bool:
