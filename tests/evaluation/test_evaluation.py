@@ -416,6 +416,23 @@ def test_a_generation_log_splits_vllms_single_call_and_keeps_what_it_can_trust(t
     assert json.loads(path.read_text().splitlines()[6])["samples"][0][0] == samples[10]["text"]
 
 
+def test_a_generation_log_survives_a_changed_runtime_key(tmp_path):
+    """eval.save_every_prompts (and the grading processes) are runtime keys, "never change a result": lowering
+    save_every_prompts after a preemption threw away the samples kept so far, and the finished benchmarks too."""
+    from giftlab.evaluation.resume import FinishedBenchmarks
+
+    records = [{"id": f"p{j}", "prompt": f"problem {j}", "gold": str(j), "kind": "math"} for j in range(4)]
+    settings = {"seed": 1, "n_samples": 2, "benchmark": "tiny_id", "save_every_prompts": 4, "grading_workers": 2}
+    finished = FinishedBenchmarks(tmp_path / "work", tmp_path / "model")
+    evaluate(FakeGenerator([1, 2, 1, 0]), records, n_samples=2, temperature=0.6, max_new_tokens=8, seed=1,
+             grade_fn=fake_grade, progress=False, log=finished.generation_log("tiny_id", settings, None))
+    changed = {**settings, "save_every_prompts": 2, "grading_workers": 8}
+    _, summary = evaluate(FakeGenerator([1, 2, 1, 0]), records, n_samples=2, temperature=0.6, max_new_tokens=8,
+                          seed=1, grade_fn=fake_grade, progress=False,
+                          log=finished.generation_log("tiny_id", changed, None))
+    assert summary["resumed_problems"] == 4
+
+
 def test_a_benchmark_killed_while_kept_loses_neither_its_files_nor_its_log(tmp_path, monkeypatch):
     """keep() deleted the benchmark's generation log before copying its files and writing their stamp: a kill
     while copying MMLU-Pro's GB of samples left neither, and the retry generated the whole benchmark again."""

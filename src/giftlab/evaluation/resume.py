@@ -2,10 +2,11 @@
 
 One evaluation job samples and grades all of a model's benchmarks (hours at paper scale). Snakemake removes a failed
 job's outputs, so a job killed at its time limit or preempted would start every benchmark again on each retry. Each
-finished benchmark's two files are therefore also kept in a folder under ``work/evaluate/`` with a stamp of what
-made them: the benchmark's settings, the benchmark file's sha256, and the model's weight files (names, sizes,
-modification times: retraining or pulling a model makes new files, so its old results are never reused). A retry
-copies a benchmark back when its stamp matches and evaluates only the rest; the folder goes once the job finishes.
+finished benchmark's two files are therefore also kept in a folder under ``work/evaluate/`` with a stamp of what made
+them: the benchmark's settings (less the runtime keys), the benchmark file's sha256, and the model's weight files
+(names, sizes, modification times: retraining or pulling a model makes new files, so its old results are never
+reused). A retry copies a benchmark back when its stamp matches and evaluates only the rest; the folder goes once
+the job finishes.
 
 Within a benchmark (MMLU-Pro: 48k samples, hours of a GPU), the samples generated so far are kept there too
 (:class:`GenerationLog`, one JSON line per problem, written after every chunk of prompts: ``eval.save_every_prompts``
@@ -26,6 +27,7 @@ from typing import Any, Mapping
 
 from giftlab.io import atomic_file, write_json_atomic
 from giftlab.provenance import path_sha256
+from giftlab.runtime_keys import RUNTIME_KEYS, drop_keys
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class FinishedBenchmarks:
         self.model = model_stamp(model)
 
     def _stamp(self, settings: Mapping[str, Any], bench_file: Path | None) -> dict[str, Any]:
+        # less the runtime keys (eval.save_every_prompts, the grading processes): a retry may change them
+        settings = drop_keys(settings, RUNTIME_KEYS["eval"])
         return {"settings": json.loads(json.dumps(settings, sort_keys=True, default=str)), "model": self.model,
                 "benchmark_sha256": path_sha256(bench_file) if bench_file is not None and Path(bench_file).exists()
                 else None}
