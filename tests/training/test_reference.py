@@ -444,3 +444,22 @@ def test_a_finished_cache_moves_to_another_filesystem_whole(base_dir, whole_file
     out = writer.finish(tmp_path / "results" / "sft.safetensors")
     assert out.read_bytes() == whole_file and not writer.file.exists()
     assert [p.name for p in out.parent.iterdir()] == ["sft.safetensors"]  # no temporary left beside it
+
+
+def test_a_stop_request_between_two_looks_records_the_rows_it_reports(base_dir, tmp_path):
+    """after_batch asked stop() twice: a SIGTERM landing between the two raised Preempted ("progress saved") with
+    the batch's rows unrecorded (no progress.json at all in the first two minutes: the rerun started over)."""
+    from giftlab.training.preemption import Preempted
+    from giftlab.training.reference import write_reference_cache
+
+    looks = []
+
+    def stop():  # the signal arrives right after the first look
+        looks.append(1)
+        return len(looks) > 1
+
+    work = tmp_path / "work"
+    with pytest.raises(Preempted, match="progress saved") as stopped:
+        write_reference_cache(load_model(base_dir), build_tokenizer(), ROWS[:16], work=work, stop=stop, **CACHE_ARGS)
+    assert json.loads((work / "progress.json").read_text())["rows"] == stopped.value.step
+

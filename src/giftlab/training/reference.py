@@ -330,10 +330,11 @@ def write_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *
 
     def after_batch(end: int) -> None:
         nonlocal last
-        if stop() or end == len(rows) or time.monotonic() - last >= commit_every_s:
+        stopping = stop()  # looked at once: a signal between two looks raised with the rows unrecorded
+        if stopping or end == len(rows) or time.monotonic() - last >= commit_every_s:
             writer.commit(end)
             last = time.monotonic()
-        if stop() and end < len(rows):
+        if stopping and end < len(rows):
             raise Preempted(end, writer.file, unit="row")
 
     _fill(model, tokenizer, rows, tensors, solution_key=solution_key, max_length=max_length, batch_size=batch_size,
