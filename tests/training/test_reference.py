@@ -463,3 +463,23 @@ def test_a_stop_request_between_two_looks_records_the_rows_it_reports(base_dir, 
         write_reference_cache(load_model(base_dir), build_tokenizer(), ROWS[:16], work=work, stop=stop, **CACHE_ARGS)
     assert json.loads((work / "progress.json").read_text())["rows"] == stopped.value.step
 
+
+def test_a_partial_cache_of_another_batch_size_is_started_over(base_dir, tmp_path):
+    """reference_cache's batch_size is not in the file's header: a rerun with another one (the usual answer to an
+    out-of-memory kill) resumed the old rows, with batches counted from the resumed row, so the file mixed two
+    batchings and was not the bytes an uninterrupted run of the new batch size writes."""
+    from giftlab.training.reference import write_reference_cache
+
+    tok, work = build_tokenizer(), tmp_path / "work"
+    model = load_model(base_dir)
+    counting_forwards(model, fail_at=3)
+    with pytest.raises(RuntimeError, match="killed"):
+        write_reference_cache(model, tok, ROWS[:16], work=work, commit_every_s=0, **CACHE_ARGS)
+    assert json.loads((work / "progress.json").read_text())["rows"] == 6
+    args = {**CACHE_ARGS, "batch_size": 4}
+    model = load_model(base_dir)
+    calls = counting_forwards(model)
+    writer, resumed = write_reference_cache(model, tok, ROWS[:16], work=work, **args)
+    assert resumed == 0 and len(calls) == 4  # rows 0-3, 4-7, 8-11, 12-15
+    whole = build_reference_cache(load_model(base_dir), tok, ROWS[:16], **args)
+    assert writer.file.read_bytes() == whole.save(tmp_path / "whole.safetensors").read_bytes()

@@ -322,7 +322,8 @@ def write_reference_cache(model, tokenizer, rows: Sequence[Mapping[str, str]], *
 
     offsets, digests = _count_rows(tokenizer, rows, solution_key, max_length)
     meta = _cache_meta(model, top_k, max_length, solution_key, digests, meta)
-    writer = CacheWriter(work, reference_file.shapes(len(rows), int(offsets[-1]), meta["top_k"]), meta)
+    writer = CacheWriter(work, reference_file.shapes(len(rows), int(offsets[-1]), meta["top_k"]), meta,
+                         batch_size=batch_size)
     resumed = writer.rows_done()
     tensors = writer.open(resume=resumed > 0)
     tensors["offsets"].copy_(offsets)

@@ -9,10 +9,11 @@ depend on the process that wrote it: safetensors' own ``save_file`` orders the m
 DVC hash.
 
 Resume (:class:`CacheWriter`): the ``reference_cache`` job fills the file in its work folder (never an output),
-records every few minutes how many rows are on disk (``progress.json``, naming the header's sha256: another base,
-split, tokenisation or k starts over), and moves the file to its output after the last row. A rerun after a kill
-or a SIGTERM continues from the recorded row with the same batches, so the file is byte for byte the one an
-uninterrupted run writes. At paper scale a pass is ~25 min of one GPU and the file tens of GB (reference.py).
+records every few minutes how many rows are on disk (``progress.json``, naming the sha256 of the header and the
+batch size: another base, split, tokenisation, k or batch size starts over), and moves the file to its output after
+the last row. A rerun after a kill or a SIGTERM continues from the recorded row with the same batches, so the file
+is byte for byte the one an uninterrupted run writes. At paper scale a pass is ~25 min of one GPU and the file tens
+of GB (reference.py).
 """
 
 from __future__ import annotations
@@ -94,11 +95,13 @@ class CacheWriter:
     ``rows_done()`` is where to start (0 without a matching partial file), ``open()`` the tensors to fill,
     ``commit(rows)`` makes the first ``rows`` rows durable, ``finish(out)`` moves the file to its output."""
 
-    def __init__(self, work: str | Path, shape: Mapping[str, tuple[int, ...]], meta: Mapping[str, Any]):
+    def __init__(self, work: str | Path, shape: Mapping[str, tuple[int, ...]], meta: Mapping[str, Any],
+                 batch_size: int | None = None):
         self.work = Path(work)
         self.file, self.progress = self.work / "reference.safetensors", self.work / "progress.json"
         self.header = header_bytes(shape, meta)
-        self.key = hashlib.sha256(self.header).hexdigest()
+        # the batching too (not in the header): rows of another batch size are other bytes
+        self.key = hashlib.sha256(self.header + f"batch_size={batch_size}".encode()).hexdigest()
         self._raw = None
 
     def rows_done(self) -> int:
