@@ -123,8 +123,9 @@ def test_building_the_cache_holds_no_copy_of_it_in_host_memory(tmp_path):
     memory holds none of it (the mapped pages are page cache, flushed every 2 minutes). Measured as the script's
     peak above its memory after the imports, over the cache's size: anonymous memory 0.4 (buffers of a fixed size:
     a batch's logits, the summary's 4M-entry chunks; ~120 MB here, nothing at paper scale's tens of GB), 1.6 when
-    the cache was held in memory, 2.7 before that; resident memory with the mapped pages 1.4. A base with a wider (mostly unused) vocabulary, all of it
-    kept (k = V = 1024), makes each response token 8 KB of cache, so short rows make a large cache quickly."""
+    the cache was held in memory, 2.7 before that; resident memory with the mapped pages 1.4. A base with a wider
+    (mostly unused) vocabulary, all of it kept (k = V = 1024), makes each response token 8 KB of cache, so short rows
+    make a large cache quickly."""
     from giftlab.models import build_tiny_model
     from giftlab.tinyworld.tokenizer import build_tokenizer
 
@@ -138,7 +139,8 @@ def test_building_the_cache_holds_no_copy_of_it_in_host_memory(tmp_path):
     job = {**CACHE_JOB, "top_k": 1024, "batch_size": 64}
     proc = subprocess.run([sys.executable, "-c", PEAK, str(REPO / "scripts" / "reference_cache.py"),
                            "--config", json.dumps(job), "--base", str(base), "--split", str(split),
-                           "--work", str(tmp_path / "work"), "--out", str(out), "--summary", str(out.with_suffix(".json"))],
+                           "--work", str(tmp_path / "work"), "--out", str(out),
+                           "--summary", str(out.with_suffix(".json"))],
                           env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     measured = re.search(r"grew (\d+) anonymous (\d+)", proc.stdout)

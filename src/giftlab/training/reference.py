@@ -264,7 +264,8 @@ def _fill(model, tokenizer, rows, out: Mapping[str, Tensor], *, solution_key: st
     collate = PadCollator(tokenizer.pad_token_id)
     for start in range(first_row, len(rows), batch_size):
         end = min(start + batch_size, len(rows))
-        examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length) for r in rows[start:end]]
+        examples = [tokenize_sft_example(tokenizer, r["question"], r[solution_key], max_length)
+                    for r in rows[start:end]]
         batch = {key: value.to(device) for key, value in collate(examples).items()}
         mask, targets = response_positions(batch["labels"])
         if not torch.equal(mask.sum(1).cpu(), offsets[start + 1:end + 1] - offsets[start:end]):
