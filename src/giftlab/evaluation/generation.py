@@ -434,7 +434,9 @@ class VLLMGenerator:  # vLLM runs on a GPU only; tests/evaluation/test_vllm_gene
     """
 
     backend = "vllm"
-    prompts_per_call = None  # one call: vLLM schedules every request itself; chunks would each wait for their longest
+    # one call: vLLM schedules every request itself, and chunks would each wait for their longest sample (an
+    # evaluation job splits it every eval.save_every_prompts all the same, to keep what a kill would lose)
+    prompts_per_call = None
 
     def __init__(self, model_path, stop_token_ids: Sequence[int] = (), seed_scheme: str = "hash",
                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
