@@ -592,17 +592,22 @@ def test_a_retried_evaluation_job_keeps_the_benchmarks_an_earlier_try_finished(t
     assert not any(path.exists() for path in stale) and other.exists()
     other.unlink()
 
-    # what made a kept benchmark must be this job's: other settings, or a retrained model, evaluate it again
-    for change in ("settings", "model"):
+    # what made a kept benchmark must be this job's: other settings, a retrained model or its generation config
+    # edited (EOS ids: other samples), evaluate it again
+    assert (model / "generation_config.json").is_file()
+    for change in ("settings", "model", "generation_config"):
         monkeypatch.setattr(script, "evaluate_benchmark", killed_at_the_second)
         with pytest.raises(KeyboardInterrupt):
             run(out)
         cfg = config
         if change == "settings":
             cfg = {**config, "benchmarks": {**config["benchmarks"], "tiny_id": {**settings, "max_new_tokens": 5}}}
-        else:
+        elif change == "model":
             weights = next(model.glob("*.safetensors"))
             weights.write_bytes(weights.read_bytes())  # the same bytes, a new file: retrained or pulled
+        else:
+            edited = model / "generation_config.json"
+            edited.write_text(edited.read_text() + "\n")
         evaluated.clear()
         monkeypatch.setattr(script, "evaluate_benchmark", lambda cfg, *a, **kw: (evaluated.append(cfg["benchmark"]),
                                                                           real(cfg, *a, **kw))[1])

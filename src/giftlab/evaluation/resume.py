@@ -3,7 +3,7 @@
 One evaluation job samples and grades all of a model's benchmarks (hours at paper scale). Snakemake removes a failed
 job's outputs, so a job killed at its time limit or preempted would start every benchmark again on each retry. Each
 finished benchmark's two files are therefore also kept in a folder under ``work/evaluate/`` with a stamp of what made
-them: the benchmark's settings (less the runtime keys), the benchmark file's sha256, and the model's weight files
+them: the benchmark's settings (less the runtime keys), the benchmark file's sha256, and the model folder's files
 (names, sizes, modification times: retraining or pulling a model makes new files, so its old results are never
 reused). A retry copies a benchmark back when its stamp matches and evaluates only the rest; the folder goes once
 the job finishes.
@@ -32,7 +32,6 @@ from giftlab.runtime_keys import RUNTIME_KEYS, drop_keys
 log = logging.getLogger(__name__)
 
 WORK_ROOT = Path("work") / "evaluate"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
 def work_dir_for(out_dir: Path) -> Path:
@@ -46,12 +45,14 @@ def work_dir_for(out_dir: Path) -> Path:
 
 
 def model_stamp(model: Path) -> list[list[Any]]:
-    """[name, size, mtime_ns] of every weight file of a model folder (empty for anything else)."""
+    """[name, size, mtime_ns] of every file of a model folder but hidden ones (Snakemake's ``.snakemake_timestamp``,
+    which a pull touches): the weights, and what generation reads beside them (``generation_config.json``'s EOS ids,
+    the tokenizer and its chat template). Empty for anything but a folder."""
     folder = Path(model)
     if not folder.is_dir():
         return []
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix in WEIGHT_SUFFIXES]
+            if p.is_file() and not p.name.startswith(".")]
 
 
 class FinishedBenchmarks:
