@@ -16,7 +16,6 @@ and a rerun, after a kill -9 too, continues from the last record.
 """
 
 import time
-from pathlib import Path
 
 from giftlab import cli
 from giftlab.data import read_problems
