@@ -162,4 +162,8 @@ class CacheWriter:
                 shutil.copyfile(self.file, tmp)
             self.file.unlink()
         self.progress.unlink(missing_ok=True)
+        try:
+            self.work.rmdir()  # nothing of this cache is left in it
+        except OSError:
+            pass
         return out
