@@ -196,10 +196,9 @@ class ReferenceCache:
         if meta.get("format") != reference_file.FORMAT or not set(TENSORS) <= set(header):
             raise ReferenceMismatch(f"{path}: not a reference cache ({reference_file.FORMAT}); rebuild it "
                                     f"(snakemake --force {path})")
-        with open(path, "rb") as fh:
-            head = fh.read(8 + n)
         raw = np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: writable views, pages shared until written
-        return cls(**reference_file.tensor_views(raw, head), meta={**json.loads(meta["meta"]), "source": str(path)})
+        return cls(**reference_file.tensor_views(raw, 8 + n, header),
+                   meta={**json.loads(meta["meta"]), "source": str(path)})
 
     @classmethod
     def concat(cls, caches: Sequence["ReferenceCache"]) -> "ReferenceCache":

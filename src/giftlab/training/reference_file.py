@@ -38,7 +38,6 @@ FORMAT = "giftlab.reference_cache/1"
 ORDER = ("offsets", "label_logp", "top_logp", "labels", "top_ids")
 DTYPES = {"offsets": "I64", "label_logp": "F32", "top_logp": "F32", "labels": "I32", "top_ids": "I32"}
 NUMPY = {"I64": "<i8", "I32": "<i4", "F32": "<f4"}  # the file is little-endian
-ITEMSIZE = {"I64": 8, "I32": 4, "F32": 4}
 TORCH = {"I64": torch.int64, "I32": torch.int32, "F32": torch.float32}
 
 
@@ -52,7 +51,7 @@ def header_bytes(shape: Mapping[str, tuple[int, ...]], meta: Mapping[str, Any]) 
     """The file's first bytes (length + JSON header): a function of the shapes and ``meta`` only."""
     entries, offset = {}, 0
     for name in ORDER:
-        size = math.prod(shape[name]) * ITEMSIZE[DTYPES[name]]
+        size = math.prod(shape[name]) * TORCH[DTYPES[name]].itemsize
         entries[name] = {"dtype": DTYPES[name], "shape": list(shape[name]), "data_offsets": [offset, offset + size]}
         offset += size
     text = json.dumps({"__metadata__": {"format": FORMAT, "meta": json.dumps(dict(meta), sort_keys=True)},
@@ -61,18 +60,13 @@ def header_bytes(shape: Mapping[str, tuple[int, ...]], meta: Mapping[str, Any]) 
     return len(text).to_bytes(8, "little") + text
 
 
-def file_size(header: bytes) -> int:
-    entries = json.loads(header[8:])
-    return len(header) + max(entries[name]["data_offsets"][1] for name in ORDER)
-
-
-def tensor_views(raw, header: bytes) -> dict[str, Tensor]:
-    """The tensors of a file mapped as ``raw`` (a numpy uint8 memmap), viewed in place (no copy)."""
-    entries = json.loads(header[8:])
+def tensor_views(raw, data_start: int, entries: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The tensors of a file mapped as ``raw`` (a numpy uint8 memmap), viewed in place (no copy): ``entries`` its
+    parsed header, ``data_start`` where the tensors' bytes begin (8 + the header's length)."""
     views = {}
     for name in ORDER:
         info = entries[name]
-        start, end = (len(header) + offset for offset in info["data_offsets"])
+        start, end = (data_start + offset for offset in info["data_offsets"])
         views[name] = torch.from_numpy(raw[start:end].view(NUMPY[info["dtype"]]).reshape(info["shape"]))
     return views
 
@@ -100,6 +94,8 @@ class CacheWriter:
         self.work = Path(work)
         self.file, self.progress = self.work / "reference.safetensors", self.work / "progress.json"
         self.header = header_bytes(shape, meta)
+        self.entries = json.loads(self.header[8:])
+        self.size = len(self.header) + max(self.entries[name]["data_offsets"][1] for name in ORDER)
         # the batching too (not in the header): rows of another batch size are other bytes
         self.key = hashlib.sha256(self.header + f"batch_size={batch_size}".encode()).hexdigest()
         self._raw = None
@@ -111,7 +107,7 @@ class CacheWriter:
         try:
             progress = json.loads(self.progress.read_text())
             with open(self.file, "rb") as fh:
-                same = (progress["key"] == self.key and os.fstat(fh.fileno()).st_size == file_size(self.header)
+                same = (progress["key"] == self.key and os.fstat(fh.fileno()).st_size == self.size
                         and fh.read(len(self.header)) == self.header)
         except (OSError, ValueError, KeyError, TypeError):
             same = False
@@ -128,9 +124,9 @@ class CacheWriter:
             self.progress.unlink(missing_ok=True)
             with open(self.file, "wb") as fh:  # sparse: the bytes are written as the rows are computed
                 fh.write(self.header)
-                fh.truncate(file_size(self.header))
+                fh.truncate(self.size)
         self._raw = np.memmap(self.file, dtype=np.uint8, mode="r+")
-        return tensor_views(self._raw, self.header)
+        return tensor_views(self._raw, len(self.header), self.entries)
 
     def commit(self, rows: int) -> None:
         """The first ``rows`` rows are on disk: flush the mapping, then record it (a kill between the two only
