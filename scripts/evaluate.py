@@ -80,11 +80,10 @@ def main(argv=None) -> None:
 
     out = Path(args.out_dir)
     finished = FinishedBenchmarks(work_dir_for(out), model)  # a retry skips the benchmarks an earlier try finished
-    remove_stale_temps(*(out / f"{name}.{suffix}" for name in config["benchmarks"]  # what killed attempts left
-                         for suffix in ("samples.jsonl", "summary.json")))
     for name in config["benchmarks"]:
         settings, paths = EvalSettings.of_benchmark(config, name), (out / f"{name}.samples.jsonl",
                                                                      out / f"{name}.summary.json")
+        remove_stale_temps(*paths)  # what killed attempts of this job left
         if finished.restore(name, settings, files.get(name), *paths):
             log.info("%s: finished by an earlier try of this job (%s), kept", name, finished.dir)
             continue
