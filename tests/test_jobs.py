@@ -79,6 +79,8 @@ def test_a_misspelt_missing_or_mistyped_key_is_one_line():
         ConsistencyJob.from_config({"stage_pair": "base_sft", "max_length": "1024"})
     with pytest.raises(ConfigError, match=r"ks \[1, 16\]: every k must be in \[1, n_samples = 8\]"):
         EvalSettings.from_config({"benchmark": "tiny_id", "max_new_tokens": 8, "ks": [1, 16]})
+    with pytest.raises(ConfigError, match=r"^config: save_every_prompts must be >= 0, got -1$"):
+        EvalSettings.from_config({"benchmark": "tiny_id", "max_new_tokens": 8, "save_every_prompts": -1})
     with pytest.raises(ConfigError, match=r"^config: dtype: 16 is not a string or null$"):
         ConsistencyJob.from_config({"stage_pair": "base_sft", "dtype": 16})
     assert TableJob.from_config({"table": 3, "threads": 2}).ks == [1, 2, 4, 8]  # threads: read by cli.setup
