@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from giftlab.training.checkpoints import MARKER
 from helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -36,8 +37,10 @@ def test_kill_9_mid_job_then_the_same_command_finishes_it_and_a_torn_checkpoint_
     work = faults.new_workspace(tmp_path, "killed")
     proc = faults.start(work, profile, "--", TARGET)
     deadline = time.monotonic() + 300
-    # kill -9 once pretraining has saved a resumable checkpoint: the rerun has something to resume from
-    while not any((work / "work" / "pretrain" / "qwen").glob("checkpoint-*/trainer_state.json")):
+    # kill -9 once pretraining has saved a resumable checkpoint: the rerun has something to resume from. Its
+    # completion stamp, not trainer_state.json: a kill between the two left a checkpoint no rerun may trust, so the
+    # rerun started from step 0 (seen once in a fresh clone's suite)
+    while not any((work / "work" / "pretrain" / "qwen").glob(f"checkpoint-*/{MARKER}")):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
         time.sleep(0.05)
     faults.kill_group(proc)
