@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from giftlab.io import current_umask, write_json_atomic, write_text_atomic
+from giftlab.io import atomic_dir, current_umask, write_json_atomic, write_text_atomic
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
@@ -22,3 +22,27 @@ def test_atomic_writes_honour_the_umask(tmp_path, umask, mode):
     for path in (text, data):
         assert stat.S_IMODE(path.stat().st_mode) == mode, (path, oct(path.stat().st_mode))
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_atomic_outputs_reach_the_disk_before_their_name_does(tmp_path, monkeypatch):
+    """A node crash right after the rename must not leave an empty file under the final name: the data is synced
+    before the rename, and the folder's new entry after it."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                  real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(a), str(b))), real_replace(a, b))[1])
+    out = write_text_atomic(tmp_path / "metrics.json", "{}\n")
+    tmp = next(e[1] for e in events if e[0] == "replace")
+    assert events == [("fsync", tmp), ("replace", tmp, str(out)), ("fsync", str(tmp_path))]
+
+    events.clear()
+    with atomic_dir(tmp_path / "model") as folder:
+        (folder / "sub").mkdir()
+        (folder / "sub" / "weights.bin").write_bytes(b"w")
+        (folder / "config.json").write_text("{}")
+    staged = str(tmp_path / ".model.tmp")
+    synced = [e[1] for e in events if e[0] == "fsync"]
+    assert events.index(("replace", staged, str(tmp_path / "model"))) == len(events) - 2, events
+    assert set(synced[:-1]) == {f"{staged}/config.json", f"{staged}/sub/weights.bin", f"{staged}/sub", staged}
+    assert synced[-1] == str(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -56,10 +57,12 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
+        fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync(path.parent)
 
 
 def remove_stale_temps(*paths: str | os.PathLike) -> list[Path]:
@@ -94,9 +97,29 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for file in sorted(p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()):
+        fsync(file)
+    for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+        fsync(folder)
+    fsync(tmp)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+    fsync(path.parent)
+
+
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's data, or a folder's entries, to disk. The atomic writers call it before and after the rename:
+    without it a crash of the node (not of the job) soon after a rename can leave the new name on a file whose data
+    never reached the disk, an empty output that looks complete (ext4's delayed allocation; NFS and Lustre alike)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems cannot sync a folder (EINVAL); its files are synced all the same
+        if not (os.path.isdir(path) and exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF)):
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_json(path: str | os.PathLike) -> Any:
