@@ -122,6 +122,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     engine = job.generator_kwargs()
     key = json.dumps(engine, sort_keys=True)
     if key not in generators:
+        release_generators(generators)  # one model at a time: a second vLLM engine finds no free GPU memory
         with phase("evaluate/load"):
             generators[key] = make_generator(model, **engine)
     generator = generators[key]
@@ -157,6 +158,25 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     log.info("%s: %s", job.benchmark,
              ", ".join(f"{k}={v:.3f}" for k, v in summary.items() if k.startswith("pass@")
                        and isinstance(v, float)))
+
+
+def release_generators(generators: dict) -> None:
+    """Drop the models a job loaded for earlier benchmarks, before one whose engine settings differ (a per_benchmark
+    override) loads: vLLM refuses to start while free GPU memory is below gpu_memory_utilization (0.9) of the card,
+    which the engine still held would leave it."""
+    for generator in generators.values():
+        close = getattr(generator, "close", None)
+        if close is not None:
+            close()
+    if generators:
+        import gc
+
+        import torch
+
+        generators.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def log_phases(benchmark: str, generator, records, summary: dict, prompt_fn) -> None:

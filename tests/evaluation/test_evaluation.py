@@ -784,3 +784,30 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch, capsys):
         script.main(["--config", json.dumps(bad), *argv[2:]])
     with pytest.raises(ConfigError, match=r"ks \[1, 2, 4\]: every k must be in \[1, n_samples = 2\]"):
         script.main(["--config", json.dumps({**config, "ks": [1, 2, 4]}), *argv[2:]])  # no silent pass@4 drop
+
+
+def test_a_benchmark_with_other_engine_settings_loads_its_model_after_the_last_one_is_released(tmp_path, toy_dir,
+                                                                                                monkeypatch):
+    """A per_benchmark override of an engine key (batch_size, stop_token_ids, seed_scheme, vllm) needs a model of its
+    own; the job kept the first loaded beside it, and a second vLLM engine does not start while the first holds
+    gpu_memory_utilization (0.9) of the card (vLLM 0.31.0's request_memory: "Free memory on device ...")."""
+    import giftlab.evaluation.generation as generation
+
+    script = script_grading_in_process(monkeypatch, tmp_path)
+    make_generator, live, most = generation.make_generator, [], [0]
+
+    def tracked(*args, **kwargs):
+        generator = make_generator(*args, **kwargs)
+        live.append(generator)
+        most[0] = max(most[0], len(live))
+        generator.close = lambda: live.remove(generator)
+        return generator
+
+    monkeypatch.setattr(generation, "make_generator", tracked)
+    rows = [{**GOOD, "id": i, "prompt": f"Start with {i}. Add 4. What is the result?", "gold": i + 4} for i in (1, 2)]
+    files = [f"{name}={write_jsonl(tmp_path / f'{name}.jsonl', rows)}" for name in ("tiny_id", "tiny_ood")]
+    settings = {"n_samples": 1, "temperature": 1.0, "max_new_tokens": 3, "backend": "hf", "ks": [1]}
+    config = {"seed": 0, "benchmarks": {"tiny_id": settings, "tiny_ood": {**settings, "batch_size": 4}}}
+    script.main(["--config", json.dumps(config), "--model", str(toy_dir), "--benchmark-file", files[0],
+                 "--benchmark-file", files[1], "--out-dir", str(tmp_path / "out")])
+    assert most[0] == 1 and len(live) == 1

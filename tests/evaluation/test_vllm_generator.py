@@ -69,3 +69,13 @@ def test_a_prompt_without_room_in_max_model_len_is_named(fake_vllm):
                                          r"\(eval.vllm.max_model_len\)"):
         gen.generate(["ab", "x" * 12], n=1, temperature=0.6, top_p=1.0, max_new_tokens=8, seed=0)
     assert FakeLLM.calls == []  # vLLM never saw the call
+
+
+def test_close_shuts_the_engine_down(fake_vllm):
+    """vLLM 0.31.0's engine core holds the weights and KV cache in a process of its own until its client's shutdown
+    (LLM has no close of its own): scripts/evaluate.py closes a generator before loading another."""
+    gen = VLLMGenerator(fake_vllm)
+    stopped = []
+    gen.llm.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda: stopped.append(True)))
+    gen.close()
+    assert stopped == [True] and gen.llm is None

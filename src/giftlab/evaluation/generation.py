@@ -458,6 +458,14 @@ class VLLMGenerator:  # vLLM runs on a GPU only; tests/evaluation/test_vllm_gene
                        gpu_memory_utilization=gpu_memory_utilization,
                        generation_config="vllm", **llm_kwargs)
 
+    def close(self) -> None:
+        """Stop the engine and free its GPU memory (its core runs in a process of its own, holding the weights and
+        the KV cache until it is shut down)."""
+        engine = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if engine is not None:
+            engine.shutdown()
+        self.llm = None
+
     def generate(self, prompts, n, temperature, top_p, max_new_tokens, seed):
         from vllm import SamplingParams
 
