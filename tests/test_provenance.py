@@ -123,3 +123,31 @@ def test_a_workspace_without_git_records_a_hash_of_its_code(tmp_path):
     assert first.startswith("nogit-") and version() == first
     (workspace / "params.yaml").write_text("seed: 1\n")
     assert version() not in (first, "unknown")
+
+
+def test_the_site_files_docs_scale_asks_for_leave_a_clean_checkout_clean(tmp_path):
+    # docs/scale.md has every cluster user write config/site.yaml (paths, account, partitions: "do not commit") and
+    # config/extra.yaml; untracked under config/ (a CODE_PATHS folder), they stamped every result of the paper run
+    # "<commit>-dirty", a commit with edited code indistinguishable from a clean one. Another new config still counts.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO / "src" / "giftlab", workspace / "src" / "giftlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".gitignore", workspace / ".gitignore")
+    (workspace / "config").mkdir()
+    (workspace / "config" / "paper.yaml").write_text("seed: 1\n")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=workspace, check=True)
+    subprocess.run([*git, "add", "."], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "code"], cwd=workspace, check=True)
+    code = "from giftlab.provenance import git_commit; print(git_commit())"
+    env = {**os.environ, "PYTHONPATH": str(workspace / "src")}
+
+    def version():
+        return subprocess.run([sys.executable, "-c", code], cwd=workspace, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    (workspace / "config" / "site.yaml").write_text("data: {path: /shared/data/DeepMath-103K}\n")
+    (workspace / "config" / "extra.yaml").write_text("models: {extra: {}}\n")
+    assert not version().endswith("-dirty")
+    (workspace / "config" / "mine.yaml").write_text("seed: 2\n")
+    assert version().endswith("-dirty")
