@@ -121,3 +121,41 @@ def test_snakemake_stops_before_its_first_job_while_another_run_holds_the_worksp
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert _in_subprocess(tmp_path).returncode == 0  # the next run goes ahead: nothing was left behind
+
+
+SQUEUE = """#!/bin/sh
+# a fake squeue: this user's jobs as `--format=%i|%Z|%k` prints them
+cat <<'JOBS'
+160|{work}|rule_sft_wildcards_qwen_gift-b10
+161|{work}|rule_grpo_wildcards_llama_sft
+162|{other}|rule_sft_wildcards_qwen_sft
+163|{work}|an interactive shell
+JOBS
+"""
+
+
+def test_a_slurm_run_stops_while_an_earlier_runs_jobs_are_still_queued_here(tmp_path):
+    """A Snakemake killed without cancelling its SLURM jobs (kill -9, a login-node reboot) leaves them running; the
+    workspace lock went with it, and the next run (a new SLURM run id, no record of them) submitted each again: two
+    8-GPU trainers in one work/ folder (shown on the test cluster: a second job for the same output while the first
+    ran). It stops in one line naming them; jobs elsewhere or not Snakemake's do not count, nor without SLURM."""
+    work = tmp_path / "work"
+    work.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text(SQUEUE.format(work=work, other=tmp_path / "other"))
+    (bin_dir / "squeue").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    code = ("import sys\nfrom giftlab.lock import hold_workspace_lock, WorkspaceBusy\n"
+            "try:\n    hold_workspace_lock(sys.argv[1], 'snakemake', slurm=True)\nexcept WorkspaceBusy as e:\n"
+            "    sys.exit(str(e))\nprint('acquired')")
+    refused = subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True, text=True, env=env,
+                             timeout=60)
+    message = refused.stderr.strip()
+    assert refused.returncode != 0 and "\n" not in message
+    assert "160 (rule_sft_wildcards_qwen_gift-b10), 161 (rule_grpo_wildcards_llama_sft)" in message
+    assert "162" not in message and "163" not in message and "scancel" in message
+    assert _in_subprocess(work, env=env).returncode == 0  # refused, it held nothing; a local run is not asked
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexit 1\n")  # no controller: nothing known, the run goes ahead
+    assert subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True, text=True, env=env,
+                          timeout=60).stdout.strip() == "acquired"

@@ -7,13 +7,20 @@ to run, in the main Snakemake process) calls :func:`hold_workspace_lock`, an ``f
 same workspace stops before its first job with one line naming the holder's PID and command. Outside a DVC stage
 it also stops while DVC holds its repository lock (``.dvc/tmp/lock``, taken by ``dvc repro`` between and during
 its stages); the ``snakemake`` a DVC stage runs (``DVC_STAGE`` set) is DVC's own and goes ahead.
+
+Under the SLURM executor the lock dies with the process, but the jobs it submitted do not: a Snakemake killed
+without cancelling them (kill -9, the OOM killer, a login-node reboot) leaves them queued or running, and the next
+run, with a new run id, knows nothing of them and submits each again, a second trainer in the same ``work/`` folder.
+Such a run stops in one line naming them (:func:`earlier_slurm_jobs`).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import getpass
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import IO
@@ -69,10 +76,28 @@ def dvc_is_running(root: Path) -> str | None:
     return f"DVC (pid {_holder(path)})"
 
 
-def hold_workspace_lock(root: str | Path, command: str) -> Path:
+def earlier_slurm_jobs(root: str | Path) -> list[str]:
+    """This user's SLURM jobs still queued or running in ``root`` that a Snakemake submitted (the SLURM executor's
+    ``--comment rule_<rule>...``), as ``<job id> (<comment>)``; none where ``squeue`` is missing or does not answer."""
+    try:
+        out = subprocess.run(["squeue", "--noheader", "-u", getpass.getuser(), "--format=%i|%Z|%k"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    jobs = []
+    for line in out.splitlines():
+        job, _, rest = line.partition("|")
+        workdir, _, comment = rest.partition("|")
+        if comment.strip().startswith(("rule_", "group_")) and Path(workdir.strip()).resolve() == Path(root).resolve():
+            jobs.append(f"{job.strip()} ({comment.strip()})")
+    return jobs
+
+
+def hold_workspace_lock(root: str | Path, command: str, slurm: bool = False) -> Path:
     """Take the workspace lock of ``root`` for this process (released when the process ends, kill -9 included)
     and record our PID and ``command`` in it; return its path. :class:`WorkspaceBusy` if another run holds it or,
-    outside a DVC stage, DVC is running in ``root``."""
+    outside a DVC stage, DVC is running in ``root``, or (``slurm``: a run under the SLURM executor) an earlier run's
+    SLURM jobs are still queued or running here."""
     root = Path(root)
     path = root / LOCK_FILE
     if "DVC_STAGE" not in os.environ:
@@ -91,6 +116,14 @@ def hold_workspace_lock(root: str | Path, command: str) -> Path:
         fh.close()
         raise WorkspaceBusy(f"giftlab: another run holds this workspace ({holder}): wait for it to finish or stop "
                             f"it; its lock ({path}) goes away with its process, nothing to clean up")
+    jobs = earlier_slurm_jobs(root) if slurm else []
+    if jobs:
+        fh.close()
+        more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+        raise WorkspaceBusy(f"giftlab: SLURM jobs of an earlier run of this workspace are still queued or running "
+                            f"({', '.join(jobs[:3])}{more}; `squeue --me`): this run would submit them again, a "
+                            "second job in each of their work/ folders. Wait for them to end or `scancel` them, then "
+                            "run again")
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}: {command}\n")

@@ -37,10 +37,10 @@ if workflow.is_main_process and not FORCED:
 
 
 onstart:
-    # One run per workspace (giftlab.lock): an OS lock, gone with this process however it ends; the main process
-    # only, and only when jobs are about to run (not for -n, --lint or "Nothing to be done").
+    # One run per workspace (giftlab.lock): an OS lock, gone with this process however it ends (under SLURM, its jobs
+    # not: none of a killed run's may be left); main process, jobs about to run (not -n, --lint, "Nothing to be done").
     try:
-        hold_workspace_lock(Path.cwd(), shlex.join(sys.argv))
+        hold_workspace_lock(Path.cwd(), shlex.join(sys.argv), slurm=workflow.executor_plugin.name == "slurm")
     except WorkspaceBusy as exc:
         sys.exit(str(exc))
     # this run's runtime settings, read by its jobs (a rerun trigger they are not: see runtime() below); --touch
