@@ -298,3 +298,12 @@ def test_after_a_partial_pull_only_the_pulled_stages_and_their_upstream_must_mat
     missing = after_pull("phase_world")  # a phase this dvc.yaml has no stage for (the paper branch's world)
     assert missing.returncode == 2 and "phase_world has no DVC stage 'world' in this dvc.yaml (its stages: a b)" \
         in missing.stderr
+
+
+def test_the_slurm_profile_keeps_squeue_only_where_finished_jobs_outlive_the_status_interval():
+    """snakemake-executor-plugin-slurm (2.6.1 and 2.8.0) checks job states at most 180 s apart and keeps `squeue` as
+    the status command only where MinJobAge >= 3 x slurm-init-seconds-before-status-checks; a job that leaves squeue
+    between two checks counts as running for ever. So 3 x that setting must cover the 180 s."""
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["slurm-status-command"] == "squeue"
+    assert 3 * profile["slurm-init-seconds-before-status-checks"] >= 180
