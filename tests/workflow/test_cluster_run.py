@@ -140,7 +140,8 @@ def job_resources(dry_run: str) -> dict[str, dict[str, str]]:
 def test_site_file_and_per_call_overrides_add_to_the_jobs_resources(paper_workdir, tmp_path):
     """A per-call --set-resources / --default-resources used to replace the profile's whole mapping (sft lost its
     GPUs, memory and runtime; CPU rules their partition), and consistency had no resources at all."""
-    targets = ["results/sft/qwen/sft/metrics.json", "results/consistency/qwen/sft/base_sft.json"]
+    targets = ["results/sft/qwen/sft/metrics.json", "results/consistency/qwen/sft/base_sft.json",
+               "results/mtbench/scores/qwen/sft.json"]
     command = ("snakemake " + " ".join(targets) + " -n --workflow-profile workflow/profiles/slurm"
                " --set-resources sft:runtime=720 --default-resources slurm_extra=--comment=gift"
                " --configfile config/paper.yaml config/site.yaml")
@@ -157,6 +158,11 @@ def test_site_file_and_per_call_overrides_add_to_the_jobs_resources(paper_workdi
     assert consistency["gpu"] == "1" and int(consistency["mem_mb"]) >= 64000
     assert consistency["slurm_partition"] == "h200"
     assert split["slurm_partition"] == "cpu" and "gpu" not in split and split["slurm_extra"] == "--comment=gift"
+    # the judge, a local rule, counts against the profile's global judge_jobs limit: under the SLURM executor local
+    # jobs have no core limit (--local-cores is ignored), and all 24 judge jobs would call the API at once
+    assert resources["mtbench_judge"]["judge_jobs"] == "1"
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "judge_jobs=2" in profile["resources"]
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ rule mtbench_judge:
         script=script("mtbench_judge"),
     threads: 1
     resources:
+        judge_jobs=1,  # judge jobs at once: the SLURM profile caps them (each holds mtbench.judge.max_in_flight calls)
         **job_resources("mtbench_judge"),
     conda:
         "../envs/giftlab.yaml"
