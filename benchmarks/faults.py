@@ -1,7 +1,7 @@
 """Fault injection over the real pipeline (issue 18): what each injected fault does to a run, and whether anything
 is lost or silently wrong once the run is finished the documented way.
 
-    python benchmarks/faults.py                          # every fault, 20 random kill -9 (22 min on 2 cores)
+    python benchmarks/faults.py                          # every fault, 20 random kill -9 (18-22 min on 2 cores)
     python benchmarks/faults.py --kills 3 --only kill,truncate_json     # a quick subset
     python benchmarks/faults.py --report docs/faults.md  # also write the report there (with the command and commit)
 
