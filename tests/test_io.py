@@ -46,3 +46,23 @@ def test_atomic_outputs_reach_the_disk_before_their_name_does(tmp_path, monkeypa
     assert events.index(("replace", staged, str(tmp_path / "model"))) == len(events) - 2, events
     assert set(synced[:-1]) == {f"{staged}/config.json", f"{staged}/sub/weights.bin", f"{staged}/sub", staged}
     assert synced[-1] == str(tmp_path)
+
+
+def test_a_sync_that_fails_leaves_no_staging_folder(tmp_path, monkeypatch):
+    """NFS and Lustre report a write they could not make (quota, full disk, I/O error) at fsync, not at write: the
+    failed output goes like any other failure of the block, not a staged copy of it (15 GB per SFT export) left on
+    the filesystem that ran out, and the output the run had before stays."""
+    import errno
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old.bin").write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="quota"):
+        with atomic_dir(tmp_path / "model") as folder:
+            (folder / "weights.bin").write_bytes(b"w")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.bin"]

@@ -94,14 +94,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        # inside the try: NFS and Lustre report a failed write (quota, full disk) at fsync, and the staged copy goes
+        for file in sorted(p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()):
+            fsync(file)
+        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+            fsync(folder)
+        fsync(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for file in sorted(p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()):
-        fsync(file)
-    for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
-        fsync(folder)
-    fsync(tmp)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
