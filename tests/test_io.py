@@ -66,3 +66,18 @@ def test_a_sync_that_fails_leaves_no_staging_folder(tmp_path, monkeypatch):
             (folder / "weights.bin").write_bytes(b"w")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert [p.name for p in (tmp_path / "model").iterdir()] == ["old.bin"]
+
+
+def test_a_staged_folder_syncs_its_own_entries_not_what_a_link_points_to(tmp_path, monkeypatch):
+    """A symlink in the staged folder to a folder elsewhere (a shared data set, a cache) is an entry of its own
+    folder: the target is not this output's to sync, and may not be readable (os.open fails: EACCES)."""
+    elsewhere = tmp_path / "shared"
+    elsewhere.mkdir()
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    with atomic_dir(tmp_path / "out" / "model") as folder:
+        (folder / "data").symlink_to(elsewhere, target_is_directory=True)
+        (folder / "gone").symlink_to(tmp_path / "missing")
+        (folder / "config.json").write_text("{}")
+    assert str(elsewhere) not in synced, synced
+    assert (tmp_path / "out" / "model" / "data").resolve() == elsewhere

@@ -97,7 +97,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         # inside the try: NFS and Lustre report a failed write (quota, full disk) at fsync, and the staged copy goes
         for file in sorted(p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()):
             fsync(file)
-        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
             fsync(folder)
         fsync(tmp)
     except BaseException:
