@@ -81,3 +81,19 @@ def test_a_staged_folder_syncs_its_own_entries_not_what_a_link_points_to(tmp_pat
         (folder / "config.json").write_text("{}")
     assert str(elsewhere) not in synced, synced
     assert (tmp_path / "out" / "model" / "data").resolve() == elsewhere
+
+
+def test_a_folder_that_cannot_be_synced_after_the_rename_keeps_the_output(tmp_path, monkeypatch, caplog):
+    """The output is in place once renamed: a folder this process cannot open for reading (EACCES) or sync must not
+    fail the finished job, only say so."""
+    real_open = os.open
+
+    def no_folders(path, flags, *args):
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", no_folders)
+    out = write_text_atomic(tmp_path / "metrics.json", "{}\n")
+    assert out.read_text() == "{}\n"
+    assert "could not be synced" in caplog.text

@@ -157,5 +157,6 @@ def test_a_slurm_run_stops_while_an_earlier_runs_jobs_are_still_queued_here(tmp_
     assert "162" not in message and "163" not in message and "scancel" in message
     assert _in_subprocess(work, env=env).returncode == 0  # refused, it held nothing; a local run is not asked
     (bin_dir / "squeue").write_text("#!/bin/sh\nexit 1\n")  # no controller: nothing known, the run goes ahead
-    assert subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True, text=True, env=env,
-                          timeout=60).stdout.strip() == "acquired"
+    unchecked = subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True, text=True, env=env,
+                               timeout=60)
+    assert unchecked.stdout.strip() == "acquired" and "could not list this user's SLURM jobs" in unchecked.stderr

@@ -62,7 +62,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync(path.parent)
+    _sync_entry(path)
 
 
 def remove_stale_temps(*paths: str | os.PathLike) -> list[Path]:
@@ -106,7 +106,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
-    fsync(path.parent)
+    _sync_entry(path)
+
+
+def _sync_entry(path: Path) -> None:
+    """Sync the folder that holds ``path``'s new name, best effort: the output is in place by now, and a folder this
+    process may write but not read (EACCES at open) must not fail a finished job."""
+    try:
+        fsync(path.parent)
+    except OSError as exc:
+        log.warning("%s: written, but its folder's entry could not be synced to disk (%s)", path, exc)
 
 
 def fsync(path: str | os.PathLike) -> None:

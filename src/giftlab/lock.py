@@ -78,11 +78,14 @@ def dvc_is_running(root: Path) -> str | None:
 
 def earlier_slurm_jobs(root: str | Path) -> list[str]:
     """This user's SLURM jobs still queued or running in ``root`` that a Snakemake submitted (the SLURM executor's
-    ``--comment rule_<rule>...``), as ``<job id> (<comment>)``; none where ``squeue`` is missing or does not answer."""
+    ``--comment rule_<rule>...``), as ``<job id> (<comment>)``; none where ``squeue`` is missing or does not answer
+    (said on stderr: the run goes ahead unchecked, as every run did before this check)."""
     try:
         out = subprocess.run(["squeue", "--noheader", "-u", getpass.getuser(), "--format=%i|%Z|%k"],
                              capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"giftlab: could not list this user's SLURM jobs ({type(exc).__name__}); if an earlier run of this "
+              "workspace left jobs running, `scancel` them before this run submits them again", file=sys.stderr)
         return []
     jobs = []
     for line in out.splitlines():
