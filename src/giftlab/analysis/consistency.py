@@ -11,7 +11,7 @@ two ways, ``geometry`` choosing which one ``cos`` / ``l2`` (and Table 4, claim 3
   magnitudes imply this reading: Adam moves a weight by at most lr · (1 − β1) / √((1 − β2)(1 − β1²/β2)) per step
   (Cauchy-Schwarz over the moments: 1.16 lr for SFT's β = (0.9, 0.95), 7.3 lr for GRPO's (0.9, 0.999)), so the
   last layer's parameters (233M in Qwen2.5-7B, ‖θ‖ ≈ 305) move by at most that · steps · √N: 17.3 over 156 GRPO
-  steps at lr 1e-6 and 83 over 6 SFT epochs (468 steps) at 1e-5, where Table 4 reports L2 47-63 and 114-117
+  steps at lr 1e-6 and 83.2 over 6 SFT epochs (468 steps) at 1e-5, where Table 4 reports L2 47-63 and 114-117
   (docs/scale.md).
 * ``parameters``: the parameters of the LAST decoder layer (``model.get_decoder().layers[-1]``: attention,
   MLP and the layer's two RMSNorms; not the final model norm, not the embeddings or LM head), flattened into
