@@ -164,19 +164,18 @@ def release_generators(generators: dict) -> None:
     """Drop the models a job loaded for earlier benchmarks, before one whose engine settings differ (a per_benchmark
     override) loads: vLLM refuses to start while free GPU memory is below gpu_memory_utilization (0.9) of the card,
     which the engine still held would leave it."""
+    if not generators:
+        return
+    import gc
+
+    import torch
+
     for generator in generators.values():
-        close = getattr(generator, "close", None)
-        if close is not None:
-            close()
-    if generators:
-        import gc
-
-        import torch
-
-        generators.clear()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        getattr(generator, "close", lambda: None)()  # HF generators hold nothing outside this process
+    generators.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def log_phases(benchmark: str, generator, records, summary: dict, prompt_fn) -> None:

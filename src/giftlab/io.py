@@ -95,10 +95,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         # inside the try: NFS and Lustre report a failed write (quota, full disk) at fsync, and the staged copy goes
-        for file in sorted(p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()):
-            fsync(file)
-        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-            fsync(folder)
+        for entry in sorted(tmp.rglob("*"), reverse=True):  # a folder's files before the folder
+            if not entry.is_symlink() and (entry.is_file() or entry.is_dir()):
+                fsync(entry)
         fsync(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -87,11 +87,11 @@ def earlier_slurm_jobs(root: str | Path) -> list[str]:
         print(f"giftlab: could not list this user's SLURM jobs ({type(exc).__name__}); if an earlier run of this "
               "workspace left jobs running, `scancel` them before this run submits them again", file=sys.stderr)
         return []
-    jobs = []
+    jobs, here = [], Path(root).resolve()
     for line in out.splitlines():
         job, _, rest = line.partition("|")
         workdir, _, comment = rest.partition("|")
-        if comment.strip().startswith(("rule_", "group_")) and Path(workdir.strip()).resolve() == Path(root).resolve():
+        if comment.strip().startswith(("rule_", "group_")) and Path(workdir.strip()).resolve() == here:
             jobs.append(f"{job.strip()} ({comment.strip()})")
     return jobs
 
