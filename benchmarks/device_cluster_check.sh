@@ -2,7 +2,7 @@
 # The paper run's CUDA-only paths on one GPU, on the rehearsal's Qwen2 checkpoint (scripts/make_rehearsal.py):
 #   3a. GIFT SFT through `accelerate launch` with the shipped FSDP2 config (workflow/accelerate/fsdp.yaml) in bf16:
 #       accelerate's FSDP plugin (which refuses a CPU-only machine), the chunked head inside the root unit's forward,
-#       the full-state-dict export in bf16 checked against the model class;
+#       the full-state-dict export in bf16 checked against the model class, gradients reduced in fp32 (as verl);
 #   3b. GRPO from that export under the same launch with colocated vLLM (sleep mode, max_model_len);
 #   3c. vLLM generation of the bf16 export;
 #   3d. the cached reference (sft.reference: cached) computed with the base on the GPU (runs after 3a; no vLLM).
@@ -28,6 +28,8 @@ accelerate launch --config_file workflow/accelerate/fsdp.yaml --num_processes 1 
   --base "$reh/models/Qwen2.5-rehearsal" --train "$reh/train.jsonl" --val "$reh/val.jsonl" --out "$reh/sft" \
   --work "$reh/work-sft" --metrics "$reh/sft.json" > "$out/fsdp_sft.txt" 2>&1
 echo "3a. FSDP2 bf16 GIFT SFT + export: rc=$?" | tee -a "$out/summary.txt"
+grep -q "FSDP mixed precision: .*reduce_dtype=torch.float32" "$out/fsdp_sft.txt"
+echo "3a. ... gradients reduced in fp32 (verl's policy on accelerate's plugin): rc=$?" | tee -a "$out/summary.txt"
 
 cache_job='{"seed": 0, "backbone": "qwen", "split": "sft", "solution_key": "r1_solution_1", "max_length": 512,
   "top_k": 64, "batch_size": 4}'
@@ -52,5 +54,7 @@ accelerate launch --config_file workflow/accelerate/fsdp.yaml --num_processes 1 
   --init "$reh/sft/epoch_1" --rl "$reh/train.jsonl" --out "$reh/rl" --work "$reh/work-rl" --metrics "$reh/rl.json" \
   > "$out/fsdp_grpo_vllm.txt" 2>&1
 echo "3b. FSDP2 GRPO with colocated vLLM: rc=$?" | tee -a "$out/summary.txt"
+grep -q "FSDP mixed precision: .*reduce_dtype=torch.float32" "$out/fsdp_grpo_vllm.txt"
+echo "3b. ... gradients reduced in fp32: rc=$?" | tee -a "$out/summary.txt"
 python benchmarks/vllm_generate.py "$reh/sft/epoch_1" > "$out/vllm_generate.txt" 2>&1
 echo "3c. vLLM generation of the bf16 export: rc=$?" | tee -a "$out/summary.txt"

@@ -36,6 +36,7 @@ from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation, rank_and_world,
                                       trl_reference_in_every_process)
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
+from giftlab.training.gradient_precision import ReduceInFp32, accelerator_config
 from giftlab.training.weight_decay import DecayEveryParameter, with_optimizer_groups
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
         # (workflow/accelerate/fsdp.yaml), which `accelerate launch` announces in the environment.
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)) and not fsdp_activation_checkpointing(),
         ddp_find_unused_parameters=False,  # every parameter takes part in the loss: skip DDP's extra graph walk
+        accelerator_config=accelerator_config(),  # under FSDP: synchronise every micro-batch, as verl
         save_strategy="steps",
         save_steps=max(1, cfg.get("save_steps", 25)),
         # one checkpoint kept, pruned by CompleteMarker(keep=1) once the next is stamped (not save_total_limit,
@@ -117,12 +119,13 @@ def grpo_arguments(cfg: Mapping[str, Any], work_dir: str | Path, seed: int, worl
 
 def grpo_trainer_class(method=None, params: Mapping[str, Any] | None = None) -> type:
     """The trainer ``train_grpo`` builds: TRL's GRPOTrainer, with the RL method's mixin when there is one
-    (:meth:`giftlab.rl_methods.base.RLMethod.trainer_class`), verl's weight decay (:class:`DecayEveryParameter`) and
-    resumable rollouts (:func:`giftlab.training.rollout_state.resumable`)."""
+    (:meth:`giftlab.rl_methods.base.RLMethod.trainer_class`), verl's weight decay (:class:`DecayEveryParameter`)
+    and gradient reduction (:class:`ReduceInFp32`), and resumable rollouts
+    (:func:`giftlab.training.rollout_state.resumable`)."""
     from trl import GRPOTrainer
 
     base = method.trainer_class(GRPOTrainer, params or {}) if method else GRPOTrainer
-    return resumable(type(base.__name__, (DecayEveryParameter, base), {}))
+    return resumable(type(base.__name__, (DecayEveryParameter, ReduceInFp32, base), {}))
 
 
 # grpo.vllm keys -> GRPOConfig fields (colocated vLLM shares each GPU with training)

@@ -35,6 +35,7 @@ from giftlab.profiling import matmul_flops, phase
 from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.checkpoints import (CompleteMarker, export_model, last_complete_checkpoint, prepare_work_dir,
                                           trainer_epoch)
+from giftlab.training.gradient_precision import ReduceInFp32, accelerator_config
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.sharded import (call_with_head, fp32_master_weights, load_gathered, match_forward_dtype,
                                       rank_and_world, unwrap, vocab_size)
@@ -127,9 +128,11 @@ class SFTDataset(Dataset):
         return self.examples[i]
 
 
-class ObjectiveTrainer(DecayEveryParameter, Trainer):
+class ObjectiveTrainer(DecayEveryParameter, ReduceInFp32, Trainer):
     """``Trainer`` with a pluggable per-token objective, a frozen reference and a PSFT snapshot; AdamW decays every
-    parameter, as verl's SFT trainer (:class:`~giftlab.training.weight_decay.DecayEveryParameter`)."""
+    parameter and FSDP reduces gradients in fp32, as verl's SFT trainer
+    (:class:`~giftlab.training.weight_decay.DecayEveryParameter`,
+    :class:`~giftlab.training.gradient_precision.ReduceInFp32`)."""
 
     def __init__(self, *args, objective, ref_model=None, ref_cache=None, old_model=None, loss_head: str = "auto",
                  loss_backend: str = "torch", drop_last: bool = False, schedule_steps: int | None = None, **kwargs):
@@ -423,6 +426,7 @@ def training_arguments(settings: SFTSettings, work_dir: Path, steps_per_epoch: i
         run_name=run_name,  # the run's name in W&B / MLflow
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,  # every parameter takes part in the loss: skip DDP's extra graph walk
+        accelerator_config=accelerator_config(),  # under FSDP: synchronise every micro-batch, as verl
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
