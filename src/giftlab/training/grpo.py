@@ -31,12 +31,12 @@ from giftlab.profiling import emit, matmul_flops, phase, trl_phases
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distributed, export_model,
                                           last_complete_checkpoint, prepare_work_dir, train_or_finish)
+from giftlab.training.gradient_precision import ReduceInFp32, accelerator_config
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, gathered_for_generation, rank_and_world,
                                       trl_reference_in_every_process)
 from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
-from giftlab.training.gradient_precision import ReduceInFp32, accelerator_config
 from giftlab.training.weight_decay import DecayEveryParameter, with_optimizer_groups
 
 log = logging.getLogger(__name__)
