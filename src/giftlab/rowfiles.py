@@ -98,7 +98,9 @@ def _read_text(path: Path, data: bytes) -> list[dict[str, Any]]:
             raise RowFileError(f"{path}: expected a JSON list of objects")
         return rows
     if first == "{":
-        return _jsonl_rows(path, text.splitlines())
+        # rows end at "\n" only: str.splitlines() also splits at U+2028 and other separators that JSON strings may
+        # hold unescaped (public GPQA copies do)
+        return _jsonl_rows(path, text.split("\n"))
     return _read_csv(path, text)
 
 

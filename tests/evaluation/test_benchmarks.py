@@ -23,6 +23,10 @@ KIND = {"gsm8k": "math", "math500": "math", "aime24": "math", "aime25": "math",
         "arc_challenge": "multiple_choice"}
 
 
+def hf_redux_rows() -> list[dict]:
+    return [json.loads(line) for line in (FIXTURES / "mmlu_redux.jsonl").read_text().splitlines()]
+
+
 def load(name, **kw):
     return bm.load_benchmark(name, path=FIXTURES / f"{name}.jsonl", **kw)
 
@@ -105,13 +109,40 @@ def test_arc_numeric_labels_and_3_or_5_options():
 
 
 def test_mmlu_pro_ten_options_and_answer_consistency(tmp_path):
+    """Gold = the ``answer`` letter, which TIGER-Lab's evaluation scores against (``pred == answer``); an
+    ``answer_index`` that disagrees (question 3983 of the official test split: answer "C", answer_index 1) is
+    reported, not a stop."""
     recs = load("mmlu_pro")
     assert len(recs[0]["choices"]) == 10 and recs[0]["gold"] == "J" and "(J) 17" in recs[0]["prompt"]
+    assert "gold_note" not in recs[0]
     row = json.loads((FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()[0])
     bad = tmp_path / "mmlu_pro.jsonl"
     bad.write_text(json.dumps({**row, "answer": "A"}) + "\n")
-    with pytest.raises(ValueError, match=r"row 1: mmlu_pro \(upstream layout\): answer 'A' disagrees"):
+    [rec], report = bm.load_benchmark_checked("mmlu_pro", path=bad)
+    assert rec["gold"] == "A" and rec["gold_note"].startswith("answer 'A' disagrees with answer_index 9")
+    assert report["gold_notes"] == [{"id": rec["id"], "row": 1, "note": rec["gold_note"]}]
+    no_letter = {k: v for k, v in row.items() if k != "answer"}
+    bad.write_text(json.dumps(no_letter) + "\n")
+    assert bm.load_benchmark("mmlu_pro", path=bad)[0]["gold"] == "J"
+    bad.write_text(json.dumps({**row, "answer": "Q"}) + "\n")
+    with pytest.raises(ValueError, match=r"row 1: mmlu_pro \(upstream layout\): answer 'Q' is not a letter"):
         bm.load_benchmark("mmlu_pro", path=bad)
+
+
+def test_mmlu_pro_scores_the_questions_its_official_set_holds_twice(tmp_path):
+    """The official test split holds 159 questions twice under distinct question_ids (health, law), each scored by
+    TIGER-Lab's evaluation: both are kept, so the complete file matches the official 12,032. The same question_id
+    twice (a file repeated) is still a duplicate."""
+    row = json.loads((FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()[0])
+    path = tmp_path / "mmlu_pro.jsonl"
+    path.write_text("".join(json.dumps({**row, "question_id": q}) + "\n" for q in (893, 894, 894)))
+    recs, report = bm.load_benchmark_checked("mmlu_pro", path=path)
+    assert [r["id"] for r in recs] == ["893", "894"]
+    assert (report["repeats_scored"], report["duplicates_dropped"]) == (1, 1)
+    changed = {**row, "question_id": 895, "answer": "A", "answer_index": 0}
+    path.write_text(json.dumps(row) + "\n" + json.dumps(changed) + "\n")
+    with pytest.raises(ValueError, match="row 2: duplicate problem '895' with a different gold answer"):
+        bm.load_benchmark("mmlu_pro", path=path)
 
 
 def test_mmlu_pro_n_a_padding_options_are_dropped(tmp_path):
@@ -136,6 +167,36 @@ def test_mmlu_redux_keeps_error_free_subset_only():
     plants = [r for r in rekeyed if r["error_type"] == "wrong_groundtruth"]
     assert len(plants) == 1 and plants[0]["gold"] == "C"
     assert len(load("mmlu_redux", redux_keep=("ok", "multiple_correct_answers"))) == 3
+
+
+def test_mmlu_redux_labels_are_read_in_any_spelling_of_the_annotation_files(tmp_path):
+    """MMLU-Redux's annotation files (aryopg/mmlu-redux) write one label many ways (``OK``, ``Ok``, ``ok ``,
+    ``Wrong Groundtruth``, ``bad question clarity``): each is the 2.0 release's label, so no row is filtered
+    for its spelling; a label outside the taxonomy names its row."""
+    rows = hf_redux_rows()
+    spellings = {"ok": "OK ", "wrong_groundtruth": "Wrong Groundtruth", "multiple_correct_answers":
+                 "multiple correct answers"}
+    path = tmp_path / "mmlu_redux.jsonl"
+    path.write_text("".join(json.dumps({**r, "error_type": spellings.get(r["error_type"], r["error_type"])}) + "\n"
+                            for r in rows))
+    assert bm.load_benchmark("mmlu_redux", path=path) == load("mmlu_redux")
+    assert bm.load_benchmark("mmlu_redux", path=path, redux_rekey=True) == load("mmlu_redux", redux_rekey=True)
+    path.write_text(json.dumps({**rows[0], "error_type": "typo"}) + "\n")
+    with pytest.raises(ValueError, match=r"row 1: mmlu_redux .*error_type 'typo' is not one of MMLU-Redux's labels"):
+        bm.load_benchmark("mmlu_redux", path=path)
+
+
+def test_mmlu_redux_scores_a_question_filed_under_two_subjects_twice(tmp_path):
+    """MMLU files some questions under two subjects (24 clinical_knowledge / college_medicine pairs): MMLU-Redux's
+    5,700 items count both, so both are scored; the report counts the rows the error_type filter left out."""
+    row = {**hf_redux_rows()[0], "error_type": "ok"}
+    other = {**row, "error_type": "wrong_groundtruth"}
+    path = tmp_path / "mmlu_redux.jsonl"
+    path.write_text("".join(json.dumps({**r, "subject": s}) + "\n" for r, s in
+                            ((row, "clinical_knowledge"), (row, "college_medicine"), (other, "anatomy"))))
+    recs, report = bm.load_benchmark_checked("mmlu_redux", path=path)
+    assert [r["subject"] for r in recs] == ["clinical_knowledge", "college_medicine"]
+    assert (report["repeats_scored"], report["duplicates_dropped"], report["rows_filtered"]) == (1, 0, 1)
 
 
 def test_gpqa_shuffle_is_seeded_and_stored():

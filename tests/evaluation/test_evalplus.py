@@ -90,6 +90,10 @@ CASES = [
      "    print(text)\n    return re.findall(r'\\b\\w{4,}\\b', text)\n", (True, True)),
     ("Mbpp/7", "import_error", "import no_such_module\ndef find_char_long(text):\n    return []\n",
      (False, False)),
+    # the release's Mbpp/793 has no plus inputs (`plus_input: {}`): its plus verdict is its base verdict
+    ("Mbpp/793", "first_position", "def last(arr, x):\n    return arr.index(x)\n", (False, False)),
+    ("Mbpp/793", "loop", "def last(arr, x):\n    i = -1\n    for j, a in enumerate(arr):\n"
+     "        if a == x:\n            i = j\n    return i\n", (True, True)),
 ]
 CANONICAL = [(tid, "canonical", None, (True, True)) for tid in [*HE_ROWS, *MBPP_ROWS]]
 # EvalPlus 0.3.1's find_zero oracle never records an input as passed (evalplus PR #201): a departure
@@ -118,6 +122,7 @@ def test_release_fixture_loads_through_the_benchmark_loaders():
     for rec in he + mb:
         assert rec["kind"] == "code" and rec["gold"] == "" and is_evalplus_record(rec)
         assert rec["base_inputs"] and isinstance(rec["plus_inputs"], list)
+    assert MBPP_ROWS["Mbpp/793"]["plus_input"] == {} and mb[-1]["plus_inputs"] == []  # as EvalPlus iterates it
     row = HE_ROWS["HumanEval/0"]
     assert he[0]["prompt"] == HUMANEVAL_TEMPLATE.format(prompt=row["prompt"])
     assert he[0]["prefix"] == row["prompt"] and he[0]["setup"] == "from typing import List"

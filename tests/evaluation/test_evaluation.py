@@ -763,8 +763,9 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch, capsys):
     assert set(k for k in summary if k.startswith("pass@") and "ci" not in k) == {"pass@1",
                                                                                    "pass@2"}
     assert summary["provenance"]["seed"] == 3 and summary["benchmark_sha256"]
-    assert summary["benchmark_checks"] == {"rows_read": 2, "duplicates_dropped": 0, "problems": 2,
-                                           "official_size": None, "size_matches_official": None}
+    assert summary["benchmark_checks"] == {"rows_read": 2, "rows_filtered": 0, "duplicates_dropped": 0,
+                                           "repeats_scored": 0, "problems": 2, "official_size": None,
+                                           "size_matches_official": None, "gold_notes": []}
     # the job log's phases (benchmarks/profile_run.py): generation counts each prompt copy's prefill and each token
     phases = {p["phase"]: p for p in read_phases(capsys.readouterr().err)}
     assert set(phases) == {"evaluate/load", "evaluate/generate", "evaluate/grade"}

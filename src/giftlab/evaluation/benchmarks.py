@@ -42,6 +42,7 @@ from pathlib import Path
 
 from typing import Any, Callable
 
+from giftlab.config import REDUX_ERROR_TYPES
 from giftlab.data import read_rows, with_instruction
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
@@ -72,6 +73,9 @@ class Benchmark:
     source: dict = field(default_factory=dict)  # extra provenance (alternatives, notes)
     options: tuple[int, int] | None = None  # multiple choice: the possible number of options
     official_size: int | None = None  # problems in the official set (rows before any filtering)
+    # the official set holds the same question under distinct ids, each scored by its own evaluation (MMLU-Pro:
+    # 159 pairs in health and law; MMLU-Redux: questions MMLU files under two subjects): kept, not dropped
+    repeats_are_items: bool = False
 
 
 BENCHMARKS: dict[str, Benchmark] = {}
@@ -252,22 +256,28 @@ MMLU_PRO_PAD = "N/A"
 
 
 def _mmlu_pro(row, i, **_):
+    """Gold = the row's ``answer`` letter, which TIGER-Lab's evaluation scores against (``pred == answer`` in
+    evaluate_from_local.py; ``answer_index`` only without a letter). Where the two disagree (one row of the official
+    test split: question 3983) the record says so in ``gold_note``, reported by :func:`check_records`."""
     options = _options(_get(row, "options"), "options")
-    if "answer_index" in row and row["answer_index"] is not None:
-        idx = int(row["answer_index"])
-    else:
-        letter = str(_get(row, "answer")).strip()
-        if letter not in LETTERS:
-            raise ValueError(f"answer {letter!r} is not a letter A..J")
-        idx = LETTERS.index(letter)
-    if "answer" in row and row["answer"] is not None and str(row["answer"]).strip() != LETTERS[idx]:
-        raise ValueError(f"answer {row['answer']!r} disagrees with answer_index {idx}")
+    index = row.get("answer_index")
+    index = None if index is None else int(index)
+    letter = None if row.get("answer") is None else str(row["answer"]).strip()
+    if letter is None and index is None:
+        raise ValueError("neither answer nor answer_index")
+    if letter is not None and letter not in LETTERS:
+        raise ValueError(f"answer {letter!r} is not a letter A..J")
+    idx = LETTERS.index(letter) if letter is not None else index
+    note = {}
+    if letter is not None and index is not None and index != idx:
+        note = {"gold_note": f"answer {letter!r} disagrees with answer_index {index}: scored against the answer "
+                             "letter, as TIGER-Lab's evaluation"}
     if 0 <= idx < len(options) and options[idx] == MMLU_PRO_PAD:
         raise ValueError(f"the answer (option {LETTERS[idx]}) is the padding option {MMLU_PRO_PAD!r}")
     kept = [j for j, opt in enumerate(options) if opt != MMLU_PRO_PAD]
     return _mc_record(_get(row, "question_id", default=f"mmlu_pro-{i}"), _get(row, "question"),
                       [options[j] for j in kept], kept.index(idx) if idx in kept else idx,
-                      category=row.get("category"))
+                      category=row.get("category"), **note)
 
 
 def _redux_index(value) -> int | None:
@@ -281,11 +291,18 @@ def _redux_index(value) -> int | None:
     return None
 
 
+def redux_label(value) -> str:
+    """An MMLU-Redux ``error_type`` in the 2.0 release's spelling: its annotation files also write ``OK``, ``Ok``,
+    ``Wrong Groundtruth``, ``bad question clarity`` (aryopg/mmlu-redux)."""
+    return re.sub(r"[\s-]+", "_", value.strip().lower())
+
+
 def _mmlu_redux(row, i, redux_keep=("ok",), redux_rekey: bool = False, **_):
     etype = row.get("error_type", "ok")  # MMLU-Redux 2.0 labels every row; the original release may not
-    if not isinstance(etype, str) or not etype.strip():
-        raise ValueError(f"error_type must be one of MMLU-Redux's labels, got {etype!r}")
-    etype = etype.strip()
+    if not isinstance(etype, str) or redux_label(etype) not in REDUX_ERROR_TYPES:
+        raise ValueError(f"error_type {etype!r} is not one of MMLU-Redux's labels "
+                         f"({', '.join(REDUX_ERROR_TYPES)})")
+    etype = redux_label(etype)
     subject = row.get("subject") or row.get("config") or "mmlu_redux"
     rid = row.get("id") or f"{subject}-{i}"
     idx = int(_get(row, "answer"))
@@ -472,7 +489,8 @@ _REAL = [
 for (_name, _norm, _kind, _hub, _cfg, _split, _alt, _all, _opts, _size, _notes) in _REAL:
     register(_name, _real_loader(_name, _norm, _hub, _cfg, _split, _alt, _all),
              description=_notes, kind=_kind, hub_id=_hub, config=_cfg, split=_split,
-             source={"alt_splits": list(_alt), "all_configs": _all}, options=_opts, official_size=_size)
+             source={"alt_splits": list(_alt), "all_configs": _all}, options=_opts, official_size=_size,
+             repeats_are_items=_name in ("mmlu_pro", "mmlu_redux"))
 
 
 def benchmark_info(name: str) -> dict:
@@ -490,18 +508,22 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
     """The checks every benchmark passes on load; returns the kept records and a report for the summary.
 
     * the same problem twice (same prompt, gold and tests) is dropped with a count (``duplicates="drop"``,
-      one public AIME file holds 960 rows for 30 problems) or refused (``"error"``); the same id or the same
-      prompt with a different gold is always an error;
+      one public AIME file holds 960 rows for 30 problems) or refused (``"error"``), except where the official
+      set itself holds it under two ids (``Benchmark.repeats_are_items``: MMLU-Pro, MMLU-Redux), which scores
+      both; the same id twice is a duplicate everywhere, and the same id or prompt with a different gold is
+      always an error;
     * math and multiple choice need a gold answer; multiple choice needs 2..10 options (the benchmark's
       own range where known: GPQA 4, ARC 3..5) and a gold letter among them;
     * the number of distinct problems read is compared with the official set's (MATH-500 500, AIME24 30,
-      GPQA-Diamond 198, ...): a difference is a warning and stated in the report.
+      GPQA-Diamond 198, ...): a difference is a warning and stated in the report;
+    * a record's ``gold_note`` (a source row whose fields disagree, resolved as the benchmark's own evaluation
+      resolves it) is a warning and listed in the report; rows the loader filtered out are counted.
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates: {duplicates!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
     bench = BENCHMARKS.get(name)
     lo, hi = (bench.options if bench and bench.options else (2, len(LETTERS)))
-    kept, by_id, by_prompt, dropped = [], {}, {}, 0
+    kept, by_id, by_prompt, dropped, repeats = [], {}, {}, 0, 0
     for rec in records:
         row = f"{where}: row {rec.get('source_row', '?')}"
         kind = rec["kind"]
@@ -518,25 +540,36 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
         first = by_id.get(rec["id"]) or by_prompt.get(rec["prompt"])
         if first is not None:
             first_key = (first["prompt"], first["gold"], str(first.get("tests", "")))
-            what = "duplicate id" if first["id"] == rec["id"] else "duplicate problem"
+            same_id = first["id"] == rec["id"]
+            what = "duplicate id" if same_id else "duplicate problem"
             if first_key != key:
                 raise ValueError(f"{row}: {what} {rec['id']!r} with a different "
                                  f"{'prompt' if first['prompt'] != rec['prompt'] else 'gold answer or tests'} "
                                  f"than row {first.get('source_row', '?')}")
-            if duplicates == "error":
+            if not same_id and bench is not None and bench.repeats_are_items:
+                repeats += 1
+            elif duplicates == "error":
                 raise ValueError(f"{row}: {what} {rec['id']!r} (same as row {first.get('source_row', '?')}); "
                                  "eval.duplicates: drop keeps the first")
-            dropped += 1
-            continue
-        by_id[rec["id"]] = by_prompt[rec["prompt"]] = rec
+            else:
+                dropped += 1
+                continue
+        by_id[rec["id"]] = rec
+        by_prompt.setdefault(rec["prompt"], rec)
         kept.append(rec)
-    distinct_read = (rows_read if rows_read is not None else len(records)) - dropped
+    rows_read = rows_read if rows_read is not None else len(records)
+    distinct_read = rows_read - dropped
     official = bench.official_size if bench else None
-    report = {"rows_read": rows_read if rows_read is not None else len(records), "duplicates_dropped": dropped,
-              "problems": len(kept), "official_size": official,
-              "size_matches_official": None if official is None else distinct_read == official}
+    notes = [{"id": r["id"], "row": r.get("source_row"), "note": r["gold_note"]} for r in kept if r.get("gold_note")]
+    report = {"rows_read": rows_read, "rows_filtered": rows_read - len(records), "duplicates_dropped": dropped,
+              "repeats_scored": repeats, "problems": len(kept), "official_size": official,
+              "size_matches_official": None if official is None else distinct_read == official, "gold_notes": notes}
     if dropped:
         log.warning("%s: %d duplicate problem(s) dropped, %d kept", where, dropped, len(kept))
+    if repeats:
+        log.info("%s: %d question(s) the official %s holds under two ids, each scored", where, repeats, name)
+    for n in notes:
+        log.warning("%s: row %s (%s): %s", where, n["row"], n["id"], n["note"])
     if official is not None and distinct_read != official:
         log.warning("%s: %d distinct problems, the official %s has %d", where, distinct_read, name, official)
     return kept, report

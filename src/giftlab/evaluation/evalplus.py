@@ -105,6 +105,8 @@ def release_record(row: dict, i: int, dataset: str) -> dict:
     missing = [k for k in _RELEASE_KEYS if k not in row or row[k] is None]
     if missing:
         raise ValueError(f"EvalPlus release row without {', '.join(missing)}")
+    if row["plus_input"] == {}:  # MbppPlus v0.2.0's Mbpp/793: no plus inputs (EvalPlus iterates the {} as none)
+        row = {**row, "plus_input": []}
     for key in ("base_input", "plus_input"):
         value = row[key]
         if not isinstance(value, list) or not all(isinstance(x, (list, tuple)) for x in value):
