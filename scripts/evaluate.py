@@ -108,9 +108,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
         config = {**config, **overrides}  # as recorded in the summary's provenance
     job = EvalSettings.from_config(config)
 
-    records, checks = load_benchmark_checked(job.benchmark, path=bench_file, limit=job.limit,
-                                             duplicates=job.duplicates, shuffle_seed=job.choice_shuffle_seed,
-                                             redux_keep=tuple(job.mmlu_redux_keep), redux_rekey=job.mmlu_redux_rekey)
+    records, checks = load_benchmark_checked(job.benchmark, path=bench_file, limit=job.limit, **job.load_options())
     kinds = sorted({r["kind"] for r in records})
     kind = kinds[0] if len(kinds) == 1 else "auto"
     code = code_settings(job.code_timeout, job.code_memory_mb, job.code_workers)

@@ -222,6 +222,12 @@ class EvalSettings(EngineSettings, JobConfig):
         if any(int(k) < 1 or int(k) > self.n_samples for k in self.ks):
             raise ConfigError(f"config: ks {list(self.ks)}: every k must be in [1, n_samples = {self.n_samples}]")
 
+    def load_options(self) -> dict[str, Any]:
+        """What :func:`giftlab.evaluation.benchmarks.load_benchmark_checked` reads these settings with: the evaluation
+        job and scripts/check_benchmarks.py load a file alike."""
+        return {"duplicates": self.duplicates, "shuffle_seed": self.choice_shuffle_seed,
+                "redux_keep": tuple(self.mmlu_redux_keep), "redux_rekey": self.mmlu_redux_rekey}
+
     @staticmethod
     def of_benchmark(job: Mapping[str, Any], name: str) -> dict:
         """One benchmark's config within an evaluation job's (``{common keys..., "benchmarks": {name: settings}}``):

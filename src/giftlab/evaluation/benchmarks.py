@@ -453,8 +453,13 @@ def _hub_load(hub_id, config, split, alt_splits, all_configs):
         return hub_rows(hub_id, config, split, alt_splits)
     import datasets
 
+    try:
+        configs = datasets.get_dataset_config_names(hub_id)
+    except Exception as exc:  # noqa: BLE001 - offline, gated, or no such dataset: one line, as hub_rows
+        raise ValueError(f"could not list the configs of {hub_id} on the hub or in its cache ({type(exc).__name__}: "
+                         f"{exc}); pass a local folder or file instead") from None
     rows = []
-    for cfg in datasets.get_dataset_config_names(hub_id):
+    for cfg in configs:
         for r in hub_rows(hub_id, cfg, split, alt_splits):
             # some v2.0 configs type these columns float64 (all null): keep them as strings
             for k in ("correct_answer", "source", "potential_reason"):

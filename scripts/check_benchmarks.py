@@ -1,0 +1,38 @@
+"""Load every benchmark the plan evaluates, as its evaluation job will, before the first job runs (on the login node).
+
+    python scripts/check_benchmarks.py --configfile config/paper.yaml config/site.yaml
+
+One line per benchmark: the problems kept from the rows read of its file in eval.benchmark_dir (or the hub's
+cache), the rows filtered (MMLU-Redux's labels), duplicates dropped and repeats scored, a count that is not the
+official set's, and any row resolved by the benchmark's own rule (MMLU-Pro's answer letter). Exit status 1 when a
+benchmark does not load (its one-line error is printed) or, with --strict, when a count is not the official one.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from giftlab.cli import ConfigError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configfile", nargs="*", default=[], help="profiles over params.yaml, as given to snakemake")
+    p.add_argument("--strict", action="store_true", help="a count other than the official set's fails too")
+    args = p.parse_args(argv)
+    from giftlab.config import load_config
+    from giftlab.evaluation.preflight import check_benchmark_files, describe
+
+    try:
+        rows = check_benchmark_files(load_config(Path("params.yaml"), *args.configfile))
+    except ConfigError as exc:
+        print(f"check_benchmarks: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
+        print(describe(row))
+    failed = [r for r in rows if "error" in r or (args.strict and r["report"]["size_matches_official"] is False)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

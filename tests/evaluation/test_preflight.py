@@ -1,0 +1,59 @@
+"""scripts/check_benchmarks.py: every benchmark of the paper plan loaded as its evaluation job loads it, one line
+each, before any job runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from giftlab.config import load_config
+from giftlab.evaluation.preflight import check_benchmark_files
+from helpers import REPO, venv_env
+
+FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
+
+
+def _site(tmp_path: Path) -> Path:
+    bench = tmp_path / "bench"
+    shutil.copytree(FIXTURES, bench)
+    site = tmp_path / "site.yaml"
+    site.write_text(f"eval:\n  benchmark_dir: {bench}\n")
+    return site
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/check_benchmarks.py", *args], cwd=REPO, env=venv_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_every_benchmark_of_the_paper_plan_is_loaded_with_its_jobs_settings(tmp_path):
+    site = _site(tmp_path)
+    rows = check_benchmark_files(load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml", site))
+    assert [r["benchmark"] for r in rows] == ["gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus",
+                                              "gpqa", "mmlu_pro", "mmlu_redux", "arc_challenge"]
+    assert all("report" in r and r["source"].startswith(str(tmp_path)) for r in rows)
+    redux = next(r for r in rows if r["benchmark"] == "mmlu_redux")["report"]
+    assert (redux["rows_filtered"], redux["problems"]) == (2, 2)  # the error_type filter the job applies
+    site.write_text(site.read_text() + "  per_benchmark:\n    mmlu_redux: {mmlu_redux_keep: [ok, wrong_groundtruth], "
+                                       "mmlu_redux_rekey: true}\n")
+    rows = check_benchmark_files(load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml", site))
+    assert next(r for r in rows if r["benchmark"] == "mmlu_redux")["report"]["problems"] == 3  # its job's settings
+
+
+def test_the_script_prints_one_line_each_and_fails_on_a_file_that_does_not_load(tmp_path):
+    site = _site(tmp_path)
+    ok = _run("--configfile", "config/paper.yaml", str(site))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    lines = ok.stdout.splitlines()
+    assert len(lines) == 10 and all("NOT the official" in line for line in lines)  # extracts, not the releases
+    assert _run("--configfile", "config/paper.yaml", str(site), "--strict").returncode == 1
+
+    rows = [json.loads(line) for line in (tmp_path / "bench" / "math500.jsonl").read_text().splitlines()]
+    (tmp_path / "bench" / "math500.jsonl").write_text(json.dumps({**rows[0], "answer": " "}) + "\n")
+    bad = _run("--configfile", "config/paper.yaml", str(site))
+    assert bad.returncode == 1
+    [line] = [x for x in bad.stdout.splitlines() if x.startswith("math500")]
+    assert line.startswith("math500: ERROR reading ") and "math500.jsonl: row 1: empty gold answer" in line
