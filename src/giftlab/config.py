@@ -373,8 +373,6 @@ REDUX_KEYS = ("mmlu_redux_keep", "mmlu_redux_rekey")
 EVAL_JOB_KEYS = ("n_samples", "ks", "temperature", "top_p", "max_new_tokens", "batch_size", "backend", "vllm",
                  "grading_timeout", "grading_workers", "percent_rule", "code_timeout", "code_memory_mb",
                  "code_workers", "choice_shuffle_seed", "duplicates", "save_every_prompts", *REDUX_KEYS)
-REDUX_ERROR_TYPES = ("ok", "wrong_groundtruth", "no_correct_answer", "multiple_correct_answers",
-                     "bad_question_clarity", "bad_options_clarity", "expert")
 
 
 def _check_benchmark_names(names) -> None:
@@ -388,7 +386,7 @@ def _check_benchmark_names(names) -> None:
 
 def _check_grid(config: Mapping[str, Any]) -> None:
     """Names that select parts of the grid must exist: a typo would silently drop runs or benchmarks."""
-    from giftlab.evaluation.benchmarks import BENCHMARKS
+    from giftlab.evaluation.benchmarks import BENCHMARKS, REDUX_ERROR_TYPES
 
     known_runs = list(dict.fromkeys(spec.cell for spec in grid_runs(config).values() if spec.sft))
     for run in config["grpo"].get("runs") or []:

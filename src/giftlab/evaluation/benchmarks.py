@@ -42,7 +42,6 @@ from pathlib import Path
 
 from typing import Any, Callable
 
-from giftlab.config import REDUX_ERROR_TYPES
 from giftlab.data import read_rows, with_instruction
 
 from giftlab.evaluation.choice import LETTERS, format_mc_prompt, shuffle_choices
@@ -289,6 +288,12 @@ def _redux_index(value) -> int | None:
     if v.isdigit() and 0 <= int(v) <= 3:
         return int(v)
     return None
+
+
+# MMLU-Redux 2.0's error_type labels (edinburgh-dawg/mmlu-redux-2.0); eval.per_benchmark.mmlu_redux.mmlu_redux_keep
+# names some of them
+REDUX_ERROR_TYPES = ("ok", "wrong_groundtruth", "no_correct_answer", "multiple_correct_answers",
+                     "bad_question_clarity", "bad_options_clarity", "expert")
 
 
 def redux_label(value) -> str:
