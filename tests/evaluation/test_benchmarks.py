@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,19 +130,46 @@ def test_mmlu_pro_ten_options_and_answer_consistency(tmp_path):
         bm.load_benchmark("mmlu_pro", path=bad)
 
 
-def test_mmlu_pro_scores_the_questions_its_official_set_holds_twice(tmp_path):
+def _official_size(monkeypatch, name: str, size: int) -> None:
+    """The fixture files stand for the complete official set: ``size`` rows."""
+    monkeypatch.setitem(bm.BENCHMARKS, name, dataclasses.replace(bm.BENCHMARKS[name], official_size=size))
+
+
+def test_mmlu_pro_scores_the_questions_its_official_set_holds_twice(tmp_path, monkeypatch):
     """The official test split holds 159 questions twice under distinct question_ids (health, law), each scored by
-    TIGER-Lab's evaluation: both are kept, so the complete file matches the official 12,032. The same question_id
-    twice (a file repeated) is still a duplicate."""
+    TIGER-Lab's evaluation: in the complete file both are kept, so it gives the official 12,032. The same
+    question_id twice is a duplicate; so is every repeat of a file that is not the official set (a subset, a file
+    joined to itself), under eval.duplicates."""
+    _official_size(monkeypatch, "mmlu_pro", 3)
     row = json.loads((FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()[0])
     path = tmp_path / "mmlu_pro.jsonl"
     path.write_text("".join(json.dumps({**row, "question_id": q}) + "\n" for q in (893, 894, 894)))
     recs, report = bm.load_benchmark_checked("mmlu_pro", path=path)
     assert [r["id"] for r in recs] == ["893", "894"]
     assert (report["repeats_scored"], report["duplicates_dropped"]) == (1, 1)
+    path.write_text(path.read_text() * 2)  # joined to itself: not the official set
+    recs, report = bm.load_benchmark_checked("mmlu_pro", path=path)
+    assert [r["id"] for r in recs] == ["893"] and report["repeats_scored"] == 0
+    with pytest.raises(ValueError, match=r"row 2: duplicate problem '894' \(same as row 1\)"):
+        bm.load_benchmark("mmlu_pro", path=path, duplicates="error")
     changed = {**row, "question_id": 895, "answer": "A", "answer_index": 0}
     path.write_text(json.dumps(row) + "\n" + json.dumps(changed) + "\n")
     with pytest.raises(ValueError, match="row 2: duplicate problem '895' with a different gold answer"):
+        bm.load_benchmark("mmlu_pro", path=path)
+
+
+def test_mmlu_pro_answer_must_be_one_letter_and_a_misaligned_file_stops(tmp_path):
+    row = json.loads((FIXTURES / "mmlu_pro.jsonl").read_text().splitlines()[0])  # answer J, answer_index 9
+    path = tmp_path / "mmlu_pro.jsonl"
+    path.write_text(json.dumps({**row, "answer": ""}) + "\n")  # an empty CSV cell: answer_index decides
+    assert bm.load_benchmark("mmlu_pro", path=path)[0]["gold"] == "J"
+    path.write_text(json.dumps({**row, "answer": "BC"}) + "\n")
+    with pytest.raises(ValueError, match="row 1: mmlu_pro .*answer 'BC' is not a letter A..J"):
+        bm.load_benchmark("mmlu_pro", path=path)
+    # every row's letter one off its index: a misread column, not question 3983's slip
+    path.write_text("".join(json.dumps({**row, "question_id": q, "question": f"{row['question']} {q}",
+                                        "answer": "A"}) + "\n" for q in range(4)))
+    with pytest.raises(ValueError, match="mmlu_pro.jsonl: 4 rows whose fields disagree, e.g. row 1: answer 'A'"):
         bm.load_benchmark("mmlu_pro", path=path)
 
 
@@ -186,9 +214,10 @@ def test_mmlu_redux_labels_are_read_in_any_spelling_of_the_annotation_files(tmp_
         bm.load_benchmark("mmlu_redux", path=path)
 
 
-def test_mmlu_redux_scores_a_question_filed_under_two_subjects_twice(tmp_path):
+def test_mmlu_redux_scores_a_question_filed_under_two_subjects_twice(tmp_path, monkeypatch):
     """MMLU files some questions under two subjects (24 clinical_knowledge / college_medicine pairs): MMLU-Redux's
     5,700 items count both, so both are scored; the report counts the rows the error_type filter left out."""
+    _official_size(monkeypatch, "mmlu_redux", 3)
     row = {**hf_redux_rows()[0], "error_type": "ok"}
     other = {**row, "error_type": "wrong_groundtruth"}
     path = tmp_path / "mmlu_redux.jsonl"

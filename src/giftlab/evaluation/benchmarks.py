@@ -73,7 +73,8 @@ class Benchmark:
     options: tuple[int, int] | None = None  # multiple choice: the possible number of options
     official_size: int | None = None  # problems in the official set (rows before any filtering)
     # the official set holds the same question under distinct ids, each scored by its own evaluation (MMLU-Pro:
-    # 159 pairs in health and law; MMLU-Redux: questions MMLU files under two subjects): kept, not dropped
+    # 159 pairs in health and law; MMLU-Redux: questions MMLU files under two subjects): in a file of the official
+    # size both are kept; in any other (a subset, a file joined to itself) they are duplicates
     repeats_are_items: bool = False
 
 
@@ -261,10 +262,10 @@ def _mmlu_pro(row, i, **_):
     options = _options(_get(row, "options"), "options")
     index = row.get("answer_index")
     index = None if index is None else int(index)
-    letter = None if row.get("answer") is None else str(row["answer"]).strip()
+    letter = str(row.get("answer") or "").strip() or None  # an empty cell (a CSV copy) is no letter
     if letter is None and index is None:
         raise ValueError("neither answer nor answer_index")
-    if letter is not None and letter not in LETTERS:
+    if letter is not None and (len(letter) != 1 or letter not in LETTERS):
         raise ValueError(f"answer {letter!r} is not a letter A..J")
     idx = LETTERS.index(letter) if letter is not None else index
     note = {}
@@ -511,6 +512,8 @@ def benchmark_info(name: str) -> dict:
 
 
 DUPLICATE_POLICIES = ("drop", "error")
+# rows a benchmark's own rule may resolve (MMLU-Pro's official test split: one); more means the file is misread
+MAX_GOLD_NOTES, MAX_GOLD_NOTES_FRACTION = 3, 0.001
 
 
 def check_records(name: str, records: list[dict], where: str, duplicates: str = "drop",
@@ -518,21 +521,25 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
     """The checks every benchmark passes on load; returns the kept records and a report for the summary.
 
     * the same problem twice (same prompt, gold and tests) is dropped with a count (``duplicates="drop"``,
-      one public AIME file holds 960 rows for 30 problems) or refused (``"error"``), except where the official
-      set itself holds it under two ids (``Benchmark.repeats_are_items``: MMLU-Pro, MMLU-Redux), which scores
-      both; the same id twice is a duplicate everywhere, and the same id or prompt with a different gold is
-      always an error;
+      one public AIME file holds 960 rows for 30 problems) or refused (``"error"``), except in a complete file
+      (the official number of rows) of a set that itself holds it under two ids (``Benchmark.repeats_are_items``:
+      MMLU-Pro, MMLU-Redux), which scores both; the same id twice is a duplicate everywhere, and the same id or
+      prompt with a different gold is always an error;
     * math and multiple choice need a gold answer; multiple choice needs 2..10 options (the benchmark's
       own range where known: GPQA 4, ARC 3..5) and a gold letter among them;
-    * the number of distinct problems read is compared with the official set's (MATH-500 500, AIME24 30,
-      GPQA-Diamond 198, ...): a difference is a warning and stated in the report;
+    * the number of problems read (duplicates dropped) is compared with the official set's (MATH-500 500,
+      AIME24 30, GPQA-Diamond 198, ...): a difference is a warning and stated in the report;
     * a record's ``gold_note`` (a source row whose fields disagree, resolved as the benchmark's own evaluation
-      resolves it) is a warning and listed in the report; rows the loader filtered out are counted.
+      resolves it) is a warning and listed in the report, more than a few (``MAX_GOLD_NOTES``, or 0.1% of the
+      rows) an error: the file's columns are misread; rows the loader filtered out are counted.
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicates: {duplicates!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
     bench = BENCHMARKS.get(name)
     lo, hi = (bench.options if bench and bench.options else (2, len(LETTERS)))
+    rows_read = rows_read if rows_read is not None else len(records)
+    # the complete official file (its rows before filtering number the official set's) scores its repeats
+    score_repeats = bench is not None and bench.repeats_are_items and rows_read == bench.official_size
     kept, by_id, by_prompt, dropped, repeats = [], {}, {}, 0, 0
     for rec in records:
         row = f"{where}: row {rec.get('source_row', '?')}"
@@ -556,7 +563,7 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
                 raise ValueError(f"{row}: {what} {rec['id']!r} with a different "
                                  f"{'prompt' if first['prompt'] != rec['prompt'] else 'gold answer or tests'} "
                                  f"than row {first.get('source_row', '?')}")
-            if not same_id and bench is not None and bench.repeats_are_items:
+            if not same_id and score_repeats:
                 repeats += 1
             elif duplicates == "error":
                 raise ValueError(f"{row}: {what} {rec['id']!r} (same as row {first.get('source_row', '?')}); "
@@ -567,10 +574,12 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
         by_id[rec["id"]] = rec
         by_prompt.setdefault(rec["prompt"], rec)
         kept.append(rec)
-    rows_read = rows_read if rows_read is not None else len(records)
-    distinct_read = rows_read - dropped
+    distinct_read = rows_read - dropped  # the official set's items read (its scored repeats included)
     official = bench.official_size if bench else None
     notes = [{"id": r["id"], "row": r.get("source_row"), "note": r["gold_note"]} for r in kept if r.get("gold_note")]
+    if len(notes) > max(MAX_GOLD_NOTES, MAX_GOLD_NOTES_FRACTION * rows_read):  # a misaligned column, not a typo
+        raise ValueError(f"{where}: {len(notes)} rows whose fields disagree, e.g. row {notes[0]['row']}: "
+                         f"{notes[0]['note']}")
     report = {"rows_read": rows_read, "rows_filtered": rows_read - len(records), "duplicates_dropped": dropped,
               "repeats_scored": repeats, "problems": len(kept), "official_size": official,
               "size_matches_official": None if official is None else distinct_read == official, "gold_notes": notes}
@@ -581,7 +590,7 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
     for n in notes:
         log.warning("%s: row %s (%s): %s", where, n["row"], n["id"], n["note"])
     if official is not None and distinct_read != official:
-        log.warning("%s: %d distinct problems, the official %s has %d", where, distinct_read, name, official)
+        log.warning("%s: %d problems read, the official %s has %d", where, distinct_read, name, official)
     return kept, report
 
 

@@ -64,5 +64,5 @@ class ReduceInFp32:
             return
         before = plugin.mixed_precision_policy
         plugin.mixed_precision_policy = fp32_reduction(before)
-        if plugin.mixed_precision_policy is not before:
+        if plugin.mixed_precision_policy != before:
             log.info("FSDP mixed precision: %s (accelerate's was %s)", plugin.mixed_precision_policy, before)
