@@ -97,7 +97,8 @@ def test_training_arguments_synchronise_every_micro_batch_only_under_fsdp(monkey
 
 @pytest.mark.parametrize("fsdp", [False, True])
 def test_the_trainers_loop_skips_no_sync_when_told(monkeypatch, tmp_path, fsdp):
-    """transformers' own loop (not a copy of it): 4 micro-batches per step run 3 of them under no_sync, or none."""
+    """transformers' own loop (not a copy of it): 4 micro-batches per step run 3 of them under no_sync, or none;
+    twice in one process (the Trainer writes into the settings it is given)."""
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
@@ -107,15 +108,16 @@ def test_the_trainers_loop_skips_no_sync_when_told(monkeypatch, tmp_path, fsdp):
     model = build_tiny_model("qwen2", vocab_size=32, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                              intermediate_size=32, seed=0)
     data = Dataset.from_list([{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 4)
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=1, gradient_accumulation_steps=4,
-                             max_steps=1, report_to=[], use_cpu=True, save_strategy="no",
-                             accelerator_config=accelerator_config())
-    trainer = type("T", (ReduceInFp32, Trainer), {})(model=model, args=args, train_dataset=data)
-    calls = []
-    real = trainer.accelerator.no_sync
-    monkeypatch.setattr(trainer.accelerator, "no_sync", lambda model: calls.append(1) or real(model))
-    trainer.train()
-    assert len(calls) == (0 if fsdp else 3)
+    for _ in range(2):
+        args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=1,
+                                 gradient_accumulation_steps=4, max_steps=1, report_to=[], use_cpu=True,
+                                 save_strategy="no", accelerator_config=accelerator_config())
+        trainer = type("T", (ReduceInFp32, Trainer), {})(model=model, args=args, train_dataset=data)
+        calls = []
+        real = trainer.accelerator.no_sync
+        monkeypatch.setattr(trainer.accelerator, "no_sync", lambda model: calls.append(1) or real(model))
+        trainer.train()
+        assert len(calls) == (0 if fsdp else 3)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ exact sum of the same micro-batch gradients, for accelerate's default and for th
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from typing import Any
@@ -40,7 +41,9 @@ SYNC_EACH_MICRO_BATCH = {"gradient_accumulation_kwargs": {"sync_each_batch": Tru
 def accelerator_config() -> dict[str, Any] | None:
     """``TrainingArguments.accelerator_config`` for this process: synchronise every micro-batch under an FSDP launch;
     elsewhere (one process, DDP, whose accumulation is already in the fp32 master weights' dtype) the default."""
-    return SYNC_EACH_MICRO_BATCH if accelerate_fsdp() else None
+    # a fresh copy: the Trainer writes num_steps into the dict it is given, and a second Trainer given the same
+    # dict with gradient accumulation would refuse it
+    return copy.deepcopy(SYNC_EACH_MICRO_BATCH) if accelerate_fsdp() else None
 
 
 def fp32_reduction(policy):
