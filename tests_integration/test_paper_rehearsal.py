@@ -86,13 +86,17 @@ def cluster_run(tmp_path_factory):
     local = lambda command: command.replace("workflow/profiles/slurm", str(root / "profile"))  # noqa: E731
     # step 4: plan, then run (the same commands as a cluster user, on this machine)
     plan = sh(local(doc_command("snakemake phase_all -n")), work, timeout=300)
+    checks = sh(doc_command("python scripts/check_benchmarks.py"), work, timeout=300)  # the ten, loaded
     run = sh(local(doc_command("snakemake phase_all --workflow-profile")), work, timeout=3000)
-    return {"root": root, "work": work, "origin": origin, "remote": remote, "plan": plan, "run": run}
+    return {"root": root, "work": work, "origin": origin, "remote": remote, "plan": plan, "run": run,
+            "checks": checks}
 
 
 def test_the_documented_run_completes_every_table_and_figure(cluster_run):
     work = cluster_run["work"]
     assert "world" not in cluster_run["plan"] and "pretrain_base" not in cluster_run["plan"]
+    loaded = [line.split(":")[0] for line in cluster_run["checks"].splitlines() if " problems from " in line]
+    assert len(loaded) == 10 and "ERROR" not in cluster_run["checks"], cluster_run["checks"]
     for n in (1, 2, 3, 4):
         table = (work / "results" / "tables" / f"table{n}.csv").read_text()
         assert "qwen" in table and "llama" in table, f"table{n}"
