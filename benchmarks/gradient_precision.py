@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _torchrun import run_workers  # noqa: E402
 
 SETTINGS = [  # (name, reduce in fp32, synchronise every micro-batch)
     ("accelerate bf16 policy, no_sync (before)", False, False),
@@ -118,16 +118,8 @@ def main(argv=None) -> None:
     if args.worker:
         return worker(args)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json" and a != str(args.json)]
-        cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", str(args.processes),
-               __file__, "--worker", "--out", str(out), *passed]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                              timeout=600)
-        if proc.returncode != 0:
-            sys.exit(f"gradient_precision: torchrun failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        report = json.loads(out.read_text())
+    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json" and a != str(args.json)]
+    report = run_workers(__file__, args.processes, passed)
     print(f"{report['processes']} processes x {report['micro_batches']} micro-batches, Qwen2 hidden "
           f"{report['hidden']}, {report['layers']} layers, bf16 compute over fp32 master weights")
     print(f"{'setting':<55} {'relative error':>15} {'worst parameter':>16}")

@@ -10,7 +10,8 @@ Qwen2 model sharded with torch's FSDP2 (``fully_shard`` per decoder layer, then 
    (:func:`load_gathered`) gets the whole weights on every process; of a policy sharded with bf16 mixed precision
    (accelerate's ``mixed_precision: bf16``: fp32 master shards, bf16 compute) it computes what the policy computes
    (:func:`match_forward_dtype`), where an fp32 copy does not.
-4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens.
+4. ``generate`` on the sharded model (greedy) gives the unsharded model's tokens; its units stay gathered for the
+   whole ``generate`` (not gathered at every decode step) and are resharded after, their settings restored.
 5. Figure 3's RL-dynamics evaluation (:class:`DynamicsCallback`) on the sharded model: each rank samples and grades
    only its share of the problems (5 problems: 3 and 2, the second padded to 3), and the row equals the evaluation
    of the unsharded model over all of them; so does a greedy one-sample evaluation, where only the padded rank's
@@ -30,7 +31,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
 from giftlab.data import render_prompt
@@ -44,8 +45,8 @@ from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.grpo import DynamicsCallback, dynamics_settings
 from giftlab.training.sft import SFTDataset
 from giftlab.training.checkpoints import verify_export
-from giftlab.training.sharded import (call_with_head, forward_param_dtype, full_state_dict, gathered_for_generation,
-                                      load_gathered, match_forward_dtype)
+from giftlab.training.sharded import (_reshards_after_forward, call_with_head, forward_param_dtype, full_state_dict,
+                                      gathered_for_generation, load_gathered, match_forward_dtype)
 
 
 def batch(seed: int, rows: int = 4, width: int = 12, vocab: int = 64):
@@ -182,12 +183,18 @@ def main(out_dir: str) -> None:
 
     # 4. generate (greedy) on the sharded model
     prompt = ids[:2, :6]
+    layer_weight = lambda: model.model.layers[0].mlp.up_proj.weight  # noqa: E731  (FSDP2 swaps it in and out)
+    before = [_reshards_after_forward(m) for m in model.modules() if isinstance(m, FSDPModule)]
     with torch.no_grad(), gathered_for_generation(model) as gen_model:
         got = gen_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
                                  pad_token_id=0)
         want = plain.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
                               pad_token_id=0)
+        result["kept_unsharded_during_generate"] = not isinstance(layer_weight(), DTensor)
     result["generate_equal"] = torch.equal(got, want)
+    result["resharded_after_generate"] = isinstance(layer_weight(), DTensor)
+    result["reshard_settings_restored"] = before == [_reshards_after_forward(m) for m in model.modules()
+                                                     if isinstance(m, FSDPModule)] and True in before
 
     # 5. the RL dynamics, sharded: each rank its share of the problems, the row over all of them
     tok = build_tokenizer()

@@ -9,8 +9,8 @@
   ``SHARDED_STATE_DICT`` setting makes ``Trainer.save_model`` write no weights at all.
 * :func:`load_gathered`: PSFT's snapshot of the policy, whole, on every process; :func:`match_forward_dtype` keeps
   it in the dtype the policy's forward computes its parameters in (FSDP2's mixed-precision ``param_dtype``).
-* :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 and
-  plain modules gather per forward call.
+* :func:`gathered_for_generation`: FSDP1 has to gather the root unit's parameters for ``generate``; FSDP2 units are
+  gathered once for the whole ``generate``, not at every decode step.
 * :func:`fp32_master_weights`: a bf16-loaded policy trains fp32 master weights outside FSDP too.
 * :func:`trl_reference_in_every_process`: the reference TRL's GRPOTrainer loads itself holds its weights on every
   process under FSDP's CPU-RAM-efficient loading.
@@ -192,15 +192,57 @@ def match_forward_dtype(target: nn.Module, model: nn.Module) -> None:
 
 @contextlib.contextmanager
 def gathered_for_generation(model: nn.Module):
-    """FSDP1: gather the parameters for ``generate`` (it calls the inner module, past the root unit's hooks);
-    anything else: nothing to do."""
+    """The model for ``generate``. FSDP1: its parameters gathered (``generate`` calls the inner module, past the
+    root unit's hooks). FSDP2: each unit gathered once, at the first decode step, and kept until the end instead of
+    at every step (:func:`_kept_unsharded`). Anything else: the model as it is."""
     if type(model).__name__ == "FullyShardedDataParallel":
         from torch.distributed.fsdp import FullyShardedDataParallel
 
         with FullyShardedDataParallel.summon_full_params(model, writeback=False):
             yield unwrap(model)
     else:
-        yield model
+        with _kept_unsharded(model):
+            yield model
+
+
+def _reshards_after_forward(module) -> bool | None:
+    """Whether an FSDP2 unit reshards after each forward (torch 2.13's param groups; None if they read otherwise)."""
+    try:
+        return all(group.post_forward_mesh_info is not None for group in module._get_fsdp_state()._fsdp_param_groups)
+    except AttributeError:
+        return None
+
+
+@contextlib.contextmanager
+def _kept_unsharded(model: nn.Module):
+    """FSDP2 units stay unsharded between forwards while inside, and are resharded with their setting restored after.
+
+    A sharded unit is all-gathered at every forward; in ``generate`` that is every decode step, each moving the whole
+    bf16 model to every GPU (~13 GB per GPU per token at 7.6 B over 8 GPUs) for a step that computes little: Figure
+    3's evaluation at 8,192 tokens would be bound by it (arithmetic; not timed on a GPU). Kept, the units cost the
+    whole bf16 model (15-16 GB per GPU) for
+    the evaluation's duration, with training's activations freed and vLLM asleep (``grpo.vllm.sleep_mode``).
+    torch documents ``set_reshard_after_forward`` for this ("False for running evals and set back to True for
+    training"); where a unit's current setting cannot be read, nothing is changed (a gather per step, as before).
+    """
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # pragma: no cover - torch without FSDP2
+        yield
+        return
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    settings = [_reshards_after_forward(m) for m in units]
+    if not units or None in settings:
+        yield
+        return
+    for unit in units:
+        unit.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for unit, setting in zip(units, settings):
+            unit.reshard()
+            unit.set_reshard_after_forward(setting, recurse=False)
 
 
 @contextlib.contextmanager
