@@ -45,8 +45,13 @@ from giftlab.training.batches import PadCollator, response_positions
 from giftlab.training.grpo import DynamicsCallback, dynamics_settings
 from giftlab.training.sft import SFTDataset
 from giftlab.training.checkpoints import verify_export
-from giftlab.training.sharded import (_reshards_after_forward, call_with_head, forward_param_dtype, full_state_dict,
+from giftlab.training.sharded import (_reshard_setting, call_with_head, forward_param_dtype, full_state_dict,
                                       gathered_for_generation, load_gathered, match_forward_dtype)
+
+
+def reshard_settings(model) -> list:
+    """Each FSDP2 unit's reshard-after-forward setting, the root first."""
+    return [_reshard_setting(m) for m in model.modules() if isinstance(m, FSDPModule)]
 
 
 def batch(seed: int, rows: int = 4, width: int = 12, vocab: int = 64):
@@ -184,7 +189,7 @@ def main(out_dir: str) -> None:
     # 4. generate (greedy) on the sharded model
     prompt = ids[:2, :6]
     layer_weight = lambda: model.model.layers[0].mlp.up_proj.weight  # noqa: E731  (FSDP2 swaps it in and out)
-    before = [_reshards_after_forward(m) for m in model.modules() if isinstance(m, FSDPModule)]
+    before = reshard_settings(model)
     with torch.no_grad(), gathered_for_generation(model) as gen_model:
         got = gen_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
                                  pad_token_id=0)
@@ -193,8 +198,22 @@ def main(out_dir: str) -> None:
         result["kept_unsharded_during_generate"] = not isinstance(layer_weight(), DTensor)
     result["generate_equal"] = torch.equal(got, want)
     result["resharded_after_generate"] = isinstance(layer_weight(), DTensor)
-    result["reshard_settings_restored"] = before == [_reshards_after_forward(m) for m in model.modules()
-                                                     if isinstance(m, FSDPModule)] and True in before
+    result["reshard_settings_restored"] = before == reshard_settings(model) and any(all(g) for g, _ in before)
+    # 4b. the first forward inside generate (Figure 3's step-0 evaluation, before any training forward): the settings
+    # after are those of a twin whose first forward was training's, under torch's rule for the root
+    # (reshard_after_forward unset) and accelerate's explicit True
+    for explicit in (None, True):
+        fresh, twin = copy.deepcopy(plain), copy.deepcopy(plain)
+        for m in (fresh, twin):
+            for layer in m.model.layers:
+                fully_shard(layer, reshard_after_forward=explicit)
+            fully_shard(m, reshard_after_forward=explicit)
+        with torch.no_grad(), gathered_for_generation(fresh) as gen_model:
+            gen_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=2, do_sample=False,
+                               pad_token_id=0)
+        with torch.no_grad():
+            twin(input_ids=prompt, attention_mask=torch.ones_like(prompt))
+        result[f"first_forward_settings_{explicit}"] = reshard_settings(fresh) == reshard_settings(twin)
 
     # 5. the RL dynamics, sharded: each rank its share of the problems, the row over all of them
     tok = build_tokenizer()

@@ -205,12 +205,24 @@ def gathered_for_generation(model: nn.Module):
             yield model
 
 
-def _reshards_after_forward(module) -> bool | None:
-    """Whether an FSDP2 unit reshards after each forward (torch 2.13's param groups; None if they read otherwise)."""
+def _reshard_setting(module) -> tuple | None:
+    """An FSDP2 unit's reshard-after-forward setting as torch 2.13 holds it (whether each param group reshards, and
+    whether the root's own rule may still apply); None where its state reads otherwise."""
     try:
-        return all(group.post_forward_mesh_info is not None for group in module._get_fsdp_state()._fsdp_param_groups)
+        state = module._get_fsdp_state()
+        return (tuple(group.post_forward_mesh_info is not None for group in state._fsdp_param_groups),
+                state._auto_reshard_after_forward)
     except AttributeError:
         return None
+
+
+def _restore_reshard_setting(module, setting: tuple, root: bool) -> None:
+    """Put back :func:`_reshard_setting`. A root under torch's own rule (``fully_shard`` without
+    ``reshard_after_forward``) gets what that rule gives at the first forward, which may have been the evaluation's
+    (at step 0): no reshard after forward. accelerate passes the setting, so its root keeps it."""
+    groups, auto = setting
+    module.set_reshard_after_forward(False if root and auto else all(groups), recurse=False)
+    module._get_fsdp_state()._auto_reshard_after_forward = auto
 
 
 @contextlib.contextmanager
@@ -220,18 +232,18 @@ def _kept_unsharded(model: nn.Module):
     A sharded unit is all-gathered at every forward; in ``generate`` that is every decode step, each moving the whole
     bf16 model to every GPU (~13 GB per GPU per token at 7.6 B over 8 GPUs) for a step that computes little: Figure
     3's evaluation at 8,192 tokens would be bound by it (arithmetic; not timed on a GPU). Kept, the units cost the
-    whole bf16 model (15-16 GB per GPU) for
-    the evaluation's duration, with training's activations freed and vLLM asleep (``grpo.vllm.sleep_mode``).
-    torch documents ``set_reshard_after_forward`` for this ("False for running evals and set back to True for
-    training"); where a unit's current setting cannot be read, nothing is changed (a gather per step, as before).
+    whole bf16 model (15-16 GB per GPU) for the evaluation's duration, with training's activations freed and vLLM
+    asleep (``grpo.vllm.sleep_mode``). torch documents ``set_reshard_after_forward`` for this ("False for running
+    evals and set back to True for training"). Where a unit's setting cannot be read, nothing is changed (a gather
+    per step, as before).
     """
     try:
         from torch.distributed.fsdp import FSDPModule
     except ImportError:  # pragma: no cover - torch without FSDP2
         yield
         return
-    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
-    settings = [_reshards_after_forward(m) for m in units]
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]  # the root (outermost) first
+    settings = [_reshard_setting(m) for m in units]
     if not units or None in settings:
         yield
         return
@@ -240,9 +252,9 @@ def _kept_unsharded(model: nn.Module):
     try:
         yield
     finally:
-        for unit, setting in zip(units, settings):
+        for i, (unit, setting) in enumerate(zip(units, settings)):
             unit.reshard()
-            unit.set_reshard_after_forward(setting, recurse=False)
+            _restore_reshard_setting(unit, setting, root=i == 0)
 
 
 @contextlib.contextmanager
