@@ -50,8 +50,9 @@ from giftlab.training.sharded import (_reshard_setting, call_with_head, forward_
 
 
 def reshard_settings(model) -> list:
-    """Each FSDP2 unit's reshard-after-forward setting, the root first."""
-    return [_reshard_setting(m) for m in model.modules() if isinstance(m, FSDPModule)]
+    """Each FSDP2 unit's reshard-after-forward setting (per param group: reshards or not), the root first."""
+    return [(tuple(mesh is not None for mesh in meshes), auto)
+            for meshes, auto in (_reshard_setting(m) for m in model.modules() if isinstance(m, FSDPModule))]
 
 
 def batch(seed: int, rows: int = 4, width: int = 12, vocab: int = 64):
@@ -214,6 +215,23 @@ def main(out_dir: str) -> None:
         with torch.no_grad():
             twin(input_ids=prompt, attention_mask=torch.ones_like(prompt))
         result[f"first_forward_settings_{explicit}"] = reshard_settings(fresh) == reshard_settings(twin)
+    # 4c. a generate that raises inside a layer's forward leaves no layer gathered
+    failing = copy.deepcopy(plain)
+    for layer in failing.model.layers:
+        fully_shard(layer, reshard_after_forward=True)
+    fully_shard(failing)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    failing.model.layers[1].mlp.forward = boom
+    try:
+        with torch.no_grad(), gathered_for_generation(failing) as gen_model:
+            gen_model(input_ids=prompt)
+    except RuntimeError:
+        pass
+    result["resharded_after_a_failed_generate"] = all(isinstance(layer.mlp.up_proj.weight, DTensor)
+                                                      for layer in failing.model.layers)
 
     # 5. the RL dynamics, sharded: each rank its share of the problems, the row over all of them
     tok = build_tokenizer()

@@ -60,6 +60,7 @@ def test_generate_on_the_sharded_model(fsdp2_results):
         assert rank["generate_equal"] and rank["kept_unsharded_during_generate"]
         assert rank["resharded_after_generate"] and rank["reshard_settings_restored"]
         assert rank["first_forward_settings_None"] and rank["first_forward_settings_True"]  # step 0's evaluation
+        assert rank["resharded_after_a_failed_generate"]
 
 
 def test_rl_dynamics_split_the_problems_over_the_processes(fsdp2_results):

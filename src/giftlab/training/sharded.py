@@ -206,23 +206,25 @@ def gathered_for_generation(model: nn.Module):
 
 
 def _reshard_setting(module) -> tuple | None:
-    """An FSDP2 unit's reshard-after-forward setting as torch 2.13 holds it (whether each param group reshards, and
-    whether the root's own rule may still apply); None where its state reads otherwise."""
+    """An FSDP2 unit's reshard-after-forward setting as torch 2.13 holds it: each param group's post-forward mesh
+    (None: no reshard) and whether the root's own rule may still apply; None where its state reads otherwise."""
     try:
         state = module._get_fsdp_state()
-        return (tuple(group.post_forward_mesh_info is not None for group in state._fsdp_param_groups),
-                state._auto_reshard_after_forward)
+        return tuple(group.post_forward_mesh_info for group in state._fsdp_param_groups), \
+            state._auto_reshard_after_forward
     except AttributeError:
         return None
 
 
 def _restore_reshard_setting(module, setting: tuple, root: bool) -> None:
     """Put back :func:`_reshard_setting`. A root under torch's own rule (``fully_shard`` without
-    ``reshard_after_forward``) gets what that rule gives at the first forward, which may have been the evaluation's
-    (at step 0): no reshard after forward. accelerate passes the setting, so its root keeps it."""
-    groups, auto = setting
-    module.set_reshard_after_forward(False if root and auto else all(groups), recurse=False)
-    module._get_fsdp_state()._auto_reshard_after_forward = auto
+    ``reshard_after_forward``, as accelerate 1.15 shards the root) gets what that rule gives at the first forward,
+    which may have been the evaluation's (at step 0): no reshard after forward."""
+    meshes, auto = setting
+    state = module._get_fsdp_state()
+    for group, mesh in zip(state._fsdp_param_groups, meshes):
+        group.post_forward_mesh_info = None if root and auto else mesh
+    state._auto_reshard_after_forward = auto
 
 
 @contextlib.contextmanager
@@ -251,10 +253,10 @@ def _kept_unsharded(model: nn.Module):
         unit.set_reshard_after_forward(False, recurse=False)
     try:
         yield
-    finally:
+    finally:  # the setting first: a unit stopped inside its forward (generate raised) reshards only under it
         for i, (unit, setting) in enumerate(zip(units, settings)):
-            unit.reshard()
             _restore_reshard_setting(unit, setting, root=i == 0)
+            unit.reshard()
 
 
 @contextlib.contextmanager
