@@ -63,6 +63,20 @@ def test_generate_on_the_sharded_model(fsdp2_results):
         assert rank["resharded_after_a_failed_generate"]
 
 
+def test_the_paper_launchs_own_fsdp2_layout(tmp_path):
+    """accelerate 1.15's fsdp2_apply_ac + fsdp2_prepare_model (the paper launch's, tests/dist/accelerate_layout.py):
+    the chunked head's loss and gradients, generate and the export equal the unsharded model's; under bf16 with
+    verl's reduction set on the plugin every unit reduces in fp32."""
+    for rank in two_process_ranks("accelerate_layout.py", out=tmp_path):
+        # parameters per unit: the checkpoint wrappers are units of their own, empty; norm + lm_head one unit
+        assert rank["units"] == {"<root>": 0, "model.embed_tokens": 1, "model.layers.0": 0,
+                                 "model.layers.0._checkpoint_wrapped_module": 12, "model.layers.1": 0,
+                                 "model.layers.1._checkpoint_wrapped_module": 12, "model.norm": 2, "lm_head": 2}
+        assert rank["loss_diff"] < 1e-6 and rank["grad_diff"] < 1e-6 and rank["without_grad"] == []
+        assert rank["generate_equal"] and rank.get("export_equal", True)
+        assert rank["mixed_policies"] == ["torch.bfloat16/torch.float32/None"]
+
+
 def test_rl_dynamics_split_the_problems_over_the_processes(fsdp2_results):
     """Figure 3's evaluation during an FSDP GRPO run: each process samples and grades its share (5 problems x 3
     samples: 9 and 6 responses; every process used to do all 15), and the row is the unsharded model's over all."""

@@ -229,8 +229,8 @@ class ObjectiveTrainer(DecayEveryParameter, ReduceInFp32, Trainer):
         return (loss, {}) if return_outputs else loss
 
     def _chunked_loss_sum(self, model, inputs, mask, targets, old_logprobs, chunk: int):
-        """The loss sum through the chunked head, formed inside each model's own forward (FSDP-safe: the root unit
-        has gathered ``lm_head`` there; :func:`giftlab.training.sharded.call_with_head`)."""
+        """The loss sum through the chunked head, formed inside each model's own forward (FSDP-safe: the unit that
+        owns ``lm_head`` has gathered it there; :func:`giftlab.training.sharded.call_with_head`)."""
         ids = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         ref: dict = {}
         if self.objective.needs_ref and self.ref_cache is not None:

@@ -1,9 +1,10 @@
 """What a sharded (FSDP) or replicated (DDP) model needs that a plain module does not.
 
 * :func:`call_with_head`: the chunked loss head needs the final hidden states and the ``lm_head`` weight. Reading
-  them around the model (``model.get_decoder()(...)``, ``get_output_embeddings().weight``) bypasses FSDP's root
-  unit, which owns the embedding and ``lm_head``: their parameters are still sharded there ("'weight' must be
-  2-D"), and the root's gradient reduction is never scheduled. Instead the model's own forward runs, with its
+  them around the model (``model.get_decoder()(...)``, ``get_output_embeddings().weight``) bypasses the FSDP unit
+  that owns ``lm_head`` (the root when each decoder layer is a unit; under accelerate 1.15's FSDP2 layout, the unit
+  it groups with the final norm): its parameters are still sharded there ("'weight' must be 2-D"), and that unit's
+  gradient reduction is never scheduled. Instead the model's own forward runs, with its
   ``lm_head`` standing in as ``fn(hidden, weight)`` for that one call (the approach of Liger's fused heads).
 * :func:`full_state_dict`: the whole model's weights on the main process, whatever the sharding: FSDP's
   ``SHARDED_STATE_DICT`` setting makes ``Trainer.save_model`` write no weights at all.
