@@ -7,7 +7,8 @@ into one unit that stays gathered after forward, and a root without parameters. 
 1. The layout is that one.
 2. The chunked GIFT head through :func:`call_with_head`: loss and every gradient equal the unsharded model's.
 3. ``generate`` through :func:`gathered_for_generation` gives the unsharded model's tokens.
-4. :func:`full_state_dict` gathers every weight on rank 0, equal to the unsharded model's.
+4. :func:`full_state_dict` gathers every weight on rank 0, equal to the unsharded model's; PSFT's snapshot
+   (:func:`load_gathered`) gets them whole on every process.
 5. With bf16 mixed precision and :func:`fp32_reduction` set on the plugin before the prepare (as
    :class:`ReduceInFp32` does), every unit reduces in fp32 and casts no output.
 """
@@ -32,7 +33,7 @@ from fsdp2_paths import batch, loss_sum  # noqa: E402
 from giftlab.models import build_tiny_model  # noqa: E402
 from giftlab.objectives import get_objective  # noqa: E402
 from giftlab.training.gradient_precision import fp32_reduction  # noqa: E402
-from giftlab.training.sharded import full_state_dict, gathered_for_generation  # noqa: E402
+from giftlab.training.sharded import full_state_dict, gathered_for_generation, load_gathered  # noqa: E402
 
 
 def paper_launch(model, mixed_precision: str = "no"):
@@ -102,6 +103,12 @@ def main(out_dir: str) -> None:
         expected = plain.state_dict()
         result["export_equal"] = sorted(state) == sorted(expected) and all(
             torch.equal(state[k].float(), expected[k].float()) for k in expected)
+
+    # 4b. PSFT's snapshot: the whole weights on every process
+    snapshot = copy.deepcopy(ref)
+    load_gathered(snapshot, model)
+    result["snapshot_max_diff"] = max((a - b).abs().max().item() for a, b in
+                                      zip(snapshot.state_dict().values(), plain.state_dict().values()))
 
     # 5. bf16 compute with verl's reduction
     mixed = paper_launch(copy.deepcopy(plain), "bf16")

@@ -65,15 +65,15 @@ def test_generate_on_the_sharded_model(fsdp2_results):
 
 def test_the_paper_launchs_own_fsdp2_layout(tmp_path):
     """accelerate 1.15's fsdp2_apply_ac + fsdp2_prepare_model (the paper launch's, tests/dist/accelerate_layout.py):
-    the chunked head's loss and gradients, generate and the export equal the unsharded model's; under bf16 with
-    verl's reduction set on the plugin every unit reduces in fp32."""
+    the chunked head's loss and gradients, generate, the export and PSFT's snapshot equal the unsharded model's; under
+    bf16 with verl's reduction set on the plugin every unit reduces in fp32."""
     for rank in two_process_ranks("accelerate_layout.py", out=tmp_path):
         # parameters per unit: the checkpoint wrappers are units of their own, empty; norm + lm_head one unit
         assert rank["units"] == {"<root>": 0, "model.embed_tokens": 1, "model.layers.0": 0,
                                  "model.layers.0._checkpoint_wrapped_module": 12, "model.layers.1": 0,
                                  "model.layers.1._checkpoint_wrapped_module": 12, "model.norm": 2, "lm_head": 2}
         assert rank["loss_diff"] < 1e-6 and rank["grad_diff"] < 1e-6 and rank["without_grad"] == []
-        assert rank["generate_equal"] and rank.get("export_equal", True)
+        assert rank["generate_equal"] and rank.get("export_equal", True) and rank["snapshot_max_diff"] == 0
         assert rank["mixed_policies"] == ["torch.bfloat16/torch.float32/None"]
 
 
