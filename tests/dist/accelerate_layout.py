@@ -29,7 +29,7 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fsdp2_paths import batch, loss_sum  # noqa: E402
+from fsdp2_paths import batch, head_against_unsharded  # noqa: E402
 from giftlab.models import build_tiny_model  # noqa: E402
 from giftlab.objectives import get_objective  # noqa: E402
 from giftlab.training.gradient_precision import fp32_reduction  # noqa: E402
@@ -54,7 +54,7 @@ def paper_launch(model, mixed_precision: str = "no"):
 
 def main(out_dir: str) -> None:
     dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
     model = build_tiny_model("qwen2", vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                              intermediate_size=64, tie_word_embeddings=False, seed=0)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
@@ -67,26 +67,8 @@ def main(out_dir: str) -> None:
                        for name, m in model.named_modules() if isinstance(m, FSDPModule)}
 
     # 2. the chunked head: the whole batch unsharded vs this rank's half sharded
-    objective = get_objective("gift", beta=3.0)
     ids, mask, labels = batch(seed=1)
-    full_loss, n_total = loss_sum(plain, ref, objective, ids, mask, labels)
-    (full_loss / n_total).backward()
-    half = slice(rank * 2, rank * 2 + 2)
-    part_loss, _ = loss_sum(model, ref, objective, ids[half], mask[half], labels[half])
-    (part_loss / n_total * world).backward()
-    summed = part_loss.detach().clone()
-    dist.all_reduce(summed)
-    result["loss_diff"] = abs(summed.item() - full_loss.item())
-    unsharded = dict(plain.named_parameters())
-    grad_diff, without_grad = 0.0, []
-    for name, p in model.named_parameters():
-        q = unsharded[name.replace("_checkpoint_wrapped_module.", "")]
-        if p.grad is None:
-            without_grad.append(name)
-            continue
-        g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
-        grad_diff = max(grad_diff, (g - q.grad).abs().max().item())
-    result["grad_diff"], result["without_grad"] = grad_diff, without_grad
+    result.update(head_against_unsharded(model, plain, ref, get_objective("gift", beta=3.0), ids, mask, labels)[1])
 
     # 3. generate
     prompt = ids[:2, :6]

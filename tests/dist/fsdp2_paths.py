@@ -86,9 +86,34 @@ def loss_sum(model, ref, objective, ids, mask, labels):
     return call_with_head(model, head, **inputs), int(keep.sum())
 
 
+def head_against_unsharded(model, plain, ref, objective, ids, mask, labels) -> tuple[torch.Tensor, dict]:
+    """The chunked head on the whole batch through ``plain`` vs this rank's half through the sharded ``model``
+    (token mean over all ranks, x world as DDP/FSDP average gradients over processes), both backpropagated: this
+    rank's loss and ``{"loss_diff", "grad_diff", "without_grad"}`` (activation-checkpoint wrappers' names mapped)."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    full_loss, n_total = loss_sum(plain, ref, objective, ids, mask, labels)
+    (full_loss / n_total).backward()
+    half = slice(rank * 2, rank * 2 + 2)
+    part_loss, _ = loss_sum(model, ref, objective, ids[half], mask[half], labels[half])
+    (part_loss / n_total * world).backward()
+    summed = part_loss.detach().clone()
+    dist.all_reduce(summed)
+    unsharded = dict(plain.named_parameters())
+    grad_diff, without_grad = 0.0, []
+    for name, p in model.named_parameters():
+        q = unsharded[name.replace("_checkpoint_wrapped_module.", "")]
+        if p.grad is None:
+            without_grad.append(name)
+            continue
+        g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+        grad_diff = max(grad_diff, (g - q.grad).abs().max().item())
+    return part_loss, {"loss_diff": abs(summed.item() - full_loss.item()), "grad_diff": grad_diff,
+                       "without_grad": without_grad}
+
+
 def main(out_dir: str) -> None:
     dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
     torch.manual_seed(0)
     model = build_tiny_model("qwen2", vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                              intermediate_size=64, tie_word_embeddings=False, seed=0)
@@ -101,21 +126,10 @@ def main(out_dir: str) -> None:
     ids, mask, labels = batch(seed=1)
     result: dict = {"rank": rank}
 
-    # 1. the whole batch unsharded vs. this rank's half sharded (token mean over all ranks, x world as DDP/FSDP
-    # average gradients over processes)
-    full_loss, n_total = loss_sum(plain, ref, objective, ids, mask, labels)
-    (full_loss / n_total).backward()
+    # 1. the whole batch unsharded vs. this rank's half sharded
     half = slice(rank * 2, rank * 2 + 2)
-    part_loss, _ = loss_sum(model, ref, objective, ids[half], mask[half], labels[half])
-    (part_loss / n_total * world).backward()
-    summed = part_loss.detach().clone()
-    dist.all_reduce(summed)
-    result["loss_diff"] = abs(summed.item() - full_loss.item())
-    grad_diff = 0.0
-    for (name, p), (_, q) in zip(model.named_parameters(), plain.named_parameters()):
-        g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
-        grad_diff = max(grad_diff, (g - q.grad).abs().max().item())
-    result["grad_diff"] = grad_diff
+    part_loss, compared = head_against_unsharded(model, plain, ref, objective, ids, mask, labels)
+    result.update(compared)
     result["lm_head_is_sharded"] = isinstance(model.lm_head.weight, DTensor)
 
     # 2. the pre-fix path: hidden states from the decoder, the lm_head weight read outside any forward
