@@ -13,7 +13,6 @@ from giftlab.config import eval_settings
 from giftlab.evaluation.benchmarks import load_benchmark_checked
 from giftlab.jobs import EvalSettings
 from giftlab.plan import Plan
-from giftlab.rowfiles import RowFileError
 
 
 def check_benchmark_files(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -28,7 +27,7 @@ def check_benchmark_files(config: Mapping[str, Any]) -> list[dict[str, Any]]:
         row = {"benchmark": name, "source": path or "the hub (no file in eval.benchmark_dir)"}
         try:
             _, row["report"] = load_benchmark_checked(name, path=path, **job.load_options())
-        except (ValueError, RowFileError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # RowFileError is a ValueError
             row["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         rows.append(row)
     return rows
