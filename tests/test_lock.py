@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from giftlab.lock import LOCK_FILE, WorkspaceBusy, hold_workspace_lock
+from giftlab.lock import LOCK_FILE, hold_workspace_lock
 from helpers import REPO, snakemake, write_override
 
 pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)

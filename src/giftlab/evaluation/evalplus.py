@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
