@@ -7,7 +7,7 @@ benchmarks an earlier try finished (giftlab.evaluation.resume, ``work/evaluate/<
 
     python scripts/evaluate.py --config '{"seed": 0, "n_samples": 8, "temperature": 0.6,
         "max_new_tokens": 64, "backend": "auto", "grading_timeout": 10, "benchmark": "tiny_id"}' \
-      --model results/sft/... --benchmark-file data/tiny/benchmarks/tiny_id.jsonl \
+      --model models/sft/<backbone>/<run>/epoch_<k> --benchmark-file data/tiny/benchmarks/tiny_id.jsonl \
       --samples results/eval/.../tiny_id.samples.jsonl --summary results/eval/.../tiny_id.summary.json
 
 Each benchmark's settings are giftlab.jobs.EvalSettings (names, defaults and types there: n_samples, ks,

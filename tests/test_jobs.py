@@ -70,6 +70,23 @@ def test_every_planned_job_parses_into_its_dataclass(profile):
             assert parsed.benchmark == name and parsed.max_new_tokens > 0
 
 
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "params")
+def test_the_on_demand_jobs_of_models_extra_parse(profile):
+    """extra.smk's jobs (outside `rule all`, so not in every_job): each profile plus one models.extra checkpoint."""
+    files = [REPO / "params.yaml"]
+    files += [REPO / "config" / f"{name}.yaml" for name in OVERLAYS.get(profile, [profile] if profile else [])]
+    config = load_config(*files)
+    config.setdefault("models", {})["extra"] = {"colleague": {"path": "/elsewhere/ckpt",
+                                                              "backbone": next(iter(config["backbones"]))}}
+    plan = Plan(config)
+    ConsistencyJob.from_config(plan.job("consistency_extra", {"name": "colleague"}))
+    assert TableJob.from_config(plan.job("table_extra")).table == "extra"
+    job = plan.job("evaluate_extra", {"name": "colleague"})
+    common = {k: v for k, v in job.items() if k != "benchmarks"}
+    assert set(job["benchmarks"]) == set(plan.benchmarks("all"))
+    for name, settings in job["benchmarks"].items():
+        assert EvalSettings.for_benchmark({**common, **settings, "benchmark": name}).benchmark == name
+
 def test_a_misspelt_missing_or_mistyped_key_is_one_line():
     with pytest.raises(ConfigError, match=r"^config: topK: not a key of the consistency job \(one of "):
         ConsistencyJob.from_config({"stage_pair": "base_sft", "topK": [1]})

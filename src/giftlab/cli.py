@@ -30,8 +30,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--config", required=True,
                    help="the job's config as a JSON string, or a path to a .json/.yaml file")
     p.add_argument("--runtime", default=None,
-                   help="settings that change no result (trackers, checkpoint interval, grading processes: "
-                        "giftlab.runtime_keys.RUNTIME_KEYS), as --config takes them (JSON or a file), merged into it")
+                   help="settings that change no result (giftlab.runtime_keys.RUNTIME_KEYS: trackers, checkpoint "
+                        "interval, grading processes, ...), as --config takes them (JSON or a file), merged into it")
     return p
 
 

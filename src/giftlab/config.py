@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from giftlab.cli import ConfigError
-from giftlab.grid import (DIRECT_RL, DIRECT_SFT, RUN_PATTERN, SEED_SUFFIX, format_beta, grid_runs,  # noqa: F401
+from giftlab.grid import (DIRECT_RL, DIRECT_SFT, RUN_PATTERN, SEED_SUFFIX, grid_runs,  # noqa: F401
                           run_name)
 from giftlab.jobs import DEFAULT_PASS_KS, check_dual_clip  # noqa: F401  (pass@k when a config names no eval.ks)
 from giftlab.jobs import check_grpo_batch

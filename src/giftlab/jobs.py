@@ -2,11 +2,13 @@
 
 The plan writes each job's config (:meth:`giftlab.plan.Plan.job`); its script parses it once into the dataclass
 here (:meth:`JobConfig.from_config`). A key the dataclass does not know, a missing required one, or a value of the
-wrong type is one :class:`~giftlab.cli.ConfigError` naming it, so no script reads ``config.get(key, default)``.
-The raw mapping still goes into each result's provenance unchanged.
+wrong type is one :class:`~giftlab.cli.ConfigError` naming it, so no such script reads
+``config.get(key, default)``. The raw mapping still goes into each result's provenance unchanged. The two scripts of
+the tiny world's own rules check their keys themselves: ``make_world`` through ``tinyworld.WorldConfig``,
+``pretrain_base`` against the backbone's and ``pretrain``'s key lists.
 
-``tests/test_jobs.py`` parses every job of the tiny and paper plans into its dataclass, so the plan and the
-scripts cannot drift apart.
+``tests/test_jobs.py`` parses every job of every profile's plan (and the on-demand ``models.extra`` jobs) into its
+dataclass, so the plan and the scripts cannot drift apart.
 """
 
 from __future__ import annotations

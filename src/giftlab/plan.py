@@ -39,7 +39,7 @@ MTBENCH_FILES = {"answers": "answers/{backbone}/{run}.jsonl", "answer_summary": 
 SUMMARY = {"metrics": "results/summary/metrics.json", "val_loss": "results/summary/sft_val_loss.json",
            "pass1": "results/summary/rl_pass1.json", "provenance": "results/summary/summary.provenance.json"}
 # The rules of each phase: what a phase's DVC stage lets Snakemake run (--allowed-rules). Every rule of the
-# workflow belongs to exactly one phase (checked by the tests).
+# workflow belongs to exactly one phase but extra.smk's on-demand ones (checked by the tests).
 PHASE_RULES = {
     "world": ["world"],
     "base": ["pretrain_base"],

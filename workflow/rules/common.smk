@@ -71,9 +71,9 @@ def job(rule_name):
 
 
 def runtime(rule_name):
-    """params.runtime: the file of the rule's runtime settings (giftlab.runtime_keys.RUNTIME_KEYS: trackers, GRPO's
-    checkpoint interval, grading processes), written at the start of each run. The param is the path, not the
-    settings, so changing them reruns no finished job; the jobs that run use them."""
+    """params.runtime: the file of the rule's runtime settings (giftlab.runtime_keys.RUNTIME_KEYS: settings that
+    change no result), written at the start of each run. The param is the path, not the settings, so changing them
+    reruns no finished job; the jobs that run use them."""
     return str(RUNTIME_DIR / f"{rule_name}.json")
 
 

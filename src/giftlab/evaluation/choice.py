@@ -31,7 +31,7 @@ from typing import Sequence
 
 from giftlab.rewards.extract import answer_part
 
-__all__ = ["LETTERS", "format_mc_prompt", "shuffle_choices", "extract_letter", "letter_of"]
+__all__ = ["LETTERS", "format_mc_prompt", "shuffle_choices", "extract_letter"]
 
 LETTERS = string.ascii_uppercase[:10]  # MMLU-Pro has up to 10 options (A..J)
 MAX_CHARS = 4000
@@ -52,10 +52,6 @@ def shuffle_choices(choices: Sequence[str], seed: int, key: str) -> list[int]:
     perm = list(range(len(choices)))
     random.Random(f"{seed}:{key}").shuffle(perm)
     return perm
-
-
-def letter_of(index: int) -> str:
-    return LETTERS[index]
 
 
 _BOX = re.compile(r"\\boxed\s*\{")

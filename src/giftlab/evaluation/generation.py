@@ -384,7 +384,6 @@ class HFGenerator:
         return out
 
     def _generate_rows(self, texts, seeds, greedy, temperature, top_p, max_new_tokens):
-        import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         enc = self.tokenizer(texts, return_tensors="pt", padding=True,

@@ -13,7 +13,7 @@ The base distribution r depends on ``variant``:
                   non-target tokens have p_ref <~ 1e-10).
 
 Computed in closed form (objectives spec section 9, identity 2), never materialising pi* as a softmax:
-    pi* = (1 - b) r + b e_y,   b = sigmoid(log(e^beta - 1) + log r(y*))  (= (e^b-1) r_y / (1 + (e^b-1) r_y))
+    pi* = (1 - b) r + b e_y,   b = sigmoid(log(e^beta - 1) + log r(y*))  (= (e^beta-1) r_y / (1 + (e^beta-1) r_y))
     l   = b * (-log q(y*)) + (1 - b) * CE(r, q)
 beta = 0 gives the base distribution as target (pure forward-KL distillation); beta = inf is accepted and gives
 b = 1, i.e. the one-hot target of plain SFT (same value and gradient as ``sft``).

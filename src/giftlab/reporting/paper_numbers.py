@@ -42,8 +42,6 @@ BENCHMARK_COLUMNS = {
     "humaneval_plus": "HE+", "mbpp_plus": "MBPP+", "gpqa": "GPQA", "mmlu_redux": "MMLU-Redux",
     "arc_challenge": "ARC-Challenge", "mmlu_pro": "MMLU-Pro",
 }
-TABLE1_BENCHMARKS = ("GSM8K", "AIME24", "AIME25", "MATH500", "HE+", "MBPP+")
-TABLE2_BENCHMARKS = ("GPQA", "MMLU-Redux", "ARC-Challenge", "MMLU-Pro")
 # MT-Bench's categories (FastChat's question.jsonl) -> Table 5's columns, in the paper's order (after "Total")
 MTBENCH_COLUMNS = {"writing": "Writing", "roleplay": "Roleplay", "reasoning": "Reasoning", "math": "Math",
                    "coding": "Coding", "extraction": "Extract", "stem": "STEM", "humanities": "Humanities"}
