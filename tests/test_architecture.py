@@ -90,7 +90,14 @@ def test_planning_imports_no_torch():
     import subprocess
 
     code = (
-        "import sys\n"
+        "import sys, traceback\n"
+        "class Watch:  # where torch was first imported from, for the failure message\n"
+        "    where = ''\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and not self.where:\n"
+        "            self.where = ''.join(traceback.format_stack(limit=15))\n"
+        "watch = Watch()\n"
+        "sys.meta_path.insert(0, watch)\n"
         "from giftlab.config import load_config, validate_config\n"
         "from giftlab.plan import Plan\n"
         "from giftlab.stale import foreign_outputs\n"
@@ -98,7 +105,7 @@ def test_planning_imports_no_torch():
         f"validate_config(config, {str(REPO / 'workflow' / 'schemas' / 'params.schema.yaml')!r})\n"
         "plan = Plan(config)\n"
         "plan.run_table(); plan.all_targets(); plan.recorded_configs()\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'torch' not in sys.modules, 'torch was imported, from:\\n' + watch.where\n"
         "from giftlab.objectives import chunked_loss, get_objective\n"  # the heads and losses still load on use
         "import torch\n"
         "loss = get_objective('gift', beta=3.0)\n"

@@ -301,10 +301,14 @@ def _check_mtbench(config: Mapping[str, Any]) -> None:
     for key in ("questions", "max_new_tokens", "judge"):
         if key not in section:
             raise ConfigError(f"config error: missing required key 'mtbench.{key}'")
+    rl_methods = [spec.method for spec in grid_runs(config).values() if spec.sft and spec.rl]
     for method in section.get("methods") or []:
         if method not in config["sft"]["methods"]:
             raise ConfigError(f"config error: mtbench.methods: {method!r} is not one of sft.methods "
                               f"({', '.join(config['sft']['methods'])}): Table 5 rates SFT-then-RL policies")
+        if method not in rl_methods:
+            raise ConfigError(f"config error: mtbench.methods: {method!r} has no GRPO run (grpo.runs leaves it out): "
+                              "Table 5 rates SFT-then-RL policies")
     tiny = section["questions"] == "tiny"
     if tiny and config["data"]["source"] != "tiny":
         raise ConfigError("config error: mtbench.questions: 'tiny' needs data.source 'tiny' (give a local copy of "
@@ -435,6 +439,9 @@ def _check_objective_params(config: Mapping[str, Any]) -> None:
     for i, method in enumerate(config["sft"]["methods"]):
         if method not in OBJECTIVES:
             raise ConfigError(f"config error: sft.methods[{i}]: unknown objective '{method}' (known: {known})")
+        if method in (DIRECT_SFT, DIRECT_RL):  # the grid's baselines hold these run ids
+            raise ConfigError(f"config error: sft.methods[{i}]: objective '{method}' has the run id of a baseline "
+                              "(sft.direct_sft / grpo.direct_rl); register it under another name")
     params = config["sft"].get("objective_params") or {}
     for method in params:
         if method not in OBJECTIVES:
@@ -443,6 +450,11 @@ def _check_objective_params(config: Mapping[str, Any]) -> None:
         if spec.beta_swept and "beta" in (params.get(method) or {}):
             raise ConfigError(f"config error: sft.objective_params.{method}.beta: β comes from sft.gift_betas "
                               "(one run each)")
+        if method in params and method not in config["sft"]["methods"]:  # checked now, not once it is switched on
+            try:
+                get_objective(method, **(params[method] or {}))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"config error: sft.objective_params.{method}: {exc}") from None
     for spec in grid_runs(config).values():
         if not spec.sft:
             continue

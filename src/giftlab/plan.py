@@ -57,12 +57,26 @@ PHASE_RULES = {
 _JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "summary": "figure"}
 
 
+class UnknownRun(KeyError):
+    """A run id outside this config's grid (a target naming another config's run, a typo): one readable line."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RunTable(dict):
+    """{run id: RunSpec} of the grid; looking up an id it does not hold says which ids it does."""
+
+    def __missing__(self, run):
+        raise UnknownRun(f"run {run!r} is not in this config's grid (its runs: {', '.join(self)})")
+
+
 class Plan:
     """The grid of one config: runs, models, result paths, target lists and job configs."""
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
-        self.runs = grid_runs(config)
+        self.runs = RunTable(grid_runs(config))
         self.tiny = config["data"]["source"] == "tiny"
         # the backbones whose grid is built (every table and figure): all unless figures.backbones says otherwise
         self.backbones = list(config["figures"].get("backbones") or config["backbones"])

@@ -50,7 +50,9 @@ def make(n=23, h=8, v=31, seed=0, dtype=F64):
 
 
 def test_all_objectives_covered():
-    assert {n for n, _ in CONFIGS} == set(OBJECTIVES)
+    untested = sorted(set(OBJECTIVES) - {n for n, _ in CONFIGS})
+    assert not untested, f"objectives with no case in CONFIGS here: {untested}"
+    assert {n for n, _ in CONFIGS} <= set(OBJECTIVES)
 
 
 def _run(fn, obj, hidden, weight, *args, **kw):

@@ -17,15 +17,14 @@ from helpers import REPO
 
 MODULE = '''
 """A new objective, as a user would add it: half of plain SFT's loss."""
-import torch.nn.functional as F
-
+from giftlab.lazy import torch  # Snakemake's own process imports the registry, never torch
 from giftlab.objectives import register
 
 
 @register("sft_half", label="SFT / 2", full_vocab=False)
 def sft_half(batch):
     """l = -0.5 log pi_theta(y*)."""
-    return 0.5 * F.cross_entropy(batch.logits.float(), batch.labels, reduction="none")
+    return 0.5 * torch.nn.functional.cross_entropy(batch.logits.float(), batch.labels, reduction="none")
 '''
 
 
@@ -75,3 +74,79 @@ def test_an_unknown_objective_is_named_in_one_line():
     with pytest.raises(ConfigError, match=r"sft.methods\[1\]: unknown objective 'sft_halff' \(known: sft, ") as exc:
         validate_config(config)
     assert "\n" not in str(exc.value)
+
+
+@pytest.fixture
+def registry():
+    """Objectives registered by a test are removed after it."""
+    before = set(OBJECTIVES)
+    yield OBJECTIVES
+    for name in set(OBJECTIVES) - before:
+        OBJECTIVES.pop(name)
+
+
+def _per_token(batch, **hp):
+    import torch
+
+    return -torch.log_softmax(batch.logits.double(), -1).gather(-1, batch.labels[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"label": "SFT"}, r"^objective 'mine': label 'SFT' is taken by objective 'sft' "),
+    ({"beta_swept": True}, r"^objective 'mine': beta_swept=True needs a 'beta' default"),
+    ({"validate": lambda hp: hp["epsilon"]}, r"^objective 'mine': its validator reads hyperparameter 'epsilon', "
+                                              r"which has no default"),
+    ({"defaults": {"eps": 2.0}, "validate": __import__("giftlab.objectives.base", fromlist=["x"]).check_range(
+        "mine", "eps", 0.0, 1.0)}, r"^objective 'mine': its own defaults fail its validator: .*eps must be in"),
+])
+def test_a_registration_that_cannot_work_is_refused_when_its_module_is_imported(registry, kwargs, message):
+    from giftlab.objectives import register
+
+    with pytest.raises(ValueError, match=message):
+        register("mine", **kwargs)(_per_token)
+    assert "mine" not in registry
+
+
+def test_a_reduced_loss_or_a_hyperparameter_without_default_is_one_line_when_the_job_starts(registry):
+    from giftlab.objectives import get_objective, register
+
+    register("mine_mean")(lambda batch: _per_token(batch).mean())
+    register("mine_eps", defaults={"lam": 0.1})(lambda batch, **hp: _per_token(batch) * (1 - hp["epsilon"]))
+    with pytest.raises(ValueError, match=r"^objective 'mine_mean': returned shape \(\), expected \[N\] = \(3,\) "
+                                         r"\(one loss per token, not reduced\)$"):
+        get_objective("mine_mean").probe()
+    with pytest.raises(ValueError, match=r"^objective 'mine_eps': reads hyperparameter 'epsilon', which has no "
+                                         r"default in its register\(defaults=\.\.\.\) \(it has: \['lam'\]\)$"):
+        get_objective("mine_eps").probe()
+    for name in set(OBJECTIVES) - {"mine_mean", "mine_eps"}:  # the project's own pass, each with its defaults
+        get_objective(name).probe()
+
+
+def test_the_grid_refuses_an_objective_under_a_baseline_s_id_and_table5_an_objective_without_rl(registry):
+    from giftlab.objectives import register
+
+    register("direct_sft", label="Mine")(_per_token)
+    config = deep_merge(load_config(REPO / "params.yaml"), {"sft": {"methods": ["sft", "gift", "direct_sft"]}})
+    with pytest.raises(ConfigError, match=r"sft.methods\[2\]: objective 'direct_sft' has the run id of a baseline"):
+        validate_config(config)
+    config = deep_merge(load_config(REPO / "params.yaml"), {"grpo": {"runs": ["sft"]},
+                                                             "mtbench": {"methods": ["sft", "gift"]}})
+    with pytest.raises(ConfigError, match=r"mtbench.methods: 'gift' has no GRPO run \(grpo.runs leaves it out\)"):
+        validate_config(config)
+
+
+def test_objective_params_of_an_objective_not_yet_planned_are_checked_too():
+    config = deep_merge(load_config(REPO / "params.yaml"),
+                        {"sft": {"methods": ["sft", "gift"], "objective_params": {"sft_ls": {"lambdda": 0.1}}}})
+    with pytest.raises(ConfigError, match=r"sft.objective_params.sft_ls: objective 'sft_ls': unknown hyperparameter "
+                                          r"'lambdda'"):
+        validate_config(config)
+
+
+def test_a_target_naming_a_run_outside_the_grid_says_so():
+    from giftlab.plan import UnknownRun
+
+    plan = Plan(load_config(REPO / "params.yaml"))
+    with pytest.raises(UnknownRun) as exc:
+        plan.sft_train_files("sft_lxs")
+    assert str(exc.value).startswith("run 'sft_lxs' is not in this config's grid (its runs: sft, ")

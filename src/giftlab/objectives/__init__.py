@@ -5,10 +5,14 @@
     obj.needs_ref, obj.needs_old, obj.hparams
     per_token = obj(TokenBatch(logits=..., labels=..., ref_logits=..., old_logprobs=...))   # [N]
 
-Registered: sft, sft_entropy, sft_ls, sft_kd, dft, asft, psft, gift (definitions in each module's docstrings,
-following the project's objectives spec). Memory-efficient head from hidden states: ``chunked_loss`` /
-``loss_head`` (package ``heads``). Adding an objective: one function decorated with ``@register(...)`` in a
-module imported below, and one test.
+The registered objectives are the keys of ``OBJECTIVES`` (each defined, formula included, in its module's docstring).
+Memory-efficient head from hidden states: ``chunked_loss`` / ``loss_head`` (package ``heads``).
+
+Adding an objective (docs/architecture.md, "Adding an objective"): one function decorated with ``@register(...)``
+in a module imported below, every hyperparameter it reads given a default there, torch taken from ``giftlab.lazy``
+(Snakemake's own process reads this registry and never imports torch); then one case in each of
+``tests/objectives/test_objectives.py`` (with an independent reference in ``ref_token``) and
+``tests/objectives/test_chunked_head.py``.
 """
 
 from .base import (

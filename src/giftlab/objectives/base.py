@@ -106,12 +106,12 @@ def register(
 
     The registry is the one list of objectives: the config's ``sft.methods`` / ``sft.objective_params`` are
     checked against it, the grid makes one run per objective (``beta_swept``: one per β of ``sft.gift_betas``),
-    and the reports label its runs ``label``.
+    and the reports label its runs ``label``. Every hyperparameter ``fn`` reads needs a default here (its type is
+    the type the config's value must have); a registration that cannot work is refused here, in one line.
     """
 
     def deco(fn):
-        if name in OBJECTIVES:
-            raise ValueError(f"objective {name!r} registered twice")
+        _check_registration(name, label or name, dict(defaults or {}), beta_swept, validate)
         OBJECTIVES[name] = ObjectiveSpec(
             name=name,
             fn=fn,
@@ -131,6 +131,28 @@ def register(
         return fn
 
     return deco
+
+
+def _check_registration(name: str, label: str, defaults: dict, beta_swept: bool, validate: Validator | None) -> None:
+    """Mistakes of a new objective's ``register(...)``, said when its module is imported rather than later as a
+    config error or in the middle of a training job."""
+    if name in OBJECTIVES:
+        raise ValueError(f"objective {name!r} registered twice")
+    clash = next((other for other, spec in OBJECTIVES.items() if spec.label == label), None)
+    if clash is not None:
+        raise ValueError(f"objective {name!r}: label {label!r} is taken by objective {clash!r} (the tables' rows "
+                         "would be indistinguishable)")
+    if beta_swept and "beta" not in defaults:
+        raise ValueError(f"objective {name!r}: beta_swept=True needs a 'beta' default (each run gets one β of "
+                         "sft.gift_betas as its 'beta')")
+    if validate is not None:
+        try:
+            validate(dict(defaults))
+        except KeyError as exc:
+            raise ValueError(f"objective {name!r}: its validator reads hyperparameter {exc}, which has no default "
+                             "in its register(defaults=...)") from None
+        except ValueError as exc:
+            raise ValueError(f"objective {name!r}: its own defaults fail its validator: {exc}") from None
 
 
 def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
@@ -157,7 +179,8 @@ def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
             return value
     except (TypeError, ValueError, OverflowError):
         raise ValueError(
-            f"objective {name!r}: hyperparameter {key!r} must be a {type(default).__name__}, got {value!r}"
+            f"objective {name!r}: hyperparameter {key!r} must be a {type(default).__name__} (the type of its "
+            f"registered default, {default!r}), got {value!r}"
         ) from None
     return value
 
@@ -208,9 +231,39 @@ class Objective:
             if batch.old_logprobs.shape != batch.labels.shape:
                 raise ValueError(f"objective {self.name!r}: old_logprobs must be [N] like labels")
 
+    def _checked(self, per_token, batch: TokenBatch, what: str = "") -> Tensor:
+        """An objective returns one loss per token: a reduced (mean/sum) value would train with the wrong
+        gradient scale on one head and the wrong logged loss on the other, silently."""
+        if getattr(per_token, "shape", None) != batch.labels.shape:
+            raise ValueError(f"objective {self.name!r}: {what}returned shape {tuple(getattr(per_token, 'shape', ()))}"
+                             f", expected [N] = {tuple(batch.labels.shape)} (one loss per token, not reduced)")
+        return per_token
+
+    def _run(self, fn, batch: TokenBatch):
+        try:
+            return fn(batch, **self._fn_kwargs)
+        except KeyError as exc:
+            key = exc.args[0] if exc.args else None
+            if not isinstance(key, str) or key in self._fn_kwargs:
+                raise
+            raise ValueError(f"objective {self.name!r}: reads hyperparameter {exc}, which has no default in its "
+                             f"register(defaults=...) (it has: {sorted(self.spec.defaults)})") from None
+
     def __call__(self, batch: TokenBatch) -> Tensor:
         self._check(batch)
-        return self.spec.fn(batch, **self._fn_kwargs)
+        return self._checked(self._run(self.spec.fn, batch), batch)
+
+    def probe(self) -> None:
+        """Run the objective once on a 3-token batch (vocabulary 5): a hyperparameter read without a default or a
+        reduced output is one line when a job starts, not a traceback in the trainer's first step."""
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(3, 5, generator=g, dtype=torch.float64)
+        labels = torch.tensor([0, 2, 4])
+        batch = TokenBatch(logits, labels,
+                           torch.randn(3, 5, generator=g, dtype=torch.float64) if self.needs_ref else None,
+                           torch.log_softmax(logits, -1).gather(-1, labels[:, None])[:, 0] if self.needs_old else None)
+        self(batch)
+        self.value_and_grad(batch)
 
     def value_and_grad(self, batch: TokenBatch) -> tuple[Tensor, Tensor]:
         """(per_token [N] detached, d(sum per_token)/d logits [N,V] in the compute dtype).
@@ -220,12 +273,12 @@ class Objective:
         self._check(batch)
         if self.spec.value_and_grad is not None:
             with torch.no_grad():
-                return self.spec.value_and_grad(batch, **self._fn_kwargs)
+                per_token, g = self._run(self.spec.value_and_grad, batch)
+            return self._checked(per_token, batch, "value_and_grad "), g
         z = batch.logits.detach().requires_grad_(True)
         with torch.enable_grad():
-            per_token = self.spec.fn(
-                TokenBatch(z, batch.labels, batch.ref_logits, batch.old_logprobs), **self._fn_kwargs
-            )
+            per_token = self._checked(self._run(self.spec.fn, TokenBatch(z, batch.labels, batch.ref_logits,
+                                                                         batch.old_logprobs)), batch)
             (g,) = torch.autograd.grad(per_token.sum(), z)
         return per_token.detach(), g
 

@@ -12,7 +12,8 @@ The base distribution r depends on ``variant``:
                   log p_ref at ~ -23, so it differs from "exact" only where p_ref(y*) <~ 1e-9 (or, negligibly, where
                   non-target tokens have p_ref <~ 1e-10).
 
-Computed in closed form (objectives spec section 9, identity 2), never materialising pi* as a softmax:
+Computed in closed form, never materialising pi* as a softmax (Z = 1 + (e^beta - 1) r(y*) normalises r exp(beta e_y),
+so pi* = r / Z + (1 - 1/Z) e_y):
     pi* = (1 - b) r + b e_y,   b = sigmoid(log(e^beta - 1) + log r(y*))  (= (e^beta-1) r_y / (1 + (e^beta-1) r_y))
     l   = b * (-log q(y*)) + (1 - b) * CE(r, q)
 beta = 0 gives the base distribution as target (pure forward-KL distillation); beta = inf is accepted and gives

@@ -511,7 +511,8 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
     """
     set_seed(settings.seed)
     objective = get_objective(method, **objective_params)
-    if objective.needs_ref and settings.reference == "cached":  # before any model loads
+    objective.probe()  # a new objective's missing default or reduced output: one line now, before any model loads
+    if objective.needs_ref and settings.reference == "cached":
         try:
             objective.check_cached_reference()
         except ValueError as exc:
