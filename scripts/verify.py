@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", nargs="?", default=".", help="the workspace (default: here)")
     p.add_argument("--configfile", nargs="*", default=[], help="profiles over params.yaml, as given to snakemake")
+    p.add_argument("--params", default=None, help="the params.yaml the workspace was built with (default: the "
+                   "workspace's own; a workspace built with `snakemake -s <clone>/Snakefile --directory <it>`: the "
+                   "clone's)")
     args = p.parse_args(argv)
     # the rebuild commands carry the profile the outputs are checked against
     profile = f"--configfile {' '.join(args.configfile)}" if args.configfile else ""
@@ -29,12 +32,14 @@ def main(argv=None) -> int:
     for line in problems:
         print(line)
     root = Path(args.root)
-    if not (root / "params.yaml").is_file():
-        print(f"verify: no params.yaml in {root}: which config made the outputs is not checked", file=sys.stderr)
+    params = Path(args.params) if args.params else root / "params.yaml"
+    if not params.is_file():
+        print(f"verify: no params.yaml in {root} (--params names another): which config made the outputs is not "
+              "checked", file=sys.stderr)
         foreign = []
     else:
         try:
-            foreign = foreign_in(root, args.configfile)
+            foreign = foreign_in(root, args.configfile, params)
         except ValueError as exc:  # giftlab.cli.ConfigError: a missing or bad config file, one line
             print(f"verify: {exc}", file=sys.stderr)
             return 2
@@ -47,13 +52,14 @@ def main(argv=None) -> int:
     return 1 if problems or foreign else 0
 
 
-def foreign_in(root: Path, configfiles: list[str]) -> list[str]:
-    """Outputs under ``root`` whose recorded job config is not the one params.yaml (+ ``configfiles``) asks for."""
+def foreign_in(root: Path, configfiles: list[str], params: Path | None = None) -> list[str]:
+    """Outputs under ``root`` whose recorded job config is not the one ``params`` (default: ``root``'s params.yaml)
+    + ``configfiles`` ask for."""
     from giftlab.config import load_config
     from giftlab.plan import Plan
     from giftlab.stale import foreign_outputs
 
-    config = load_config(root / "params.yaml", *configfiles)
+    config = load_config(params or root / "params.yaml", *configfiles)
     return foreign_outputs(Plan(config).recorded_configs(), root, strict=True)
 
 

@@ -85,6 +85,16 @@ BAD = [
     ({"models": {"extra": {"mine": {"path": "x", "backbone": "qwenn"}}}}, "models.extra.mine.backbone"),
     ({"world": {"n_problem": 100}}, "world.n_problem"),
     ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
+    # a tiny base's attention shape: one line before the pretraining job (transformers failed deep inside it)
+    ({"backbones": {"qwen": {"hidden_size": 25, "num_attention_heads": 3}}}, "backbones.qwen.hidden_size: 25 is not"),
+    ({"backbones": {"qwen": {"num_attention_heads": 4, "num_key_value_heads": 3}}},
+     "backbones.qwen.num_key_value_heads: num_attention_heads (4) is not divisible by 3"),
+    ({"backbones": {"qwen": {"hidden_size": 36, "num_attention_heads": 4}}}, "backbones.qwen: head size hidden_size / num_attention_heads = 9 is odd"),
+    # every key a new backbone lacks at once (an if/then's only once the key it depends on is there)
+    ({"backbones": {"small": {"source": "tiny", "arch": "qwen2"}}},
+     "missing required keys 'backbones.small.hidden_size', 'backbones.small.num_hidden_layers', "
+     "'backbones.small.num_attention_heads', 'backbones.small.intermediate_size'"),
+    ({"backbones": {"small": {"arch": "qwen2"}}}, "missing required key 'backbones.small.source'"),
     ({"models": {"extra": {"Mine!": {"path": "x"}}}}, "models.extra"),
     ({"models": {"extra": {"mine": {"pth": "x"}}}}, "models.extra.mine"),
     ({"launch": {"sft": "accelerate launch --config_file 'x.yaml"}}, "launch.sft: \"accelerate launch"),
@@ -412,3 +422,32 @@ def test_the_papers_other_local_inputs_are_checked_before_the_plan(tmp_path):
     assert Plan(load_config(PARAMS)).local_inputs() == []  # the tiny world makes its own
     no_dynamics = deep_merge(paper, {"grpo": {"eval_every": 0}, "mtbench": {"enabled": False}})
     assert Plan(no_dynamics).local_inputs() == []
+
+
+def test_local_paths_of_extra_models_and_tiny_profile_benchmarks_are_checked_before_the_plan(tmp_path):
+    """A models.extra folder that is missing or is no checkpoint, a tiny profile's copy of a real benchmark that is
+    not in eval.benchmark_dir: one line before any job (they failed inside the jobs, after training)."""
+    from giftlab.config import check_local_paths
+    from giftlab.plan import Plan
+
+    config = load_config(PARAMS)
+    for path, message in (("models/sft/qwen/nosuch", "models.extra.mine.path: no such folder: models/sft/qwen/nosuch"),
+                          ("run", "models.extra.mine.path: run holds no config.json")):
+        (tmp_path / "run" / "epoch_1").mkdir(parents=True, exist_ok=True)
+        extra = deep_merge(config, {"models": {"extra": {"mine": {"path": path}}}})
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_local_paths(extra, [], tmp_path)
+    (tmp_path / "run" / "config.json").write_text("{}")
+    check_local_paths(deep_merge(config, {"models": {"extra": {"mine": {"path": "run"}}}}), [], tmp_path)
+
+    gsm8k = deep_merge(config, {"eval": {"benchmarks": [*config["eval"]["benchmarks"], "gsm8k"],
+                                         "benchmark_dir": str(tmp_path / "copies")}})
+    plan = Plan(gsm8k)
+    with pytest.raises(ConfigError, match=r"eval.benchmarks: no such file: .*copies/gsm8k.jsonl \(gsm8k's local copy "
+                                          r"in eval.benchmark_dir: a tiny profile reads no hub"):
+        check_local_paths(gsm8k, [], tmp_path, plan.local_inputs())
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "copies" / "gsm8k.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+    assert Plan(gsm8k).benchmark_files("all")["gsm8k"] == str(tmp_path / "copies" / "gsm8k.jsonl")
+    assert Plan(gsm8k).benchmark_files("all")["tiny_id"] == "data/tiny/benchmarks/tiny_id.jsonl"
+    check_local_paths(gsm8k, [], tmp_path, Plan(gsm8k).local_inputs())

@@ -282,3 +282,16 @@ def test_sft_stops_early_only_where_its_schedule_is_longer_than_what_is_read(pla
         assert all(longer.job("sft", {"backbone": bb, "run": r})["settings"]["stop_epoch"] == 2 for r in outside)
         assert all("stop_epoch" not in longer.job("sft", {"backbone": bb, "run": r})["settings"]
                    for r in longer.compared_runs())
+
+
+def test_a_target_naming_a_run_or_backbone_outside_the_config_says_so():
+    from giftlab.plan import UnknownName
+
+    plan = Plan(load_config(REPO / "params.yaml"))
+    with pytest.raises(UnknownName) as exc:
+        plan.sft_train_files("sft_lxs")
+    assert str(exc.value).startswith("run 'sft_lxs' is not in this config's grid (its runs: sft, ")
+    with pytest.raises(UnknownName, match=r"^backbone 'qwne' is not in this config \(its backbones: qwen"):
+        plan.job("pretrain_base", {"backbone": "qwne"})
+    with pytest.raises(UnknownName, match=r"^backbone 'qwne' is not in this config"):
+        plan.base_inputs("qwne")

@@ -93,6 +93,11 @@ def test_outputs_another_config_made_are_refused_before_they_are_recorded(tmp_pa
     assert bad.returncode == 1 and bad.stdout.startswith("results/split.json: made by another config")
     assert "split.rl: 64 → 1000" in bad.stdout and "1 made by another config" in bad.stderr
     assert run("--configfile", str(REPO / "config" / "smoke.yaml")).returncode == 0
+    # a workspace built with `snakemake -s <clone>/Snakefile --directory <it>` holds no params.yaml: --params
+    (root / "params.yaml").unlink()
+    assert "which config made the outputs is not checked" in run().stderr
+    apart = run("--params", str(REPO / "params.yaml"))
+    assert apart.returncode == 1 and apart.stdout.startswith("results/split.json: made by another config")
 
 
 def test_a_damaged_output_is_one_line_whose_rebuild_command_carries_the_profile(tmp_path):

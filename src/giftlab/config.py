@@ -116,11 +116,14 @@ def validate_config(config: Mapping[str, Any], schema: str | Path = DEFAULT_SCHE
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
         err = errors[0]
-        if err.validator == "required":
-            missing = err.message.split("'")[1] if "'" in err.message else err.message
+        if err.validator == "required":  # every key missing at that place, in one line
             prefix = _key_path(err)
-            key = missing if prefix == "<top level>" else f"{prefix}.{missing}"
-            raise ConfigError(f"config error: missing required key '{key}'")
+            here = [e for e in errors if e.validator == "required" and _key_path(e) == prefix]
+            # the keys an if/then asks for only once the keys it depends on (backbones.<name>.source) are there
+            here = [e for e in here if "then" not in e.schema_path] or here
+            missing = [e.message.split("'")[1] if "'" in e.message else e.message for e in here]
+            keys = ", ".join(f"'{m if prefix == '<top level>' else f'{prefix}.{m}'}'" for m in missing)
+            raise ConfigError(f"config error: missing required key{'s' if len(missing) > 1 else ''} {keys}")
         if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
             allowed = sorted(err.schema.get("properties") or {})
             unknown = sorted(k for k in err.instance if k not in allowed)
@@ -144,6 +147,21 @@ def _check_world(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error: world.{key}: not a tiny-world setting (one of {', '.join(known)})")
 
 
+def _check_tiny_shape(name: str, backbone: Mapping[str, Any]) -> None:
+    """A tiny base's attention shape, before the pretraining job builds it (transformers would fail deep inside)."""
+    hidden, heads = backbone["hidden_size"], backbone["num_attention_heads"]
+    kv = backbone.get("num_key_value_heads") or heads
+    if hidden % heads:
+        raise ConfigError(f"config error: backbones.{name}.hidden_size: {hidden} is not divisible by "
+                          f"num_attention_heads ({heads})")
+    if heads % kv:
+        raise ConfigError(f"config error: backbones.{name}.num_key_value_heads: num_attention_heads ({heads}) is not "
+                          f"divisible by {kv}")
+    if (hidden // heads) % 2:  # rotary embeddings rotate pairs of a head's dimensions
+        raise ConfigError(f"config error: backbones.{name}: head size hidden_size / num_attention_heads = "
+                          f"{hidden // heads} is odd (rotary position embeddings need an even one)")
+
+
 def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_world(config)
     check_dual_clip(config["grpo"])
@@ -153,6 +171,8 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     for name, backbone in config["backbones"].items():
         if backbone["source"] == "tiny" and config["data"]["source"] != "tiny":
             raise ConfigError(f"config error: backbones.{name}.source: 'tiny' needs data.source 'tiny'")
+        if backbone["source"] == "tiny":
+            _check_tiny_shape(name, backbone)
     figures = config.get("figures", {})
     named = {"figures.backbones": figures.get("backbones") or []}
     named.update({f"figures.{fig}.backbones": spec.get("backbones") or []
@@ -351,6 +371,15 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     if data["source"] != "tiny" and data.get("path") and data_looks_local(data["path"]) and missing(data["path"]):
         raise ConfigError(f"config error: data.path: no such file or folder: {data['path']} (a local copy; a hub "
                           "dataset id is owner/name)")
+    for name, spec in extra_models(config).items():  # checkpoints evaluated on demand: a folder, or a hub id
+        path = spec["path"]
+        folder = Path(root) / Path(path).expanduser()
+        if model_looks_local(path) and not folder.is_dir():
+            raise ConfigError(f"config error: models.extra.{name}.path: no such folder: {path} (a local checkpoint "
+                              "folder; a hub id is owner/name)")
+        if folder.is_dir() and not (folder / "config.json").is_file():
+            raise ConfigError(f"config error: models.extra.{name}.path: {path} holds no config.json (a checkpoint "
+                              "folder; an SFT run's are its epoch_<k> subfolders)")
     for key, path, what in files:
         if missing(path):
             raise ConfigError(f"config error: {key}: no such file: {path} ({what}; docs/scale.md, step 2)")

@@ -24,6 +24,7 @@ from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, RunSpec, grid_runs, unified_
 from giftlab.jobs import EngineSettings, EvalSettings
 from giftlab.rowfiles import find_data
 from giftlab.runtime_keys import RUNTIME_KEYS, drop_keys
+from giftlab.tinyworld.corpus import BENCHMARK_NAMES as WORLD_BENCHMARKS
 
 STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
@@ -52,13 +53,14 @@ PHASE_RULES = {
     "figures": ["figure1", "figure2", "figure3", "table", "rl_gain", "claims", "summary"],
 }
 
+WORLD_BENCHMARK_DIR = "data/tiny/benchmarks"  # the world rule writes the tiny benchmarks here (world.smk)
 
 # rules whose job config another rule's builder makes (figures 2-3 and the summary share one)
 _JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "summary": "figure"}
 
 
-class UnknownRun(KeyError):
-    """A run id outside this config's grid (a target naming another config's run, a typo): one readable line."""
+class UnknownName(KeyError):
+    """A run id or backbone outside this config (a target naming another config's run, a typo): one readable line."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -68,7 +70,7 @@ class RunTable(dict):
     """{run id: RunSpec} of the grid; looking up an id it does not hold says which ids it does."""
 
     def __missing__(self, run):
-        raise UnknownRun(f"run {run!r} is not in this config's grid (its runs: {', '.join(self)})")
+        raise UnknownName(f"run {run!r} is not in this config's grid (its runs: {', '.join(self)})")
 
 
 class Plan:
@@ -80,7 +82,8 @@ class Plan:
         self.tiny = config["data"]["source"] == "tiny"
         # the backbones whose grid is built (every table and figure): all unless figures.backbones says otherwise
         self.backbones = list(config["figures"].get("backbones") or config["backbones"])
-        self.bench_dir = "data/tiny/benchmarks" if self.tiny else config["eval"].get("benchmark_dir", "data/benchmarks")
+        # local copies of benchmarks (any profile; the tiny world's own benchmarks are its rule's outputs)
+        self.bench_dir = config["eval"].get("benchmark_dir", "data/benchmarks")
         self.extra = extra_models(config)  # checkpoints the pipeline did not train (extra.smk)
         self.mtbench = mtbench_enabled(config)  # Table 5
 
@@ -131,13 +134,20 @@ class Plan:
         return benchmarks(self.config, group)
 
     # -------------------------------------------------------------- models
+    def backbone(self, name: str) -> Mapping[str, Any]:
+        """The config of backbone ``name`` (a target's wildcard: a typo is one line naming the backbones)."""
+        if name not in self.config["backbones"]:
+            raise UnknownName(f"backbone {name!r} is not in this config (its backbones: "
+                              f"{', '.join(self.config['backbones'])})")
+        return self.config["backbones"][name]
+
     def base_dir(self, backbone: str) -> str:
-        spec = self.config["backbones"][backbone]
+        spec = self.backbone(backbone)
         return f"models/base/{backbone}" if spec["source"] == "tiny" else spec["path"]
 
     def base_inputs(self, backbone: str) -> list[str]:
         """The DAG dependency on a base model: the pretrain rule's output, or nothing for hub/local models."""
-        return [f"models/base/{backbone}"] if self.config["backbones"][backbone]["source"] == "tiny" else []
+        return [f"models/base/{backbone}"] if self.backbone(backbone)["source"] == "tiny" else []
 
     def sft_epoch_dir(self, backbone: str, run: str) -> str:
         return f"models/sft/{backbone}/{run}/epoch_{self.config['sft']['rl_epoch']}"
@@ -214,12 +224,33 @@ class Plan:
 
     # -------------------------------------------------------------- benchmarks on disk
     def benchmark_files(self, group: str) -> dict[str, str]:
-        """{benchmark: local file or folder} of a group: the tiny world's files, or the copies present in
-        eval.benchmark_dir in any format giftlab.rowfiles reads (a benchmark without one loads from the hub)."""
-        if self.tiny:
-            return {name: f"{self.bench_dir}/{name}.jsonl" for name in self.benchmarks(group)}
-        found = {name: find_data(self.bench_dir, name) for name in self.benchmarks(group)}
-        return {name: str(path) for name, path in found.items() if path is not None}
+        """{benchmark: local file or folder} of a group: the tiny world's files (its rule's outputs), and the copies
+        present in eval.benchmark_dir in any format giftlab.rowfiles reads (a benchmark without one loads from the
+        hub)."""
+        files = {}
+        for name in self.benchmarks(group):
+            path = self._world_benchmark(name) or find_data(self.bench_dir, name)
+            if path is not None:
+                files[name] = str(path)
+        return files
+
+    def _required_benchmark_copies(self) -> list[tuple[str, str, str]]:
+        """(key, path, why) of the benchmarks that must have a copy in eval.benchmark_dir and have none: any but the
+        world's in a tiny profile (offline), and those registered without a hub source (``needs_path``)."""
+        from giftlab.evaluation.benchmarks import BENCHMARKS
+
+        present, required = self.benchmark_files("all"), []
+        for name in self.benchmarks("all"):
+            if name in present or not (self.tiny or BENCHMARKS[name].needs_path):
+                continue
+            why = "a tiny profile reads no hub" if self.tiny else "it has no hub source"
+            required.append(("eval.benchmarks", f"{self.bench_dir}/{name}.jsonl",
+                             f"{name}'s local copy in eval.benchmark_dir: {why}"))
+        return required
+
+    def _world_benchmark(self, name: str) -> str | None:
+        """The tiny world's file of benchmark ``name`` (a tiny profile's own benchmarks), else None."""
+        return f"{WORLD_BENCHMARK_DIR}/{name}.jsonl" if self.tiny and name in WORLD_BENCHMARKS else None
 
     def benchmark_args(self, group: str) -> str:
         return " ".join(f"--benchmark-file {name}={path}" for name, path in self.benchmark_files(group).items())
@@ -230,17 +261,17 @@ class Plan:
         if not self.tracks_dynamics(run):
             return []
         main = self.config["eval"]["main_benchmark"]
-        found = None if self.tiny else find_data(self.bench_dir, main)
+        found = self._world_benchmark(main) or find_data(self.bench_dir, main)
         return [str(found or f"{self.bench_dir}/{main}.jsonl")]
 
     def local_inputs(self) -> list[tuple[str, str, str]]:
-        """(config key, path, what reads it) of the files the paper grid reads that no rule makes, beside the bases
-        and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
+        """(config key, path, what reads it) of the files the grid reads that no rule makes (benchmark copies that
+        must be local; the paper grid's Figure 3 copy and MT-Bench files), beside the bases and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
         consumer's existing output when a missing input stops its producer (a workspace holding another config's
         tables would pass as done)."""
+        files = self._required_benchmark_copies()
         if self.tiny:
-            return []
-        files = []
+            return files
         tracking = [run for run in self.runs if self.tracks_dynamics(run)]
         if tracking:
             files.append(("eval.main_benchmark", self.dynamics_benchmark(tracking[0])[0],
@@ -538,7 +569,7 @@ class Plan:
         return {"seed": self.config["seed"], **self.config.get("world", {})}
 
     def _pretrain_base_job(self, backbone) -> dict:
-        spec = {k: v for k, v in self.config["backbones"][backbone].items() if k != "source"}
+        spec = {k: v for k, v in self.backbone(backbone).items() if k != "source"}
         return {"seed": self.config["seed"], "backbone": backbone, **spec, "pretrain": self.config["pretrain"]}
 
     def _split_job(self) -> dict:

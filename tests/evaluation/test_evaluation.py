@@ -487,6 +487,8 @@ def test_loader_reads_records(tmp_path):
     f = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5. What is it?"}])
     recs = bm.load_benchmark("tiny_id", path=f)
     assert [r["id"] for r in recs] == ["1", "2"] and recs[0]["gold"] == "7"
+    zero = write_jsonl(tmp_path / "zero.jsonl", [{**GOOD, "gold": 0}])
+    assert bm.load_benchmark("tiny_id", path=zero)[0]["gold"] == "0"  # a falsy gold is a gold
     assert len(bm.load_benchmark("tiny_id", path=f, limit=1)) == 1
 
 
@@ -496,6 +498,8 @@ def test_loader_reads_records(tmp_path):
     ([GOOD, "{not json"], "row 2: not valid JSON"),
     ([{**GOOD, "kind": "code"}], "row 1: kind 'code' not supported"),
     (["[1, 2]"], "row 1: expected a JSON object"),
+    ([GOOD, {**GOOD, "id": 2, "gold": None}], "row 2: gold is null"),  # else graded against "None"
+    ([{**GOOD, "id": None, "prompt": None}], "row 1: id, prompt is null"),
 ])
 def test_loader_errors_name_file_and_row(tmp_path, rows, message):
     f = write_jsonl(tmp_path / "bad.jsonl", rows)
@@ -526,7 +530,7 @@ def test_loader_missing_file_and_unknown_benchmark(tmp_path):
         bm.load_benchmark("tiny_id", path=tmp_path / "nope.jsonl")
     with pytest.raises(ValueError, match="unknown benchmark 'gsm9k'"):
         bm.load_benchmark("gsm9k", path=tmp_path / "x.jsonl")
-    with pytest.raises(ValueError, match="local jsonl"):
+    with pytest.raises(ValueError, match="^tiny_id: read from a local JSON Lines file only"):
         bm.load_benchmark("tiny_id")
 
 
@@ -812,3 +816,29 @@ def test_a_benchmark_with_other_engine_settings_loads_its_model_after_the_last_o
     script.main(["--config", json.dumps(config), "--model", str(toy_dir), "--benchmark-file", files[0],
                  "--benchmark-file", files[1], "--out-dir", str(tmp_path / "out")])
     assert most[0] == 1 and len(live) == 1
+
+
+def test_a_benchmark_of_one_s_own_is_registered_planned_from_benchmark_dir_and_loaded(tmp_path):
+    """docs/architecture.md, "Adding a benchmark": register_local + a file in eval.benchmark_dir + eval.benchmarks."""
+    from giftlab.config import deep_merge, load_config, validate_config
+    from giftlab.plan import Plan
+    from helpers import REPO
+
+    bm.register_local("mine", "math", description="ten questions of my own")
+    try:
+        copies = tmp_path / "copies"
+        copies.mkdir()
+        write_jsonl(copies / "mine.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5. What is it?"}])
+        config = deep_merge(load_config(REPO / "params.yaml"), {"eval": {"benchmark_dir": str(copies)}})
+        config["eval"]["benchmarks"] = [*config["eval"]["benchmarks"], "mine"]
+        validate_config(config)
+        plan = Plan(config)
+        assert plan.benchmark_files("all")["mine"] == str(copies / "mine.jsonl")
+        records, report = bm.load_benchmark_checked("mine", path=plan.benchmark_files("all")["mine"])
+        assert [r["gold"] for r in records] == ["7", "7"] and report["problems"] == 2
+        with pytest.raises(ValueError, match=r"^mine: read from a local JSON Lines file only, and none was given"):
+            bm.load_benchmark("mine")
+        with pytest.raises(ValueError, match="'mine' is already registered"):
+            bm.register_local("mine")
+    finally:
+        bm.BENCHMARKS.pop("mine", None)

@@ -57,3 +57,15 @@ def test_the_script_prints_one_line_each_and_fails_on_a_file_that_does_not_load(
     assert bad.returncode == 1
     [line] = [x for x in bad.stdout.splitlines() if x.startswith("math500")]
     assert line.startswith("math500: ERROR reading ") and "math500.jsonl: row 1: empty gold answer" in line
+
+
+def test_a_separate_workspace_is_checked_with_directory(tmp_path):
+    """`snakemake -s <clone>/Snakefile --directory <workspace>`: the config's relative eval.benchmark_dir is the
+    workspace's, params.yaml the clone's, the config files named from where the command runs."""
+    workspace = tmp_path / "ws"
+    shutil.copytree(FIXTURES, workspace / "copies")
+    site = tmp_path / "site.yaml"
+    site.write_text("eval:\n  benchmark_dir: copies\n")
+    ok = _run("--directory", str(workspace), "--configfile", "config/paper.yaml", str(site))
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert len(ok.stdout.splitlines()) == 10 and "ERROR" not in ok.stdout

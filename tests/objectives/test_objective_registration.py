@@ -142,11 +142,3 @@ def test_objective_params_of_an_objective_not_yet_planned_are_checked_too():
                                           r"'lambdda'"):
         validate_config(config)
 
-
-def test_a_target_naming_a_run_outside_the_grid_says_so():
-    from giftlab.plan import UnknownRun
-
-    plan = Plan(load_config(REPO / "params.yaml"))
-    with pytest.raises(UnknownRun) as exc:
-        plan.sft_train_files("sft_lxs")
-    assert str(exc.value).startswith("run 'sft_lxs' is not in this config's grid (its runs: sft, ")

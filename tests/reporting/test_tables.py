@@ -426,3 +426,10 @@ def test_extra_models_table_reads_their_evaluations_and_consistency():
     assert row["MATH500"] == pytest.approx(50.0) and row["GSM8K"] == pytest.approx(25.0)
     assert row["Average"] == pytest.approx(37.5) and row["MATH500 CI95"] == "[40.00, 60.00]"
     assert row["base→model cos"] == 0.9 and math.isnan(df.set_index("model").loc["colleague"]["base→model kl"])
+
+
+def test_a_backbone_of_one_s_own_gets_no_paper_numbers():
+    assert pn.paper_backbone("qwen") == pn.paper_backbone("Qwen/Qwen2.5-7B") == "Qwen2.5-7B"
+    assert pn.paper_backbone("meta-llama/Llama-3.1-8B") == "Llama-3.1-8B"
+    assert pn.paper_backbone("qwen_small") is None and pn.paper_backbone("Qwen/Qwen2.5-1.5B") is None
+    assert math.isnan(pn.paper_value(1, "qwen_small", "SFT", "GSM8K"))

@@ -114,6 +114,7 @@ def test_the_documented_extra_models_command_plans_their_evaluations(paper_workd
     released = Path(extra["models"]["extra"]["gift_qwen_released"]["path"])
     local = paper_workdir / "released"  # the example's folder, here
     local.mkdir()
+    (local / "config.json").write_text("{}")  # a checkpoint folder (the plan refuses one without)
     extra["models"]["extra"]["gift_qwen_released"]["path"] = str(local)
     (paper_workdir / "config" / "extra.yaml").write_text(yaml.safe_dump(extra))
     [command] = [c for c in doc_commands("snakemake") if "extra_models" in c]

@@ -110,6 +110,7 @@ def load_jsonl_records(path, kinds: tuple[str, ...] = ("math",)) -> list[dict]:
             missing = [k for k in REQUIRED_KEYS if k not in rec]
             if missing:
                 raise ValueError(f"{path}: row {row}: missing key(s) {', '.join(missing)}")
+            _refuse_nulls(rec, f"{path}: row {row}")
             if rec["kind"] not in kinds:
                 raise ValueError(f"{path}: row {row}: kind {rec['kind']!r} not supported "
                                  f"(expected one of {', '.join(kinds)})")
@@ -126,19 +127,28 @@ def load_jsonl_records(path, kinds: tuple[str, ...] = ("math",)) -> list[dict]:
                 raise ValueError(f"{path}: row {row}: duplicate id {rid!r}")
             seen.add(rid)
             records.append({**rec, "id": rid, "prompt": str(rec["prompt"]),
-                            "gold": str(rec["gold"]), "source_row": row})
+                            "gold": "" if rec["gold"] is None else str(rec["gold"]), "source_row": row})
     if not records:
         raise ValueError(f"{path}: no records")
     return records
 
 
-def _local_jsonl(kinds: tuple[str, ...]) -> Loader:
+def _local_jsonl(name: str, kinds: tuple[str, ...]) -> Loader:
     def load(path=None, **_) -> list[dict]:
         if path is None:
-            raise ValueError("this benchmark is read from a local jsonl: pass its path")
+            raise ValueError(f"{name}: read from a local JSON Lines file only, and none was given (its copy in "
+                             "eval.benchmark_dir)")
         records = load_jsonl_records(path, kinds)
         return records, len(records)
     return load
+
+
+def register_local(name: str, kind: str = "math", description: str = "") -> None:
+    """A benchmark of one's own: a JSON Lines file of records (``id, prompt, gold, kind``; multiple choice adds
+    ``choices``) in ``eval.benchmark_dir`` (docs/architecture.md, "Adding a benchmark")."""
+    if kind not in ("math", "multiple_choice"):  # code needs tests and a sandbox set-up: register() a loader
+        raise ValueError(f"benchmark {name!r}: kind {kind!r} is not math or multiple_choice")
+    register(name, _local_jsonl(name, (kind,)), needs_path=True, kind=kind, description=description)
 
 
 # The tiny world's analogues (giftlab.tinyworld.make_benchmarks writes them).
@@ -147,8 +157,7 @@ for _name, _kind, _what in (
         ("tiny_ood", "math", "longer chains than any SFT/RL problem"),
         ("tiny_family", "math", "chains with division, an op only the pretraining corpus has"),
         ("tiny_mc", "multiple_choice", "in-distribution chains as multiple-choice items (which range holds the result)")):
-    register(_name, _local_jsonl((_kind,)), needs_path=True, kind=_kind,
-             description=f"tiny world: {_what} (data/tiny/benchmarks/{_name}.jsonl)")
+    register_local(_name, _kind, description=f"tiny world: {_what} (data/tiny/benchmarks/{_name}.jsonl)")
 
 
 # --------------------------------------------------------------------------- real benchmarks
@@ -378,17 +387,26 @@ def _mbpp_plus(row, i, **_):
             "setup": "\n".join(str(x) for x in (row.get("test_imports") or [])), "prefix": ""}
 
 
+def _refuse_nulls(rec: dict, where: str) -> None:
+    """A null id, prompt or (but for code, graded by its tests) gold: str() would make it "None", a gold no answer
+    can match."""
+    nulls = [k for k in ("id", "prompt", "gold") if rec[k] is None and not (k == "gold" and rec["kind"] == "code")]
+    if nulls:
+        raise ValueError(f"{where}: {', '.join(nulls)} is null")
+
+
 def _check_record(rec: dict, where: str) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing:
         raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+    _refuse_nulls(rec, where)
     if rec["kind"] not in KINDS:
         raise ValueError(f"{where}: kind {rec['kind']!r} not supported")
     if rec["kind"] == "multiple_choice" and not rec.get("choices"):
         raise ValueError(f"{where}: multiple_choice record without choices")
     if rec["kind"] == "code" and not (rec.get("tests") or rec.get("base_inputs") is not None):
         raise ValueError(f"{where}: code record without tests")
-    return {**rec, "id": str(rec["id"]), "prompt": str(rec["prompt"]), "gold": str(rec["gold"])}
+    return {**rec, "id": str(rec["id"]), "prompt": str(rec["prompt"]), "gold": "" if rec["gold"] is None else str(rec["gold"])}
 
 
 def row_layout(row: dict) -> str:

@@ -80,14 +80,16 @@ def paper_wide(table: int) -> pd.DataFrame:
     return wide.reset_index()
 
 
+# the names our configs give the paper's two backbones (config/paper.yaml's keys, their hub ids): matched whole, so
+# a backbone of one's own ("qwen_small", "Qwen/Qwen2.5-1.5B") gets no paper numbers beside it
+_PAPER_BACKBONE_NAMES = {"qwen": "Qwen2.5-7B", "qwen/qwen2.5-7b": "Qwen2.5-7B", "qwen2.5-7b": "Qwen2.5-7B",
+                         "llama": "Llama-3.1-8B", "meta-llama/llama-3.1-8b": "Llama-3.1-8B",
+                         "llama-3.1-8b": "Llama-3.1-8B"}
+
+
 def paper_backbone(name: str) -> str | None:
     """Our backbone name (``qwen``, ``Qwen/Qwen2.5-7B``, ``llama``, …) -> the paper's, or None."""
-    low = name.lower()
-    if "qwen" in low:
-        return "Qwen2.5-7B"
-    if "llama" in low:
-        return "Llama-3.1-8B"
-    return None
+    return _PAPER_BACKBONE_NAMES.get(name.lower())
 
 
 def paper_column(benchmark: str) -> str | None:
