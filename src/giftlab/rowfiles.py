@@ -89,6 +89,8 @@ def _read_text(path: Path, data: bytes) -> list[dict[str, Any]]:
     except UnicodeDecodeError as exc:
         raise RowFileError(f"{path}: not UTF-8 text, parquet or gzip (byte {exc.start})") from None
     first = text.lstrip()[:1]
+    if not first:
+        raise RowFileError(f"{path}: empty file")
     if first == "[":
         try:
             rows = json.loads(text)
@@ -97,8 +99,8 @@ def _read_text(path: Path, data: bytes) -> list[dict[str, Any]]:
         if not all(isinstance(r, dict) for r in rows):
             raise RowFileError(f"{path}: expected a JSON list of objects")
         return rows
-    if first == "{":
-        # rows end at "\n" only: str.splitlines() also splits at U+2028 and other separators that JSON strings may
+    if first == "{" or path.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
+        # (named JSON: a first row that does not parse is a JSON error, not a CSV header) rows end at "\n" only: str.splitlines() also splits at U+2028 and other separators that JSON strings may
         # hold unescaped (public GPQA copies do)
         return _jsonl_rows(path, text.split("\n"))
     return _read_csv(path, text)
@@ -121,7 +123,7 @@ def _jsonl_rows(path: Path, lines) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise RowFileError(f"{path}: row {lineno}: not valid JSON ({exc.msg})") from None
+            raise RowFileError(f"{path}: row {lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(row, dict):
             raise RowFileError(f"{path}: row {lineno}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)

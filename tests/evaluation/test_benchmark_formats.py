@@ -343,6 +343,13 @@ def test_unreadable_files_fail_in_one_line(tmp_path):
     text.write_text("just some words\n")
     with pytest.raises(RowFileError, match="x.txt: not parquet, gzip, JSON, JSON Lines or a CSV"):
         read_rows(text)
+    named = tmp_path / "x.jsonl"  # named JSON Lines: its bad first row is a JSON error, not a CSV header
+    named.write_text('question,answer\n{"a": 1}\n')
+    with pytest.raises(RowFileError, match=r"x.jsonl: row 1: not valid JSON \(Expecting value, column 1\)$"):
+        read_rows(named)
+    named.write_text("\n \n")
+    with pytest.raises(RowFileError, match=r"x.jsonl: empty file$"):
+        read_rows(named)
 
 
 def test_json_lines_end_at_newlines_only(tmp_path):

@@ -842,3 +842,12 @@ def test_a_benchmark_of_one_s_own_is_registered_planned_from_benchmark_dir_and_l
             bm.register_local("mine")
     finally:
         bm.BENCHMARKS.pop("mine", None)
+
+
+def test_a_hand_written_record_under_a_real_benchmark_s_name_says_what_it_lacks(tmp_path):
+    f = write_jsonl(tmp_path / "gsm8k.jsonl", [GOOD, {"id": 2, "prompt": "x", "kind": "math"}])
+    with pytest.raises(ValueError, match=r"gsm8k.jsonl: row 2: gsm8k \(upstream layout\): a record without gold$"):
+        bm.load_benchmark("gsm8k", path=f)
+    f = write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "1 + 1?"}])
+    with pytest.raises(ValueError, match=r"row 1: gsm8k \(upstream layout\): none of the fields answer present$"):
+        bm.load_benchmark("gsm8k", path=f)

@@ -177,7 +177,7 @@ def test_fastchats_files_load_with_the_gpt4_references_and_h4_ids_match_none(tmp
     ([{"question_id": 1, "turns": ["a", "b"]}], "row 1: no 'category'"),
     ([{"category": "writing", "turns": ["a", "b"]}], "row 1: no 'question_id'"),
     ([{"question_id": 1, "category": "writing", "turns": ["a", "b"]}] * 2, "appears twice"),
-    ([], "not parquet"),   # an empty file: the row reader names it
+    ([], "empty file"),   # an empty file: the row reader names it
 ])
 def test_a_bad_questions_file_is_one_line_naming_it(tmp_path, rows, message):
     path = _write_jsonl(tmp_path / "q.jsonl", rows)

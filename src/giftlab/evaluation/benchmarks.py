@@ -462,7 +462,11 @@ def _real_loader(name, normalize, hub_id, config, split, alt_splits=(), all_conf
                 else:
                     rec = normalize(row, i, **opts)
             except (KeyError, ValueError, TypeError) as exc:
-                raise ValueError(f"{where}: row {i + 1}: {name} ({layout} layout): {exc}") from None
+                why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str(KeyError) adds quotes
+                lacks = [k for k in REQUIRED_KEYS if k not in row]
+                if "kind" in row and lacks:  # meant as a record (id, prompt, gold, kind): say what it lacks
+                    why = f"a record without {', '.join(lacks)}"
+                raise ValueError(f"{where}: row {i + 1}: {name} ({layout} layout): {why}") from None
             if rec is None:  # filtered out (e.g. MMLU-Redux items with an error_type)
                 continue
             records.append({**_check_record(rec, f"{where}: row {i + 1}"), "source_row": i + 1})
