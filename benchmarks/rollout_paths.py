@@ -47,6 +47,9 @@ def main(argv=None) -> None:
     model.train()  # TRL samples with the policy in train mode
     rows = [json.loads(line) for line in args.rl.read_text().splitlines() if line.strip()]
     prompts = [r["prompt"] for r in rl_dataset_rows(tokenizer, rows)]
+    if args.steps * args.prompts > len(prompts):
+        raise SystemExit(f"rollout_paths: --steps {args.steps} x --prompts {args.prompts} needs "
+                         f"{args.steps * args.prompts} prompts; {args.rl} has {len(prompts)}")
     batches = []
     for step in range(args.steps):
         chosen = prompts[step * args.prompts:(step + 1) * args.prompts]
