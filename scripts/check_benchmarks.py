@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     from giftlab.evaluation.preflight import check_benchmark_files, describe
 
     params = Path(__file__).resolve().parents[1] / "params.yaml"
+    if args.directory and not Path(args.directory).is_dir():
+        print(f"check_benchmarks: --directory {args.directory}: no such folder", file=sys.stderr)
+        return 2
     try:
         config = load_config(params, *args.configfile)  # config files named from here, as snakemake takes them
         if args.directory:

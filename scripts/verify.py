@@ -26,6 +26,9 @@ def main(argv=None) -> int:
                    "workspace's own; a workspace built with `snakemake -s <clone>/Snakefile --directory <it>`: the "
                    "clone's)")
     args = p.parse_args(argv)
+    if args.params and not Path(args.params).is_file():
+        print(f"verify: --params {args.params}: no such file", file=sys.stderr)
+        return 2
     # the rebuild commands carry the profile the outputs are checked against
     profile = f"--configfile {' '.join(args.configfile)}" if args.configfile else ""
     checked, problems = verify_workspace(args.root, profile)

@@ -425,20 +425,26 @@ def test_the_papers_other_local_inputs_are_checked_before_the_plan(tmp_path):
 
 
 def test_local_paths_of_extra_models_and_tiny_profile_benchmarks_are_checked_before_the_plan(tmp_path):
-    """A models.extra folder that is missing or is no checkpoint, a tiny profile's copy of a real benchmark that is
-    not in eval.benchmark_dir: one line before any job (they failed inside the jobs, after training)."""
+    """A models.extra folder that is missing or is no checkpoint (when its jobs are planned: a config may keep
+    models.extra for later), a tiny profile's copy of a real benchmark that is not in eval.benchmark_dir: one line
+    before any job (they failed inside the jobs, after training)."""
     from giftlab.config import check_local_paths
     from giftlab.plan import Plan
 
     config = load_config(PARAMS)
-    for path, message in (("models/sft/qwen/nosuch", "models.extra.mine.path: no such folder: models/sft/qwen/nosuch"),
-                          ("run", "models.extra.mine.path: run holds no config.json")):
-        (tmp_path / "run" / "epoch_1").mkdir(parents=True, exist_ok=True)
+    run = tmp_path / "run"
+    (run / "epoch_1").mkdir(parents=True)
+    for path, message in ((f"{tmp_path}/nosuch", f"models.extra.mine.path: no such folder: {tmp_path}/nosuch"),
+                          (str(run), f"models.extra.mine.path: {run} holds no config.json")):
         extra = deep_merge(config, {"models": {"extra": {"mine": {"path": path}}}})
+        check_local_paths(extra, [], tmp_path)  # the other targets still plan
         with pytest.raises(ConfigError, match=re.escape(message)):
-            check_local_paths(extra, [], tmp_path)
-    (tmp_path / "run" / "config.json").write_text("{}")
-    check_local_paths(deep_merge(config, {"models": {"extra": {"mine": {"path": "run"}}}}), [], tmp_path)
+            Plan(extra).extra_model("mine")
+    (run / "config.json").write_text("{}")
+    assert Plan(deep_merge(config, {"models": {"extra": {"mine": {"path": str(run)}}}})).extra_model("mine")[0] == \
+        [str(run)]
+    hub = Plan(deep_merge(config, {"models": {"extra": {"mine": {"path": "Qwen/Qwen2.5-7B"}}}}))
+    assert hub.extra_model("mine") == ([], "Qwen/Qwen2.5-7B")
 
     gsm8k = deep_merge(config, {"eval": {"benchmarks": [*config["eval"]["benchmarks"], "gsm8k"],
                                          "benchmark_dir": str(tmp_path / "copies")}})

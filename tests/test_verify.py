@@ -96,6 +96,8 @@ def test_outputs_another_config_made_are_refused_before_they_are_recorded(tmp_pa
     # a workspace built with `snakemake -s <clone>/Snakefile --directory <it>` holds no params.yaml: --params
     (root / "params.yaml").unlink()
     assert "which config made the outputs is not checked" in run().stderr
+    typo = run("--params", str(root / "parms.yaml"))
+    assert typo.returncode == 2 and typo.stderr.strip() == f"verify: --params {root}/parms.yaml: no such file"
     apart = run("--params", str(REPO / "params.yaml"))
     assert apart.returncode == 1 and apart.stdout.startswith("results/split.json: made by another config")
 

@@ -371,15 +371,6 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     if data["source"] != "tiny" and data.get("path") and data_looks_local(data["path"]) and missing(data["path"]):
         raise ConfigError(f"config error: data.path: no such file or folder: {data['path']} (a local copy; a hub "
                           "dataset id is owner/name)")
-    for name, spec in extra_models(config).items():  # checkpoints evaluated on demand: a folder, or a hub id
-        path = spec["path"]
-        folder = Path(root) / Path(path).expanduser()
-        if model_looks_local(path) and not folder.is_dir():
-            raise ConfigError(f"config error: models.extra.{name}.path: no such folder: {path} (a local checkpoint "
-                              "folder; a hub id is owner/name)")
-        if folder.is_dir() and not (folder / "config.json").is_file():
-            raise ConfigError(f"config error: models.extra.{name}.path: {path} holds no config.json (a checkpoint "
-                              "folder; an SFT run's are its epoch_<k> subfolders)")
     for key, path, what in files:
         if missing(path):
             raise ConfigError(f"config error: {key}: no such file: {path} ({what}; docs/scale.md, step 2)")

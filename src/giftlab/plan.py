@@ -15,14 +15,15 @@ Tables 1-2 only). The SFT and GIFT runs are the ones the analyses compare (Table
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any, Mapping
 
+from giftlab.cli import ConfigError
 from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models,
                             mtbench_enabled)
 from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
 from giftlab.jobs import EngineSettings, EvalSettings
-from giftlab.rowfiles import find_data
+from giftlab.rowfiles import RowFileError, find_data
 from giftlab.runtime_keys import RUNTIME_KEYS, drop_keys
 from giftlab.tinyworld.corpus import BENCHMARK_NAMES as WORLD_BENCHMARKS
 
@@ -229,12 +230,12 @@ class Plan:
         hub)."""
         files = {}
         for name in self.benchmarks(group):
-            path = self._world_benchmark(name) or find_data(self.bench_dir, name)
+            path = self._world_benchmark(name) or self._copy_of(name)
             if path is not None:
                 files[name] = str(path)
         return files
 
-    def _required_benchmark_copies(self) -> list[tuple[str, str, str]]:
+    def required_benchmark_copies(self) -> list[tuple[str, str, str]]:
         """(key, path, why) of the benchmarks that must have a copy in eval.benchmark_dir and have none: any but the
         world's in a tiny profile (offline), and those registered without a hub source (``needs_path``)."""
         from giftlab.evaluation.benchmarks import BENCHMARKS
@@ -247,6 +248,14 @@ class Plan:
             required.append(("eval.benchmarks", f"{self.bench_dir}/{name}.jsonl",
                              f"{name}'s local copy in eval.benchmark_dir: {why}"))
         return required
+
+    def _copy_of(self, name: str):
+        """Benchmark ``name``'s copy in eval.benchmark_dir, or None; two copies (x.jsonl and x.parquet) stop the plan
+        in one line (which one a run read must not depend on a search order)."""
+        try:
+            return find_data(self.bench_dir, name)
+        except RowFileError as exc:
+            raise ConfigError(f"config error: eval.benchmark_dir: {exc}") from None
 
     def _world_benchmark(self, name: str) -> str | None:
         """The tiny world's file of benchmark ``name`` (a tiny profile's own benchmarks), else None."""
@@ -261,7 +270,7 @@ class Plan:
         if not self.tracks_dynamics(run):
             return []
         main = self.config["eval"]["main_benchmark"]
-        found = self._world_benchmark(main) or find_data(self.bench_dir, main)
+        found = self._world_benchmark(main) or self._copy_of(main)
         return [str(found or f"{self.bench_dir}/{main}.jsonl")]
 
     def local_inputs(self) -> list[tuple[str, str, str]]:
@@ -269,7 +278,7 @@ class Plan:
         must be local; the paper grid's Figure 3 copy and MT-Bench files), beside the bases and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
         consumer's existing output when a missing input stops its producer (a workspace holding another config's
         tables would pass as done)."""
-        files = self._required_benchmark_copies()
+        files = self.required_benchmark_copies()
         if self.tiny:
             return files
         tracking = [run for run in self.runs if self.tracks_dynamics(run)]
@@ -510,9 +519,22 @@ class Plan:
 
     # -------------------------------------------------------------- checkpoints the pipeline did not train
     def extra_model(self, name: str) -> tuple[list[str], str]:
-        """(DAG inputs, path): a local folder is an input (its changes rerun the evaluation); a hub id is not."""
+        """(DAG inputs, path): a local folder is an input (its changes rerun the evaluation); a hub id is not. Checked
+        when its jobs are planned (only then: a config may keep models.extra for later): a missing folder, or one
+        that is no checkpoint, is one line before any job."""
+        from giftlab.models import looks_local
+
+        if name not in self.extra:
+            raise UnknownName(f"models.extra has no {name!r} (its models: {', '.join(self.extra) or 'none'})")
         path = self.extra[name]["path"]
-        return ([path] if os.path.isdir(path) else []), path
+        folder = Path(path).expanduser()
+        if looks_local(path) and not folder.is_dir():
+            raise ConfigError(f"config error: models.extra.{name}.path: no such folder: {path} (a local checkpoint "
+                              "folder; a hub id is owner/name)")
+        if folder.is_dir() and not (folder / "config.json").is_file():
+            raise ConfigError(f"config error: models.extra.{name}.path: {path} holds no config.json (a checkpoint "
+                              "folder; an SFT run's are its epoch_<k> subfolders)")
+        return ([path] if folder.is_dir() else []), path
 
     def extra_results(self) -> list[str]:
         evals = [f"results/extra/eval/{name}/{bench}.summary.json" for name in self.extra
@@ -532,8 +554,6 @@ class Plan:
     def reporting_code(package) -> list[str]:
         """What every table and figure script runs: giftlab.reporting and the modules below it that it imports
         (the plot and table rules depend on these files, so a change there redraws them, in seconds)."""
-        from pathlib import Path
-
         package = Path(package)
         files = [p for p in (package / "reporting").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
         return sorted(str(p) for p in [*files, *(package / f"{m}.py" for m in ("stats", "jobs", "grid"))])

@@ -411,3 +411,18 @@ def test_mbpp_entry_point_prefers_what_the_reference_code_defines_and_skips_stri
 def test_mbpp_entry_point_falls_back_to_the_reference_codes_def():
     assert bm._mbpp_entry_point([], "import math\ndef first(a):\n    return a\ndef second(b):\n    return b\n") == "first"
     assert bm._mbpp_entry_point(["assert len([1]) == 1"], "") is None
+
+
+def test_two_copies_of_a_benchmark_stop_the_plan_in_one_config_line(tmp_path):
+    from giftlab.cli import ConfigError
+    from giftlab.config import load_config
+    from giftlab.plan import Plan
+    from helpers import REPO
+
+    config = load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml")
+    config["eval"]["benchmark_dir"] = str(tmp_path)
+    write_parquet(tmp_path / "math500.parquet", hf_rows("math500"))
+    shutil.copy(HF / "math500.jsonl", tmp_path / "math500.jsonl")
+    with pytest.raises(ConfigError, match=r"^config error: eval.benchmark_dir: .*math500.parquet and math500.jsonl are "
+                                          r"both benchmark 'math500': keep one$"):
+        Plan(config).benchmark_files("all")

@@ -497,7 +497,7 @@ def test_loader_reads_records(tmp_path):
     ([GOOD, GOOD], "row 2: duplicate id '1'"),
     ([GOOD, "{not json"], "row 2: not valid JSON"),
     ([{**GOOD, "kind": "code"}], "row 1: kind 'code' not supported"),
-    (["[1, 2]"], "row 1: expected a JSON object"),
+    (["[1, 2]"], "expected a JSON list of objects"),
     ([GOOD, {**GOOD, "id": 2, "gold": None}], "row 2: gold is null"),  # else graded against "None"
     ([{**GOOD, "id": None, "prompt": None}], "row 1: id, prompt is null"),
 ])
@@ -530,7 +530,7 @@ def test_loader_missing_file_and_unknown_benchmark(tmp_path):
         bm.load_benchmark("tiny_id", path=tmp_path / "nope.jsonl")
     with pytest.raises(ValueError, match="unknown benchmark 'gsm9k'"):
         bm.load_benchmark("gsm9k", path=tmp_path / "x.jsonl")
-    with pytest.raises(ValueError, match="^tiny_id: read from a local JSON Lines file only"):
+    with pytest.raises(ValueError, match="^tiny_id: read from a local file only"):
         bm.load_benchmark("tiny_id")
 
 
@@ -836,7 +836,12 @@ def test_a_benchmark_of_one_s_own_is_registered_planned_from_benchmark_dir_and_l
         assert plan.benchmark_files("all")["mine"] == str(copies / "mine.jsonl")
         records, report = bm.load_benchmark_checked("mine", path=plan.benchmark_files("all")["mine"])
         assert [r["gold"] for r in records] == ["7", "7"] and report["problems"] == 2
-        with pytest.raises(ValueError, match=r"^mine: read from a local JSON Lines file only, and none was given"):
+        pd_rows = [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5. What is it?"}]  # any format the row reader reads, as the plan finds it
+        (copies / "mine.jsonl").unlink()
+        __import__("pandas").DataFrame(pd_rows).to_parquet(copies / "mine.parquet")
+        assert Plan(config).benchmark_files("all")["mine"] == str(copies / "mine.parquet")
+        assert [r["id"] for r in bm.load_benchmark("mine", path=copies / "mine.parquet")] == ["1", "2"]
+        with pytest.raises(ValueError, match=r"^mine: read from a local file only, and none was given"):
             bm.load_benchmark("mine")
         with pytest.raises(ValueError, match="'mine' is already registered"):
             bm.register_local("mine")

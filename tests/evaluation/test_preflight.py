@@ -69,3 +69,16 @@ def test_a_separate_workspace_is_checked_with_directory(tmp_path):
     ok = _run("--directory", str(workspace), "--configfile", "config/paper.yaml", str(site))
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     assert len(ok.stdout.splitlines()) == 10 and "ERROR" not in ok.stdout
+    missing = _run("--directory", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and missing.stderr.strip() == f"check_benchmarks: --directory {tmp_path}/nowhere: " \
+                                                                  "no such folder"
+
+
+def test_a_tiny_profile_s_missing_copy_is_the_error_the_plan_stops_with(tmp_path):
+    """A tiny profile reads no hub: the preflight says what the plan will, not what the hub might give."""
+    config = load_config(REPO / "params.yaml")
+    config["eval"]["benchmarks"] = [*config["eval"]["benchmarks"], "gsm8k"]
+    config["eval"]["benchmark_dir"] = str(tmp_path)
+    [row] = [r for r in check_benchmark_files(config) if r["benchmark"] == "gsm8k"]
+    assert row["error"] == f"no such file: {tmp_path}/gsm8k.jsonl (gsm8k's local copy in eval.benchmark_dir: a tiny " \
+                           "profile reads no hub)"

@@ -96,14 +96,19 @@ def _per_token(batch, **hp):
     ({"beta_swept": True}, r"^objective 'mine': beta_swept=True needs a 'beta' default"),
     ({"validate": lambda hp: hp["epsilon"]}, r"^objective 'mine': its validator reads hyperparameter 'epsilon', "
                                               r"which has no default"),
+    ({"defaults": {"eps": 0.1}, "fn": lambda batch, *, epsilon: batch}, r"^objective 'mine': <lambda>\(batch, "
+                                                                       r"\*\*\['eps'\]\) cannot be called"),
+    ({"fn": lambda batch, *, eps: batch}, r"^objective 'mine': <lambda>\(batch, \*\*\[\]\) cannot be called .*"
+                                         r"missing a required argument: 'eps'"),
     ({"defaults": {"eps": 2.0}, "validate": __import__("giftlab.objectives.base", fromlist=["x"]).check_range(
         "mine", "eps", 0.0, 1.0)}, r"^objective 'mine': its own defaults fail its validator: .*eps must be in"),
 ])
 def test_a_registration_that_cannot_work_is_refused_when_its_module_is_imported(registry, kwargs, message):
     from giftlab.objectives import register
 
+    fn = kwargs.pop("fn", _per_token)
     with pytest.raises(ValueError, match=message):
-        register("mine", **kwargs)(_per_token)
+        register("mine", **kwargs)(fn)
     assert "mine" not in registry
 
 
@@ -115,8 +120,9 @@ def test_a_reduced_loss_or_a_hyperparameter_without_default_is_one_line_when_the
     with pytest.raises(ValueError, match=r"^objective 'mine_mean': returned shape \(\), expected \[N\] = \(3,\) "
                                          r"\(one loss per token, not reduced\)$"):
         get_objective("mine_mean").probe()
-    with pytest.raises(ValueError, match=r"^objective 'mine_eps': reads hyperparameter 'epsilon', which has no "
-                                         r"default in its register\(defaults=\.\.\.\) \(it has: \['lam'\]\)$"):
+    with pytest.raises(ValueError, match=r"^objective 'mine_eps': KeyError 'epsilon' in its function: a "
+                                         r"hyperparameter without a default in its register\(defaults=\.\.\.\)\? "
+                                         r"\(it has: \['lam'\]\)$"):
         get_objective("mine_eps").probe()
     for name in set(OBJECTIVES) - {"mine_mean", "mine_eps"}:  # the project's own pass, each with its defaults
         get_objective(name).probe()

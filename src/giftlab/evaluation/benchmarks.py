@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import json
 import keyword
 import logging
 import re
@@ -89,54 +88,46 @@ def register(name: str, loader: Loader, needs_path: bool = False, description: s
 
 
 def load_jsonl_records(path, kinds: tuple[str, ...] = ("math",)) -> list[dict]:
-    """Records from a local jsonl; each line needs ``id, prompt, gold, kind`` (in ``kinds``).
+    """Records from a local file (JSON Lines, or any format :func:`giftlab.rowfiles.read_rows` reads); each row needs
+    ``id, prompt, gold, kind`` (in ``kinds``).
 
     Errors are one line naming the file and the 1-based row. ``gold`` is kept as a string.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"benchmark file not found: {path}")
     records, seen = [], set()
-    with open(path) as fh:
-        for row, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: row {row}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{path}: row {row}: expected a JSON object")
-            missing = [k for k in REQUIRED_KEYS if k not in rec]
-            if missing:
-                raise ValueError(f"{path}: row {row}: missing key(s) {', '.join(missing)}")
-            _refuse_nulls(rec, f"{path}: row {row}")
-            if rec["kind"] not in kinds:
-                raise ValueError(f"{path}: row {row}: kind {rec['kind']!r} not supported "
-                                 f"(expected one of {', '.join(kinds)})")
-            if rec["kind"] == "multiple_choice":
-                choices = rec.get("choices")
-                if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
-                    raise ValueError(f"{path}: row {row}: 'choices' must be a list of 2..{len(LETTERS)} "
-                                     f"options")
-                if str(rec["gold"]) not in LETTERS[:len(choices)]:
-                    raise ValueError(f"{path}: row {row}: gold {rec['gold']!r} is not one of the "
-                                     f"letters A..{LETTERS[len(choices) - 1]}")
-            rid = str(rec["id"])
-            if rid in seen:
-                raise ValueError(f"{path}: row {row}: duplicate id {rid!r}")
-            seen.add(rid)
-            records.append({**rec, "id": rid, "prompt": str(rec["prompt"]),
-                            "gold": "" if rec["gold"] is None else str(rec["gold"]), "source_row": row})
+    for row, rec in enumerate(read_rows(path), start=1):
+        missing = [k for k in REQUIRED_KEYS if k not in rec]
+        if missing:
+            raise ValueError(f"{path}: row {row}: missing key(s) {', '.join(missing)}")
+        _refuse_nulls(rec, f"{path}: row {row}")
+        if rec["kind"] not in kinds:
+            raise ValueError(f"{path}: row {row}: kind {rec['kind']!r} not supported "
+                             f"(expected one of {', '.join(kinds)})")
+        if rec["kind"] == "multiple_choice":
+            choices = rec.get("choices")
+            if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
+                raise ValueError(f"{path}: row {row}: 'choices' must be a list of 2..{len(LETTERS)} "
+                                 f"options")
+            if str(rec["gold"]) not in LETTERS[:len(choices)]:
+                raise ValueError(f"{path}: row {row}: gold {rec['gold']!r} is not one of the "
+                                 f"letters A..{LETTERS[len(choices) - 1]}")
+        rid = str(rec["id"])
+        if rid in seen:
+            raise ValueError(f"{path}: row {row}: duplicate id {rid!r}")
+        seen.add(rid)
+        records.append({**rec, "id": rid, "prompt": str(rec["prompt"]),
+                        "gold": "" if rec["gold"] is None else str(rec["gold"]), "source_row": row})
     if not records:
         raise ValueError(f"{path}: no records")
     return records
 
 
-def _local_jsonl(name: str, kinds: tuple[str, ...]) -> Loader:
+def _local_records(name: str, kinds: tuple[str, ...]) -> Loader:
     def load(path=None, **_) -> list[dict]:
         if path is None:
-            raise ValueError(f"{name}: read from a local JSON Lines file only, and none was given (its copy in "
+            raise ValueError(f"{name}: read from a local file only, and none was given (its copy in "
                              "eval.benchmark_dir)")
         records = load_jsonl_records(path, kinds)
         return records, len(records)
@@ -144,11 +135,11 @@ def _local_jsonl(name: str, kinds: tuple[str, ...]) -> Loader:
 
 
 def register_local(name: str, kind: str = "math", description: str = "") -> None:
-    """A benchmark of one's own: a JSON Lines file of records (``id, prompt, gold, kind``; multiple choice adds
+    """A benchmark of one's own: a file of records (``id, prompt, gold, kind``; multiple choice adds
     ``choices``) in ``eval.benchmark_dir`` (docs/architecture.md, "Adding a benchmark")."""
     if kind not in ("math", "multiple_choice"):  # code needs tests and a sandbox set-up: register() a loader
         raise ValueError(f"benchmark {name!r}: kind {kind!r} is not math or multiple_choice")
-    register(name, _local_jsonl(name, (kind,)), needs_path=True, kind=kind, description=description)
+    register(name, _local_records(name, (kind,)), needs_path=True, kind=kind, description=description)
 
 
 # The tiny world's analogues (giftlab.tinyworld.make_benchmarks writes them).

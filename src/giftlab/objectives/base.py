@@ -12,6 +12,7 @@ which saves time and memory; it is the hook a fused (e.g. Triton) kernel would r
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -111,7 +112,8 @@ def register(
     """
 
     def deco(fn):
-        _check_registration(name, label or name, dict(defaults or {}), beta_swept, validate)
+        _check_registration(name, label or name, dict(defaults or {}), beta_swept, validate,
+                            tuple(f for f in (fn, value_and_grad) if f is not None), tuple(trainer_keys))
         OBJECTIVES[name] = ObjectiveSpec(
             name=name,
             fn=fn,
@@ -133,9 +135,20 @@ def register(
     return deco
 
 
-def _check_registration(name: str, label: str, defaults: dict, beta_swept: bool, validate: Validator | None) -> None:
+def _check_registration(name: str, label: str, defaults: dict, beta_swept: bool, validate: Validator | None,
+                        functions: tuple = (), trainer_keys: tuple = ()) -> None:
     """Mistakes of a new objective's ``register(...)``, said when its module is imported rather than later as a
     config error or in the middle of a training job."""
+    hparams = {k: v for k, v in defaults.items() if k not in trainer_keys}
+    for fn in functions:  # fn and value_and_grad are called as fn(batch, **hparams)
+        try:
+            inspect.signature(fn).bind(None, **hparams)
+        except TypeError as exc:
+            raise ValueError(f"objective {name!r}: {getattr(fn, '__name__', 'its function')}(batch, "
+                             f"**{sorted(hparams)}) cannot be called ({exc}): every hyperparameter it takes needs a "
+                             "default in register(defaults=...)") from None
+        except ValueError:  # no signature to read (a builtin): called as it is
+            pass
     if name in OBJECTIVES:
         raise ValueError(f"objective {name!r} registered twice")
     clash = next((other for other, spec in OBJECTIVES.items() if spec.label == label), None)
@@ -246,8 +259,8 @@ class Objective:
             key = exc.args[0] if exc.args else None
             if not isinstance(key, str) or key in self._fn_kwargs:
                 raise
-            raise ValueError(f"objective {self.name!r}: reads hyperparameter {exc}, which has no default in its "
-                             f"register(defaults=...) (it has: {sorted(self.spec.defaults)})") from None
+            raise ValueError(f"objective {self.name!r}: KeyError {exc} in its function: a hyperparameter without a "
+                             f"default in its register(defaults=...)? (it has: {sorted(self.spec.defaults)})") from exc
 
     def __call__(self, batch: TokenBatch) -> Tensor:
         self._check(batch)

@@ -44,7 +44,8 @@ def gift_base_logprobs(ref_logits: Tensor, variant: str = "exact", smooth_lambda
         logp = torch.log_softmax(ref, -1)
         if variant == "exact":
             if smooth_lambda > 0:
-                logp = torch.logaddexp(logp + math.log1p(-smooth_lambda), logp.new_tensor(math.log(smooth_lambda / v)))
+                keep = math.log1p(-smooth_lambda) if smooth_lambda < 1 else -math.inf  # 1: the uniform distribution
+                logp = torch.logaddexp(logp + keep, logp.new_tensor(math.log(smooth_lambda / v)))
             return logp
         if variant == "released":
             u = logp.exp_()
