@@ -37,7 +37,8 @@ def main(argv=None):
         raise cli.ConfigError(f"table: no paper table {n} (1-5)")
     if n != "extra":
         df = tables.over_seeds(df, specs)  # replicates of a cell (config seeds): one row, mean and seed interval
-    written = tables.write_table(df, args.stem)
+    notes = tables.subset_notes(records) if n in (1, 2, 3) else []  # beside the paper's numbers
+    written = tables.write_table(df, args.stem, notes=notes)
     write_sidecar(f"{args.stem}.provenance.json", config, args.results, written.values())
 
 

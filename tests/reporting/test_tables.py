@@ -433,3 +433,18 @@ def test_a_backbone_of_one_s_own_gets_no_paper_numbers():
     assert pn.paper_backbone("meta-llama/Llama-3.1-8B") == "Llama-3.1-8B"
     assert pn.paper_backbone("qwen_small") is None and pn.paper_backbone("Qwen/Qwen2.5-1.5B") is None
     assert math.isnan(pn.paper_value(1, "qwen_small", "SFT", "GSM8K"))
+
+
+def test_a_benchmark_evaluated_on_a_subset_is_noted_under_the_paper_s_numbers(tmp_path):
+    checks = {"rows_read": 10, "duplicates_dropped": 0, "official_size": 1319, "size_matches_official": False}
+    whole = {**checks, "rows_read": 500, "official_size": 500, "size_matches_official": True}
+    summaries = [{"benchmark": "gsm8k", "benchmark_checks": checks}, {"benchmark": "gsm8k", "benchmark_checks": checks},
+                 {"benchmark": "math500", "benchmark_checks": whole},
+                 {"benchmark": "tiny_id", "benchmark_checks": {**checks, "official_size": None,
+                                                               "size_matches_official": None}}]
+    notes = T.subset_notes(summaries)
+    assert notes == ["GSM8K: 10 of the official set's 1,319 problems were evaluated; the paper's numbers are on the "
+                     "whole set."]
+    paths = T.write_table(pd.DataFrame({"a": [1.0]}), tmp_path / "t", notes=notes)
+    assert paths["md"].read_text().endswith(f"\nNote: {notes[0]}\n") and f"% Note: {notes[0]}" in paths["tex"].read_text()
+    assert "Note" not in paths["csv"].read_text()

@@ -418,13 +418,27 @@ def to_latex(df: pd.DataFrame, digits: int | Mapping[str, int] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def write_table(df: pd.DataFrame, stem: str | Path, digits: int | Mapping[str, int] | None = None
-                ) -> dict[str, Path]:
+def subset_notes(summaries) -> list[str]:
+    """One line per benchmark whose evaluation read another number of problems than its official set has (a subset,
+    a stand-in): the paper's numbers beside its column are on the whole set (``benchmark_checks`` of its summaries)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for rec in summaries:
+        checks = rec.get("benchmark_checks") or {}
+        if checks.get("size_matches_official") is False:
+            name = rec.get("benchmark") or rec["provenance"]["config"]["benchmark"]
+            sizes.setdefault(name, (checks["rows_read"] - checks["duplicates_dropped"], checks["official_size"]))
+    return [f"{pn.paper_column(name) or name}: {read:,} of the official set's {official:,} problems were evaluated; "
+            "the paper's numbers are on the whole set." for name, (read, official) in sizes.items()]
+
+
+def write_table(df: pd.DataFrame, stem: str | Path, digits: int | Mapping[str, int] | None = None,
+                notes: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``<stem>.csv`` (full precision), ``<stem>.md`` (pipe table) and ``<stem>.tex``
-    (booktabs), each through a temporary name and an atomic rename. Returns the three paths."""
+    (booktabs), each through a temporary name and an atomic rename; ``notes`` follow the table in the last two
+    (a CSV has no place for them). Returns the three paths."""
     stem = Path(stem)
     paths = {ext: stem.with_name(f"{stem.name}.{ext}") for ext in ("csv", "md", "tex")}
     write_text_atomic(paths["csv"], df.to_csv(index=False))
-    write_text_atomic(paths["md"], to_markdown(df, digits))
-    write_text_atomic(paths["tex"], to_latex(df, digits))
+    write_text_atomic(paths["md"], to_markdown(df, digits) + "".join(f"\nNote: {note}\n" for note in notes))
+    write_text_atomic(paths["tex"], to_latex(df, digits) + "".join(f"% Note: {note}\n" for note in notes))
     return paths
