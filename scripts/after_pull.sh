@@ -6,7 +6,7 @@
 # than its output and `snakemake` would recompute (e.g. retrain GRPO) what DVC just restored.
 # This script first asks DVC whether the workspace matches dvc.lock (every restored output is the
 # one recorded for the current code and params); only then does it let Snakemake mark those outputs
-# as up to date (`snakemake --touch`, which also writes the .snakemake_timestamp markers of directory
+# as up to date (`snakemake --touch --forceall`, which also writes the .snakemake_timestamp markers of directory
 # outputs -- ignored by DVC via .dvcignore). Afterwards `snakemake -n` and `dvc status` schedule nothing.
 #
 #   scripts/after_pull.sh                  touch everything the phases own (target phase_all)
@@ -70,5 +70,7 @@ fi
 if [ ${#configfiles[@]} -gt 0 ]; then
   options+=(--configfile "${configfiles[@]}")
 fi
-snakemake --touch --quiet "${options[@]}" -- "${targets[@]}"
+# --forceall: every job of the targets records its metadata (its params included), not only those Snakemake finds out
+# of date; without it the clone could not tell a later config change from another config's outputs.
+snakemake --touch --forceall --quiet "${options[@]}" -- "${targets[@]}"
 echo "after_pull: Snakemake now treats the DVC-restored outputs as up to date." >&2

@@ -29,8 +29,13 @@ def main(argv=None) -> int:
     if args.params and not Path(args.params).is_file():
         print(f"verify: --params {args.params}: no such file", file=sys.stderr)
         return 2
-    # the rebuild commands carry the profile the outputs are checked against
-    profile = f"--configfile {' '.join(args.configfile)}" if args.configfile else ""
+    # the rebuild commands carry the profile the outputs are checked against, and the workspace when it is elsewhere
+    where = []
+    if not (Path(args.root) / "Snakefile").is_file():  # built with `-s <clone>/Snakefile --directory <it>`
+        where.append(f"-s {Path(__file__).resolve().parents[1] / 'Snakefile'}")
+    if Path(args.root).resolve() != Path.cwd().resolve():
+        where.append(f"--directory {args.root}")
+    profile = " ".join([*where, *([f"--configfile {' '.join(args.configfile)}"] if args.configfile else [])])
     checked, problems = verify_workspace(args.root, profile)
     for line in problems:
         print(line)

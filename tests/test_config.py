@@ -85,6 +85,13 @@ BAD = [
     ({"models": {"extra": {"mine": {"path": "x", "backbone": "qwenn"}}}}, "models.extra.mine.backbone"),
     ({"world": {"n_problem": 100}}, "world.n_problem"),
     ({"backbones": {"qwen": {"hidden_sizes": 64}}}, "backbones.qwen"),
+    # a SLURM job's counts (sbatch took `-t -5` as a limit of 5,000 years) and where a GPU type is asked for
+    ({"resources": {"evaluate": {"runtime": -5}}}, "resources.evaluate.runtime: -5 is not a positive number"),
+    ({"resources": {"default": {"mem_mb": 0}}}, "resources.default.mem_mb: 0 is not a positive number"),
+    ({"resources": {"sft": {"slurm_extra": "--signal=TERM@1200 --gres=gpu:a100:8"}}},
+     "resources.sft.slurm_extra: the SLURM plugin refuses --gres / --gpus there"),
+    ({"seed": 4294967296}, "seed: 4294967296 is greater than the maximum of 4294967295"),
+    ({"seeds": [1, 4294967296]}, "seeds[1]: 4294967296 is greater than the maximum of 4294967295"),
     # a tiny base's attention shape: one line before the pretraining job (transformers failed deep inside it)
     ({"backbones": {"qwen": {"hidden_size": 25, "num_attention_heads": 3}}}, "backbones.qwen.hidden_size: 25 is not"),
     ({"backbones": {"qwen": {"num_attention_heads": 4, "num_key_value_heads": 3}}},

@@ -57,7 +57,7 @@ def test_binary_garbage_in_a_json_lines_file_is_one_line_too(tmp_path):
     (root / "results" / "eval" / "a.samples.jsonl").write_bytes(b"\xff\xfe\x00garbage")
     _, problems = verify_workspace(root)
     assert problems == [f"{root / 'results' / 'eval' / 'a.samples.jsonl'}: not text (UTF-8); "
-                        f"rebuild it with `snakemake --force {root / 'results' / 'eval' / 'a.samples.jsonl'}`"]
+                        "rebuild it with `snakemake --force results/eval/a.samples.jsonl`"]
 
 
 def test_a_table_changed_after_it_was_written_is_caught_by_its_recorded_sha256(tmp_path, monkeypatch):
@@ -113,7 +113,9 @@ def test_a_damaged_output_is_one_line_whose_rebuild_command_carries_the_profile(
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stdout.count("\n") == 1, bad.stdout
     assert "split.json: not JSON" in bad.stdout
-    assert bad.stdout.rstrip().endswith(f"split.json --configfile {smoke}`")
+    # the target as Snakemake names it, and the workspace and Snakefile where it is not here
+    assert bad.stdout.rstrip().endswith(f"`snakemake --force results/split.json -s {REPO / 'Snakefile'} --directory "
+                                        f"{root} --configfile {smoke}`")
     weights = root / "models" / "rl" / "qwen" / "sft" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
     _, problems = verify_workspace(root, f"--configfile {smoke}")

@@ -7,6 +7,7 @@ as `python -m pytest tests_integration/test_dvc_sharing.py`. The helpers are tes
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def test_two_clones_share_artifacts_through_one_remote(tmp_path_factory):
     dry = run("snakemake -n phase_all", b)
     assert "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
     assert "up to date" in run("dvc status", b).stdout  # the touch left DVC's view unchanged
+    # the pulled clone plans a config change like the clone that built it (the touch recorded every job's params;
+    # without them the plan stopped: "made by another config")
+    (b / "split.yaml").write_text("data:\n  split:\n    sft: 48\n")
+    changed = run("snakemake -n --configfile split.yaml", b)
+    assert re.search(r"^split\s+1$", changed.stdout, re.M), (changed.stdout + changed.stderr)[-3000:]
+    (b / "split.yaml").unlink()
     assert "didn't change" in run("dvc repro", b).stdout
     assert not (b / "work").exists()  # trainer state never travels
 

@@ -207,6 +207,7 @@ def _check_cross_keys(config: Mapping[str, Any]) -> None:
     _check_grid(config)
     _check_eval_samples(config)
     _check_mtbench(config)
+    _check_resources(config)
     _check_launch(config)
     _check_tensor_parallel(config)
     processes = rule_processes(config, "grpo")
@@ -606,6 +607,23 @@ def unique(items: Iterable[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------ job resources (SLURM or local)
+
+# resources that are counts: Snakemake's --set-resources refuses a non-positive one, the config must too (sbatch
+# took `-t -5` as a time limit of 5,000 years)
+COUNT_RESOURCES = ("runtime", "mem_mb", "mem_mb_per_cpu", "gpu", "cpus_per_task", "nodes", "tasks", "threads")
+
+
+def _check_resources(config: Mapping[str, Any]) -> None:
+    for rule, section in (config.get("resources") or {}).items():
+        for key, value in (section or {}).items():
+            # a number must be a positive count (a string, e.g. runtime "48h", is Snakemake's to parse)
+            if key in COUNT_RESOURCES and not isinstance(value, str) and (
+                    isinstance(value, bool) or value < 0 or (value == 0 and key != "gpu")):
+                raise ConfigError(f"config error: resources.{rule}.{key}: {value!r} is not a positive number")
+            if key == "slurm_extra" and re.search(r"--(gres|gpus)\b", str(value)):
+                raise ConfigError(f"config error: resources.{rule}.slurm_extra: the SLURM plugin refuses --gres / "
+                                  "--gpus there; ask with `gpu` (and `gpu_model` for a GPU type)")
+
 
 def rule_resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
     """What a rule's jobs ask the executor for: ``resources.default``, then ``resources.<rule>`` key by key.

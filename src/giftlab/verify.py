@@ -26,8 +26,12 @@ def _torn_temporary(path: Path, root: Path) -> bool:
     return any(part.startswith(".") and part.endswith(".tmp") for part in path.relative_to(root).parts[:-1])
 
 
-def _problem(file: Path, what: str, snakemake_args: str = "") -> str:
-    return f"{file}: {what}; rebuild it with `snakemake --force {file}{' ' + snakemake_args if snakemake_args else ''}`"
+def _problem(file: Path, what: str, snakemake_args: str = "", root: Path = Path(".")) -> str:
+    """One line: the file as found, and the command that rebuilds it (its target relative to the workspace, as
+    Snakemake names outputs)."""
+    target = file.relative_to(root) if file.is_relative_to(root) else file
+    args = f" {snakemake_args}" if snakemake_args else ""
+    return f"{file}: {what}; rebuild it with `snakemake --force {target}{args}`"
 
 
 def _check_json(file: Path) -> str | None:
@@ -93,15 +97,16 @@ def verify_workspace(root: str | Path = ".", snakemake_args: str = "") -> tuple[
             checked += 1
             what = check(file)
             if what:
-                problems.append(_problem(file, what, snakemake_args))
+                problems.append(_problem(file, what, snakemake_args, root))
     for sidecar in sorted([*(root / "results").rglob("*.provenance.json"), *(root / "figures").glob("*.provenance.json"),
                            *(root / "data").rglob("*.provenance.json")]):
-        problems += [_problem(file, what, snakemake_args) for file, what in _check_recorded_outputs(root, sidecar)]
+        problems += [_problem(file, what, snakemake_args, root)
+                     for file, what in _check_recorded_outputs(root, sidecar)]
     for file in sorted((root / "figures").glob("*")):
         signature = SIGNATURES.get(file.suffix)
         if signature is not None and file.is_file():
             checked += 1
             with open(file, "rb") as fh:
                 if fh.read(len(signature)) != signature:
-                    problems.append(_problem(file, f"not a {file.suffix[1:].upper()} file", snakemake_args))
+                    problems.append(_problem(file, f"not a {file.suffix[1:].upper()} file", snakemake_args, root))
     return checked, problems

@@ -226,3 +226,18 @@ def test_pooled_interval_draws_enough_resamples_for_its_bonferroni_level(monkeyp
     evidence = CL.Evidence(0.1, seed_deltas=[0.1, 0.12, 0.08], pooled=[[0.1, 0.2, 0.0], [0.1, 0.1, 0.2]])
     assert "pooled problems × seeds" in evidence.decide(alpha, 100, 2)["test"]
     assert drawn == [resamples_for(alpha)] and drawn[0] * alpha / 2 >= 20
+
+
+def test_seeds_that_all_give_one_delta_are_not_a_zero_width_interval():
+    """Two seeds with the same Δ (discrete pass rates, few seeds): the t interval has width 0 and would call any
+    Δ ≠ 0 a finding; the pooled problems × seeds interval decides instead, where the claim has one."""
+    from giftlab.stats import nested_bootstrap_ci, resamples_for
+
+    pooled = [[0.0, -0.25, 0.0, 0.0], [-0.25, 0.0, 0.0, 0.0]]
+    decided = CL.Evidence(-0.0833, seed_deltas=[-0.0833, -0.0833], pooled=pooled).decide(0.05, 100, 2)
+    assert "all with the same delta (t: no spread); pooled problems × seeds" in decided["test"]
+    lo, hi = nested_bootstrap_ci(pooled, resamples_for(0.05), 0.05)
+    assert decided["interval"].startswith(f"[{100 * lo:+.2f}, {100 * hi:+.2f}]") and lo < 0 <= hi
+    assert decided["verdict"] != "disagree"
+    alone = CL.Evidence(-0.0833, seed_deltas=[-0.0833, -0.0833]).decide(0.05, 100, 2)  # nothing better to go on
+    assert alone["test"].endswith("(every seed the same delta: no spread)")

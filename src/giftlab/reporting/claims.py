@@ -173,9 +173,16 @@ class Evidence:
             mean, sd = summary["mean"], summary["sd"]
             d_z = mean / sd if sd > 0 else (0.0 if mean == 0 else math.copysign(math.inf, mean))
             test = f"paired t over {summary['n']} seeds, d_z = {d_z:+.2f}"
+            pooled = None
             if self.pooled is not None:
                 pooled = nested_bootstrap_ci(self.pooled, resamples_for(alpha), alpha)  # as many as the others
                 test += f"; pooled problems × seeds {fmt(*pooled)}"
+            if sd == 0:  # every seed gave the same delta: the t interval has width 0 (discrete rates, few seeds)
+                if pooled is not None:  # the problems' spread decides
+                    (lo, hi), test = pooled, (f"{summary['n']} seeds, all with the same delta (t: no spread); "
+                                              "pooled problems × seeds")
+                else:
+                    test += " (every seed the same delta: no spread)"
         elif self.problem_deltas is not None:
             lo, hi = stratified_bootstrap_ci(self.problem_deltas, resamples_for(alpha), alpha)
             groups = f" ({len(self.problem_deltas)} benchmarks, each resampled)" if len(self.problem_deltas) > 1 else ""
