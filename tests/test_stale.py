@@ -36,6 +36,9 @@ def test_first_difference_names_the_key_path():
     assert first_difference({"a": 1}, {"a": 1, "z": 0}) == "z: absent → 0"
     assert first_difference({"seed": 1, "split": {"sft": 64}}, {"seed": 1, "split": {"sft": 1000}}) == \
         "split.sft: 64 → 1000"
+    long = {"beta": 3.0, "final_stage": "rl", "label": "GIFT", "method": "gift", "strategy": "gift"}
+    cut = first_difference({}, {"g": long})
+    assert cut.startswith("g: absent → {") and cut.endswith("…") and len(cut.split(" → ")[1]) == 60  # says it is cut
 
 
 def test_foreign_only_when_snakemake_would_keep_it(tmp_path):

@@ -36,7 +36,7 @@ def first_difference(recorded: Any, wanted: Any, where: str = "") -> str | None:
             here = f"{where}.{key}" if where else str(key)
             a, b = recorded.get(key, _MISSING), wanted.get(key, _MISSING)
             if a is _MISSING or b is _MISSING:
-                show = lambda v: "absent" if v is _MISSING else json.dumps(v, sort_keys=True)[:60]
+                show = lambda v: "absent" if v is _MISSING else _short(v)
                 return f"{here}: {show(a)} → {show(b)}"
             found = first_difference(a, b, here)
             if found:
@@ -44,8 +44,13 @@ def first_difference(recorded: Any, wanted: Any, where: str = "") -> str | None:
         return None
     if json.dumps(recorded, sort_keys=True) == json.dumps(wanted, sort_keys=True):
         return None
-    shown = [json.dumps(v, sort_keys=True)[:60] for v in (recorded, wanted)]
-    return f"{where or 'config'}: {shown[0]} → {shown[1]}"
+    return f"{where or 'config'}: {_short(recorded)} → {_short(wanted)}"
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """A value's JSON, cut to ``width`` characters with an ellipsis that says it was cut."""
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def recorded_config(path: Path) -> Any:
