@@ -322,12 +322,12 @@ def _check_mtbench(config: Mapping[str, Any]) -> None:
     for key in ("questions", "max_new_tokens", "judge"):
         if key not in section:
             raise ConfigError(f"config error: missing required key 'mtbench.{key}'")
-    rl_methods = [spec.method for spec in grid_runs(config).values() if spec.sft and spec.rl]
+    trained_on_by_grpo = {spec.method for spec in grid_runs(config).values() if spec.sft and spec.rl}
     for method in section.get("methods") or []:
         if method not in config["sft"]["methods"]:
             raise ConfigError(f"config error: mtbench.methods: {method!r} is not one of sft.methods "
                               f"({', '.join(config['sft']['methods'])}): Table 5 rates SFT-then-RL policies")
-        if method not in rl_methods:
+        if method not in trained_on_by_grpo:
             raise ConfigError(f"config error: mtbench.methods: {method!r} has no GRPO run (grpo.runs leaves it out): "
                               "Table 5 rates SFT-then-RL policies")
     tiny = section["questions"] == "tiny"

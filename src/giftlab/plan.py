@@ -235,18 +235,17 @@ class Plan:
                 files[name] = str(path)
         return files
 
-    def required_benchmark_copies(self) -> list[tuple[str, str, str]]:
-        """(key, path, why) of the benchmarks that must have a copy in eval.benchmark_dir and have none: any but the
-        world's in a tiny profile (offline), and those registered without a hub source (``needs_path``)."""
+    def required_benchmark_copies(self) -> dict[str, tuple[str, str]]:
+        """{benchmark: (path, why)} of the benchmarks that must have a copy in eval.benchmark_dir and have none: any
+        but the world's in a tiny profile (offline), and those registered without a hub source (``needs_path``)."""
         from giftlab.evaluation.benchmarks import BENCHMARKS
 
-        present, required = self.benchmark_files("all"), []
+        present, required = self.benchmark_files("all"), {}
         for name in self.benchmarks("all"):
             if name in present or not (self.tiny or BENCHMARKS[name].needs_path):
                 continue
             why = "a tiny profile reads no hub" if self.tiny else "it has no hub source"
-            required.append(("eval.benchmarks", f"{self.bench_dir}/{name}.jsonl",
-                             f"{name}'s local copy in eval.benchmark_dir: {why}"))
+            required[name] = (f"{self.bench_dir}/{name}.jsonl", f"{name}'s local copy in eval.benchmark_dir: {why}")
         return required
 
     def _copy_of(self, name: str):
@@ -278,7 +277,7 @@ class Plan:
         must be local; the paper grid's Figure 3 copy and MT-Bench files), beside the bases and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
         consumer's existing output when a missing input stops its producer (a workspace holding another config's
         tables would pass as done)."""
-        files = self.required_benchmark_copies()
+        files = [("eval.benchmarks", path, why) for path, why in self.required_benchmark_copies().values()]
         if self.tiny:
             return files
         tracking = [run for run in self.runs if self.tracks_dynamics(run)]

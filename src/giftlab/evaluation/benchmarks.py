@@ -397,7 +397,8 @@ def _check_record(rec: dict, where: str) -> dict:
         raise ValueError(f"{where}: multiple_choice record without choices")
     if rec["kind"] == "code" and not (rec.get("tests") or rec.get("base_inputs") is not None):
         raise ValueError(f"{where}: code record without tests")
-    return {**rec, "id": str(rec["id"]), "prompt": str(rec["prompt"]), "gold": "" if rec["gold"] is None else str(rec["gold"])}
+    gold = "" if rec["gold"] is None else str(rec["gold"])  # null only for code (_refuse_nulls)
+    return {**rec, "id": str(rec["id"]), "prompt": str(rec["prompt"]), "gold": gold}
 
 
 def row_layout(row: dict) -> str:

@@ -20,15 +20,15 @@ def check_benchmark_files(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``{"benchmark", "source", "error"}`` (the one-line error the evaluation job would stop with)."""
     plan = Plan(config)
     files = plan.benchmark_files("all")
-    required = {path: why for _, path, why in plan.required_benchmark_copies()}  # the plan refuses to run without
+    required = plan.required_benchmark_copies()  # the copies the plan refuses to run without
     rows = []
     for name in plan.benchmarks("all"):
         job = EvalSettings.for_benchmark({**eval_settings(config["eval"], name), "benchmark": name})
         path = files.get(name)
         row = {"benchmark": name, "source": path or "the hub (no file in eval.benchmark_dir)"}
-        expected = f"{plan.bench_dir}/{name}.jsonl"
-        if expected in required:
-            rows.append({**row, "source": plan.bench_dir, "error": f"no such file: {expected} ({required[expected]})"})
+        if name in required:
+            expected, why = required[name]
+            rows.append({**row, "source": plan.bench_dir, "error": f"no such file: {expected} ({why})"})
             continue
         try:
             _, row["report"] = load_benchmark_checked(name, path=path, **job.load_options())

@@ -10,7 +10,8 @@ DEFAULT_CHUNK_BYTES = 1 << 30  # aim for one fp32 [chunk, V] temporary of <= 1 G
 
 
 def default_chunk_size(n: int, vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Tokens per chunk so that one fp32 [chunk, V] tensor fits ``budget_bytes``: a multiple of 64, >= 64, capped at ``n``."""
+    """Tokens per chunk so that one fp32 [chunk, V] tensor fits ``budget_bytes``: a multiple of 64, >= 64, capped at
+    ``n``."""
     c = max(64, (budget_bytes // (4 * vocab)) // 64 * 64)
     return max(1, min(n, c))
 
