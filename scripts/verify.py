@@ -30,10 +30,12 @@ def main(argv=None) -> int:
         print(f"verify: --params {args.params}: no such file", file=sys.stderr)
         return 2
     # the rebuild commands carry the profile the outputs are checked against, and the workspace when it is elsewhere
-    where = []
-    if not (Path(args.root) / "Snakefile").is_file():  # built with `-s <clone>/Snakefile --directory <it>`
-        where.append(f"-s {Path(__file__).resolve().parents[1] / 'Snakefile'}")
-    if Path(args.root).resolve() != Path.cwd().resolve():
+    # (snakemake looks for its Snakefile here, not in --directory; a workspace apart has none: this clone's)
+    where, snakefile = [], Path(args.root) / "Snakefile"
+    elsewhere = Path(args.root).resolve() != Path.cwd().resolve()
+    if elsewhere or not snakefile.is_file():
+        where.append(f"-s {snakefile if snakefile.is_file() else Path(__file__).resolve().parents[1] / 'Snakefile'}")
+    if elsewhere:
         where.append(f"--directory {args.root}")
     profile = " ".join([*where, *([f"--configfile {' '.join(args.configfile)}"] if args.configfile else [])])
     checked, problems = verify_workspace(args.root, profile)

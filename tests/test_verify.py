@@ -116,6 +116,10 @@ def test_a_damaged_output_is_one_line_whose_rebuild_command_carries_the_profile(
     # the target as Snakemake names it, and the workspace and Snakefile where it is not here
     assert bad.stdout.rstrip().endswith(f"`snakemake --force results/split.json -s {REPO / 'Snakefile'} --directory "
                                         f"{root} --configfile {smoke}`")
+    (root / "Snakefile").write_text("")  # a clone checked from elsewhere: its own Snakefile (snakemake looks here)
+    clone = subprocess.run([sys.executable, str(REPO / "scripts" / "verify.py"), str(root)], capture_output=True,
+                           text=True, timeout=120)
+    assert clone.stdout.rstrip().endswith(f"-s {root / 'Snakefile'} --directory {root}`")
     weights = root / "models" / "rl" / "qwen" / "sft" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
     _, problems = verify_workspace(root, f"--configfile {smoke}")
