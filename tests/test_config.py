@@ -88,6 +88,9 @@ BAD = [
     # a SLURM job's counts (sbatch took `-t -5` as a limit of 5,000 years) and where a GPU type is asked for
     ({"resources": {"evaluate": {"runtime": -5}}}, "resources.evaluate.runtime: -5 is not a positive number"),
     ({"resources": {"default": {"mem_mb": 0}}}, "resources.default.mem_mb: 0 is not a positive number"),
+    ({"resources": {"sft": {"runtme": 720}}}, "resources.sft.runtme: not a resource Snakemake or its SLURM plugin"
+                                             " reads (did you mean 'runtime'?)"),
+    ({"resources": {"grpo": {"slurm_partiton": "h200"}}}, "did you mean 'slurm_partition'?"),
     ({"resources": {"sft": {"slurm_extra": "--signal=TERM@1200 --gres=gpu:a100:8"}}},
      "resources.sft.slurm_extra: the SLURM plugin refuses --gres / --gpus there"),
     ({"seed": 4294967296}, "seed: 4294967296 is greater than the maximum of 4294967295"),

@@ -9,7 +9,7 @@ import shlex
 
 from giftlab.config import deep_merge, load_config
 from giftlab.plan import Plan
-from giftlab.stale import damaged_checkpoints, first_difference, foreign_outputs
+from giftlab.stale import damaged_checkpoints, first_difference, foreign_outputs, verify_command
 from helpers import REPO, snakemake
 
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -88,11 +88,24 @@ def test_a_smoke_output_in_a_tiny_default_workspace_stops_the_plan_in_one_line(t
     assert result.returncode != 0
     lines = [l for l in (result.stdout + result.stderr).splitlines() if "stopped before any job" in l]
     assert len(lines) == 1 and "results/sft/qwen/sft/metrics.json" in lines[0] and "Traceback" not in result.stderr
-    assert "settings.batch_size: 16 → 32" in lines[0] and "more: `python scripts/verify.py` lists them" in lines[0]
+    # the workspace is apart from the code: the verify command names the code's script, the workspace, its params
+    verify = f"python {REPO}/scripts/verify.py {tmp_path} --params {REPO}/params.yaml"
+    assert "settings.batch_size: 16 → 32" in lines[0] and f"more: `{verify}` lists them" in lines[0]
     # with the smoke profile, the same files are this config's own; one that changes the SFT settings refuses them
     assert foreign_outputs(smoke.recorded_configs(), tmp_path) == []
     other = Plan(deep_merge(load_config(REPO / "params.yaml", SMOKE), {"sft": {"lr": 5.0e-4}}))
     assert len(foreign_outputs(other.recorded_configs(), tmp_path)) == len(smoke.sft_runs())
+
+
+def test_the_verify_command_checks_the_workspace_as_the_run_does(tmp_path):
+    """The refusal's hint runs verify on the same workspace, params.yaml and profiles as the refused run."""
+    assert verify_command(tmp_path, tmp_path) == "python scripts/verify.py"
+    inside, outside = tmp_path / "config" / "smoke.yaml", tmp_path.parent / "site.yaml"
+    assert (verify_command(tmp_path, tmp_path, [inside, outside])
+            == f"python scripts/verify.py --configfile config/smoke.yaml {outside}")
+    code, workspace = tmp_path / "clone", tmp_path / "ws"
+    assert (verify_command(code, workspace, [inside]) == f"python {code}/scripts/verify.py {workspace} "
+            f"--params {code}/params.yaml --configfile {inside}")
 
 
 def test_a_torn_checkpoint_is_named_with_its_output(tmp_path):

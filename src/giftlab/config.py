@@ -8,6 +8,7 @@ names the offending key, raised as :class:`giftlab.cli.ConfigError`.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import re
 import shlex
@@ -611,11 +612,21 @@ def unique(items: Iterable[str]) -> list[str]:
 # resources that are counts: Snakemake's --set-resources refuses a non-positive one, the config must too (sbatch
 # took `-t -5` as a time limit of 5,000 years)
 COUNT_RESOURCES = ("runtime", "mem_mb", "mem_mb_per_cpu", "gpu", "cpus_per_task", "nodes", "tasks", "threads")
+#: the resource names Snakemake (standard resources) and its SLURM executor plugin (2.x) read, and ``threads``.
+#: Any other key is passed on as a custom resource and ignored by both, so one a letter away from a known
+#: name (``runtme``) is a typo that would silently drop a time limit.
+KNOWN_RESOURCES = COUNT_RESOURCES + (
+    "mem", "disk", "disk_mb", "tmpdir", "gpu_model", "gres", "constraint", "qos", "slurm_partition", "slurm_account",
+    "slurm_extra", "slurm_cluster", "clusters", "cpus_per_gpu", "tasks_per_gpu", "tasks_per_node", "mpi")
 
 
 def _check_resources(config: Mapping[str, Any]) -> None:
     for rule, section in (config.get("resources") or {}).items():
         for key, value in (section or {}).items():
+            near = difflib.get_close_matches(key, KNOWN_RESOURCES, n=1, cutoff=0.8)
+            if key not in KNOWN_RESOURCES and near:
+                raise ConfigError(f"config error: resources.{rule}.{key}: not a resource Snakemake or its SLURM "
+                                  f"plugin reads (did you mean {near[0]!r}?)")
             # a number must be a positive count (a string, e.g. runtime "48h", is Snakemake's to parse)
             if key in COUNT_RESOURCES and not isinstance(value, str) and (
                     isinstance(value, bool) or value < 0 or (value == 0 and key != "gpu")):

@@ -141,9 +141,25 @@ def damaged_checkpoints(outputs: Iterable[tuple[str, str]], root: str | Path = "
     return problems
 
 
-def foreign_summary(problems: list[str]) -> str:
-    """The one-line refusal for a plan on top of foreign or damaged outputs."""
-    more = f" (and {len(problems) - 1} more: `python scripts/verify.py` lists them)" if len(problems) > 1 else ""
+def verify_command(repo: Path, workspace: Path, configfiles: Iterable[str | Path] = ()) -> str:
+    """The scripts/verify.py command that checks ``workspace`` as this run does: the same profiles over the same
+    params.yaml, and for a workspace apart from the code (``snakemake -s <repo>/Snakefile --directory <it>``) the
+    code's script, the workspace and the code's params.yaml."""
+    workspace = Path(workspace).resolve()
+    if Path(repo).resolve() == workspace:  # Snakemake's configfiles are absolute: here they read shorter relative
+        files = [str(Path(f).relative_to(workspace)) if Path(f).is_relative_to(workspace) else str(f)
+                 for f in configfiles]
+        words = ["python", "scripts/verify.py"]
+    else:
+        files = [str(f) for f in configfiles]
+        words = ["python", str(Path(repo) / "scripts" / "verify.py"), str(workspace),
+                 "--params", str(Path(repo) / "params.yaml")]
+    return shlex.join(words + (["--configfile", *files] if files else []))
+
+
+def foreign_summary(problems: list[str], verify: str = "python scripts/verify.py") -> str:
+    """The one-line refusal for a plan on top of foreign or damaged outputs (``verify``: :func:`verify_command`)."""
+    more = f" (and {len(problems) - 1} more: `{verify}` lists them)" if len(problems) > 1 else ""
     return (f"stopped before any job: {problems[0]}{more}. Restore the outputs of this config (`dvc checkout` with its "
             f"params.yaml), or rebuild each with `snakemake --force <file or folder>` (deleting it is not enough: "
             f"Snakemake does not rebuild a missing file whose consumers are up to date).")

@@ -12,7 +12,7 @@ from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, rule_reso
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
-from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary
+from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary, verify_command
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
 try:  # one line naming the key, before any job is scheduled
@@ -33,7 +33,7 @@ if workflow.is_main_process and not FORCED:
     FOREIGN = foreign_outputs(PLAN.recorded_configs(), Path.cwd())
     FOREIGN += damaged_checkpoints(PLAN.checkpoint_outputs(), Path.cwd())
     if FOREIGN:
-        sys.exit(foreign_summary(FOREIGN))
+        sys.exit(foreign_summary(FOREIGN, verify_command(REPO, Path.cwd(), workflow.overwrite_configfiles)))
 
 
 onstart:
