@@ -98,7 +98,9 @@ def test_figures_draw_the_seed_mean_with_its_interval():
                    for cell, method, beta in (("sft", "sft", None), ("gift-b3", "gift", 3.0))
                    for i, seed in enumerate(SEEDS)]
     data = fig1_data(sft_metrics, _seeded_results(0.10))["qwen"]
-    assert set(data["val_loss"]) == {"sft", "gift-b3"} and data["val_loss"]["sft"][1] == [pytest.approx(1.2)]
+    assert set(data["val_loss"]) == {"sft", "gift-b3"} and data["val_loss"]["sft"]["val_loss"] == [pytest.approx(1.2)]
+    # the seeds' val losses 1.0 .. 1.4: sd 0.1581, t(0.975, 4) = 2.7764 -> half-width 0.1963 around 1.2
+    assert data["val_loss"]["sft"]["ci"] == [pytest.approx([1.2 - 0.1963, 1.2 + 0.1963], abs=1e-4)]
     gift = [p for p in data["rl_pass1"] if p["method"] == "gift"][0]
     assert (gift["beta"], gift["n_seeds"], gift["pass@1"]) == (3.0, 5, pytest.approx(0.50))
     assert gift["ci"] == pytest.approx([0.5 - 0.01963, 0.5 + 0.01963], abs=1e-4)
@@ -207,6 +209,8 @@ def test_figure1_says_mean_of_seeds_once_and_only_on_panels_whose_points_are(tmp
     F.figure1(sft, evals, ["llama", "qwen", "tiny"], tmp_path / "f.pdf", tmp_path / "f.png", benchmarks=["math500"])
     after_rl = [t for t in titles if "after RL" in t]
     assert [t.count("mean of 3 seeds") for t in after_rl] == [1, 1, 0], after_rl
+    val_loss = [t for t in titles if "validation loss" in t]
+    assert [t.count("mean of 3 seeds") for t in val_loss] == [1, 1, 0], val_loss
 
 
 def test_pooled_interval_draws_enough_resamples_for_its_bonferroni_level(monkeypatch):

@@ -124,7 +124,7 @@ def test_figures_plot_every_compared_run_from_their_inputs(smoke_run):
     points = {p["run"]: p for p in fig1["qwen"]["rl_pass1"]}
     assert set(points) == set(compared) and points["gift-b3"]["beta"] == 3.0 and points["sft"]["beta"] == float("inf")
     assert all(0 <= p["pass@1"] <= 1 for p in points.values())
-    assert {run: len(curve[0]) for run, curve in fig1["qwen"]["val_loss"].items()} == {"sft": 2, "gift-b3": 2}
+    assert {run: len(curve["epoch"]) for run, curve in fig1["qwen"]["val_loss"].items()} == {"sft": 2, "gift-b3": 2}
     fig2 = fig2_data(read_results(smoke_run, plan.consistency_results()), run_specs=specs)
     assert {run: sorted(pairs) for run, pairs in fig2["qwen"].items()} == \
         {run: ["base_sft", "sft_rl"] for run in compared}

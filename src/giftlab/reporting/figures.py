@@ -38,27 +38,27 @@ def _by_backbone(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Ma
 
 def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mapping[str, Any]],
               benchmarks: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Per backbone: validation-loss curves per SFT cell, and post-RL pass@1 (with CI) per β.
+    """Per backbone: validation-loss curves per SFT cell (``{"epoch": [...], "val_loss": [...]}``), and post-RL
+    pass@1 (with CI) per β.
 
     pass@1 is the mean over ``benchmarks`` (default: every benchmark of the backbone's ``rl_evals``); a run missing
     one of them has pass@1 and interval NaN and names them in ``missing`` (not drawn: the mean of the others is not
     the panel's mean).
 
     A cell is a (method, β) of the grid; its replicates over training seeds (config ``seeds``: same method and β,
-    another ``seed`` in the job config) are averaged: the loss curve epoch by epoch, pass@1 over seeds with the
-    seed-level 95% interval (:func:`giftlab.stats.seed_interval`; ``n_seeds`` says how many). A cell of one run keeps
+    another ``seed`` in the job config) are averaged: the loss curve epoch by epoch (at the epochs all of them
+    reached) and pass@1 over seeds, each with the seed-level 95% interval as ``ci`` (:func:`giftlab.stats.seed_interval`; ``n_seeds`` says how many). A cell of one run keeps
     its own curve and :func:`mean_pass1`'s interval."""
     data: dict[str, dict[str, Any]] = {}
     for bb, runs in _by_backbone(sft_metrics).items():
         cells: dict[str, list[Mapping[str, Any]]] = {}
         for run, m in sorted(runs.items()):
             cells.setdefault(_cell_name(m["provenance"]["config"], run), []).append(m)
-        curves = {}
-        for cell, members in cells.items():
-            epochs = [e["epoch"] for e in members[0]["epochs"]]
-            losses = [sum(m["epochs"][i]["val_loss"] for m in members) / len(members) for i in range(len(epochs))]
-            curves[cell] = (epochs, losses)
-        data.setdefault(bb, {})["val_loss"] = curves
+        data.setdefault(bb, {})["val_loss"] = {
+            cell: _mean_over_seeds([{"epoch": [e["epoch"] for e in m["epochs"]],
+                                     "val_loss": [e["val_loss"] for e in m["epochs"]]} for m in members],
+                                   "epoch", "val_loss")
+            for cell, members in cells.items()}
         data[bb]["methods"] = {cell: _method_beta(members[0]["provenance"]["config"])
                                for cell, members in cells.items()}
     trained = {(rec["provenance"]["config"]["backbone"], rec["provenance"]["config"]["run"]): rec["provenance"]["config"]
@@ -143,11 +143,16 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
     for col, bb in enumerate(backbones):
         ax = axes[0][col]
         methods = data.get(bb, {}).get("methods", {})
-        for run, (epochs, losses) in sorted(data.get(bb, {}).get("val_loss", {}).items(),
-                                            key=lambda kv: methods.get(kv[0], (None, math.inf))[1]):
+        for run, curve in sorted(data.get(bb, {}).get("val_loss", {}).items(),
+                                 key=lambda kv: methods.get(kv[0], (None, math.inf))[1]):
             style = dict(color="black", lw=2) if methods.get(run, (None,))[0] == "sft" else dict(lw=1.2)
-            ax.plot(epochs, losses, marker="o", label=run, **style)
-        ax.set(title=f"({chr(97 + col)}) {bb}: SFT validation loss", xlabel="epoch", ylabel="val CE (nats/token)")
+            line, = ax.plot(curve["epoch"], curve["val_loss"], marker="o", label=run, **style)
+            if "ci" in curve:  # replicates over seeds: their 95% t-interval epoch by epoch
+                ax.fill_between(curve["epoch"], *zip(*curve["ci"]), color=line.get_color(), alpha=0.12, lw=0)
+        seeds = max((c.get("n_seeds", 1) for c in data.get(bb, {}).get("val_loss", {}).values()), default=1)
+        ax.set(title=f"({chr(97 + col)}) {bb}: SFT validation loss" + (f" (mean of {seeds} seeds, 95% t-interval)"
+                                                                         if seeds > 1 else ""),
+               xlabel="epoch", ylabel="val CE (nats/token)")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
         ax = axes[1][col]
