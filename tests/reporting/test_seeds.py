@@ -98,7 +98,8 @@ def test_figures_draw_the_seed_mean_with_its_interval():
                    for cell, method, beta in (("sft", "sft", None), ("gift-b3", "gift", 3.0))
                    for i, seed in enumerate(SEEDS)]
     data = fig1_data(sft_metrics, _seeded_results(0.10))["qwen"]
-    assert set(data["val_loss"]) == {"sft", "gift-b3"} and data["val_loss"]["sft"]["val_loss"] == [pytest.approx(1.2)]
+    assert set(data["val_loss"]) == {"sft", "gift-b3"}
+    assert data["val_loss"]["sft"]["val_loss"] == [pytest.approx(1.2)]
     # the seeds' val losses 1.0 .. 1.4: sd 0.1581, t(0.975, 4) = 2.7764 -> half-width 0.1963 around 1.2
     assert data["val_loss"]["sft"]["ci"] == [pytest.approx([1.2 - 0.1963, 1.2 + 0.1963], abs=1e-4)]
     gift = [p for p in data["rl_pass1"] if p["method"] == "gift"][0]

@@ -47,8 +47,9 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
 
     A cell is a (method, β) of the grid; its replicates over training seeds (config ``seeds``: same method and β,
     another ``seed`` in the job config) are averaged: the loss curve epoch by epoch (at the epochs all of them
-    reached) and pass@1 over seeds, each with the seed-level 95% interval as ``ci`` (:func:`giftlab.stats.seed_interval`; ``n_seeds`` says how many). A cell of one run keeps
-    its own curve and :func:`mean_pass1`'s interval."""
+    reached) and pass@1 over seeds, each with the seed-level 95% interval as ``ci``
+    (:func:`giftlab.stats.seed_interval`; ``n_seeds`` says how many). A cell of one run keeps its own curve and
+    :func:`mean_pass1`'s interval."""
     data: dict[str, dict[str, Any]] = {}
     for bb, runs in _by_backbone(sft_metrics).items():
         cells: dict[str, list[Mapping[str, Any]]] = {}
