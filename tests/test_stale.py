@@ -9,7 +9,7 @@ import shlex
 
 from giftlab.config import deep_merge, load_config
 from giftlab.plan import Plan
-from giftlab.stale import damaged_checkpoints, first_difference, foreign_outputs, verify_command
+from giftlab.stale import damaged_checkpoints, first_difference, forced_run, foreign_outputs, verify_command
 from helpers import REPO, snakemake
 
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -95,6 +95,11 @@ def test_a_smoke_output_in_a_tiny_default_workspace_stops_the_plan_in_one_line(t
     assert foreign_outputs(smoke.recorded_configs(), tmp_path) == []
     other = Plan(deep_merge(load_config(REPO / "params.yaml", SMOKE), {"sft": {"lr": 5.0e-4}}))
     assert len(foreign_outputs(other.recorded_configs(), tmp_path)) == len(smoke.sft_runs())
+
+
+def test_a_forced_run_is_read_from_the_command_line():
+    assert forced_run(["-n", "--forcerun", "sft"]) and forced_run(["--forcerun=sft"]) and forced_run(["-F"])
+    assert not forced_run(["-n", "--configfile", "config/smoke.yaml", "figures/fig1.pdf"])
 
 
 def test_the_verify_command_checks_the_workspace_as_the_run_does(tmp_path):

@@ -1,4 +1,6 @@
-"""Load, merge and validate the pipeline config; derive run names and the experiment grid.
+"""Load, merge and validate the pipeline config, and read from it what the rules ask the executor for (job
+resources, threads, launch lines). The run names and the experiment grid are :mod:`giftlab.grid`'s and
+:mod:`giftlab.plan`'s (``RUN_PATTERN`` and ``run_name`` are re-exported here for the rules and the tests).
 
 ``params.yaml`` is the single source of truth (Snakemake's configfile and DVC's params file);
 profiles under ``config/`` override it key by key. Every validation failure is one line that

@@ -1,8 +1,8 @@
 """The experiment grid as data: which runs exist, what each one is, and the jobs and files they make.
 
-``Plan(config)`` is built once per Snakemake invocation (``workflow/rules/common.smk``); rules look a run up by its
-id (``PLAN.runs[wildcards.run]``, as rna-seq-star-deseq2 looks up ``units.loc[wildcards.sample]``) and ask the plan
-for their job's config (:meth:`Plan.job`), their inputs and their targets. Nothing parses a run id to recover a
+``Plan(config)`` is built once per Snakemake invocation (``workflow/rules/common.smk``); rules pass it a run's id
+(``wildcards.run``) and ask for their job's config (:meth:`Plan.job`), their inputs and their targets, which the plan
+reads from its run table (``Plan.runs[run]``, as rna-seq-star-deseq2 looks up ``units.loc[wildcards.sample]``). Nothing parses a run id to recover a
 hyperparameter: method and β are fields of :class:`RunSpec`, and the reports get them from the jobs' configs
 (:meth:`Plan.run_table`).
 

@@ -86,6 +86,16 @@ def _comparable(recorded: Any) -> Any:
     return without_runtime(recorded) if isinstance(recorded, Mapping) else recorded
 
 
+#: Snakemake's flags that rebuild outputs on purpose: a run given one is not stopped on foreign or damaged outputs
+FORCE_FLAGS = ("-f", "-F", "-R", "--force", "--forceall", "--forcerun", "--forcetargets")
+
+
+def forced_run(argv: Iterable[str]) -> bool:
+    """Whether a Snakemake command line forces a rebuild (read from ``argv`` because Snakemake has not set its DAG
+    settings while the Snakefile is read; a profile that sets ``forcerun`` is therefore not seen)."""
+    return any(arg.split("=")[0] in FORCE_FLAGS for arg in argv)
+
+
 def foreign_outputs(recorded: Iterable[tuple[str, str, Mapping[str, Any]]], root: str | Path = ".", *,
                     strict: bool = False) -> list[str]:
     """One line per output that another config made and Snakemake would keep (``recorded``: the plan's

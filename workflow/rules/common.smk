@@ -12,7 +12,7 @@ from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, rule_reso
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
-from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary, verify_command
+from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary, forced_run, verify_command
 from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
 try:  # one line naming the key, before any job is scheduled
@@ -23,10 +23,7 @@ try:  # one line naming the key, before any job is scheduled
 except ConfigError as exc:
     sys.exit(str(exc))
 
-# (workflow.dag_settings is not set yet while the Snakefile is read: the command line says whether a run forces)
-FORCED = any(arg.split("=")[0] in ("-f", "-F", "-R", "--force", "--forceall", "--forcerun", "--forcetargets")
-             for arg in sys.argv[1:])
-if workflow.is_main_process and not FORCED:
+if workflow.is_main_process and not forced_run(sys.argv[1:]):
     # Outputs made by another config, or damaged since they were written, that Snakemake would keep (restored by
     # DVC, copied, recorded under the wrong params.yaml, cut short) stop the plan in one line, before any job
     # (giftlab.stale). A forced run (--force, --forcerun, --forceall) is rebuilding on purpose.

@@ -40,8 +40,8 @@ class CompleteMarker(TrainerCallback):
 
     Several processes: every one calls ``on_save``; they meet at a barrier first, so the stamp (the main process's)
     comes after every process has written its part, the records the callbacks before this one write included
-    (GRPO's ``grading_stats.json``, which the main process writes once it has gathered every process's counts).
-    Each process used to stamp in its own ``on_save``, so one could stamp while the main one still wrote.
+    (GRPO's ``grading_stats.json``, which the main process writes once it has gathered every process's counts):
+    a process stamping in its own ``on_save`` could stamp while the main one still wrote.
     """
 
     def __init__(self, keep: int | None = None):
@@ -141,8 +141,8 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
     job's :func:`input_fingerprint` in ``job_config``, so new inputs also start afresh).
 
     Under several processes (``accelerate launch`` / torchrun set ``RANK``) only the main one (rank 0) wipes and
-    stamps the shared directory; the others wait until the stamp names this config. Eight processes each removing
-    the same stale checkpoint at once crashed on the files another had just removed (``FileNotFoundError``).
+    stamps the shared directory; the others wait until the stamp names this config (eight processes removing the
+    same stale checkpoint at once would fail on the files another had just removed).
 
     The number of processes (``WORLD_SIZE``, where above 1) is part of the stamp: a checkpoint's per-process state
     (GRPO's buffered rollout slices, one file per rank; the RNG streams) and SFT's global batch (per-device batch x

@@ -171,7 +171,7 @@ class JsonlLog(TrainerCallback):
 
     Steps only (rows with a ``loss``), as SFT's :class:`~giftlab.training.tracking.StepLog`: the Trainer's
     end-of-training summary describes one ``train()`` call (its runtime, its mean loss over that call's steps), so a
-    resumed run's differed from an uninterrupted one's, and one finished from its last checkpoint had none."""
+    resumed run's would differ from an uninterrupted one's, and one finished from its last checkpoint has none."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -269,7 +269,7 @@ class DynamicsCallback(TrainerCallback):
     Several processes (the paper's 8-GPU FSDP job) share the problems: process r generates and grades every
     ``world``-th problem from the r-th (:func:`dynamics_share`), the samples are gathered and the row is computed over
     all of them in benchmark order, so it equals one process's (each sample's randomness depends only on its prompt,
-    seed and index). Every process used to generate every problem: 8x the decode steps, each of which gathers the
+    seed and index): every process generating every problem would take 8x the decode steps, each gathering the
     sharded weights (at 7B and 8,192 tokens, hours per evaluation).
     """
 

@@ -3,10 +3,11 @@
 TRL's ``GRPOTrainer`` generates one rollout batch, then trains ``steps_per_generation`` micro-steps on slices of
 it (the paper profile: 128 prompts per batch, 64 per update, so 2 optimiser updates per batch). Where it is in the
 batch (``_step``) and the batch itself (``_buffered_inputs``) live only in memory. A checkpoint saved between the
-updates of one batch (``save_steps``, or a preemption at any step) used to resume with TRL's counter at 0: it
-generated that batch again and trained it from its first slice, so every later update trained the second half of
-one batch with the first half of the next, some prompts twice and others never, and the run stopped at
-``max_steps`` before the last half batch. ReLIFT's SFT step, keyed on the update's place in its batch, moved too.
+updates of one batch (``save_steps``, or a preemption at any step) would otherwise resume with TRL's counter at 0:
+it would generate that batch again and train it from its first slice, so every later update would train the second
+half of one batch with the first half of the next, some prompts twice and others never, and the run would stop at
+``max_steps`` before the last half batch (ReLIFT's SFT step, keyed on the update's place in its batch, would move
+too).
 
 :class:`ResumableRollouts` stores both in each checkpoint, one file per process (the batch only when the
 checkpoint falls inside one), and restores them on resume: a resumed run trains exactly what an uninterrupted run

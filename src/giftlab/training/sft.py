@@ -292,10 +292,10 @@ def validation_cross_entropy(model, dataset, collator, batch_size: int = 64) -> 
     """Token-mean −log p(y*) over the validation responses: comparable across objectives.
 
     Processes share the examples (process r takes every ``world``-th from the r-th; one short of batches runs its
-    first again, uncounted, so sharded processes run as many forwards) and their sums are all-reduced: every process
-    used to run the whole split. Where the [tokens, V] logits would exceed one chunk of the loss head (``auto``, as
+    first again, uncounted, so sharded processes run as many forwards) and their sums are all-reduced, so no process
+    runs the whole split. Where the [tokens, V] logits would exceed one chunk of the loss head (``auto``, as
     training decides), the cross-entropy comes from the final hidden states a chunk of tokens at a time: at 8,192
-    tokens and Qwen's 152k vocabulary a batch of 2 held ~30 GB of logits and their fp32 copies at each epoch's end.
+    tokens and Qwen's 152k vocabulary a batch of 2 would hold ~30 GB of logits and their fp32 copies.
     """
     was_training = model.training
     model.eval()
@@ -470,8 +470,8 @@ class WholeStepSampler(torch.utils.data.Sampler):
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The generator seed of SFT epoch ``epoch``'s shuffle under training seed ``seed``: a 63-bit hash of both, so
-    every (seed, epoch) has its own order. ``seed + epoch`` gave seed 1's epoch 1 seed 2's epoch 0: the replicates
-    of config/replication.yaml (seeds 1, 2, 3, 4) trained the same shuffles one epoch apart."""
+    every (seed, epoch) has its own order (``seed + epoch`` would give seed 1's epoch 1 seed 2's epoch 0, and
+    consecutive seeds the same shuffles one epoch apart)."""
     digest = hashlib.sha256(f"sft-order\x00{int(seed)}\x00{int(epoch)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 

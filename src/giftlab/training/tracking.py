@@ -61,8 +61,8 @@ def resolve_report_to(value: str | Sequence[str] | None, key: str) -> list[str]:
 def without_tracking(job_config: Mapping[str, Any]) -> dict[str, Any]:
     """``job_config`` without its ``report_to`` keys (top level) and the runtime settings it ran with
     (:data:`giftlab.runtime_keys.RUNTIME_KEYS`: the trackers, GRPO's ``save_steps``): they change no result, so
-    changing one keeps the resumable state in the work dir (``save_steps`` stayed in it, and a preempted run given a
-    shorter interval wiped its checkpoint and trained again from step 0)."""
+    changing one keeps the resumable state in the work dir (a preempted run given a shorter checkpoint interval
+    resumes from its checkpoint instead of training again from step 0)."""
     return without_runtime({k: v for k, v in job_config.items() if k != "report_to"})
 
 
