@@ -42,7 +42,7 @@ from giftlab.objectives import chunked_loss, get_objective
 from giftlab.tinyworld.tokenizer import build_tokenizer
 from giftlab.training import sft
 from giftlab.training.batches import PadCollator, response_positions
-from giftlab.training.grpo import DynamicsCallback, dynamics_settings
+from giftlab.training.dynamics import DynamicsCallback, dynamics_settings
 from giftlab.training.sft import SFTDataset
 from giftlab.training.checkpoints import verify_export
 from giftlab.training.sharded import (_reshard_setting, call_with_head, forward_param_dtype, full_state_dict,

@@ -14,8 +14,9 @@ from giftlab.models import load_model
 from giftlab.tinyworld.tokenizer import build_tokenizer
 from giftlab.cli import ConfigError
 from giftlab.evaluation.benchmarks import load_benchmark
-from giftlab.training.grpo import (DynamicsCallback, dynamics_problems, dynamics_records, dynamics_settings,
-                                   read_dynamics, train_grpo)
+from giftlab.training.dynamics import (DynamicsCallback, dynamics_problems, dynamics_records, dynamics_settings,
+                                       read_dynamics)
+from giftlab.training.grpo import train_grpo
 
 RL_ROWS = [{"question": f"Start with {i}. Add {i % 5 + 1}. What is the result?",
             "final_answer": str(i + i % 5 + 1)} for i in range(1, 9)]

@@ -7,7 +7,7 @@ import os
 
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
-from giftlab.training.grpo import _write_rows
+from giftlab.training.dynamics import _write_rows
 from helpers import CONTEXT, together
 
 def _prepare(rank, results, work, barrier):

@@ -307,7 +307,7 @@ class HFGenerator:
         """Wrap a live model (e.g. the policy inside a trainer) instead of loading one from disk.
 
         The model is *borrowed*: it is neither moved nor cast nor switched to eval mode (the
-        caller decides; :class:`giftlab.training.grpo.DynamicsCallback` puts it in eval mode for
+        caller decides; :class:`giftlab.training.dynamics.DynamicsCallback` puts it in eval mode for
         the evaluation and back in train mode afterwards), and its ``generation_config`` is swapped
         for the neutral one only for the duration of each ``generate`` call. The tokenizer is
         copied, so its padding side / pad token are not changed for the caller. Samples come out
