@@ -1,4 +1,5 @@
-"""``grpo.dual_clip`` (the paper profile's VeRL dual clip, clip_ratio_c = 3) through TRL's own GRPO loss.
+"""TRL's own GRPO loss as the paper profile configures it: ``grpo.dual_clip`` (VeRL's clip_ratio_c = 3) and
+``loss_type: dapo`` (token-level aggregation, the last test).
 
 VeRL's ``compute_policy_loss`` (verl/trainer/ppo/core_algos.py), written out as the reference: per token, with
 ratio r = π/π_old and advantage A,
@@ -102,3 +103,42 @@ def test_a_cap_inside_the_clip_range_is_refused():
         check_dual_clip({"dual_clip": 1.1, "clip_epsilon": EPS})
     check_dual_clip({"dual_clip": 1.3, "clip_epsilon": EPS})
     check_dual_clip({"clip_epsilon": EPS})
+
+
+def test_dapo_weighs_every_token_of_the_rollout_batch_alike(base_dir, tmp_path):
+    """The paper profile's ``loss_type: dapo`` through TRL's loss, micro-batch by micro-batch: each update's loss is
+    its tokens' summed loss over half the rollout batch's tokens (2 updates per rollout batch), so every completion
+    token of the batch weighs the same, whichever micro-batch or update it falls in. The reference is written out
+    here from the masks alone: ratio 1 (π_old = π), so a token's loss is −A in value and −A·∇log π in gradient."""
+    trainer = _trainer(base_dir, tmp_path, loss_type="dapo", prompts_per_generation=4, prompts_per_update=2,
+                       grad_accum=2)
+    assert (trainer.args.steps_per_generation, trainer.args.gradient_accumulation_steps) == (4, 2)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 2
+    torch.manual_seed(0)
+    batch = [dict(trainer.train_dataset[i]) for i in range(4) for _ in range(G)]
+    trainer._prepare_inputs(batch)  # generates the rollout batch and buffers its 4 micro-batches
+    micro = trainer._buffered_inputs
+    assert len(micro) == 4 and all(len(m["completion_ids"]) == 4 for m in micro)
+    masks = [m["completion_mask"].float() for m in micro]
+    tokens = sum(m.sum() for m in masks)
+    assert len({m.sum().item() for m in masks}) > 1  # unequal micro-batches: a per-micro-batch mean would differ
+    advantages = torch.tensor([1.0, -0.5, 0.25, -2.0])
+    for update in (micro[:2], micro[2:]):
+        trl_loss, ref_loss, mean_loss = 0.0, 0.0, 0.0
+        for inputs in update:
+            with torch.no_grad():
+                inputs["old_per_token_logps"] = _completion_logps(trainer.model, inputs)
+            inputs["advantages"] = advantages
+            trl_loss = trl_loss + trainer._compute_loss(trainer.model, inputs)
+            mask = inputs["completion_mask"].float()
+            logps = _completion_logps(trainer.model, inputs)
+            per_token = -advantages.unsqueeze(1) * torch.exp(logps - logps.detach())
+            ref_loss = ref_loss + (per_token * mask).sum() / (tokens / 2)
+            mean_loss = mean_loss + (per_token * mask).sum() / mask.sum() / 2  # bnpo: each micro-batch's mean
+        trl_grads = torch.autograd.grad(trl_loss, list(trainer.model.parameters()))
+        ref_grads = torch.autograd.grad(ref_loss, list(trainer.model.parameters()))
+        assert trl_loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+        assert mean_loss.item() != pytest.approx(ref_loss.item(), rel=1e-3)
+        for got, want in zip(trl_grads, ref_grads):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)

@@ -3,6 +3,20 @@
 The config speaks in the paper's units (prompts per generation batch, prompts per optimiser
 update, G samples per prompt); :func:`grpo_arguments` translates them into TRL's batch fields.
 
+The objective (TRL's loss as configured; paper §2 and Appendix E.2). For prompt x with G completions o_1..o_G and
+binary rewards R_i (:class:`MathReward`), the advantage is A_i = R_i − mean_j R_j (``scale_rewards: none``: no
+division by the group's std). Per completion token t, with ratio r_{i,t} = π_θ(o_{i,t} | x, o_{i,<t}) /
+π_old(o_{i,t} | ...) and ε = ``clip_epsilon``,
+
+    ℓ_{i,t} = −min(r_{i,t}·A_i, clip(r_{i,t}, 1 − ε, 1 + ε)·A_i) + kl_coef · KL_{i,t}(π_θ ‖ π_ref)
+
+with ``kl_coef`` 0 in every profile (E.2 has no KL term) and, under ``dual_clip`` c > 1 + ε, r_{i,t} first capped at
+c, which bounds a negative advantage's loss at −c·A_i (VeRL's dual clip),
+aggregated by ``loss_type``: ``dapo`` (the paper profile) Σ_{i,t ∈ update} ℓ_{i,t} / (tokens of the rollout batch /
+updates per batch), every token weighed alike; ``grpo`` (the tiny default) mean_i (Σ_t ℓ_{i,t} / |o_i|), each
+completion by its own length. tests/training/test_dual_clip.py checks both the clip and ``dapo``'s weighting on
+TRL's own loss against a reference written out from these formulas.
+
 RL dynamics (paper Figure 3): with ``grpo.eval_every`` > 0 and a benchmark file, the metrics dict gains
 ``"dynamics"``, the live policy's pass@1 during training (:mod:`giftlab.training.dynamics`).
 """
