@@ -9,6 +9,7 @@ from snakemake.utils import min_version
 
 from giftlab.cli import ConfigError
 from giftlab.config import JOB_SHELL_PREFIX, read_yaml
+from giftlab.grid import STAGE_PAIRS
 
 min_version("9.0")
 
@@ -40,7 +41,7 @@ wildcard_constraints:
     run=RUN_PATTERN,
     stage="base|sft|rl",
     benchmark="[a-z0-9_]+",
-    pair="base_sft|sft_rl",
+    pair="|".join(STAGE_PAIRS),
     n="|".join(str(n) for n in PLAN.tables()),  # Table 5 only where the config plans it (mtbench)
     name="[a-z][a-z0-9_]*",
 

@@ -18,12 +18,13 @@ import time
 
 import giftlab.cli
 from giftlab.cli import ConfigError
+from giftlab.grid import STAGE_PAIRS as GRID_STAGE_PAIRS
 from giftlab.profiling import emit, matmul_flops, phase
 from giftlab.provenance import write_result
 
 log = logging.getLogger("consistency")
-# base_extra: a backbone's base -> a checkpoint this pipeline did not train (config models.extra)
-STAGE_PAIRS = ("base_sft", "sft_rl", "base_extra")
+# the grid's pairs, and base_extra: a backbone's base -> a checkpoint this pipeline did not train (models.extra)
+STAGE_PAIRS = (*GRID_STAGE_PAIRS, "base_extra")
 
 
 def main(argv=None) -> None:

@@ -23,6 +23,10 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Mapping
 
+#: The consistency analyses' stage pairs (Table 4, Figure 2, claim 3) and their labels: a run's model before and
+#: after SFT, and before and after RL (the extra models' ``base_extra`` pair is scripts/consistency.py's own).
+STAGE_PAIRS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
+
 # The paper's two "Direct" baselines: plain SFT on the SFT + RL data with no RL afterwards, and GRPO straight from
 # the base model.
 DIRECT_SFT = "direct_sft"

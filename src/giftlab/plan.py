@@ -21,13 +21,13 @@ from typing import Any, Mapping
 from giftlab.cli import ConfigError
 from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models,
                             mtbench_enabled)
-from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, RunSpec, grid_runs, unified_runs  # noqa: F401  (RunSpec: Plan.runs' values)
+from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, STAGE_PAIRS, grid_runs, unified_runs
+from giftlab.grid import RunSpec  # noqa: F401  (Plan.runs' values)
 from giftlab.jobs import EngineSettings, EvalSettings
 from giftlab.rowfiles import RowFileError, find_data
 from giftlab.runtime_keys import RUNTIME_KEYS, drop_keys
 from giftlab.tinyworld.corpus import BENCHMARK_NAMES as WORLD_BENCHMARKS
 
-STAGE_PAIRS = ("base_sft", "sft_rl")
 SFT_SETTING_KEYS = ("epochs", "batch_size", "lr", "max_length", "grad_accum", "lr_scheduler", "warmup_ratio",
                     "weight_decay", "adam_betas", "max_grad_norm", "loss_head", "loss_backend", "bf16",
                     "export_dtype", "drop_last")

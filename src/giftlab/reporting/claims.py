@@ -53,7 +53,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
-from giftlab.reporting.tables import STAGE_PAIRS, job_field
+from giftlab.grid import STAGE_PAIRS
+from giftlab.reporting.tables import job_field
 from giftlab.stats import (nested_bootstrap_ci, paired_ratio_bootstrap_ci, pass_at_k_single, per_problem_pass_at_k,
                            resamples_for, seed_interval, simultaneous_alpha, stratified_bootstrap_ci)
 

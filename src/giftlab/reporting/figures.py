@@ -12,6 +12,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from giftlab.grid import STAGE_PAIRS  # noqa: E402
 from giftlab.reporting.runs import RunSpecs  # noqa: E402
 from giftlab.reporting.tables import job_field  # noqa: E402
 from giftlab.stats import seed_interval  # noqa: E402
@@ -184,7 +185,6 @@ def figure1(sft_metrics, rl_evals, backbones: Sequence[str], pdf, png, benchmark
 
 # ---------------------------------------------------------------- Figures 2 and 3: SFT vs GIFT
 
-STAGE_PAIR_LABELS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
 STAGE_PAIR_STYLES = {"base_sft": "-", "sft_rl": "--"}
 
 
@@ -299,7 +299,7 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
         pairs_seen = set()
         for run in sorted(per_run, key=_run_order(specs)):
             st = styles[run]
-            for pair in ("base_sft", "sft_rl"):
+            for pair in STAGE_PAIRS:
                 d = per_run[run].get(pair)
                 if not d or not d["k"]:
                     continue
@@ -318,8 +318,8 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
         ax.set(title=title, xlabel="K", ylabel="top-K overlap")
         handles = [Line2D([], [], color=styles[r]["color"], lw=styles[r]["lw"], label=styles[r]["label"])
                    for r in sorted(per_run, key=_run_order(specs))]
-        handles += [Line2D([], [], color="grey", ls=STAGE_PAIR_STYLES[p], label=STAGE_PAIR_LABELS[p])
-                    for p in ("base_sft", "sft_rl") if p in pairs_seen]
+        handles += [Line2D([], [], color="grey", ls=STAGE_PAIR_STYLES[p], label=STAGE_PAIRS[p])
+                    for p in STAGE_PAIRS if p in pairs_seen]
         ax.legend(handles=handles, fontsize=7)
     fig.tight_layout()
     _save(fig, pdf, png)

@@ -29,12 +29,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from giftlab.grid import STAGE_PAIRS
 from giftlab.io import write_text_atomic
 from giftlab.reporting import paper_numbers as pn
 from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.seeds import collapse_seeds
 
-STAGE_PAIRS = {"base_sft": "Base→SFT", "sft_rl": "SFT→RL"}
 CONSISTENCY_METRICS = {"cos": "Cos ↑", "l2": "L2 ↓", "kl": "KL ↓"}
 
 
