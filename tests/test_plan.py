@@ -295,3 +295,24 @@ def test_a_target_naming_a_run_or_backbone_outside_the_config_says_so():
         plan.job("pretrain_base", {"backbone": "qwne"})
     with pytest.raises(UnknownName, match=r"^backbone 'qwne' is not in this config"):
         plan.base_inputs("qwne")
+
+
+@pytest.mark.parametrize("seeds", [None, [1234, 4]])
+def test_the_eval_rules_patterns_pick_the_rule_the_plan_records(plan, seeds):
+    """Snakemake picks an evaluation's rule by EVAL_RULES' wildcard patterns, the plan by the run's record
+    (Plan.eval_rule, which `stale` and verify compare against): for every evaluation of the grid exactly one
+    pattern matches, and it is the plan's rule (a run id the patterns misread would run with another job config)."""
+    from giftlab.config import EVAL_RULES
+
+    seeded = Plan(deep_merge(plan.config, {"seeds": seeds})) if seeds else plan
+    evaluations = 0
+    for path, rule, _ in seeded.recorded_configs():
+        found = re.fullmatch(r"results/eval/(sft|rl)/([a-z0-9_]+)/([^/]+)/[a-z0-9_]+\.summary\.json", path)
+        if not found:
+            continue
+        stage, _, run = found.groups()
+        matching = [name for name, spec in EVAL_RULES.items()
+                    if spec["stage"] == stage and re.fullmatch(spec["run"], run)]
+        assert matching == [rule] == [seeded.eval_rule(stage, run)], path
+        evaluations += 1
+    assert evaluations > 20

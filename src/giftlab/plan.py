@@ -56,9 +56,6 @@ PHASE_RULES = {
 
 WORLD_BENCHMARK_DIR = "data/tiny/benchmarks"  # the world rule writes the tiny benchmarks here (world.smk)
 
-# rules whose job config another rule's builder makes (figures 2-3 and the summary share one)
-_JOB_OF_RULE = {"figure1": "fig1", "figure2": "figure", "figure3": "figure", "summary": "figure"}
-
 
 class UnknownName(KeyError):
     """A run id or backbone outside this config (a target naming another config's run, a typo): one readable line."""
@@ -564,10 +561,18 @@ class Plan:
         wildcards = dict(wildcards or {})
         if rule in EVAL_RULES:
             return self._eval_job(rule, **wildcards)
-        builder = getattr(self, f"_{_JOB_OF_RULE.get(rule, rule)}_job", None)
-        if builder is None:
+        builders = {
+            "world": self._world_job, "pretrain_base": self._pretrain_base_job, "split": self._split_job,
+            "sft": self._sft_job, "reference_cache": self._reference_cache_job, "grpo": self._grpo_job,
+            "consistency": self._consistency_job, "figure1": self._fig1_job, "figure2": self._figure_job,
+            "figure3": self._figure_job, "summary": self._figure_job, "claims": self._claims_job,
+            "rl_gain": self._rl_gain_job, "table": self._table_job, "mtbench_questions": self._mtbench_questions_job,
+            "mtbench_answer": self._mtbench_answer_job, "mtbench_judge": self._mtbench_judge_job,
+            "evaluate_extra": self._evaluate_extra_job, "consistency_extra": self._consistency_extra_job,
+            "table_extra": self._table_extra_job}
+        if rule not in builders:
             raise KeyError(f"no job config for rule {rule!r}")
-        return builder(**wildcards)
+        return builders[rule](**wildcards)
 
     def runtime(self, rule: str) -> dict[str, Any]:
         """The runtime settings (:data:`RUNTIME_KEYS`) of ``rule``'s jobs, nested as in their job configs (the same
