@@ -421,13 +421,17 @@ class Plan:
         return [*figures, *tables, *rl_gain, "results/tables/claims.md", "results/tables/claims.provenance.json",
                 *SUMMARY.values()]
 
-    def phase_outputs(self, phase: str, tiny_benchmarks=()) -> list[str]:
+    @staticmethod
+    def world_benchmark_files() -> list[str]:
+        """The tiny benchmarks the world rule writes (world.smk; the tiny MT-Bench questions read them too)."""
+        return [f"{WORLD_BENCHMARK_DIR}/{name}.jsonl" for name in WORLD_BENCHMARKS]
+
+    def phase_outputs(self, phase: str) -> list[str]:
         """What a phase (a DVC stage, phases.smk) owns over the grid."""
         bbs = self.backbones
         if phase == "world":
             return (["data/tiny/problems.jsonl", "data/tiny/pretrain.jsonl", "data/tiny/tokenizer",
-                     *[f"data/tiny/benchmarks/{n}.jsonl" for n in tiny_benchmarks], "results/world.json"]
-                    if self.tiny else [])
+                     *self.world_benchmark_files(), "results/world.json"] if self.tiny else [])
         if phase == "base":
             tiny = [bb for bb in bbs if self.config["backbones"][bb]["source"] == "tiny"]
             return [p for bb in tiny for p in (f"models/base/{bb}", f"results/pretrain/{bb}.json")]
@@ -452,9 +456,9 @@ class Plan:
             return list(dict.fromkeys(self.all_targets()))
         raise KeyError(f"no phase {phase!r} (one of {', '.join(PHASE_RULES)})")
 
-    def grid_outputs(self, tiny_benchmarks=()) -> list[str]:
+    def grid_outputs(self) -> list[str]:
         """Everything the phases own: the complete grid (target phase_all)."""
-        return [p for phase in PHASE_RULES for p in self.phase_outputs(phase, tiny_benchmarks)]
+        return [p for phase in PHASE_RULES for p in self.phase_outputs(phase)]
 
     # -------------------------------------------------------------- what each output records
     def recorded_configs(self) -> list[tuple[str, str, dict[str, Any]]]:

@@ -13,7 +13,6 @@ from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
 from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary, forced_run, verify_command
-from giftlab.tinyworld import BENCHMARK_NAMES as TINY_BENCHMARKS
 
 try:  # one line naming the key, before any job is scheduled
     validate_config(config, REPO / "workflow" / "schemas" / "params.schema.yaml")

@@ -13,7 +13,7 @@ rule mtbench_questions:
     input:
         problems="data/tiny/problems.jsonl",
         corpus="data/tiny/pretrain.jsonl",
-        benchmarks=expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS),
+        benchmarks=PLAN.world_benchmark_files(),
     output:
         questions=MTBENCH_TINY_QUESTIONS,
         provenance=MTBENCH_TINY_QUESTIONS.replace(".jsonl", ".provenance.json"),

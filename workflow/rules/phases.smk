@@ -9,49 +9,49 @@
 
 rule phase_world:
     input:
-        PLAN.phase_outputs("world", TINY_BENCHMARKS),
+        PLAN.phase_outputs("world"),
 
 
 rule phase_base:
     input:
-        PLAN.phase_outputs("base", TINY_BENCHMARKS),
+        PLAN.phase_outputs("base"),
 
 
 rule phase_split:
     input:
-        PLAN.phase_outputs("split", TINY_BENCHMARKS),
+        PLAN.phase_outputs("split"),
 
 
 rule phase_sft:
     input:
-        PLAN.phase_outputs("sft", TINY_BENCHMARKS),
+        PLAN.phase_outputs("sft"),
 
 
 rule phase_grpo:
     input:
-        PLAN.phase_outputs("grpo", TINY_BENCHMARKS),
+        PLAN.phase_outputs("grpo"),
 
 
 rule phase_eval:
     input:
-        PLAN.phase_outputs("eval", TINY_BENCHMARKS),
+        PLAN.phase_outputs("eval"),
 
 
 rule phase_analysis:
     input:
-        PLAN.phase_outputs("analysis", TINY_BENCHMARKS),
+        PLAN.phase_outputs("analysis"),
 
 
 rule phase_mtbench:
     input:
-        PLAN.phase_outputs("mtbench", TINY_BENCHMARKS),
+        PLAN.phase_outputs("mtbench"),
 
 
 rule phase_figures:
     input:
-        PLAN.phase_outputs("figures", TINY_BENCHMARKS),
+        PLAN.phase_outputs("figures"),
 
 
 rule phase_all:
     input:
-        PLAN.grid_outputs(TINY_BENCHMARKS),
+        PLAN.grid_outputs(),

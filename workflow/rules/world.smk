@@ -7,7 +7,7 @@ rule world:
         problems="data/tiny/problems.jsonl",
         corpus="data/tiny/pretrain.jsonl",
         tokenizer=directory("data/tiny/tokenizer"),
-        benchmarks=expand("data/tiny/benchmarks/{name}.jsonl", name=TINY_BENCHMARKS),
+        benchmarks=PLAN.world_benchmark_files(),
         summary="results/world.json",
     params:
         job=job("world"),
