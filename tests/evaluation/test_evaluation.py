@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from giftlab.evaluation import benchmarks as bm
+from giftlab.evaluation import job as evaluation_job
 from giftlab.evaluation.generation import Sample, render_prompt, sample_seed
 from giftlab.stats import bootstrap_ci, pass_at_1_ci, pass_at_k, pass_at_k_single
 from giftlab.evaluation.runner import evaluate
@@ -727,7 +728,7 @@ def script_grading_in_process(monkeypatch, workdir):
     def fake_pool(workers, timeout):
         yield fake_grade
 
-    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    monkeypatch.setattr(evaluation_job, "grading_pool", fake_pool)
     monkeypatch.chdir(workdir)
     return script
 
@@ -752,7 +753,7 @@ def test_evaluate_script_end_to_end(tmp_path, toy_dir, monkeypatch, capsys):
         seen.update(workers=workers, timeout=timeout)
         yield fake_grade
 
-    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    monkeypatch.setattr(evaluation_job, "grading_pool", fake_pool)
     bench = write_jsonl(tmp_path / "tiny_id.jsonl", [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5.", "gold": 5}])
     config = {"seed": 3, "n_samples": 2, "temperature": 1.0, "max_new_tokens": 6,
               "backend": "hf", "grading_timeout": 4, "benchmark": "tiny_id", "ks": [1, 2]}

@@ -73,7 +73,7 @@ def test_a_prompt_without_room_in_max_model_len_is_named(fake_vllm):
 
 def test_close_shuts_the_engine_down(fake_vllm):
     """vLLM 0.31.0's engine core holds the weights and KV cache in a process of its own until its client's shutdown
-    (LLM has no close of its own): scripts/evaluate.py closes a generator before loading another."""
+    (LLM has no close of its own): giftlab.evaluation.job closes a generator before loading another."""
     gen = VLLMGenerator(fake_vllm)
     stopped = []
     gen.llm.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=lambda: stopped.append(True)))

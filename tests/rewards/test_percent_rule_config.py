@@ -4,7 +4,6 @@ evaluation's grading pool and recorded in its summary."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -13,6 +12,7 @@ import pytest
 
 from giftlab.cli import ConfigError
 from giftlab.config import deep_merge, load_config, validate_config
+from giftlab.evaluation import job as evaluation_job
 from giftlab.evaluation.generation import Sample
 from helpers import REPO
 
@@ -32,13 +32,6 @@ def test_paper_profile_keeps_the_papers_rule():
     assert paper["eval"]["percent_rule"] is True and paper["grpo"]["percent_rule"] is True
 
 
-def _load_evaluate():
-    spec = importlib.util.spec_from_file_location("evaluate_script_percent", REPO / "scripts" / "evaluate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 class _Gen:
     backend = "fake"
     tokenizer = SimpleNamespace(chat_template=None)
@@ -53,7 +46,6 @@ def test_evaluate_binds_the_rule_into_the_pool_and_records_it(tmp_path, monkeypa
     import giftlab.evaluation.generation as generation
     from giftlab.rewards import grade
 
-    script = _load_evaluate()
     seen = []
 
     @contextmanager
@@ -63,7 +55,7 @@ def test_evaluate_binds_the_rule_into_the_pool_and_records_it(tmp_path, monkeypa
         yield lambda responses, golds: [grade(r, g, include_percentage=rule)
                                         for r, g in zip(responses, golds)]
 
-    monkeypatch.setattr(script, "grading_pool", fake_pool)
+    monkeypatch.setattr(evaluation_job, "grading_pool", fake_pool)
     monkeypatch.setattr(generation, "make_generator", lambda model, **engine: _Gen())
     bench = tmp_path / "tiny_id.jsonl"
     bench.write_text(json.dumps({"id": 1, "prompt": "Half of one?", "gold": "0.5", "kind": "math"}) + "\n")
@@ -72,7 +64,7 @@ def test_evaluate_binds_the_rule_into_the_pool_and_records_it(tmp_path, monkeypa
     if setting is not None:
         config["percent_rule"] = setting
     summary_path = tmp_path / "sum.json"
-    script.evaluate_benchmark(config, tmp_path, bench, tmp_path / "s.jsonl", summary_path, {})
+    evaluation_job.evaluate_benchmark(config, tmp_path, bench, tmp_path / "s.jsonl", summary_path, {})
     summary = json.loads(summary_path.read_text())
     expected = setting is not False
     # the default keeps the pool's two-argument call (test doubles elsewhere take just those)
@@ -82,13 +74,12 @@ def test_evaluate_binds_the_rule_into_the_pool_and_records_it(tmp_path, monkeypa
 
 
 def test_evaluate_refuses_a_non_boolean_rule(tmp_path):
-    script = _load_evaluate()
     bench = tmp_path / "tiny_id.jsonl"
     bench.write_text(json.dumps({"id": 1, "prompt": "Half of one?", "gold": "0.5", "kind": "math"}) + "\n")
     config = {"seed": 0, "n_samples": 1, "max_new_tokens": 4, "benchmark": "tiny_id", "ks": [1],
               "percent_rule": "false"}
     with pytest.raises(ConfigError, match=r"^config: percent_rule: 'false' is not true or false$"):
-        script.evaluate_benchmark(config, tmp_path, bench, tmp_path / "s.jsonl", tmp_path / "sum.json", {})
+        evaluation_job.evaluate_benchmark(config, tmp_path, bench, tmp_path / "s.jsonl", tmp_path / "sum.json", {})
 
 
 class _Stop(Exception):
