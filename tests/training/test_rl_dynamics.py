@@ -223,7 +223,7 @@ def test_dynamics_are_off_without_eval_every_and_do_not_change_training(base_dir
 
 
 def test_step_log_drops_torn_lines_and_steps_after_the_resume(tmp_path):
-    from giftlab.training.grpo import read_step_log
+    from giftlab.training.tracking import read_step_rows as read_step_log
 
     log = tmp_path / "steps.jsonl"
     log.write_text('{"step": 1, "reward": 0.1}\n{"step": 2, "reward": 0.2}\n{"step": 3, "rew')

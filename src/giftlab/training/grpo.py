@@ -47,7 +47,7 @@ from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
 from giftlab.training.sharded import (accelerate_fsdp, fp32_master_weights, rank_and_world,
                                       trl_reference_in_every_process)
-from giftlab.training.tracking import read_step_rows, resolve_report_to, use_tensorboard
+from giftlab.training.tracking import StepLog, read_step_rows, resolve_report_to, use_tensorboard
 from giftlab.training.weight_decay import DecayEveryParameter, with_optimizer_groups
 
 log = logging.getLogger(__name__)
@@ -175,28 +175,6 @@ class MathReward:
             log_metric("grading/timeouts", float(sum(r.timed_out for r in results) * world))
             log_metric("grading/errors", float(sum(r.error is not None for r in results) * world))
         return [1.0 if r.correct else 0.0 for r in results]
-
-
-read_step_log = read_step_rows  # the per-step training log: torn lines and retrained steps dropped
-
-
-class JsonlLog(TrainerCallback):
-    """Append every logged optimiser step (reward, KL, entropy, lengths, grading timeouts) to a JSONL file.
-
-    Steps only (rows with a ``loss``), as SFT's :class:`~giftlab.training.tracking.StepLog`: the Trainer's
-    end-of-training summary describes one ``train()`` call (its runtime, its mean loss over that call's steps), so a
-    resumed run's would differ from an uninterrupted one's, and one finished from its last checkpoint has none."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        # every process logs the same (gathered) row: written once
-        if logs and "loss" in logs and state.is_world_process_zero:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-        return control
-
 
 
 def rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations: bool = False, solution_key: str | None = None
@@ -385,7 +363,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         step_log.unlink(missing_ok=True)
     else:  # steps after the checkpoint are trained (and logged) again
         log.info("resuming from %s", resume)
-        _write_rows(step_log, read_step_log(step_log, up_to_step=resume_step))
+        _write_rows(step_log, read_step_rows(step_log, up_to_step=resume_step))
     dyn = dynamics_settings(cfg)
     records, subset = None, None
     if dyn is not None and dynamics_benchmark is None:
@@ -416,7 +394,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
                                         dyn, seed, resume_step=resume_step)
         tally = GradingTally(lambda: dict(pool.stats), dynamics, resume)
         # the tally before the stamp: a checkpoint stamped complete holds its counts
-        callbacks = [RunIntervals(), tally, CompleteMarker(keep=1), JsonlLog(step_log),
+        callbacks = [RunIntervals(), tally, CompleteMarker(keep=1), StepLog(step_log),
                      *([dynamics] if dynamics is not None else [])]
         # last: its on_save runs after CompleteMarker's, then raises Preempted (SIGTERM / SIGUSR1: exit non-zero)
         preemption = PreemptionCheckpoint()
@@ -443,7 +421,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         model.generation_config.eos_token_id = saved_eos  # the export keeps the checkpoint's own
     with phase("grpo/export"):
         export_model(trainer, tokenizer, out_dir, cfg.get("export_dtype"))
-    steps = read_step_log(step_log)
+    steps = read_step_rows(step_log)
     metrics = {"init": init_path, "steps": trainer.state.global_step, "log": steps, "grading": grading,
                "math_grading": {"percent_rule": percent_rule}, "rl_method": rl_method, "method_params": params,
                "resumed_from": str(resume) if resume else None,

@@ -89,8 +89,12 @@ def use_tensorboard(trainer, log_dir: str | Path, resume_step: int | None) -> No
 
 
 class StepLog(TrainerCallback):
-    """Append every logged optimiser step (loss, learning rate, grad norm, epoch) to a JSONL file (main process).
+    """Append every logged optimiser step (SFT: loss, learning rate, grad norm, epoch; GRPO: also reward, KL,
+    entropy, lengths, grading timeouts) to a JSONL file, from the main process (every process logs the same
+    gathered row).
 
+    Steps only (rows with a ``loss``): the Trainer's end-of-training summary describes one ``train()`` call (its
+    runtime, its mean loss over that call's steps), so a resumed run's would differ from an uninterrupted one's.
     When training (re)starts, rows after the step it starts from are dropped: a resumed run logs them again.
     """
 
