@@ -3,7 +3,7 @@
 from giftlab import cli
 from giftlab.data import read_jsonl
 from giftlab.io import read_json
-from giftlab.jobs import FigureJob
+from giftlab.jobs import ReportJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.claims import write_claims
 from giftlab.reporting.rl_gain import per_problem_counts
@@ -23,7 +23,7 @@ def main(argv=None):
     p.add_argument("--provenance", help="output: <stem>.provenance.json (config, code version, input hashes)")
     args = p.parse_args(argv)
     config = cli.setup(args, torch_threads=False)
-    job = FigureJob.from_config(config)
+    job = ReportJob.from_config(config)
     rl, pre_rl = [read_json(f) for f in args.rl], [read_json(f) for f in args.pre_rl]
     samples = _by_evaluation(rl, args.rl_samples, "--rl", per_problem_counts)
     pre_rl_samples = _by_evaluation(pre_rl, args.pre_rl_samples, "--pre-rl", per_problem_counts)

@@ -7,7 +7,7 @@ gift-b*), ci (true: bootstrap bands), benchmark (named in the panel titles).
 
 from giftlab import cli
 from giftlab.io import read_json
-from giftlab.jobs import FigureJob
+from giftlab.jobs import ReportJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.figures import backbones_in, figure3
 
@@ -21,7 +21,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     config = cli.setup(args, torch_threads=False)
     records = [read_json(f) for f in args.rl_metrics]
-    job = FigureJob.from_config(config)
+    job = ReportJob.from_config(config)
     backbones = job.backbones or backbones_in(records)
     figure3(records, backbones=backbones, pdf=args.pdf, png=args.png, runs=job.runs,
             run_specs=job.run_specs,

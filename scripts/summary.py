@@ -2,7 +2,7 @@
 
 from giftlab import cli
 from giftlab.io import read_json
-from giftlab.jobs import FigureJob
+from giftlab.jobs import ReportJob
 from giftlab.reporting.summary import write_summary
 
 
@@ -16,7 +16,7 @@ def main(argv=None):
     p.add_argument("--provenance", required=True, help="the three files' provenance sidecar")
     args = p.parse_args(argv)
     config = cli.setup(args, torch_threads=False)
-    job = FigureJob.from_config(config)
+    job = ReportJob.from_config(config)
     write_summary([read_json(f) for f in args.sft], [read_json(f) for f in args.rl], job.benchmark,
                   metrics=args.metrics, val_loss=args.val_loss, pass1=args.pass1, provenance=args.provenance,
                   inputs=[*args.sft, *args.rl], config=config)

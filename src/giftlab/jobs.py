@@ -150,7 +150,7 @@ class GRPOJob(JobConfig):
     seed: int
     backbone: str
     run: str
-    grpo: dict                     # giftlab.training.grpo checks these
+    grpo: dict                     # the config's grpo section (the schema checks its keys; grpo_arguments reads it)
     sft_epoch: int | None = None
     # the unified runs (config unified.*) only; plain GRPO jobs carry none of these keys
     rl_method: str = "grpo"        # a key of giftlab.rl_methods.RL_METHODS, or plain GRPO
@@ -283,10 +283,11 @@ class TableJob(JobConfig):
 
 
 @dataclass
-class FigureJob(JobConfig):
-    """Figures 2-3, the claims and the DVC summary."""
+class ReportJob(JobConfig):
+    """The report jobs that read the run table and metric files alike: Figures 2-3, the claims and the DVC
+    summary."""
 
-    RULE: ClassVar[str] = "figure"
+    RULE: ClassVar[str] = "report (figure2, figure3, claims, summary)"
     seed: int = 0
     backbones: list | None = None
     benchmark: str | None = None
@@ -353,7 +354,7 @@ class MTBenchJudgeJob(JobConfig):
 #: rule -> its job dataclass (the rules whose scripts parse their config here)
 JOBS: dict[str, type[JobConfig]] = {
     "split": SplitJob, "sft": SFTJob, "grpo": GRPOJob, "consistency": ConsistencyJob, "table": TableJob,
-    "figure1": Fig1Job, "figure2": FigureJob, "figure3": FigureJob, "claims": FigureJob, "summary": FigureJob,
+    "figure1": Fig1Job, "figure2": ReportJob, "figure3": ReportJob, "claims": ReportJob, "summary": ReportJob,
     "rl_gain": RLGainJob, "mtbench_questions": MTBenchQuestionsJob, "mtbench_answer": MTBenchAnswerJob,
     "mtbench_judge": MTBenchJudgeJob, "reference_cache": ReferenceCacheJob,
 }

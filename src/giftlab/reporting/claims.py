@@ -54,7 +54,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from giftlab.io import write_text_atomic
 from giftlab.reporting.runs import RunSpecs
 from giftlab.grid import STAGE_PAIRS
-from giftlab.reporting.tables import job_field
+from giftlab.reporting.tables import index_records, job_field
 from giftlab.stats import (nested_bootstrap_ci, paired_ratio_bootstrap_ci, pass_at_k_single, per_problem_pass_at_k,
                            resamples_for, seed_interval, simultaneous_alpha, stratified_bootstrap_ci)
 
@@ -228,18 +228,6 @@ def _shared(a: Mapping[Any, Mapping], b: Mapping[Any, Mapping]) -> list[tuple[Ma
     return [(a[seed], b[seed], seed) for seed in sorted(set(a) & set(b), key=lambda s: (s is None, s or 0))]
 
 
-def _index(records: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> dict[tuple, Mapping[str, Any]]:
-    out = {}
-    for rec in records:
-        key = tuple(job_field(rec, k) for k in keys)
-        if None in key:
-            raise ValueError(f"claims: record lacks one of {', '.join(keys)}")
-        if key in out:
-            raise ValueError(f"claims: two records for {dict(zip(keys, key))}")
-        out[key] = rec
-    return out
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
@@ -278,7 +266,7 @@ def _pass1_checks(rl_summaries, metric, benchmarks, specs, against, samples, des
     recs = [r for r in rl_summaries if job_field(r, "stage") == "rl"]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
-    cells = _cells(_index(recs, ("backbone", "run", "benchmark")), specs)
+    cells = _cells(index_records(recs, ("backbone", "run", "benchmark"), "claims"), specs)
     samples = samples or {}
     pending = []
     for gkey, okey in _gift_pairs(cells, specs, against):
@@ -418,7 +406,7 @@ def claim_passk_advantage_grows(pre_rl_summaries: Iterable[Mapping[str, Any]],
     samples = samples or {}
     specs = RunSpecs(run_specs)
     recs = [r for r in pre_rl_summaries if job_field(r, "stage") == "sft"]
-    cells = _cells(_index(recs, ("backbone", "run", "benchmark")), specs)
+    cells = _cells(index_records(recs, ("backbone", "run", "benchmark"), "claims"), specs)
     grouped: dict[tuple[str, str], dict[Any, list[tuple[Mapping, Mapping]]]] = {}
     for gkey, skey in _gift_pairs(cells, specs, lambda cell: specs.strategy(cell) == "sft"):
         for g, s, seed in _shared(cells[gkey], cells[skey]):
@@ -463,7 +451,7 @@ def claim_gift_more_consistent(records: Iterable[Mapping[str, Any]], run_specs=N
     ``l2_ci95`` for the last layer's output, none for its parameters), KL (↓, with ``kl_ci95``) and top-K overlap
     (↑, with ``topk_overlap_ci95``); paired over seeds when there are several."""
     specs = RunSpecs(run_specs)
-    cells = _cells(_index(records, ("backbone", "run", "stage_pair")), specs)
+    cells = _cells(index_records(records, ("backbone", "run", "stage_pair"), "claims"), specs)
     pending = []
     for gkey, skey in _gift_pairs(cells, specs, lambda cell: specs.strategy(cell) == "sft"):
         pairs = _shared(cells[gkey], cells[skey])

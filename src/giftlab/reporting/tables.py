@@ -67,8 +67,10 @@ def _ci(record: Mapping[str, Any], key: str = "pass@1_ci95") -> tuple[float, flo
     return float(ci[0]), float(ci[1])
 
 
-def _index(records: Iterable[Mapping[str, Any]], keys: Sequence[str], what: str
-           ) -> dict[tuple, Mapping[str, Any]]:
+def index_records(records: Iterable[Mapping[str, Any]], keys: Sequence[str], what: str
+                  ) -> dict[tuple, Mapping[str, Any]]:
+    """The records by their job fields ``keys`` (a missing field or two records for one key: one line naming
+    ``what``)."""
     out: dict[tuple, Mapping[str, Any]] = {}
     for rec in records:
         key = tuple(_need(rec, k, what) for k in keys)
@@ -113,7 +115,7 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     recs = [r for r in summaries if _is_post_rl(r, specs)]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
-    idx = _index(recs, ("backbone", "run", "benchmark"), "benchmark table")
+    idx = index_records(recs, ("backbone", "run", "benchmark"), "benchmark table")
     # a requested benchmark without any result keeps its column, empty: the row's Average is then missing too,
     # never the mean of the other benchmarks printed beside the paper's Average over all of them
     benches = list(benchmarks) if benchmarks is not None else list(dict.fromkeys(k[2] for k in idx))
@@ -177,7 +179,7 @@ def extra_models_table(summaries: Iterable[Mapping[str, Any]], benchmarks: Seque
     recs = [r for r in summaries if job_field(r, "stage") == "extra"]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
-    idx = _index(recs, ("run", "benchmark"), "extra models table")
+    idx = index_records(recs, ("run", "benchmark"), "extra models table")
     benches = list(benchmarks) if benchmarks is not None else list(dict.fromkeys(k[1] for k in idx))
     cols = [benchmark_column(b) for b in benches]
     agree = {job_field(c, "run"): c for c in consistency}
@@ -218,7 +220,7 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
             and specs.strategy(_need(r, "run", "table3")) in set(methods)]
     if benchmarks is not None:
         recs = [r for r in recs if job_field(r, "benchmark") in set(benchmarks)]
-    idx = _index(recs, ("backbone", "run", "benchmark"), "table3")
+    idx = index_records(recs, ("backbone", "run", "benchmark"), "table3")
     # every row averages the same benchmarks (the paper's: the math ones); a row missing one has no mean
     wanted = set(benchmarks) if benchmarks is not None else {k[2] for k in idx}
     cols = [f"pass@{int(k)}" for k in ks]
@@ -257,7 +259,7 @@ def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos"
         pair = _need(r, "stage_pair", "table4")
         if pair not in STAGE_PAIRS:
             raise ValueError(f"table4: unknown stage_pair {pair!r} (expected one of {', '.join(STAGE_PAIRS)})")
-    idx = _index(recs, ("backbone", "run", "stage_pair"), "table4")
+    idx = index_records(recs, ("backbone", "run", "stage_pair"), "table4")
     pairs = [p for p in STAGE_PAIRS if any(k[2] == p for k in idx)]
     cols = [f"{p}.{m}" for p in pairs for m in metrics]
     rows = []
@@ -297,7 +299,7 @@ def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones:
     turn is in no mean). ``paper`` adds ``paper <column>``: the paper's number for the same backbone and strategy
     (every GIFT β maps to the paper's GIFT row)."""
     specs = RunSpecs(run_specs)
-    idx = _index(records, ("backbone", "run"), "table5")
+    idx = index_records(records, ("backbone", "run"), "table5")
     present = {c for rec in idx.values() for c in rec["categories"]}
     cats = [c for c in pn.MTBENCH_COLUMNS if c in present] + sorted(present - set(pn.MTBENCH_COLUMNS))
     cols = ["Total", *[pn.MTBENCH_COLUMNS.get(c, c) for c in cats]]
