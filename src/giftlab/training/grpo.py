@@ -324,25 +324,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     rows = rl_dataset_rows(tokenizer, rl_rows, needs_demonstrations, solution_key)
     demonstrations = None
     if needs_demonstrations:  # whole demonstrations only (demonstrations_that_fit); plain GRPO's rows stay as they are
-        limit = int(cfg["max_completion_length"])
-        rows, dropped = demonstrations_that_fit(tokenizer, rows, limit)
-        demonstrations = {"max_tokens": limit, "kept": len(rows), "dropped": dropped}
-        if not rows:
-            raise ValueError(f"no RL row left for {rl_method}: all {dropped} demonstrations ('{solution_key}') are "
-                             f"longer than grpo.max_completion_length = {limit} tokens with EOS")
-        if len(rows) < cfg["prompts_per_generation"]:  # the Trainer drops a partial generation batch
-            raise ValueError(f"{rl_method}: {len(rows)} RL rows left with a demonstration that fits "
-                             f"grpo.max_completion_length = {limit} tokens ({dropped} dropped), fewer than one "
-                             f"generation batch (grpo.prompts_per_generation = {cfg['prompts_per_generation']})")
-        if dropped:
-            log.warning("%s: dropped %d of %d RL rows whose demonstration + EOS is longer than "
-                        "grpo.max_completion_length = %d tokens", rl_method, dropped, dropped + len(rows), limit)
-        steps = max_steps_for_kept_rows(cfg, len(rows), len(rows) + dropped)
-        if steps != cfg["max_steps"]:
-            log.warning("%s: %d optimiser steps instead of grpo.max_steps = %d, so that no prompt repeats more "
-                        "often than in plain GRPO", rl_method, steps, cfg["max_steps"])
-            cfg = {**cfg, "max_steps": steps}
-        demonstrations["max_steps"] = steps
+        rows, cfg, demonstrations = _rows_whose_demonstration_fits(tokenizer, rows, cfg, rl_method, solution_key)
     dataset = Dataset.from_list(rows)
     # accelerate launch sets WORLD_SIZE; the per-device batch divides the paper's global batch over it
     kwargs = grpo_arguments(cfg, work_dir, seed, world_size=int(os.environ.get("WORLD_SIZE", 1)))
@@ -364,18 +346,7 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
     else:  # steps after the checkpoint are trained (and logged) again
         log.info("resuming from %s", resume)
         _write_rows(step_log, read_step_rows(step_log, up_to_step=resume_step))
-    dyn = dynamics_settings(cfg)
-    records, subset = None, None
-    if dyn is not None and dynamics_benchmark is None:
-        log.warning("grpo.eval_every = %d but no dynamics benchmark was given: RL dynamics are off",
-                    dyn["eval_every"])
-        dyn = None
-    if dyn is not None:
-        whole = dynamics_records(dynamics_benchmark)
-        records = dynamics_problems(whole, dyn["eval_problems"], dyn["eval_subset"])
-        subset = {"subset": dyn["eval_subset"],
-                  "seed": DYNAMICS_SUBSET_SEED if dyn["eval_subset"] == "random" else None,
-                  "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
+    dyn, records, subset = _dynamics_plan(cfg, dynamics_benchmark)
     with phase("grpo/load"):
         model = fp32_master_weights(load_model(init_path))
     saved_eos = model.generation_config.eos_token_id if turn_end else None
@@ -435,3 +406,45 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         metrics["dynamics_subset"] = subset
         metrics["dynamics_grading"] = totals["dynamics_grading"]
     return metrics
+
+
+def _rows_whose_demonstration_fits(tokenizer, rows: list[dict], cfg: Mapping[str, Any], rl_method: str,
+                                   solution_key: str | None) -> tuple[list[dict], Mapping[str, Any], dict]:
+    """A demonstration method's RL rows whose demonstration + EOS fits ``grpo.max_completion_length``
+    (:func:`demonstrations_that_fit`), the config with the steps that keep plain GRPO's repeats per prompt
+    (:func:`max_steps_for_kept_rows`), and the metrics' ``"demonstrations"`` record; too few rows: one line."""
+    limit = int(cfg["max_completion_length"])
+    rows, dropped = demonstrations_that_fit(tokenizer, rows, limit)
+    if not rows:
+        raise ValueError(f"no RL row left for {rl_method}: all {dropped} demonstrations ('{solution_key}') are "
+                         f"longer than grpo.max_completion_length = {limit} tokens with EOS")
+    if len(rows) < cfg["prompts_per_generation"]:  # the Trainer drops a partial generation batch
+        raise ValueError(f"{rl_method}: {len(rows)} RL rows left with a demonstration that fits "
+                         f"grpo.max_completion_length = {limit} tokens ({dropped} dropped), fewer than one "
+                         f"generation batch (grpo.prompts_per_generation = {cfg['prompts_per_generation']})")
+    if dropped:
+        log.warning("%s: dropped %d of %d RL rows whose demonstration + EOS is longer than "
+                    "grpo.max_completion_length = %d tokens", rl_method, dropped, dropped + len(rows), limit)
+    steps = max_steps_for_kept_rows(cfg, len(rows), len(rows) + dropped)
+    if steps != cfg["max_steps"]:
+        log.warning("%s: %d optimiser steps instead of grpo.max_steps = %d, so that no prompt repeats more "
+                    "often than in plain GRPO", rl_method, steps, cfg["max_steps"])
+        cfg = {**cfg, "max_steps": steps}
+    return rows, cfg, {"max_tokens": limit, "kept": len(rows), "dropped": dropped, "max_steps": steps}
+
+
+def _dynamics_plan(cfg: Mapping[str, Any], benchmark: str | Path | None
+                   ) -> tuple[dict[str, Any] | None, list[dict] | None, dict[str, Any] | None]:
+    """The RL dynamics' settings (None: off), the problems they evaluate and the metrics' ``"dynamics_subset"``."""
+    dyn = dynamics_settings(cfg)
+    if dyn is not None and benchmark is None:
+        log.warning("grpo.eval_every = %d but no dynamics benchmark was given: RL dynamics are off",
+                    dyn["eval_every"])
+        return None, None, None
+    if dyn is None:
+        return None, None, None
+    whole = dynamics_records(benchmark)
+    records = dynamics_problems(whole, dyn["eval_problems"], dyn["eval_subset"])
+    subset = {"subset": dyn["eval_subset"], "seed": DYNAMICS_SUBSET_SEED if dyn["eval_subset"] == "random" else None,
+              "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
+    return dyn, records, subset
