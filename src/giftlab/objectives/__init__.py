@@ -25,8 +25,12 @@ from .base import (
     get_objective,
     register,
 )
-from . import sft as _sft  # noqa: F401  (registers sft, sft_entropy, sft_ls, sft_kd)
-from . import dft as _dft  # noqa: F401  (registers dft, asft)
+from . import sft as _sft  # noqa: F401  (registers sft; each module below registers the objective it is named for)
+from . import sft_entropy as _sft_entropy  # noqa: F401
+from . import sft_ls as _sft_ls  # noqa: F401
+from . import sft_kd as _sft_kd  # noqa: F401
+from . import dft as _dft  # noqa: F401
+from . import asft as _asft  # noqa: F401
 from . import psft as _psft  # noqa: F401  (registers psft)
 from . import gift as _gift  # noqa: F401  (registers gift)
 from .gift import gift_target
