@@ -8,13 +8,14 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from giftlab.cli import ConfigError
-from giftlab.config import JOB_SHELL_PREFIX, read_yaml
+from giftlab.config import read_yaml
 from giftlab.grid import STAGE_PAIRS
+from giftlab.resources import JOB_SHELL_PREFIX
 
 min_version("9.0")
 
 # bash waits for a rule's command when SLURM's SIGTERM reaches both: the trainers' checkpoint on SIGTERM happens
-# inside the job, not after it (giftlab.config.JOB_SHELL_PREFIX). Not part of any rule's shell text: no rerun.
+# inside the job, not after it (giftlab.resources.JOB_SHELL_PREFIX). Not part of any rule's shell text: no rerun.
 shell.prefix(JOB_SHELL_PREFIX)
 
 REPO = Path(workflow.basedir)

@@ -189,7 +189,7 @@ def test_the_cached_reference_takes_forward_kl_asft_and_exact_reverse_kl_asft():
 
 
 def test_a_launch_starts_as_many_processes_as_its_rule_has_gpus(monkeypatch):
-    from giftlab.config import launch_processes
+    from giftlab.resources import launch_processes
 
     monkeypatch.chdir(REPO)  # the launch line's --config_file is read relative to the workspace
     assert launch_processes("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=900 accelerate launch --num_processes 4") == 4

@@ -366,7 +366,7 @@ def test_a_time_limit_signal_reaches_the_job_step_and_leaves_it_longer_than_kill
     kill_wait = re.search(r"KillWait\s*=\s*(\d+)", subprocess.run(["scontrol", "show", "config"], env=slurm_env,
                                                                    capture_output=True, text=True).stdout)
     save_s = int(kill_wait.group(1)) + 5 if kill_wait else 35
-    from giftlab.config import JOB_SHELL_PREFIX  # the Snakefile's shell.prefix
+    from giftlab.resources import JOB_SHELL_PREFIX  # the Snakefile's shell.prefix
 
     snakefile = SIGNALLED.replace("{SAVE_S}", str(save_s)).replace("{PREFIX!r}", repr(JOB_SHELL_PREFIX))
     (tmp_path / "Snakefile").write_text(snakefile)

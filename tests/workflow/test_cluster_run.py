@@ -236,7 +236,8 @@ def test_the_suite_names_a_slurm_controller_that_makes_every_snakemake_call_wait
 def test_the_documented_site_file_sends_every_gpu_job_to_the_gpu_partition():
     """sbatch refuses a GPU job on a partition without GPUs: docs/scale.md's site file names the GPU partition for
     every rule that config/paper.yaml gives a `gpu`, and leaves the others on its default (CPU) partition."""
-    from giftlab.config import deep_merge, load_config, rule_resources
+    from giftlab.config import deep_merge, load_config
+    from giftlab.resources import rule_resources
 
     config = deep_merge(load_config(REPO / "params.yaml", REPO / "config" / "paper.yaml"), doc_site())
     rules = set(re.findall(r'job_resources\("([a-z_]+)"\)', "".join(

@@ -1,4 +1,4 @@
-"""A rule's shell outlives its command's checkpoint on SIGTERM (giftlab.config.JOB_SHELL_PREFIX).
+"""A rule's shell outlives its command's checkpoint on SIGTERM (giftlab.resources.JOB_SHELL_PREFIX).
 
 SLURM signals every process of a job step at once (`--signal=TERM@...` before the time limit, preemption): the
 Snakemake process that runs the rule, the rule's bash and the trainer. Emulated here without SLURM: Snakemake runs a
@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from giftlab.config import JOB_SHELL_PREFIX
+from giftlab.resources import JOB_SHELL_PREFIX
 from helpers import REPO, venv_env
 
 pytestmark = pytest.mark.slow  # two real Snakemake runs

@@ -321,7 +321,7 @@ def test_deepmath_split_reads_every_format_and_reports_repeats(tmp_path, capsys)
 
 
 def test_slurm_profile_requeues_and_every_gpu_rule_gets_gpus(paper, slurm):
-    from giftlab.config import rule_resources
+    from giftlab.resources import rule_resources
 
     assert slurm["executor"] == "slurm"
     assert slurm["slurm-requeue"] is True and slurm["retries"] >= 1 and slurm["rerun-incomplete"] is True
@@ -344,7 +344,7 @@ def test_every_gpu_job_is_one_slurm_task(paper):
     tasks, else 1> to a GPU job's sbatch: sft and grpo asked one node for 8 tasks x --cpus-per-task=64 = 512 CPUs,
     which sbatch refuses on any 8-GPU node. A job is one task (its launcher starts the processes; the jobstep's
     `srun -n1` runs it); 2.7.0+ adds the flag only where asked."""
-    from giftlab.config import rule_resources
+    from giftlab.resources import rule_resources
 
     for rule in ("sft", "grpo", "evaluate", "consistency", "mtbench_answer", "reference_cache"):
         resources = rule_resources(paper, rule)
@@ -417,7 +417,7 @@ def test_training_launch_gives_a_checkpoint_on_sigterm_minutes_not_30_s(paper, r
         config, _, _ = distrib_run.config_from_args(torchrun_args)
     assert config.shutdown_timeout == 900
     # and SLURM signals the job that long before its time limit (SIGTERM then SIGKILL after KillWait, often 30 s)
-    from giftlab.config import rule_resources
+    from giftlab.resources import rule_resources
 
     extra = shlex.split(rule_resources(paper, rule).get("slurm_extra", ""))
     signal = [w.split("=", 1)[1] for w in extra if w.startswith("--signal=")]

@@ -48,7 +48,8 @@ def test_two_backbones_samples_eight_times_after_rl_where_the_default_samples_fo
 def test_pretraining_takes_both_cores_only_where_one_base_pretrains_alone():
     """params.yaml: the default's one base on 2 threads; two_backbones: the two bases side by side, 1 thread each;
     slurm-local: its jobs have 1 CPU each (cpus_per_task), so 1 thread."""
-    from giftlab.config import load_config, rule_threads
+    from giftlab.config import load_config
+    from giftlab.resources import rule_threads
 
     def threads(*files):
         return rule_threads(load_config(REPO / "params.yaml", *(REPO / "config" / f for f in files)), "pretrain_base")

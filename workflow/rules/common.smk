@@ -8,9 +8,10 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from giftlab.cli import ConfigError
-from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, rule_resources, rule_threads, validate_config
+from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, validate_config
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
+from giftlab.resources import rule_resources, rule_threads
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
 from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary, forced_run, verify_command
 
