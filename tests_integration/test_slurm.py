@@ -9,7 +9,8 @@ resubmitted the cancelled job (the profile's `retries`) and GRPO resumed from a 
 (c) the metrics, samples, step logs, TensorBoard scalars, tables and exported weights equal the local run's, leaving
 out only wall-clock timings, provenance records and what counts one session of a resumed trainer (SESSION_KEYS).
 Beside them: the time-limit signal config/paper.yaml asks for (`--signal=TERM@...`, no `B:`) reaches a rule's command
-in its job step and leaves it longer than KillWait to save.
+in its job step and leaves it longer than KillWait to save; a second Snakemake in a workspace leaves the queued jobs
+of its run alone.
 
 Measured on a 2-core machine: docs/slurm-test-cluster.md. Skips (one line) where SLURM cannot run: not root and
 no cluster running, or no apt-get to install it.
@@ -383,3 +384,52 @@ def test_a_time_limit_signal_reaches_the_job_step_and_leaves_it_longer_than_kill
     # with proctrack/linuxproc; under proctrack/cgroup the job's end kills it)
     assert in_shell == "1"
     assert result.returncode != 0 and not (tmp_path / "done.txt").exists()  # exit 75: no output, a retry resumes
+
+
+# Three SLURM jobs on the cluster's two CPUs (one waits in the queue), and a rule whose output is already there.
+QUEUED = """\
+rule all:
+    input: expand("done_{i}.txt", i=range(3))
+
+rule wait:
+    output: "done_{i}.txt"
+    resources: slurm_account="giftlab", slurm_partition="debug", runtime=5, mem_mb=100, cpus_per_task=1
+    shell: "sleep 15 && touch {output}"
+
+rule built:
+    output: "built.txt"
+    shell: "touch {output}"
+"""
+
+
+def test_another_snakemake_in_the_workspace_leaves_the_queued_jobs_of_a_run_alone(slurm_env, tmp_path):
+    """A second Snakemake started in a workspace while a run's jobs wait in the queue (here one with nothing to do;
+    the pipeline's refused run or a `kill -9` rerun end alike) must not fail them: the SLURM plugin's exit clean-up
+    deleted the still-empty log folders of queued jobs, which then failed at start (ExitCode 0:53, no log), each
+    costing a retry. The profile (workflow/profiles/slurm) turns that clean-up off; retries off here, so a failed job
+    fails the run."""
+    (tmp_path / "Snakefile").write_text(QUEUED)
+    (tmp_path / "built.txt").touch()
+    profile = ["--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"), "--retries", "0",
+               "--slurm-init-seconds-before-status-checks", "2"]
+    log = tmp_path / "snakemake.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "snakemake"), *profile], cwd=tmp_path, env=slurm_env, stdout=out,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                pending = subprocess.run(["squeue", "-h", "-t", "PENDING", "-o", "%i"], env=slurm_env,
+                                         capture_output=True, text=True).stdout.split()
+                if pending:
+                    break
+                time.sleep(0.2)
+            assert pending, f"no job waited in the queue:\n{tail(log)}"
+            other = subprocess.run([str(BIN / "snakemake"), *profile, "built.txt"], cwd=tmp_path, env=slurm_env,
+                                   capture_output=True, text=True, timeout=120)
+            assert other.returncode == 0 and "Nothing to be done" in other.stdout + other.stderr, other.stderr[-2000:]
+            proc.wait(timeout=180)
+        finally:
+            stop(proc, log, slurm_env)
+    assert proc.returncode == 0, tail(log)
+    assert all((tmp_path / f"done_{i}.txt").exists() for i in range(3)), tail(log)
