@@ -111,10 +111,16 @@ def rebuild_hint(file: str | os.PathLike, snakemake_args: str | None = None) -> 
     match = _OUTPUT.match(Path(file).as_posix())
     if not match:
         return "replace it with a whole copy (download or export it again)"
+    # an SFT run's epochs are hard links of its training's exports (work/sft/...): damaged in place, both are
+    twin = ""
+    if match.group(1).startswith("models/sft/"):
+        twin = (f" (should the SFT job then find its export in work/{match.group(1).removeprefix('models/')} "
+                "damaged too, it says to delete that folder: the run trains again)")
     if snakemake_args is None:  # a job does not know the command it runs under
         return (f"rebuild it with `snakemake --force {match.group(1)}` and the --configfile of your run "
-                f"(then rerun what you ran)")
-    return f"rebuild it with `snakemake --force {match.group(1)}{' ' + snakemake_args if snakemake_args else ''}`"
+                f"(then rerun what you ran){twin}")
+    args = f" {snakemake_args}" if snakemake_args else ""
+    return f"rebuild it with `snakemake --force {match.group(1)}{args}`{twin}"
 
 
 def check_weights(folder: str | os.PathLike) -> None:

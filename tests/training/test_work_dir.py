@@ -1,9 +1,12 @@
-"""The work dir of a job that runs as several processes (accelerate launch: 8 on the paper's GPU jobs)."""
+"""A training job's work dir: several processes (accelerate launch: 8 on the paper's GPU jobs), and files damaged
+since they were saved (a checkpoint's, an SFT export's), found before a resume reads them."""
 
 from __future__ import annotations
 
 import json
 import os
+
+import pytest
 
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
@@ -131,3 +134,67 @@ def test_a_checkpoint_is_stamped_only_after_every_process_wrote_its_part(tmp_pat
         {0: {"stamped_before_its_counts": False}, 1: {}}
     assert json.loads((work / "checkpoint-4" / "grading_stats.json").read_text())["grading"] == {"graded": 16}
     assert (work / "checkpoint-4" / "CHECKPOINT_COMPLETE").read_text() == "4"
+
+
+def _stamped_checkpoint(work, step):
+    from types import SimpleNamespace
+
+    from giftlab.training.checkpoints import CompleteMarker
+
+    ckpt = work / f"checkpoint-{step}"
+    (ckpt / "rng").mkdir(parents=True)
+    (ckpt / "model.safetensors").write_bytes(b"w" * 100)
+    (ckpt / "optimizer.pt").write_bytes(b"o" * 50)
+    (ckpt / "rng" / "rng_state_0.pth").write_bytes(b"r" * 10)
+    CompleteMarker().on_save(SimpleNamespace(output_dir=str(work)), SimpleNamespace(global_step=step), None)
+    return ckpt
+
+
+def test_a_stamped_checkpoint_damaged_since_is_not_resumed_from(tmp_path, caplog):
+    """A file of a complete checkpoint cut short after its stamp (a copy cut short, a full disk, an edit): the
+    resume read it and failed deep in torch (OSError: Invalid argument, no file named) at every retry. The stamp
+    records every file's size; a checkpoint that no longer matches is deleted with a warning naming the file, and
+    the run resumes from an older one, or starts afresh."""
+    from giftlab.training.checkpoints import last_complete_checkpoint
+
+    work = tmp_path / "work"
+    older, newer = _stamped_checkpoint(work, 2), _stamped_checkpoint(work, 4)
+    assert last_complete_checkpoint(work) == newer
+    os.truncate(newer / "optimizer.pt", 20)
+    with caplog.at_level("WARNING"):
+        assert last_complete_checkpoint(work) == older
+    assert "optimizer.pt is 20 bytes, 50 when stamped" in caplog.text and not newer.exists()
+    (older / "rng" / "rng_state_0.pth").unlink()
+    assert last_complete_checkpoint(work) is None and "rng/rng_state_0.pth missing" in caplog.text
+    # a checkpoint stamped before sizes were recorded is taken as it is
+    legacy = _stamped_checkpoint(work, 6)
+    (legacy / "checkpoint_files.json").unlink()
+    assert last_complete_checkpoint(work) == legacy
+
+
+def test_a_damaged_sft_export_stops_the_job_in_one_line(tmp_path):
+    """An SFT run's published epochs are hard links of its exports in work/: a published file cut in place cuts the
+    export too, and `snakemake --force models/sft/...` published it again, still cut (the fault-injection review).
+    The job now refuses the work dir, naming the file and the folder to delete."""
+    from safetensors.torch import save_file
+    import torch
+
+    from giftlab.cli import JobFailed
+    from giftlab.models import rebuild_hint
+    from giftlab.training.sft import check_exports
+
+    work = tmp_path / "work" / "sft" / "qwen" / "gift-b3"
+    for epoch in (1, 2):
+        (work / "export" / f"epoch_{epoch}").mkdir(parents=True)
+        save_file({"w": torch.zeros(64)}, str(work / "export" / f"epoch_{epoch}" / "model.safetensors"))
+    check_exports(work)
+    weights = work / "export" / "epoch_2" / "model.safetensors"
+    os.truncate(weights, weights.stat().st_size - 16)
+    with pytest.raises(JobFailed) as exc:
+        check_exports(work)
+    message = str(exc.value)
+    assert message.startswith(f"{weights}: ") and message.endswith(f"delete {work} to train the run again")
+    assert "\n" not in message
+    hint = rebuild_hint("models/sft/qwen/gift-b3/epoch_2/model.safetensors")
+    assert "snakemake --force models/sft/qwen/gift-b3" in hint and "work/sft/qwen/gift-b3" in hint
+    assert "work/" not in rebuild_hint("models/rl/qwen/sft/model.safetensors")

@@ -26,6 +26,9 @@ from giftlab.provenance import config_hash, file_sha256
 log = logging.getLogger(__name__)
 
 MARKER = "CHECKPOINT_COMPLETE"
+#: beside the stamp: every file of the checkpoint and its size when it was stamped, so a file torn or cut since
+#: (a copy cut short, a full disk) is found before a resume reads it (:func:`last_complete_checkpoint`)
+FILE_SIZES = "checkpoint_files.json"
 FINGERPRINT = "job_fingerprint.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -53,6 +56,9 @@ class CompleteMarker(TrainerCallback):
         if dist is not None:
             dist.barrier()
         if ckpt.is_dir() and getattr(state, "is_world_process_zero", True):
+            sizes = {p.relative_to(ckpt).as_posix(): p.stat().st_size for p in sorted(ckpt.rglob("*"))
+                     if p.is_file() and p.name not in (FILE_SIZES, MARKER)}
+            write_text_atomic(ckpt / FILE_SIZES, json.dumps(sizes))
             write_text_atomic(ckpt / MARKER, str(state.global_step))
             if self.keep:
                 older = sorted((int(m.group(1)), p) for p in Path(args.output_dir).iterdir()
@@ -87,7 +93,8 @@ def trainer_epoch(state) -> int:
 
 
 def last_complete_checkpoint(work_dir: str | Path) -> Path | None:
-    """The newest stamped checkpoint in ``work_dir``; unstamped (torn) ones are deleted."""
+    """The newest stamped checkpoint in ``work_dir`` whose files are all there at the sizes they were stamped with;
+    unstamped (torn) ones are deleted, and so are stamped ones damaged since, with a warning naming the file."""
     work_dir = Path(work_dir)
     if not work_dir.is_dir():
         return None
@@ -96,11 +103,32 @@ def last_complete_checkpoint(work_dir: str | Path) -> Path | None:
         match = _CKPT_RE.match(path.name)
         if not match or not path.is_dir():
             continue
-        if (path / MARKER).exists():
+        damage = _damage(path) if (path / MARKER).exists() else "not stamped complete"
+        if damage is None:
             complete.append((int(match.group(1)), path))
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+            continue
+        if damage != "not stamped complete":
+            log.warning("%s: %s since it was saved: deleted, not resumed from", path, damage)
+        shutil.rmtree(path, ignore_errors=True)
     return max(complete)[1] if complete else None
+
+
+def _damage(checkpoint: Path) -> str | None:
+    """What differs from the sizes a stamped checkpoint recorded (:data:`FILE_SIZES`; None: whole, or stamped
+    before they were recorded)."""
+    try:
+        sizes = json.loads((checkpoint / FILE_SIZES).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return f"{FILE_SIZES} unreadable"
+    for name, size in sizes.items():
+        file = checkpoint / name
+        if not file.is_file():
+            return f"{name} missing"
+        if file.stat().st_size != size:
+            return f"{name} is {file.stat().st_size} bytes, {size} when stamped"
+    return None
 
 
 def input_fingerprint(paths) -> dict[str, Any]:

@@ -519,6 +519,7 @@ def train_sft(*, base_path: str, tokenizer, load_model, train_rows, val_rows, so
             raise ConfigError(f"config: sft.reference: cached with objective {method!r}: {exc}") from None
     loss_backend = choose_backend(settings.loss_backend, objective)
     work_dir = prepare_work_dir(work_dir, trajectory_config(job_config))
+    check_exports(work_dir)
     with phase("sft/load"):
         model = fp32_master_weights(load_model(base_path))
         train_ds = SFTDataset(train_rows, tokenizer, solution_key, settings.max_length)
@@ -610,6 +611,21 @@ def trajectory_config(job_config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(settings, Mapping) or "stop_epoch" not in settings:
         return with_optimizer_groups(job_config)
     return with_optimizer_groups({**job_config, "settings": {k: v for k, v in settings.items() if k != "stop_epoch"}})
+
+
+def check_exports(work_dir: Path) -> None:
+    """Refuse a work dir holding a damaged epoch export, in one line: an epoch's export is made once, at its end,
+    and the kept checkpoint (the last) cannot make it again; the published model links to it, so damage to either
+    name is damage to both (``_link_or_copy``), and a forced rebuild would publish it again as it is."""
+    from giftlab.cli import JobFailed
+    from giftlab.models import CorruptCheckpoint, check_weights
+
+    for export in sorted((work_dir / "export").glob("epoch_*")):
+        try:
+            check_weights(export)
+        except CorruptCheckpoint as exc:
+            raise JobFailed(f"{exc.file}: {exc.what}; this run's epoch exports cannot be made again from its "
+                               f"kept checkpoint: delete {work_dir} to train the run again") from None
 
 
 def _link_or_copy(src, dst):
