@@ -1,12 +1,12 @@
 """Rule `claims`: states, claim by claim, whether this run agrees with the paper (results/tables/claims.md)."""
 
 from giftlab import cli
-from giftlab.data import read_jsonl
 from giftlab.io import read_json
 from giftlab.jobs import ReportJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.claims import write_claims
 from giftlab.reporting.rl_gain import per_problem_counts
+from giftlab.reporting.samples import read_samples
 from giftlab.reporting.tables import job_field
 
 
@@ -41,7 +41,7 @@ def _by_evaluation(summaries, sample_files, option, per_problem):
     if sample_files and len(sample_files) != len(summaries):
         raise cli.ConfigError(f"claims: {len(sample_files)} {option}-samples for {len(summaries)} {option} summaries "
                               "(one per summary, same order)")
-    return {tuple(job_field(rec, k) for k in ("backbone", "run", "benchmark")): per_problem(read_jsonl(f))
+    return {tuple(job_field(rec, k) for k in ("backbone", "run", "benchmark")): per_problem(read_samples(f))
             for rec, f in zip(summaries, sample_files)}
 
 

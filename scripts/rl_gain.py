@@ -1,10 +1,10 @@
 """Rule `rl_gain`: pass@1 after minus before GRPO, paired over problems (results/tables/rl_gain.*)."""
 
 from giftlab import cli
-from giftlab.data import read_jsonl
 from giftlab.jobs import RLGainJob
 from giftlab.provenance import write_sidecar
 from giftlab.reporting.rl_gain import rl_gain_table
+from giftlab.reporting.samples import read_samples
 from giftlab.reporting.tables import write_table
 
 
@@ -18,7 +18,7 @@ def main(argv=None):
     job = RLGainJob.from_config(config)
     if len(args.pre) != len(args.post) or len(args.pre) != len(job.pairs):
         raise cli.ConfigError("rl_gain: --pre, --post and config pairs must have the same length")
-    pairs = [(bb, run, bench, read_jsonl(pre), read_jsonl(post))
+    pairs = [(bb, run, bench, read_samples(pre), read_samples(post))
              for (bb, run, bench), pre, post in zip(job.pairs, args.pre, args.post)]
     written = write_table(rl_gain_table(pairs, job.run_specs), args.stem)
     write_sidecar(f"{args.stem}.provenance.json", config, [*args.pre, *args.post], written.values())

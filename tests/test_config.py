@@ -294,10 +294,16 @@ def test_job_config_files_and_split_rows_fail_in_one_line(tmp_path):
              '{"question": "q", "r1_solution_1": "s"}\n{"question": "q", "r1_solution_1": null}\n':
                  "row 2: column 'r1_solution_1'",
              # DeepMath's final_answer is text; a number is named as such, not as a missing answer
-             '{"question": "q", "r1_solution_1": 2}\n': "row 1: column 'r1_solution_1' holds int 2, not text"}
+             '{"question": "q", "r1_solution_1": 2}\n': "row 1: column 'r1_solution_1' holds int 2, not text",
+             # a question twice (the split writes each once: an edited or badly copied file) would train twice
+             '{"question": "q", "r1_solution_1": "s"}\n{"question": "p", "r1_solution_1": "s"}\n'
+             '{"question": "q ", "r1_solution_1": "t"}\n': "row 3: the same question as row 1",
+             # a byte that is not UTF-8 is named with its row (it was "'utf-8' codec can't decode", no file)
+             '{"question": "q", "r1_solution_1": "s"}\n{"question": "\udcff", "r1_solution_1": "s"}\n':
+                 r"row 2: not UTF-8 text \(byte 0xff at column 15\)"}
     for i, (text, match) in enumerate(cases.items()):
         path = tmp_path / f"rows{i}.jsonl"
-        path.write_text(text)
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(ValueError, match=f"rows{i}.jsonl: {match}"):
             read_problems(path, ("question", "r1_solution_1"))
 

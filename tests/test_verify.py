@@ -142,3 +142,35 @@ def test_a_killed_exports_torn_temporary_is_not_an_artifact(tmp_path):
     (root / "results" / "eval" / ".run.tmp").mkdir()
     (root / "results" / "eval" / ".run.tmp" / "b.summary.json").write_text('{"pass@1": 0.')
     assert verify_workspace(root) == (4, [])
+
+
+def test_samples_cut_at_a_line_end_or_appended_to_are_caught_by_their_summarys_count(tmp_path):
+    """A samples file cut at a line's end parses: rl_gain and the claims paired 15 problems instead of 24, and
+    verify passed it (the fault-injection review). Its summary counts its rows (n_responses); verify and the reports'
+    reader (giftlab.reporting.samples) compare, and the reader also refuses a repeated sample or problems with
+    unequal counts."""
+    import pytest
+
+    from giftlab.reporting.samples import read_samples
+
+    root = _workspace(tmp_path)
+    samples = root / "results" / "eval" / "a.samples.jsonl"
+    rows = [{"prompt_id": f"p{p}", "sample_index": i, "correct": True} for p in range(3) for i in range(2)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    samples.write_text(text)
+    (root / "results" / "eval" / "a.summary.json").write_text(json.dumps({"pass@1": 1.0, "n_responses": 6}))
+    assert verify_workspace(root)[1] == [] and read_samples(samples) == rows
+    samples.write_text("".join(text.splitlines(keepends=True)[:4]))  # two whole problems of three
+    _, problems = verify_workspace(root)
+    assert problems == [f"{samples}: 4 rows where a.summary.json counts 6: cut short or appended to since it was "
+                        "written; rebuild it with `snakemake --force results/eval/a.samples.jsonl`"]
+    with pytest.raises(ValueError, match=r"a.samples.jsonl: 4 rows where a.summary.json counts 6"):
+        read_samples(samples)
+    # without a count (no summary beside it): the rows' own checks
+    (root / "results" / "eval" / "a.summary.json").unlink()
+    samples.write_text(text + json.dumps(rows[0]) + "\n")
+    with pytest.raises(ValueError, match=r"row 7: sample 0 of problem 'p0' again \(row 1\)"):
+        read_samples(samples)
+    samples.write_text("".join(text.splitlines(keepends=True)[:5]))
+    with pytest.raises(ValueError, match=r"problem 'p2' has 1 samples, problem 'p0' 2: cut short or edited"):
+        read_samples(samples)

@@ -72,11 +72,18 @@ def check_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], sou
 
 def read_problems(path: str | Path, columns: Sequence[str]) -> list[dict[str, Any]]:
     """A split file (``data/splits/*.jsonl``) for a training or analysis step: at least one row, each with
-    non-empty string ``columns``. Errors are one line naming the file (and the row)."""
+    non-empty string ``columns``, no question twice (the split rule writes each once: a repeat is an edit or a bad
+    copy, and would train twice). Errors are one line naming the file (and the row)."""
     rows = read_jsonl(path)
     if not rows:
         raise ValueError(f"{path}: no rows")
     check_columns(rows, columns, source=str(path))
+    if "question" in columns:
+        first: dict[str, int] = {}
+        for i, row in enumerate(rows, 1):
+            seen = first.setdefault(row["question"].strip(), i)
+            if seen != i:
+                raise ValueError(f"{path}: row {i}: the same question as row {seen} (the split writes each once)")
     return rows
 
 

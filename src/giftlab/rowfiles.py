@@ -100,8 +100,9 @@ def _read_text(path: Path, data: bytes) -> list[dict[str, Any]]:
             raise RowFileError(f"{path}: expected a JSON list of objects")
         return rows
     if first == "{" or path.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
-        # (named JSON: a first row that does not parse is a JSON error, not a CSV header) rows end at "\n" only: str.splitlines() also splits at U+2028 and other separators that JSON strings may
-        # hold unescaped (public GPQA copies do)
+        # (named JSON: a first row that does not parse is a JSON error, not a CSV header) rows end at "\n" only:
+        # str.splitlines() also splits at U+2028 and other separators that JSON strings may hold unescaped (public
+        # GPQA copies do)
         return _jsonl_rows(path, text.split("\n"))
     return _read_csv(path, text)
 
@@ -111,13 +112,19 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing input file: {path}")
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:  # decoded line by line: a byte that is not UTF-8 is named with its row
         return _jsonl_rows(path, fh)
 
 
 def _jsonl_rows(path: Path, lines) -> list[dict[str, Any]]:
     rows = []
     for lineno, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RowFileError(f"{path}: row {lineno}: not UTF-8 text (byte 0x{line[exc.start]:02x} at column "
+                                   f"{exc.start + 1})") from None
         if not line.strip():
             continue
         try:
