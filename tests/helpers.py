@@ -26,21 +26,36 @@ def two_process_ranks(script: str, *args, out: Path, env: dict[str, str] | None 
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
-def venv_env() -> dict[str, str]:
-    """Environment whose PATH starts with this interpreter's bin dir (rules call `python`)."""
+def venv_env(**extra: str) -> dict[str, str]:
+    """Environment whose PATH starts with this interpreter's bin dir (rules call `python`), plus ``extra``."""
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("HF_HUB_OFFLINE", "1")
-    return env
+    return {**env, **extra}
 
 
-def snakemake(workdir: Path, *args: str, configfiles=(), timeout: int = 900) -> subprocess.CompletedProcess:
+def paper_hub_cache(root: Path) -> Path:
+    """A Hugging Face cache holding config/paper.yaml's base models, as `hf download` leaves it (docs/scale.md,
+    step 2; config.json only): the paper grid plans offline (HF_HUB_OFFLINE=1) only where they are cached."""
+    import yaml
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for spec in paper["backbones"].values():
+        snapshot = root / f"models--{spec['path'].replace('/', '--')}" / "snapshots" / ("0" * 40)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (snapshot / "config.json").write_text("{}")
+    return root
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(), timeout: int = 900, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess:
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
            "--directory", str(workdir)]
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]
     cmd += list(args)
-    return subprocess.run(cmd, cwd=workdir, env=venv_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=workdir, env=venv_env(**(env or {})), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def slurm_controller_stall(timeout: float = 2.0, env: dict[str, str] | None = None) -> str | None:

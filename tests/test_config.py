@@ -7,7 +7,7 @@ from giftlab.cli import ConfigError
 from giftlab.config import (RUN_PATTERN, benchmarks, deep_merge, eval_settings, load_config, run_name,
                             validate_config)
 from giftlab.plan import Plan
-from helpers import REPO, snakemake, write_override
+from helpers import REPO, paper_hub_cache, snakemake, write_override
 
 PARAMS = REPO / "params.yaml"
 PROFILES = sorted((REPO / "config").glob("*.yaml"))
@@ -91,6 +91,14 @@ BAD = [
     ({"resources": {"sft": {"runtme": 720}}}, "resources.sft.runtme: not a resource Snakemake or its SLURM plugin"
                                              " reads (did you mean 'runtime'?)"),
     ({"resources": {"grpo": {"slurm_partiton": "h200"}}}, "did you mean 'slurm_partition'?"),
+    ({"resources": {"default": {"partition": "h200"}}}, "resources.default.partition: not a resource Snakemake or its "
+                                                        "SLURM plugin reads (did you mean 'slurm_partition'?)"),
+    # the paper's --signal=TERM@1200 on sft: a runtime of 20 min or less signals the job as it starts
+    ({"resources": {"sft": {"runtime": 3, "slurm_extra": "--signal=TERM@1200"}}},
+     "resources.sft.runtime: 3 leaves no time before slurm_extra's --signal=TERM@1200 (SLURM signals the job 1200 s "
+     "before its time limit): a runtime above 21 min, or a shorter --signal lead"),
+    ({"resources": {"default": {"slurm_extra": "--signal=B:USR1@600"}, "grpo": {"runtime": "10m"}}},
+     "resources.grpo.runtime: '10m' leaves no time"),
     ({"resources": {"sft": {"slurm_extra": "--signal=TERM@1200 --gres=gpu:a100:8"}}},
      "resources.sft.slurm_extra: the SLURM plugin refuses --gres / --gpus there"),
     ({"seed": 4294967296}, "seed: 4294967296 is greater than the maximum of 4294967295"),
@@ -395,19 +403,38 @@ def test_paper_plan_stops_on_a_missing_local_path_with_one_line(tmp_path, site, 
     """A site file's local path that does not exist (a typo, a download not made) used to plan every job: the split
     or the SFT jobs failed on the cluster, after their wait for GPUs, with the path in their logs."""
     bad = write_override(tmp_path / "site.yaml", site)
-    result = snakemake(tmp_path, "-n", configfiles=[REPO / "config" / "paper.yaml", bad], timeout=120)
+    cache = paper_hub_cache(tmp_path / ".hf-cache")  # the other base models: downloaded (docs/scale.md, step 2)
+    result = snakemake(tmp_path, "-n", configfiles=[REPO / "config" / "paper.yaml", bad], timeout=120,
+                       env={"HF_HUB_CACHE": str(cache)})
     assert result.returncode != 0
     errors = [l for l in (result.stderr + result.stdout).splitlines() if l.startswith(f"config error: {key}:")]
     assert errors, (result.stderr + result.stdout)[-2000:]
     assert "Traceback" not in result.stderr
 
 
-def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path):
+def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path, monkeypatch):
+    from giftlab import models
     from giftlab.config import check_local_paths
 
     paper = load_config(PARAMS, REPO / "config" / "paper.yaml")
-    check_local_paths(paper, ["qwen", "llama"], tmp_path)  # hub ids: owner/name
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    check_local_paths(paper, ["qwen", "llama"], tmp_path)  # hub ids: owner/name, downloaded by the jobs
+    # offline (HF_HUB_OFFLINE=1), a hub id must be in the cache, where an offline load looks: else one line now
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(models, "hub_cache_dir", lambda: tmp_path / "hf-cache")
+    with pytest.raises(ConfigError, match=r"^config error: backbones\.qwen\.path: Qwen/Qwen2.5-7B is no folder here "
+                                          r"and not in the Hugging Face cache \(.*hf-cache\), and HF_HUB_OFFLINE"):
+        check_local_paths(paper, ["qwen", "llama"], tmp_path)
+    paper_hub_cache(tmp_path / "hf-cache")
+    check_local_paths(paper, ["qwen", "llama"], tmp_path)
+    # a folder without config.json (a download cut short, a level too high) is no checkpoint
+    (tmp_path / "partial" / "Qwen2.5-7B").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"^config error: backbones\.qwen\.path: \./partial/Qwen2.5-7B holds no "
+                                          r"config.json"):
+        check_local_paths(deep_merge(paper, {"backbones": {"qwen": {"path": "./partial/Qwen2.5-7B"}}}), ["qwen"],
+                          tmp_path)
     (tmp_path / "shared" / "models" / "qwen").mkdir(parents=True)
+    (tmp_path / "shared" / "models" / "qwen" / "config.json").write_text("{}")
     local = deep_merge(paper, {"backbones": {"qwen": {"path": "shared/models/qwen"},
                                              "llama": {"path": "shared/models/llama"}}})
     check_local_paths(local, ["qwen"], tmp_path)   # relative to the workspace; llama's grid is not built

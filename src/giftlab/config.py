@@ -291,7 +291,7 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     :meth:`giftlab.plan.Plan.local_inputs`). A missing one is one line naming its key; otherwise the jobs
     reading it (the split, every SFT and GRPO run on the cluster) would each fail on it after their wait."""
     from giftlab.data import looks_local as data_looks_local
-    from giftlab.models import looks_local as model_looks_local
+    from giftlab.models import hub_cache_dir, hub_cached, hub_offline, looks_local as model_looks_local
 
     def missing(path: str) -> bool:
         return not (Path(root) / Path(path).expanduser()).exists()
@@ -299,9 +299,19 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     for name in backbones:
         spec = config["backbones"][name]
         path = spec.get("path")
-        if spec["source"] == "pretrained" and path and model_looks_local(path) and missing(path):
+        if spec["source"] != "pretrained" or not path:
+            continue
+        folder = Path(root) / Path(path).expanduser()
+        if model_looks_local(path) and not folder.exists():
             raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} (a local checkpoint "
                               "folder; a hub id is owner/name)")
+        if folder.is_dir() and not (folder / "config.json").is_file():  # a download cut short, a wrong level
+            raise ConfigError(f"config error: backbones.{name}.path: {path} holds no config.json (not a checkpoint "
+                              "folder: a download cut short, or the folder above or below it?)")
+        if not folder.exists() and hub_offline() and not hub_cached(path):
+            raise ConfigError(f"config error: backbones.{name}.path: {path} is no folder here and not in the Hugging "
+                              f"Face cache ({hub_cache_dir()}), and HF_HUB_OFFLINE is set: download it first "
+                              "(docs/scale.md, step 2) or name its local folder (./models/...)")
     data = config["data"]
     if data["source"] != "tiny" and data.get("path") and data_looks_local(data["path"]) and missing(data["path"]):
         raise ConfigError(f"config error: data.path: no such file or folder: {data['path']} (a local copy; a hub "

@@ -60,8 +60,20 @@ def n_params(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is off (HF_HUB_OFFLINE, as huggingface_hub reads it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_cache_dir() -> Path:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return Path(HF_HUB_CACHE)
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether a model's snapshot is in the Hugging Face cache (where an offline load looks for it)."""
+    return any((hub_cache_dir() / f"models--{repo_id.replace('/', '--')}" / "snapshots").glob("*/config.json"))
 
 
 def looks_local(name: str) -> bool:
@@ -76,7 +88,7 @@ def _resolve(path_or_hub_id: str | os.PathLike, what: str) -> tuple[str, dict[st
         return str(Path(name).expanduser()), {}
     if looks_local(name) or Path(name).expanduser().exists():
         raise FileNotFoundError(f"{what} not found: {name} is not a directory")
-    return name, ({"local_files_only": True} if _hub_offline() else {})
+    return name, ({"local_files_only": True} if hub_offline() else {})
 
 
 def local_checkpoint(path_or_hub_id: str | os.PathLike) -> Path:
@@ -246,5 +258,5 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike, **kwargs: Any):
 
 def _offline_message(what: str, name: str, exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    hint = " (HF hub is offline and it is not in the local cache)" if _hub_offline() else ""
+    hint = " (HF hub is offline and it is not in the local cache)" if hub_offline() else ""
     return f"cannot load {what} {name!r}{hint}: {first}"

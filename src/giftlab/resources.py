@@ -97,13 +97,19 @@ KNOWN_RESOURCES = COUNT_RESOURCES + (
     "slurm_extra", "slurm_cluster", "clusters", "cpus_per_gpu", "tasks_per_gpu", "tasks_per_node", "mpi")
 
 
+#: sbatch's names for what the plugin calls otherwise: given as resources, both would pass them on unread
+SBATCH_NAMES = {"partition": "slurm_partition", "account": "slurm_account", "time": "runtime", "mem": None,
+                "cpus": "cpus_per_task", "ntasks": "tasks", "gpus": "gpu", "gres": None}
+
+
 def check_resources(config: Mapping[str, Any]) -> None:
-    for rule, section in (config.get("resources") or {}).items():
+    spec = config.get("resources") or {}
+    for rule, section in spec.items():
         for key, value in (section or {}).items():
             near = difflib.get_close_matches(key, KNOWN_RESOURCES, n=1, cutoff=0.8)
-            if key not in KNOWN_RESOURCES and near:
+            if key not in KNOWN_RESOURCES and (SBATCH_NAMES.get(key) or near):
                 raise ConfigError(f"config error: resources.{rule}.{key}: not a resource Snakemake or its SLURM "
-                                  f"plugin reads (did you mean {near[0]!r}?)")
+                                  f"plugin reads (did you mean {SBATCH_NAMES.get(key) or near[0]!r}?)")
             # a number must be a positive count (a string, e.g. runtime "48h", is Snakemake's to parse)
             if key in COUNT_RESOURCES and not isinstance(value, str) and (
                     isinstance(value, bool) or value < 0 or (value == 0 and key != "gpu")):
@@ -111,6 +117,31 @@ def check_resources(config: Mapping[str, Any]) -> None:
             if key == "slurm_extra" and re.search(r"--(gres|gpus)\b", str(value)):
                 raise ConfigError(f"config error: resources.{rule}.slurm_extra: the SLURM plugin refuses --gres / "
                                   "--gpus there; ask with `gpu` (and `gpu_model` for a GPU type)")
+    for rule in spec:
+        _check_signal_lead(rule, rule_resources(config, rule) if rule != "default" else dict(spec["default"] or {}))
+
+
+def _check_signal_lead(rule: str, resources: Mapping[str, Any]) -> None:
+    """A time limit no longer than ``--signal=TERM@<lead>`` (config/paper.yaml asks for 20 min on sft and grpo)
+    sends the signal as the job starts: the trainer is told to save before it has begun (a site file giving a short
+    runtime to a test run), and every retry again."""
+    lead = re.search(r"--signal[= ](?:[A-Z]+:)?[A-Z0-9]+@(\d+)", str(resources.get("slurm_extra", "")))
+    minutes = _minutes(resources.get("runtime"))
+    if lead and minutes is not None and minutes * 60 <= int(lead.group(1)) + 60:
+        raise ConfigError(f"config error: resources.{rule}.runtime: {resources['runtime']!r} leaves no time before "
+                          f"slurm_extra's {lead.group(0)} (SLURM signals the job {lead.group(1)} s before its time "
+                          f"limit): a runtime above {int(lead.group(1)) // 60 + 1} min, or a shorter --signal lead")
+
+
+def _minutes(runtime: Any) -> float | None:
+    """A runtime in minutes: a number (the plugin's unit), or a string such as "90s", "30m", "2h", "1d"; None when
+    unknown (Snakemake parses the rest)."""
+    if isinstance(runtime, (int, float)) and not isinstance(runtime, bool):
+        return float(runtime)
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(runtime or ""))
+    if not found:
+        return None
+    return float(found.group(1)) * {"s": 1 / 60, "m": 1, "": 1, "h": 60, "d": 1440}[found.group(2)]
 
 
 def rule_resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import REPO, venv_env
+from helpers import REPO, paper_hub_cache, venv_env
 
 pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
 
@@ -85,7 +85,9 @@ def run_doc_snakemake(command: str, workdir: Path, profile: Path, *extra: str) -
     assert argv[0] == "snakemake"
     argv = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir),
             *[str(profile) if a == "workflow/profiles/slurm" else a for a in argv[1:]], *extra]
-    return subprocess.run(argv, cwd=workdir, env=venv_env(), capture_output=True, text=True, timeout=300)
+    cache = paper_hub_cache(workdir / ".hf-cache")  # the base models downloaded first (docs/scale.md, step 2)
+    return subprocess.run(argv, cwd=workdir, env=venv_env(HF_HUB_CACHE=str(cache)), capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_the_documented_paper_commands_plan_the_paper_grid(paper_workdir, tmp_path):

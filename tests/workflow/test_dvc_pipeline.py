@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from giftlab.config import EVAL_RULES, deep_merge, load_config
-from helpers import REPO, venv_env
+from helpers import REPO, paper_hub_cache, venv_env
 
 pytestmark = pytest.mark.slow  # scheduled early on the two workers (tests/conftest.py)
 
@@ -51,13 +51,14 @@ def env() -> dict[str, str]:
     return e
 
 
-def run(cmd, cwd, timeout=600, check=True) -> subprocess.CompletedProcess:
+def run(cmd, cwd, timeout=600, check=True, **extra_env: str) -> subprocess.CompletedProcess:
     if isinstance(cmd, str):
         cmd = shlex.split(cmd)
     exe = cmd[0]
     if (BIN / exe).exists():
         cmd = [str(BIN / exe), *cmd[1:]]
-    result = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(cmd, cwd=cwd, env={**env(), **extra_env}, capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}) in {cwd}:\n"
                     f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
@@ -536,7 +537,8 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     cmd = ["snakemake", "-s", str(snapshot / "Snakefile"), "-d", str(work), "-n", "--workflow-profile",
            str(profile_dir), "--configfile", str(REPO / "config" / "paper.yaml"), "--quiet", "rules",
            "--", "phase_all"]
-    text = run(cmd, work, timeout=300).stdout
+    cache = paper_hub_cache(work / ".hf-cache")  # the base models downloaded first (docs/scale.md, step 2)
+    text = run(cmd, work, timeout=300, HF_HUB_CACHE=str(cache)).stdout
     counts = {}
     for line in text.splitlines():
         parts = line.split()
@@ -565,7 +567,7 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     assert "world" not in counts and "pretrain_base" not in counts and "mtbench_questions" not in counts
     # Figure 3 reads the local MATH500 copy during RL: without it the plan stops and names it (no empty figure)
     (bench_dir / "math500.jsonl").unlink()
-    missing = run(cmd, work, timeout=300, check=False)
+    missing = run(cmd, work, timeout=300, check=False, HF_HUB_CACHE=str(cache))
     assert missing.returncode != 0 and "data/benchmarks/math500.jsonl" in missing.stdout + missing.stderr
     # in one line naming its key, before the DAG: Snakemake would keep a consumer's existing output (another
     # config's tables in this workspace) when the missing file stops its producer
@@ -574,7 +576,7 @@ def test_paper_plan_on_the_slurm_profile(snapshot, tmp_path):
     (bench_dir / "math500.parquet").write_bytes(b"PAR1")
     (bench_dir / "gpqa.jsonl").unlink()
     (bench_dir / "gpqa").mkdir()
-    planned = run([*cmd[:-4], "--printshellcmds", "--", "phase_all"], work, timeout=300).stdout
+    planned = run([*cmd[:-4], "--printshellcmds", "--", "phase_all"], work, timeout=300, HF_HUB_CACHE=str(cache)).stdout
     assert "math500=data/benchmarks/math500.parquet" in planned and "gpqa=data/benchmarks/gpqa " in planned
     # the judge is configured: an OpenAI-compatible model; how it is reached (the variable holding its key, never
     # the key; timeouts) is a runtime setting beside the job config
