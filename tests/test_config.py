@@ -427,6 +427,14 @@ def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path, monkeypatch)
         check_local_paths(paper, ["qwen", "llama"], tmp_path)
     paper_hub_cache(tmp_path / "hf-cache")
     check_local_paths(paper, ["qwen", "llama"], tmp_path)
+    # a hub-shaped path whose first part is a folder here (models/, data/ in every workspace) is a local path
+    with pytest.raises(ConfigError, match=r"^config error: backbones\.qwen\.path: no such folder: shared/models/Qwen"):
+        check_local_paths(deep_merge(paper, {"backbones": {"qwen": {"path": "shared/models/Qwen"}}}), ["qwen"],
+                          tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ConfigError, match=r"no such folder: models/Qwen2.5-7B \(models/ is a folder here"):
+        check_local_paths(deep_merge(paper, {"backbones": {"qwen": {"path": "models/Qwen2.5-7B"}}}), ["qwen"],
+                          tmp_path)
     # a folder without config.json (a download cut short, a level too high) is no checkpoint
     (tmp_path / "partial" / "Qwen2.5-7B").mkdir(parents=True)
     with pytest.raises(ConfigError, match=r"^config error: backbones\.qwen\.path: \./partial/Qwen2.5-7B holds no "

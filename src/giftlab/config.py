@@ -302,6 +302,10 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
         if spec["source"] != "pretrained" or not path:
             continue
         folder = Path(root) / Path(path).expanduser()
+        owner = Path(root) / path.split("/")[0]
+        if not folder.exists() and "/" in path and owner.is_dir():  # shaped like a hub id, meant as a local folder
+            raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} ({owner.name}/ is a "
+                              "folder here, so this is no hub id; a hub id's owner is no local folder)")
         if model_looks_local(path) and not folder.exists():
             raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} (a local checkpoint "
                               "folder; a hub id is owner/name)")
