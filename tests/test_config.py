@@ -412,6 +412,22 @@ def test_paper_plan_stops_on_a_missing_local_path_with_one_line(tmp_path, site, 
     assert "Traceback" not in result.stderr
 
 
+def test_a_launch_lines_config_file_of_the_code_is_found_from_a_workspace_apart(tmp_path):
+    """config/paper.yaml's launch lines name workflow/accelerate/fsdp.yaml relative to the workspace: one apart from
+    the code (snakemake -s <clone>/Snakefile --directory <it>) has no such file, and its SFT/GRPO jobs failed."""
+    from giftlab.resources import resolve_launch
+
+    line = load_config(PARAMS, REPO / "config" / "paper.yaml")["launch"]["sft"]
+    assert resolve_launch(line, REPO, REPO) == line  # the clone is the workspace: the line as given
+    resolved = resolve_launch(line, REPO, tmp_path)
+    assert f"--config_file {REPO / 'workflow' / 'accelerate' / 'fsdp.yaml'}" in resolved
+    assert resolved.replace(f"{REPO}/", "") == line
+    (tmp_path / "workflow" / "accelerate").mkdir(parents=True)  # the workspace's own copy wins
+    (tmp_path / "workflow" / "accelerate" / "fsdp.yaml").write_text("num_processes: 8\n")
+    assert resolve_launch(line, REPO, tmp_path) == line
+    assert resolve_launch("python", REPO, tmp_path) == "python"
+
+
 def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path, monkeypatch):
     from giftlab import models
     from giftlab.config import check_local_paths

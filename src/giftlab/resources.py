@@ -58,6 +58,27 @@ def launch_processes(line: str, where: str = "launch") -> int | None:
     return None
 
 
+def resolve_launch(line: str, repo: Path, workspace: Path) -> str:
+    """A ``launch`` line as a job runs it in ``workspace``: a relative ``--config_file`` that is the code's
+    (config/paper.yaml's ``workflow/accelerate/fsdp.yaml``) and not the workspace's becomes the code's path, for a
+    workspace apart from the code (``snakemake -s <clone>/Snakefile --directory <it>``); the line as given else."""
+    argv = shlex.split(line)
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag not in ("--config_file", "--config-file"):
+            continue
+        value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+        if value and not Path(value).is_absolute() and not (Path(workspace) / value).exists() \
+                and (Path(repo) / value).is_file():
+            code = str(Path(repo).resolve() / value)
+            if eq:
+                argv[i] = f"{flag}={code}"
+            else:
+                argv[i + 1] = code
+            return shlex.join(argv)
+    return line
+
+
 def rule_processes(config: Mapping[str, Any], rule: str) -> int | None:
     """How many processes a rule's jobs run: one without a ``launch.<rule>`` line (plain ``python``), else the
     line's count, or its GPUs (``resources.<rule>.gpu``) where the line does not say; None when neither does."""

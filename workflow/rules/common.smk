@@ -11,7 +11,7 @@ from giftlab.cli import ConfigError
 from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, validate_config
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
-from giftlab.resources import rule_resources, rule_threads
+from giftlab.resources import resolve_launch, rule_resources, rule_threads
 from giftlab.plan import MTBENCH_TINY_QUESTIONS, RUNTIME_RULES, SUMMARY, Plan
 from giftlab.stale import damaged_checkpoints, foreign_outputs, foreign_summary, forced_run, verify_command
 
@@ -76,7 +76,7 @@ def runtime(rule_name):
 
 def launcher(rule_name):
     """The command that starts a GPU job's script (`python`, or e.g. `accelerate launch ...` from config `launch`)."""
-    return config.get("launch", {}).get(rule_name, "python")
+    return resolve_launch(config.get("launch", {}).get(rule_name, "python"), REPO, Path.cwd())
 
 
 def job_resources(rule_name):
