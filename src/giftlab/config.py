@@ -322,7 +322,7 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
                           "dataset id is owner/name)")
     for key, path, what in files:
         if missing(path):
-            raise ConfigError(f"config error: {key}: no such file: {path} ({what}; docs/scale.md, step 2)")
+            raise ConfigError(f"config error: {key}: no such file: {path} ({what})")
 
 
 def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

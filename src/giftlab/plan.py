@@ -242,7 +242,9 @@ class Plan:
             if name in present or not (self.tiny or BENCHMARKS[name].needs_path):
                 continue
             why = "a tiny profile reads no hub" if self.tiny else "it has no hub source"
-            required[name] = (f"{self.bench_dir}/{name}.jsonl", f"{name}'s local copy in eval.benchmark_dir: {why}")
+            docs = 'docs/architecture.md, "Adding a benchmark"' if self.tiny else "docs/scale.md, step 2"
+            required[name] = (f"{self.bench_dir}/{name}.jsonl",
+                              f"{name}'s local copy in eval.benchmark_dir: {why}; {docs}")
         return required
 
     def _copy_of(self, name: str):
@@ -270,8 +272,9 @@ class Plan:
         return [str(found or f"{self.bench_dir}/{main}.jsonl")]
 
     def local_inputs(self) -> list[tuple[str, str, str]]:
-        """(config key, path, what reads it) of the files the grid reads that no rule makes (benchmark copies that
-        must be local; the paper grid's Figure 3 copy and MT-Bench files), beside the bases and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
+        """(config key, path, what reads it and where the docs say to get it) of the files the grid reads that no rule
+        makes (benchmark copies that must be local; the paper grid's Figure 3 copy and MT-Bench files), beside the
+        bases and DeepMath (:func:`giftlab.config.check_local_paths`): checked before the plan, since Snakemake keeps a
         consumer's existing output when a missing input stops its producer (a workspace holding another config's
         tables would pass as done)."""
         files = [("eval.benchmarks", path, why) for path, why in self.required_benchmark_copies().values()]
@@ -280,10 +283,12 @@ class Plan:
         tracking = [run for run in self.runs if self.tracks_dynamics(run)]
         if tracking:
             files.append(("eval.main_benchmark", self.dynamics_benchmark(tracking[0])[0],
-                          "its copy in eval.benchmark_dir, read by the GRPO runs that track RL dynamics for Figure 3"))
+                          "its copy in eval.benchmark_dir, read by the GRPO runs that track RL dynamics for Figure 3; "
+                          "docs/scale.md, step 2"))
         if self.mtbench:  # the answer jobs' inputs: the questions, then the reference answers where configured
-            what = {"mtbench.questions": "MT-Bench's questions for Table 5",
-                    "mtbench.reference_answers": "FastChat's reference answers for Table 5"}
+            what = {"mtbench.questions": "MT-Bench's questions for Table 5; docs/scale.md, \"MT-Bench judge\"",
+                    "mtbench.reference_answers": "FastChat's reference answers for Table 5; docs/scale.md, "
+                                                 "\"MT-Bench judge\""}
             files += [(key, path, what[key]) for key, path in zip(what, self.mtbench_questions())]
         return files
 

@@ -81,4 +81,4 @@ def test_a_tiny_profile_s_missing_copy_is_the_error_the_plan_stops_with(tmp_path
     config["eval"]["benchmark_dir"] = str(tmp_path)
     [row] = [r for r in check_benchmark_files(config) if r["benchmark"] == "gsm8k"]
     assert row["error"] == f"no such file: {tmp_path}/gsm8k.jsonl (gsm8k's local copy in eval.benchmark_dir: a tiny " \
-                           "profile reads no hub)"
+                           'profile reads no hub; docs/architecture.md, "Adding a benchmark")'
