@@ -10,6 +10,7 @@ benchmark does not load (its one-line error is printed) or, with --strict, when 
 """
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from giftlab.config import load_config
     from giftlab.evaluation.preflight import check_benchmark_files, describe
+
+    # the loader's warnings (a count off the official one, dropped duplicates) are each row's own line below: once
+    logging.getLogger("giftlab.evaluation.benchmarks").setLevel(logging.ERROR)
 
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     if args.directory and not Path(args.directory).is_dir():

@@ -165,9 +165,11 @@ def hub_rows(hub_id: str, config: str | None, split: str,
         try:
             return list(datasets.load_dataset(hub_id, config, split=sp))
         except Exception as exc:  # noqa: BLE001 - report every attempt in one message
-            errors.append(f"split {sp!r}: {type(exc).__name__}: {exc}")
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            errors.append(f"split {sp!r}: {type(exc).__name__}: {first_line}")
     raise ValueError(f"could not load {hub_id} (config {config!r}) from the hub or its cache "
-                     f"({'; '.join(errors)}); pass a local jsonl/parquet path instead")
+                     f"({'; '.join(errors)}); give the benchmark a local copy in eval.benchmark_dir, named after it "
+                     "(<name>.jsonl, .parquet, or a folder <name>/: docs/scale.md, step 2)")
 
 
 _MISSING = object()
