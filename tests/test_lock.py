@@ -160,3 +160,29 @@ def test_a_slurm_run_stops_while_an_earlier_runs_jobs_are_still_queued_here(tmp_
     unchecked = subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True, text=True, env=env,
                                timeout=60)
     assert unchecked.stdout.strip() == "acquired" and "could not list this user's SLURM jobs" in unchecked.stderr
+
+
+def test_one_job_per_training_work_folder(tmp_path):
+    """A Snakemake process killed with -9 leaves its local jobs running; the next run started each again in the same
+    work/ folder (the fault-injection review). A training job holds its folder's lock while it runs: a second one
+    stops in one line naming the first; the process holding it may take it again (a resume in-process)."""
+    import subprocess
+    import sys
+
+    from giftlab.lock import WorkDirBusy, hold_work_dir_lock
+
+    work = tmp_path / "work" / "sft" / "qwen" / "sft"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from giftlab.lock import hold_work_dir_lock\n"
+                               f"hold_work_dir_lock({str(work)!r}, 'scripts/sft.py --config ...')\n"
+                               "print('held', flush=True)\ntime.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkDirBusy, match=rf"^{work}: another job is training here \(pid {holder.pid}: "
+                                              r"scripts/sft.py --config \.\.\.\), a leftover"):
+            hold_work_dir_lock(work, "second")
+    finally:
+        holder.kill()
+        holder.wait()
+    hold_work_dir_lock(work, "after")  # its lock went with its process
+    hold_work_dir_lock(work, "again")  # this process holds it: kept

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from giftlab.cli import JobFailed
+
 LOCK_FILE = Path(".snakemake") / "giftlab.lock"
 DVC_LOCK_FILE = Path(".dvc") / "tmp" / "lock"
 
@@ -133,3 +135,36 @@ def hold_workspace_lock(root: str | Path, command: str, slurm: bool = False) -> 
     fh.flush()
     _held.append(fh)
     return path
+
+
+class WorkDirBusy(JobFailed):
+    """Another job trains in a work folder; the message is one line naming it (``giftlab.cli.run`` prints it)."""
+
+
+_work_dirs: dict[Path, IO[str]] = {}
+
+
+def hold_work_dir_lock(work_dir: str | Path, command: str) -> None:
+    """One job per training work folder (``work/<rule>/...``), for the life of this process: an ``fcntl.flock`` on
+    ``.<folder>.lock`` beside it (outside it: a wiped folder keeps its lock). The workspace lock dies with a
+    Snakemake process killed with -9, and its local jobs keep running; the next run would start each of them again
+    in the same folder, two trainers writing one checkpoint. :class:`WorkDirBusy` names the holder. Taken again by
+    the process that holds it (a test resuming in-process), it is kept."""
+    work_dir = Path(work_dir).resolve()
+    if work_dir in _work_dirs:
+        return
+    path = work_dir.parent / f".{work_dir.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    locked = _try_flock(fh)
+    if locked is False:
+        holder = _holder(path)
+        fh.close()
+        raise WorkDirBusy(f"{work_dir}: another job is training here ({holder}), a leftover of a Snakemake run "
+                          "killed before its jobs (kill -9)? Wait for it to end or stop it, then run again")
+    if locked:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}: {command}\n")
+        fh.flush()
+    _work_dirs[work_dir] = fh

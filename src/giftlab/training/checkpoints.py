@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 from transformers import TrainerCallback
 
 from giftlab.io import write_text_atomic
+from giftlab.lock import hold_work_dir_lock
 from giftlab.provenance import config_hash, file_sha256
 
 log = logging.getLogger(__name__)
@@ -182,13 +184,14 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
     if processes > 1:  # a single process's stamp stays what it was
         fingerprint["processes"] = processes
     stamp = work_dir / FINGERPRINT
-    if int(os.environ.get("RANK", 0) or 0) != 0:
+    if int(os.environ.get("RANK", 0) or 0) != 0:  # (the main process holds the folder's lock for the job)
         deadline = time.monotonic() + wait_s
         while not _stamped(stamp, fingerprint):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{work_dir}: the main process did not prepare it within {wait_s:.0f} s")
             time.sleep(0.2)
         return work_dir
+    hold_work_dir_lock(work_dir, " ".join(sys.argv))  # before a wipe: another job may be training in it
     if work_dir.exists() and not _stamped(stamp, fingerprint):
         if any(_CKPT_RE.match(p.name) for p in work_dir.iterdir()):
             log.warning("%s: its checkpoints are another job config's or another number of processes': deleted, "
