@@ -448,3 +448,16 @@ def test_a_benchmark_evaluated_on_a_subset_is_noted_under_the_paper_s_numbers(tm
     paths = T.write_table(pd.DataFrame({"a": [1.0]}), tmp_path / "t", notes=notes)
     assert paths["md"].read_text().endswith(f"\nNote: {notes[0]}\n") and f"% Note: {notes[0]}" in paths["tex"].read_text()
     assert "Note" not in paths["csv"].read_text()
+
+
+@pytest.mark.parametrize("value", [7.5, "0.5", -0.1, True])
+def test_a_pass_rate_that_is_no_rate_stops_the_table_in_one_line(value):
+    """A summary edited by hand printed as a table cell (7.5 -> 750.00, "0.5" -> 50.00) with exit 0 (the
+    fault-injection review): tables, claims and Figure 1 refuse a pass@k that is not a number in [0, 1]."""
+    from giftlab.reporting.tables import index_records
+
+    rec = {"pass@1": value, "provenance": {"config": {"backbone": "qwen", "run": "sft", "benchmark": "tiny_id"}}}
+    with pytest.raises(ValueError, match=rf"^table1: qwen/sft/tiny_id: pass@1 = {re.escape(repr(value))} is not a "
+                                         r"rate in \[0, 1\]"):
+        index_records([rec], ("backbone", "run", "benchmark"), "table1")
+    index_records([{**rec, "pass@1": 0.5, "pass@8": None}], ("backbone", "run", "benchmark"), "table1")

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from giftlab.grid import STAGE_PAIRS  # noqa: E402
 from giftlab.reporting.runs import RunSpecs  # noqa: E402
-from giftlab.reporting.tables import job_field  # noqa: E402
+from giftlab.reporting.tables import check_rates, job_field  # noqa: E402
 from giftlab.stats import seed_interval  # noqa: E402
 
 
@@ -68,6 +68,7 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
     grouped: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
     for rec in rl_evals:
         job = rec["provenance"]["config"]
+        check_rates(rec, f"figure 1: {job.get('backbone')}/{job.get('run')}/{job.get('benchmark')}")
         if benchmarks is None or job["benchmark"] in benchmarks:
             grouped.setdefault(job["backbone"], {}).setdefault(job["run"], []).append(rec)
     for bb, runs in grouped.items():

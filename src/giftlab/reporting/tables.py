@@ -24,6 +24,7 @@ does not report (or a tiny benchmark) is NaN. ``paper Average`` is always the pa
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -67,15 +68,29 @@ def _ci(record: Mapping[str, Any], key: str = "pass@1_ci95") -> tuple[float, flo
     return float(ci[0]), float(ci[1])
 
 
+_RATE = re.compile(r"pass@\d+")
+
+
+def check_rates(record: Mapping[str, Any], where: str) -> None:
+    """Every ``pass@k`` of an evaluation's record is a rate: a number in [0, 1], or null where not computed (a
+    summary edited by hand, "0.5" or 7.5, printed as 50.00 or 750.00 before)."""
+    for key, value in record.items():
+        if _RATE.fullmatch(key) and value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+            raise ValueError(f"{where}: {key} = {value!r} is not a rate in [0, 1] (the summary was edited or "
+                             "damaged: rebuild it with `snakemake --force <its summary.json>`)")
+
+
 def index_records(records: Iterable[Mapping[str, Any]], keys: Sequence[str], what: str
                   ) -> dict[tuple, Mapping[str, Any]]:
-    """The records by their job fields ``keys`` (a missing field or two records for one key: one line naming
-    ``what``)."""
+    """The records by their job fields ``keys`` (a missing field, two records for one key or a ``pass@k`` that is
+    no rate: one line naming ``what`` and the record)."""
     out: dict[tuple, Mapping[str, Any]] = {}
     for rec in records:
         key = tuple(_need(rec, k, what) for k in keys)
         if key in out:
             raise ValueError(f"{what}: two records for {dict(zip(keys, key))}")
+        check_rates(rec, f"{what}: {'/'.join(map(str, key))}")
         out[key] = rec
     return out
 
