@@ -426,6 +426,10 @@ def test_a_launch_lines_config_file_of_the_code_is_found_from_a_workspace_apart(
     (tmp_path / "workflow" / "accelerate" / "fsdp.yaml").write_text("num_processes: 8\n")
     assert resolve_launch(line, REPO, tmp_path) == line
     assert resolve_launch("python", REPO, tmp_path) == "python"
+    # the rest of the line, shell syntax included, as given
+    shell = "accelerate launch --config_file=workflow/accelerate/fsdp.yaml --main_process_port $((29500 + RANDOM))"
+    assert resolve_launch(shell, REPO, tmp_path / "elsewhere") == shell.replace(
+        "=workflow/", f"={REPO}/workflow/")
 
 
 def test_local_paths_checked_and_hub_ids_left_to_the_jobs(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""Load, merge and validate the pipeline config, and read from it what the rules ask the executor for (job
-resources, threads, launch lines). The run names and the experiment grid are :mod:`giftlab.grid`'s and
+"""Load, merge and validate the pipeline config (the job resources and launch lines through
+:mod:`giftlab.resources`' checks). The run names and the experiment grid are :mod:`giftlab.grid`'s and
 :mod:`giftlab.plan`'s (``RUN_PATTERN`` and ``run_name`` are re-exported here for the rules and the tests).
 
 ``params.yaml`` is the single source of truth (Snakemake's configfile and DVC's params file);
@@ -303,7 +303,7 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
             continue
         folder = Path(root) / Path(path).expanduser()
         owner = Path(root) / path.split("/")[0]
-        if not folder.exists() and "/" in path and owner.is_dir():  # shaped like a hub id, meant as a local folder
+        if not folder.exists() and not model_looks_local(path) and owner.is_dir():  # hub-shaped, meant as a folder
             raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} ({owner.name}/ is a "
                               "folder here, so this is no hub id; a hub id's owner is no local folder)")
         if model_looks_local(path) and not folder.exists():

@@ -28,6 +28,7 @@ PROCESS_FLAGS = ("--num_processes", "--num-processes", "--nproc_per_node", "--np
 #: the rules whose jobs start through ``launch.<rule>`` (workflow/rules/sft.smk, grpo.smk)
 LAUNCHED_RULES = ("sft", "grpo")
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_CONFIG_FILE_FLAG = re.compile(r"(--config[_-]file)(=|\s+)([^\s'\"]+)")
 
 
 def launch_processes(line: str, where: str = "launch") -> int | None:
@@ -46,6 +47,9 @@ def launch_processes(line: str, where: str = "launch") -> int | None:
             return int(value) if value.isdigit() else None
         if flag in ("--config_file", "--config-file"):
             config_file = Path(value)
+    code = Path(__file__).resolve().parents[2] / config_file if config_file is not None else None
+    if config_file is not None and not config_file.is_file() and not config_file.is_absolute() and code.is_file():
+        config_file = code  # a workspace apart from the code runs the code's file (resolve_launch)
     if config_file is not None and config_file.is_file():
         try:  # not giftlab.config.read_yaml: giftlab.config imports this module
             processes = (yaml.safe_load(config_file.read_text()) or {}).get("num_processes")
@@ -61,22 +65,15 @@ def launch_processes(line: str, where: str = "launch") -> int | None:
 def resolve_launch(line: str, repo: Path, workspace: Path) -> str:
     """A ``launch`` line as a job runs it in ``workspace``: a relative ``--config_file`` that is the code's
     (config/paper.yaml's ``workflow/accelerate/fsdp.yaml``) and not the workspace's becomes the code's path, for a
-    workspace apart from the code (``snakemake -s <clone>/Snakefile --directory <it>``); the line as given else."""
-    argv = shlex.split(line)
-    for i, arg in enumerate(argv):
-        flag, eq, value = arg.partition("=")
-        if flag not in ("--config_file", "--config-file"):
-            continue
-        value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
-        if value and not Path(value).is_absolute() and not (Path(workspace) / value).exists() \
-                and (Path(repo) / value).is_file():
-            code = str(Path(repo).resolve() / value)
-            if eq:
-                argv[i] = f"{flag}={code}"
-            else:
-                argv[i + 1] = code
-            return shlex.join(argv)
-    return line
+    workspace apart from the code (``snakemake -s <clone>/Snakefile --directory <it>``); the rest of the line, shell
+    syntax included, as given."""
+    def code_path(found: re.Match) -> str:
+        value = found.group(3)
+        if Path(value).is_absolute() or (Path(workspace) / value).exists() or not (Path(repo) / value).is_file():
+            return found.group(0)
+        return f"{found.group(1)}{found.group(2)}{shlex.quote(str(Path(repo).resolve() / value))}"
+
+    return _CONFIG_FILE_FLAG.sub(code_path, line)
 
 
 def rule_processes(config: Mapping[str, Any], rule: str) -> int | None:
@@ -111,11 +108,12 @@ def check_launch(config: Mapping[str, Any]) -> None:
 # took `-t -5` as a time limit of 5,000 years)
 COUNT_RESOURCES = ("runtime", "mem_mb", "mem_mb_per_cpu", "gpu", "cpus_per_task", "nodes", "tasks", "threads")
 #: the resource names Snakemake (standard resources) and its SLURM executor plugin (2.x) read, and ``threads``.
-#: Any other key is passed on as a custom resource and ignored by both, so one a letter away from a known
-#: name (``runtme``) is a typo that would silently drop a time limit.
+#: Any other key is passed on as a custom resource and ignored by both, so one close to a known name (``runtme``)
+#: is a typo that would silently drop a time limit.
 KNOWN_RESOURCES = COUNT_RESOURCES + (
     "mem", "disk", "disk_mb", "tmpdir", "gpu_model", "gres", "constraint", "qos", "slurm_partition", "slurm_account",
-    "slurm_extra", "slurm_cluster", "clusters", "cpus_per_gpu", "tasks_per_gpu", "tasks_per_node", "mpi")
+    "slurm_extra", "slurm_cluster", "cluster", "clusters", "cpus_per_gpu", "tasks_per_gpu", "tasks_per_node", "mpi",
+    "mem_mib", "disk_mib")
 
 
 #: sbatch's names for what the plugin calls otherwise: given as resources, both would pass them on unread

@@ -95,24 +95,40 @@ def trainer_epoch(state) -> int:
 
 
 def last_complete_checkpoint(work_dir: str | Path) -> Path | None:
-    """The newest stamped checkpoint in ``work_dir`` whose files are all there at the sizes they were stamped with;
-    unstamped (torn) ones are deleted, and so are stamped ones damaged since, with a warning naming the file."""
+    """The newest stamped checkpoint in ``work_dir`` whose files are all there at the sizes they were stamped with.
+    Every process of a job decides alike (the same files); the main one deletes the others, unstamped (torn) ones
+    and stamped ones damaged since (a warning naming the file), each renamed away first, so that a process still
+    looking at it finds it gone rather than half deleted."""
     work_dir = Path(work_dir)
     if not work_dir.is_dir():
         return None
     complete = []
+    main = int(os.environ.get("RANK", 0) or 0) == 0
     for path in work_dir.iterdir():
         match = _CKPT_RE.match(path.name)
+        if main and path.name.startswith(".deleting-checkpoint-"):  # a deletion a kill cut short
+            shutil.rmtree(path, ignore_errors=True)
         if not match or not path.is_dir():
             continue
         damage = _damage(path) if (path / MARKER).exists() else "not stamped complete"
         if damage is None:
             complete.append((int(match.group(1)), path))
             continue
-        if damage != "not stamped complete":
+        if main and damage not in ("not stamped complete", "gone"):
             log.warning("%s: %s since it was saved: deleted, not resumed from", path, damage)
-        shutil.rmtree(path, ignore_errors=True)
+        if main:
+            _remove(path)
     return max(complete)[1] if complete else None
+
+
+def _remove(checkpoint: Path) -> None:
+    """Delete a checkpoint folder, renamed away first (another process may be reading it: it sees it gone)."""
+    doomed = checkpoint.with_name(f".deleting-{checkpoint.name}")
+    try:
+        os.rename(checkpoint, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _damage(checkpoint: Path) -> str | None:
@@ -120,8 +136,8 @@ def _damage(checkpoint: Path) -> str | None:
     before they were recorded)."""
     try:
         sizes = json.loads((checkpoint / FILE_SIZES).read_text())
-    except FileNotFoundError:
-        return None
+    except FileNotFoundError:  # stamped before sizes were recorded; or renamed away meanwhile by the main process
+        return None if (checkpoint / MARKER).exists() else "gone"
     except (OSError, ValueError):
         return f"{FILE_SIZES} unreadable"
     for name, size in sizes.items():
