@@ -25,6 +25,19 @@ class JobFailed(RuntimeError):
     what failed and what a rerun does. Nothing that looks complete is written."""
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error is one line naming the file, the line and the column."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", required=True,

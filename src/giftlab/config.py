@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from giftlab.cli import ConfigError
+from giftlab.cli import ConfigError, read_yaml  # noqa: F401  (read_yaml: the Snakefile's, here)
 from giftlab.grid import (DIRECT_RL, DIRECT_SFT, RUN_PATTERN, SEED_SUFFIX, grid_runs,  # noqa: F401
                           run_name)
 from giftlab.jobs import DEFAULT_PASS_KS, check_dual_clip  # noqa: F401  (pass@k when a config names no eval.ks)
@@ -36,17 +36,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def read_yaml(path: str | Path) -> Any:
-    """A YAML file's content; a syntax error is one line naming the file, the line and the column."""
-    try:
-        return yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
 
 
 def load_config(*paths: str | Path, schema: str | Path | None = DEFAULT_SCHEMA) -> dict[str, Any]:

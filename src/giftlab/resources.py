@@ -11,9 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from giftlab.cli import ConfigError
+from giftlab.cli import ConfigError, read_yaml
 
 #: What every rule's shell command runs after (the Snakefile's ``shell.prefix``): Snakemake's own strict mode for bash,
 #: then a TERM trap. SLURM signals every process of a job step, the rule's bash too (``--signal=TERM@...`` before the
@@ -51,10 +49,7 @@ def launch_processes(line: str, where: str = "launch") -> int | None:
     if config_file is not None and not config_file.is_file() and not config_file.is_absolute() and code.is_file():
         config_file = code  # a workspace apart from the code runs the code's file (resolve_launch)
     if config_file is not None and config_file.is_file():
-        try:  # not giftlab.config.read_yaml: giftlab.config imports this module
-            processes = (yaml.safe_load(config_file.read_text()) or {}).get("num_processes")
-        except yaml.YAMLError:
-            raise ConfigError(f"config error: {where}: {config_file}: not valid YAML") from None
+        processes = (read_yaml(config_file) or {}).get("num_processes")
         return processes if isinstance(processes, int) else None
     command = next((arg for arg in argv if not _ENV_ASSIGNMENT.match(arg)), "")
     if re.fullmatch(r"python[0-9.]*", Path(command).name) and "-m" not in argv:
