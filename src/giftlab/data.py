@@ -20,7 +20,10 @@ MATH_INSTRUCTION = "Please reason step by step, and put your final answer within
 
 
 def with_instruction(question: str) -> str:
-    """``question`` as the math benchmarks prompt it: the text, a blank line, :data:`MATH_INSTRUCTION`."""
+    """``question`` as the math benchmarks prompt it: the text, a blank line, :data:`MATH_INSTRUCTION`; an empty
+    question is a ValueError (the model would be sampled on the instruction alone)."""
+    if not question.strip():
+        raise ValueError("empty question")
     return f"{question.strip()}\n\n{MATH_INSTRUCTION}"
 
 

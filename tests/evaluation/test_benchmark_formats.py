@@ -284,6 +284,7 @@ def test_same_problem_with_another_gold_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("name, change, message", [
     ("math500", lambda r: {**r, "answer": " "}, "row 1: empty gold answer"),
+    ("math500", lambda r: {**r, "problem": "\n"}, "row 1: math500 .*empty question"),
     ("gpqa", lambda r: {**r, "Incorrect Answer 3": None}, r"row 1: gpqa .*Incorrect Answer 3"),
     # options of the wrong type: a string was split into one option per character, a null became "None"
     ("mmlu_pro", lambda r: {**r, "options": "ABCDEFGHIJ"}, "row 1: mmlu_pro .*options must be a list of options, got str"),

@@ -541,7 +541,7 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
       (the official number of rows) of a set that itself holds it under two ids (``Benchmark.repeats_are_items``:
       MMLU-Pro, MMLU-Redux), which scores both; the same id twice is a duplicate everywhere, and the same id or
       prompt with a different gold is always an error;
-    * math and multiple choice need a gold answer; multiple choice needs 2..10 options (the benchmark's
+    * every record needs a prompt, math and multiple choice a gold answer; multiple choice needs 2..10 options (the benchmark's
       own range where known: GPQA 4, ARC 3..5) and a gold letter among them;
     * the number of problems read (duplicates dropped) is compared with the official set's (MATH-500 500,
       AIME24 30, GPQA-Diamond 198, ...): a difference is a warning and stated in the report;
@@ -562,6 +562,8 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
         kind = rec["kind"]
         if kind != "code" and not rec["gold"].strip():
             raise ValueError(f"{row}: empty gold answer")
+        if not rec["prompt"].strip():  # the model would be sampled on the template alone
+            raise ValueError(f"{row}: empty prompt")
         if kind == "multiple_choice":
             n = len(rec["choices"])
             if not lo <= n <= hi:
