@@ -295,12 +295,8 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
         if not folder.exists() and not model_looks_local(path) and owner.is_dir():  # hub-shaped, meant as a folder
             raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} ({owner.name}/ is a "
                               "folder here, so this is no hub id; a hub id's owner is no local folder)")
-        if model_looks_local(path) and not folder.exists():
-            raise ConfigError(f"config error: backbones.{name}.path: no such folder: {path} (a local checkpoint "
-                              "folder; a hub id is owner/name)")
-        if folder.is_dir() and not (folder / "config.json").is_file():  # a download cut short, a wrong level
-            raise ConfigError(f"config error: backbones.{name}.path: {path} holds no config.json (not a checkpoint "
-                              "folder: a download cut short, or the folder above or below it?)")
+        check_checkpoint_folder(f"backbones.{name}.path", path, root,
+                                "not a checkpoint folder: a download cut short, or the folder above or below it?")
         if not folder.exists() and hub_offline() and not hub_cached(path):
             raise ConfigError(f"config error: backbones.{name}.path: {path} is no folder here and not in the Hugging "
                               f"Face cache ({hub_cache_dir()}), and HF_HUB_OFFLINE is set: download it first "
@@ -312,6 +308,21 @@ def check_local_paths(config: Mapping[str, Any], backbones: Iterable[str], root:
     for key, path, what in files:
         if missing(path):
             raise ConfigError(f"config error: {key}: no such file: {path} ({what})")
+
+
+def check_checkpoint_folder(key: str, path: str, root: str | Path, no_config: str) -> bool:
+    """A model path of the config (``key``) that names a local folder (not a hub id) must be one holding a
+    ``config.json`` (``no_config``: what to say when it holds none); one line naming the key otherwise. Returns
+    whether it is a local folder."""
+    from giftlab.models import looks_local
+
+    folder = Path(root) / Path(path).expanduser()
+    if looks_local(path) and not folder.is_dir():
+        raise ConfigError(f"config error: {key}: no such folder: {path} (a local checkpoint folder; a hub id is "
+                          "owner/name)")
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise ConfigError(f"config error: {key}: {path} holds no config.json ({no_config})")
+    return folder.is_dir()
 
 
 def extra_models(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from giftlab.cli import ConfigError
-from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, eval_settings, extra_models,
-                            mtbench_enabled)
+from giftlab.config import (DEFAULT_PASS_KS, EVAL_RULES, benchmarks, check_checkpoint_folder, eval_settings,
+                            extra_models, mtbench_enabled)
 from giftlab.grid import DIRECT_LABELS, DIRECT_SFT, STAGE_PAIRS, grid_runs, unified_runs
 from giftlab.grid import RunSpec  # noqa: F401  (Plan.runs' values)
 from giftlab.jobs import EngineSettings, EvalSettings
@@ -527,19 +527,12 @@ class Plan:
         """(DAG inputs, path): a local folder is an input (its changes rerun the evaluation); a hub id is not. Checked
         when its jobs are planned (only then: a config may keep models.extra for later): a missing folder, or one
         that is no checkpoint, is one line before any job."""
-        from giftlab.models import looks_local
-
         if name not in self.extra:
             raise UnknownName(f"models.extra has no {name!r} (its models: {', '.join(self.extra) or 'none'})")
         path = self.extra[name]["path"]
-        folder = Path(path).expanduser()
-        if looks_local(path) and not folder.is_dir():
-            raise ConfigError(f"config error: models.extra.{name}.path: no such folder: {path} (a local checkpoint "
-                              "folder; a hub id is owner/name)")
-        if folder.is_dir() and not (folder / "config.json").is_file():
-            raise ConfigError(f"config error: models.extra.{name}.path: {path} holds no config.json (a checkpoint "
-                              "folder; an SFT run's are its epoch_<k> subfolders)")
-        return ([path] if folder.is_dir() else []), path
+        local = check_checkpoint_folder(f"models.extra.{name}.path", path, ".",
+                                        "a checkpoint folder; an SFT run's are its epoch_<k> subfolders")
+        return ([path] if local else []), path
 
     def extra_results(self) -> list[str]:
         evals = [f"results/extra/eval/{name}/{bench}.summary.json" for name in self.extra
