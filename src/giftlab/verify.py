@@ -6,8 +6,9 @@ pipeline's outputs and checks each by its format: every checkpoint folder under 
 :func:`giftlab.models.check_weights` (safetensors headers against file sizes), every ``*.json`` under ``results/``
 parses, every line of every ``*.jsonl`` parses, every figure starts with its format's signature, and every file a
 ``*.provenance.json`` sidecar lists among its outputs (tables, figures, the tiny MT-Bench questions) still has the
-sha256 recorded when it was written, and every evaluation's samples file has the rows its summary counts. Each problem is one line naming the file and the command that rebuilds it. (DVC-tracked copies are also checked against their
-recorded hashes by ``dvc status``.)
+sha256 recorded when it was written, and every evaluation's samples file has the rows its summary counts. Each
+problem is one line naming the file and the command that rebuilds it. (DVC-tracked copies are also checked against
+their recorded hashes by ``dvc status``.)
 """
 
 from __future__ import annotations
@@ -97,12 +98,10 @@ def verify_workspace(root: str | Path = ".", snakemake_args: str = "") -> tuple[
         if check is not None:
             checked += 1
             what = check(file)
+            if not what and file.name.endswith(SAMPLES_SUFFIX):  # whole lines, but as many as its summary counts?
+                what = samples_damage(file)
             if what:
                 problems.append(_problem(file, what, snakemake_args, root))
-    for samples in sorted((root / "results").rglob(f"*{SAMPLES_SUFFIX}")):
-        what = None if _torn_temporary(samples, root) else samples_damage(samples)
-        if what:
-            problems.append(_problem(samples, what, snakemake_args, root))
     for sidecar in sorted([*(root / "results").rglob("*.provenance.json"), *(root / "figures").glob("*.provenance.json"),
                            *(root / "data").rglob("*.provenance.json")]):
         problems += [_problem(file, what, snakemake_args, root)

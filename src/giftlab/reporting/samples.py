@@ -41,8 +41,8 @@ def samples_damage(samples: str | Path, rows: int | None = None) -> str | None:
 
 
 def read_samples(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a samples file, checked against its summary's hash and on their own; errors are one line naming
-    the file and the command that rebuilds it."""
+    """The rows of a samples file, checked against its summary's row count and on their own; errors are one line
+    naming the file and the command that rebuilds it."""
     rows = read_jsonl(path)
     rebuild = f"rebuild it with `snakemake --force {path}`"
     damage = samples_damage(path, len(rows))
