@@ -837,7 +837,8 @@ def test_a_benchmark_of_one_s_own_is_registered_planned_from_benchmark_dir_and_l
         assert plan.benchmark_files("all")["mine"] == str(copies / "mine.jsonl")
         records, report = bm.load_benchmark_checked("mine", path=plan.benchmark_files("all")["mine"])
         assert [r["gold"] for r in records] == ["7", "7"] and report["problems"] == 2
-        pd_rows = [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5. What is it?"}]  # any format the row reader reads, as the plan finds it
+        # any format the row reader reads, as the plan finds it
+        pd_rows = [GOOD, {**GOOD, "id": 2, "prompt": "Start with 5. What is it?"}]
         (copies / "mine.jsonl").unlink()
         __import__("pandas").DataFrame(pd_rows).to_parquet(copies / "mine.parquet")
         assert Plan(config).benchmark_files("all")["mine"] == str(copies / "mine.parquet")

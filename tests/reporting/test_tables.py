@@ -446,7 +446,8 @@ def test_a_benchmark_evaluated_on_a_subset_is_noted_under_the_paper_s_numbers(tm
     assert notes == ["GSM8K: 10 of the official set's 1,319 problems were evaluated; the paper's numbers are on the "
                      "whole set."]
     paths = T.write_table(pd.DataFrame({"a": [1.0]}), tmp_path / "t", notes=notes)
-    assert paths["md"].read_text().endswith(f"\nNote: {notes[0]}\n") and f"% Note: {notes[0]}" in paths["tex"].read_text()
+    assert paths["md"].read_text().endswith(f"\nNote: {notes[0]}\n")
+    assert f"% Note: {notes[0]}" in paths["tex"].read_text()
     assert "Note" not in paths["csv"].read_text()
 
 

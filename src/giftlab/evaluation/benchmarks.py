@@ -541,8 +541,8 @@ def check_records(name: str, records: list[dict], where: str, duplicates: str = 
       (the official number of rows) of a set that itself holds it under two ids (``Benchmark.repeats_are_items``:
       MMLU-Pro, MMLU-Redux), which scores both; the same id twice is a duplicate everywhere, and the same id or
       prompt with a different gold is always an error;
-    * every record needs a prompt, math and multiple choice a gold answer; multiple choice needs 2..10 options (the benchmark's
-      own range where known: GPQA 4, ARC 3..5) and a gold letter among them;
+    * every record needs a prompt, math and multiple choice a gold answer; multiple choice needs 2..10 options
+      (the benchmark's own range where known: GPQA 4, ARC 3..5) and a gold letter among them;
     * the number of problems read (duplicates dropped) is compared with the official set's (MATH-500 500,
       AIME24 30, GPQA-Diamond 198, ...): a difference is a warning and stated in the report;
     * a record's ``gold_note`` (a source row whose fields disagree, resolved as the benchmark's own evaluation
