@@ -10,7 +10,7 @@ import pytest
 
 from giftlab.provenance import config_hash
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
-from giftlab.training.dynamics import _write_rows
+from giftlab.training.dynamics import rewrite_rows
 from helpers import CONTEXT, together
 
 def _prepare(rank, results, work, barrier):
@@ -72,7 +72,7 @@ def _rewrite_log(rank, results, path, barrier):
     barrier.wait()
     try:
         for step in range(300):
-            _write_rows(path, [{"step": s, "loss": 0.5} for s in range(step % 7)])
+            rewrite_rows(path, [{"step": s, "loss": 0.5} for s in range(step % 7)])
         results.put((rank, None))
     except Exception as exc:  # noqa: BLE001 - reported to the test
         results.put((rank, repr(exc)))

@@ -85,7 +85,7 @@ def read_dynamics(path: Path, up_to_step: int | None = None) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
+def rewrite_rows(path: Path, rows: list[dict]) -> None:
     """Replace ``path`` by ``rows`` (JSON Lines) atomically. Every process of a multi-GPU job rewrites the step and
     dynamics logs on resume, each through its own temporary file (one shared name let a process rename away the
     file another was about to rename: FileNotFoundError)."""
@@ -136,7 +136,7 @@ class DynamicsCallback(TrainerCallback):
         else:
             self.rows = [r for r in read_dynamics(self.path, up_to_step=resume_step)
                          if r.get("eval_tag") == self.tag]
-            _write_rows(self.path, self.rows)
+            rewrite_rows(self.path, self.rows)
 
     @property
     def grading_stats(self) -> dict[str, int]:
@@ -282,3 +282,20 @@ def dynamics_problems(records: list[dict], n: int, subset: str = "random") -> li
     if subset == "first" or n >= len(records):
         return list(records[:n])
     return [records[i] for i in sorted(random.Random(DYNAMICS_SUBSET_SEED).sample(range(len(records)), n))]
+
+
+def dynamics_plan(cfg: Mapping[str, Any], benchmark: str | Path | None
+                   ) -> tuple[dict[str, Any] | None, list[dict] | None, dict[str, Any] | None]:
+    """The RL dynamics' settings (None: off), the problems they evaluate and the metrics' ``"dynamics_subset"``."""
+    dyn = dynamics_settings(cfg)
+    if dyn is not None and benchmark is None:
+        log.warning("grpo.eval_every = %d but no dynamics benchmark was given: RL dynamics are off",
+                    dyn["eval_every"])
+        return None, None, None
+    if dyn is None:
+        return None, None, None
+    whole = dynamics_records(benchmark)
+    records = dynamics_problems(whole, dyn["eval_problems"], dyn["eval_subset"])
+    subset = {"subset": dyn["eval_subset"], "seed": DYNAMICS_SUBSET_SEED if dyn["eval_subset"] == "random" else None,
+              "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
+    return dyn, records, subset

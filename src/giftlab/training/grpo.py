@@ -40,8 +40,7 @@ from giftlab.jobs import check_dual_clip, check_grpo_batch
 from giftlab.profiling import matmul_flops, phase, trl_phases
 from giftlab.training.checkpoints import (CompleteMarker, RunIntervals, _distributed, export_model,
                                           last_complete_checkpoint, prepare_work_dir, train_or_finish)
-from giftlab.training.dynamics import (DYNAMICS_SUBSET_SEED, DynamicsCallback, _write_rows, dynamics_problems,
-                                       dynamics_records, dynamics_settings)
+from giftlab.training.dynamics import DynamicsCallback, dynamics_plan, rewrite_rows
 from giftlab.training.gradient_precision import ReduceInFp32, accelerator_config
 from giftlab.training.preemption import PreemptionCheckpoint
 from giftlab.training.rollout_state import resumable
@@ -345,8 +344,8 @@ def train_grpo(*, init_path: str, load_model, tokenizer, rl_rows, cfg: Mapping[s
         step_log.unlink(missing_ok=True)
     else:  # steps after the checkpoint are trained (and logged) again
         log.info("resuming from %s", resume)
-        _write_rows(step_log, read_step_rows(step_log, up_to_step=resume_step))
-    dyn, records, subset = _dynamics_plan(cfg, dynamics_benchmark)
+        rewrite_rows(step_log, read_step_rows(step_log, up_to_step=resume_step))
+    dyn, records, subset = dynamics_plan(cfg, dynamics_benchmark)
     with phase("grpo/load"):
         model = fp32_master_weights(load_model(init_path))
     saved_eos = model.generation_config.eos_token_id if turn_end else None
@@ -431,20 +430,3 @@ def _rows_whose_demonstration_fits(tokenizer, rows: list[dict], cfg: Mapping[str
                     "often than in plain GRPO", rl_method, steps, cfg["max_steps"])
         cfg = {**cfg, "max_steps": steps}
     return rows, cfg, {"max_tokens": limit, "kept": len(rows), "dropped": dropped, "max_steps": steps}
-
-
-def _dynamics_plan(cfg: Mapping[str, Any], benchmark: str | Path | None
-                   ) -> tuple[dict[str, Any] | None, list[dict] | None, dict[str, Any] | None]:
-    """The RL dynamics' settings (None: off), the problems they evaluate and the metrics' ``"dynamics_subset"``."""
-    dyn = dynamics_settings(cfg)
-    if dyn is not None and benchmark is None:
-        log.warning("grpo.eval_every = %d but no dynamics benchmark was given: RL dynamics are off",
-                    dyn["eval_every"])
-        return None, None, None
-    if dyn is None:
-        return None, None, None
-    whole = dynamics_records(benchmark)
-    records = dynamics_problems(whole, dyn["eval_problems"], dyn["eval_subset"])
-    subset = {"subset": dyn["eval_subset"], "seed": DYNAMICS_SUBSET_SEED if dyn["eval_subset"] == "random" else None,
-              "problems": len(records), "of": len(whole), "ids": [r["id"] for r in records]}
-    return dyn, records, subset
