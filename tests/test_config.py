@@ -412,6 +412,27 @@ def test_paper_plan_stops_on_a_missing_local_path_with_one_line(tmp_path, site, 
     assert "Traceback" not in result.stderr
 
 
+def test_resource_names_snakemake_or_the_plugin_read_are_not_typos():
+    """The typo check refuses names close to a known one: names the plugin (cluster) or Snakemake (mem_mib,
+    disk_mib) read must pass."""
+    from giftlab.resources import check_resources
+
+    check_resources({"resources": {"default": {"cluster": "gpu", "mem_mib": 1000, "disk_mib": 1000, "mem": "16G",
+                                               "runtime": 30, "slurm_extra": "--signal=TERM@600"}}})
+
+
+def test_the_launch_check_reads_the_codes_accelerate_config_and_names_a_yaml_error(tmp_path, monkeypatch):
+    from giftlab.resources import launch_processes
+
+    monkeypatch.chdir(tmp_path)  # a workspace apart from the code: no workflow/accelerate/ of its own
+    # no --num_processes: the count is the config file's (num_processes: 8), read from the code's copy
+    assert launch_processes("accelerate launch --config_file workflow/accelerate/fsdp.yaml scripts/sft.py") == 8
+    bad = tmp_path / "acc.yaml"
+    bad.write_text("num_processes: [8\n")
+    with pytest.raises(ConfigError, match=r"acc.yaml, line 2, column 1: not valid YAML"):
+        launch_processes(f"accelerate launch --config_file {bad} scripts/sft.py")
+
+
 def test_a_launch_lines_config_file_of_the_code_is_found_from_a_workspace_apart(tmp_path):
     """config/paper.yaml's launch lines name workflow/accelerate/fsdp.yaml relative to the workspace: one apart from
     the code (snakemake -s <clone>/Snakefile --directory <it>) has no such file, and its SFT/GRPO jobs failed."""

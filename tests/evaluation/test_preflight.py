@@ -49,6 +49,7 @@ def test_the_script_prints_one_line_each_and_fails_on_a_file_that_does_not_load(
     assert ok.returncode == 0, ok.stderr[-2000:]
     lines = ok.stdout.splitlines()
     assert len(lines) == 10 and all("NOT the official" in line for line in lines)  # extracts, not the releases
+    assert "problems read, the official" not in ok.stderr  # each mismatch once: its row's line, not a warning too
     assert _run("--configfile", "config/paper.yaml", str(site), "--strict").returncode == 1
 
     rows = [json.loads(line) for line in (tmp_path / "bench" / "math500.jsonl").read_text().splitlines()]

@@ -166,6 +166,15 @@ def test_a_stamped_checkpoint_damaged_since_is_not_resumed_from(tmp_path, caplog
     assert "optimizer.pt is 20 bytes, 50 when stamped" in caplog.text and not newer.exists()
     (older / "rng" / "rng_state_0.pth").unlink()
     assert last_complete_checkpoint(work) is None and "rng/rng_state_0.pth missing" in caplog.text
+    # another process of the job skips a damaged checkpoint too, and leaves its deletion to the main one
+    other = _stamped_checkpoint(work, 8)
+    os.truncate(other / "model.safetensors", 1)
+    os.environ["RANK"] = "1"
+    try:
+        assert last_complete_checkpoint(work) is None and other.exists()
+    finally:
+        del os.environ["RANK"]
+    assert last_complete_checkpoint(work) is None and not other.exists()
     # a checkpoint stamped before sizes were recorded is taken as it is
     legacy = _stamped_checkpoint(work, 6)
     (legacy / "checkpoint_files.json").unlink()
