@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from giftlab.grid import STAGE_PAIRS  # noqa: E402
-from giftlab.reporting.runs import RunSpecs  # noqa: E402
+from giftlab.reporting.runs import RunSpecs, beta_or_inf  # noqa: E402
 from giftlab.reporting.tables import check_rates, job_field  # noqa: E402
 from giftlab.stats import seed_interval  # noqa: E402
 
@@ -104,8 +104,8 @@ def fig1_data(sft_metrics: Sequence[Mapping[str, Any]], rl_evals: Sequence[Mappi
 
 
 def _method_beta(job: Mapping[str, Any]) -> tuple[str | None, float]:
-    beta = job.get("beta")
-    return job.get("method"), (math.inf if beta is None else beta)
+    """A job config's method and plotting β."""
+    return job.get("method"), beta_or_inf(job.get("beta"))
 
 
 def _cell_name(job: Mapping[str, Any], run: str) -> str:

@@ -28,6 +28,11 @@ UNIFIED_CLASS = "Unified Paradigms"
 HEAD_ORDER = tuple(PAPER_HEAD_LABELS)
 
 
+def beta_or_inf(beta: float | None) -> float:
+    """β for plotting and ordering: plain SFT (no β) is GIFT's β → ∞ limit."""
+    return math.inf if beta is None else beta
+
+
 class RunSpecs:
     """Lookups over a run table ``{run: {"strategy", "method", "beta", ...}}``; a run it does not know is labelled
     by its id and sorted last."""
@@ -65,9 +70,8 @@ class RunSpecs:
         return self._get(run, "seed")
 
     def beta_or_inf(self, run: str) -> float:
-        """β for plotting; plain SFT is the β → ∞ limit."""
-        beta = self.beta(run)
-        return math.inf if beta is None else beta
+        """β for plotting and ordering (:func:`beta_or_inf`)."""
+        return beta_or_inf(self.beta(run))
 
     def paper_label(self, run: str) -> str:
         """The paper's row label for a run, without β (``GIFT``)."""
