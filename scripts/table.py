@@ -37,7 +37,10 @@ def main(argv=None):
         raise cli.ConfigError(f"table: no paper table {n} (1-5)")
     if n != "extra":
         df = tables.over_seeds(df, specs)  # replicates of a cell (config seeds): one row, mean and seed interval
-    notes = tables.subset_notes(records) if n in (1, 2, 3) else []  # beside the paper's numbers
+    if n in (1, 2):  # as the paper prints them: each column's best per backbone in bold (.md, .tex)
+        tables.mark_best(df)
+    notes = (tables.subset_notes(records) if n in (1, 2, 3)  # beside the paper's numbers
+             else tables.kl_notes(records) if n == 4 else [])
     written = tables.write_table(df, args.stem, notes=notes)
     write_sidecar(f"{args.stem}.provenance.json", config, args.results, written.values())
 

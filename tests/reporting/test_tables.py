@@ -138,8 +138,9 @@ def _rl_inputs():
 
 def test_table1_rows_columns_and_paper():
     df = table1(_rl_inputs(), paper=True, with_ci=True)
-    assert list(df.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "GSM8K",
-                                "tiny_id CI95", "GSM8K CI95", "Average", "paper tiny_id", "paper GSM8K",
+    # the paper's benchmarks first, in its order; the others after them
+    assert list(df.columns) == ["backbone", "method_class", "strategy", "run", "GSM8K", "tiny_id",
+                                "GSM8K CI95", "tiny_id CI95", "Average", "paper GSM8K", "paper tiny_id",
                                 "paper Average"]
     assert list(zip(df.backbone, df.run)) == [("qwen", "direct_sft"), ("qwen", "sft"), ("qwen", "gift-b1"),
                                               ("qwen", "gift-b3"), ("llama", "sft")]
@@ -154,9 +155,26 @@ def test_table1_rows_columns_and_paper():
     assert llama["paper Average"] == 37.46
     assert df[df.run == "direct_sft"].iloc[0]["method_class"] == "Direct SFT/RL"
     assert "sft_entropy" not in set(df.run)  # methods not run are absent
-    only = table1(_rl_inputs(), benchmarks=["tiny_id"], backbones=["llama", "qwen"])
+    only = table1(_rl_inputs(), benchmarks=["tiny_id"], backbones=["llama"])
     assert list(only.columns) == ["backbone", "method_class", "strategy", "run", "tiny_id", "Average"]
-    assert only.iloc[0].backbone == "llama"
+    assert set(only.backbone) == {"llama"}
+
+
+def test_tables_print_backbones_and_benchmarks_in_the_papers_order():
+    """Tables 1, 2 and 5 print Qwen2.5-7B first, Tables 3 and 4 Llama-3.1-8B; Table 1's columns are GSM8K, AIME24,
+    AIME25, MATH500, HE+, MBPP+ and Table 2's GPQA, MMLU-Redux, ARC-Challenge, MMLU-Pro, whatever the config's
+    order. A backbone or benchmark the paper lacks keeps its place after them."""
+    config_order = ["gsm8k", "math500", "aime24", "aime25", "humaneval_plus", "mbpp_plus"]
+    recs = [summ(stage, bb, run, b, 0.5) for stage in ("rl", "sft") for bb in ("mine", "llama", "qwen")
+            for run in ("sft", "gift-b3") for b in config_order]
+    one = table1(recs, benchmarks=config_order, backbones=["mine", "llama", "qwen"])
+    assert list(one.columns[4:10]) == ["GSM8K", "AIME24", "AIME25", "MATH500", "HE+", "MBPP+"]
+    assert list(dict.fromkeys(one.backbone)) == ["qwen", "llama", "mine"]
+    ood = ["gpqa", "mmlu_pro", "mmlu_redux", "arc_challenge", "tiny_ood"]
+    two = T.table2([summ("rl", "qwen", "sft", b, 0.5) for b in ood], benchmarks=ood)
+    assert list(two.columns[4:9]) == ["GPQA", "MMLU-Redux", "ARC-Challenge", "MMLU-Pro", "tiny_ood"]
+    three = T.table3(recs, benchmarks=["gsm8k"], backbones=["qwen", "mine", "llama"])
+    assert list(dict.fromkeys(three.backbone)) == ["llama", "qwen", "mine"]
 
 
 def test_report_metric_cells_use_their_own_metric():
@@ -462,3 +480,27 @@ def test_a_pass_rate_that_is_no_rate_stops_the_table_in_one_line(value):
                                          r"rate in \[0, 1\]"):
         index_records([rec], ("backbone", "run", "benchmark"), "table1")
     index_records([{**rec, "pass@1": 0.5, "pass@8": None}], ("backbone", "run", "benchmark"), "table1")
+
+
+def test_tables_1_and_2_print_each_columns_best_per_backbone_in_bold():
+    """The paper's Tables 1 and 2: "The best performance ... is bold": per backbone and column (ties all), in the
+    Markdown and LaTeX files; intervals, the paper's numbers and missing cells are never marked."""
+    recs = [summ("rl", "qwen", "sft", "gsm8k", 0.60, (0.5, 0.7)), summ("rl", "qwen", "gift-b3", "gsm8k", 0.70),
+            summ("rl", "qwen", "sft", "tiny_id", 0.50), summ("rl", "qwen", "gift-b3", "tiny_id", 0.50),
+            summ("rl", "llama", "sft", "gsm8k", 0.30)]
+    df = T.mark_best(table1(recs, paper=True, with_ci=True))
+    md = T.to_markdown(df)
+    qwen_sft, qwen_gift, llama_sft = (line for line in md.splitlines()[2:])
+    assert "**70.00**" in qwen_gift and "**60.00**" in qwen_gift and "**50.00**" in qwen_gift  # GSM8K, Average, tie
+    assert "**50.00**" in qwen_sft and "60.00" in qwen_sft and "**60.00**" not in qwen_sft
+    assert "**30.00**" in llama_sft and "**—**" not in md and "**92.06**" not in md and "**[" not in md
+    assert r"\textbf{70.00}" in T.to_latex(df) and "**" not in T.to_markdown(table1(recs))  # unmarked: plain
+
+
+def test_table4_notes_say_the_kl_direction_its_results_record():
+    from giftlab.analysis.consistency import KL_DIRECTION
+
+    recs = [{"kl_direction": KL_DIRECTION, "kl": 0.1}, {"kl_direction": KL_DIRECTION, "kl": 0.2}, {"kl": 0.3}]
+    assert T.kl_notes(recs) == [f"KL is {KL_DIRECTION}. The paper does not state its direction; the reverse is "
+                                "kl_reverse in each results/consistency JSON."]
+    assert T.kl_notes([{"kl": 0.3}]) == []

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from giftlab.grid import STAGE_PAIRS  # noqa: E402
+from giftlab.reporting import paper_numbers as pn  # noqa: E402
 from giftlab.reporting.runs import RunSpecs, beta_or_inf  # noqa: E402
 from giftlab.reporting.tables import check_rates, job_field  # noqa: E402
 from giftlab.stats import seed_interval  # noqa: E402
@@ -26,6 +27,15 @@ def _save(fig, pdf: str | Path, png: str | Path) -> None:
         fig.savefig(tmp, dpi=150, bbox_inches="tight")
         tmp.replace(path)
     plt.close(fig)
+
+
+# Figures 1 and 2 draw Llama-3.1-8B's panels left of Qwen2.5-7B's (their captions; Appendix C's text for Figure 3)
+PAPER_FIGURE_BACKBONES = ("Llama-3.1-8B", "Qwen2.5-7B")
+
+
+def _paper_panels(backbones: Sequence[str]) -> list[str]:
+    """Panels left to right: the paper's backbones in its figures' order, any other after them."""
+    return pn.in_paper_order(list(backbones), PAPER_FIGURE_BACKBONES, pn.as_paper_backbone)
 
 
 def _by_backbone(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
@@ -277,7 +287,7 @@ def fig2_data(consistency: Sequence[Mapping[str, Any]], runs: Sequence[str] | No
 
 def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str] | None = None,
             ci: bool = True, run_specs=None) -> dict:
-    """Figure 2: top-K token overlap between consecutive stages, per backbone.
+    """Figure 2: top-K token overlap between consecutive stages, one panel per backbone (the paper's: Llama's left).
 
     x = K (log scale), y = the token-mean fraction of the K most likely tokens shared by the two
     models; one colour per run (plain SFT black, GIFT coloured by β), solid = Base→SFT, dashed =
@@ -287,6 +297,7 @@ def figure2(consistency, backbones: Sequence[str], pdf, png, runs: Sequence[str]
     from matplotlib.lines import Line2D
 
     specs = RunSpecs(run_specs)
+    backbones = _paper_panels(backbones)
     data = fig2_data(consistency, runs, specs)
     styles = _run_styles([run for bb in backbones for run in data.get(bb, {})], specs)
     fig, axes = _panel_row(len(backbones))
@@ -407,12 +418,13 @@ def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] 
             ci: bool = True, benchmark: str | None = None, run_specs=None) -> dict:
     """Figure 3 / Appendix C: pass@1 across RL training progress, SFT vs GIFT initialisation.
 
-    One panel per backbone; x = fraction of the RL steps done, y = pass@1 of the policy at that
+    One panel per backbone (the paper's: Llama's left); x = fraction of the RL steps done, y = pass@1 of the policy at that
     point; one line per run (plain SFT black, GIFT coloured, β in the legend), with optional
     bootstrap bands. A backbone without dynamics gets an empty panel. Each title says which problems the
     curves are measured on (:func:`dynamics_subset_label`: a random subset of the benchmark, not all of it).
     """
     specs = RunSpecs(run_specs)
+    backbones = _paper_panels(backbones)
     data = fig3_data(rl_metrics, runs, specs)
     styles = _run_styles([run for bb in backbones for run in data.get(bb, {})], specs)
     fig, axes = _panel_row(len(backbones))

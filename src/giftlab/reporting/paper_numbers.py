@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -87,9 +88,26 @@ _PAPER_BACKBONE_NAMES = {"qwen": "Qwen2.5-7B", "qwen/qwen2.5-7b": "Qwen2.5-7B", 
                          "llama-3.1-8b": "Llama-3.1-8B"}
 
 
+def paper_order(table: int, key: str) -> list[str]:
+    """The paper's order of table ``table``'s ``backbone``s or ``benchmark`` columns, as printed."""
+    return list(dict.fromkeys(_load(table)[key]))
+
+
+def in_paper_order(names: Sequence[str], paper: Sequence[str], to_paper) -> list[str]:
+    """``names`` with those the paper has (``to_paper(name)`` in ``paper``) in the paper's order, the others after
+    them in their own order: a table or figure of the paper's backbones and benchmarks reads as the paper's does."""
+    rank = {name: i for i, name in enumerate(paper)}
+    return sorted(names, key=lambda n: (0, rank[to_paper(n)]) if to_paper(n) in rank else (1, 0))
+
+
 def paper_backbone(name: str) -> str | None:
     """Our backbone name (``qwen``, ``Qwen/Qwen2.5-7B``, ``llama``, …) -> the paper's, or None."""
     return _PAPER_BACKBONE_NAMES.get(name.lower())
+
+
+def as_paper_backbone(name: str) -> str | None:
+    """A backbone name, ours or already the paper's -> the paper's, or None."""
+    return name if name in PAPER_BACKBONES else paper_backbone(name)
 
 
 def paper_column(benchmark: str) -> str | None:
@@ -101,7 +119,7 @@ def paper_column(benchmark: str) -> str | None:
 
 def paper_value(table: int, backbone: str, strategy: str, column: str) -> float:
     """One reported cell; NaN when the paper has no such cell. ``backbone`` may be ours or the paper's."""
-    bb = backbone if backbone in PAPER_BACKBONES else paper_backbone(backbone)
+    bb = as_paper_backbone(backbone)
     df = _load(table)
     hit = df[(df["backbone"] == bb) & (df["strategy"] == strategy) & (df["benchmark"] == column)]
     if hit.empty:

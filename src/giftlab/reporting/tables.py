@@ -95,11 +95,13 @@ def index_records(records: Iterable[Mapping[str, Any]], keys: Sequence[str], wha
     return out
 
 
-def _backbone_order(backbones: Iterable[str], wanted: Sequence[str] | None) -> list[str]:
+def _backbone_order(backbones: Iterable[str], wanted: Sequence[str] | None, table: int | None) -> list[str]:
+    """The backbones present (those ``wanted``, in its order), the paper's two in the order paper table ``table``
+    prints them (Tables 1, 2, 5: Qwen first; 3, 4: Llama first)."""
     present = list(dict.fromkeys(backbones))
-    if wanted is None:
-        return present
-    return [b for b in wanted if b in present]
+    if wanted is not None:
+        present = [b for b in wanted if b in present]
+    return present if table is None else pn.in_paper_order(present, pn.paper_order(table, "backbone"), pn.as_paper_backbone)
 
 
 # ---------------------------------------------------------------- Tables 1 and 2
@@ -118,8 +120,9 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     """Post-RL ``metric`` (in %) per (backbone, run) × benchmark, plus the row ``Average``.
 
     Uses the summaries at stage ``rl`` (and ``direct_sft`` at stage ``sft``: Direct SFT has no RL
-    stage). ``benchmarks`` restricts and orders the columns (default: as they first appear); a requested
-    benchmark without results is an empty column. Average = mean over the benchmark columns, NaN when the row
+    stage). ``benchmarks`` restricts and orders the columns (default: as they first appear; the paper's own in
+    paper table ``paper_table``'s order, before the others); a requested benchmark without results is an empty
+    column. Backbones: those of ``backbones``, the paper's two in that table's order. Average = mean over the benchmark columns, NaN when the row
     misses one. ``with_ci`` adds
     ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for pass@1 cells).
     ``report_metric`` {backbone: {benchmark: "pass@k"}} reports those cells with another metric (the paper:
@@ -134,12 +137,14 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     # a requested benchmark without any result keeps its column, empty: the row's Average is then missing too,
     # never the mean of the other benchmarks printed beside the paper's Average over all of them
     benches = list(benchmarks) if benchmarks is not None else list(dict.fromkeys(k[2] for k in idx))
+    if paper_table is not None:  # the paper's benchmarks in its column order, others after them
+        benches = pn.in_paper_order(benches, pn.paper_order(paper_table, "benchmark"), pn.paper_column)
     cols = [benchmark_column(b) for b in benches]
     if len(set(cols)) != len(cols):
         raise ValueError(f"benchmark table: benchmarks {benches} map to duplicate columns {cols}")
     report_metric = report_metric or {}
     rows = []
-    for bb in _backbone_order((k[0] for k in idx), backbones):
+    for bb in _backbone_order((k[0] for k in idx), backbones, paper_table):
         cell_metric = {b: (report_metric.get(bb) or {}).get(b, metric) for b in benches}
         for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
             row: dict[str, Any] = {"backbone": bb, "method_class": specs.method_class(run),
@@ -240,7 +245,7 @@ def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4,
     wanted = set(benchmarks) if benchmarks is not None else {k[2] for k in idx}
     cols = [f"pass@{int(k)}" for k in ks]
     rows = []
-    for bb in _backbone_order((k[0] for k in idx), backbones):
+    for bb in _backbone_order((k[0] for k in idx), backbones, 3):
         for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
             mine = [(k[2], rec) for k, rec in idx.items() if k[0] == bb and k[1] == run]
             row: dict[str, Any] = {"backbone": bb, "strategy": specs.label(run), "run": run,
@@ -278,7 +283,7 @@ def table4(records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = ("cos"
     pairs = [p for p in STAGE_PAIRS if any(k[2] == p for k in idx)]
     cols = [f"{p}.{m}" for p in pairs for m in metrics]
     rows = []
-    for bb in _backbone_order((k[0] for k in idx), backbones):
+    for bb in _backbone_order((k[0] for k in idx), backbones, 4):
         for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
             row: dict[str, Any] = {"backbone": bb, "strategy": specs.label(run), "run": run}
             for p in pairs:
@@ -319,7 +324,7 @@ def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones:
     cats = [c for c in pn.MTBENCH_COLUMNS if c in present] + sorted(present - set(pn.MTBENCH_COLUMNS))
     cols = ["Total", *[pn.MTBENCH_COLUMNS.get(c, c) for c in cats]]
     rows = []
-    for bb in _backbone_order((k[0] for k in idx), backbones):
+    for bb in _backbone_order((k[0] for k in idx), backbones, 5):
         for run in sorted({k[1] for k in idx if k[0] == bb}, key=specs.sort_key):
             rec = idx[(bb, run)]
             total, ci = rec["total"], rec["total"].get("ci95")
@@ -360,6 +365,24 @@ def over_seeds(df: pd.DataFrame, run_specs=None) -> pd.DataFrame:
                           ci_digits=ci_digits)
 
 
+# ---------------------------------------------------------------- the best value in bold
+
+def mark_best(df: pd.DataFrame) -> pd.DataFrame:
+    """Mark, per backbone, the highest value of each value column (a benchmark or the Average; not an interval, a
+    count or the paper's numbers) for bold print, as Tables 1 and 2 of the paper print "the best performance"; ties
+    are all marked. :func:`to_markdown` and :func:`to_latex` print the marks (``attrs["bold"]``: (row, column))."""
+    skip = {"seeds", "judged", "unrated"}
+    columns = [c for c in df.columns if _numeric(df, c) and c not in skip and not c.startswith("paper ")]
+    best = set()
+    for _, rows in df.groupby("backbone", sort=False):
+        for col in columns:
+            top = rows[col].max()  # NaN cells (a missing run) are skipped
+            if not math.isnan(top):
+                best.update((i, col) for i in rows.index[rows[col] == top])
+    df.attrs["bold"] = best
+    return df
+
+
 # ---------------------------------------------------------------- writing
 
 _TEX_REPLACE = {
@@ -391,19 +414,23 @@ def _digits_for(df: pd.DataFrame, col: str, digits: int | Mapping[str, int] | No
     return int(spec)
 
 
-def _cells(df: pd.DataFrame, digits, missing: str) -> list[list[str]]:
+def _cells(df: pd.DataFrame, digits, missing: str, bold=lambda text: text, escape=lambda text: text
+           ) -> list[list[str]]:
+    """Each row's cells as text, ``escape``d; those :func:`mark_best` marked, ``bold``."""
     columns = [df[c].tolist() for c in df.columns]
+    marked = df.attrs.get("bold", set())
     rows = []
-    for i in range(len(df)):
+    for i, index in enumerate(df.index):
         cells = []
         for col, values in zip(df.columns, columns):
             v = values[i]
             if v is None or (pd.api.types.is_number(v) and not isinstance(v, bool) and math.isnan(v)):
                 cells.append(missing)
             elif pd.api.types.is_number(v) and not isinstance(v, bool):
-                cells.append(f"{float(v):.{_digits_for(df, col, digits)}f}")
+                text = escape(f"{float(v):.{_digits_for(df, col, digits)}f}")
+                cells.append(bold(text) if (index, col) in marked else text)
             else:
-                cells.append(str(v))
+                cells.append(escape(str(v)))
         rows.append(cells)
     return rows
 
@@ -413,24 +440,24 @@ def _numeric(df: pd.DataFrame, col: str) -> bool:
 
 
 def to_markdown(df: pd.DataFrame, digits: int | Mapping[str, int] | None = None) -> str:
-    """A pipe table (numbers right-aligned, NaN as "—")."""
+    """A pipe table (numbers right-aligned, NaN as "—", :func:`mark_best`'s cells in bold)."""
     labels = df.attrs.get("labels", {})
     header = [str(labels.get(c, c)).replace("|", r"\|") for c in df.columns]
     align = ["---:" if _numeric(df, c) else ":---" for c in df.columns]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    for cells in _cells(df, digits, "—"):
-        lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
+    for cells in _cells(df, digits, "—", bold=lambda text: f"**{text}**", escape=lambda text: text.replace("|", r"\|")):
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def to_latex(df: pd.DataFrame, digits: int | Mapping[str, int] | None = None) -> str:
-    """A booktabs ``tabular`` (``\\usepackage{booktabs}``), NaN as "--"."""
+    """A booktabs ``tabular`` (``\\usepackage{booktabs}``), NaN as "--", :func:`mark_best`'s cells in bold."""
     labels = df.attrs.get("labels", {})
     spec = "".join("r" if _numeric(df, c) else "l" for c in df.columns)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(_tex_escape(labels.get(c, c)) for c in df.columns) + r" \\", r"\midrule"]
-    for cells in _cells(df, digits, "--"):
-        lines.append(" & ".join(c if c == "--" else _tex_escape(c) for c in cells) + r" \\")
+    for cells in _cells(df, digits, "--", bold=lambda text: rf"\textbf{{{text}}}", escape=_tex_escape):
+        lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
@@ -446,6 +473,13 @@ def subset_notes(summaries) -> list[str]:
             sizes.setdefault(name, (checks["rows_read"] - checks["duplicates_dropped"], checks["official_size"]))
     return [f"{pn.paper_column(name) or name}: {read:,} of the official set's {official:,} problems were evaluated; "
             "the paper's numbers are on the whole set." for name, (read, official) in sizes.items()]
+
+
+def kl_notes(consistency: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Table 4's KL direction, as its results record it (``kl_direction``): the paper does not state its own."""
+    directions = dict.fromkeys(rec["kl_direction"] for rec in consistency if rec.get("kl_direction"))
+    return [f"KL is {d}. The paper does not state its direction; the reverse is kl_reverse in each "
+            "results/consistency JSON." for d in directions]
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, digits: int | Mapping[str, int] | None = None,
