@@ -292,6 +292,23 @@ class Plan:
             files += [(key, path, what[key]) for key, path in zip(what, self.mtbench_questions())]
         return files
 
+    def phase_inputs(self) -> dict[str, list[str]]:
+        """{phase (= its DVC stage): the local files it reads that no rule makes}: eval the benchmark copies in
+        eval.benchmark_dir, grpo the Figure 3 copy, mtbench MT-Bench's files, split a local DeepMath-103K (the tiny
+        world's own files are a rule's outputs). Each must be a dep of its DVC stage (:mod:`giftlab.dvc_deps`)."""
+        from giftlab.data import looks_local
+
+        tracking = [run for run in self.runs if self.tracks_dynamics(run)]
+        inputs = {"eval": [path for name, path in self.benchmark_files("all").items()
+                           if self._world_benchmark(name) is None],
+                  "grpo": [path for path in (self.dynamics_benchmark(tracking[0]) if tracking else [])
+                           if not path.startswith(WORLD_BENCHMARK_DIR)],
+                  "mtbench": [path for path in self.mtbench_questions() if path != MTBENCH_TINY_QUESTIONS]
+                  if self.mtbench else []}
+        data_path = self.config["data"].get("path")
+        inputs["split"] = [data_path] if not self.tiny and data_path and looks_local(data_path) else []
+        return inputs
+
     # -------------------------------------------------------------- result files
     def eval_summary(self, stage: str, backbone: str, run: str, benchmark: str | None = None) -> str:
         benchmark = benchmark or self.config["eval"]["main_benchmark"]

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 from giftlab.cli import ConfigError
 from giftlab.config import EVAL_RULES, RUN_PATTERN, check_local_paths, validate_config
+from giftlab.dvc_deps import check_stage_deps
 from giftlab.lock import WorkspaceBusy, hold_workspace_lock
 from giftlab.io import workspace_path, write_json_atomic
 from giftlab.resources import resolve_launch, rule_resources, rule_threads
@@ -20,6 +21,7 @@ try:  # one line naming the key, before any job is scheduled
     PLAN = Plan(config)
     if workflow.is_main_process:  # a missing local base, DeepMath or benchmark copy: not a failed job per run
         check_local_paths(config, PLAN.backbones, Path.cwd(), PLAN.local_inputs())
+        check_stage_deps(PLAN.phase_inputs(), Path.cwd())  # under `dvc repro`: the stage lists what it reads
 except ConfigError as exc:
     sys.exit(str(exc))
 
