@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     p.add_argument("root", nargs="?", default=".", help="the workspace (default: here)")
     p.add_argument("--configfile", nargs="*", default=[], help="profiles over params.yaml, as given to snakemake")
     p.add_argument("--params", default=None, help="the params.yaml the workspace was built with (default: the "
-                   "workspace's own; a workspace built with `snakemake -s <clone>/Snakefile --directory <it>`: the "
-                   "clone's)")
+                   "workspace's own, else this script's clone's, which a workspace built with `snakemake -s "
+                   "<clone>/Snakefile --directory <it>` was built with)")
     args = p.parse_args(argv)
     if args.params and not Path(args.params).is_file():
         print(f"verify: --params {args.params}: no such file", file=sys.stderr)
@@ -43,10 +43,13 @@ def main(argv=None) -> int:
         print(line)
     root = Path(args.root)
     params = Path(args.params) if args.params else root / "params.yaml"
+    if not params.is_file():  # a workspace apart: its Snakefile, this clone's, read the params.yaml beside it
+        params = Path(__file__).resolve().parents[1] / "params.yaml"
+        print(f"verify: no params.yaml in {root}: checked against {params} (--params names another)", file=sys.stderr)
     if not params.is_file():
-        print(f"verify: no params.yaml in {root} (--params names another): which config made the outputs is not "
-              "checked", file=sys.stderr)
-        foreign = []
+        print(f"verify: no params.yaml in {root} or beside this script (--params names one): which config made the "
+              "outputs is not checked", file=sys.stderr)
+        foreign = None
     else:
         try:
             foreign = foreign_in(root, args.configfile, params)
@@ -54,10 +57,12 @@ def main(argv=None) -> int:
             print(f"verify: {exc}", file=sys.stderr)
             return 2
     damaged = {line.split(": ", 1)[0] for line in problems}
-    foreign = [line for line in foreign if str(root / line.split(": ", 1)[0]) not in damaged]  # said once, above
+    unchecked = foreign is None
+    foreign = [line for line in foreign or [] if str(root / line.split(": ", 1)[0]) not in damaged]  # said once, above
     for line in foreign:
         print(line)
-    print(f"verify: {checked} artifacts checked, {len(problems)} damaged; {len(foreign)} made by another config",
+    print(f"verify: {checked} artifacts checked, {len(problems)} damaged; "
+          + ("which config made them not checked" if unchecked else f"{len(foreign)} made by another config"),
           file=sys.stderr)
     return 1 if problems or foreign else 0
 
