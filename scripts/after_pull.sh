@@ -18,6 +18,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DVC_NO_ANALYTICS=1
+for tool in dvc snakemake; do  # else "command not found" would read as a workspace that does not match dvc.lock
+  if ! command -v "$tool" >/dev/null; then
+    echo "after_pull: no '$tool' on PATH: activate the project's virtualenv (README, set-up) first." >&2
+    exit 2
+  fi
+done
 
 targets=()
 options=()

@@ -354,7 +354,8 @@ def _check_benchmark_names(names) -> None:
     for name in names:
         if name not in BENCHMARKS:
             raise ConfigError(f"config error: eval.benchmarks: unknown benchmark '{name}' "
-                              f"(known: {', '.join(sorted(BENCHMARKS))})")
+                              f"(known: {', '.join(sorted(BENCHMARKS))}; one of your own needs a register_local line: "
+                              "docs/architecture.md, \"Adding a benchmark\")")
 
 
 def _check_grid(config: Mapping[str, Any]) -> None:
@@ -407,7 +408,8 @@ def _check_objective_params(config: Mapping[str, Any]) -> None:
     known = ", ".join(OBJECTIVES)
     for i, method in enumerate(config["sft"]["methods"]):
         if method not in OBJECTIVES:
-            raise ConfigError(f"config error: sft.methods[{i}]: unknown objective '{method}' (known: {known})")
+            raise ConfigError(f"config error: sft.methods[{i}]: unknown objective '{method}' (known: {known}; one "
+                              "of your own is registered when src/giftlab/objectives/__init__.py imports its module)")
         if method in (DIRECT_SFT, DIRECT_RL):  # the grid's baselines hold these run ids
             raise ConfigError(f"config error: sft.methods[{i}]: objective '{method}' has the run id of a baseline "
                               "(sft.direct_sft / grpo.direct_rl); register it under another name")

@@ -174,3 +174,19 @@ def test_figure1_averages_the_math_benchmarks(tmp_path):
     assert (points["gift-b3"]["method"], points["gift-b3"]["beta"]) == ("gift", 3.0)  # read from the SFT results
     assert fig1_data(sft, evals[:1])["qwen"]["rl_pass1"][0]["pass@1"] == 0.2
     assert_figure(tmp_path, "fig1")
+
+
+def test_the_runs_compared_before_rl_come_from_the_grid_alone(monkeypatch):
+    """Which objectives the SFT-vs-GIFT analyses compare is grid.COMPARED_METHODS (what the plan evaluates before RL
+    and measures consistency for): Table 3 and Figures 2-3 read it, no copy of their own (a method added there was
+    planned and evaluated, and silently left out of Table 3)."""
+    import inspect
+
+    from giftlab import grid
+    from giftlab.reporting import tables as T
+
+    assert inspect.signature(T.table3).parameters["methods"].default is grid.COMPARED_METHODS
+    specs = F.RunSpecs({"mine-b3": {"strategy": "mine", "method": "mine", "beta": 3.0}})
+    assert not F._keep("mine-b3", None, specs)
+    monkeypatch.setattr(F, "COMPARED_METHODS", (*grid.COMPARED_METHODS, "mine"))
+    assert F._keep("mine-b3", None, specs)

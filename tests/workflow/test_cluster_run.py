@@ -317,3 +317,17 @@ def test_the_slurm_profile_keeps_squeue_only_where_finished_jobs_outlive_the_sta
     profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["slurm-status-command"] == "squeue"
     assert 3 * profile["slurm-init-seconds-before-status-checks"] >= 180
+
+
+def test_after_pull_without_dvc_on_path_says_so_in_one_line(tmp_path):
+    """Without the virtualenv active, "dvc: command not found" was followed by "the workspace does not match
+    dvc.lock": a missing tool is named instead."""
+    bin_dir = tmp_path / "bin"  # bash and coreutils only
+    bin_dir.mkdir()
+    for tool in ("dirname", "bash"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    result = subprocess.run(["bash", str(REPO / "scripts" / "after_pull.sh")], cwd=REPO, capture_output=True,
+                            text=True, env={"PATH": str(bin_dir)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("after_pull: no 'dvc' on PATH: activate the project's virtualenv (README, "
+                                     "set-up) first.")

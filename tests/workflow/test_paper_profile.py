@@ -449,5 +449,6 @@ def test_a_typo_in_eval_benchmarks_is_named_as_itself(paper):
 
     names = [("gpqa_diamnd" if b == "gpqa" else b) for b in paper["eval"]["benchmarks"]]
     assert "gpqa" in paper["eval"]["ood"] and "gpqa_diamnd" in names
-    with pytest.raises(ConfigError, match="^config error: eval.benchmarks: unknown benchmark 'gpqa_diamnd'"):
+    with pytest.raises(ConfigError, match="^config error: eval.benchmarks: unknown benchmark 'gpqa_diamnd'") as exc:
         validate_config(deep_merge(paper, {"eval": {"benchmarks": names}}))
+    assert "needs a register_local line" in str(exc.value)  # a benchmark of one's own

@@ -12,7 +12,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from giftlab.grid import STAGE_PAIRS  # noqa: E402
+from giftlab.grid import COMPARED_METHODS, STAGE_PAIRS  # noqa: E402
 from giftlab.reporting import paper_numbers as pn  # noqa: E402
 from giftlab.reporting.runs import RunSpecs, beta_or_inf  # noqa: E402
 from giftlab.reporting.tables import check_rates, job_field  # noqa: E402
@@ -200,10 +200,11 @@ STAGE_PAIR_STYLES = {"base_sft": "-", "sft_rl": "--"}
 
 
 def _keep(run: str, runs: Sequence[str] | None, specs: RunSpecs) -> bool:
-    """``runs`` given: exactly those; else the paper's comparison, plain SFT and every GIFT β."""
+    """``runs`` given: exactly those; else the paper's comparison (grid.COMPARED_METHODS: plain SFT and every GIFT
+    β), the runs the plan evaluates before RL and measures consistency and RL dynamics for."""
     if runs is not None:
         return run in runs
-    return specs.strategy(run) in ("sft", "gift")
+    return specs.strategy(run) in COMPARED_METHODS
 
 
 def _run_order(specs: RunSpecs):

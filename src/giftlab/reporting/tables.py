@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from giftlab.grid import STAGE_PAIRS
+from giftlab.grid import COMPARED_METHODS, STAGE_PAIRS
 from giftlab.io import write_text_atomic
 from giftlab.reporting import paper_numbers as pn
 from giftlab.reporting.runs import RunSpecs
@@ -225,7 +225,7 @@ def extra_models_table(summaries: Iterable[Mapping[str, Any]], benchmarks: Seque
 # ---------------------------------------------------------------- Table 3
 
 def table3(summaries: Iterable[Mapping[str, Any]], ks: Sequence[int] = (1, 2, 4, 8),
-           methods: Sequence[str] = ("sft", "gift"), stage: str = "sft",
+           methods: Sequence[str] = COMPARED_METHODS, stage: str = "sft",
            benchmarks: Sequence[str] | None = None, paper: bool = False,
            backbones: Sequence[str] | None = None, run_specs=None) -> pd.DataFrame:
     """Table 3: pass@k (%) before RL (stage ``sft``), averaged over the same benchmarks in every row.
