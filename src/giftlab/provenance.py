@@ -76,6 +76,26 @@ def code_tree_version(root: Path) -> str:
     return f"nogit-{digest.hexdigest()[:16]}" if files else "unknown"
 
 
+#: Library code no trainer imports (reports, the consistency analysis, the workspace checks): edited while a run
+#: trains, it leaves the run's checkpoints resumable (:func:`training_code_version`).
+NOT_TRAINING_CODE = ("reporting", "analysis", "verify.py", "stale.py")
+
+
+@lru_cache(maxsize=1)
+def training_code_version() -> str:
+    """16 hex digits of a sha256 over the library files a trainer may run (``src/giftlab`` less
+    :data:`NOT_TRAINING_CODE`; relative paths and contents). A training work folder's stamp holds it
+    (:func:`giftlab.training.checkpoints.prepare_work_dir`): a checkpoint made by other training code is not resumed,
+    or a forced rerun after an edit to an objective would re-export the old weights under the new commit."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in visible_files(package, skip=("__pycache__",)):
+        rel = file.relative_to(package)
+        if rel.parts[0] not in NOT_TRAINING_CODE:
+            digest.update(f"{rel.as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def visible_files(folder: Path, skip: tuple[str, ...] = ()) -> list[Path]:
     """The files under ``folder`` in path order, less hidden files and folders and those named in ``skip``."""
     return [file for file in sorted(folder.rglob("*")) if file.is_file()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
-from giftlab.provenance import config_hash
+from giftlab.provenance import config_hash, training_code_version
 from giftlab.training.checkpoints import FINGERPRINT, prepare_work_dir
 from giftlab.training.dynamics import rewrite_rows
 from helpers import CONTEXT, together
@@ -63,9 +65,38 @@ def test_a_run_resumed_on_another_number_of_processes_starts_afresh(tmp_path, mo
     monkeypatch.setenv("WORLD_SIZE", "4")  # another node's GPUs, the job config unchanged
     prepare_work_dir(work, {"lr": 1e-6})
     assert not (work / "checkpoint-100").exists()
-    monkeypatch.delenv("WORLD_SIZE")  # one process: the stamp of a single-process run is what it always was
+    monkeypatch.delenv("WORLD_SIZE")  # one process: the stamp names no number of processes
     prepare_work_dir(work, {"lr": 1e-6})
-    assert json.loads((work / FINGERPRINT).read_text()) == {"config_hash": config_hash({"lr": 1e-6})}
+    assert json.loads((work / FINGERPRINT).read_text()) == {"config_hash": config_hash({"lr": 1e-6}),
+                                                            "training_code": training_code_version()}
+
+
+def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, monkeypatch, caplog):
+    """The README's `snakemake --forcerun <its metrics.json>` after an edit to an objective: the SFT job resumed from
+    the old code's last checkpoint, exported the old weights and recorded the new commit. A checkpoint made by other
+    training code is deleted (the warning says why); an edit to code no trainer runs (the reports) keeps it."""
+    from giftlab import provenance
+
+    work = tmp_path / "work"
+    prepare_work_dir(work, {"lr": 1e-6})
+    (work / "checkpoint-8").mkdir()
+    package = tmp_path / "giftlab"  # a copy of the library to edit
+    shutil.copytree(Path(provenance.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "__file__", str(package / "provenance.py"))
+
+    def code_edited(rel: str) -> None:
+        (package / rel).write_text((package / rel).read_text() + "\n# edited\n")
+        provenance.training_code_version.cache_clear()
+
+    code_edited("reporting/tables.py")
+    prepare_work_dir(work, {"lr": 1e-6})
+    assert (work / "checkpoint-8").is_dir()
+    code_edited("objectives/gift.py")
+    with caplog.at_level("WARNING"):
+        prepare_work_dir(work, {"lr": 1e-6})
+    assert not (work / "checkpoint-8").exists()
+    assert "other training code's (training_code): deleted, training starts afresh" in caplog.text
+    provenance.training_code_version.cache_clear()
 
 
 def _rewrite_log(rank, results, path, barrier):

@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 
 from giftlab.io import write_text_atomic
 from giftlab.lock import hold_work_dir_lock
-from giftlab.provenance import config_hash, file_sha256
+from giftlab.provenance import config_hash, file_sha256, training_code_version
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,15 @@ def _stamped(stamp: Path, fingerprint: Mapping[str, Any]) -> bool:
         return False
 
 
+def _stamp_difference(stamp: Path, fingerprint: Mapping[str, Any]) -> str:
+    """Which of the stamp's entries differ from ``fingerprint``'s (the warning's reason)."""
+    try:
+        old = json.loads(stamp.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "no readable stamp"
+    return ", ".join(k for k in sorted({*old, *fingerprint}) if old.get(k) != fingerprint.get(k)) or "none"
+
+
 #: how long a process other than the main one waits for the main one to prepare the work dir (deleting a 7-8B
 #: run's stale checkpoint from a shared filesystem can take minutes)
 PREPARE_WAIT_S = 3600.0
@@ -193,9 +202,11 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
     The number of processes (``WORLD_SIZE``, where above 1) is part of the stamp: a checkpoint's per-process state
     (GRPO's buffered rollout slices, one file per rank; the RNG streams) and SFT's global batch (per-device batch x
     accumulation x processes, which fixes the steps per epoch) do not carry over to another number, so a run resumed
-    on another node's GPUs starts afresh instead of training a mix of the two."""
+    on another node's GPUs starts afresh instead of training a mix of the two. So is the training code
+    (:func:`giftlab.provenance.training_code_version`): after an edit to it, a forced rerun trains with the new code
+    instead of resuming (or re-exporting) the old code's checkpoint; an edit to the reports keeps it resumable."""
     work_dir = Path(work_dir)
-    fingerprint = {"config_hash": config_hash(job_config)}
+    fingerprint = {"config_hash": config_hash(job_config), "training_code": training_code_version()}
     processes = int(os.environ.get("WORLD_SIZE", 1) or 1)
     if processes > 1:  # a single process's stamp stays what it was
         fingerprint["processes"] = processes
@@ -210,8 +221,9 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
     hold_work_dir_lock(work_dir, " ".join(sys.argv))  # before a wipe: another job may be training in it
     if work_dir.exists() and not _stamped(stamp, fingerprint):
         if any(_CKPT_RE.match(p.name) for p in work_dir.iterdir()):
-            log.warning("%s: its checkpoints are another job config's or another number of processes': deleted, "
-                        "training starts afresh", work_dir)
+            log.warning("%s: its checkpoints are another job config's, another number of processes' or other "
+                        "training code's (%s): deleted, training starts afresh", work_dir,
+                        _stamp_difference(stamp, fingerprint))
         shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = stamp.with_name(f".{stamp.name}.tmp")  # renamed into place: a waiting process never reads half of it
