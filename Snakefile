@@ -2,10 +2,17 @@
 #   snakemake                          every target of the tiny default (the README's main command)
 #   snakemake figures/fig1.pdf         only what Figure 1 needs
 #   snakemake --configfile config/smoke.yaml    CI-sized run
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
+
+# This checkout's library, whatever giftlab the environment installed (another clone's editable install, a git
+# worktree beside it): Snakemake plans with, and its jobs (which inherit PYTHONPATH, SLURM's too) run, this
+# Snakefile's code, which the results' provenance then names.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [sys.path[0], os.environ.get("PYTHONPATH")])))
 
 from giftlab.cli import ConfigError
 from giftlab.config import read_yaml

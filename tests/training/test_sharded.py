@@ -72,7 +72,9 @@ def test_the_paper_launchs_own_fsdp2_layout(tmp_path):
         assert rank["units"] == {"<root>": 0, "model.embed_tokens": 1, "model.layers.0": 0,
                                  "model.layers.0._checkpoint_wrapped_module": 12, "model.layers.1": 0,
                                  "model.layers.1._checkpoint_wrapped_module": 12, "model.norm": 2, "lm_head": 2}
-        assert rank["loss_diff"] < 1e-6 and rank["grad_diff"] < 1e-6 and rank["without_grad"] == []
+        # the loss summed from two ranks' parts in another order than the whole: fp32 rounding (7.6e-6 on an AMD EPYC's
+        # kernels), the bound of test_chunked_head_inside_the_forward_matches_the_unsharded_model's loss
+        assert rank["loss_diff"] < 1e-5 and rank["grad_diff"] < 1e-6 and rank["without_grad"] == []
         assert rank["generate_equal"] and rank.get("export_equal", True) and rank["snapshot_max_diff"] == 0
         assert rank["mixed_policies"] == ["torch.bfloat16/torch.float32/None"]
 
