@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/compare_workspaces.py BEFORE_WS AFTER_WS
 
 Byte for byte: tables (csv, md, tex), figure PNGs (PDFs carry their creation time), MT-Bench answers and judgements,
-training step logs, data files. Sample files: row by row without their per-sample ``seconds``. Result JSONs: equal
+training step logs, data files, exported weights (``models/**/*.safetensors``). Sample files: row by row without their per-sample ``seconds``. Result JSONs: equal
 once provenance and wall-clock keys are left out. A file of these kinds that only AFTER_WS has is a
 difference too. Prints each difference and a count; exits 1 if any.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 
 BYTES = ["results/tables/*.csv", "results/tables/*.md", "results/tables/*.tex", "figures/*.png",
          "results/mtbench/answers/**/*.jsonl", "results/mtbench/judgements/**/*.jsonl", "results/steps/**/*.csv",
-         "data/**/*.jsonl"]
-TIMING = re.compile(r"seconds|runtime|per_second|step_time|elapsed|time")
+         "data/**/*.jsonl", "models/**/*.safetensors"]
+# wall-clock keys: ``time`` as a word of the key only (``grading/timeouts`` is a count, a result)
+TIMING = re.compile(r"seconds|runtime|per_second|step_time|elapsed|(^|[_/])time($|_)")
 RECORD_KEYS = ("provenance", "command", "created_utc")
 
 

@@ -42,3 +42,17 @@ def test_a_result_only_the_second_workspace_has_is_a_difference(tmp_path):
     before, after = workspace(tmp_path / "a"), workspace(tmp_path / "b")
     (after / "results" / "tables" / "table2.csv").write_text("a\n")
     assert compare_workspaces.compare(before, after) == [f"only in {after}: results/tables/table2.csv"]
+
+
+def test_exported_weights_and_timeout_counts_are_compared(tmp_path):
+    """Trained weights were not compared at all, and a key holding "time" (``grading/timeouts``) was dropped as a
+    timing; ``wall_time`` still is one."""
+    before, after = workspace(tmp_path / "a"), workspace(tmp_path / "b")
+    for root, weights, timeouts, wall in ((before, b"\x00\x01", 0, 1.0), (after, b"\x00\x02", 3, 2.0)):
+        (root / "models" / "rl" / "qwen" / "sft").mkdir(parents=True)
+        (root / "models" / "rl" / "qwen" / "sft" / "model.safetensors").write_bytes(weights)
+        (root / "results" / "rl.json").write_text(json.dumps({"grading/timeouts": timeouts, "wall_time": wall}))
+    assert compare_workspaces.compare(before, after) == ["bytes differ: models/rl/qwen/sft/model.safetensors",
+                                                         "json differs: results/rl.json"]
+    (after / "results" / "rl.json").write_text(json.dumps({"grading/timeouts": 0, "wall_time": 5.0}))
+    assert compare_workspaces.compare(before, after) == ["bytes differ: models/rl/qwen/sft/model.safetensors"]
