@@ -151,3 +151,34 @@ def test_the_site_files_docs_scale_asks_for_leave_a_clean_checkout_clean(tmp_pat
     assert not version().endswith("-dirty")
     (workspace / "config" / "mine.yaml").write_text("seed: 2\n")
     assert version().endswith("-dirty")
+
+
+def test_a_dirty_checkout_records_which_files_changed_and_a_hash_of_the_changes(tmp_path):
+    """"<commit>-dirty" alone said nothing of what was edited: two results of one commit with different edits
+    recorded the same string."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO / "src" / "giftlab", workspace / "src" / "giftlab",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=workspace, check=True)
+    subprocess.run([*git, "add", "."], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "code"], cwd=workspace, check=True)
+    code = "import json; from giftlab.provenance import provenance; print(json.dumps(provenance({})))"
+    env = {**os.environ, "PYTHONPATH": str(workspace / "src")}
+
+    def record():
+        return json.loads(subprocess.run([sys.executable, "-c", code], cwd=workspace, env=env, capture_output=True,
+                                         text=True, check=True).stdout)
+
+    clean = record()
+    assert "code_changes" not in clean and not clean["git_commit"].endswith("-dirty")
+    assert clean["packages"]["sympy"] and len(clean["packages"]["all_sha256"]) == 16  # the grader's parser too
+    tables = workspace / "src" / "giftlab" / "reporting" / "tables.py"
+    tables.write_text(tables.read_text() + "# one edit\n")
+    one = record()["code_changes"]
+    assert one["files"] == ["src/giftlab/reporting/tables.py"]
+    tables.write_text(tables.read_text() + "# another\n")
+    (workspace / "src" / "giftlab" / "mine.py").write_text("x = 1\n")
+    other = record()["code_changes"]
+    assert other["files"] == ["src/giftlab/mine.py", "src/giftlab/reporting/tables.py"]
+    assert other["diff_sha256"] != one["diff_sha256"]

@@ -17,10 +17,12 @@ from typing import Any, Mapping
 from giftlab.io import write_json_atomic
 
 TRACKED_PACKAGES = (
-    "giftlab", "torch", "transformers", "accelerate", "trl", "datasets", "tokenizers",
-    "math-verify", "snakemake", "dvc", "numpy", "pandas", "matplotlib", "vllm", "triton", "liger-kernel",
+    "giftlab", "torch", "transformers", "accelerate", "trl", "datasets", "tokenizers", "safetensors", "huggingface-hub",
+    "math-verify", "snakemake", "dvc", "numpy", "pandas", "pyarrow", "matplotlib", "vllm", "triton", "liger-kernel",
     # vLLM's sampling and attention kernels (a dependency vllm pins); flash-attn where a site installs it
     "flashinfer-python", "flash-attn",
+    # the grading: math-verify's parsers (unpinned by it), which decide what counts as a right answer
+    "sympy", "latex2sympy2-extended", "antlr4-python3-runtime",
 )
 
 #: Environment variables that change what a GPU job computes: how it was launched (accelerate launch's FSDP and
@@ -60,6 +62,29 @@ def git_commit() -> str:
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return code_tree_version(root)
+
+
+@lru_cache(maxsize=1)
+def code_changes() -> dict[str, Any] | None:
+    """What ``-dirty`` stands for, where :func:`git_commit` says it: the changed and new files of :data:`CODE_PATHS`
+    and ``diff_sha256``, 16 hex digits of a sha256 over ``git diff HEAD`` of them and the new files' contents, so two
+    results of the same commit with different edits say so. None for a clean checkout or no git."""
+    root = Path(__file__).resolve().parents[2]
+    if not git_commit().endswith("-dirty"):
+        return None
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", *CODE_PATHS], cwd=root, capture_output=True, timeout=30,
+                              check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    digest = hashlib.sha256(diff)
+    files = sorted(line[3:] for line in status)
+    for line in sorted(status):
+        if line.startswith("??") and (root / line[3:]).is_file():  # new files: git diff HEAD holds none of them
+            digest.update(f"{line[3:]}\0{file_sha256(root / line[3:])}\n".encode())
+    return {"files": files, "diff_sha256": digest.hexdigest()[:16]}
 
 
 def code_tree_version(root: Path) -> str:
@@ -104,12 +129,16 @@ def visible_files(folder: Path, skip: tuple[str, ...] = ()) -> list[Path]:
 
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
+    """Python and the versions of :data:`TRACKED_PACKAGES` installed, and ``all_sha256``: 16 hex digits of a sha256 over
+    every installed distribution's ``name==version`` (sorted), which tells two environments apart in any package."""
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
+    installed = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in metadata.distributions()})
+    versions["all_sha256"] = hashlib.sha256("\n".join(installed).encode()).hexdigest()[:16]
     return versions
 
 
@@ -189,6 +218,7 @@ def provenance(config: Mapping[str, Any], seed: int | None = None) -> dict[str, 
         "config": dict(config),
         "seed": seed if seed is not None else config.get("seed"),
         "git_commit": git_commit(),
+        **({"code_changes": code_changes()} if code_changes() else {}),
         "packages": package_versions(),
         "hardware": hardware(),
         "environment": shaping_environment(),
