@@ -709,6 +709,10 @@ def test_a_benchmark_kept_as_a_folder_is_evaluated_and_stamped_by_its_contents(t
                  "--out-dir", str(out)])
     summary = json.loads((out / "math500.summary.json").read_text())
     assert summary["n_problems"] == 2 and len(summary["benchmark_sha256"]) == 16
+    # the weights behind the numbers, by content: a table's row traces back to the exact model
+    from giftlab.provenance import path_sha256
+
+    assert summary["model_sha256"] == path_sha256(toy_dir)[:16]
 
     kept = FinishedBenchmarks(tmp_path / "work", toy_dir)
     settings = config["benchmarks"]["math500"]

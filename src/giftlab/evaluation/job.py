@@ -73,7 +73,7 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
             save_every=job.save_every_prompts)
     log_phases(job.benchmark, generator, records, summary, prompt_fn)
 
-    summary = {"benchmark": job.benchmark, "model": str(model),
+    summary = {"benchmark": job.benchmark, "model": str(model), "model_sha256": model_sha256(model),
                "benchmark_file": str(bench_file) if bench_file else None,
                "benchmark_sha256": path_sha256(bench_file)[:16] if bench_file else None,  # a file or a folder
                "backend": generator.backend, "kind": kind,
@@ -90,6 +90,13 @@ def evaluate_benchmark(config: dict, model: Path, bench_file: Path | None, sampl
     log.info("%s: %s", job.benchmark,
              ", ".join(f"{k}={v:.3f}" for k, v in summary.items() if k.startswith("pass@")
                        and isinstance(v, float)))
+
+
+@functools.lru_cache(maxsize=None)
+def model_sha256(model) -> str | None:
+    """16 hex digits of :func:`path_sha256` of the weights folder evaluated (once per job: its benchmarks share it),
+    which ties each row of a table to the exact weights behind it; None for a hub id."""
+    return path_sha256(model)[:16] if Path(model).is_dir() else None
 
 
 def release_generators(generators: dict) -> None:
