@@ -85,7 +85,10 @@ def test_scores_by_category_from_the_rubric_judge_and_unrated_turns_counted():
     table = score_table(answered, judgements)
     # turn 1 right (10), turn 2 without a boxed answer (1): every category and the total average 5.5
     assert table["turns"][1]["score"] == 10 and table["turns"][2]["score"] == 1
-    assert table["total"] == {"score": 5.5, "n": 12, "unrated": 0, "ci95": [5.5, 5.5]}
+    assert table["total"] == {"score": 5.5, "n": 12, "unrated": 0, "ci95": [5.5, 5.5], "truncated": 0}
+    # answers cut at max_new_tokens are counted (judged as they are)
+    cut = [{**d, "finish_reasons": ["length", "stop"] if i < 3 else ["stop", "stop"]} for i, d in enumerate(answered)]
+    assert score_table(cut, judgements)["total"]["truncated"] == 3
     assert set(table["categories"]) == {d["category"] for d in DIALOGUES}
     # a malformed or failed judgement is left out of the means and counted
     judgements[1] = Judgement(rating=None, text="I'd say eight-ish")

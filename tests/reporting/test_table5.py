@@ -13,21 +13,23 @@ from helpers import run_specs
 SPECS = run_specs(betas=(3, 10))
 
 
-def scores(backbone, run, categories, total, unrated=0, ci=(4.0, 6.0)):
-    return {"judge": "rubric", "total": {"score": total, "n": 12 - unrated, "unrated": unrated, "ci95": list(ci)},
+def scores(backbone, run, categories, total, unrated=0, ci=(4.0, 6.0), truncated=0):
+    return {"judge": "rubric", "total": {"score": total, "n": 12 - unrated, "unrated": unrated, "ci95": list(ci),
+                                         **({} if truncated is None else {"truncated": truncated})},
             "categories": {c: {"score": v, "n": 4, "unrated": 0} for c, v in categories.items()},
             "provenance": {"config": {"backbone": backbone, "run": run, "judge": {"kind": "rubric"}}}}
 
 
 def test_rows_columns_and_the_papers_numbers_beside():
     records = [scores("qwen", "gift-b3", {"extraction": 6.0, "math": 5.0, "reasoning": 4.0}, 5.0),
-               scores("qwen", "sft", {"extraction": 3.0, "math": 2.0, "reasoning": 1.0}, 2.0, unrated=2),
-               scores("llama", "gift-b10", {"math": 7.0, "reasoning": None, "extraction": 9.0}, 8.0, ci=(math.nan,) * 2)]
+               scores("qwen", "sft", {"extraction": 3.0, "math": 2.0, "reasoning": 1.0}, 2.0, unrated=2, truncated=5),
+               scores("llama", "gift-b10", {"math": 7.0, "reasoning": None, "extraction": 9.0}, 8.0, ci=(math.nan,) * 2,
+                      truncated=None)]  # scores written before the count
     df = T.table5(records, paper=True, backbones=["qwen", "llama"], run_specs=SPECS)
     # the paper's column order and names (extraction -> Extract), only the categories present
     assert [c for c in df.columns if not c.startswith("paper ")] == [
         "backbone", "method_class", "strategy", "run", "judge", "Total", "Total CI95", "Reasoning", "Math", "Extract",
-        "judged", "unrated"]
+        "judged", "unrated", "truncated"]
     assert list(df["run"]) == ["sft", "gift-b3", "gift-b10"]            # backbones as asked, registry order within
     gift = df[df["run"] == "gift-b3"].iloc[0]
     assert (gift["strategy"], gift["method_class"], gift["Total"], gift["Extract"]) == \
@@ -40,7 +42,7 @@ def test_rows_columns_and_the_papers_numbers_beside():
     llama = df[df["run"] == "gift-b10"].iloc[0]
     assert math.isnan(llama["Reasoning"]) and llama["Total CI95"] == "" and llama["paper Math"] == 4.1
     md = T.to_markdown(df)
-    assert "| 12 | 0 |" in md and "| 10 | 2 |" in md   # judged, unrated: counts print as integers
+    assert "| 12 | 0 | 0 |" in md and "| 10 | 2 | 5 |" in md   # judged, unrated, truncated: counts, as integers
     assert "| — |" in md                                # no rating: shown as missing, never 0
 
 

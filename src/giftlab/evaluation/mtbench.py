@@ -169,7 +169,8 @@ def judge_requests(answered: Iterable[Mapping[str, Any]]) -> list[JudgeRequest]:
 
 def score_table(answered: Sequence[Mapping[str, Any]], judgements: Sequence[Judgement], *,
                 ci_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """``{"categories": {cat: {"score", "n", "unrated"}}, "total": {..., "ci95"}, "turns": {1: {...}, 2: {...}}}``
+    """``{"categories": {cat: {"score", "n", "unrated"}}, "total": {..., "ci95", "truncated"}, "turns": {1: {...},
+    2: {...}}}``
     from the judgements of :func:`judge_requests` (in its order): mean ratings over rated turns; the total's
     ``ci95``: percentile bootstrap over dialogues (``giftlab.stats.ratio_bootstrap_ci``)."""
     if len(judgements) != 2 * len(answered):
@@ -193,6 +194,9 @@ def score_table(answered: Sequence[Mapping[str, Any]], judgements: Sequence[Judg
     sums = [sum(r for r in pair if r is not None) for pair in zip(turns[1], turns[2])]
     rated = [sum(r is not None for r in pair) for pair in zip(turns[1], turns[2])]
     total["ci95"] = list(ratio_bootstrap_ci(sums, rated, n_resamples=ci_resamples, seed=seed))
+    # answers cut at mtbench.max_new_tokens (judged as they are): a policy trained on long reasoning traces is cut
+    # more often than one that answers briefly, which the ratings alone do not say
+    total["truncated"] = sum(reason == "length" for d in answered for reason in d.get("finish_reasons", ()))
     return {"categories": {c: cell(r) for c, r in sorted(groups.items())}, "total": total,
             "turns": {t: cell(r) for t, r in turns.items()}}
 

@@ -316,7 +316,7 @@ def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones:
     """Table 5: MT-Bench scores (1-10) per (backbone, run): ``Total`` (with its interval over dialogues), then one
     column per category present, in the paper's order and names (``Extract`` for ``extraction``; a category the
     paper lacks keeps its name, after them); ``judged``/``unrated``: turns with and without a rating (an unrated
-    turn is in no mean). ``paper`` adds ``paper <column>``: the paper's number for the same backbone and strategy
+    turn is in no mean); ``truncated``: answers cut at ``mtbench.max_new_tokens`` (judged as cut). ``paper`` adds ``paper <column>``: the paper's number for the same backbone and strategy
     (every GIFT β maps to the paper's GIFT row)."""
     specs = RunSpecs(run_specs)
     idx = index_records(records, ("backbone", "run"), "table5")
@@ -337,14 +337,15 @@ def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones:
                 cell = rec["categories"].get(cat)
                 row[col] = math.nan if cell is None or cell["score"] is None else float(cell["score"])
             row["judged"], row["unrated"] = int(total["n"]), int(total["unrated"])
+            row["truncated"] = math.nan if total.get("truncated") is None else int(total["truncated"])
             if paper:
                 for col in cols:
                     row[f"paper {col}"] = pn.paper_value(5, bb, specs.paper_label(run), col)
             rows.append(row)
     columns = ["backbone", "method_class", "strategy", "run", "judge", "Total", "Total CI95", *cols[1:],
-               "judged", "unrated", *([f"paper {c}" for c in cols] if paper else [])]
+               "judged", "unrated", "truncated", *([f"paper {c}" for c in cols] if paper else [])]
     df = pd.DataFrame(rows, columns=columns)
-    df.attrs["digits"] = {"judged": 0, "unrated": 0}   # counts; every other number with 2
+    df.attrs["digits"] = {"judged": 0, "unrated": 0, "truncated": 0}   # counts; every other number with 2
     return df
 
 
@@ -356,7 +357,8 @@ def over_seeds(df: pd.DataFrame, run_specs=None) -> pd.DataFrame:
     problem-level intervals are dropped (the seed interval is the wider, and the claims pool both). A table of a
     config without seeds is returned as it is."""
     specs = RunSpecs(run_specs)
-    skip = {"backbone", "method_class", "strategy", "run", "benchmarks", "metric", "judge", "judged", "unrated"}
+    skip = {"backbone", "method_class", "strategy", "run", "benchmarks", "metric", "judge", "judged", "unrated",
+            "truncated"}
     values = [c for c in df.columns if c not in skip and not c.startswith("paper ") and not c.endswith("CI95")
               and _numeric(df, c)]
     digits = df.attrs.get("digits", 2)
@@ -371,7 +373,7 @@ def mark_best(df: pd.DataFrame) -> pd.DataFrame:
     """Mark, per backbone, the highest value of each value column (a benchmark or the Average; not an interval, a
     count or the paper's numbers) for bold print, as Tables 1 and 2 of the paper print "the best performance"; ties
     are all marked. :func:`to_markdown` and :func:`to_latex` print the marks (``attrs["bold"]``: (row, column))."""
-    skip = {"seeds", "judged", "unrated"}
+    skip = {"seeds", "judged", "unrated", "truncated"}
     columns = [c for c in df.columns if _numeric(df, c) and c not in skip and not c.startswith("paper ")]
     best = set()
     for _, rows in df.groupby("backbone", sort=False):
