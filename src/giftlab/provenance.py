@@ -101,22 +101,25 @@ def code_tree_version(root: Path) -> str:
     return f"nogit-{digest.hexdigest()[:16]}" if files else "unknown"
 
 
-#: Library code no trainer imports (reports, the consistency analysis, the workspace checks): edited while a run
-#: trains, it leaves the run's checkpoints resumable (:func:`training_code_version`).
-NOT_TRAINING_CODE = ("reporting", "analysis", "verify.py", "stale.py")
+#: The library code that decides what a trainer computes (the trainers, objectives, RL methods, rewards, the
+#: evaluation GRPO's dynamics run, the tiny world's tokenizer, the data and model loaders, the typed job settings):
+#: :func:`training_code_version` hashes it. The rest (planning, config checks, reports, the consistency analysis,
+#: provenance, locks) may be edited while a run trains and leaves its checkpoints resumable.
+TRAINING_CODE = ("training", "objectives", "rl_methods", "rewards", "evaluation", "tinyworld", "data.py", "models.py",
+                 "rowfiles.py", "lazy.py", "jobs.py", "cli.py")
 
 
 @lru_cache(maxsize=1)
 def training_code_version() -> str:
-    """16 hex digits of a sha256 over the library files a trainer may run (``src/giftlab`` less
-    :data:`NOT_TRAINING_CODE`; relative paths and contents). A training work folder's stamp holds it
-    (:func:`giftlab.training.checkpoints.prepare_work_dir`): a checkpoint made by other training code is not resumed,
-    or a forced rerun after an edit to an objective would re-export the old weights under the new commit."""
+    """16 hex digits of a sha256 over the files of :data:`TRAINING_CODE` (relative paths and contents). A training
+    work folder's stamp holds it (:func:`giftlab.training.checkpoints.prepare_work_dir`): a checkpoint made by other
+    training code is not resumed, or a forced rerun after an edit to an objective would re-export the old weights
+    under the new commit."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for file in visible_files(package, skip=("__pycache__",)):
         rel = file.relative_to(package)
-        if rel.parts[0] not in NOT_TRAINING_CODE:
+        if rel.parts[0] in TRAINING_CODE:
             digest.update(f"{rel.as_posix()}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()[:16]
 

@@ -88,15 +88,30 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, monkeypatc
         (package / rel).write_text((package / rel).read_text() + "\n# edited\n")
         provenance.training_code_version.cache_clear()
 
-    code_edited("reporting/tables.py")
-    prepare_work_dir(work, {"lr": 1e-6})
-    assert (work / "checkpoint-8").is_dir()
+    for unrelated in ("reporting/tables.py", "plan.py", "config.py"):  # code no trainer computes with
+        code_edited(unrelated)
+        prepare_work_dir(work, {"lr": 1e-6})
+        assert (work / "checkpoint-8").is_dir()
     code_edited("objectives/gift.py")
     with caplog.at_level("WARNING"):
         prepare_work_dir(work, {"lr": 1e-6})
     assert not (work / "checkpoint-8").exists()
     assert "other training code's (training_code): deleted, training starts afresh" in caplog.text
     provenance.training_code_version.cache_clear()
+
+
+def test_a_checkpoint_stamped_before_stamps_named_the_training_code_is_resumed(tmp_path):
+    """A run killed before the training code joined the stamp resumes where it was (pulling the change deleted every
+    checkpoint of a preempted paper run); the stamp is rewritten in the current form."""
+    work = tmp_path / "work"
+    (work / "checkpoint-100").mkdir(parents=True)
+    (work / FINGERPRINT).write_text(json.dumps({"config_hash": config_hash({"lr": 1e-6})}))
+    prepare_work_dir(work, {"lr": 1e-6})
+    assert (work / "checkpoint-100").is_dir()
+    assert json.loads((work / FINGERPRINT).read_text())["training_code"] == training_code_version()
+    (work / FINGERPRINT).write_text(json.dumps({"config_hash": config_hash({"lr": 2e-6})}))  # another config: not
+    prepare_work_dir(work, {"lr": 1e-6})
+    assert not (work / "checkpoint-100").exists()
 
 
 def _rewrite_log(rank, results, path, barrier):

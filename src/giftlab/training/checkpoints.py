@@ -170,11 +170,16 @@ def input_fingerprint(paths) -> dict[str, Any]:
     return out
 
 
-def _stamped(stamp: Path, fingerprint: Mapping[str, Any]) -> bool:
+def _stamped(stamp: Path, fingerprint: Mapping[str, Any], earlier_format: bool = False) -> bool:
+    """The stamp names ``fingerprint``; with ``earlier_format``, a stamp written before stamps named the training code
+    counts too when the rest agrees (a run killed before that change resumes where it was, as it would have)."""
     try:
-        return json.loads(stamp.read_text()) == fingerprint
+        found = json.loads(stamp.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    if earlier_format and isinstance(found, dict) and "training_code" not in found:
+        return found == {k: v for k, v in fingerprint.items() if k != "training_code"}
+    return found == fingerprint
 
 
 def _stamp_difference(stamp: Path, fingerprint: Mapping[str, Any]) -> str:
@@ -219,7 +224,7 @@ def prepare_work_dir(work_dir: str | Path, job_config: Mapping[str, Any], wait_s
             time.sleep(0.2)
         return work_dir
     hold_work_dir_lock(work_dir, " ".join(sys.argv))  # before a wipe: another job may be training in it
-    if work_dir.exists() and not _stamped(stamp, fingerprint):
+    if work_dir.exists() and not _stamped(stamp, fingerprint, earlier_format=True):
         if any(_CKPT_RE.match(p.name) for p in work_dir.iterdir()):
             log.warning("%s: its checkpoints are another job config's, another number of processes' or other "
                         "training code's (%s): deleted, training starts afresh", work_dir,

@@ -31,6 +31,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from giftlab.provenance import training_code_version
+
 log = logging.getLogger(__name__)
 
 FORMAT = "giftlab.reference_cache/1"
@@ -96,8 +98,10 @@ class CacheWriter:
         self.header = header_bytes(shape, meta)
         self.entries = json.loads(self.header[8:])
         self.size = len(self.header) + max(self.entries[name]["data_offsets"][1] for name in ORDER)
-        # the batching too (not in the header): rows of another batch size are other bytes
-        self.key = hashlib.sha256(self.header + f"batch_size={batch_size}".encode()).hexdigest()
+        # the batching too (not in the header): rows of another batch size are other bytes; and the training code
+        # (rows computed by other code are not resumed, as a trainer's checkpoints are not)
+        self.key = hashlib.sha256(self.header + f"batch_size={batch_size}".encode()
+                                  + f"code={training_code_version()}".encode()).hexdigest()
         self._raw = None
 
     def rows_done(self) -> int:
