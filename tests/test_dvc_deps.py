@@ -41,16 +41,35 @@ def test_a_file_read_by_a_stage_must_be_among_its_deps(tmp_path):
         check_stage_deps(inputs, tmp_path, stage="eval")
 
 
-def test_outside_dvc_or_for_another_stage_nothing_is_checked(tmp_path, monkeypatch):
+def test_a_symlinked_copy_in_a_listed_folder_is_covered(tmp_path):
+    """A benchmark copy linked from a shared folder (data/benchmarks/gsm8k.jsonl -> /shared/gsm8k.jsonl) lies in the
+    listed data/benchmarks, whose hash DVC takes through the link; resolved, it seemed to lie outside it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "gsm8k.jsonl").write_text("{}\n")
+    ws = tmp_path / "ws"
+    (ws / "data" / "benchmarks").mkdir(parents=True)
+    (ws / "data" / "benchmarks" / "gsm8k.jsonl").symlink_to(shared / "gsm8k.jsonl")
+    _dvc_yaml(ws, eval=["data/benchmarks"])
+    check_stage_deps({"eval": ["data/benchmarks/gsm8k.jsonl"]}, ws, stage="eval")
+    _dvc_yaml(ws, eval=[str(shared)])  # the link's target listed: covered too
+    check_stage_deps({"eval": ["data/benchmarks/gsm8k.jsonl"]}, ws, stage="eval")
+
+
+def test_outside_dvc_or_for_another_stage_nothing_is_checked(tmp_path, monkeypatch, capsys):
     (tmp_path / "bench.jsonl").write_text("{}\n")
     _dvc_yaml(tmp_path, eval=["models"], sft=["models"])
     monkeypatch.delenv("DVC_STAGE", raising=False)
     check_stage_deps({"eval": ["bench.jsonl"]}, tmp_path)      # `snakemake` run by hand
     monkeypatch.setenv("DVC_STAGE", "sft")
     check_stage_deps({"eval": ["bench.jsonl"]}, tmp_path)      # a stage the plan names no such file for
-    monkeypatch.setenv("DVC_STAGE", "dvc.yaml:eval")           # DVC's address of a stage of a named dvc.yaml
-    with pytest.raises(ConfigError, match="stage eval reads bench.jsonl"):
-        check_stage_deps({"eval": ["bench.jsonl"]}, tmp_path)
+    for address in ("dvc.yaml:eval", "../dvc.yaml:eval"):  # `dvc repro dvc.yaml:eval`, run from a subfolder
+        monkeypatch.setenv("DVC_STAGE", address)
+        with pytest.raises(ConfigError, match="stage eval reads bench.jsonl"):
+            check_stage_deps({"eval": ["bench.jsonl"]}, tmp_path)
+    _dvc_yaml(tmp_path, sft=["models"])  # no such stage in the workspace's dvc.yaml: said, not checked
+    check_stage_deps({"eval": ["bench.jsonl"]}, tmp_path, stage="eval")
+    assert "no stage eval in" in capsys.readouterr().err
 
 
 def _scale_md_recipe() -> str:
