@@ -91,6 +91,18 @@ def test_tables_collapse_the_seeds_of_a_cell_into_mean_interval_and_count():
     assert T.over_seeds(plain, run_specs(betas=(1, 3))).equals(plain)
 
 
+def test_table5_sums_its_turn_counts_over_the_seeds_whose_ratings_it_averages():
+    """A cell's Total is the mean over its seeds; its judged, unrated and truncated turns are those of all of them
+    (the first seed's counts stood beside the mean)."""
+    records = [{"judge": "rubric", "categories": {"math": {"score": 5.0 + i, "n": 10, "unrated": 0}},
+                "total": {"score": 5.0 + i, "n": 10 - i, "unrated": i, "ci95": [4.0, 6.0], "truncated": 2 * i},
+                "provenance": {"config": {"backbone": "qwen", "run": rid("gift-b3", seed)}}}
+               for i, seed in enumerate(SEEDS)]
+    row = T.over_seeds(T.table5(records, run_specs=SPECS), SPECS).iloc[0]
+    assert row["seeds"] == 5 and row["Total"] == pytest.approx(7.0)
+    assert (row["judged"], row["unrated"], row["truncated"]) == (40, 10, 20)
+
+
 def test_figures_draw_the_seed_mean_with_its_interval():
     sft_metrics = [{"epochs": [{"epoch": 1, "val_loss": 1.0 + i / 10}],
                     "provenance": {"config": {"backbone": "qwen", "run": rid(cell, seed), "method": method,

@@ -29,7 +29,8 @@ def _save(fig, pdf: str | Path, png: str | Path) -> None:
     plt.close(fig)
 
 
-# Figures 1 and 2 draw Llama-3.1-8B's panels left of Qwen2.5-7B's (their captions; Appendix C's text for Figure 3)
+# Figure 2 draws Llama-3.1-8B's panel left of Qwen2.5-7B's (its caption), and Figure 3 alike (Appendix C names Llama
+# first); Figure 1's panels are config figures.fig1.backbones in its order (paper.yaml: Llama's first, as its caption)
 PAPER_FIGURE_BACKBONES = ("Llama-3.1-8B", "Qwen2.5-7B")
 
 

@@ -29,11 +29,13 @@ def seed_ci_column(column: str) -> str:
 
 
 def collapse_seeds(df: pd.DataFrame, specs: RunSpecs, value_columns: Sequence[str],
-                   drop_columns: Sequence[str] = (), ci_digits: int = 2, by: Sequence[str] = ("backbone",)
-                   ) -> pd.DataFrame:
+                   drop_columns: Sequence[str] = (), ci_digits: int = 2, by: Sequence[str] = ("backbone",),
+                   count_columns: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (``by`` columns, cell): ``value_columns`` averaged over the cell's seeds, each followed by its seed
-    interval; ``drop_columns`` (per-run intervals, which a mean over seeds does not have) removed; ``run`` becomes
-    the cell's id; other columns keep the first replicate's value (labels, paper numbers: equal across seeds)."""
+    interval; ``count_columns`` summed over them (Table 5's judged, unrated and truncated turns: those of all the
+    seeds whose ratings the mean pools); ``drop_columns`` (per-run intervals, which a mean over seeds does not have)
+    removed; ``run`` becomes the cell's id; other columns keep the first replicate's value (labels, paper numbers:
+    equal across seeds)."""
     if df.empty or not has_replicates(specs):
         return df
     rows = []
@@ -51,6 +53,9 @@ def collapse_seeds(df: pd.DataFrame, specs: RunSpecs, value_columns: Sequence[st
             row[col] = summary["mean"]
             lo, hi = summary["ci"]
             row[seed_ci_column(col)] = "" if math.isnan(lo) else f"[{lo:.{ci_digits}f}, {hi:.{ci_digits}f}]"
+        for col in count_columns:
+            counts = [v for v in members[col].tolist() if not (isinstance(v, float) and math.isnan(v))]
+            row[col] = sum(counts) if counts else math.nan
         row[SEEDS_COLUMN] = len(members)
         rows.append(row)
     columns = [c for c in df.columns if c not in set(drop_columns)]

@@ -37,6 +37,7 @@ from giftlab.reporting.runs import RunSpecs
 from giftlab.reporting.seeds import collapse_seeds
 
 CONSISTENCY_METRICS = {"cos": "Cos ↑", "l2": "L2 ↓", "kl": "KL ↓"}
+TURN_COUNTS = ("judged", "unrated", "truncated")  # Table 5's counts of turns (summed over seeds, never bold)
 
 
 def benchmark_column(benchmark: str) -> str:
@@ -357,14 +358,13 @@ def over_seeds(df: pd.DataFrame, run_specs=None) -> pd.DataFrame:
     problem-level intervals are dropped (the seed interval is the wider, and the claims pool both). A table of a
     config without seeds is returned as it is."""
     specs = RunSpecs(run_specs)
-    skip = {"backbone", "method_class", "strategy", "run", "benchmarks", "metric", "judge", "judged", "unrated",
-            "truncated"}
+    skip = {"backbone", "method_class", "strategy", "run", "benchmarks", "metric", "judge", *TURN_COUNTS}
     values = [c for c in df.columns if c not in skip and not c.startswith("paper ") and not c.endswith("CI95")
               and _numeric(df, c)]
     digits = df.attrs.get("digits", 2)
     ci_digits = 4 if isinstance(digits, Mapping) and any(v == 4 for v in digits.values()) else 2
     return collapse_seeds(df, specs, values, drop_columns=[c for c in df.columns if c.endswith("CI95")],
-                          ci_digits=ci_digits)
+                          ci_digits=ci_digits, count_columns=[c for c in TURN_COUNTS if c in df.columns])
 
 
 # ---------------------------------------------------------------- the best value in bold
@@ -373,7 +373,7 @@ def mark_best(df: pd.DataFrame) -> pd.DataFrame:
     """Mark, per backbone, the highest value of each value column (a benchmark or the Average; not an interval, a
     count or the paper's numbers) for bold print, as Tables 1 and 2 of the paper print "the best performance"; ties
     are all marked. :func:`to_markdown` and :func:`to_latex` print the marks (``attrs["bold"]``: (row, column))."""
-    skip = {"seeds", "judged", "unrated", "truncated"}
+    skip = {"seeds", *TURN_COUNTS}
     columns = [c for c in df.columns if _numeric(df, c) and c not in skip and not c.startswith("paper ")]
     best = set()
     for _, rows in df.groupby("backbone", sort=False):
