@@ -125,20 +125,26 @@ def test_a_workspace_without_git_records_a_hash_of_its_code(tmp_path):
     assert version() not in (first, "unknown")
 
 
-def test_the_site_files_docs_scale_asks_for_leave_a_clean_checkout_clean(tmp_path):
-    # docs/scale.md has every cluster user write config/site.yaml (paths, account, partitions: "do not commit") and
-    # config/extra.yaml; untracked under config/ (a CODE_PATHS folder), they stamped every result of the paper run
-    # "<commit>-dirty", a commit with edited code indistinguishable from a clean one. Another new config still counts.
-    workspace = tmp_path / "workspace"
+def committed_copy(workspace, files=None):
+    """A git checkout holding a copy of the library (and ``files``: {relative path: text}), all committed."""
     shutil.copytree(REPO / "src" / "giftlab", workspace / "src" / "giftlab",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / ".gitignore", workspace / ".gitignore")
-    (workspace / "config").mkdir()
-    (workspace / "config" / "paper.yaml").write_text("seed: 1\n")
+    for rel, text in (files or {}).items():
+        (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / rel).write_text(text)
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], cwd=workspace, check=True)
     subprocess.run([*git, "add", "."], cwd=workspace, check=True)
     subprocess.run([*git, "commit", "-qm", "code"], cwd=workspace, check=True)
+    return workspace
+
+
+def test_the_site_files_docs_scale_asks_for_leave_a_clean_checkout_clean(tmp_path):
+    # docs/scale.md has every cluster user write config/site.yaml (paths, account, partitions: "do not commit") and
+    # config/extra.yaml; untracked under config/ (a CODE_PATHS folder), they stamped every result of the paper run
+    # "<commit>-dirty", a commit with edited code indistinguishable from a clean one. Another new config still counts.
+    workspace = committed_copy(tmp_path / "workspace", {".gitignore": (REPO / ".gitignore").read_text(),
+                                                        "config/paper.yaml": "seed: 1\n"})
     code = "from giftlab.provenance import git_commit; print(git_commit())"
     env = {**os.environ, "PYTHONPATH": str(workspace / "src")}
 
@@ -156,13 +162,7 @@ def test_the_site_files_docs_scale_asks_for_leave_a_clean_checkout_clean(tmp_pat
 def test_a_dirty_checkout_records_which_files_changed_and_a_hash_of_the_changes(tmp_path):
     """"<commit>-dirty" alone said nothing of what was edited: two results of one commit with different edits
     recorded the same string."""
-    workspace = tmp_path / "workspace"
-    shutil.copytree(REPO / "src" / "giftlab", workspace / "src" / "giftlab",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], cwd=workspace, check=True)
-    subprocess.run([*git, "add", "."], cwd=workspace, check=True)
-    subprocess.run([*git, "commit", "-qm", "code"], cwd=workspace, check=True)
+    workspace = committed_copy(tmp_path / "workspace")
     code = "import json; from giftlab.provenance import provenance; print(json.dumps(provenance({})))"
     env = {**os.environ, "PYTHONPATH": str(workspace / "src")}
 
