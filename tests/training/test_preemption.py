@@ -317,9 +317,15 @@ def test_grpo_resumed_between_the_updates_of_a_rollout_batch_trains_what_an_unin
     from safetensors.torch import load_file
     from trl import GRPOTrainer
 
+    from giftlab.training.grpo import MathReward
+
     cfg = dict(GRPO, max_steps=4, prompts_per_generation=4, save_steps=100)
     trained: list = []
     monkeypatch.setattr(GRPOTrainer, "_compute_loss", train_prompts(trained))
+    # rewards that differ within a group, a function of the completion: the random base solves nothing, and rewards
+    # all 0 leave every advantage 0, no update at all, and two runs' weights equal whatever they trained
+    monkeypatch.setattr(MathReward, "__call__", lambda self, prompts, completions, final_answer, **_:
+                        [float(len(c) % 2) for c in completions])
 
     def run(name, callbacks=()):
         return grpo_in(tmp_path / name, base_dir, cfg, callbacks)
@@ -336,6 +342,9 @@ def test_grpo_resumed_between_the_updates_of_a_rollout_batch_trains_what_an_unin
     weights = [load_file(tmp_path / name / "model" / "model.safetensors") for name in ("straight", "resumed")]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    base = load_file(base_dir / "model.safetensors")  # ... and they trained: the weights moved from the base
+    assert any(not torch.equal(base[k], weights[0][k]) for k in base if k in weights[0])
+    assert all(base[k].dtype == weights[0][k].dtype for k in base if k in weights[0])
 
 
 def test_a_cpu_process_of_several_restores_its_rollout_batch(tmp_path):
