@@ -101,12 +101,14 @@ def code_tree_version(root: Path) -> str:
     return f"nogit-{digest.hexdigest()[:16]}" if files else "unknown"
 
 
-#: The library code that decides what a trainer computes (the trainers, objectives, RL methods, rewards, the
-#: evaluation GRPO's dynamics run, the tiny world's tokenizer, the data and model loaders, the typed job settings):
-#: :func:`training_code_version` hashes it. The rest (planning, config checks, reports, the consistency analysis,
+#: The library code that decides what a trainer computes (the trainers, objectives, RL methods, rewards, the sampling
+#: and pass@k GRPO's rollouts and dynamics run, the tiny world's tokenizer, the data and model loaders, the typed job
+#: settings), as paths under ``src/giftlab`` (a folder: all of it): :func:`training_code_version` hashes it. The rest
+#: (planning, config checks, the benchmarks' registry where one's own is added, reports, the consistency analysis,
 #: provenance, locks) may be edited while a run trains and leaves its checkpoints resumable.
-TRAINING_CODE = ("training", "objectives", "rl_methods", "rewards", "evaluation", "tinyworld", "data.py", "models.py",
-                 "rowfiles.py", "lazy.py", "jobs.py", "cli.py")
+TRAINING_CODE = ("training", "objectives", "rl_methods", "rewards", "evaluation/generation.py", "evaluation/runner.py",
+                 "tinyworld", "__init__.py", "data.py", "models.py", "rowfiles.py", "lazy.py", "jobs.py", "cli.py",
+                 "stats.py")
 
 
 @lru_cache(maxsize=1)
@@ -118,9 +120,9 @@ def training_code_version() -> str:
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for file in visible_files(package, skip=("__pycache__",)):
-        rel = file.relative_to(package)
-        if rel.parts[0] in TRAINING_CODE:
-            digest.update(f"{rel.as_posix()}\0{file_sha256(file)}\n".encode())
+        rel = file.relative_to(package).as_posix()
+        if any(rel == path or rel.startswith(f"{path}/") for path in TRAINING_CODE):
+            digest.update(f"{rel}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()[:16]
 
 

@@ -88,13 +88,18 @@ def test_a_checkpoint_of_other_training_code_is_not_resumed(tmp_path, monkeypatc
         (package / rel).write_text((package / rel).read_text() + "\n# edited\n")
         provenance.training_code_version.cache_clear()
 
-    for unrelated in ("reporting/tables.py", "plan.py", "config.py"):  # code no trainer computes with
+    # code no trainer computes with, a benchmark of one's own registered (evaluation/benchmarks.py) included
+    for unrelated in ("reporting/tables.py", "plan.py", "config.py", "evaluation/benchmarks.py"):
         code_edited(unrelated)
         prepare_work_dir(work, {"lr": 1e-6})
         assert (work / "checkpoint-8").is_dir()
-    code_edited("objectives/gift.py")
+    code_edited("evaluation/generation.py")  # GRPO's rollouts sample with it
     with caplog.at_level("WARNING"):
         prepare_work_dir(work, {"lr": 1e-6})
+    assert not (work / "checkpoint-8").exists()
+    (work / "checkpoint-8").mkdir()
+    code_edited("objectives/gift.py")
+    prepare_work_dir(work, {"lr": 1e-6})
     assert not (work / "checkpoint-8").exists()
     assert "other training code's (training_code): deleted, training starts afresh" in caplog.text
     provenance.training_code_version.cache_clear()
