@@ -18,7 +18,7 @@ from giftlab import cli
 from giftlab.data import REQUIRED_COLUMNS, read_problems
 from giftlab.jobs import GRPOJob
 from giftlab.models import load_model, load_tokenizer
-from giftlab.provenance import write_result
+from giftlab.provenance import data_sha256, write_result
 
 
 def main(argv=None):
@@ -59,7 +59,8 @@ def main(argv=None):
     if int(os.environ.get("RANK", 0)) == 0:
         publish(Path(args.work) / "tensorboard", args.tensorboard, plot_rows(metrics["log"], GRPO_FIELDS), args.steps,
                 GRPO_FIELDS)
-    write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics}, config)
+    write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics,
+                                "data_sha256": data_sha256([args.rl])}, config)
 
 
 if __name__ == "__main__":

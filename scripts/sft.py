@@ -11,7 +11,7 @@ from giftlab import cli
 from giftlab.data import read_problems
 from giftlab.jobs import SFTJob
 from giftlab.models import load_model, load_tokenizer
-from giftlab.provenance import write_result
+from giftlab.provenance import data_sha256, write_result
 
 
 def main(argv=None):
@@ -60,7 +60,8 @@ def main(argv=None):
         # goes on to sft.epochs) publishes only its own epochs' steps
         rows = read_step_rows(work / "steps.jsonl", up_to_step=metrics["steps"])
         publish(work / "tensorboard", args.tensorboard, plot_rows(rows, SFT_FIELDS), args.steps, SFT_FIELDS)
-    write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics}, config)
+    write_result(args.metrics, {"backbone": job.backbone, "run": job.run, **metrics,
+                                "data_sha256": data_sha256([*args.train, args.val])}, config)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from giftlab import cli
 from giftlab.data import load_problems, split_problems, with_instruction, write_jsonl
 from giftlab.jobs import SplitJob
-from giftlab.provenance import write_result
+from giftlab.provenance import data_sha256, write_result
 
 
 def main(argv=None):
@@ -30,7 +30,9 @@ def main(argv=None):
         write_jsonl(getattr(args, name), parts[name])
     write_result(args.summary, {"source": args.problems, "rows_in_source": len(rows),
                                 "distinct_questions": distinct, "repeated_questions_dropped": len(rows) - distinct,
-                                "sizes": {k: len(v) for k, v in parts.items()}}, config)
+                                "sizes": {k: len(v) for k, v in parts.items()},
+                                "data_sha256": data_sha256(getattr(args, name) for name in ("sft", "rl", "val"))},
+                 config)
 
 
 if __name__ == "__main__":

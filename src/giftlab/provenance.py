@@ -248,6 +248,12 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def data_sha256(paths) -> dict[str, str]:
+    """{path: 16 hex digits of :func:`path_sha256`} of data files a job read or wrote (the splits): a result names the
+    exact rows behind it, not only their paths."""
+    return {str(path): path_sha256(path)[:16] for path in paths}
+
+
 def path_sha256(path) -> str:
     """:func:`file_sha256` of a file; of a folder (a benchmark kept as a dataset folder), a sha256 over each of its
     files' relative path and sha256, in path order. Hidden files and folders are left out, as the readers leave them

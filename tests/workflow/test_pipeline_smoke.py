@@ -206,3 +206,19 @@ def test_rl_and_eval_outputs_are_well_formed(smoke_run):
         assert len(rows) == summary["n_problems"] * summary["n_samples"]
     mc = json.loads((smoke_run / "results" / "eval" / "rl" / "qwen" / "sft" / "tiny_mc.summary.json").read_text())
     assert mc["n_problems"] == 8 and mc["provenance"]["config"]["benchmark"] == "tiny_mc"
+
+
+def test_results_name_the_exact_rows_and_weights_behind_them(smoke_run):
+    """The chain from a table's row back to its data, by content: the split records its subsets' hashes, each SFT and
+    GRPO run those of the subsets it trained on, each evaluation the hash of the weights it evaluated."""
+    from giftlab.provenance import path_sha256
+
+    split = json.loads((smoke_run / "results" / "split.json").read_text())["data_sha256"]
+    assert split == {f"data/splits/{name}.jsonl": path_sha256(smoke_run / "data" / "splits" / f"{name}.jsonl")[:16]
+                     for name in ("sft", "rl", "val")}
+    sft = json.loads((smoke_run / "results" / "sft" / "qwen" / "sft" / "metrics.json").read_text())["data_sha256"]
+    assert sft == {k: split[k] for k in ("data/splits/sft.jsonl", "data/splits/val.jsonl")}
+    grpo = json.loads((smoke_run / "results" / "rl" / "qwen" / "sft" / "metrics.json").read_text())["data_sha256"]
+    assert grpo == {"data/splits/rl.jsonl": split["data/splits/rl.jsonl"]}
+    summary = json.loads((smoke_run / "results" / "eval" / "rl" / "qwen" / "sft" / "tiny_id.summary.json").read_text())
+    assert summary["model_sha256"] == path_sha256(smoke_run / "models" / "rl" / "qwen" / "sft")[:16]
