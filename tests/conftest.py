@@ -16,6 +16,13 @@ if "TRITON_INTERPRET" not in os.environ:
 import pytest  # noqa: E402
 
 
+def pytest_addoption(parser, pluginmanager):
+    """pyproject's addopts name pytest-xdist's --no-loadscope-reorder (the README's `-n 2` run keeps this folder's
+    order of files); with xdist off (`-p no:xdist`) the option is accepted and means nothing."""
+    if not pluginmanager.has_plugin("xdist"):
+        parser.addoption("--no-loadscope-reorder", action="store_true", help="(pytest-xdist's; no effect without it)")
+
+
 @pytest.fixture(autouse=True)
 def _collector_unfrozen():
     """Tests that call giftlab.cli.run in this process (it freezes the collector when a job's main returns, for the

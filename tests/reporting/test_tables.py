@@ -118,6 +118,9 @@ def test_strategy_labels():
     # labels come from the run table, not from the id: a table that says otherwise wins
     odd = RunSpecs({"gift-b3": {"strategy": "gift", "method": "gift", "beta": 7.0, "label": "GIFT", "order": 7}})
     assert odd.label("gift-b3") == "GIFT (β=7)"
+    # an objective of one's own whose label ends in parentheses takes β inside them ("GIFT (clipped) (β=3)" before)
+    mine = RunSpecs({"mine-b3": {"strategy": "mine", "method": "mine", "beta": 3.0, "label": "GIFT (clipped)"}})
+    assert mine.label("mine-b3") == "GIFT (clipped, β=3)"
     assert T.benchmark_column("gsm8k") == "GSM8K" and T.benchmark_column("tiny_id") == "tiny_id"
 
 

@@ -78,10 +78,15 @@ class RunSpecs:
         return self._get(run, "label") or PAPER_HEAD_LABELS.get(self.strategy(run), run)
 
     def label(self, run: str) -> str:
-        """Row label in our tables: the paper's label, with β for GIFT runs (``GIFT (β=3)``)."""
+        """Row label in our tables: the paper's label, with β for GIFT runs (``GIFT (β=3)``; a label that ends in
+        parentheses takes β inside them: ``GIFT (clipped, β=3)``)."""
         beta = self.beta(run)
         label = self.paper_label(run)
-        return label if beta is None else f"{label} (β={format_beta(beta)})"
+        if beta is None:
+            return label
+        if label.endswith(")") and "(" in label:
+            return f"{label[:-1]}, β={format_beta(beta)})"
+        return f"{label} (β={format_beta(beta)})"
 
     def method_class(self, run: str) -> str:
         return self._get(run, "method_class") or METHOD_CLASSES.get(self.strategy(run), DEFAULT_METHOD_CLASS)
