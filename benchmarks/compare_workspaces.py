@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/compare_workspaces.py BEFORE_WS AFTER_WS
 
 Byte for byte: tables (csv, md, tex), figure PNGs (PDFs carry their creation time), MT-Bench answers and judgements,
-training step logs, data files, exported weights (``models/**/*.safetensors``). Sample files: row by row without their per-sample ``seconds``. Result JSONs: equal
-once provenance and wall-clock keys are left out. A file of these kinds that only AFTER_WS has is a
-difference too. Prints each difference and a count; exits 1 if any.
+training step logs, data files, exported weights (``models/**/*.safetensors``). Sample files: row by row without their
+per-sample ``seconds``. Result JSONs: equal once provenance and wall-clock keys are left out. A file of these kinds
+that only AFTER_WS has is a difference too. Prints each difference and a count; exits 1 if any.
 """
 
 from __future__ import annotations

@@ -271,6 +271,11 @@ class Plan:
         found = self._world_benchmark(main) or self._copy_of(main)
         return [str(found or f"{self.bench_dir}/{main}.jsonl")]
 
+    def _dynamics_file(self) -> str | None:
+        """The main benchmark's file the GRPO runs that track RL dynamics read, or None when no run does."""
+        tracking = [run for run in self.runs if self.tracks_dynamics(run)]
+        return self.dynamics_benchmark(tracking[0])[0] if tracking else None
+
     def local_inputs(self) -> list[tuple[str, str, str]]:
         """(config key, path, what reads it and where the docs say to get it) of the files the grid reads that no rule
         makes (benchmark copies that must be local; the paper grid's Figure 3 copy and MT-Bench files), beside the
@@ -280,9 +285,9 @@ class Plan:
         files = [("eval.benchmarks", path, why) for path, why in self.required_benchmark_copies().values()]
         if self.tiny:
             return files
-        tracking = [run for run in self.runs if self.tracks_dynamics(run)]
-        if tracking:
-            files.append(("eval.main_benchmark", self.dynamics_benchmark(tracking[0])[0],
+        dynamics = self._dynamics_file()
+        if dynamics:
+            files.append(("eval.main_benchmark", dynamics,
                           "its copy in eval.benchmark_dir, read by the GRPO runs that track RL dynamics for Figure 3; "
                           "docs/scale.md, step 2"))
         if self.mtbench:  # the answer jobs' inputs: the questions, then the reference answers where configured
@@ -298,11 +303,10 @@ class Plan:
         world's own files are a rule's outputs). Each must be a dep of its DVC stage (:mod:`giftlab.dvc_deps`)."""
         from giftlab.data import looks_local
 
-        tracking = [run for run in self.runs if self.tracks_dynamics(run)]
+        dynamics = self._dynamics_file()
         inputs = {"eval": [path for name, path in self.benchmark_files("all").items()
                            if self._world_benchmark(name) is None],
-                  "grpo": [path for path in (self.dynamics_benchmark(tracking[0]) if tracking else [])
-                           if not path.startswith(WORLD_BENCHMARK_DIR)],
+                  "grpo": [dynamics] if dynamics and not dynamics.startswith(WORLD_BENCHMARK_DIR) else [],
                   "mtbench": [path for path in self.mtbench_questions() if path != MTBENCH_TINY_QUESTIONS]
                   if self.mtbench else []}
         data_path = self.config["data"].get("path")

@@ -420,8 +420,8 @@ def figure3(rl_metrics, backbones: Sequence[str], pdf, png, runs: Sequence[str] 
             ci: bool = True, benchmark: str | None = None, run_specs=None) -> dict:
     """Figure 3 / Appendix C: pass@1 across RL training progress, SFT vs GIFT initialisation.
 
-    One panel per backbone (the paper's: Llama's left); x = fraction of the RL steps done, y = pass@1 of the policy at that
-    point; one line per run (plain SFT black, GIFT coloured, β in the legend), with optional
+    One panel per backbone (the paper's: Llama's left); x = fraction of the RL steps done, y = pass@1 of the policy
+    at that point; one line per run (plain SFT black, GIFT coloured, β in the legend), with optional
     bootstrap bands. A backbone without dynamics gets an empty panel. Each title says which problems the
     curves are measured on (:func:`dynamics_subset_label`: a random subset of the benchmark, not all of it).
     """

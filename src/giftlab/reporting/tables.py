@@ -102,7 +102,9 @@ def _backbone_order(backbones: Iterable[str], wanted: Sequence[str] | None, tabl
     present = list(dict.fromkeys(backbones))
     if wanted is not None:
         present = [b for b in wanted if b in present]
-    return present if table is None else pn.in_paper_order(present, pn.paper_order(table, "backbone"), pn.as_paper_backbone)
+    if table is None:
+        return present
+    return pn.in_paper_order(present, pn.paper_order(table, "backbone"), pn.as_paper_backbone)
 
 
 # ---------------------------------------------------------------- Tables 1 and 2
@@ -123,9 +125,9 @@ def benchmark_table(summaries: Iterable[Mapping[str, Any]], paper_table: int | N
     Uses the summaries at stage ``rl`` (and ``direct_sft`` at stage ``sft``: Direct SFT has no RL
     stage). ``benchmarks`` restricts and orders the columns (default: as they first appear; the paper's own in
     paper table ``paper_table``'s order, before the others); a requested benchmark without results is an empty
-    column. Backbones: those of ``backbones``, the paper's two in that table's order. Average = mean over the benchmark columns, NaN when the row
-    misses one. ``with_ci`` adds
-    ``<column> CI95`` ("[lo, hi]" in %) from ``pass@1_ci95`` (only for pass@1 cells).
+    column. Backbones: those of ``backbones``, the paper's two in that table's order. Average = mean over the
+    benchmark columns, NaN when the row misses one. ``with_ci`` adds ``<column> CI95`` ("[lo, hi]" in %) from
+    ``pass@1_ci95`` (only for pass@1 cells).
     ``report_metric`` {backbone: {benchmark: "pass@k"}} reports those cells with another metric (the paper:
     Llama-3.1-8B's AIME as pass@32); the column ``metric`` then says which cells. ``run_specs``: the plan's run
     table (labels, classes, row order; :class:`giftlab.reporting.runs.RunSpecs`).
@@ -317,8 +319,9 @@ def table5(records: Iterable[Mapping[str, Any]], paper: bool = False, backbones:
     """Table 5: MT-Bench scores (1-10) per (backbone, run): ``Total`` (with its interval over dialogues), then one
     column per category present, in the paper's order and names (``Extract`` for ``extraction``; a category the
     paper lacks keeps its name, after them); ``judged``/``unrated``: turns with and without a rating (an unrated
-    turn is in no mean); ``truncated``: answers cut at ``mtbench.max_new_tokens`` (judged as cut). ``paper`` adds ``paper <column>``: the paper's number for the same backbone and strategy
-    (every GIFT β maps to the paper's GIFT row)."""
+    turn is in no mean); ``truncated``: answers cut at ``mtbench.max_new_tokens`` (judged as cut). ``paper`` adds
+    ``paper <column>``: the paper's number for the same backbone and strategy (every GIFT β maps to the paper's GIFT
+    row)."""
     specs = RunSpecs(run_specs)
     idx = index_records(records, ("backbone", "run"), "table5")
     present = {c for rec in idx.values() for c in rec["categories"]}
